@@ -1,0 +1,49 @@
+"""coordination: validation, fault tolerance and observability for existing services.
+
+Every public name is importable from here and listed in ``__all__``; the subpackages
+(``coordination.validation``, ``coordination.error_handling``,
+``coordination.performance``, ``coordination.integration``,
+``coordination.observability``) mirror the spec's modules.
+"""
+
+from ._config import (
+    CoordinationConfig,
+    config_settings,
+    describe_config,
+    load_coordination_config,
+)
+from ._errors import (
+    BulkheadFull,
+    CircuitOpenError,
+    ConfigError,
+    CoordinationError,
+    EventDeadLettered,
+    OperationTimeout,
+    RateLimitExceeded,
+    RuleSetError,
+    StoreError,
+    ValidationError,
+)
+from ._status import HealthStatus
+from ._version import __version__
+
+# Each capability below adds its public names to the imports above and to __all__.
+
+__all__ = [
+    "BulkheadFull",
+    "CircuitOpenError",
+    "ConfigError",
+    "CoordinationConfig",
+    "CoordinationError",
+    "EventDeadLettered",
+    "HealthStatus",
+    "OperationTimeout",
+    "RateLimitExceeded",
+    "RuleSetError",
+    "StoreError",
+    "ValidationError",
+    "__version__",
+    "config_settings",
+    "describe_config",
+    "load_coordination_config",
+]

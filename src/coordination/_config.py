@@ -1,0 +1,609 @@
+"""``CoordinationConfig``: every setting of the library, from code, YAML or the environment.
+
+Precedence, lowest first: the defaults < a YAML file < ``COORDINATION_*`` environment
+variables < keyword arguments given in code. ``CoordinationConfig.load()`` combines all
+four; ``from_environment()`` and ``load_coordination_config()`` behave as in the spec.
+
+Every value is checked where it enters, and a bad one raises ``ConfigError`` naming the
+field, the value and its source (``environment variable COORDINATION_MAX_RETRIES``,
+``config/coordination.yaml, line 3``, ``keyword argument``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE_VARIABLE",
+    "ConfigSetting",
+    "CoordinationConfig",
+    "config_settings",
+    "describe_config",
+    "load_coordination_config",
+    "resolve_config",
+]
+
+CONFIG_FILE_VARIABLE = "COORDINATION_CONFIG_FILE"
+JITTER_KINDS = ("none", "full", "equal", "decorrelated")
+_RATE = re.compile(
+    r"^\s*\d+(\.\d+)?\s*/\s*(\d+(\.\d+)?\s*)?(ms|s|sec|second|m|min|minute|h|hour)\s*$"
+)
+
+
+# --- how one field is described ------------------------------------------------------
+
+
+def _setting(
+    default: Any,
+    kind: type,
+    doc: str,
+    *,
+    env: str | None = None,
+    optional: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    choices: tuple[str, ...] | None = None,
+    pattern: re.Pattern[str] | None = None,
+    pattern_hint: str = "",
+) -> Any:
+    """A dataclass field whose metadata says how to parse, check and document it."""
+    return dataclasses.field(
+        default=default,
+        metadata={
+            "kind": kind,
+            "doc": doc,
+            "env": env,
+            "optional": optional,
+            "minimum": minimum,
+            "maximum": maximum,
+            "exclusive_minimum": exclusive_minimum,
+            "choices": choices,
+            "pattern": pattern,
+            "pattern_hint": pattern_hint,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinationConfig:
+    """Configuration for every coordination component.
+
+    >>> CoordinationConfig(max_retries=5).max_retries
+    5
+    >>> CoordinationConfig.load(max_retries=2).base_delay  # defaults < file < env < kwargs
+    1.0
+    """
+
+    # --- the spec's fields, with the spec's names, defaults and variables ---
+    enable_validation: bool = _setting(
+        True,
+        bool,
+        "Validate inputs against rule sets; off turns validation into a no-op everywhere.",
+        env="COORDINATION_ENABLE_VALIDATION",
+    )
+    validation_rules_path: str = _setting(
+        "src/core/validation/rules",
+        str,
+        "File or folder of YAML rule sets loaded by CoordinationValidator "
+        "(a missing path loads none).",
+        env="COORDINATION_RULES_PATH",
+    )
+    max_retries: int = _setting(
+        3,
+        int,
+        "Retries after the first attempt (3 means at most 4 calls).",
+        minimum=0,
+    )
+    base_delay: float = _setting(1.0, float, "Seconds to wait before the first retry.", minimum=0)
+    backoff_multiplier: float = _setting(
+        2.0, float, "Each retry waits this many times longer than the one before.", minimum=1
+    )
+    circuit_breaker_threshold: int = _setting(
+        5, int, "Consecutive failures that open an operation's circuit breaker.", minimum=1
+    )
+    enable_performance_monitoring: bool = _setting(
+        True,
+        bool,
+        "Record latency and outcomes; off turns monitoring into a no-op everywhere.",
+        env="COORDINATION_ENABLE_PERFORMANCE",
+    )
+    collection_interval: float = _setting(
+        5.0,
+        float,
+        "Seconds between resource samples taken by the monitor's background thread.",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    max_data_points: int = _setting(
+        1000, int, "Resource samples (and windowed points) kept in memory at most.", minimum=1
+    )
+
+    # --- error handling: retry, breaker, timeout, bulkhead, rate limit ---
+    max_delay: float = _setting(60.0, float, "Cap on one backoff wait, in seconds.", minimum=0)
+    jitter: str = _setting(
+        "full",
+        str,
+        "Randomisation of backoff waits: none, full (uniform 0..wait), equal "
+        "(wait/2 + uniform 0..wait/2) or decorrelated.",
+        choices=JITTER_KINDS,
+    )
+    retry_time_budget: float | None = _setting(
+        None,
+        float,
+        "Overall seconds an operation may spend retrying (none: no budget).",
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    circuit_breaker_timeout: float = _setting(
+        30.0,
+        float,
+        "Seconds an open breaker rejects calls before admitting trial calls.",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    circuit_breaker_half_open_calls: int = _setting(
+        1, int, "Trial calls a half-open breaker admits; all must succeed to close it.", minimum=1
+    )
+    operation_timeout: float | None = _setting(
+        None,
+        float,
+        "Seconds one attempt may take (none: no timeout).",
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    max_concurrent: int | None = _setting(
+        None,
+        int,
+        "Bulkhead: concurrent calls allowed per operation (none: unlimited).",
+        optional=True,
+        minimum=1,
+    )
+    rate_limit: str | None = _setting(
+        None,
+        str,
+        'Calls allowed per operation, such as "100/s", "20/m" or "5/10s" (none: unlimited).',
+        optional=True,
+        pattern=_RATE,
+        pattern_hint='a rate such as "100/s", "20/m", "5/10s"',
+    )
+
+    # --- performance monitoring ---
+    max_operation_names: int = _setting(
+        1000,
+        int,
+        "Distinct operation names tracked; later names share the overflow name __overflow__.",
+        minimum=1,
+    )
+    latency_p95_threshold_ms: float | None = _setting(
+        None,
+        float,
+        "p95 latency above which an operation is DEGRADED (none: no threshold).",
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    latency_p99_threshold_ms: float | None = _setting(
+        None,
+        float,
+        "p99 latency above which an operation is UNHEALTHY (none: no threshold).",
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    error_rate_threshold: float | None = _setting(
+        None,
+        float,
+        "Recent error rate (0..1) above which an operation is UNHEALTHY (none: no threshold).",
+        optional=True,
+        minimum=0,
+        maximum=1,
+    )
+
+    # --- validation limits on messages (checked before any rule runs) ---
+    validation_max_depth: int = _setting(
+        64, int, "Deepest nesting of mappings and lists a message may have.", minimum=1
+    )
+    validation_max_string_length: int = _setting(
+        1_000_000, int, "Longest string (in characters) a message may contain.", minimum=1
+    )
+    validation_max_items: int = _setting(
+        100_000, int, "Most entries one mapping or list in a message may have.", minimum=1
+    )
+    validation_fail_fast: bool = _setting(
+        False, bool, "Stop at the first validation error instead of collecting all."
+    )
+
+    # --- events ---
+    dead_letter_path: str = _setting(
+        "coordination-dead-letters.sqlite3",
+        str,
+        'SQLite file that keeps events which could not be processed (":memory:" keeps '
+        "them in memory only).",
+    )
+
+    # --- observability and built-in HTTP endpoints ---
+    expose_endpoints: bool = _setting(
+        False,
+        bool,
+        "Serve the metrics, health and status-page endpoints from the middleware.",
+    )
+    metrics_path: str = _setting("/metrics", str, "Path of the Prometheus metrics endpoint.")
+    health_path: str = _setting(
+        "/health", str, "Path of the health endpoint (with /live and /ready below it)."
+    )
+    status_page_path: str = _setting("/coordination", str, "Path of the live status page.")
+    health_details: bool = _setting(
+        False, bool, "Show component details in the /health document (off: status only)."
+    )
+    health_cache_seconds: float = _setting(
+        1.0, float, "Seconds a health check's result is reused.", minimum=0
+    )
+    health_check_timeout: float = _setting(
+        2.0,
+        float,
+        "Seconds a custom health check may take before it counts as failed.",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+
+    # --- scale-out ---
+    redis_url: str | None = _setting(
+        None,
+        str,
+        "Redis URL for shared breaker state and rate limits (none: state stays in-process).",
+        optional=True,
+    )
+    redis_namespace: str = _setting(
+        "coordination", str, "Prefix of every Redis key this library writes."
+    )
+
+    # --- diagnostics ---
+    debug: bool = _setting(
+        False, bool, "Turn on DEBUG logging for every component's coordination.* logger."
+    )
+
+    def __post_init__(self) -> None:
+        for spec in _SETTINGS.values():
+            spec.check(getattr(self, spec.name), "keyword argument")
+
+    # --- constructors -----------------------------------------------------------------
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> CoordinationConfig:
+        """The defaults overridden by ``COORDINATION_*`` environment variables."""
+        values, _ = _resolve(path=None, environ=environ, overrides={}, read_file=False)
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> CoordinationConfig:
+        """The defaults overridden by a YAML file; a missing file gives the defaults."""
+        return load_coordination_config(path)
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, source: str = "configuration mapping"
+    ) -> CoordinationConfig:
+        """The defaults overridden by ``data`` (unknown keys are an error, with a hint)."""
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            spec = _lookup(key, source)
+            values[spec.name] = spec.coerce(value, source)
+        return cls(**values)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> CoordinationConfig:
+        """Defaults < YAML file < environment < ``overrides``, in one call.
+
+        ``path`` defaults to the file named by ``COORDINATION_CONFIG_FILE`` (if set); a
+        file that does not exist contributes nothing.
+        """
+        values, _ = _resolve(path=path, environ=environ, overrides=overrides, read_file=True)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> CoordinationConfig:
+        """A copy with ``changes`` applied (checked like keyword arguments)."""
+        for key in changes:
+            _lookup(key, "keyword argument")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field and its value, JSON-serialisable."""
+        return {name: getattr(self, name) for name in _SETTINGS}
+
+
+# --- parsing and checking --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSetting:
+    """How one configuration field is parsed, checked and documented."""
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    env: str
+    optional: bool
+    minimum: float | None
+    maximum: float | None
+    exclusive_minimum: bool
+    choices: tuple[str, ...] | None
+    pattern: re.Pattern[str] | None
+    pattern_hint: str
+
+    @property
+    def type_name(self) -> str:
+        base = {bool: "bool", int: "int", float: "float", str: "str"}[self.kind]
+        return f"{base} | None" if self.optional else base
+
+    def coerce(self, value: Any, source: str) -> Any:
+        """``value`` as this field's type (from YAML or code), else ``ConfigError``."""
+        if value is None and self.optional:
+            return None
+        kind = self.kind
+        ok = (
+            (kind is bool and isinstance(value, bool))
+            or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+            or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind is str and isinstance(value, str))
+        )
+        if not ok:
+            raise self._error(value, source, f"expected {self._expected()}")
+        if kind is float:
+            value = float(value)
+        self.check(value, source)
+        return value
+
+    def parse_text(self, text: str, source: str) -> Any:
+        """``text`` (an environment variable's value) as this field's type."""
+        stripped = text.strip()
+        if self.optional and stripped.lower() in ("", "none", "null"):
+            return None
+        try:
+            if self.kind is bool:
+                value: Any = _parse_bool(stripped)
+            elif self.kind is int:
+                value = int(stripped)
+            elif self.kind is float:
+                value = float(stripped)
+            else:
+                value = text
+        except ValueError:
+            raise self._error(text, source, f"expected {self._expected()}") from None
+        self.check(value, source)
+        return value
+
+    def check(self, value: Any, source: str) -> None:
+        """Raise ``ConfigError`` unless ``value`` is of the right type and in range."""
+        if value is None:
+            if not self.optional:
+                raise self._error(value, source, f"expected {self._expected()}")
+            return
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
+            raise self._error(value, source, f"expected {self._expected()}")
+        self._check_range(value, source)
+
+    def _check_range(self, value: Any, source: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self._error(value, source, "expected a finite number")
+        if self.minimum is not None:
+            if self.exclusive_minimum and value <= self.minimum:
+                raise self._error(value, source, f"must be greater than {self.minimum:g}")
+            if value < self.minimum:
+                raise self._error(value, source, f"must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise self._error(value, source, f"must be at most {self.maximum:g}")
+        if self.choices is not None and value not in self.choices:
+            raise self._error(value, source, f"must be one of {', '.join(self.choices)}")
+        if self.pattern is not None and not self.pattern.match(value):
+            raise self._error(value, source, f"expected {self.pattern_hint}")
+
+    def _expected(self) -> str:
+        what = {
+            bool: "true or false",
+            int: "a whole number",
+            float: "a number",
+            str: "a string",
+        }[self.kind]
+        return f"{what} (or none)" if self.optional else what
+
+    def _error(self, value: Any, source: str, problem: str) -> ConfigError:
+        return ConfigError(
+            f"invalid {self.name} = {value!r} from {source}: {problem}",
+            field=self.name,
+            value=value,
+            source=source,
+        )
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _build_settings() -> dict[str, ConfigSetting]:
+    settings: dict[str, ConfigSetting] = {}
+    for f in dataclasses.fields(CoordinationConfig):
+        meta = f.metadata
+        settings[f.name] = ConfigSetting(
+            name=f.name,
+            kind=meta["kind"],
+            default=f.default,
+            doc=meta["doc"],
+            env=meta["env"] or f"COORDINATION_{f.name.upper()}",
+            optional=meta["optional"],
+            minimum=meta["minimum"],
+            maximum=meta["maximum"],
+            exclusive_minimum=meta["exclusive_minimum"],
+            choices=meta["choices"],
+            pattern=meta["pattern"],
+            pattern_hint=meta["pattern_hint"],
+        )
+    return settings
+
+
+_SETTINGS = _build_settings()
+
+
+def config_settings() -> Iterator[ConfigSetting]:
+    """Every configuration field's description, in declaration order."""
+    return iter(_SETTINGS.values())
+
+
+def _lookup(key: object, source: str) -> ConfigSetting:
+    if isinstance(key, str) and key in _SETTINGS:
+        return _SETTINGS[key]
+    close = difflib.get_close_matches(str(key), list(_SETTINGS), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"unknown configuration key {key!r} in {source}{hint}",
+        field=str(key),
+        value=None,
+        source=source,
+    )
+
+
+# --- the sources ----------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
+    """The file's settings, each with a ``"<file>, line N"`` source."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read configuration file {path}: {exc}", source=str(path)
+        ) from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"malformed YAML in configuration file {path}{where}: {problem}",
+            source=f"{path}{where}",
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        raise ConfigError(
+            f"configuration file {path} must hold a mapping of settings, "
+            f"not a {type(data).__name__}",
+            source=str(path),
+        )
+    lines = {
+        key_node.value: key_node.start_mark.line + 1
+        for key_node, _ in root.value
+        if isinstance(key_node, yaml.ScalarNode)
+    }
+    return {key: (value, f"{path}, line {lines.get(key, '?')}") for key, value in data.items()}
+
+
+def _resolve(
+    *,
+    path: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, Any],
+    read_file: bool,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources = dict.fromkeys(_SETTINGS, "default")
+
+    if read_file:
+        if path is None and env.get(CONFIG_FILE_VARIABLE):
+            path = env[CONFIG_FILE_VARIABLE]
+        if path is not None and Path(path).exists():
+            for key, (value, source) in _read_yaml(Path(path)).items():
+                spec = _lookup(key, source)
+                values[spec.name] = spec.coerce(value, source)
+                sources[spec.name] = source
+
+    for spec in _SETTINGS.values():
+        if spec.env in env:
+            source = f"environment variable {spec.env}"
+            values[spec.name] = spec.parse_text(env[spec.env], source)
+            sources[spec.name] = source
+
+    for key, value in overrides.items():
+        spec = _lookup(key, "keyword argument")
+        values[spec.name] = spec.coerce(value, "keyword argument")
+        sources[spec.name] = "keyword argument"
+    return values, sources
+
+
+def load_coordination_config(
+    config_path: str | os.PathLike[str] = "config/coordination.yaml",
+) -> CoordinationConfig:
+    """The spec's loader: the YAML file over the defaults; a missing file gives defaults."""
+    path = Path(config_path)
+    if not path.exists():
+        return CoordinationConfig()
+    values: dict[str, Any] = {}
+    for key, (value, source) in _read_yaml(path).items():
+        spec = _lookup(key, source)
+        values[spec.name] = spec.coerce(value, source)
+    return CoordinationConfig(**values)
+
+
+def describe_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> list[tuple[str, Any, str]]:
+    """Each field's effective value and where it came from, as ``load()`` resolves them."""
+    values, sources = _resolve(path=path, environ=environ, overrides=overrides, read_file=True)
+    config = CoordinationConfig(**values)
+    return [(name, getattr(config, name), sources[name]) for name in _SETTINGS]
+
+
+def resolve_config(
+    config: CoordinationConfig | Mapping[str, Any] | None,
+) -> CoordinationConfig:
+    """What a component does with its ``config=`` argument.
+
+    ``None`` reads the environment (and the file named by ``COORDINATION_CONFIG_FILE``);
+    a mapping (such as the spec's middleware ``config={...}``) is checked key by key.
+    """
+    if config is None:
+        return CoordinationConfig.load()
+    if isinstance(config, CoordinationConfig):
+        return config
+    if isinstance(config, Mapping):
+        return CoordinationConfig.from_mapping(config)
+    raise ConfigError(
+        f"config must be a CoordinationConfig, a mapping or None, not {type(config).__name__}",
+        field="config",
+        value=config,
+        source="keyword argument",
+    )

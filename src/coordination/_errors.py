@@ -1,0 +1,151 @@
+"""The exceptions this library raises, all under one base class.
+
+::
+
+    CoordinationError                    base of everything raised by coordination
+    ├── ConfigError (ValueError)         a configuration value is wrong; names field, value, source
+    │   └── RuleSetError                 a rule file or rule set cannot be loaded or compiled
+    ├── ValidationError (ValueError)     data broke a rule set; carries every problem found
+    ├── CircuitOpenError                 the operation's breaker is open; the call was not made
+    ├── OperationTimeout (TimeoutError)  one attempt took longer than its timeout
+    ├── BulkheadFull                     too many concurrent calls to the operation
+    ├── RateLimitExceeded                the operation's (or client's) rate limit is spent
+    ├── EventDeadLettered                an event was stored as a dead letter instead of processed
+    └── StoreError                       a shared-state backend (Redis) failed
+
+Errors that no retry can fix are never retried by default: ``ConfigError``,
+``ValidationError`` and ``CircuitOpenError`` among them (see ``coordination.error_handling``).
+Every exception raised because of another is raised ``from`` it, so the cause is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "BulkheadFull",
+    "CircuitOpenError",
+    "ConfigError",
+    "CoordinationError",
+    "EventDeadLettered",
+    "OperationTimeout",
+    "RateLimitExceeded",
+    "RuleSetError",
+    "StoreError",
+    "ValidationError",
+]
+
+
+class CoordinationError(Exception):
+    """Base class of every exception raised by this library."""
+
+
+class ConfigError(CoordinationError, ValueError):
+    """A configuration value is wrong.
+
+    The message names the field, the offending value and where it came from (a keyword
+    argument, an environment variable, or a file and line), so it can be fixed at once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        value: Any = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.source = source
+
+
+class RuleSetError(ConfigError):
+    """A validation rule file or inline rule set cannot be loaded or compiled."""
+
+
+class ValidationError(CoordinationError, ValueError):
+    """Data did not satisfy a rule set.
+
+    ``errors`` holds every problem found (each with a ``code``, ``path``, ``pointer`` and
+    ``message``); ``str()`` names every failing field. Never retried.
+    """
+
+    def __init__(
+        self,
+        errors: Sequence[Any],
+        *,
+        rule_set: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.errors = list(errors)
+        self.rule_set = rule_set
+        if message is None:
+            where = f" against rule set {rule_set!r}" if rule_set else ""
+            details = "; ".join(str(getattr(e, "message", e)) for e in self.errors)
+            message = f"validation failed{where}: {details or 'no details'}"
+        super().__init__(message)
+
+
+class CircuitOpenError(CoordinationError):
+    """The operation's circuit breaker is open, so the call was rejected without being made.
+
+    ``retry_after`` is the number of seconds until the breaker admits a trial call.
+    """
+
+    def __init__(self, operation: str, retry_after: float) -> None:
+        self.operation = operation
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(
+            f"circuit breaker for {operation!r} is open; next trial call in {self.retry_after:.3f}s"
+        )
+
+
+class OperationTimeout(CoordinationError, TimeoutError):
+    """One attempt of an operation took longer than its timeout."""
+
+    def __init__(self, operation: str, timeout: float) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(f"operation {operation!r} timed out after {timeout:g}s")
+
+
+class BulkheadFull(CoordinationError):
+    """The operation already has as many calls in flight as its bulkhead allows."""
+
+    def __init__(self, operation: str, max_concurrent: int) -> None:
+        self.operation = operation
+        self.max_concurrent = max_concurrent
+        super().__init__(
+            f"operation {operation!r} already has {max_concurrent} concurrent calls (bulkhead full)"
+        )
+
+
+class RateLimitExceeded(CoordinationError):
+    """A rate limit is spent; ``retry_after`` seconds until the next call is allowed."""
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        self.key = key
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(f"rate limit for {key!r} exceeded; retry after {self.retry_after:.3f}s")
+
+
+class EventDeadLettered(CoordinationError):
+    """An event could not be processed and was stored as a dead letter (nothing is lost).
+
+    ``dead_letter_id`` identifies it in the dead-letter store; the cause is ``__cause__``.
+    """
+
+    def __init__(self, event_type: str, dead_letter_id: str | int, reason: str) -> None:
+        self.event_type = event_type
+        self.dead_letter_id = dead_letter_id
+        self.reason = reason
+        super().__init__(
+            f"event of type {event_type!r} was dead-lettered (id {dead_letter_id}): {reason}"
+        )
+
+
+class StoreError(CoordinationError):
+    """A shared-state backend failed (for example Redis is unreachable)."""
