@@ -391,35 +391,43 @@ class ConfigSetting:
                 value = text
         except ValueError:
             raise self._error(text, source, f"expected {self._expected()}") from None
-        self.check(value, source)
+        problem = self._problem(value)
+        if problem is not None:
+            # Quote the variable's text as written, not the parsed number.
+            raise self._error(text, source, problem)
         return value
 
     def check(self, value: Any, source: str) -> None:
         """Raise ``ConfigError`` unless ``value`` is of the right type and in range."""
+        problem = self._problem(value)
+        if problem is not None:
+            raise self._error(value, source, problem)
+
+    def _problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` for this field, or None."""
         if value is None:
-            if not self.optional:
-                raise self._error(value, source, f"expected {self._expected()}")
-            return
+            return None if self.optional else f"expected {self._expected()}"
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
-            raise self._error(value, source, f"expected {self._expected()}")
-        self._check_range(value, source)
+            return f"expected {self._expected()}"
+        return self._range_problem(value)
 
-    def _check_range(self, value: Any, source: str) -> None:
+    def _range_problem(self, value: Any) -> str | None:
         if isinstance(value, float) and not math.isfinite(value):
-            raise self._error(value, source, "expected a finite number")
+            return "expected a finite number"
         if self.minimum is not None:
             if self.exclusive_minimum and value <= self.minimum:
-                raise self._error(value, source, f"must be greater than {self.minimum:g}")
+                return f"must be greater than {self.minimum:g}"
             if value < self.minimum:
-                raise self._error(value, source, f"must be at least {self.minimum:g}")
+                return f"must be at least {self.minimum:g}"
         if self.maximum is not None and value > self.maximum:
-            raise self._error(value, source, f"must be at most {self.maximum:g}")
+            return f"must be at most {self.maximum:g}"
         if self.choices is not None and value not in self.choices:
-            raise self._error(value, source, f"must be one of {', '.join(self.choices)}")
+            return f"must be one of {', '.join(self.choices)}"
         if self.pattern is not None and not self.pattern.match(value):
-            raise self._error(value, source, f"expected {self.pattern_hint}")
+            return f"expected {self.pattern_hint}"
+        return None
 
     def _expected(self) -> str:
         what = {
