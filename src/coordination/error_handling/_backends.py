@@ -1,0 +1,307 @@
+"""The seams between the error-handling pipeline and the state it keeps per operation.
+
+A pipeline talks to a circuit breaker and to a rate limiter only through the two
+Protocols below, so the in-memory implementations (``CircuitBreaker``,
+``InMemoryRateLimiter``) can be replaced by shared ones (Redis) without touching the
+pipeline. ``CoordinationErrorHandler(breaker_factory=..., rate_limiter_factory=...)`` takes
+the factories.
+
+Breaker protocol, per protected call::
+
+    breaker.acquire()                  # admit, or raise CircuitOpenError (no call is made)
+    try:
+        result = operation()
+    except counted failure:
+        breaker.record_failure(duration)
+    except not counted (cancelled, input error):
+        breaker.release()              # gives back a half-open trial slot, nothing else
+    else:
+        breaker.record_success(duration)
+
+``duration`` is the attempt's seconds when the breaker's ``tracks_duration`` is true (slow
+calls count against it), else ``0.0`` (the pipeline then skips the clock reads). A breaker
+whose ``blocking`` is true does I/O: async pipelines then await ``aacquire``,
+``arecord_success``, ``arecord_failure`` and ``arelease`` instead, so no event loop waits on
+a socket. State transitions are reported to the ``on_transition`` hook given to the factory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol, runtime_checkable
+
+from .._errors import ConfigError
+from .._time import Clock
+
+__all__ = [
+    "BreakerFactory",
+    "BreakerSettings",
+    "BreakerSnapshot",
+    "BreakerTransition",
+    "CircuitBreakerBackend",
+    "CircuitState",
+    "Rate",
+    "RateLimiterBackend",
+    "RateLimiterFactory",
+    "TransitionHook",
+]
+
+
+class CircuitState(StrEnum):
+    """A breaker's state; a ``StrEnum`` so reports show ``"CLOSED"`` and stay JSON."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """How one operation's breaker decides to open; shared by every backend.
+
+    The breaker opens on ``failure_threshold`` consecutive failures. When
+    ``failure_rate_threshold`` is set it also opens, resilience4j-style, once the sliding
+    window holds at least ``minimum_calls`` outcomes and the failure rate (or the slow-call
+    rate, calls longer than ``slow_call_duration`` seconds) reaches its threshold
+    (fractions, 0..1). The window is the last ``window_size`` calls (``window_type="count"``)
+    or the last ``window_size`` seconds (``"time"``). An open breaker rejects calls for
+    ``open_seconds``, then admits ``half_open_calls`` trial calls: all succeed → CLOSED,
+    any fails → OPEN again.
+    """
+
+    failure_threshold: int = 5
+    open_seconds: float = 30.0
+    half_open_calls: int = 1
+    failure_rate_threshold: float | None = None
+    slow_call_duration: float | None = None
+    slow_call_rate_threshold: float | None = None
+    window_type: Literal["count", "time"] = "count"
+    window_size: int = 100
+    minimum_calls: int = 10
+
+    def __post_init__(self) -> None:
+        _at_least("failure_threshold", self.failure_threshold, 1)
+        _positive("open_seconds", self.open_seconds)
+        _at_least("half_open_calls", self.half_open_calls, 1)
+        _at_least("window_size", self.window_size, 1)
+        _at_least("minimum_calls", self.minimum_calls, 1)
+        for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and 0 < value <= 1):
+                raise ConfigError(
+                    f"invalid {name} = {value!r}: expected a fraction in (0, 1]",
+                    field=name,
+                    value=value,
+                    source="keyword argument",
+                )
+        if self.slow_call_duration is not None:
+            _positive("slow_call_duration", self.slow_call_duration)
+        if self.window_type not in ("count", "time"):
+            raise ConfigError(
+                f"invalid window_type = {self.window_type!r}: expected 'count' or 'time'",
+                field="window_type",
+                value=self.window_type,
+                source="keyword argument",
+            )
+
+    @property
+    def uses_window(self) -> bool:
+        """True when outcomes go into a sliding window (rate or slow-call mode)."""
+        return self.failure_rate_threshold is not None or self.slow_call_rate_threshold is not None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """What a state-change hook receives: which breaker moved, from where to where, why."""
+
+    name: str
+    old: CircuitState
+    new: CircuitState
+    reason: str
+    at: float  # the breaker's clock (monotonic seconds)
+
+
+TransitionHook = Callable[[BreakerTransition], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """A breaker's state for reports, health checks and exporters (read, never hot)."""
+
+    name: str
+    state: CircuitState
+    consecutive_failures: int
+    failure_rate: float | None  # over the window, None when not in rate mode or too few calls
+    slow_call_rate: float | None
+    window_calls: int
+    retry_after: float  # seconds until an OPEN breaker admits a trial call, else 0
+    forced_open: bool
+    transitions: dict[str, int]  # {"CLOSED->OPEN": 2, ...}
+    backend: str  # "memory", "redis", ...
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive_failures,
+            "failure_rate": self.failure_rate,
+            "slow_call_rate": self.slow_call_rate,
+            "window_calls": self.window_calls,
+            "retry_after": round(self.retry_after, 6),
+            "forced_open": self.forced_open,
+            "transitions": dict(self.transitions),
+            "backend": self.backend,
+        }
+
+
+@runtime_checkable
+class CircuitBreakerBackend(Protocol):
+    """One operation's circuit breaker, wherever its state lives."""
+
+    name: str
+    settings: BreakerSettings
+    tracks_duration: bool  # the pipeline passes real durations only when true
+    blocking: bool  # true when the methods do I/O: async pipelines use the a* methods
+
+    @property
+    def state(self) -> CircuitState: ...
+
+    def acquire(self) -> None:
+        """Admit one call or raise ``CircuitOpenError`` carrying ``retry_after``."""
+
+    def record_success(self, duration: float) -> None: ...
+
+    def record_failure(self, duration: float) -> None: ...
+
+    def release(self) -> None:
+        """The admitted call ended without a countable outcome (cancelled, ignored error)."""
+
+    async def aacquire(self) -> None: ...
+
+    async def arecord_success(self, duration: float) -> None: ...
+
+    async def arecord_failure(self, duration: float) -> None: ...
+
+    async def arelease(self) -> None: ...
+
+    def reset(self) -> None:
+        """Back to CLOSED with empty counters (also clears a forced open)."""
+
+    def force_open(self) -> None:
+        """Reject every call until ``reset()`` (maintenance, a known-bad dependency)."""
+
+    def snapshot(self) -> BreakerSnapshot: ...
+
+
+class BreakerFactory(Protocol):
+    """Makes the breaker of one operation; called once per operation name."""
+
+    def __call__(
+        self,
+        name: str,
+        settings: BreakerSettings,
+        *,
+        clock: Clock,
+        on_transition: TransitionHook,
+    ) -> CircuitBreakerBackend: ...
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+_UNIT_SECONDS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``count`` calls per ``period`` seconds; ``Rate.parse("100/s")``, ``"5/10s"``, ``"20/m"``.
+
+    As a GCRA limit it allows a burst of ``count`` calls, then one every
+    ``period / count`` seconds.
+    """
+
+    count: float
+    period: float
+
+    def __post_init__(self) -> None:
+        if not (self.count > 0 and self.period > 0):
+            raise ConfigError(
+                f"invalid rate {self.count:g}/{self.period:g}s: count and period must be "
+                "greater than 0",
+                field="rate_limit",
+                value=f"{self.count}/{self.period}s",
+                source="keyword argument",
+            )
+
+    @classmethod
+    def parse(cls, text: str | Rate, *, field: str = "rate_limit") -> Rate:
+        if isinstance(text, Rate):
+            return text
+        match = _RATE.match(text) if isinstance(text, str) else None
+        if match is None or match.group(3) not in _UNIT_SECONDS:
+            raise ConfigError(
+                f'invalid {field} = {text!r}: expected a rate such as "100/s", "20/m", "5/10s"',
+                field=field,
+                value=text,
+                source="keyword argument",
+            )
+        count, multiple, unit = match.groups()
+        return cls(float(count), float(multiple or 1) * _UNIT_SECONDS[unit])
+
+    @property
+    def interval(self) -> float:
+        """Seconds between calls at the sustained rate (GCRA's emission interval)."""
+        return self.period / self.count
+
+    def __str__(self) -> str:
+        return f"{self.count:g}/{self.period:g}s"
+
+
+@runtime_checkable
+class RateLimiterBackend(Protocol):
+    """A GCRA limiter keyed by operation (or client); memory by default, Redis when shared."""
+
+    rate: Rate
+    blocking: bool  # true when the methods do I/O: async pipelines use atry_acquire
+
+    def try_acquire(self, key: str, cost: int = 1) -> float:
+        """``0.0`` when the call is allowed (and counted), else seconds until it would be."""
+
+    async def atry_acquire(self, key: str, cost: int = 1) -> float: ...
+
+
+class RateLimiterFactory(Protocol):
+    """Makes the limiter for one rate; called once per operation with a rate limit."""
+
+    def __call__(self, rate: Rate, *, clock: Clock) -> RateLimiterBackend: ...
+
+
+def _at_least(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(
+            f"invalid {name} = {value!r}: expected a whole number of at least {minimum}",
+            field=name,
+            value=value,
+            source="keyword argument",
+        )
+
+
+def _positive(name: str, value: object) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if not ok or value != value or value == float("inf"):
+        raise ConfigError(
+            f"invalid {name} = {value!r}: expected a finite number of seconds greater than 0",
+            field=name,
+            value=value,
+            source="keyword argument",
+        )
