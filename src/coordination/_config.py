@@ -236,6 +236,20 @@ class CoordinationConfig:
         "them in memory only).",
     )
 
+    # --- HTTP middleware: structural request limits (checked before the app runs) ---
+    max_request_body_bytes: int = _setting(
+        10_485_760,
+        int,
+        "Largest request body the WSGI/ASGI middleware lets through (larger: 413).",
+        minimum=0,
+    )
+    max_header_bytes: int = _setting(
+        32_768,
+        int,
+        "Largest total size of a request's header names and values (larger: 431).",
+        minimum=1,
+    )
+
     # --- observability and built-in HTTP endpoints ---
     expose_endpoints: bool = _setting(
         False,
