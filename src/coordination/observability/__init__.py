@@ -1,0 +1,16 @@
+"""Observability: health checks and probes, Prometheus metrics, OpenTelemetry.
+
+``CoordinationHealthChecker`` and ``CoordinationMetricsExporter`` are the spec's classes,
+built on the real client libraries; see docs/observability.md for every series, the health
+document, the endpoints, multi-process servers and the OpenTelemetry bridge.
+"""
+
+from ._health import CoordinationHealthChecker
+from ._health_http import HEALTH_MEDIA_TYPE
+from ._status_page import StatusPage
+
+__all__ = [
+    "HEALTH_MEDIA_TYPE",
+    "CoordinationHealthChecker",
+    "StatusPage",
+]

@@ -1,0 +1,251 @@
+"""``CoordinationCollector``: a prometheus_client Collector that reads the components.
+
+Nothing is counted twice: the components already count on their hot paths, so a scrape
+only reads their reports and ``operation_stats()`` snapshots and turns them into metric
+families. Each component is read on its own: one that raises gets
+``coordination_export_error{component=…} 1`` and contributes nothing else, and the
+others are exported as usual (the spec's rule, kept).
+
+The spec's three series keep their names and meaning (gauges, as in the spec):
+``coordination_response_time_seconds``, ``coordination_total_operations`` and
+``coordination_export_error``. Every other series follows Prometheus naming (base units,
+``_total`` for counters); docs/observability.md lists them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from ._families import FamilyBuilder
+
+__all__ = ["QUANTILES", "CoordinationCollector"]
+
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+_BOUNDED_LABELS = frozenset(
+    {"operation", "breaker", "error_type", "severity", "rule_set", "code", "route", "method"}
+)
+_HANDLER_COUNTERS = (
+    # report key, series, help
+    ("retries", "coordination_retries", "Retries made after failed attempts."),
+    (
+        "rejections",
+        "coordination_circuit_breaker_rejections",
+        "Calls rejected because the operation's circuit breaker was open.",
+    ),
+    ("timeouts", "coordination_timeouts", "Attempts stopped by the operation's timeout."),
+    (
+        "bulkhead_rejections",
+        "coordination_bulkhead_rejections",
+        "Calls rejected because the operation's bulkhead was full.",
+    ),
+    ("fallbacks", "coordination_fallbacks", "Calls answered by the operation's fallback."),
+)
+_BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN")
+_STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
+
+
+def _number(value: Any) -> float:
+    """A report value as a float; anything else is a component bug worth reporting."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number in the report, got {value!r}")
+    return float(value)
+
+
+def _name(value: Any) -> str:
+    """An enum member's name, else the value as text (CircuitState.OPEN -> "OPEN")."""
+    return str(getattr(value, "name", value))
+
+
+class CoordinationCollector:
+    """Reads ``components`` (a name -> component mapping) at every scrape.
+
+    Register it into any ``CollectorRegistry``; ``CoordinationMetricsExporter`` does.
+    """
+
+    def __init__(
+        self,
+        components: Mapping[str, object],
+        *,
+        max_label_values: int = 1000,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.components = components
+        self.max_label_values = max_label_values
+        self._logger = logger or logging.getLogger("coordination.observability")
+        self._warned: set[str] = set()  # one warning per broken component, not per scrape
+
+    def describe(self) -> Iterable[Metric]:
+        """The fixed names, so a registry can refuse a clash without reading components."""
+        return [Metric(name, "", typ) for name, typ in _DESCRIBED]
+
+    def collect(self) -> Iterator[Metric]:
+        scrape = self._builder()
+        for name, component in list(self.components.items()):
+            one = self._builder()
+            try:
+                _read_component(one, name, component)
+            except Exception:
+                level = logging.DEBUG if name in self._warned else logging.WARNING
+                self._warned.add(name)
+                self._logger.log(
+                    level, "cannot export metrics of component %r", name, exc_info=True
+                )
+                failed = True
+            else:
+                scrape.merge(one)
+                failed = False
+            scrape.gauge(
+                "coordination_export_error",
+                "1 when reading the component for this scrape failed, else 0.",
+                {"component": name},
+                float(failed),
+            )
+        yield from scrape.families()
+
+    def _builder(self) -> FamilyBuilder:
+        return FamilyBuilder(max_label_values=self.max_label_values, bounded_labels=_BOUNDED_LABELS)
+
+
+def _read_component(out: FamilyBuilder, name: str, component: object) -> None:
+    comp = {"component": name}
+    if hasattr(component, "get_performance_report"):
+        report = component.get_performance_report()
+        mean_ms = report.get("response_times", {}).get("mean")
+        if mean_ms is not None:
+            out.gauge(
+                "coordination_response_time_seconds",
+                "Mean response time of every operation the component recorded (the spec's).",
+                comp,
+                _number(mean_ms) / 1000.0,
+            )
+    if hasattr(component, "get_error_report"):
+        _read_error_report(out, comp, component.get_error_report())
+    if hasattr(component, "get_validation_report"):
+        _read_validation_report(out, comp, component.get_validation_report())
+    if hasattr(component, "operation_stats"):
+        _read_operation_stats(out, comp, component.operation_stats())
+    if hasattr(component, "get_health_status"):
+        health = component.get_health_status()
+        status = _name(health.get("status") if isinstance(health, Mapping) else health)
+        for candidate in _STATUSES:
+            out.gauge(
+                "coordination_component_status",
+                "1 for the component's current health status, 0 for the others.",
+                {**comp, "status": candidate},
+                float(candidate == status.upper()),
+            )
+
+
+def _read_error_report(out: FamilyBuilder, comp: dict[str, str], report: Any) -> None:
+    if "total_operations" in report:
+        out.gauge(
+            "coordination_total_operations",
+            "Operations the component handled since it started (the spec's; a gauge).",
+            comp,
+            _number(report["total_operations"]),
+        )
+    for operation, counts in report.get("operations", {}).items():
+        labels = {**comp, "operation": str(operation)}
+        for outcome, key in (("success", "successes"), ("failure", "failures")):
+            if key in counts:
+                out.counter(
+                    "coordination_operations",
+                    "Operations finished, by outcome.",
+                    {**labels, "outcome": outcome},
+                    _number(counts[key]),
+                )
+        for key, series, doc in _HANDLER_COUNTERS:
+            if key in counts:
+                out.counter(series, doc, labels, _number(counts[key]))
+    for error_type, count in report.get("errors_by_type", {}).items():
+        out.counter(
+            "coordination_errors",
+            "Errors raised by protected operations, by exception type.",
+            {**comp, "error_type": str(error_type)},
+            _number(count),
+        )
+    for severity, count in report.get("errors_by_severity", {}).items():
+        out.counter(
+            "coordination_errors_by_severity",
+            "Errors raised by protected operations, by configured severity.",
+            {**comp, "severity": _name(severity)},
+            _number(count),
+        )
+    for breaker, info in report.get("circuit_breakers", {}).items():
+        state = _name(info.get("state")).upper()
+        for candidate in _BREAKER_STATES:
+            out.gauge(
+                "coordination_circuit_breaker_state",
+                "1 for the breaker's current state (CLOSED, OPEN, HALF_OPEN), 0 for the others.",
+                {**comp, "breaker": str(breaker), "state": candidate},
+                float(candidate == state),
+            )
+
+
+def _read_validation_report(out: FamilyBuilder, comp: dict[str, str], report: Any) -> None:
+    for rule_set, counts in report.get("by_rule_set", {}).items():
+        for result in ("valid", "invalid"):
+            if result in counts:
+                out.counter(
+                    "coordination_validations",
+                    "Messages validated, by rule set and result.",
+                    {**comp, "rule_set": str(rule_set), "result": result},
+                    _number(counts[result]),
+                )
+    for failure in report.get("failures_by_rule_set_and_code", ()):
+        out.counter(
+            "coordination_validation_failures",
+            "Validation errors found, by rule set and error code.",
+            {**comp, "rule_set": str(failure["rule_set"]), "code": str(failure["code"])},
+            _number(failure["count"]),
+        )
+
+
+def _read_operation_stats(out: FamilyBuilder, comp: dict[str, str], stats: Any) -> None:
+    for operation, snapshot in stats.items():
+        labels = {**comp, "operation": str(operation)}
+        out.summary(
+            "coordination_operation_duration_seconds",
+            "Time operations took, with quantiles from the monitor's latency sketch.",
+            labels,
+            count=_number(snapshot.count),
+            total=_number(snapshot.total_seconds),
+            quantiles=(
+                {q: _number(snapshot.quantile(q)) for q in QUANTILES} if snapshot.count else {}
+            ),
+        )
+        for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
+            out.counter(
+                "coordination_operations",
+                "Operations finished, by outcome.",
+                {**labels, "outcome": outcome},
+                _number(value),
+            )
+        if snapshot.count:
+            out.gauge(
+                "coordination_operation_duration_max_seconds",
+                "Longest time one call of the operation took since monitoring started.",
+                labels,
+                _number(snapshot.max_seconds),
+            )
+
+
+_DESCRIBED = (
+    ("coordination_export_error", "gauge"),
+    ("coordination_response_time_seconds", "gauge"),
+    ("coordination_total_operations", "gauge"),
+    ("coordination_operations", "counter"),
+    ("coordination_errors", "counter"),
+    ("coordination_errors_by_severity", "counter"),
+    ("coordination_circuit_breaker_state", "gauge"),
+    ("coordination_validations", "counter"),
+    ("coordination_validation_failures", "counter"),
+    ("coordination_operation_duration_seconds", "summary"),
+    ("coordination_operation_duration_max_seconds", "gauge"),
+    ("coordination_component_status", "gauge"),
+    *((series, "counter") for _, series, _ in _HANDLER_COUNTERS),
+)

@@ -1,0 +1,92 @@
+"""``CoordinationMetricsExporter``: the spec's exporter, on prometheus_client.
+
+The spec formatted Prometheus text by hand (no ``# TYPE`` lines, unescaped label values,
+a crash on a report without ``"mean"``); here prometheus_client generates every byte from
+``CoordinationCollector``, and serves it with content negotiation (the OpenMetrics format
+for scrapers that ask for it, gzip when accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+    make_asgi_app,
+    make_wsgi_app,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from .._config import CoordinationConfig, resolve_config
+from .._logging import component_logger
+from ._collector import CoordinationCollector
+from ._health_http import ASGIApp, WSGIApp
+
+__all__ = ["CoordinationMetricsExporter"]
+
+
+class CoordinationMetricsExporter:
+    """Prometheus metrics of the coordination components, read at scrape time.
+
+    >>> exporter = CoordinationMetricsExporter({"error_handler": handler})
+    >>> print(exporter.export_metrics())  # doctest: +SKIP
+
+    ``registry``: the collector registers into it (pass ``prometheus_client.REGISTRY`` to
+    serve everything from one endpoint); by default a private registry, which also gets
+    prometheus_client's ``process_*`` series (CPU, memory, open files).
+    """
+
+    def __init__(
+        self,
+        coordination_components: Mapping[str, object] | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        config: CoordinationConfig | Mapping[str, Any] | None = None,
+        debug: bool = False,
+    ) -> None:
+        components = {} if coordination_components is None else coordination_components
+        if not isinstance(components, Mapping):
+            raise TypeError(
+                "coordination_components must be a mapping of names to components, "
+                f"not {type(components).__name__}"
+            )
+        if registry is not None and not isinstance(registry, CollectorRegistry):
+            raise TypeError(
+                f"registry must be a prometheus_client CollectorRegistry, got {registry!r}"
+            )
+        self.config = resolve_config(config)
+        self.components: dict[str, object] = {str(k): v for k, v in components.items()}
+        self.collector = CoordinationCollector(
+            self.components,
+            max_label_values=self.config.max_operation_names,
+            logger=component_logger("observability", debug=debug or self.config.debug),
+        )
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+        registry.register(self.collector)
+        self.registry = registry
+
+    def export_metrics(self, *, openmetrics: bool = False) -> str:
+        """The registry's metrics as Prometheus text (or OpenMetrics text)."""
+        if openmetrics:
+            text: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+            return text.decode("utf-8")
+        return generate_latest(self.registry).decode("utf-8")
+
+    def make_wsgi_app(self) -> WSGIApp:
+        """prometheus_client's WSGI metrics app for this registry (negotiates the format)."""
+        app: WSGIApp = make_wsgi_app(self.registry)
+        return app
+
+    def make_asgi_app(self) -> ASGIApp:
+        """prometheus_client's ASGI metrics app for this registry."""
+        app: ASGIApp = make_asgi_app(self.registry)
+        return app
+
+    def close(self) -> None:
+        """Unregister the collector (from a shared registry such as the default one)."""
+        self.registry.unregister(self.collector)

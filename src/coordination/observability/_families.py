@@ -1,0 +1,114 @@
+"""Building metric families for one scrape, with every label value bounded.
+
+Label values come from the components (operation names, routes, error types, rule sets),
+which bound them already; this is the second fence: each open label keeps at most a fixed
+number of distinct values per family, and later ones are added into the overflow value
+``__overflow__`` instead of growing a new series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import Metric
+
+from .._bounded import OVERFLOW_OPERATION
+
+__all__ = ["FamilyBuilder"]
+
+
+@dataclass(slots=True)
+class _Family:
+    name: str
+    documentation: str
+    typ: str
+    unit: str
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    seen: dict[str, set[str]] = field(default_factory=dict)
+
+
+class FamilyBuilder:
+    """Accumulates samples by family; ``families()`` yields prometheus_client ``Metric``s."""
+
+    def __init__(self, *, max_label_values: int, bounded_labels: frozenset[str]) -> None:
+        self.max_label_values = max_label_values
+        self.bounded_labels = bounded_labels
+        self._families: dict[str, _Family] = {}
+
+    def counter(self, name: str, doc: str, labels: Mapping[str, str], value: float) -> None:
+        """Add ``value`` to the counter ``<name>_total`` with ``labels``."""
+        family = self._family(name, doc, "counter", "")
+        self._put(family, f"{name}_total", self._bound(family, labels), value)
+
+    def gauge(
+        self, name: str, doc: str, labels: Mapping[str, str], value: float, *, unit: str = ""
+    ) -> None:
+        """Set (or, for overflowed labels, add to) the gauge ``name`` with ``labels``."""
+        family = self._family(name, doc, "gauge", unit)
+        self._put(family, name, self._bound(family, labels), value)
+
+    def summary(
+        self,
+        name: str,
+        doc: str,
+        labels: Mapping[str, str],
+        *,
+        count: float,
+        total: float,
+        quantiles: Mapping[float, float],
+    ) -> None:
+        """A summary in seconds: ``_count``, ``_sum`` and one sample per quantile.
+
+        Quantiles cannot be added together, so an overflowed series keeps only its
+        count and sum.
+        """
+        family = self._family(name, doc, "summary", "seconds")
+        bounded = self._bound(family, labels)
+        self._put(family, f"{name}_count", bounded, count)
+        self._put(family, f"{name}_sum", bounded, total)
+        for q, value in quantiles.items():
+            self._put(family, name, {**bounded, "quantile": f"{q:g}"}, value)
+
+    def merge(self, other: FamilyBuilder) -> None:
+        """Add ``other``'s samples (one component's, read without error) into this one."""
+        for theirs in other._families.values():
+            family = self._family(theirs.name, theirs.documentation, theirs.typ, theirs.unit)
+            for (sample_name, labels), value in theirs.samples.items():
+                self._put(family, sample_name, self._bound(family, dict(labels)), value)
+
+    def families(self) -> Iterator[Metric]:
+        """The families built so far, as prometheus_client ``Metric`` objects."""
+        for family in self._families.values():
+            metric = Metric(family.name, family.documentation, family.typ, family.unit)
+            for (sample_name, labels), value in family.samples.items():
+                metric.add_sample(sample_name, dict(labels), value)
+            yield metric
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _family(self, name: str, doc: str, typ: str, unit: str) -> _Family:
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = _Family(name, doc, typ, unit)
+        return family
+
+    def _bound(self, family: _Family, labels: Mapping[str, str]) -> dict[str, str]:
+        bounded: dict[str, str] = {}
+        for key, value in labels.items():
+            if key in self.bounded_labels:
+                values = family.seen.setdefault(key, set())
+                if value not in values:
+                    if len(values) >= self.max_label_values:
+                        value = OVERFLOW_OPERATION
+                    else:
+                        values.add(value)
+            bounded[key] = value
+        return bounded
+
+    @staticmethod
+    def _put(family: _Family, sample_name: str, labels: dict[str, str], value: float) -> None:
+        if "quantile" in labels and OVERFLOW_OPERATION in labels.values():
+            return  # quantiles of different series cannot be added together
+        key = (sample_name, tuple(labels.items()))
+        family.samples[key] = family.samples.get(key, 0.0) + value
