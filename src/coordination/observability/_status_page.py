@@ -1,0 +1,377 @@
+"""The live status page: one self-contained HTML page and the JSON document it polls.
+
+``StatusPage(components)`` reads the same components as the health checker and the
+metrics exporter -- anything with ``operation_stats()`` / ``get_performance_report()``,
+``get_error_report()``, ``get_validation_report()``, ``get_health_status()`` -- when the
+page asks, never on the hot path. It serves ``GET <path>`` (the page) and
+``GET <path>/status.json`` (the data) as a WSGI app and as an ASGI app.
+
+The charts need history that the components do not keep, so each ``snapshot()`` (one per
+poll of the page, at most one per ``min_interval`` seconds) stores the cumulative count and
+busy time per operation in a bounded ring; throughput and mean latency per interval are
+the differences between neighbouring points. Nothing runs in the background.
+
+>>> page = StatusPage({"monitor": monitor, "handler": handler})  # doctest: +SKIP
+>>> app.wsgi_app = page.make_wsgi_app()                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import itertools
+import json
+import math
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _time
+from .._config import CoordinationConfig, resolve_config
+from .._redact import safe_repr
+from .._status import HealthStatus, worst_status
+from .._time import Clock
+from ._status_page_html import PAGE_SCRIPT, PAGE_STYLE, PAGE_TEMPLATE
+
+__all__ = ["StatusPage"]
+
+_JSON_NAME = "status.json"
+_CHART_OPERATIONS = 8  # lines per chart: the busiest operations
+
+
+def _sha256_source(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# The page may run only its own inline script and style, and talk only to its own origin.
+_CSP = (
+    f"default-src 'none'; script-src {_sha256_source(PAGE_SCRIPT)}; "
+    f"style-src {_sha256_source(PAGE_STYLE)}; connect-src 'self'; img-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass(slots=True)
+class _Row:
+    """One operation as the page shows it, merged from every component that knows it."""
+
+    name: str
+    count: int = 0
+    failures: int = 0
+    total_seconds: float = 0.0
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    handler_calls: int = 0  # from error reports: used for operations no monitor times
+    handler_failures: int = 0
+    retries: int = 0
+    rejections: int = 0
+    timed: bool = False
+    breaker: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        # The monitor's counts win where both a monitor and a handler know the operation.
+        count = self.count if self.timed else self.handler_calls
+        failures = self.failures if self.timed else self.handler_failures
+        return {
+            "name": self.name,
+            "count": count,
+            "failures": failures,
+            "error_rate": failures / count if count else 0.0,
+            "mean_ms": self.mean_ms,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+            "retries": self.retries,
+            "rejections": self.rejections,
+            "breaker": self.breaker,
+            "sources": self.sources,
+        }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+class StatusPage:
+    """A live page of per-operation latency, error rates, breaker states and charts.
+
+    ``components`` maps names to the library's components (validator, error handler,
+    performance monitor, …), as for ``CoordinationHealthChecker``. ``path`` is where the
+    page is served (default ``config.status_page_path``); its data is at
+    ``<path>/status.json``. The page polls every ``refresh_seconds``.
+    """
+
+    def __init__(
+        self,
+        components: Mapping[str, object],
+        *,
+        config: CoordinationConfig | Mapping[str, Any] | None = None,
+        path: str | None = None,
+        title: str = "coordination status",
+        refresh_seconds: float = 2.0,
+        min_interval: float = 1.0,
+        max_points: int = 300,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(components, Mapping):
+            raise TypeError(
+                f"StatusPage: components must be a mapping of names to components, "
+                f"not {type(components).__name__}"
+            )
+        resolved = resolve_config(config)
+        path = resolved.status_page_path if path is None else path
+        if not path.startswith("/"):
+            raise ValueError(f"StatusPage: path must start with '/', got {path!r}")
+        if not refresh_seconds > 0 or not min_interval >= 0 or max_points < 2:
+            raise ValueError(
+                "StatusPage: refresh_seconds must be > 0, min_interval >= 0 and "
+                f"max_points >= 2 (got {refresh_seconds!r}, {min_interval!r}, {max_points!r})"
+            )
+        self.components = dict(components)
+        self.path = path.rstrip("/") or "/"
+        self.json_path = self.path.rstrip("/") + "/" + _JSON_NAME
+        self.title = title
+        self.refresh_seconds = refresh_seconds
+        self.min_interval = min_interval
+        self._clock = clock or _time.monotonic
+        self._started = self._clock()
+        self._history: deque[tuple[float, dict[str, tuple[int, float]]]] = deque(
+            maxlen=min(max_points, resolved.max_data_points)
+        )
+        self._lock = threading.Lock()
+
+    # --- the data -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON document the page shows (and a new history point, when one is due)."""
+        rows: dict[str, _Row] = {}
+        statuses: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        validation: dict[str, int] | None = None
+        totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
+        for name, component in self.components.items():
+            try:
+                statuses[name] = self._read_component(name, component, rows, totals)
+                if hasattr(component, "get_validation_report"):
+                    report = component.get_validation_report()
+                    validation = validation or {"total": 0, "valid": 0, "invalid": 0}
+                    validation["total"] += int(report.get("total_validations", 0))
+                    validation["valid"] += int(report.get("valid", 0))
+                    validation["invalid"] += int(report.get("invalid", 0))
+            except Exception as exc:  # a broken component shows as ERROR, never breaks the page
+                statuses[name] = HealthStatus.ERROR.value
+                errors[name] = f"{type(exc).__name__}: {safe_repr(str(exc), 200)}"
+        now = self._clock()
+        history = self._record(now, rows)
+        known = {s.value for s in HealthStatus}
+        overall = worst_status(*(HealthStatus(s) for s in statuses.values() if s in known))
+        operations = sorted((r.as_dict() for r in rows.values()), key=lambda d: -d["count"])
+        return {
+            "title": self.title,
+            "timestamp": _time.utc_timestamp(),
+            "uptime_seconds": round(now - self._started, 3),
+            "refresh_seconds": self.refresh_seconds,
+            "status": overall.value,
+            "components": statuses,
+            "component_errors": errors,
+            "operations": operations,
+            "breakers": {r.name: r.breaker for r in rows.values() if r.breaker is not None},
+            "totals": {
+                "requests": sum(r.count for r in rows.values() if r.timed),
+                "failures": sum(r.failures for r in rows.values() if r.timed),
+                **totals,
+            },
+            "validation": validation,
+            "history": history,
+        }
+
+    def _read_component(
+        self, name: str, component: object, rows: dict[str, _Row], totals: dict[str, int]
+    ) -> str:
+        def row(op: str) -> _Row:
+            entry = rows.get(op) or rows.setdefault(op, _Row(op))
+            if name not in entry.sources:
+                entry.sources.append(name)
+            return entry
+
+        stats_of = getattr(component, "operation_stats", None)
+        if callable(stats_of):
+            for op, stats in stats_of().items():
+                self._from_stats(row(str(op)), stats)
+        elif hasattr(component, "get_performance_report"):
+            report = component.get_performance_report()
+            for op, data in (report.get("operations") or {}).items():
+                self._from_report(row(str(op)), data)
+        status: Any = HealthStatus.UNKNOWN.value
+        if hasattr(component, "get_error_report"):
+            report = component.get_error_report()
+            status = report.get("status", status)
+            totals["retries"] += int(report.get("total_retries", 0))
+            totals["rejected_by_circuit_breaker"] += int(
+                report.get("rejected_by_circuit_breaker", 0)
+            )
+            for op, data in (report.get("operations") or {}).items():
+                entry = row(str(op))
+                entry.retries += int(data.get("retries", 0))
+                entry.rejections += int(data.get("rejections", 0))
+                entry.handler_calls += int(data.get("calls", 0))
+                entry.handler_failures += int(data.get("failures", 0))
+            for op, breaker in (report.get("circuit_breakers") or {}).items():
+                state = breaker.get("state") if isinstance(breaker, Mapping) else breaker
+                row(str(op)).breaker = str(getattr(state, "value", state))
+        health = getattr(component, "get_health_status", None)
+        if callable(health):  # the health checker's order: health, else the error report
+            status = health()
+            status = status.get("status") if isinstance(status, Mapping) else status
+        return str(getattr(status, "value", status) or HealthStatus.UNKNOWN.value)
+
+    @staticmethod
+    def _from_stats(entry: _Row, stats: Any) -> None:
+        count = int(stats.count)
+        entry.timed = True
+        entry.count += count
+        entry.failures += int(stats.failures)
+        entry.total_seconds += float(stats.total_seconds)
+        if count:
+            entry.mean_ms = _ms(entry.total_seconds / entry.count)
+            entry.p50_ms = _ms(_number(stats.quantile(0.5)))
+            entry.p95_ms = _ms(_number(stats.quantile(0.95)))
+            entry.p99_ms = _ms(_number(stats.quantile(0.99)))
+            entry.max_ms = _ms(_number(stats.max_seconds))
+
+    @staticmethod
+    def _from_report(entry: _Row, data: Mapping[str, Any]) -> None:
+        # Reports give milliseconds; latency may sit at the top or under response_times.
+        nested = data.get("response_times")
+        times: Mapping[str, Any] = nested if isinstance(nested, Mapping) else data
+        count = int(data.get("count", times.get("count", 0)) or 0)
+        entry.timed = True
+        entry.count += count
+        entry.failures += int(data.get("failures", 0) or 0)
+        mean = _number(times.get("mean"))
+        entry.total_seconds += (mean or 0.0) * count / 1000.0
+        entry.mean_ms, entry.max_ms = mean, _number(times.get("max"))
+        entry.p50_ms, entry.p95_ms, entry.p99_ms = (
+            _number(times.get(q)) for q in ("p50", "p95", "p99")
+        )
+
+    def _record(self, now: float, rows: Mapping[str, _Row]) -> dict[str, Any]:
+        point = {r.name: (r.count, r.total_seconds) for r in rows.values() if r.timed}
+        with self._lock:
+            if not self._history or now - self._history[-1][0] >= self.min_interval:
+                self._history.append((now, point))
+            points = list(self._history)
+        busiest = sorted(point, key=lambda op: -point[op][0])[:_CHART_OPERATIONS]
+        times: list[float] = []
+        throughput: dict[str, list[float]] = {op: [] for op in busiest}
+        latency: dict[str, list[float | None]] = {op: [] for op in busiest}
+        for (t0, before), (t1, after) in itertools.pairwise(points):
+            times.append(round(t1 - self._started, 3))
+            for op in busiest:
+                count0, busy0 = before.get(op, (0, 0.0))
+                count1, busy1 = after.get(op, (0, 0.0))
+                calls = max(0, count1 - count0)
+                throughput[op].append(round(calls / (t1 - t0), 3))
+                latency[op].append(_ms((busy1 - busy0) / calls) if calls else None)
+        return {"t": times, "throughput": throughput, "latency_ms": latency}
+
+    # --- the page -------------------------------------------------------------------------
+
+    def render_html(self) -> str:
+        """The page: markup, style and script inline, nothing fetched but its own JSON."""
+        config = json.dumps({"json": _JSON_NAME, "refresh": self.refresh_seconds})
+        return PAGE_TEMPLATE.format(
+            title=html.escape(self.title),
+            style=PAGE_STYLE,
+            script=PAGE_SCRIPT,
+            config=html.escape(config, quote=True),
+        )
+
+    def _respond(self, path: str, method: str) -> tuple[str, list[tuple[str, str]], bytes]:
+        headers = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
+        if method not in ("GET", "HEAD"):
+            body = b"method not allowed\n"
+            headers += [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
+            return "405 Method Not Allowed", headers, body
+        if path in (self.path, self.path + "/"):
+            body = self.render_html().encode()
+            headers += [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Security-Policy", _CSP),
+            ]
+            return "200 OK", headers, body
+        if path == self.json_path:
+            body = json.dumps(self.snapshot(), default=str, allow_nan=False).encode()
+            return "200 OK", [*headers, ("Content-Type", "application/json")], body
+        return (
+            "404 Not Found",
+            [*headers, ("Content-Type", "text/plain; charset=utf-8")],
+            (b"not found\n"),
+        )
+
+    def handles(self, path: str) -> bool:
+        """True for the paths this page answers (the page and its JSON)."""
+        return path in (self.path, self.path + "/", self.json_path)
+
+    def wsgi_app(
+        self, environ: Mapping[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """The WSGI application serving the page and its JSON (404 for anything else)."""
+        status, headers, body = self._respond(
+            environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
+        )
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    async def asgi_app(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        """The ASGI application (HTTP; lifespan is acknowledged, other scopes refused)."""
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            raise RuntimeError(f"StatusPage serves HTTP only, not {scope['type']!r} scopes")
+        status, headers, body = self._respond(scope.get("path") or "/", scope.get("method", "GET"))
+        headers.append(("Content-Length", str(len(body))))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": int(status.split()[0]),
+                "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
+        )
+
+    def make_wsgi_app(self) -> Callable[..., Iterable[bytes]]:
+        """The WSGI app, named after ``prometheus_client.make_wsgi_app``."""
+        return self.wsgi_app
+
+    def make_asgi_app(self) -> Callable[..., Awaitable[None]]:
+        """The ASGI app, named after ``prometheus_client.make_asgi_app``."""
+        return self.asgi_app
