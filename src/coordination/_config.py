@@ -40,6 +40,11 @@ JITTER_KINDS = ("none", "full", "equal", "decorrelated")
 _RATE = re.compile(
     r"^\s*\d+(\.\d+)?\s*/\s*(\d+(\.\d+)?\s*)?(ms|s|sec|second|m|min|minute|h|hour)\s*$"
 )
+# "name: key=number ...; name: ..." -- checked in detail by coordination.performance.
+_OPERATION_THRESHOLDS = re.compile(
+    r"^\s*[^;:=\s][^;:=]*:(\s*(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*[0-9.eE+-]+,?)+\s*"
+    r"(;\s*[^;:=\s][^;:=]*:(\s*(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*[0-9.eE+-]+,?)+\s*)*;?\s*$"
+)
 
 
 # --- how one field is described ------------------------------------------------------
@@ -212,6 +217,16 @@ class CoordinationConfig:
         optional=True,
         minimum=0,
         maximum=1,
+    )
+    operation_thresholds: str | None = _setting(
+        None,
+        str,
+        'Thresholds for named operations over the defaults above, such as "checkout: '
+        'p95_ms=250 p99_ms=800 error_rate=0.05; search: p99_ms=1000" (keys: p95_ms, p99_ms, '
+        "error_rate, min_samples).",
+        optional=True,
+        pattern=_OPERATION_THRESHOLDS,
+        pattern_hint='entries such as "checkout: p95_ms=250 error_rate=0.05; search: p99_ms=900"',
     )
 
     # --- validation limits on messages (checked before any rule runs) ---
