@@ -1,0 +1,237 @@
+"""``CoordinationASGIMiddleware``: the WSGI middleware's features as pure ASGI.
+
+>>> app.add_middleware(CoordinationASGIMiddleware)  # doctest: +SKIP
+
+Pure ASGI, not Starlette's ``BaseHTTPMiddleware`` (which breaks contextvars and
+streaming): ``send`` is wrapped to see the status and the last body chunk, ``receive`` to
+see a client disconnect and to count an unannounced (chunked) body. Lifespan, websocket
+and other non-HTTP scopes pass straight through. A request is timed until the app has sent
+its last body chunk (or the client went away: counted as a disconnect, status 499, not as
+a server failure). As with WSGI, the app is never retried (see ``_wsgi``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from .._config import CoordinationConfig
+from .._time import perf_counter
+from ._base import MiddlewareBase
+from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike
+from ._http import Rejection
+from ._routes import asgi_route_resolver
+
+__all__ = ["CoordinationASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection"
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` when an unannounced body passes the limit."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"request body passed {size} bytes")
+        self.size = size
+
+
+class _Exchange:
+    """One request's state, seen through the wrapped ``receive`` and ``send``."""
+
+    __slots__ = ("body_seen", "complete", "disconnected", "receive", "responded", "send", "status")
+
+    def __init__(self, receive: Receive, send: Send, body_limit: int | None) -> None:
+        self.status = 500
+        self.responded = False
+        self.complete = False
+        self.disconnected = False
+        self.body_seen = 0
+        self.receive = self._counting(receive, body_limit)
+        self.send = self._watching(send)
+
+    def _counting(self, receive: Receive, limit: int | None) -> Receive:
+        async def counted() -> Message:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.disconnect":
+                self.disconnected = True
+            elif limit is not None and kind == "http.request":
+                self.body_seen += len(message.get("body", b""))
+                if self.body_seen > limit:
+                    raise _BodyTooLarge(self.body_seen)
+            return message
+
+        return counted
+
+    def _watching(self, send: Send) -> Send:
+        async def watched(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                self.status = int(message["status"])
+                self.responded = True
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                self.complete = True
+            await send(message)
+
+        return watched
+
+
+class CoordinationASGIMiddleware(MiddlewareBase):
+    """Validation, timing and counting around an ASGI application (Starlette, FastAPI).
+
+    Takes the same options as ``CoordinationMiddleware``; route templates come from
+    Starlette's router (``scope["route"]``), rule sets are keyed by them.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: CoordinationConfig | Mapping[str, Any] | None = None,
+        *,
+        route_rules: Mapping[str, Any] | None = None,
+        route_resolver: Callable[[Mapping[str, Any]], str | None] | None = None,
+        allowed_methods: Iterable[str] | None = None,
+        validator: ValidatorLike | None = None,
+        error_handler: ErrorHandlerLike | None = None,
+        performance_monitor: MonitorLike | None = None,
+        debug: bool = False,
+    ) -> None:
+        super().__init__(
+            app,
+            config,
+            route_rules=route_rules,
+            allowed_methods=allowed_methods,
+            validator=validator,
+            error_handler=error_handler,
+            performance_monitor=performance_monitor,
+            debug=debug,
+            kind="ASGI",
+        )
+        self._routes = asgi_route_resolver(app, route_resolver)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._endpoints is not None:
+            endpoint = self._endpoints.asgi_app(scope.get("path") or "/")
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        started = perf_counter()
+        self._counters.started()
+        method = scope.get("method") or "GET"
+        policy = self._policy
+        headers = scope.get("headers") or ()
+        length_header = content_type = None
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
+            if name == b"content-length":
+                length_header = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        rejection = policy.check_method(method) or policy.check_header_size(size)
+        length = None
+        if rejection is None:
+            length, rejection = policy.check_content_length(length_header)
+        route = None
+        if rejection is None and policy.rules:
+            route = self._routes.before(scope)
+            rule_set = policy.rules_for(method, route)
+            if rule_set is not None:
+                body, rejection, disconnected = await self._read_body(receive)
+                if disconnected:
+                    self._record(method, route, CLIENT_CLOSED, started, None, disconnected=True)
+                    return
+                if rejection is None:
+                    rejection = policy.check_json(body, content_type, rule_set)
+                receive = _replaying(body, receive)
+        if rejection is not None:
+            await self._reject(scope, send, rejection)
+            self._record(method, route, rejection.status, started, None, rejected=True)
+            return
+        # An unannounced (chunked) body is counted as the app reads it.
+        exchange = _Exchange(receive, send, policy.max_body if length is None else None)
+        error: Exception | None = None
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except _BodyTooLarge as exc:
+            if exchange.responded:
+                error = exc
+                raise
+            exchange.status = 413
+            await self._reject(scope, send, policy.too_large(exc.size) or Rejection(413, str(exc)))
+        except Exception as exc:
+            error = exc
+            self._logger.warning(
+                "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
+            )
+            raise
+        finally:
+            # Also reached when the task is cancelled (the server dropped the connection).
+            gone = not exchange.complete and (exchange.disconnected or error is None)
+            status = 500 if error is not None else exchange.status
+            if gone and error is None and exchange.status != 413:
+                status = CLIENT_CLOSED
+            self._record(
+                method,
+                route or self._route_after(scope),
+                status,
+                started,
+                error,
+                rejected=exchange.status == 413 and not exchange.responded,
+                disconnected=gone and error is None and status == CLIENT_CLOSED,
+            )
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, Rejection | None, bool]:
+        """The whole body (bounded), a 413 rejection, or True when the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", None, True
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._policy.max_body:
+                return b"", self._policy.too_large(size), False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None, False
+
+    async def _reject(self, scope: Scope, send: Send, rejection: Rejection) -> None:
+        body = rejection.body(scope.get("path") or "/")
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in rejection.response_headers(body)
+        ]
+        await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
+        )
+
+    def _route_after(self, scope: Scope) -> str | None:
+        try:
+            return self._routes.after(scope)
+        except Exception:
+            self._logger.exception("route resolver failed; naming the request 'unmatched'")
+            return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the buffered body once, then the real channel."""
+    pending = [body]
+
+    async def replay() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,120 @@
+"""The three components every integration door uses, typed by what it calls on them.
+
+The doors take a validator, an error handler and a performance monitor, or build the real
+ones from ``coordination.validation``, ``coordination.error_handling`` and
+``coordination.performance``. The protocols below name only the calls made here, so a
+user may also pass a compatible object of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from .._config import CoordinationConfig
+
+__all__ = [
+    "Components",
+    "ErrorHandlerLike",
+    "MonitorLike",
+    "ValidatorLike",
+    "build_components",
+]
+
+
+class ValidationResultLike(Protocol):
+    @property
+    def is_valid(self) -> bool: ...
+    @property
+    def errors(self) -> Any: ...
+
+
+class ValidatorLike(Protocol):
+    def compile(self, rules: Any, *, name: str | None = None) -> Any: ...
+    def validate(self, data: Any, rule_set: Any) -> Any: ...
+    def ensure_valid(self, data: Any, rule_set: Any) -> None: ...
+    def validate_message_structure(self, data: Any, rules: Any = None) -> Any: ...
+    def get_validation_report(self) -> dict[str, Any]: ...
+
+
+class ErrorHandlerLike(Protocol):
+    def decorate(self, func: Callable[..., Any], **error_config: Any) -> Callable[..., Any]: ...
+    def execute_with_error_handling(
+        self,
+        operation: Callable[..., Any],
+        args: Any = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Any: ...
+    def get_error_report(self) -> dict[str, Any]: ...
+
+
+class MonitorLike(Protocol):
+    def record_operation(self, name: str) -> AbstractContextManager[Any]: ...
+    def record_success(self, name: str) -> None: ...
+    def record_failure(self, name: str, error: Any) -> None: ...
+    def record_duration(
+        self, name: str, seconds: float, success: bool = True, error: Any = None
+    ) -> None: ...
+    def start_monitoring(self) -> None: ...
+    def stop_monitoring(self) -> None: ...
+    def get_performance_report(self) -> dict[str, Any]: ...
+
+
+class Components:
+    """The validator, error handler and monitor of one door, built once."""
+
+    __slots__ = ("config", "error_handler", "monitor", "validator")
+
+    def __init__(
+        self,
+        config: CoordinationConfig,
+        validator: ValidatorLike,
+        error_handler: ErrorHandlerLike,
+        monitor: MonitorLike,
+    ) -> None:
+        self.config = config
+        self.validator = validator
+        self.error_handler = error_handler
+        self.monitor = monitor
+
+    def status(self) -> dict[str, Any]:
+        """The spec's status document: each component's own report."""
+        return {
+            "validation": self.validator.get_validation_report(),
+            "error_handling": self.error_handler.get_error_report(),
+            "performance": self.monitor.get_performance_report(),
+        }
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The components by the names health checks and exporters show."""
+        return {
+            "validator": self.validator,
+            "error_handler": self.error_handler,
+            "performance_monitor": self.monitor,
+        }
+
+
+def build_components(
+    config: CoordinationConfig,
+    *,
+    validator: ValidatorLike | None,
+    error_handler: ErrorHandlerLike | None,
+    performance_monitor: MonitorLike | None,
+    debug: bool,
+) -> Components:
+    """The given components, and real ones, sharing ``config``, for those not given."""
+    if validator is None:
+        from ..validation import CoordinationValidator
+
+        validator = CoordinationValidator(config=config, debug=debug)
+    if error_handler is None:
+        from ..error_handling import CoordinationErrorHandler
+
+        error_handler = CoordinationErrorHandler(config, debug=debug)
+    if performance_monitor is None:
+        from ..performance import CoordinationPerformanceMonitor
+
+        performance_monitor = CoordinationPerformanceMonitor(config, debug=debug)
+    return Components(config, validator, error_handler, performance_monitor)

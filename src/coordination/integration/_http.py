@@ -1,0 +1,226 @@
+"""What the WSGI and ASGI middleware share: request checks, problem documents, counters.
+
+A rejected request gets an RFC 9457 ``application/problem+json`` response with the
+status that says what was wrong — 400 malformed JSON, 405 method, 413 body too large,
+415 not JSON where a rule set expects JSON, 422 rule-set violations (with the error
+list), 431 headers too large — and never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from .._bounded import BoundedNames
+from .._config import CoordinationConfig
+from .._errors import ConfigError, ValidationError
+from .._redact import truncate
+from ._components import ValidatorLike
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "UNMATCHED",
+    "HttpCounters",
+    "Rejection",
+    "RequestPolicy",
+    "operation_name",
+]
+
+UNMATCHED = "unmatched"
+DEFAULT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+PROBLEM_JSON = "application/problem+json"
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request refused before the app saw it, as a problem document."""
+
+    status: int
+    detail: str
+    errors: tuple[dict[str, Any], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.status} {HTTPStatus(self.status).phrase}"
+
+    def body(self, instance: str) -> bytes:
+        document: dict[str, Any] = {
+            "type": "about:blank",
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": truncate(instance, 200),
+        }
+        if self.errors:
+            document["errors"] = list(self.errors)
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def response_headers(self, body: bytes) -> list[tuple[str, str]]:
+        return [
+            ("Content-Type", PROBLEM_JSON),
+            ("Content-Length", str(len(body))),
+            *self.headers,
+        ]
+
+
+def operation_name(method: str, route: str | None) -> str:
+    """``"POST /api/users"`` for a route template, else the fixed ``"unmatched"``."""
+    return f"{method} {route}" if route else UNMATCHED
+
+
+def _error_entry(error: Any) -> dict[str, Any]:
+    # Codes, locations and messages only: the offending values may be secrets.
+    return {
+        "code": str(getattr(error, "code", "invalid")),
+        "pointer": str(getattr(error, "pointer", "")),
+        "message": str(getattr(error, "message", error)),
+    }
+
+
+class RequestPolicy:
+    """The structural limits and the per-route JSON rule sets, compiled once.
+
+    ``route_rules`` maps a route template (``"/api/users"``) or a method and template
+    (``"POST /api/users"``) to a rule set the request's JSON body must satisfy.
+    """
+
+    def __init__(
+        self,
+        config: CoordinationConfig,
+        validator: ValidatorLike,
+        route_rules: Mapping[str, Any] | None,
+        allowed_methods: Iterable[str] | None,
+    ) -> None:
+        self.max_body = config.max_request_body_bytes
+        self.max_headers = config.max_header_bytes
+        methods = DEFAULT_METHODS if allowed_methods is None else allowed_methods
+        self.allowed_methods = frozenset(m.upper() for m in methods)
+        for method in self.allowed_methods:
+            if not _TOKEN.match(method):
+                raise ConfigError(
+                    f"allowed_methods holds {method!r}, which is not an HTTP method token",
+                    field="allowed_methods",
+                    value=method,
+                    source="keyword argument",
+                )
+        self._allow_header = (("Allow", ", ".join(sorted(self.allowed_methods))),)
+        self.validator = validator
+        self.rules: dict[str, Any] = {}
+        if config.enable_validation:
+            for key, rule_set in (route_rules or {}).items():
+                if not isinstance(key, str) or not key.strip():
+                    raise ConfigError(
+                        f"route_rules keys must be route templates, got {key!r}",
+                        field="route_rules",
+                        value=key,
+                        source="keyword argument",
+                    )
+                self.rules[key] = validator.compile(rule_set, name=f"route {key}")
+
+    def check_method(self, method: str) -> Rejection | None:
+        if method in self.allowed_methods:
+            return None
+        shown = truncate(method, 20)
+        if not _TOKEN.match(method):
+            return Rejection(400, f"{shown!r} is not a valid HTTP method")
+        return Rejection(405, f"method {shown} is not allowed here", headers=self._allow_header)
+
+    def check_header_size(self, size: int) -> Rejection | None:
+        if size <= self.max_headers:
+            return None
+        return Rejection(
+            431, f"request headers take {size} bytes; at most {self.max_headers} are accepted"
+        )
+
+    def check_content_length(self, raw: str | None) -> tuple[int | None, Rejection | None]:
+        """The declared body length, or the rejection a bad or too large one earns."""
+        if raw is None or raw == "":
+            return None, None
+        if not raw.isdigit():
+            return None, Rejection(400, f"Content-Length {truncate(raw, 20)!r} is not a number")
+        length = int(raw)
+        return length, self.too_large(length)
+
+    def too_large(self, length: int) -> Rejection | None:
+        if length <= self.max_body:
+            return None
+        return Rejection(
+            413, f"request body of {length} bytes exceeds the limit of {self.max_body} bytes"
+        )
+
+    def rules_for(self, method: str, route: str | None) -> Any:
+        if not self.rules or route is None:
+            return None
+        return self.rules.get(f"{method} {route}") or self.rules.get(route)
+
+    def check_json(self, body: bytes, content_type: str | None, rule_set: Any) -> Rejection | None:
+        """Parse ``body`` as JSON and check it against ``rule_set``."""
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return Rejection(415, f"expected a JSON body (application/json), got {media!r}")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return Rejection(400, f"the request body is not valid JSON: {exc}")
+        try:
+            self.validator.ensure_valid(data, rule_set)
+        except ValidationError as exc:
+            errors = tuple(_error_entry(e) for e in exc.errors)
+            return Rejection(422, f"the request body breaks {len(errors)} rule(s)", errors)
+        return None
+
+
+@dataclass(slots=True)
+class HttpCounters:
+    """Exact request counts for ``get_middleware_status()``, safe across threads."""
+
+    requests: int = 0
+    in_flight: int = 0
+    client_disconnects: int = 0
+    status_codes: dict[int, int] = field(default_factory=dict)
+    rejected: dict[int, int] = field(default_factory=dict)
+    exceptions: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _exception_names: BoundedNames = field(default_factory=lambda: BoundedNames(100))
+
+    def started(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self.in_flight += 1
+
+    def finished(
+        self,
+        status: int,
+        *,
+        rejected: bool = False,
+        error: BaseException | None = None,
+        disconnected: bool = False,
+    ) -> None:
+        name = self._exception_names.admit(type(error).__name__) if error else None
+        with self._lock:
+            self.in_flight -= 1
+            self.status_codes[status] = self.status_codes.get(status, 0) + 1
+            if rejected:
+                self.rejected[status] = self.rejected.get(status, 0) + 1
+            if name is not None:
+                self.exceptions[name] = self.exceptions.get(name, 0) + 1
+            if disconnected:
+                self.client_disconnects += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "in_flight": self.in_flight,
+                "status_codes": dict(sorted(self.status_codes.items())),
+                "rejected": dict(sorted(self.rejected.items())),
+                "exceptions": dict(self.exceptions),
+                "client_disconnects": self.client_disconnects,
+            }
