@@ -45,6 +45,10 @@ class Monitor:
 
 
 class Handler:
+    def operation_stats(self) -> dict[str, dict[str, int]]:
+        # The handler's snapshot holds plain counts, not timings: not to be read as such.
+        return {"inventory.reserve": {"calls": 20}}
+
     def get_error_report(self) -> dict[str, Any]:
         return {
             "status": "DEGRADED",

@@ -208,11 +208,16 @@ class StatusPage:
                 entry.sources.append(name)
             return entry
 
+        # A monitor's operation_stats() holds timing snapshots (with quantile()); an error
+        # handler's holds plain counts, which its error report below already gives.
+        timed = False
         stats_of = getattr(component, "operation_stats", None)
         if callable(stats_of):
             for op, stats in stats_of().items():
-                self._from_stats(row(str(op)), stats)
-        elif hasattr(component, "get_performance_report"):
+                if callable(getattr(stats, "quantile", None)):
+                    self._from_stats(row(str(op)), stats)
+                    timed = True
+        if not timed and hasattr(component, "get_performance_report"):
             report = component.get_performance_report()
             for op, data in (report.get("operations") or {}).items():
                 self._from_report(row(str(op)), data)
