@@ -1,7 +1,12 @@
 """Retry, circuit breaker, timeout, bulkhead, fallback and rate limit as one pipeline.
 
+>>> from coordination.error_handling import handle_errors
+>>> @handle_errors(max_retries=3, error_severity="HIGH")
+... def charge(order_id: str) -> str:
+...     return f"charged {order_id}"
+
 The breaker and rate-limiter backends are pluggable through the Protocols in
-``_backends`` (memory by default, Redis when configured).
+``_backends`` (memory by default, Redis when configured). See docs/error-handling.md.
 """
 
 from ._backends import (
@@ -16,16 +21,35 @@ from ._backends import (
     RateLimiterFactory,
     TransitionHook,
 )
+from ._breaker import CircuitBreaker, memory_breaker_factory
+from ._decorate import default_error_handler, handle_errors
+from ._handler import CoordinationErrorHandler
+from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
+from ._report import ErrorRecord
+from ._retry import NOT_RETRIED, Backoff, retry_after_seconds
+from ._severity import ErrorSeverity
 
 __all__ = [
+    "NOT_RETRIED",
+    "Backoff",
     "BreakerFactory",
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerTransition",
+    "CircuitBreaker",
     "CircuitBreakerBackend",
     "CircuitState",
+    "CoordinationErrorHandler",
+    "ErrorRecord",
+    "ErrorSeverity",
+    "InMemoryRateLimiter",
     "Rate",
     "RateLimiterBackend",
     "RateLimiterFactory",
     "TransitionHook",
+    "default_error_handler",
+    "handle_errors",
+    "memory_breaker_factory",
+    "memory_rate_limiter_factory",
+    "retry_after_seconds",
 ]

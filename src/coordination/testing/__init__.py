@@ -1,7 +1,8 @@
-"""Helpers for testing your own code with coordination: inject faults into dependencies.
+"""Helpers for testing your own code with coordination.
 
-``FaultInjector`` makes a dependency fail on a schedule (errors, latency, an outage, then
-recovery), deterministically with a seed and an injectable clock.
+``set_testing(True, attempts=1)`` (also a context manager) turns off retry waits and caps
+attempts, stamina-style. ``FaultInjector`` makes a dependency fail on a schedule (errors,
+latency, an outage, then recovery), deterministically with a seed and an injectable clock.
 """
 
 from ._faults import (
@@ -12,6 +13,7 @@ from ._faults import (
     InjectedOutage,
     outage_scenario,
 )
+from ._mode import is_testing, set_testing, testing_mode
 
 __all__ = [
     "FaultInjector",
@@ -19,5 +21,8 @@ __all__ = [
     "FaultStats",
     "InjectedError",
     "InjectedOutage",
+    "is_testing",
     "outage_scenario",
+    "set_testing",
+    "testing_mode",
 ]

@@ -1,0 +1,317 @@
+"""The in-memory circuit breaker: consecutive failures, or a resilience4j-style window.
+
+Why the closed-state success path takes no lock: it reads ``_state`` (one attribute load)
+in ``acquire`` and, in consecutive-failure mode, stores ``0`` into ``_consecutive`` in
+``record_success``. Under the GIL a single attribute load or store is atomic, so neither
+can tear. The only race is a success's store landing between a concurrent failure's
+read and write of ``_consecutive`` (which happens under the lock); then one failure is
+forgotten, which is what "consecutive" means when calls overlap anyway. Every transition,
+every failure and every window update happens under ``_lock``; the lock is never held
+while the protected call runs, nor while a transition hook runs. Exact call counts are
+the handler's job (``itertools.count``, whose ``next`` is atomic).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .._errors import CircuitOpenError
+from .._time import Clock, monotonic
+from ._backends import BreakerSettings, BreakerSnapshot, BreakerTransition, CircuitState
+
+__all__ = ["CircuitBreaker", "memory_breaker_factory"]
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+
+
+class _Window:
+    """Outcomes of the last ``size`` calls (count) or ``size`` seconds (time), as sums."""
+
+    __slots__ = ("_calls", "_failures", "_last", "_slow", "by_time", "calls", "failures", "slow")
+
+    def __init__(self, size: int, *, by_time: bool) -> None:
+        self.by_time = by_time
+        self._calls = [0] * size  # per slot: a call (count mode) or a second's calls (time)
+        self._failures = [0] * size
+        self._slow = [0] * size
+        self._last = 0  # count mode: next slot; time mode: the last second recorded
+        self.calls = self.failures = self.slow = 0
+
+    def add(self, failed: bool, slow: bool, now: float) -> None:
+        size = len(self._calls)
+        if self.by_time:
+            second = int(now)
+            # clear the seconds skipped since the last call (at most the whole window)
+            for stale in range(max(self._last + 1, second - size + 1), second + 1):
+                self._clear(stale % size)
+            self._last = max(self._last, second)
+            slot = second % size
+        else:
+            slot = self._last
+            self._last = (slot + 1) % size
+            self._clear(slot)
+        self._calls[slot] += 1
+        self._failures[slot] += failed
+        self._slow[slot] += slow
+        self.calls += 1
+        self.failures += failed
+        self.slow += slow
+
+    def expire(self, now: float) -> None:
+        """Time mode: forget seconds that fell out of the window before reading the sums."""
+        if self.by_time and int(now) > self._last:
+            size = len(self._calls)
+            second = int(now)
+            for stale in range(max(self._last + 1, second - size + 1), second + 1):
+                self._clear(stale % size)
+            self._last = second
+
+    def _clear(self, slot: int) -> None:
+        self.calls -= self._calls[slot]
+        self.failures -= self._failures[slot]
+        self.slow -= self._slow[slot]
+        self._calls[slot] = self._failures[slot] = self._slow[slot] = 0
+
+    def reset(self) -> None:
+        for slot in range(len(self._calls)):
+            self._clear(slot)
+
+
+class CircuitBreaker:
+    """One operation's breaker, in process memory (the default backend).
+
+    >>> breaker = CircuitBreaker("payments", BreakerSettings(failure_threshold=2))
+    >>> breaker.record_failure(0.0); breaker.record_failure(0.0); breaker.state
+    <CircuitState.OPEN: 'OPEN'>
+    """
+
+    __slots__ = (
+        "_clock",
+        "_consecutive",
+        "_forced",
+        "_lock",
+        "_on_transition",
+        "_opened_at",
+        "_state",
+        "_transitions",
+        "_trial_successes",
+        "_trials",
+        "_window",
+        "blocking",
+        "name",
+        "settings",
+        "tracks_duration",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        settings: BreakerSettings | None = None,
+        *,
+        clock: Clock = monotonic,
+        on_transition: Callable[[BreakerTransition], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings = settings or BreakerSettings()
+        self.tracks_duration = settings.slow_call_duration is not None
+        self.blocking = False
+        self._clock = clock
+        self._on_transition = on_transition
+        self._lock = threading.Lock()
+        self._state = CLOSED
+        self._consecutive = 0
+        self._opened_at = 0.0
+        self._trials = 0  # trial calls admitted and still running, while HALF_OPEN
+        self._trial_successes = 0
+        self._forced = False
+        self._transitions: dict[str, int] = {}
+        self._window = (
+            _Window(settings.window_size, by_time=settings.window_type == "time")
+            if settings.uses_window
+            else None
+        )
+
+    @property
+    def state(self) -> CircuitState:
+        if self._state is OPEN and not self._forced and self._open_remaining() <= 0:
+            return HALF_OPEN  # what the next call will see
+        return self._state
+
+    # --- the per-call protocol ----------------------------------------------------------
+
+    def acquire(self) -> None:
+        if self._state is CLOSED:  # the hot path: one attribute read, no lock
+            return
+        with self._lock:
+            if self._state is CLOSED:
+                return
+            if self._forced:
+                raise CircuitOpenError(self.name, self.settings.open_seconds)
+            moved = None
+            if self._state is OPEN:
+                remaining = self._open_remaining()
+                if remaining > 0:
+                    raise CircuitOpenError(self.name, remaining)
+                moved = self._move(HALF_OPEN, "open timeout elapsed; admitting trial calls")
+                self._trials = self._trial_successes = 0
+            if self._trials + self._trial_successes >= self.settings.half_open_calls:
+                raise CircuitOpenError(self.name, 0.0)  # every trial slot is taken
+            self._trials += 1
+        self._notify(moved)
+
+    def record_success(self, duration: float) -> None:
+        if self._state is CLOSED and self._window is None:
+            self._consecutive = 0  # an atomic store; see the module docstring
+            return
+        with self._lock:
+            moved = self._success_locked(duration)
+        self._notify(moved)
+
+    def record_failure(self, duration: float) -> None:
+        with self._lock:
+            moved = self._failure_locked(duration)
+        self._notify(moved)
+
+    def release(self) -> None:
+        if self._state is HALF_OPEN:
+            with self._lock:
+                if self._state is HALF_OPEN and self._trials > 0:
+                    self._trials -= 1
+
+    async def aacquire(self) -> None:
+        self.acquire()
+
+    async def arecord_success(self, duration: float) -> None:
+        self.record_success(duration)
+
+    async def arecord_failure(self, duration: float) -> None:
+        self.record_failure(duration)
+
+    async def arelease(self) -> None:
+        self.release()
+
+    # --- control and inspection ---------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self._forced = False
+            self._consecutive = self._trials = self._trial_successes = 0
+            if self._window is not None:
+                self._window.reset()
+            moved = self._move(CLOSED, "reset") if self._state is not CLOSED else None
+        self._notify(moved)
+
+    def force_open(self) -> None:
+        with self._lock:
+            self._forced = True
+            self._opened_at = self._clock()
+            moved = self._move(OPEN, "forced open") if self._state is not OPEN else None
+        self._notify(moved)
+
+    def snapshot(self) -> BreakerSnapshot:
+        with self._lock:
+            window = self._window
+            failure_rate = slow_rate = None
+            calls = 0
+            if window is not None:
+                window.expire(self._clock())
+                calls = window.calls
+                if calls >= self.settings.minimum_calls:
+                    failure_rate = window.failures / calls
+                    slow_rate = window.slow / calls
+            return BreakerSnapshot(
+                name=self.name,
+                state=self.state,
+                consecutive_failures=self._consecutive,
+                failure_rate=failure_rate,
+                slow_call_rate=slow_rate if self.tracks_duration else None,
+                window_calls=calls,
+                retry_after=self._open_remaining() if self._state is OPEN else 0.0,
+                forced_open=self._forced,
+                transitions=dict(self._transitions),
+                backend="memory",
+            )
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self.state.value})"
+
+    # --- transitions (always under the lock) --------------------------------------------
+
+    def _open_remaining(self) -> float:
+        if self._forced:
+            return self.settings.open_seconds
+        return self._opened_at + self.settings.open_seconds - self._clock()
+
+    def _success_locked(self, duration: float) -> BreakerTransition | None:
+        state = self._state
+        if state is CLOSED:
+            self._consecutive = 0
+            return self._add_to_window(failed=False, duration=duration)
+        if state is HALF_OPEN and self._trials > 0:
+            self._trials -= 1
+            self._trial_successes += 1
+            if self._trial_successes >= self.settings.half_open_calls:
+                self._consecutive = self._trials = self._trial_successes = 0
+                if self._window is not None:
+                    self._window.reset()
+                return self._move(CLOSED, "trial calls succeeded")
+        return None  # a late success of a call admitted before the breaker opened
+
+    def _failure_locked(self, duration: float) -> BreakerTransition | None:
+        state = self._state
+        if state is CLOSED:
+            self._consecutive += 1
+            moved = self._add_to_window(failed=True, duration=duration)
+            if moved is None and self._consecutive >= self.settings.failure_threshold:
+                moved = self._open(f"{self._consecutive} consecutive failures")
+            return moved
+        if state is HALF_OPEN and self._trials > 0:
+            return self._open("a trial call failed")
+        return None  # already open: a late failure does not restart the open period
+
+    def _add_to_window(self, *, failed: bool, duration: float) -> BreakerTransition | None:
+        window = self._window
+        if window is None:
+            return None
+        settings = self.settings
+        slow = settings.slow_call_duration is not None and duration >= settings.slow_call_duration
+        window.add(failed, slow, self._clock())
+        if window.calls < settings.minimum_calls:
+            return None
+        rate = settings.failure_rate_threshold
+        if rate is not None and window.failures >= rate * window.calls:
+            return self._open(f"failure rate {window.failures / window.calls:.0%} over the window")
+        slow_rate = settings.slow_call_rate_threshold
+        if slow_rate is not None and window.slow >= slow_rate * window.calls:
+            return self._open(f"slow-call rate {window.slow / window.calls:.0%} over the window")
+        return None
+
+    def _open(self, reason: str) -> BreakerTransition:
+        self._opened_at = self._clock()
+        self._trials = self._trial_successes = 0
+        return self._move(OPEN, reason)
+
+    def _move(self, new: CircuitState, reason: str) -> BreakerTransition:
+        old = self._state
+        self._state = new
+        key = f"{old.value}->{new.value}"
+        self._transitions[key] = self._transitions.get(key, 0) + 1
+        return BreakerTransition(self.name, old, new, reason, self._clock())
+
+    def _notify(self, moved: BreakerTransition | None) -> None:
+        if moved is not None and self._on_transition is not None:
+            self._on_transition(moved)
+
+
+def memory_breaker_factory(
+    name: str,
+    settings: BreakerSettings,
+    *,
+    clock: Clock,
+    on_transition: Callable[[BreakerTransition], None],
+) -> CircuitBreaker:
+    """The default ``BreakerFactory``: an in-memory ``CircuitBreaker``."""
+    return CircuitBreaker(name, settings, clock=clock, on_transition=on_transition)

@@ -1,0 +1,120 @@
+"""The bulkhead: at most ``max_concurrent`` calls of one operation in flight.
+
+One counter serves threads and event loops alike (an operation can be called from both).
+A caller that may wait queues up; a leaving call hands its slot straight to the first
+waiter (a thread's event, or a future on the waiter's own loop, woken thread-safely), so
+no slot is lost or granted twice even when a waiter times out at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+
+from .._errors import BulkheadFull
+
+__all__ = ["Bulkhead"]
+
+
+class _Waiter:
+    __slots__ = ("event", "future", "granted", "loop")
+
+    def __init__(
+        self,
+        event: threading.Event | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[None] | None = None,
+    ) -> None:
+        self.event = event
+        self.loop = loop
+        self.future = future
+        self.granted = False
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Bulkhead:
+    """A concurrency limit; ``enter``/``aenter`` then ``leave``, or raise ``BulkheadFull``."""
+
+    __slots__ = ("_in_flight", "_lock", "_waiters", "max_concurrent", "name", "wait")
+
+    def __init__(self, name: str, max_concurrent: int, wait: float = 0.0) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.wait = wait
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _try_enter(self) -> bool:
+        if self._in_flight < self.max_concurrent and not self._waiters:
+            self._in_flight += 1
+            return True
+        return False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._try_enter():
+                return
+            if self.wait <= 0:
+                raise BulkheadFull(self.name, self.max_concurrent)
+            event = threading.Event()
+            waiter = _Waiter(event=event)
+            self._waiters.append(waiter)
+        event.wait(self.wait)
+        self._settle(waiter)
+
+    async def aenter(self) -> None:
+        with self._lock:
+            if self._try_enter():
+                return
+            if self.wait <= 0:
+                raise BulkheadFull(self.name, self.max_concurrent)
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            waiter = _Waiter(loop=loop, future=future)
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.wait)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            with self._lock:
+                granted = waiter.granted
+                if not granted:
+                    self._waiters.remove(waiter)
+            if granted:
+                self.leave()  # we were handed a slot we will not use: pass it on
+            raise
+        self._settle(waiter)
+
+    def _settle(self, waiter: _Waiter) -> None:
+        """After waiting: keep a granted slot, or leave the queue and report the bulkhead full."""
+        with self._lock:
+            if waiter.granted:
+                return
+            self._waiters.remove(waiter)
+        raise BulkheadFull(self.name, self.max_concurrent)
+
+    def leave(self) -> None:
+        with self._lock:
+            if not self._waiters:
+                self._in_flight -= 1
+                return
+            waiter = self._waiters.popleft()  # the slot passes on; _in_flight is unchanged
+            waiter.granted = True
+        if waiter.event is not None:
+            waiter.event.set()
+        elif waiter.loop is not None and waiter.future is not None:
+            try:
+                waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+            except RuntimeError:  # its loop has closed; the waiter is gone, pass the slot on
+                self.leave()

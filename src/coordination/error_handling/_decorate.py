@@ -1,0 +1,107 @@
+"""``handle_errors`` and the process-wide default handler.
+
+By default every decorated function shares ``default_error_handler()``, so an operation's
+breaker is shared by every caller in the process (and by ``execute_with_error_handling``
+calls that use the same operation name on that handler).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from ._handler import CoordinationErrorHandler, _name_of
+
+__all__ = ["default_error_handler", "handle_errors", "wrap_function"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_default: CoordinationErrorHandler | None = None
+_default_lock = threading.Lock()
+
+
+def default_error_handler() -> CoordinationErrorHandler:
+    """The process-wide handler (configured from the environment on first use)."""
+    global _default
+    handler = _default
+    if handler is None:
+        with _default_lock:
+            if _default is None:
+                _default = CoordinationErrorHandler()
+            handler = _default
+    return handler
+
+
+def wrap_function(
+    handler: CoordinationErrorHandler, func: Any, error_config: dict[str, Any]
+) -> Any:
+    """``func`` behind ``handler``'s pipeline for it; the plan is built here, once."""
+    if isinstance(func, staticmethod | classmethod):
+        return type(func)(wrap_function(handler, func.__func__, error_config))
+    if not callable(func):
+        raise TypeError(f"handle_errors decorates functions and methods, not {func!r}")
+    options = dict(error_config)
+    name = options.pop("operation_name", None) or _name_of(func)
+    if not isinstance(name, str):
+        raise TypeError(f"operation_name must be a string, not {type(name).__name__}")
+    plan = handler.plan(name, options)
+    if inspect.iscoroutinefunction(func):
+        arun = plan.arun
+
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            return await arun(func, args, kwargs)
+
+        return functools.update_wrapper(call_async, func)
+    wrapped = plan.wrap(func)
+    try:
+        return functools.update_wrapper(wrapped, func)
+    except AttributeError:  # a callable object without a __dict__: keep what we can
+        return wrapped
+
+
+@overload
+def handle_errors(func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def handle_errors(
+    *, handler: CoordinationErrorHandler | None = None, **error_config: Any
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def handle_errors(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    handler: CoordinationErrorHandler | None = None,
+    **error_config: Any,
+) -> Any:
+    """Decorate a sync or async function (or method) with the error-handling pipeline.
+
+    >>> @handle_errors(max_retries=2, error_severity="HIGH", base_delay=0)
+    ... def fetch(x: int) -> int:
+    ...     return x * 2
+    >>> fetch(21)
+    42
+
+    The keys are those of ``error_config`` dicts (see the guide); they are checked here,
+    at decoration time. ``handler`` defaults to ``default_error_handler()``.
+    """
+
+    def decorator(target: Callable[P, R]) -> Callable[P, R]:
+        chosen = handler if handler is not None else default_error_handler()
+        return cast(Callable[P, R], wrap_function(chosen, target, error_config))
+
+    if func is not None:
+        return decorator(func)
+    if handler is not None and not isinstance(handler, CoordinationErrorHandler):
+        raise TypeError(f"handler must be a CoordinationErrorHandler, not {type(handler).__name__}")
+    # check the keys now, so a typo fails where it is written, not at the first call
+    (handler or default_error_handler()).config_options(
+        **{k: v for k, v in error_config.items() if k != "operation_name"}
+    )
+    return decorator

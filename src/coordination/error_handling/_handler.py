@@ -1,0 +1,299 @@
+"""``CoordinationErrorHandler``: the spec's error handler, one pipeline per operation.
+
+>>> handler = CoordinationErrorHandler({"base_delay": 0})
+>>> handler.execute_with_error_handling(len, args=("abc",), error_severity="LOW")
+3
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .. import _time
+from .._bounded import BoundedNames
+from .._config import CoordinationConfig, resolve_config
+from .._logging import component_logger
+from ._backends import (
+    BreakerFactory,
+    BreakerTransition,
+    CircuitBreakerBackend,
+    CircuitState,
+    RateLimiterFactory,
+)
+from ._breaker import memory_breaker_factory
+from ._bulkhead import Bulkhead
+from ._options import Options, resolve_options
+from ._plan import OperationState, Plan
+from ._ratelimit import memory_rate_limiter_factory
+from ._report import ErrorLog, ErrorRecord, build_report, health_of
+from ._severity import ErrorSeverity
+
+__all__ = ["CoordinationErrorHandler"]
+
+_CO_ASYNC = 0x80 | 0x100 | 0x200  # CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
+_MAX_PLANS = 4096
+
+
+class CoordinationErrorHandler:
+    """Retry, circuit breaker, timeout, bulkhead, fallback and rate limit, per operation.
+
+    Each operation name gets its own breaker (one failing dependency does not open the
+    others), built by ``breaker_factory`` (in memory by default; Redis when
+    ``config.redis_url`` is set or a factory is given). ``on_transition`` hooks see every
+    breaker state change; ``on_alert`` sees every CRITICAL failure.
+    """
+
+    def __init__(
+        self,
+        config: CoordinationConfig | Mapping[str, Any] | None = None,
+        *,
+        debug: bool = False,
+        clock: _time.Clock | None = None,
+        sleep: _time.Sleep | None = None,
+        async_sleep: _time.AsyncSleep | None = None,
+        breaker_factory: BreakerFactory | None = None,
+        rate_limiter_factory: RateLimiterFactory | None = None,
+        on_transition: Callable[[BreakerTransition], None] | None = None,
+        on_alert: Callable[[ErrorRecord], None] | None = None,
+        max_recent_errors: int = 100,
+    ) -> None:
+        self.config = config = resolve_config(config)
+        self._logger = component_logger("error_handling", debug=debug or config.debug)
+        self._clock = clock or _time.monotonic
+        self._sleep = sleep or _time.sleep
+        self._async_sleep = async_sleep or _time.async_sleep
+        if (breaker_factory is None or rate_limiter_factory is None) and config.redis_url:
+            from ..backends.redis import RedisBackend
+
+            backend = RedisBackend(config.redis_url, namespace=config.redis_namespace)
+            breaker_factory = breaker_factory or backend.breaker
+            rate_limiter_factory = rate_limiter_factory or backend.rate_limiter
+        self._breaker_factory: BreakerFactory = breaker_factory or memory_breaker_factory
+        self._rate_limiter_factory = rate_limiter_factory
+        self._names = BoundedNames(config.max_operation_names, logger=self._logger)
+        self._lock = threading.Lock()
+        self._operations: dict[str, OperationState] = {}
+        self._plans: dict[Any, Plan] = {}
+        self._log = ErrorLog(max_recent_errors)
+        self._transition_hooks: list[Callable[[BreakerTransition], None]] = []
+        if on_transition is not None:
+            self._transition_hooks.append(on_transition)
+        self._alert_hooks: list[Callable[[ErrorRecord], None]] = []
+        if on_alert is not None:
+            self._alert_hooks.append(on_alert)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # --- the spec's API -------------------------------------------------------------------
+
+    def execute_with_error_handling(
+        self,
+        operation: Callable[..., Any],
+        args: Any = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        max_retries: int | None = None,
+        error_severity: str | ErrorSeverity = "MEDIUM",
+        operation_name: str | None = None,
+        **overrides: Any,
+    ) -> Any:
+        """Call ``operation(*args, **kwargs)`` through the operation's pipeline."""
+        if not callable(operation):
+            raise TypeError(f"operation must be callable, not {type(operation).__name__}")
+        code = getattr(operation, "__code__", None)
+        if code is not None and code.co_flags & _CO_ASYNC:
+            raise TypeError(
+                f"{_name_of(operation)} is a coroutine function: "
+                "use aexecute_with_error_handling (or await handle_errors(...)-decorated code)"
+            )
+        plan = self._plan_for(operation, max_retries, error_severity, operation_name, overrides)
+        return plan.run(operation, args, kwargs or {})
+
+    async def aexecute_with_error_handling(
+        self,
+        operation: Callable[..., Any],
+        args: Any = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        max_retries: int | None = None,
+        error_severity: str | ErrorSeverity = "MEDIUM",
+        operation_name: str | None = None,
+        **overrides: Any,
+    ) -> Any:
+        """The async twin: ``await operation(*args, **kwargs)`` through the pipeline."""
+        if not callable(operation):
+            raise TypeError(f"operation must be callable, not {type(operation).__name__}")
+        plan = self._plan_for(operation, max_retries, error_severity, operation_name, overrides)
+        return await plan.arun(operation, args, kwargs or {})
+
+    def decorate(self, func: Callable[..., Any], **error_config: Any) -> Callable[..., Any]:
+        """``func`` (sync or async) behind its pipeline, composed once; signature kept."""
+        from ._decorate import wrap_function
+
+        wrapped: Callable[..., Any] = wrap_function(self, func, error_config)
+        return wrapped
+
+    def get_error_report(self) -> dict[str, Any]:
+        """Counts, errors by type and severity, recent errors, breakers and ``status``."""
+        return build_report(self._snapshot_operations(), self._log)
+
+    def get_health_status(self) -> dict[str, Any]:
+        """``{"status": ..., "reason": ..., "open_breakers": [...]}`` (rule in the guide)."""
+        return health_of(self._snapshot_operations())
+
+    def operation_stats(self) -> dict[str, dict[str, Any]]:
+        """Per-operation counts and breaker state: the exporters' snapshot."""
+        operations: dict[str, dict[str, Any]] = build_report(
+            self._snapshot_operations(), self._log
+        )["operations"]
+        return operations
+
+    def reset_circuit_breaker(self, name: str | None = None) -> None:
+        """Close one operation's breaker (``name``) or every breaker (``None``)."""
+        if name is None:
+            for op in list(self._operations.values()):
+                op.breaker.reset()
+            return
+        self.circuit_breaker(name).reset()
+
+    def circuit_breaker(self, name: str) -> CircuitBreakerBackend:
+        """The breaker of operation ``name`` (made with the defaults if not used yet)."""
+        return self._operation(name, self.config_options()).breaker
+
+    def circuit_states(self) -> dict[str, CircuitState]:
+        return {name: op.breaker.state for name, op in list(self._operations.items())}
+
+    def add_transition_hook(self, hook: Callable[[BreakerTransition], None]) -> None:
+        self._transition_hooks.append(hook)
+
+    def add_alert_hook(self, hook: Callable[[ErrorRecord], None]) -> None:
+        self._alert_hooks.append(hook)
+
+    def config_options(self, **overrides: Any) -> Options:
+        return resolve_options(self.config, overrides)
+
+    def close(self) -> None:
+        """Stop the worker threads used for sync timeouts (a running attempt finishes)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    # --- building plans -------------------------------------------------------------------
+
+    def plan(self, name: str, overrides: Mapping[str, Any]) -> Plan:
+        """A new plan for operation ``name`` (the decorators keep theirs)."""
+        options = resolve_options(self.config, overrides)
+        return Plan(self, self._operation(name, options), options)
+
+    def _plan_for(
+        self,
+        operation: Callable[..., Any],
+        max_retries: int | None,
+        severity: str | ErrorSeverity,
+        operation_name: str | None,
+        overrides: dict[str, Any],
+    ) -> Plan:
+        name = operation_name or _name_of(operation)
+        if max_retries is not None:
+            overrides["max_retries"] = max_retries
+        overrides["error_severity"] = severity
+        try:
+            key: Any = (name, frozenset(overrides.items()))
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable override (a list of types): build it each time
+            return self.plan(name, overrides)
+        if plan is None:
+            plan = self.plan(name, overrides)
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def _operation(self, name: str, options: Options) -> OperationState:
+        name = self._names.admit(name)
+        op = self._operations.get(name)
+        if op is not None:
+            op.severity = options.severity.value
+            return op
+        with self._lock:
+            op = self._operations.get(name)
+            if op is None:
+                breaker = self._breaker_factory(
+                    name, options.breaker, clock=self._clock, on_transition=self._on_transition
+                )
+                op = OperationState(name, breaker, options.severity.value)
+                self._operations[name] = op
+            if options.rate_limit is not None and op.limiter is None:
+                factory = self._rate_limiter_factory or memory_rate_limiter_factory
+                op.limiter = factory(options.rate_limit, clock=self._clock)
+            if options.max_concurrent is not None and op.bulkhead is None:
+                op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
+        return op
+
+    def _snapshot_operations(self) -> list[tuple[OperationState, Any]]:
+        return [(op, op.breaker.snapshot()) for op in list(self._operations.values())]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(thread_name_prefix="coordination-timeout")
+                pool = self._pool
+        return pool
+
+    # --- records and hooks (failure paths only) -------------------------------------------
+
+    def _record_attempt_error(
+        self, op: OperationState, exc: BaseException, severity: ErrorSeverity
+    ) -> None:
+        self._log.count(type(exc).__name__, severity.value)
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("operation %r attempt failed: %r", op.name, exc)
+
+    def _record_final_error(
+        self, op: OperationState, exc: BaseException, severity: ErrorSeverity, attempts: int
+    ) -> None:
+        record = self._log.add(op.name, exc, severity, attempts)
+        if self._logger.isEnabledFor(severity.log_level):
+            self._logger.log(
+                severity.log_level,
+                "operation %r failed after %d attempt(s) [%s]: %s: %s",
+                op.name,
+                attempts,
+                severity.value,
+                record.error_type,
+                record.message,
+            )
+        if severity is ErrorSeverity.CRITICAL:
+            for hook in list(self._alert_hooks):
+                self._call_hook(hook, record, "alert")
+
+    def _on_transition(self, transition: BreakerTransition) -> None:
+        level = logging.WARNING if transition.new is CircuitState.OPEN else logging.INFO
+        self._logger.log(
+            level,
+            "circuit breaker %r: %s -> %s (%s)",
+            transition.name,
+            transition.old.value,
+            transition.new.value,
+            transition.reason,
+        )
+        for hook in list(self._transition_hooks):
+            self._call_hook(hook, transition, "transition")
+
+    def _call_hook(self, hook: Callable[[Any], None], arg: Any, kind: str) -> None:
+        try:
+            hook(arg)
+        except Exception:  # a broken hook must never break the protected call
+            self._logger.exception("%s hook %r failed", kind, hook)
+
+
+def _name_of(operation: Callable[..., Any]) -> str:
+    name = getattr(operation, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    return type(operation).__qualname__

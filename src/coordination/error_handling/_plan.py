@@ -1,0 +1,502 @@
+"""One operation's pipeline, composed once: rate limit → bulkhead → breaker → retry → timeout.
+
+A ``Plan`` holds the resolved options and the operation's state (breaker, limiter,
+bulkhead, counters); ``run`` / ``arun`` execute a call through it. Everything that can be
+decided when the plan is built is decided then, so a call only does per-call work. The
+success path with the default in-memory breaker in its CLOSED state is: one attribute read,
+the call, one attribute store and one ``next()`` on an ``itertools.count`` (atomic, so the
+counts stay exact across threads without a lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Callable
+from itertools import count
+from typing import TYPE_CHECKING, Any, cast
+
+from .._errors import (
+    BulkheadFull,
+    CircuitOpenError,
+    ConfigError,
+    OperationTimeout,
+    RateLimitExceeded,
+    ValidationError,
+)
+from . import _testmode
+from ._backends import CircuitBreakerBackend, CircuitState, RateLimiterBackend
+from ._breaker import CircuitBreaker
+from ._bulkhead import Bulkhead
+from ._options import MISSING, Options
+from ._retry import NOT_RETRIED, retry_after_seconds
+
+if TYPE_CHECKING:
+    from ._handler import CoordinationErrorHandler
+
+__all__ = ["OperationState", "Plan", "counter_value"]
+
+CLOSED = CircuitState.CLOSED
+# Errors that say nothing about the dependency's health: they never move the breaker.
+_NOT_COUNTED = (ValidationError, ConfigError, CircuitOpenError, BulkheadFull, RateLimitExceeded)
+_NOTE = "coordination: "
+
+
+def counter_value(counter: count[int]) -> int:
+    """The next value ``counter`` would return, without advancing it."""
+    return int(repr(counter)[6:-1])
+
+
+class OperationState:
+    """Per-operation state shared by every plan of that operation name."""
+
+    __slots__ = (
+        "breaker",
+        "bulkhead",
+        "bulkhead_rejections",
+        "failures",
+        "fallbacks",
+        "limiter",
+        "name",
+        "rate_limited",
+        "rejections",
+        "retries",
+        "severity",
+        "successes",
+        "timeouts",
+    )
+
+    def __init__(self, name: str, breaker: CircuitBreakerBackend, severity: str) -> None:
+        self.name = name
+        self.breaker = breaker
+        self.limiter: RateLimiterBackend | None = None
+        self.bulkhead: Bulkhead | None = None
+        self.severity = severity
+        self.successes = count()
+        self.failures = count()  # calls that ended in an exception or a fallback
+        self.retries = count()
+        self.rejections = count()  # by the open breaker
+        self.timeouts = count()
+        self.bulkhead_rejections = count()
+        self.rate_limited = count()
+        self.fallbacks = count()
+
+    def stats(self) -> dict[str, Any]:
+        successes = counter_value(self.successes)
+        failures = counter_value(self.failures)
+        return {
+            "calls": successes + failures,
+            "successes": successes,
+            "failures": failures,
+            "retries": counter_value(self.retries),
+            "rejections": counter_value(self.rejections),
+            "timeouts": counter_value(self.timeouts),
+            "bulkhead_rejections": counter_value(self.bulkhead_rejections),
+            "rate_limited": counter_value(self.rate_limited),
+            "fallbacks": counter_value(self.fallbacks),
+            "severity": self.severity,
+        }
+
+
+class Plan:
+    """The composed pipeline of one operation with one set of options."""
+
+    def __init__(
+        self, handler: CoordinationErrorHandler, op: OperationState, options: Options
+    ) -> None:
+        self.handler = handler
+        self.op = op
+        self.options = options
+        self.breaker = op.breaker
+        self.timeout = options.timeout
+        self.fallback = options.fallback
+        self.timed = options.timeout is not None or op.breaker.tracks_duration
+        # the fast path: nothing to do before the call but look at the breaker's state
+        self.fast = (
+            op.limiter is None
+            and op.bulkhead is None
+            and options.timeout is None
+            and type(op.breaker) is CircuitBreaker
+            and not op.breaker.tracks_duration
+        )
+        self.memory_breaker = cast(CircuitBreaker, op.breaker) if self.fast else None
+
+    # --- decisions shared by the sync and async paths -----------------------------------
+
+    def should_retry(self, exc: Exception) -> bool:
+        options = self.options
+        if options.give_up_on is not None and options.give_up_on(exc):
+            return False
+        if options.retry_on is not None:
+            return options.retry_on(exc)
+        return not isinstance(exc, NOT_RETRIED)
+
+    def next_wait(
+        self, exc: Exception | None, attempt: int, previous: float, started: float
+    ) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based), or -1.0 to give up."""
+        options = self.options
+        testing = _testmode.current
+        limit = testing.max_retries(options.max_retries) if testing.enabled else options.max_retries
+        if attempt >= limit or (exc is not None and not self.should_retry(exc)):
+            return -1.0
+        if testing.enabled:
+            return 0.0
+        hint = retry_after_seconds(exc) if exc is not None else None
+        if hint is not None:
+            if hint > options.backoff.max_delay:
+                return -1.0  # the dependency asks for longer than we may wait
+            wait = hint
+        else:
+            wait = options.backoff.delay(attempt, previous)
+        budget = options.time_budget
+        if budget is not None and self.handler._clock() - started + wait > budget:
+            return -1.0
+        return wait
+
+    def failed_attempt(self, exc: Exception, duration: float) -> None:
+        """Tell the breaker and the records about one failed attempt."""
+        if isinstance(exc, _NOT_COUNTED):
+            self.breaker.release()
+        else:
+            self.breaker.record_failure(duration)
+        if isinstance(exc, OperationTimeout):
+            next(self.op.timeouts)
+        self.handler._record_attempt_error(self.op, exc, self.options.severity)
+
+    def give_up(self, exc: Exception, attempts: int) -> Any:
+        """The call is over: count it, then the fallback's value or the original error."""
+        next(self.op.failures)
+        self.handler._record_final_error(self.op, exc, self.options.severity, attempts)
+        if self.fallback is MISSING:
+            if attempts > 0:
+                _note(exc, f"{_NOTE}operation {self.op.name!r} failed after {attempts} attempt(s)")
+            raise exc
+        next(self.op.fallbacks)
+        return self.fallback(exc) if callable(self.fallback) else self.fallback
+
+    def rejected(self, exc: CircuitOpenError, last: Exception | None, attempts: int) -> Any:
+        next(self.op.rejections)
+        if last is not None:
+            exc.__cause__ = last
+        return self.give_up(exc, attempts)
+
+    def admit(self) -> None:
+        """The checks before the breaker: the rate limit, then the bulkhead."""
+        op = self.op
+        if op.limiter is not None:
+            wait = op.limiter.try_acquire(op.name)
+            if wait > 0:
+                next(op.rate_limited)
+                raise RateLimitExceeded(op.name, wait)
+        if op.bulkhead is not None:
+            try:
+                op.bulkhead.enter()
+            except BulkheadFull:
+                next(op.bulkhead_rejections)
+                raise
+
+    # --- sync ---------------------------------------------------------------------------
+
+    def wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` behind this plan, with the closed-breaker success path inlined."""
+        run = self.run
+        if not self.fast:
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return run(func, args, kwargs)
+
+            return call
+
+        breaker = cast(CircuitBreaker, self.breaker)  # self.fast guarantees the type
+        simple = not breaker.settings.uses_window
+        record_success = breaker.record_success
+        successes = self.op.successes
+        check_result = self.options.retry_if_result
+        resume = self._resume
+
+        def fast_call(*args: Any, **kwargs: Any) -> Any:
+            if breaker._state is not CLOSED:
+                return run(func, args, kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                return resume(func, args, kwargs, exc)
+            if simple:
+                breaker._consecutive = 0  # atomic store; see _breaker's docstring
+            else:
+                record_success(0.0)
+            if check_result is not None and check_result(result):
+                return resume(func, args, kwargs, None, result)
+            next(successes)
+            return result
+
+        return fast_call
+
+    def _first_retry(self, exc: Exception | None) -> tuple[float, float]:
+        """After a failed first attempt on a fast path: (its start time, the wait or -1)."""
+        if exc is not None:
+            self.failed_attempt(exc, 0.0)
+        started = self.handler._clock()
+        return started, self.next_wait(exc, 0, self.options.backoff.base_delay, started)
+
+    def _resume(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        exc: Exception | None,
+        result: Any = None,
+    ) -> Any:
+        """The fast path's first attempt failed (or its result asks for a retry)."""
+        started, wait = self._first_retry(exc)
+        if wait < 0:
+            if exc is None:
+                next(self.op.successes)
+                return result
+            return self.give_up(exc, 1)
+        return self.run(func, args, kwargs, attempt=1, started=started, wait=wait, last=exc)
+
+    def run(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        *,
+        attempt: int = 0,
+        started: float | None = None,
+        wait: float = 0.0,
+        last: Exception | None = None,
+    ) -> Any:
+        """A call (or its remaining attempts, after ``attempt`` have been made)."""
+        if attempt == 0 and not self.fast:
+            try:
+                self.admit()
+            except (RateLimitExceeded, BulkheadFull) as exc:
+                return self.give_up(exc, 0)
+        try:
+            return self._attempts(func, args, kwargs, attempt, started, wait, last)
+        finally:
+            if attempt == 0 and self.op.bulkhead is not None:
+                self.op.bulkhead.leave()
+
+    def _attempts(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        attempt: int,
+        started: float | None,
+        wait: float,
+        last: Exception | None,
+    ) -> Any:
+        handler = self.handler
+        breaker = self.breaker
+        clock = handler._clock
+        previous = wait or self.options.backoff.base_delay
+        while True:
+            if wait > 0:
+                next(self.op.retries)
+                handler._sleep(wait)
+            elif attempt > 0:
+                next(self.op.retries)
+            try:
+                breaker.acquire()
+            except CircuitOpenError as exc:
+                return self.rejected(exc, last, attempt)
+            begin = clock() if self.timed else 0.0
+            try:
+                result = self._call_once(func, args, kwargs)
+            except Exception as exc:
+                self.failed_attempt(exc, clock() - begin if self.timed else 0.0)
+                last = exc
+                if started is None:
+                    started = clock()
+                wait = self.next_wait(exc, attempt, previous, started)
+                attempt += 1
+                if wait < 0:
+                    return self.give_up(exc, attempt)
+                previous = wait
+                continue
+            except BaseException:
+                breaker.release()  # cancelled or interrupted: not the dependency's fault
+                raise
+            breaker.record_success(clock() - begin if self.timed else 0.0)
+            check = self.options.retry_if_result
+            if check is not None and check(result):
+                if started is None:
+                    started = clock()
+                wait = self.next_wait(None, attempt, previous, started)
+                attempt += 1
+                if wait >= 0:
+                    previous = wait
+                    continue
+            next(self.op.successes)
+            return result
+
+    def _call_once(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        timeout = self.timeout
+        if timeout is None:
+            return func(*args, **kwargs)
+        # A thread cannot be cancelled: the attempt runs in a worker thread, the caller
+        # stops waiting at the deadline, and the attempt's late result is discarded.
+        context = contextvars.copy_context()
+        future = self.handler._executor().submit(context.run, func, *args, **kwargs)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.done() and not future.cancelled():
+                return future.result()  # it finished, or raised its own TimeoutError
+            future.cancel()
+            raise OperationTimeout(self.op.name, timeout) from None
+
+    # --- async --------------------------------------------------------------------------
+
+    async def arun(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        op = self.op
+        memory = self.memory_breaker
+        if memory is not None and memory._state is CLOSED:
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as exc:
+                started, wait = self._first_retry(exc)
+                if wait < 0:
+                    return await self.agive_up(exc, 1)
+                return await self._aattempts(func, args, kwargs, 1, started, wait, exc)
+            memory.record_success(0.0)
+            check = self.options.retry_if_result
+            if check is None or not check(result):
+                next(op.successes)
+                return result
+            started, wait = self._first_retry(None)
+            if wait < 0:
+                next(op.successes)
+                return result
+            return await self._aattempts(func, args, kwargs, 1, started, wait, None)
+        try:
+            await self._aadmit()
+        except (RateLimitExceeded, BulkheadFull) as exc:
+            return await self.agive_up(exc, 0)
+        try:
+            return await self._aattempts(func, args, kwargs, 0, None, 0.0, None)
+        finally:
+            if op.bulkhead is not None:
+                op.bulkhead.leave()
+
+    async def _aadmit(self) -> None:
+        op = self.op
+        if op.limiter is not None and op.limiter.blocking:
+            wait = await op.limiter.atry_acquire(op.name)
+            if wait > 0:
+                next(op.rate_limited)
+                raise RateLimitExceeded(op.name, wait)
+        elif op.limiter is not None:
+            wait = op.limiter.try_acquire(op.name)
+            if wait > 0:
+                next(op.rate_limited)
+                raise RateLimitExceeded(op.name, wait)
+        if op.bulkhead is not None:
+            try:
+                await op.bulkhead.aenter()
+            except BulkheadFull:
+                next(op.bulkhead_rejections)
+                raise
+
+    async def agive_up(self, exc: Exception, attempts: int) -> Any:
+        result = self.give_up(exc, attempts)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    async def _aattempts(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        attempt: int,
+        started: float | None,
+        wait: float,
+        last: Exception | None,
+    ) -> Any:
+        handler = self.handler
+        breaker = self.breaker
+        blocking = breaker.blocking
+        clock = handler._clock
+        previous = wait or self.options.backoff.base_delay
+        while True:
+            if wait > 0:
+                next(self.op.retries)
+                await handler._async_sleep(wait)
+            elif attempt > 0:
+                next(self.op.retries)
+            try:
+                await breaker.aacquire() if blocking else breaker.acquire()
+            except CircuitOpenError as exc:
+                next(self.op.rejections)
+                if last is not None:
+                    exc.__cause__ = last
+                return await self.agive_up(exc, attempt)
+            begin = clock() if self.timed else 0.0
+            try:
+                if self.timeout is None:
+                    result = await func(*args, **kwargs)
+                else:
+                    result = await self._await_with_timeout(func(*args, **kwargs), self.timeout)
+            except Exception as exc:
+                duration = clock() - begin if self.timed else 0.0
+                if blocking and not isinstance(exc, _NOT_COUNTED):
+                    await breaker.arecord_failure(duration)
+                    self._account_only(exc)
+                else:
+                    self.failed_attempt(exc, duration)
+                last = exc
+                if started is None:
+                    started = clock()
+                wait = self.next_wait(exc, attempt, previous, started)
+                attempt += 1
+                if wait < 0:
+                    return await self.agive_up(exc, attempt)
+                previous = wait
+                continue
+            except BaseException:
+                await breaker.arelease() if blocking else breaker.release()
+                raise
+            duration = clock() - begin if self.timed else 0.0
+            await breaker.arecord_success(duration) if blocking else breaker.record_success(
+                duration
+            )
+            check = self.options.retry_if_result
+            if check is not None and check(result):
+                if started is None:
+                    started = clock()
+                wait = self.next_wait(None, attempt, previous, started)
+                attempt += 1
+                if wait >= 0:
+                    previous = wait
+                    continue
+            next(self.op.successes)
+            return result
+
+    def _account_only(self, exc: Exception) -> None:
+        if isinstance(exc, OperationTimeout):
+            next(self.op.timeouts)
+        self.handler._record_attempt_error(self.op, exc, self.options.severity)
+
+    async def _await_with_timeout(self, awaitable: Any, seconds: float) -> Any:
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise OperationTimeout(self.op.name, seconds) from None
+            raise
+
+
+def _note(exc: BaseException, text: str) -> None:
+    """Add (or replace) this library's note, so a reused exception does not pile them up."""
+    notes = getattr(exc, "__notes__", None)
+    if notes is not None:
+        notes[:] = [n for n in notes if not n.startswith(_NOTE)]
+    exc.add_note(text)

@@ -1,0 +1,71 @@
+"""The in-memory GCRA rate limiter (the default ``RateLimiterBackend``).
+
+GCRA keeps one number per key, the theoretical arrival time (TAT) of the next call at the
+sustained rate. A call is allowed while it would not push the TAT more than one period
+ahead of now, which allows a burst of ``rate.count`` calls and then one every
+``rate.interval`` seconds, with no timers and no per-call history.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .._time import Clock, monotonic
+from ._backends import Rate
+
+__all__ = ["InMemoryRateLimiter", "memory_rate_limiter_factory"]
+
+
+class InMemoryRateLimiter:
+    """GCRA over ``rate``, per key, in process memory, for at most ``max_keys`` keys.
+
+    >>> limiter = InMemoryRateLimiter(Rate.parse("2/s"), clock=lambda: 0.0)
+    >>> [limiter.try_acquire("api") for _ in range(3)]
+    [0.0, 0.0, 0.5]
+    """
+
+    __slots__ = ("_clock", "_lock", "_tat", "blocking", "max_keys", "rate")
+
+    def __init__(self, rate: Rate, *, clock: Clock = monotonic, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.blocking = False
+        self.max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tat: dict[str, float] = {}
+
+    def try_acquire(self, key: str, cost: int = 1) -> float:
+        interval = self.rate.interval
+        period = self.rate.period
+        with self._lock:
+            now = self._clock()
+            tat = self._tat.get(key, now)
+            if tat < now:
+                tat = now
+            new_tat = tat + interval * cost
+            allowed_at = new_tat - period
+            if allowed_at > now:
+                return allowed_at - now
+            if key not in self._tat and len(self._tat) >= self.max_keys:
+                self._evict(now)
+            self._tat[key] = new_tat
+            return 0.0
+
+    async def atry_acquire(self, key: str, cost: int = 1) -> float:
+        return self.try_acquire(key, cost)
+
+    def _evict(self, now: float) -> None:
+        """Drop keys whose limit has fully recovered; else the oldest, to stay bounded."""
+        idle = [key for key, tat in self._tat.items() if tat <= now]
+        for key in idle:
+            del self._tat[key]
+        if len(self._tat) >= self.max_keys:
+            del self._tat[next(iter(self._tat))]
+
+    def __repr__(self) -> str:
+        return f"InMemoryRateLimiter({self.rate}, keys={len(self._tat)})"
+
+
+def memory_rate_limiter_factory(rate: Rate, *, clock: Clock) -> InMemoryRateLimiter:
+    """The default ``RateLimiterFactory``."""
+    return InMemoryRateLimiter(rate, clock=clock)

@@ -1,0 +1,160 @@
+"""What the handler remembers about errors, and the report and health built from it.
+
+Health rule (``status``): UNHEALTHY when a CRITICAL operation's breaker is open, or when
+every operation that has a breaker is open; DEGRADED when any breaker is open or half-open;
+else HEALTHY. Error counts alone do not change the status: retried or fallen-back errors
+are the pipeline doing its job, and the breakers already turn persistent failure into state.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .._redact import REDACTED, is_secret_name, truncate
+from .._status import HealthStatus
+from .._time import utc_timestamp
+from ._backends import BreakerSnapshot, CircuitState
+from ._plan import OperationState
+from ._severity import ErrorSeverity
+
+__all__ = ["ErrorLog", "ErrorRecord", "build_report", "health_of", "redact_text"]
+
+_ASSIGNMENT = re.compile(r"""([A-Za-z_][\w.-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)""")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_MESSAGE_LIMIT = 300
+
+
+def redact_text(text: str) -> str:
+    """``text`` with values of secret-looking ``name=value`` pairs and bearer tokens hidden."""
+
+    def hide(match: re.Match[str]) -> str:
+        name, separator, _ = match.groups()
+        return f"{name}{separator}{REDACTED}" if is_secret_name(name) else match.group(0)
+
+    return _BEARER.sub(rf"\1 {REDACTED}", _ASSIGNMENT.sub(hide, text))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """One failed call, as kept in ``recent_errors`` and given to alert hooks."""
+
+    timestamp: str
+    operation: str
+    error_type: str
+    message: str
+    severity: ErrorSeverity
+    attempts: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp,
+            "operation": self.operation,
+            "error_type": self.error_type,
+            "message": self.message,
+            "severity": self.severity.value,
+            "attempts": self.attempts,
+        }
+
+
+class ErrorLog:
+    """Counts of failed attempts by type and severity, and the last failed calls."""
+
+    def __init__(self, max_recent: int) -> None:
+        self._lock = threading.Lock()
+        self.by_type: dict[str, int] = {}
+        self.by_severity: dict[str, int] = {}
+        self.recent: deque[ErrorRecord] = deque(maxlen=max(1, max_recent))
+        self._type_limit = 200  # distinct type names kept; the rest count under "other"
+
+    def count(self, error_type: str, severity: str) -> None:
+        with self._lock:
+            if error_type not in self.by_type and len(self.by_type) >= self._type_limit:
+                error_type = "other"
+            self.by_type[error_type] = self.by_type.get(error_type, 0) + 1
+            self.by_severity[severity] = self.by_severity.get(severity, 0) + 1
+
+    def add(
+        self, operation: str, exc: BaseException, severity: ErrorSeverity, attempts: int
+    ) -> ErrorRecord:
+        try:
+            message = str(exc)
+        except Exception:  # a hostile __str__ must not break error reporting
+            message = f"<unprintable {type(exc).__name__}>"
+        record = ErrorRecord(
+            timestamp=utc_timestamp(),
+            operation=operation,
+            error_type=type(exc).__name__,
+            message=truncate(redact_text(message), _MESSAGE_LIMIT),
+            severity=severity,
+            attempts=attempts,
+        )
+        self.recent.append(record)  # deque.append is atomic; no lock needed
+        return record
+
+    def copy(self) -> tuple[dict[str, int], dict[str, int], list[ErrorRecord]]:
+        with self._lock:
+            return dict(self.by_type), dict(self.by_severity), list(self.recent)
+
+
+def build_report(
+    operations: list[tuple[OperationState, BreakerSnapshot]], log: ErrorLog
+) -> dict[str, Any]:
+    per_operation: dict[str, dict[str, Any]] = {}
+    breakers: dict[str, dict[str, Any]] = {}
+    totals = dict.fromkeys(("calls", "successes", "failures", "retries", "rejections"), 0)
+    for op, snapshot in operations:
+        stats = op.stats()
+        stats["circuit_state"] = snapshot.state.value
+        per_operation[op.name] = stats
+        breakers[op.name] = snapshot.as_dict()
+        for key in totals:
+            totals[key] += stats[key]
+    by_type, by_severity, recent = log.copy()
+    return {
+        "status": health_of(operations)["status"],
+        "total_operations": totals["calls"],
+        "successful_operations": totals["successes"],
+        "failed_operations": totals["failures"],
+        "total_retries": totals["retries"],
+        "rejected_by_circuit_breaker": totals["rejections"],
+        "errors_by_type": by_type,
+        "errors_by_severity": by_severity,
+        "recent_errors": [record.as_dict() for record in recent],
+        "circuit_breakers": breakers,
+        "operations": per_operation,
+        "timestamp": utc_timestamp(),
+    }
+
+
+def health_of(operations: list[tuple[OperationState, BreakerSnapshot]]) -> dict[str, Any]:
+    open_names = [op.name for op, snap in operations if snap.state is CircuitState.OPEN]
+    half_open = [op.name for op, snap in operations if snap.state is CircuitState.HALF_OPEN]
+    critical_open = [
+        op.name
+        for op, snap in operations
+        if snap.state is CircuitState.OPEN and op.severity == ErrorSeverity.CRITICAL.value
+    ]
+    if critical_open or (open_names and len(open_names) == len(operations)):
+        status, reason = (
+            HealthStatus.UNHEALTHY,
+            (
+                f"critical operation breaker open: {', '.join(critical_open)}"
+                if critical_open
+                else "every operation's breaker is open"
+            ),
+        )
+    elif open_names or half_open:
+        status, reason = HealthStatus.DEGRADED, "some circuit breakers are open or half-open"
+    else:
+        status, reason = HealthStatus.HEALTHY, "all circuit breakers closed"
+    return {
+        "status": status.value,
+        "reason": reason,
+        "open_breakers": open_names,
+        "half_open_breakers": half_open,
+        "operations": len(operations),
+    }
