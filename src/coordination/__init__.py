@@ -26,15 +26,29 @@ from ._errors import (
 )
 from ._status import HealthStatus
 from ._version import __version__
+from .error_handling import (
+    BreakerSettings,
+    CircuitBreaker,
+    CircuitState,
+    CoordinationErrorHandler,
+    ErrorSeverity,
+    default_error_handler,
+    handle_errors,
+)
 
 # Each capability below adds its public names to the imports above and to __all__.
 
 __all__ = [
+    "BreakerSettings",
     "BulkheadFull",
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
     "ConfigError",
     "CoordinationConfig",
     "CoordinationError",
+    "CoordinationErrorHandler",
+    "ErrorSeverity",
     "EventDeadLettered",
     "HealthStatus",
     "OperationTimeout",
@@ -44,6 +58,8 @@ __all__ = [
     "ValidationError",
     "__version__",
     "config_settings",
+    "default_error_handler",
     "describe_config",
+    "handle_errors",
     "load_coordination_config",
 ]
