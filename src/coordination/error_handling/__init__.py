@@ -26,11 +26,10 @@ from ._decorate import default_error_handler, handle_errors
 from ._handler import CoordinationErrorHandler
 from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
 from ._report import ErrorRecord
-from ._retry import NOT_RETRIED, Backoff, retry_after_seconds
+from ._retry import Backoff, retry_after_seconds
 from ._severity import ErrorSeverity
 
 __all__ = [
-    "NOT_RETRIED",
     "Backoff",
     "BreakerFactory",
     "BreakerSettings",
