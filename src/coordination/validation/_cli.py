@@ -1,0 +1,114 @@
+"""``coordination validate`` and ``coordination rules check``.
+
+Exit status: 0 valid (or every rule file compiles), 1 invalid, 2 usage or rule errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from .._errors import RuleSetError
+from ._loader import rule_files
+from ._validator import CoordinationValidator, compile_rule_file
+
+__all__ = ["run_rules_check", "run_validate"]
+
+
+class _DataLoader(yaml.SafeLoader):
+    """YAML as JSON sees it: ``2024-01-01`` stays a string instead of becoming a date."""
+
+
+_DataLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _fail(message: str) -> int:
+    print(f"coordination: {message}", file=sys.stderr)
+    return 2
+
+
+def _read_document(name: str, stdin: TextIO) -> Any:
+    """The JSON (or YAML) document in file ``name`` (``-``: standard input)."""
+    text = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    return yaml.load(text, Loader=_DataLoader)  # a SafeLoader subclass
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Validate one document against one rule set; print a table or JSON."""
+    if not rule_files(args.rules):
+        return _fail(f"no rule files at {args.rules} (a YAML file or a folder of them)")
+    try:
+        document = _read_document(args.input, sys.stdin)
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"cannot read {args.input}: {exc}")
+    except yaml.YAMLError as exc:
+        return _fail(f"{args.input} is neither JSON nor YAML: {exc}")
+    validator = CoordinationValidator(args.rules)  # limits from COORDINATION_* variables
+    result = validator.validate(document, validator.rule_set(args.rule_set))
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif result.is_valid:
+        print(f"valid: {args.input} satisfies rule set {args.rule_set!r}")
+    else:
+        count = len(result.errors)
+        print(f"invalid: {args.input} breaks rule set {args.rule_set!r} ({count} errors)")
+        rows = [(str(e.code), e.pointer or "/", e.message) for e in result.errors]
+        _print_table(("CODE", "POINTER", "MESSAGE"), rows)
+    return 0 if result.is_valid else 1
+
+
+def run_rules_check(args: argparse.Namespace) -> int:
+    """Load and compile every rule file at ``args.path``; report each file."""
+    files = rule_files(args.path)
+    if not files:
+        return _fail(f"no rule files at {args.path} (a YAML file or a folder of them)")
+    reports: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        report: dict[str, Any] = {"file": str(file), "rule_sets": [], "error": None}
+        try:
+            compiled = compile_rule_file(file)
+        except RuleSetError as exc:
+            report["error"] = str(exc)
+            compiled = []
+        for rule_set in compiled:
+            report["rule_sets"].append(rule_set.name)
+            if rule_set.name in seen and report["error"] is None:
+                report["error"] = (
+                    f"rule set {rule_set.name!r} at {rule_set.source} is already defined at "
+                    f"{seen[rule_set.name]}"
+                )
+            seen.setdefault(rule_set.name, str(rule_set.source))
+        reports.append(report)
+    ok = all(r["error"] is None for r in reports)
+    if args.format == "json":
+        print(json.dumps({"ok": ok, "files": reports}, indent=2, ensure_ascii=False))
+    else:
+        rows = [
+            (
+                "ok" if r["error"] is None else "ERROR",
+                r["file"],
+                r["error"] or ", ".join(r["rule_sets"]),
+            )
+            for r in reports
+        ]
+        _print_table(("STATUS", "FILE", "RULE SETS / PROBLEM"), rows)
+    return 0 if ok else 2
+
+
+def _print_table(header: tuple[str, str, str], rows: list[tuple[str, str, str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(2)]
+    for row in [header, *rows]:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")

@@ -1,0 +1,399 @@
+"""``CoordinationValidator``: rule sets loaded from YAML, validation, and its report."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import threading
+from collections import Counter, OrderedDict, deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._bounded import OVERFLOW_OPERATION, BoundedNames
+from .._config import CoordinationConfig, resolve_config
+from .._errors import RuleSetError, ValidationError
+from .._logging import component_logger
+from .._redact import is_secret_name
+from .._status import HealthStatus
+from .._time import utc_timestamp
+from ._compiler import compile_rules
+from ._limits import MessageLimits, check_structure, is_flat_and_clean
+from ._loader import read_rule_sources, rule_files
+from ._result import ValidationIssue, ValidationResult
+from ._ruleset import RuleSet
+
+__all__ = [
+    "STRUCTURE_RULE_SET",
+    "CoordinationValidator",
+    "RuleSetLike",
+    "compile_rule_file",
+    "load_rule_sets",
+]
+
+RuleSetLike = str | os.PathLike[str] | Mapping[str, Any] | RuleSet
+STRUCTURE_RULE_SET = "message_structure"  # the report's name for rule-less structure checks
+
+_VALID = ValidationResult(True, ())
+_INLINE_CACHE_SIZE = 256
+_RECENT_FAILURES = 20
+_ERRORS_PER_FAILURE = 10
+
+
+def _secret_by_name(path: tuple[str | int, ...]) -> bool:
+    return any(is_secret_name(part) for part in path)
+
+
+class _Entry:
+    """A rule set as this validator uses it: the rule set and its counter of valid results.
+
+    Valid results are counted with ``itertools.count``: ``next()`` on it is one C call,
+    atomic under the GIL, so the fast path needs no lock.
+    """
+
+    __slots__ = ("name", "rule_set", "valid")
+
+    def __init__(self, rule_set: RuleSet | None, name: str, valid: itertools.count[int]) -> None:
+        self.rule_set = rule_set
+        self.name = name
+        self.valid = valid
+
+
+class CoordinationValidator:
+    """Validates messages against rule sets written in YAML, inline, or as JSON Schema.
+
+    >>> validator = CoordinationValidator(config={})
+    >>> validator.validate({"name": "Ann"}, {"required_fields": ["name", "email"]}).errors[0].code
+    'required'
+    """
+
+    def __init__(
+        self,
+        rules_path: str | os.PathLike[str] | None = None,
+        *,
+        config: CoordinationConfig | Mapping[str, Any] | None = None,
+        debug: bool = False,
+    ) -> None:
+        self.config = resolve_config(config)
+        self.rules_path = Path(
+            rules_path if rules_path is not None else self.config.validation_rules_path
+        )
+        self._logger = component_logger("validation", debug=debug or self.config.debug)
+        self._limits = MessageLimits.from_config(self.config)
+        self._enabled = self.config.enable_validation
+        self._lock = threading.Lock()
+        self._names = BoundedNames(self.config.max_operation_names, logger=self._logger)
+        self._counters: dict[str, itertools.count[int]] = {}
+        self._entries: dict[object, _Entry] = {}
+        self._inline: OrderedDict[str, RuleSet] = OrderedDict()
+        self._rule_sets: dict[str, RuleSet] = {}
+        self._invalid: Counter[str] = Counter()
+        self._by_code: Counter[str] = Counter()
+        self._by_field: Counter[str] = Counter()
+        self._by_rule_set_and_code: Counter[tuple[str, str]] = Counter()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_FAILURES)
+        self._load_error: str | None = None
+        self._structure = self._new_entry(None, STRUCTURE_RULE_SET)
+        self.reload_rules()
+
+    # --- rule sets ----------------------------------------------------------------------
+
+    @property
+    def rule_set_names(self) -> list[str]:
+        """The names of the rule sets loaded from ``rules_path``, sorted."""
+        return sorted(self._rule_sets)
+
+    def reload_rules(self) -> list[str]:
+        """Read ``rules_path`` again; on any error the rules in use stay as they were.
+
+        Returns the loaded names; raises ``RuleSetError`` naming file, line and problem.
+        """
+        try:
+            loaded = load_rule_sets(self.rules_path)
+        except RuleSetError as exc:
+            self._load_error = str(exc)
+            self._logger.error("rule sets not reloaded: %s", exc)
+            raise
+        with self._lock:
+            self._rule_sets = loaded
+            for key in [k for k in self._entries if isinstance(k, str)]:
+                del self._entries[key]
+            for name, rule_set in loaded.items():
+                self._entries[name] = self._new_entry(rule_set, name)
+            self._load_error = None
+        self._logger.debug("loaded %d rule sets from %s", len(loaded), self.rules_path)
+        return sorted(loaded)
+
+    def compile(self, rules: Mapping[str, Any], *, name: str | None = None) -> RuleSet:
+        """``rules`` compiled once (vocabulary, ``required_fields`` or ``schema``).
+
+        Raises ``RuleSetError`` naming the rule set, the field and the problem.
+        """
+        if not isinstance(rules, Mapping):
+            raise RuleSetError(
+                f"rules must be a mapping, not {type(rules).__name__}", field="rules"
+            )
+        if name is None:
+            declared = rules.get("name")
+            name = declared if isinstance(declared, str) else _inline_name(rules)
+        return RuleSet(name, compile_rules(rules, name=name), source=None)
+
+    def rule_set(self, rule_set: RuleSetLike) -> RuleSet:
+        """The compiled rule set for a loaded name, inline rules, a rule file or a RuleSet."""
+        try:
+            entry = self._entries[rule_set]
+        except (KeyError, TypeError):
+            entry = self._entry_for(rule_set)
+        if entry.rule_set is None:  # only the structure entry has none, and it is not keyed
+            raise RuleSetError(f"no rule set for {rule_set!r}", field="rule_set")
+        return entry.rule_set
+
+    def _new_entry(self, rule_set: RuleSet | None, name: str) -> _Entry:
+        admitted = self._names.admit(name)
+        counter = self._counters.setdefault(admitted, itertools.count())
+        return _Entry(rule_set, admitted, counter)
+
+    def _entry_for(self, rule_set: object) -> _Entry:
+        """The slow lookup: a compiled RuleSet, inline rules, a path, or an unknown name."""
+        if isinstance(rule_set, RuleSet):
+            target = rule_set
+        elif isinstance(rule_set, Mapping):
+            target = self._inline_rule_set(rule_set)
+        elif isinstance(rule_set, str | os.PathLike):
+            target = self._rule_set_from_path(rule_set)
+        else:
+            raise RuleSetError(
+                "rule_set must be a rule set name, a mapping of rules, a path or a RuleSet, "
+                f"not {type(rule_set).__name__}",
+                field="rule_set",
+            )
+        with self._lock:
+            entry = self._entries.get(target)
+            if entry is None:
+                entry = self._new_entry(target, target.name)
+                if len(self._entries) < 4 * self.config.max_operation_names:
+                    self._entries[target] = entry
+        return entry
+
+    def _inline_rule_set(self, rules: Mapping[str, Any]) -> RuleSet:
+        key = json.dumps(rules, sort_keys=True, default=repr)
+        with self._lock:
+            cached = self._inline.get(key)
+            if cached is not None:
+                self._inline.move_to_end(key)
+                return cached
+        rule_set = self.compile(rules)
+        self._remember(key, rule_set)
+        return rule_set
+
+    def _remember(self, key: str, rule_set: RuleSet) -> None:
+        with self._lock:
+            self._inline[key] = rule_set
+            if len(self._inline) > _INLINE_CACHE_SIZE:
+                self._inline.popitem(last=False)
+
+    def _rule_set_from_path(self, rule_set: str | os.PathLike[str]) -> RuleSet:
+        path = Path(rule_set)
+        if isinstance(rule_set, str) and not path.is_file():
+            known = self.rule_set_names
+            close = difflib.get_close_matches(rule_set, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RuleSetError(
+                f"unknown rule set {rule_set!r}{hint}; loaded from {self.rules_path}: "
+                f"{', '.join(known) or 'none'}",
+                field="rule_set",
+                value=rule_set,
+            )
+        key = f"path:{path.resolve()}:{path.stat().st_mtime_ns if path.exists() else 0}"
+        with self._lock:
+            cached = self._inline.get(key)
+        if cached is not None:
+            return cached
+        loaded = load_rule_sets(path)
+        if len(loaded) != 1:
+            raise RuleSetError(
+                f"rule file {path} holds {len(loaded)} rule sets ({', '.join(loaded)}); "
+                "load it as rules_path and pick one by name",
+                source=str(path),
+            )
+        found = next(iter(loaded.values()))
+        self._remember(key, found)
+        return found
+
+    # --- validating ---------------------------------------------------------------------
+
+    def validate(self, data: Any, rule_set: RuleSetLike) -> ValidationResult:
+        """``data`` checked against ``rule_set`` (a loaded name, a mapping, a path, a RuleSet).
+
+        The message is first checked for depth, cycles, sizes and JSON-compatibility.
+        Raises ``RuleSetError`` only for a rule set that cannot be found or compiled.
+        """
+        try:
+            entry = self._entries[rule_set]
+        except (KeyError, TypeError):
+            entry = self._entry_for(rule_set)
+        if not self._enabled:
+            return _VALID
+        rules = entry.rule_set
+        if data.__class__ is dict and rules is not None and is_flat_and_clean(data, self._limits):
+            if rules.is_valid(data):
+                next(entry.valid)
+                return _VALID
+            return self._failed(entry, rules.issues(data, fail_fast=self._limits.fail_fast))
+        return self._validate_slowly(data, entry)
+
+    def validate_message_structure(
+        self, data: Any, rules: RuleSetLike | None = None
+    ) -> ValidationResult:
+        """With ``rules``, the same as ``validate``. Without, only the message's shape:
+        a mapping with string keys and JSON-compatible values within the size limits."""
+        if rules is not None:
+            return self.validate(data, rules)
+        if not self._enabled:
+            return _VALID
+        return self._validate_slowly(data, self._structure)
+
+    def ensure_valid(self, data: Any, rule_set: RuleSetLike) -> None:
+        """Raise ``ValidationError`` (carrying every issue) unless ``data`` is valid."""
+        result = self.validate(data, rule_set)
+        if not result.is_valid:
+            raise ValidationError(result.errors, rule_set=result.rule_set)
+
+    def _validate_slowly(self, data: Any, entry: _Entry) -> ValidationResult:
+        rules = entry.rule_set
+        name = rules.name if rules else STRUCTURE_RULE_SET
+        issues = check_structure(
+            data,
+            self._limits,
+            rule_set=name,
+            is_secret_path=rules.is_secret_path if rules else _secret_by_name,
+        )
+        if not issues and rules is not None and not rules.is_valid(data):
+            issues = rules.issues(data, fail_fast=self._limits.fail_fast)
+        if not issues:
+            next(entry.valid)
+            return _VALID
+        return self._failed(entry, issues)
+
+    def _failed(self, entry: _Entry, issues: list[ValidationIssue]) -> ValidationResult:
+        name = entry.rule_set.name if entry.rule_set else STRUCTURE_RULE_SET
+        result = ValidationResult(False, tuple(issues), name)
+        self._record_failure(entry.name, result.errors)
+        return result
+
+    def _record_failure(self, name: str, issues: tuple[ValidationIssue, ...]) -> None:
+        field_cap = self.config.max_operation_names
+        with self._lock:
+            self._invalid[name] += 1
+            for issue in issues:
+                field = issue.field
+                if field not in self._by_field and len(self._by_field) >= field_cap:
+                    field = OVERFLOW_OPERATION
+                self._by_field[field] += 1
+                self._by_code[str(issue.code)] += 1
+                self._by_rule_set_and_code[(name, str(issue.code))] += 1
+            self._recent.append(
+                {
+                    "timestamp": utc_timestamp(),
+                    "rule_set": name,
+                    "errors": [i.to_dict() for i in issues[:_ERRORS_PER_FAILURE]],
+                    "error_count": len(issues),
+                }
+            )
+        self._logger.debug("validation against %r failed: %s", name, "; ".join(map(str, issues)))
+
+    # --- reading state ------------------------------------------------------------------
+
+    def get_validation_report(self) -> dict[str, Any]:
+        """Totals, counts per rule set, code and field, and recent failures (redacted)."""
+        with self._lock:
+            valid = {name: _count_value(counter) for name, counter in self._counters.items()}
+            invalid = dict(self._invalid)
+            report: dict[str, Any] = {
+                "status": self._status(),
+                "rule_sets": sorted(self._rule_sets),
+                "by_error_code": dict(self._by_code),
+                "by_field": dict(self._by_field),
+                "failures_by_rule_set_and_code": [
+                    {"rule_set": rs, "code": code, "count": count}
+                    for (rs, code), count in self._by_rule_set_and_code.most_common()
+                ],
+                "recent_failures": list(self._recent),
+            }
+        names = sorted(set(valid) | set(invalid))
+        report["by_rule_set"] = {
+            n: {"valid": valid.get(n, 0), "invalid": invalid.get(n, 0)}
+            for n in names
+            if valid.get(n, 0) or invalid.get(n, 0)
+        }
+        report["valid"] = sum(valid.values())
+        report["invalid"] = sum(invalid.values())
+        report["total_validations"] = report["valid"] + report["invalid"]
+        report["limits"] = {
+            "max_depth": self._limits.max_depth,
+            "max_string_length": self._limits.max_string_length,
+            "max_items": self._limits.max_items,
+            "fail_fast": self._limits.fail_fast,
+        }
+        return report
+
+    def get_health_status(self) -> dict[str, Any]:
+        """``{"status": ...}``: DEGRADED while the last reload of rule files failed."""
+        status: dict[str, Any] = {
+            "status": self._status(),
+            "enabled": self._enabled,
+            "rule_sets": len(self._rule_sets),
+        }
+        if self._load_error:
+            status["error"] = self._load_error
+        return status
+
+    def _status(self) -> HealthStatus:
+        return HealthStatus.DEGRADED if self._load_error else HealthStatus.HEALTHY
+
+
+def load_rule_sets(path: str | os.PathLike[str]) -> dict[str, RuleSet]:
+    """Every rule set in the file or folder ``path``, compiled; {} when it does not exist."""
+    loaded: dict[str, RuleSet] = {}
+    for file in rule_files(path):
+        for rule_set in compile_rule_file(file):
+            if rule_set.name in loaded:
+                raise RuleSetError(
+                    f"rule set {rule_set.name!r} at {rule_set.source} is already defined at "
+                    f"{loaded[rule_set.name].source}",
+                    source=rule_set.source,
+                )
+            loaded[rule_set.name] = rule_set
+    return loaded
+
+
+def compile_rule_file(file: Path) -> list[RuleSet]:
+    """The rule sets written in one file, compiled (``RuleSetError`` on the first problem)."""
+    compiled: list[RuleSet] = []
+    for source in read_rule_sources(file):
+        where = f"{source.file}, line {source.line}" if source.line else source.file
+        name = source.rules.get("name", source.default_name)
+        if not isinstance(name, str) or not name:
+            raise RuleSetError(
+                f"rule set at {where} needs a 'name' (a non-empty string)", source=where
+            )
+        if any(r.name == name for r in compiled):
+            raise RuleSetError(f"rule set {name!r} at {where} is defined twice", source=where)
+        rules = compile_rules(source.rules, name=name, source=source.file)
+        compiled.append(RuleSet(name, rules, source=where))
+    return compiled
+
+
+def _inline_name(rules: Mapping[str, Any]) -> str:
+    digest = hashlib.sha1(
+        json.dumps(rules, sort_keys=True, default=repr).encode(), usedforsecurity=False
+    ).hexdigest()
+    return f"inline-{digest[:8]}"
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    # repr is "count(N)": the only public way to read a count without advancing it
+    return int(repr(counter)[6:-1])
