@@ -1,0 +1,201 @@
+"""``RedisBackend``: one Redis connection serving shared breakers and rate limits.
+
+    >>> backend = RedisBackend("redis://127.0.0.1:6379/0", namespace="shop")
+    >>> handler = CoordinationErrorHandler(
+    ...     breaker_factory=backend.breaker, rate_limiter_factory=backend.rate_limiter
+    ... )
+
+``CoordinationErrorHandler`` does this by itself when ``config.redis_url`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..._config import CoordinationConfig, resolve_config
+from ..._errors import ConfigError
+from ..._time import Clock
+from ...error_handling._backends import (
+    BreakerSettings,
+    CircuitBreakerBackend,
+    Rate,
+    RateLimiterBackend,
+    TransitionHook,
+)
+from ._connection import (
+    DEFAULT_SOCKET_TIMEOUT,
+    OutagePolicy,
+    RedisGuard,
+    connect,
+    connect_async,
+    key_prefix,
+)
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+    from ._breaker import RedisCircuitBreaker
+    from ._rate_limit import RedisRateLimiter
+
+__all__ = ["RedisBackend"]
+
+WallClock = Callable[[], float]
+
+
+class RedisBackend:
+    """Shared state in one Redis: a ``BreakerFactory`` and a ``RateLimiterFactory``.
+
+    ``outage_policy`` says what breakers and limiters do while Redis is unreachable
+    (``"local"``: their own in-process state, the default; ``"allow"``: admit every call;
+    ``"raise"``: ``StoreError``). Keys live under ``namespace`` and expire after
+    ``key_ttl`` seconds unused. ``redis_clock`` (wall-clock seconds) replaces the Redis
+    server clock, for tests that must not sleep; every process must then share it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str = "coordination",
+        outage_policy: OutagePolicy | str = OutagePolicy.LOCAL,
+        key_ttl: float = 3600.0,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        reconnect_interval: float = 1.0,
+        client: redis.Redis | None = None,
+        redis_clock: WallClock | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if client is None and url is None:
+            raise ConfigError(
+                "RedisBackend needs a redis_url (or a client)", field="redis_url", value=None
+            )
+        if not (isinstance(key_ttl, int | float) and key_ttl > 0):
+            raise ConfigError(
+                f"key_ttl: expected seconds greater than 0, got {key_ttl!r}",
+                field="key_ttl",
+                value=key_ttl,
+            )
+        self.url = url
+        self.prefix = key_prefix(namespace)
+        self.key_ttl = float(key_ttl)
+        self.socket_timeout = socket_timeout
+        self.client: redis.Redis = (
+            client if client is not None else connect(url or "", socket_timeout=socket_timeout)
+        )
+        self.errors: tuple[type[Exception], ...] = _all_redis_errors()
+        self._redis_clock = redis_clock
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        guard = {"policy": outage_policy, "reconnect_interval": reconnect_interval, "clock": clock}
+        self.breaker_guard = RedisGuard("breaker", **guard)  # type: ignore[arg-type]
+        self.rate_limit_guard = RedisGuard("rate_limit", **guard)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_config(
+        cls, config: CoordinationConfig | Mapping[str, Any] | None = None, **options: Any
+    ) -> RedisBackend:
+        """The backend for ``config.redis_url`` and ``config.redis_namespace``."""
+        resolved = resolve_config(config)
+        if resolved.redis_url is None:
+            raise ConfigError(
+                "redis_url is not set (COORDINATION_REDIS_URL)", field="redis_url", value=None
+            )
+        return cls(resolved.redis_url, namespace=resolved.redis_namespace, **options)
+
+    # --- the factories ---------------------------------------------------------------------
+
+    def breaker(
+        self,
+        name: str,
+        settings: BreakerSettings,
+        *,
+        clock: Clock,
+        on_transition: TransitionHook,
+    ) -> RedisCircuitBreaker:
+        """A ``BreakerFactory``: the shared breaker of operation ``name``."""
+        from ._breaker import RedisCircuitBreaker
+
+        if settings.uses_window:
+            raise ConfigError(
+                f"operation {name!r}: the Redis breaker counts consecutive failures only; "
+                "failure_rate_threshold and slow_call_rate_threshold need the in-memory "
+                "breaker",
+                field="failure_rate_threshold",
+                value=settings.failure_rate_threshold,
+            )
+
+        def local() -> CircuitBreakerBackend:
+            from ...error_handling import CircuitBreaker
+
+            return CircuitBreaker(name, settings, clock=clock, on_transition=on_transition)
+
+        return RedisCircuitBreaker(
+            self, name, settings, clock=clock, on_transition=on_transition, local=local
+        )
+
+    def rate_limiter(self, rate: Rate, *, clock: Clock) -> RedisRateLimiter:
+        """A ``RateLimiterFactory``: a GCRA limit of ``rate`` per key, shared in Redis."""
+        from ._rate_limit import RedisRateLimiter
+
+        def local() -> RateLimiterBackend:
+            from ...error_handling import InMemoryRateLimiter
+
+            return InMemoryRateLimiter(rate, clock=clock)
+
+        return RedisRateLimiter(self, rate, local=local)
+
+    # --- plumbing shared by breakers and limiters ----------------------------------------
+
+    def now_ms(self) -> int | str:
+        """The injected wall clock in ms, or ``""`` to let the script read Redis ``TIME``."""
+        return "" if self._redis_clock is None else round(self._redis_clock() * 1000)
+
+    def now_us(self) -> int | str:
+        return "" if self._redis_clock is None else round(self._redis_clock() * 1_000_000)
+
+    def current_ms(self) -> int:
+        """The time the scripts see, in ms: the injected clock or the Redis server's."""
+        if self._redis_clock is not None:
+            return round(self._redis_clock() * 1000)
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running event loop (asyncio connections are per loop)."""
+        loop = asyncio.get_running_loop()
+        current = self._async
+        if current is None or current[0] is not loop:
+            if self.url is None:
+                raise ConfigError(
+                    "async calls need RedisBackend(url=...), not only a sync client",
+                    field="redis_url",
+                    value=None,
+                )
+            current = (loop, connect_async(self.url, socket_timeout=self.socket_timeout))
+            self._async = current
+        return current[1]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "namespace": self.prefix.rstrip(":"),
+            "breakers": self.breaker_guard.status(),
+            "rate_limits": self.rate_limit_guard.status(),
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async[1].aclose()
+            self._async = None
+
+
+def _all_redis_errors() -> tuple[type[Exception], ...]:
+    # Any Redis error (an outage, but also a key of the wrong type left by another program)
+    # falls back rather than failing the protected call; each one is counted and logged.
+    from redis.exceptions import RedisError
+
+    return (RedisError,)

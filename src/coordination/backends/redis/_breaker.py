@@ -1,0 +1,316 @@
+"""``RedisCircuitBreaker``: one operation's breaker, shared by every process using the Redis.
+
+Cost per protected call: one round trip (the acquire script) when the call succeeds
+while the breaker is closed with no failures counted, the common case. A failure, or a
+success that ends a failure streak or a trial, adds the one round trip that reports it,
+at once, so every other process sees the change on its next call.
+
+What an acquire learned (state, failure count, generation) is kept in a context variable
+until the call's outcome is reported, so concurrent threads and asyncio tasks sharing this
+object each report against the state their own call was admitted under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from ..._errors import CircuitOpenError, StoreError
+from ..._time import Clock
+from ...error_handling._backends import (
+    BreakerSettings,
+    BreakerSnapshot,
+    BreakerTransition,
+    CircuitBreakerBackend,
+    CircuitState,
+    TransitionHook,
+)
+from ._connection import OutagePolicy, RedisGuard
+from ._scripts import BREAKER_ACQUIRE, BREAKER_RECORD
+
+if TYPE_CHECKING:
+    from ._backend import RedisBackend
+
+__all__ = ["RedisCircuitBreaker"]
+
+_STATES = (CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN)
+_REASONS = {
+    (CircuitState.CLOSED, CircuitState.OPEN): "failure threshold reached",
+    (CircuitState.OPEN, CircuitState.HALF_OPEN): "open timeout elapsed",
+    (CircuitState.HALF_OPEN, CircuitState.CLOSED): "trial calls succeeded",
+    (CircuitState.HALF_OPEN, CircuitState.OPEN): "trial call failed",
+}
+_REDIS, _LOCAL, _ALLOWED = 0, 1, 2
+
+# (breaker, mode, generation, state code, failures) of the latest acquire in this
+# thread or task.
+_Ticket = tuple["RedisCircuitBreaker", int, int, int, int]
+_ticket: ContextVar[_Ticket | None] = ContextVar("coordination_redis_breaker_ticket", default=None)
+
+
+class RedisCircuitBreaker:
+    """A ``CircuitBreakerBackend`` whose state lives in a Redis hash, changed only by Lua.
+
+    Made by ``RedisBackend.breaker`` (a ``BreakerFactory``); not built directly.
+    """
+
+    tracks_duration = False
+    blocking = True
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        name: str,
+        settings: BreakerSettings,
+        *,
+        clock: Clock,
+        on_transition: TransitionHook,
+        local: Callable[[], CircuitBreakerBackend],
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._backend = backend
+        self._key = f"{backend.prefix}breaker:{name}"
+        self._guard: RedisGuard = backend.breaker_guard
+        self._clock = clock
+        self._on_transition = on_transition
+        self._make_local = local
+        self._local: CircuitBreakerBackend | None = None
+        self._known = CircuitState.CLOSED
+        self._gen = 0
+        open_ms = max(1, round(settings.open_seconds * 1000))
+        ttl_ms = max(round(backend.key_ttl * 1000), 2 * open_ms)
+        self._acquire_args = (open_ms, settings.half_open_calls, ttl_ms)
+        self._record_args = (settings.failure_threshold, settings.half_open_calls, ttl_ms)
+        self._transitions: dict[str, int] = {}
+
+    # --- the protected-call protocol (sync) -------------------------------------------
+
+    def acquire(self) -> None:
+        guard = self._guard
+        if guard.usable():
+            try:
+                reply = BREAKER_ACQUIRE(
+                    self._backend.client, self._key, self._backend.now_ms(), *self._acquire_args
+                )
+            except self._backend.errors as exc:
+                guard.failed(exc)
+            else:
+                guard.succeeded()
+                self._admit(reply)
+                return
+        self._outage_acquire()
+
+    def record_success(self, duration: float) -> None:
+        self._record("1")
+
+    def record_failure(self, duration: float) -> None:
+        self._record("0")
+
+    def release(self) -> None:
+        self._record("r")
+
+    def _record(self, outcome: str) -> None:
+        ticket = self._take_ticket()
+        mode, gen, state, failures = ticket
+        if mode == _ALLOWED:
+            return
+        if mode == _LOCAL:
+            self._local_outcome(outcome)
+            return
+        if _nothing_to_report(outcome, state, failures):
+            return
+        try:
+            reply = BREAKER_RECORD(
+                self._backend.client,
+                self._key,
+                self._backend.now_ms(),
+                outcome,
+                gen,
+                *self._record_args,
+            )
+        except self._backend.errors as exc:
+            self._guard.failed(exc)  # the outcome is lost; the call itself is unaffected
+        else:
+            self._recorded(reply)
+
+    # --- the same, for async pipelines --------------------------------------------------
+
+    async def aacquire(self) -> None:
+        guard = self._guard
+        if guard.usable():
+            try:
+                reply = await BREAKER_ACQUIRE.run_async(
+                    self._backend.async_client(),
+                    self._key,
+                    self._backend.now_ms(),
+                    *self._acquire_args,
+                )
+            except self._backend.errors as exc:
+                guard.failed(exc)
+            else:
+                guard.succeeded()
+                self._admit(reply)
+                return
+        self._outage_acquire()
+
+    async def arecord_success(self, duration: float) -> None:
+        await self._arecord("1")
+
+    async def arecord_failure(self, duration: float) -> None:
+        await self._arecord("0")
+
+    async def arelease(self) -> None:
+        await self._arecord("r")
+
+    async def _arecord(self, outcome: str) -> None:
+        mode, gen, state, failures = self._take_ticket()
+        if mode == _ALLOWED:
+            return
+        if mode == _LOCAL:
+            self._local_outcome(outcome)
+            return
+        if _nothing_to_report(outcome, state, failures):
+            return
+        try:
+            reply = await BREAKER_RECORD.run_async(
+                self._backend.async_client(),
+                self._key,
+                self._backend.now_ms(),
+                outcome,
+                gen,
+                *self._record_args,
+            )
+        except self._backend.errors as exc:
+            self._guard.failed(exc)
+        else:
+            self._recorded(reply)
+
+    # --- shared bookkeeping ----------------------------------------------------------------
+
+    def _admit(self, reply: list[int]) -> None:
+        allowed, state, failures, wait_ms, gen = (int(x) for x in reply)
+        self._gen = gen
+        self._observe(_STATES[state])
+        if not allowed:
+            raise CircuitOpenError(self.name, wait_ms / 1000)
+        _ticket.set((self, _REDIS, gen, state, failures))
+
+    def _recorded(self, reply: list[int]) -> None:
+        state, _failures, gen, _opened = (int(x) for x in reply)
+        self._gen = gen
+        self._observe(_STATES[state])
+
+    def _take_ticket(self) -> tuple[int, int, int, int]:
+        ticket = _ticket.get()
+        if ticket is None or ticket[0] is not self:
+            # A nested protected call replaced this call's ticket: report against the
+            # latest generation this process has seen, and never skip the report.
+            return (_REDIS, self._gen, -1, -1)
+        _ticket.set(None)
+        return ticket[1:]
+
+    def _observe(self, state: CircuitState) -> None:
+        old = self._known
+        if state is old:
+            return
+        self._known = state
+        label = f"{old.value}->{state.value}"
+        self._transitions[label] = self._transitions.get(label, 0) + 1
+        reason = _REASONS.get((old, state), "changed by another process")
+        self._on_transition(BreakerTransition(self.name, old, state, reason, self._clock()))
+
+    # --- outage policy -------------------------------------------------------------------
+
+    def _outage_acquire(self) -> None:
+        policy = self._guard.policy
+        if policy is OutagePolicy.RAISE:
+            raise StoreError(
+                f"circuit breaker {self.name!r}: Redis is unavailable ({self._guard.last_error})"
+            )
+        if policy is OutagePolicy.ALLOW:
+            _ticket.set((self, _ALLOWED, 0, 0, 0))
+            return
+        self.local.acquire()
+        _ticket.set((self, _LOCAL, 0, 0, 0))
+
+    def _local_outcome(self, outcome: str) -> None:
+        local = self.local
+        if outcome == "1":
+            local.record_success(0.0)
+        elif outcome == "0":
+            local.record_failure(0.0)
+        else:
+            local.release()
+
+    @property
+    def local(self) -> CircuitBreakerBackend:
+        """The in-process breaker used while Redis is unavailable (made on first need)."""
+        if self._local is None:
+            self._local = self._make_local()
+        return self._local
+
+    # --- management and reports (each one round trip) ------------------------------------
+
+    def _fields(self) -> dict[str, int]:
+        raw: dict[Any, Any] = self._backend.client.hgetall(self._key)
+        return {k.decode(): int(float(v)) for k, v in raw.items()}
+
+    @property
+    def state(self) -> CircuitState:
+        try:
+            fields = self._fields()
+        except self._backend.errors as exc:
+            self._guard.failed(exc)
+            return self.local.state if self._guard.policy is OutagePolicy.LOCAL else self._known
+        return _STATES[fields.get("s", 0)]
+
+    def reset(self) -> None:
+        self._backend.client.delete(self._key)
+        if self._local is not None:
+            self._local.reset()
+        self._observe(CircuitState.CLOSED)
+
+    def force_open(self) -> None:
+        now = self._backend.current_ms()
+        self._backend.client.hset(self._key, mapping={"s": 1, "x": 1, "o": now, "g": self._gen + 1})
+        self._backend.client.persist(self._key)  # forced open lasts until reset()
+        self._observe(CircuitState.OPEN)
+
+    def snapshot(self) -> BreakerSnapshot:
+        try:
+            fields = self._fields()
+            now = self._backend.current_ms()
+        except self._backend.errors as exc:
+            self._guard.failed(exc)
+            if self._guard.policy is OutagePolicy.LOCAL:
+                return _as_redis_fallback(self.local.snapshot())
+            fields, now = {}, 0
+        state = _STATES[fields.get("s", 0)]
+        wait = 0.0
+        if state is CircuitState.OPEN:
+            wait = max(0, fields.get("o", 0) + self._acquire_args[0] - now) / 1000
+        return BreakerSnapshot(
+            name=self.name,
+            state=state,
+            consecutive_failures=fields.get("f", 0),
+            failure_rate=None,
+            slow_call_rate=None,
+            window_calls=0,
+            retry_after=wait,
+            forced_open=fields.get("x", 0) == 1,
+            transitions=dict(self._transitions),
+            backend="redis" if not self._guard.down else "redis (unavailable)",
+        )
+
+
+def _nothing_to_report(outcome: str, state: int, failures: int) -> bool:
+    """A success, or a release, under a closed breaker with no failures changes nothing."""
+    return outcome != "0" and state == 0 and failures == 0
+
+
+def _as_redis_fallback(snapshot: BreakerSnapshot) -> BreakerSnapshot:
+    from dataclasses import replace
+
+    return replace(snapshot, backend="redis (unavailable: local fallback)")

@@ -1,0 +1,238 @@
+"""Connecting to Redis, and what to do while it is unreachable.
+
+Every Redis-backed component talks to Redis through a ``RedisGuard``. While Redis answers,
+the guard stays out of the way (one comparison per call). When a command fails with a
+connection or timeout error, the guard logs a warning once for the whole outage, counts
+the error in the ``coordination_redis_errors_total`` metric, and for
+``reconnect_interval`` seconds tells the component to use its outage policy instead of
+waiting for Redis again; after that it lets one call try, and redis-py reconnects by
+itself. Short socket timeouts (0.25 s by default) bound what a call pays when Redis hangs.
+
+redis-py is an optional extra: it is imported when a client is built, never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter
+
+from ..._errors import ConfigError, StoreError
+from ..._logging import component_logger
+from ..._time import Clock, monotonic
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+__all__ = [
+    "DEFAULT_SOCKET_TIMEOUT",
+    "OutagePolicy",
+    "RedisGuard",
+    "connect",
+    "connect_async",
+    "key_prefix",
+    "redis_errors",
+]
+
+DEFAULT_SOCKET_TIMEOUT = 0.25
+
+# One counter for every Redis-backed component; the label is the component kind, a small
+# fixed set, so the series stay bounded.
+redis_errors = Counter(
+    "coordination_redis_errors",
+    "Redis commands that failed (connection, timeout or server errors), by component.",
+    ["component"],
+)
+
+
+class OutagePolicy(StrEnum):
+    """What a Redis-backed component does while Redis is unreachable.
+
+    - ``LOCAL`` (the default): keep going on this process's own in-memory state, so the
+      breaker and limits still protect, per process, until Redis is back.
+    - ``ALLOW``: fail open: admit every call (no breaker, no limit) during the outage.
+    - ``RAISE``: raise ``StoreError`` instead of making the call.
+    """
+
+    LOCAL = "local"
+    ALLOW = "allow"
+    RAISE = "raise"
+
+    @classmethod
+    def parse(cls, value: OutagePolicy | str) -> OutagePolicy:
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(p.value for p in cls)
+            raise ConfigError(
+                f"outage_policy: {value!r} is not one of {choices}",
+                field="outage_policy",
+                value=value,
+            ) from None
+
+
+def key_prefix(namespace: str) -> str:
+    """``namespace`` checked (non-empty, no spaces) and ending in ``:``."""
+    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+        raise ConfigError(
+            f"redis namespace: expected a non-empty string without spaces, got {namespace!r}",
+            field="redis_namespace",
+            value=namespace,
+        )
+    return namespace if namespace.endswith(":") else namespace + ":"
+
+
+def _client_options(socket_timeout: float) -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if socket_timeout <= 0:
+        raise ConfigError(
+            f"socket_timeout: must be greater than 0, got {socket_timeout!r}",
+            field="socket_timeout",
+            value=socket_timeout,
+        )
+    # No client-side retries: the guard decides when to try again, so an outage costs one
+    # short timeout per reconnect interval instead of several per call.
+    return {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 30,
+    }
+
+
+def _check_url(url: str) -> None:
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"redis_url: expected redis://, rediss:// or unix:// URL, got {url!r}",
+            field="redis_url",
+            value=url,
+        )
+
+
+def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> redis.Redis:
+    """A redis-py client for ``url`` with short timeouts and no hidden retries."""
+    _check_url(url)
+    try:
+        import redis as redis_module
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise StoreError(
+            "the Redis backend needs redis-py: pip install 'coordination-systems[redis]'"
+        ) from exc
+    return redis_module.Redis.from_url(url, **_client_options(socket_timeout))
+
+
+def connect_async(
+    url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
+) -> redis.asyncio.Redis:
+    """The asyncio twin of ``connect``."""
+    _check_url(url)
+    try:
+        import redis.asyncio as aioredis
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise StoreError(
+            "the Redis backend needs redis-py: pip install 'coordination-systems[redis]'"
+        ) from exc
+    return aioredis.Redis.from_url(url, **_client_options(socket_timeout))
+
+
+class RedisGuard:
+    """Tracks whether Redis is usable; logs each outage once and counts every error.
+
+    >>> guard = RedisGuard("breaker")
+    >>> guard.usable()
+    True
+    """
+
+    __slots__ = (
+        "_clock",
+        "_down",
+        "_lock",
+        "_logger",
+        "_metric",
+        "_retry_at",
+        "component",
+        "errors",
+        "last_error",
+        "policy",
+        "reconnect_interval",
+    )
+
+    def __init__(
+        self,
+        component: str,
+        *,
+        policy: OutagePolicy | str = OutagePolicy.LOCAL,
+        reconnect_interval: float = 1.0,
+        clock: Clock | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if reconnect_interval < 0:
+            raise ConfigError(
+                f"reconnect_interval: must be at least 0, got {reconnect_interval!r}",
+                field="reconnect_interval",
+                value=reconnect_interval,
+            )
+        self.component = component
+        self.policy = OutagePolicy.parse(policy)
+        self.reconnect_interval = reconnect_interval
+        self.errors = 0
+        self.last_error: str | None = None
+        self._clock = clock or monotonic
+        self._down = False
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+        self._logger = logger or component_logger("redis")
+        self._metric = redis_errors.labels(component)
+
+    @property
+    def down(self) -> bool:
+        """True from a failed command until a command succeeds again."""
+        return self._down
+
+    def usable(self) -> bool:
+        """Whether to send the next command to Redis (False while backing off)."""
+        return not self._down or self._clock() >= self._retry_at
+
+    def failed(self, error: BaseException) -> None:
+        """Record a failed command: count it, and log the outage if it is a new one."""
+        self._metric.inc()
+        with self._lock:
+            self.errors += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            self._retry_at = self._clock() + self.reconnect_interval
+            if self._down:
+                return
+            self._down = True
+        self._logger.warning(
+            "Redis unavailable for %s (%s); policy %r until it answers again "
+            "(next attempt in %gs; later errors are counted in "
+            "coordination_redis_errors_total, not logged)",
+            self.component,
+            self.last_error,
+            self.policy.value,
+            self.reconnect_interval,
+        )
+
+    def succeeded(self) -> None:
+        """Record a command that worked; logs the end of an outage."""
+        if not self._down:
+            return
+        with self._lock:
+            if not self._down:
+                return
+            self._down = False
+        self._logger.warning("Redis available again for %s", self.component)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "available": not self._down,
+            "policy": self.policy.value,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }

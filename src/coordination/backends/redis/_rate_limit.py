@@ -1,0 +1,109 @@
+"""``RedisRateLimiter``: a GCRA limit per key, the same for every process sharing the Redis.
+
+One round trip per check: the ``GCRA`` script reads the key's theoretical arrival time,
+decides and writes it back atomically, and the key expires as soon as the client's burst
+allowance is whole again. Same interface as ``InMemoryRateLimiter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..._errors import ConfigError, StoreError
+from ...error_handling._backends import Rate, RateLimiterBackend
+from ._connection import OutagePolicy
+from ._scripts import GCRA
+
+if TYPE_CHECKING:
+    from ._backend import RedisBackend
+
+__all__ = ["RedisRateLimiter"]
+
+
+class RedisRateLimiter:
+    """A ``RateLimiterBackend`` keeping each key's GCRA state in Redis.
+
+    Made by ``RedisBackend.rate_limiter`` (a ``RateLimiterFactory``). ``try_acquire(key)``
+    returns ``0.0`` when the call is allowed (and counted), else the seconds to wait.
+    """
+
+    blocking = True
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        rate: Rate,
+        *,
+        local: Callable[[], RateLimiterBackend],
+    ) -> None:
+        self.rate = rate
+        self._backend = backend
+        self._guard = backend.rate_limit_guard
+        # The rate is part of the key, so two limits on one client name never share a cell.
+        self._prefix = f"{backend.prefix}rate:{rate}:"
+        self._interval_us = max(1, round(rate.interval * 1_000_000))
+        self._period_us = max(1, round(rate.period * 1_000_000))
+        self._make_local = local
+        self._local: RateLimiterBackend | None = None
+
+    def try_acquire(self, key: str, cost: int = 1) -> float:
+        _check_cost(cost)
+        if self._guard.usable():
+            try:
+                allowed, wait_us = GCRA(
+                    self._backend.client,
+                    self._prefix + key,
+                    self._backend.now_us(),
+                    self._interval_us,
+                    self._period_us,
+                    cost,
+                )
+            except self._backend.errors as exc:
+                self._guard.failed(exc)
+            else:
+                self._guard.succeeded()
+                return 0.0 if allowed else int(wait_us) / 1_000_000
+        return self._outage(key, cost)
+
+    async def atry_acquire(self, key: str, cost: int = 1) -> float:
+        _check_cost(cost)
+        if self._guard.usable():
+            try:
+                allowed, wait_us = await GCRA.run_async(
+                    self._backend.async_client(),
+                    self._prefix + key,
+                    self._backend.now_us(),
+                    self._interval_us,
+                    self._period_us,
+                    cost,
+                )
+            except self._backend.errors as exc:
+                self._guard.failed(exc)
+            else:
+                self._guard.succeeded()
+                return 0.0 if allowed else int(wait_us) / 1_000_000
+        return self._outage(key, cost)
+
+    def _outage(self, key: str, cost: int) -> float:
+        policy = self._guard.policy
+        if policy is OutagePolicy.RAISE:
+            raise StoreError(
+                f"rate limit {self.rate} for {key!r}: Redis is unavailable "
+                f"({self._guard.last_error})"
+            )
+        if policy is OutagePolicy.ALLOW:
+            return 0.0
+        return self.local.try_acquire(key, cost)
+
+    @property
+    def local(self) -> RateLimiterBackend:
+        """The in-process limiter used while Redis is unavailable (made on first need)."""
+        if self._local is None:
+            self._local = self._make_local()
+        return self._local
+
+
+def _check_cost(cost: int) -> None:
+    if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
+        raise ConfigError(f"cost: expected a whole number of at least 1, got {cost!r}")

@@ -1,0 +1,245 @@
+"""The shared breaker: atomic transitions in Redis, seen by every process at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from coordination import CircuitOpenError, StoreError
+from coordination.backends.redis import RedisBackend, RedisCircuitBreaker
+from coordination.error_handling import (
+    BreakerSettings,
+    BreakerTransition,
+    CircuitBreakerBackend,
+    CircuitState,
+)
+
+pytestmark = pytest.mark.redis
+
+SETTINGS = BreakerSettings(failure_threshold=3, open_seconds=10.0, half_open_calls=2)
+
+
+class FakeWallClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Process:
+    """One simulated process: its own backend (connection) and breaker object."""
+
+    def __init__(self, url: str, namespace: str, clock: FakeWallClock, **options: Any) -> None:
+        self.backend = RedisBackend(url, namespace=namespace, redis_clock=clock, **options)
+        self.transitions: list[BreakerTransition] = []
+        self.breaker = self.backend.breaker(
+            "payments", SETTINGS, clock=lambda: 0.0, on_transition=self.transitions.append
+        )
+
+    def call(self, ok: bool) -> str:
+        try:
+            self.breaker.acquire()
+        except CircuitOpenError:
+            return "rejected"
+        if ok:
+            self.breaker.record_success(0.0)
+            return "ok"
+        self.breaker.record_failure(0.0)
+        return "failed"
+
+
+@pytest.fixture
+def clock() -> FakeWallClock:
+    return FakeWallClock()
+
+
+@pytest.fixture
+def two(redis_url: str, namespace: str, clock: FakeWallClock) -> tuple[Process, Process]:
+    return Process(redis_url, namespace, clock), Process(redis_url, namespace, clock)
+
+
+def test_is_a_circuit_breaker_backend(two: tuple[Process, Process]) -> None:
+    assert isinstance(two[0].breaker, CircuitBreakerBackend)
+    assert isinstance(two[0].breaker, RedisCircuitBreaker)
+    assert two[0].breaker.blocking is True
+
+
+def test_one_process_opens_it_and_the_other_rejects_its_next_call(
+    two: tuple[Process, Process], clock: FakeWallClock
+) -> None:
+    a, b = two
+    assert [a.call(False), b.call(False), a.call(False)] == ["failed"] * 3
+    with pytest.raises(CircuitOpenError) as raised:
+        b.breaker.acquire()
+    assert raised.value.retry_after == pytest.approx(10.0)
+    assert b.breaker.state is CircuitState.OPEN
+    assert [t.new for t in a.transitions] == [CircuitState.OPEN]
+    assert [(t.old, t.new) for t in b.transitions] == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    clock.now += 4
+    assert b.breaker.snapshot().retry_after == pytest.approx(6.0)
+
+
+def test_a_success_resets_the_consecutive_failure_count(two: tuple[Process, Process]) -> None:
+    a, b = two
+    assert [a.call(False), b.call(False), a.call(True), b.call(False), a.call(False)] == [
+        "failed",
+        "failed",
+        "ok",
+        "failed",
+        "failed",
+    ]
+    assert a.breaker.state is CircuitState.CLOSED
+    assert a.breaker.snapshot().consecutive_failures == 2
+
+
+def test_half_open_admits_the_trial_calls_once_across_processes(
+    two: tuple[Process, Process], clock: FakeWallClock
+) -> None:
+    a, b = two
+    for _ in range(3):
+        a.call(False)
+    clock.now += 10
+    a.breaker.acquire()  # trial 1 of 2
+    b.breaker.acquire()  # trial 2 of 2
+    with pytest.raises(CircuitOpenError):
+        a.breaker.acquire()
+    assert a.breaker.state is CircuitState.HALF_OPEN
+    a.breaker.record_success(0.0)
+    assert a.breaker.state is CircuitState.HALF_OPEN  # both trials must succeed
+    b.breaker.record_success(0.0)
+    assert a.breaker.state is CircuitState.CLOSED
+    assert a.call(True) == "ok"
+
+
+def test_a_failed_trial_reopens_and_a_released_trial_gives_its_slot_back(
+    two: tuple[Process, Process], clock: FakeWallClock
+) -> None:
+    a, b = two
+    for _ in range(3):
+        a.call(False)
+    clock.now += 10
+    a.breaker.acquire()
+    a.breaker.release()  # e.g. cancelled: not an outcome
+    b.breaker.acquire()
+    a.breaker.acquire()  # the released slot is usable again
+    b.breaker.record_failure(0.0)
+    assert b.breaker.state is CircuitState.OPEN
+    a.breaker.record_success(0.0)  # admitted under the old half-open: ignored
+    assert a.breaker.state is CircuitState.OPEN
+
+
+def test_trial_slots_of_a_dead_process_come_back_after_another_timeout(
+    two: tuple[Process, Process], clock: FakeWallClock
+) -> None:
+    a, b = two
+    for _ in range(3):
+        a.call(False)
+    clock.now += 10
+    a.breaker.acquire()
+    a.breaker.acquire()  # both slots taken; then this process "dies"
+    with pytest.raises(CircuitOpenError):
+        b.breaker.acquire()
+    clock.now += 10
+    assert b.call(True) == "ok"
+
+
+def test_force_open_and_reset(two: tuple[Process, Process], clock: FakeWallClock) -> None:
+    a, b = two
+    a.breaker.force_open()
+    clock.now += 1000
+    assert b.call(True) == "rejected"
+    assert b.breaker.snapshot().forced_open is True
+    b.breaker.reset()
+    assert a.call(True) == "ok"
+    assert a.breaker.snapshot().state is CircuitState.CLOSED
+
+
+def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
+    redis_url: str, namespace: str, clock: FakeWallClock
+) -> None:
+    a = Process(redis_url, namespace, clock)
+    commands: list[str] = []
+    original = a.backend.client.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return original(*args, **options)
+
+    a.backend.client.execute_command = counting  # type: ignore[method-assign]
+    for _ in range(5):
+        assert a.call(True) == "ok"
+    assert commands.count("EVALSHA") == 5
+    assert len(commands) <= 6  # at most one SCRIPT LOAD on a fresh server
+    assert redis.Redis.from_url(redis_url).exists(f"{namespace}:breaker:payments") == 0
+
+
+def test_state_keys_expire_when_unused(
+    redis_url: str, namespace: str, clock: FakeWallClock
+) -> None:
+    a = Process(redis_url, namespace, clock, key_ttl=30)
+    a.call(False)
+    ttl = redis.Redis.from_url(redis_url).pttl(f"{namespace}:breaker:payments")
+    assert 0 < ttl <= 30_000
+
+
+async def test_async_twins_share_the_same_state(
+    two: tuple[Process, Process], clock: FakeWallClock
+) -> None:
+    a, b = two
+    for _ in range(3):
+        await a.breaker.aacquire()
+        await a.breaker.arecord_failure(0.0)
+    with pytest.raises(CircuitOpenError):
+        b.breaker.acquire()
+    clock.now += 10
+    await b.breaker.aacquire()
+    await b.breaker.arelease()
+    await b.breaker.aacquire()
+    await b.breaker.arecord_success(0.0)
+    await a.breaker.aacquire()
+    await a.breaker.arecord_success(0.0)
+    assert a.breaker.state is CircuitState.CLOSED
+    await a.backend.aclose()
+    await b.backend.aclose()
+
+
+def test_window_settings_are_refused_with_a_clear_error(redis_url: str, namespace: str) -> None:
+    from coordination import ConfigError
+
+    backend = RedisBackend(redis_url, namespace=namespace)
+    with pytest.raises(ConfigError, match="consecutive failures only"):
+        backend.breaker(
+            "x",
+            BreakerSettings(failure_rate_threshold=0.5),
+            clock=lambda: 0.0,
+            on_transition=lambda t: None,
+        )
+
+
+def test_unreachable_redis_allow_and_raise_policies() -> None:
+    allow = RedisBackend("redis://127.0.0.1:1/0", outage_policy="allow")
+    breaker = allow.breaker("x", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)
+    for _ in range(5):
+        breaker.acquire()
+        breaker.record_failure(0.0)
+    breaker.acquire()  # fail open: never rejects during the outage
+    refuse = RedisBackend("redis://127.0.0.1:1/0", outage_policy="raise")
+    breaker = refuse.breaker("x", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)
+    with pytest.raises(StoreError, match="Redis is unavailable"):
+        breaker.acquire()
+
+
+def test_unreachable_redis_falls_back_to_a_local_breaker(caplog: pytest.LogCaptureFixture) -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0", reconnect_interval=60)
+    breaker = backend.breaker("x", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)
+    for _ in range(3):
+        breaker.acquire()
+        breaker.record_failure(0.0)
+    with pytest.raises(CircuitOpenError):
+        breaker.acquire()  # the local breaker still protects
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "local fallback" in breaker.snapshot().backend
