@@ -15,6 +15,7 @@ The spec's three series keep their names and meaning (gauges, as in the spec):
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -26,7 +27,17 @@ __all__ = ["QUANTILES", "CoordinationCollector"]
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 _BOUNDED_LABELS = frozenset(
-    {"operation", "breaker", "error_type", "severity", "rule_set", "code", "route", "method"}
+    {
+        "operation",
+        "breaker",
+        "error_type",
+        "severity",
+        "rule_set",
+        "code",
+        "route",
+        "method",
+        "status",
+    }
 )
 _HANDLER_COUNTERS = (
     # report key, series, help
@@ -43,9 +54,12 @@ _HANDLER_COUNTERS = (
         "Calls rejected because the operation's bulkhead was full.",
     ),
     ("fallbacks", "coordination_fallbacks", "Calls answered by the operation's fallback."),
+    ("rate_limited", "coordination_rate_limited", "Calls refused by the operation's rate limit."),
 )
 _BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN")
 _STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
+# The middleware names its operations "<METHOD> <route template>".
+_HTTP_OPERATION = re.compile(r"^(?P<method>[A-Z]+) (?P<route>/\S*)$")
 
 
 def _number(value: Any) -> float:
@@ -128,6 +142,8 @@ def _read_component(out: FamilyBuilder, name: str, component: object) -> None:
         _read_validation_report(out, comp, component.get_validation_report())
     if hasattr(component, "operation_stats"):
         _read_operation_stats(out, comp, component.operation_stats())
+    if hasattr(component, "get_middleware_status"):
+        _read_middleware(out, comp, component)
     if hasattr(component, "get_health_status"):
         health = component.get_health_status()
         status = _name(health.get("status") if isinstance(health, Mapping) else health)
@@ -184,6 +200,13 @@ def _read_error_report(out: FamilyBuilder, comp: dict[str, str], report: Any) ->
                 {**comp, "breaker": str(breaker), "state": candidate},
                 float(candidate == state),
             )
+        for transition, count in info.get("transitions", {}).items():
+            out.counter(
+                "coordination_circuit_breaker_transitions",
+                "Breaker state changes, such as CLOSED->OPEN.",
+                {**comp, "breaker": str(breaker), "transition": str(transition)},
+                _number(count),
+            )
 
 
 def _read_validation_report(out: FamilyBuilder, comp: dict[str, str], report: Any) -> None:
@@ -205,19 +228,66 @@ def _read_validation_report(out: FamilyBuilder, comp: dict[str, str], report: An
         )
 
 
+def _read_middleware(out: FamilyBuilder, comp: dict[str, str], middleware: Any) -> None:
+    """HTTP series: counters from the middleware, per-route timings from its monitor."""
+    counters = middleware.get_middleware_status().get("middleware", {})
+    for status, count in counters.get("status_codes", {}).items():
+        out.counter(
+            "coordination_http_responses",
+            "HTTP responses sent through the middleware, by status code.",
+            {**comp, "status": str(status)},
+            _number(count),
+        )
+    for status, count in counters.get("rejected", {}).items():
+        out.counter(
+            "coordination_http_rejected_requests",
+            "Requests the middleware refused before the app (problem+json), by status code.",
+            {**comp, "status": str(status)},
+            _number(count),
+        )
+    if "in_flight" in counters:
+        out.gauge(
+            "coordination_http_requests_in_flight",
+            "Requests being served right now.",
+            comp,
+            _number(counters["in_flight"]),
+        )
+    monitor = getattr(middleware, "performance_monitor", None)
+    if monitor is None or not hasattr(monitor, "operation_stats"):
+        return
+    for operation, snapshot in monitor.operation_stats().items():
+        match = _HTTP_OPERATION.match(str(operation))
+        if match is None or not hasattr(snapshot, "quantile"):
+            continue
+        labels = {**comp, "method": match["method"], "route": match["route"]}
+        _duration(out, "coordination_http_request_duration_seconds", labels, snapshot)
+        for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
+            out.counter(
+                "coordination_http_requests",
+                "HTTP requests served, by method, route template and outcome "
+                "(failure: an exception or a 5xx status).",
+                {**labels, "outcome": outcome},
+                _number(value),
+            )
+
+
+def _duration(out: FamilyBuilder, series: str, labels: dict[str, str], snapshot: Any) -> None:
+    out.summary(
+        series,
+        "Time taken, with quantiles from the monitor's latency sketch.",
+        labels,
+        count=_number(snapshot.count),
+        total=_number(snapshot.total_seconds),
+        quantiles=({q: _number(snapshot.quantile(q)) for q in QUANTILES} if snapshot.count else {}),
+    )
+
+
 def _read_operation_stats(out: FamilyBuilder, comp: dict[str, str], stats: Any) -> None:
     for operation, snapshot in stats.items():
+        if not hasattr(snapshot, "quantile"):
+            continue  # plain counts (the error handler's): its report is read already
         labels = {**comp, "operation": str(operation)}
-        out.summary(
-            "coordination_operation_duration_seconds",
-            "Time operations took, with quantiles from the monitor's latency sketch.",
-            labels,
-            count=_number(snapshot.count),
-            total=_number(snapshot.total_seconds),
-            quantiles=(
-                {q: _number(snapshot.quantile(q)) for q in QUANTILES} if snapshot.count else {}
-            ),
-        )
+        _duration(out, "coordination_operation_duration_seconds", labels, snapshot)
         for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
             out.counter(
                 "coordination_operations",
@@ -242,10 +312,16 @@ _DESCRIBED = (
     ("coordination_errors", "counter"),
     ("coordination_errors_by_severity", "counter"),
     ("coordination_circuit_breaker_state", "gauge"),
+    ("coordination_circuit_breaker_transitions", "counter"),
     ("coordination_validations", "counter"),
     ("coordination_validation_failures", "counter"),
     ("coordination_operation_duration_seconds", "summary"),
     ("coordination_operation_duration_max_seconds", "gauge"),
     ("coordination_component_status", "gauge"),
+    ("coordination_http_responses", "counter"),
+    ("coordination_http_rejected_requests", "counter"),
+    ("coordination_http_requests_in_flight", "gauge"),
+    ("coordination_http_request_duration_seconds", "summary"),
+    ("coordination_http_requests", "counter"),
     *((series, "counter") for _, series, _ in _HANDLER_COUNTERS),
 )

@@ -8,6 +8,7 @@ for scrapers that ask for it, gzip when accepted).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,12 +19,15 @@ from prometheus_client import (
     make_asgi_app,
     make_wsgi_app,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector
 
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from ._collector import CoordinationCollector
 from ._health_http import ASGIApp, WSGIApp
+from ._multiprocess import MergedSnapshotsCollector, SnapshotWriter
 
 __all__ = ["CoordinationMetricsExporter"]
 
@@ -37,6 +41,12 @@ class CoordinationMetricsExporter:
     ``registry``: the collector registers into it (pass ``prometheus_client.REGISTRY`` to
     serve everything from one endpoint); by default a private registry, which also gets
     prometheus_client's ``process_*`` series (CPU, memory, open files).
+
+    ``multiprocess_dir``: for servers with several worker processes (gunicorn), the
+    directory every worker shares (usually ``os.environ["PROMETHEUS_MULTIPROC_DIR"]``);
+    each worker writes a snapshot there every ``snapshot_interval`` seconds and a scrape of
+    any worker shows the merged numbers of all (docs/observability.md, "Multi-process").
+    The private registry then also serves prometheus_client's own multi-process metrics.
     """
 
     def __init__(
@@ -46,6 +56,8 @@ class CoordinationMetricsExporter:
         registry: CollectorRegistry | None = None,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
         debug: bool = False,
+        multiprocess_dir: str | os.PathLike[str] | None = None,
+        snapshot_interval: float = 5.0,
     ) -> None:
         components = {} if coordination_components is None else coordination_components
         if not isinstance(components, Mapping):
@@ -59,16 +71,28 @@ class CoordinationMetricsExporter:
             )
         self.config = resolve_config(config)
         self.components: dict[str, object] = {str(k): v for k, v in components.items()}
+        logger = component_logger("observability", debug=debug or self.config.debug)
         self.collector = CoordinationCollector(
-            self.components,
-            max_label_values=self.config.max_operation_names,
-            logger=component_logger("observability", debug=debug or self.config.debug),
+            self.components, max_label_values=self.config.max_operation_names, logger=logger
         )
+        self.snapshot_writer: SnapshotWriter | None = None
+        served: Collector = self.collector
+        if multiprocess_dir is not None:
+            self.snapshot_writer = SnapshotWriter(
+                self.collector, multiprocess_dir, interval=snapshot_interval, logger=logger
+            )
+            served = MergedSnapshotsCollector(multiprocess_dir, writer=self.snapshot_writer)
         if registry is None:
             registry = CollectorRegistry()
-            ProcessCollector(registry=registry)
-        registry.register(self.collector)
+            if multiprocess_dir is None:
+                ProcessCollector(registry=registry)
+            else:  # per-process series cannot be merged; users' multi-process metrics can
+                MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+        registry.register(served)
         self.registry = registry
+        self._served = served
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.start()
 
     def export_metrics(self, *, openmetrics: bool = False) -> str:
         """The registry's metrics as Prometheus text (or OpenMetrics text)."""
@@ -88,5 +112,7 @@ class CoordinationMetricsExporter:
         return app
 
     def close(self) -> None:
-        """Unregister the collector (from a shared registry such as the default one)."""
-        self.registry.unregister(self.collector)
+        """Unregister the collector and stop writing snapshots (with a last one)."""
+        self.registry.unregister(self._served)
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.stop()
