@@ -1,0 +1,34 @@
+"""Performance monitoring: latency sketches, outcomes, throughput, resources, thresholds.
+
+>>> from coordination.performance import CoordinationPerformanceMonitor
+>>> monitor = CoordinationPerformanceMonitor({})
+>>> with monitor.record_operation("checkout"):
+...     pass
+>>> monitor.get_performance_report()["total_operations"]
+1
+"""
+
+from ._decorator import default_monitor, track_performance
+from ._monitor import CoordinationPerformanceMonitor
+from ._operation import OperationStats
+from ._sampler import ResourceSampler
+from ._sketch import LatencySketch
+from ._thresholds import (
+    PerformanceAlert,
+    PerformanceAlertHook,
+    PerformanceThresholds,
+    ThresholdBreach,
+)
+
+__all__ = [
+    "CoordinationPerformanceMonitor",
+    "LatencySketch",
+    "OperationStats",
+    "PerformanceAlert",
+    "PerformanceAlertHook",
+    "PerformanceThresholds",
+    "ResourceSampler",
+    "ThresholdBreach",
+    "default_monitor",
+    "track_performance",
+]

@@ -1,0 +1,114 @@
+"""``track_performance``: time every call of a function, sync or async, into a monitor."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from ._monitor import CoordinationPerformanceMonitor
+from ._operation import FLUSH_SIZE
+
+__all__ = ["default_monitor", "track_performance"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_default: CoordinationPerformanceMonitor | None = None
+_default_lock = threading.Lock()
+
+
+def default_monitor() -> CoordinationPerformanceMonitor:
+    """The process-wide monitor ``track_performance`` records into unless given another.
+
+    Made on first use from the environment's configuration (``COORDINATION_*``).
+    """
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = CoordinationPerformanceMonitor()
+    return _default
+
+
+@overload
+def track_performance(name: Callable[P, R], *, monitor: None = None) -> Callable[P, R]: ...
+
+
+@overload
+def track_performance(
+    name: str | None = None, *, monitor: CoordinationPerformanceMonitor | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def track_performance(
+    name: str | Callable[P, R] | None = None,
+    *,
+    monitor: CoordinationPerformanceMonitor | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record each call's duration and outcome as operation ``name`` (default: the
+    function's qualified name). Works on functions, methods and coroutine functions.
+
+    >>> @track_performance("update_user_profile")
+    ... def update_user_profile(user_id, data):
+    ...     return {"status": "updated", "user_id": user_id}
+
+    With monitoring disabled in the configuration, the function is returned unchanged.
+    """
+    if callable(name):  # used bare: @track_performance
+        return track_performance()(name)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"track_performance name must be a non-empty string, got {name!r}")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        if not callable(func):
+            raise TypeError(f"track_performance decorates callables, not {func!r}")
+        target = monitor if monitor is not None else default_monitor()
+        operation = name if isinstance(name, str) else getattr(func, "__qualname__", repr(func))
+        hot = target.hot_path(operation)
+        if hot is None:
+            return func
+        recorder, clock = hot
+        pending = recorder.pending
+        add_outcome = recorder.add_outcome
+
+        if inspect.iscoroutinefunction(func):
+            async_func = cast(Callable[P, Awaitable[Any]], func)
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                start = clock()
+                try:
+                    result = await async_func(*args, **kwargs)
+                except Exception as exc:
+                    end = clock()
+                    add_outcome(end, end - start, False, type(exc).__qualname__)
+                    raise
+                end = clock()
+                pending.append(end - start)
+                if len(pending) >= FLUSH_SIZE or end >= recorder.rotate_at:
+                    recorder.flush(end)
+                return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = clock()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                end = clock()
+                add_outcome(end, end - start, False, type(exc).__qualname__)
+                raise
+            end = clock()
+            pending.append(end - start)
+            if len(pending) >= FLUSH_SIZE or end >= recorder.rotate_at:
+                recorder.flush(end)
+            return result
+
+        return wrapper
+
+    return decorate
