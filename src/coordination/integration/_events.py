@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -315,11 +315,14 @@ class CoordinationEventProcessor:
         """Each event's outcome; a failure is dead-lettered and the batch goes on.
 
         ``events`` holds events of ``event_type`` or, without it, ``(event, event_type)``
-        pairs. Every chunk of events is journaled in one commit before any of it runs.
+        pairs. A list (any sized collection) is journaled whole, in one commit, before its
+        first event runs; an iterator is journaled a chunk at a time as it is consumed
+        (events not yet read from it are still with their source).
         """
         outcomes: list[EventOutcome] = []
+        chunk_size = max(len(events), 1) if isinstance(events, Collection) else _BATCH_CHUNK
         pairs = _pairs(events, event_type)
-        while chunk := list(itertools.islice(pairs, _BATCH_CHUNK)):
+        while chunk := list(itertools.islice(pairs, chunk_size)):
             items = [
                 (event, kind, self._key(event, kind) if self._key else None)
                 for event, kind in chunk
