@@ -296,15 +296,19 @@ class Plan:
         clock = handler._clock
         previous = wait or self.options.backoff.base_delay
         while True:
-            if wait > 0:
-                next(self.op.retries)
-                handler._sleep(wait)
-            elif attempt > 0:
-                next(self.op.retries)
+            # ask the breaker before waiting: no backoff is spent on an open breaker
             try:
                 breaker.acquire()
             except CircuitOpenError as exc:
                 return self.rejected(exc, last, attempt)
+            if attempt > 0:
+                next(self.op.retries)
+            if wait > 0:
+                try:
+                    handler._sleep(wait)
+                except BaseException:
+                    breaker.release()
+                    raise
             begin = clock() if self.timed else 0.0
             try:
                 result = self._call_once(func, args, kwargs)
@@ -425,11 +429,6 @@ class Plan:
         clock = handler._clock
         previous = wait or self.options.backoff.base_delay
         while True:
-            if wait > 0:
-                next(self.op.retries)
-                await handler._async_sleep(wait)
-            elif attempt > 0:
-                next(self.op.retries)
             try:
                 await breaker.aacquire() if blocking else breaker.acquire()
             except CircuitOpenError as exc:
@@ -437,6 +436,14 @@ class Plan:
                 if last is not None:
                     exc.__cause__ = last
                 return await self.agive_up(exc, attempt)
+            if attempt > 0:
+                next(self.op.retries)
+            if wait > 0:
+                try:
+                    await handler._async_sleep(wait)
+                except BaseException:  # cancelled while waiting: give the permit back
+                    await breaker.arelease() if blocking else breaker.release()
+                    raise
             begin = clock() if self.timed else 0.0
             try:
                 if self.timeout is None:
