@@ -20,6 +20,7 @@ __all__ = [
     "MonitorLike",
     "ValidatorLike",
     "build_components",
+    "prepare_rules",
 ]
 
 
@@ -118,3 +119,10 @@ def build_components(
 
         performance_monitor = CoordinationPerformanceMonitor(config, debug=debug)
     return Components(config, validator, error_handler, performance_monitor)
+
+
+def prepare_rules(validator: ValidatorLike, rules: Any, name: str) -> Any:
+    """An inline rule mapping compiled once; a loaded name, a path or a ``RuleSet`` as is."""
+    if isinstance(rules, Mapping):
+        return validator.compile(rules, name=name)
+    return rules

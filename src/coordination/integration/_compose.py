@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike
+from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike, prepare_rules
 
 __all__ = ["compose", "input_extractor"]
 
@@ -80,7 +80,7 @@ def compose(
         # The monitor's own decorator is its fastest path (it must be the real monitor).
         wrapped = track_performance(name, monitor=cast(Any, monitor))(wrapped)
     if validator is not None and rules is not None:
-        wrapped = _validating(func, wrapped, validator, validator.compile(rules, name=name))
+        wrapped = _validating(func, wrapped, validator, prepare_rules(validator, rules, name))
     if wrapped is not func:
         functools.update_wrapper(wrapped, func)
     return cast("Callable[P, R]", wrapped)

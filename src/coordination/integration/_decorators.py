@@ -14,7 +14,6 @@ whole protected call (retries included, as the caller waits for them).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,14 +25,6 @@ __all__ = ["coordinate_operation"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@functools.cache
-def _shared_validator() -> ValidatorLike:
-    """The validator decorated functions share unless given one (rules compile into it)."""
-    from ..validation import CoordinationValidator
-
-    return CoordinationValidator()
 
 
 def coordinate_operation(
@@ -76,10 +67,12 @@ def coordinate_operation(
 
             monitor = default_monitor()
         use_rules = cfg.enable_validation and validation_rules is not None
+        if use_rules and validator is None:
+            from ..validation import default_validator
         return compose(
             func,
             name=name,
-            validator=(validator or _shared_validator()) if use_rules else None,
+            validator=(validator or default_validator()) if use_rules else None,
             rules=validation_rules,
             error_handler=handler if error_config is not None else None,
             error_config=error_config,

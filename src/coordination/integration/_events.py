@@ -33,6 +33,7 @@ from ._components import (
     MonitorLike,
     ValidatorLike,
     build_components,
+    prepare_rules,
 )
 from ._dead_letters import DeadLetterStore
 
@@ -113,7 +114,7 @@ class CoordinationEventProcessor:
         self._validate_structure = validate_structure and cfg.enable_validation
         self._monitor = cfg.enable_performance_monitoring
         self._rules = {
-            event_type: self.validator.compile(rule_set, name=f"event:{event_type}")
+            event_type: prepare_rules(self.validator, rule_set, f"event:{event_type}")
             for event_type, rule_set in (rules or {}).items()
             if self._validate
         }

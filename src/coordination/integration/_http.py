@@ -20,7 +20,7 @@ from .._bounded import BoundedNames
 from .._config import CoordinationConfig
 from .._errors import ConfigError, ValidationError
 from .._redact import truncate
-from ._components import ValidatorLike
+from ._components import ValidatorLike, prepare_rules
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -122,7 +122,7 @@ class RequestPolicy:
                         value=key,
                         source="keyword argument",
                     )
-                self.rules[key] = validator.compile(rule_set, name=f"route {key}")
+                self.rules[key] = prepare_rules(validator, rule_set, f"route {key}")
 
     def check_method(self, method: str) -> Rejection | None:
         if method in self.allowed_methods:
