@@ -19,7 +19,7 @@ from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._status import HealthStatus, worst_status
-from ._operation import OperationRecorder, OperationStats
+from ._operation import FLUSH_SIZE, OperationRecorder, OperationStats
 from ._report import operation_entry, summary_entry
 from ._sampler import ResourceSampler
 from ._thresholds import (
@@ -134,8 +134,10 @@ class CoordinationPerformanceMonitor:
         recorder = self._recorder(name)
         now = self._clock()
         if success and error is None:
-            recorder.pending.append(float(seconds))
-            recorder.flush(now)
+            pending = recorder.pending
+            pending.append(float(seconds))
+            if len(pending) >= FLUSH_SIZE or now >= recorder.rotate_at:
+                recorder.flush(now)
         else:
             recorder.add_outcome(now, float(seconds), False, _error_type(error))
 

@@ -1,7 +1,7 @@
 """One operation's statistics: the recording hot path and the snapshot exporters read.
 
 The hot path (a successful, timed operation) takes no lock: it appends the duration to a
-``deque`` (one C call, atomic under the GIL, so nothing is lost between threads) and every
+list (one C call, atomic under the GIL, so nothing is lost between threads) and every
 ``FLUSH_SIZE`` values — or when the current window slot ends — one caller folds the batch
 into the sketch under the lock. Failures and untimed outcomes are rare and take the lock
 directly. Readers flush first, so what they see is exact.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -145,7 +144,7 @@ class OperationRecorder:
     ) -> None:
         self.name = name
         self._lock = threading.Lock()
-        self.pending: deque[float] = deque()  # successful durations not yet in a sketch
+        self.pending: list[float] = []  # successful durations not yet in a sketch
         self._slot_seconds = window_seconds / WINDOW_SLOTS
         self._slots = [_Slot(now)] + [_Slot(-math.inf) for _ in range(WINDOW_SLOTS - 1)]
         self.current = 0
@@ -205,22 +204,25 @@ class OperationRecorder:
 
     def _drain(self) -> None:
         pending = self.pending
-        n = len(pending)  # producers only append, so these n are all there
+        n = len(pending)
         if not n:
             return
-        pop = pending.popleft
-        values = [pop() for _ in range(n)]
+        # Two C calls, each atomic under the GIL: producers only append past these n, and
+        # only the lock holder removes from the front, so nothing is lost or seen twice.
+        values = pending[:n]
+        del pending[:n]
+        values.sort()
         slot = self._slots[self.current]
-        total = math.fsum(values)
+        total = sum(values)
         self.count += n
         self.successes += n
         self.timed_count += n
         self.total_seconds += total
         slot.count += n
         slot.total_seconds += total
-        self.min_seconds = min(self.min_seconds, min(values))
-        self.max_seconds = max(self.max_seconds, max(values))
-        slot.sketch.add_many(values)
+        self.min_seconds = min(self.min_seconds, values[0])
+        self.max_seconds = max(self.max_seconds, values[-1])
+        slot.sketch.add_sorted(values)
 
     def _rotate(self, now: float) -> None:
         step = self._slot_seconds

@@ -75,21 +75,30 @@ class LatencySketch:
 
     def add_many(self, values: list[float]) -> None:
         """Count a batch of durations. Sorts ``values`` in place (the caller's scratch list)."""
+        values.sort()
+        self.add_sorted(values)
+
+    def add_sorted(self, values: Sequence[float]) -> None:
+        """Count a batch of durations already in ascending order."""
         n = len(values)
         if not n:
             return
-        values.sort()
         self.count += n
         i = 0
         if values[0] < MIN_VALUE:
             i = bisect_left(values, MIN_VALUE)
             self.zero_count += i
         lower = _LOWER
+        counts, offset = self._counts, self._offset
         while i < n:
             k = bucket_index(values[i])
             # Everything below the next bucket's edge shares bucket k: one bisect per bucket.
             j = n if k == MAX_INDEX else max(bisect_left(values, lower[k + 1], i), i + 1)
-            self._bump(k, j - i)
+            if 0 <= k - offset < len(counts):
+                counts[k - offset] += j - i
+            else:
+                self._bump(k, j - i)
+                counts, offset = self._counts, self._offset
             i = j
 
     def merge(self, other: LatencySketch) -> None:
