@@ -124,8 +124,9 @@ def test_the_spec_series_and_the_prometheus_named_set() -> None:
     ]
 
 
-def test_duration_summary_from_operation_stats() -> None:
-    text = CoordinationMetricsExporter({"monitor": StatsMonitor()}).export_metrics()
+def test_duration_summary_from_a_monitor_without_buckets() -> None:
+    exporter = CoordinationMetricsExporter({"monitor": StatsMonitor()}, durations="summary")
+    text = exporter.export_metrics()
     labels = {"component": "monitor", "operation": "lookup"}
     assert value(text, "coordination_operation_duration_seconds_count", **labels) == 4
     assert value(text, "coordination_operation_duration_seconds_sum", **labels) == 1.0
@@ -134,6 +135,11 @@ def test_duration_summary_from_operation_stats() -> None:
     ) == pytest.approx(0.496)
     assert value(text, "coordination_operations_total", **labels, outcome="success") == 3
     assert value(text, "coordination_operation_duration_max_seconds", **labels) == 0.5
+    # as a histogram, a snapshot without bucket counts still has +Inf, count and sum
+    text = CoordinationMetricsExporter({"monitor": StatsMonitor()}).export_metrics()
+    assert value(text, "coordination_operation_duration_seconds_bucket", **labels, le="+Inf") == 4
+    with pytest.raises(ValueError, match='durations must be "histogram" or "summary"'):
+        CoordinationMetricsExporter({}, durations="quantiles")  # type: ignore[arg-type]
 
 
 def test_label_values_are_escaped() -> None:

@@ -9,6 +9,7 @@ from ._collector import CoordinationCollector
 from ._exporter import CoordinationMetricsExporter
 from ._health import CoordinationHealthChecker
 from ._health_http import HEALTH_MEDIA_TYPE
+from ._otel import OpenTelemetryBridge
 from ._status_page import StatusPage
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "CoordinationCollector",
     "CoordinationHealthChecker",
     "CoordinationMetricsExporter",
+    "OpenTelemetryBridge",
     "StatusPage",
 ]

@@ -17,15 +17,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 
 from ._families import FamilyBuilder
 
-__all__ = ["QUANTILES", "CoordinationCollector"]
+__all__ = ["BUCKETS", "FAMILIES", "QUANTILES", "CoordinationCollector", "DurationType"]
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
+# The semantic conventions' advice for http.server.request.duration, in seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+DurationType = Literal["histogram", "summary"]
 _BOUNDED_LABELS = frozenset(
     {
         "operation",
@@ -78,6 +81,8 @@ class CoordinationCollector:
     """Reads ``components`` (a name -> component mapping) at every scrape.
 
     Register it into any ``CollectorRegistry``; ``CoordinationMetricsExporter`` does.
+    Durations are histograms (``BUCKETS``; they add up across instances and processes)
+    or, with ``durations="summary"``, the sketch's quantiles (``QUANTILES``, within 1 %).
     """
 
     def __init__(
@@ -85,23 +90,29 @@ class CoordinationCollector:
         components: Mapping[str, object],
         *,
         max_label_values: int = 1000,
+        durations: DurationType = "histogram",
         logger: logging.Logger | None = None,
     ) -> None:
+        if durations not in ("histogram", "summary"):
+            raise ValueError(f'durations must be "histogram" or "summary", got {durations!r}')
         self.components = components
         self.max_label_values = max_label_values
+        self.durations = durations
         self._logger = logger or logging.getLogger("coordination.observability")
         self._warned: set[str] = set()  # one warning per broken component, not per scrape
 
     def describe(self) -> Iterable[Metric]:
         """The fixed names, so a registry can refuse a clash without reading components."""
-        return [Metric(name, "", typ) for name, typ in _DESCRIBED]
+        return [
+            Metric(name, "", self.durations if typ == "duration" else typ) for name, typ in FAMILIES
+        ]
 
     def collect(self) -> Iterator[Metric]:
         scrape = self._builder()
         for name, component in list(self.components.items()):
             one = self._builder()
             try:
-                _read_component(one, name, component)
+                _read_component(one, name, component, self.durations)
             except Exception:
                 level = logging.DEBUG if name in self._warned else logging.WARNING
                 self._warned.add(name)
@@ -124,7 +135,9 @@ class CoordinationCollector:
         return FamilyBuilder(max_label_values=self.max_label_values, bounded_labels=_BOUNDED_LABELS)
 
 
-def _read_component(out: FamilyBuilder, name: str, component: object) -> None:
+def _read_component(
+    out: FamilyBuilder, name: str, component: object, durations: DurationType
+) -> None:
     comp = {"component": name}
     if hasattr(component, "get_performance_report"):
         report = component.get_performance_report()
@@ -141,9 +154,9 @@ def _read_component(out: FamilyBuilder, name: str, component: object) -> None:
     if hasattr(component, "get_validation_report"):
         _read_validation_report(out, comp, component.get_validation_report())
     if hasattr(component, "operation_stats"):
-        _read_operation_stats(out, comp, component.operation_stats())
+        _read_operation_stats(out, comp, component.operation_stats(), durations)
     if hasattr(component, "get_middleware_status"):
-        _read_middleware(out, comp, component)
+        _read_middleware(out, comp, component, durations)
     if hasattr(component, "get_health_status"):
         health = component.get_health_status()
         status = _name(health.get("status") if isinstance(health, Mapping) else health)
@@ -228,7 +241,9 @@ def _read_validation_report(out: FamilyBuilder, comp: dict[str, str], report: An
         )
 
 
-def _read_middleware(out: FamilyBuilder, comp: dict[str, str], middleware: Any) -> None:
+def _read_middleware(
+    out: FamilyBuilder, comp: dict[str, str], middleware: Any, durations: DurationType
+) -> None:
     """HTTP series: counters from the middleware, per-route timings from its monitor."""
     counters = middleware.get_middleware_status().get("middleware", {})
     for status, count in counters.get("status_codes", {}).items():
@@ -260,7 +275,7 @@ def _read_middleware(out: FamilyBuilder, comp: dict[str, str], middleware: Any) 
         if match is None or not hasattr(snapshot, "quantile"):
             continue
         labels = {**comp, "method": match["method"], "route": match["route"]}
-        _duration(out, "coordination_http_request_duration_seconds", labels, snapshot)
+        _duration(out, "coordination_http_request_duration_seconds", labels, snapshot, durations)
         for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
             out.counter(
                 "coordination_http_requests",
@@ -271,23 +286,33 @@ def _read_middleware(out: FamilyBuilder, comp: dict[str, str], middleware: Any) 
             )
 
 
-def _duration(out: FamilyBuilder, series: str, labels: dict[str, str], snapshot: Any) -> None:
-    out.summary(
-        series,
-        "Time taken, with quantiles from the monitor's latency sketch.",
-        labels,
-        count=_number(snapshot.count),
-        total=_number(snapshot.total_seconds),
-        quantiles=({q: _number(snapshot.quantile(q)) for q in QUANTILES} if snapshot.count else {}),
-    )
+def _duration(
+    out: FamilyBuilder, series: str, labels: dict[str, str], snapshot: Any, durations: str
+) -> None:
+    doc = "Time taken, read from the monitor's latency sketch."
+    # total_seconds covers the timed calls only (record_success() alone has no duration)
+    count = _number(getattr(snapshot, "timed_count", snapshot.count))
+    total = _number(snapshot.total_seconds)
+    if durations == "summary":
+        quantiles = {q: _number(snapshot.quantile(q)) for q in QUANTILES} if count else {}
+        out.summary(series, doc, labels, count=count, total=total, quantiles=quantiles)
+        return
+    buckets: list[tuple[float, float]] = []
+    cumulative = getattr(snapshot, "cumulative_counts", None)
+    if cumulative is not None:
+        counts = (_number(c) for c in cumulative(BUCKETS))
+        buckets = list(zip(BUCKETS, counts, strict=True))
+    out.histogram(series, doc, labels, buckets=buckets, count=count, total=total)
 
 
-def _read_operation_stats(out: FamilyBuilder, comp: dict[str, str], stats: Any) -> None:
+def _read_operation_stats(
+    out: FamilyBuilder, comp: dict[str, str], stats: Any, durations: DurationType
+) -> None:
     for operation, snapshot in stats.items():
         if not hasattr(snapshot, "quantile"):
             continue  # plain counts (the error handler's): its report is read already
         labels = {**comp, "operation": str(operation)}
-        _duration(out, "coordination_operation_duration_seconds", labels, snapshot)
+        _duration(out, "coordination_operation_duration_seconds", labels, snapshot, durations)
         for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
             out.counter(
                 "coordination_operations",
@@ -304,7 +329,7 @@ def _read_operation_stats(out: FamilyBuilder, comp: dict[str, str], stats: Any) 
             )
 
 
-_DESCRIBED = (
+FAMILIES = (
     ("coordination_export_error", "gauge"),
     ("coordination_response_time_seconds", "gauge"),
     ("coordination_total_operations", "gauge"),
@@ -315,13 +340,13 @@ _DESCRIBED = (
     ("coordination_circuit_breaker_transitions", "counter"),
     ("coordination_validations", "counter"),
     ("coordination_validation_failures", "counter"),
-    ("coordination_operation_duration_seconds", "summary"),
+    ("coordination_operation_duration_seconds", "duration"),
     ("coordination_operation_duration_max_seconds", "gauge"),
     ("coordination_component_status", "gauge"),
     ("coordination_http_responses", "counter"),
     ("coordination_http_rejected_requests", "counter"),
     ("coordination_http_requests_in_flight", "gauge"),
-    ("coordination_http_request_duration_seconds", "summary"),
+    ("coordination_http_request_duration_seconds", "duration"),
     ("coordination_http_requests", "counter"),
     *((series, "counter") for _, series, _ in _HANDLER_COUNTERS),
 )

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
-from ._collector import CoordinationCollector
+from ._collector import CoordinationCollector, DurationType
 from ._health_http import ASGIApp, WSGIApp
 from ._multiprocess import MergedSnapshotsCollector, SnapshotWriter
 
@@ -47,6 +47,9 @@ class CoordinationMetricsExporter:
     each worker writes a snapshot there every ``snapshot_interval`` seconds and a scrape of
     any worker shows the merged numbers of all (docs/observability.md, "Multi-process").
     The private registry then also serves prometheus_client's own multi-process metrics.
+
+    ``durations``: ``"histogram"`` (aggregatable across instances) or ``"summary"`` (the
+    latency sketch's quantiles, within 1 %).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class CoordinationMetricsExporter:
         debug: bool = False,
         multiprocess_dir: str | os.PathLike[str] | None = None,
         snapshot_interval: float = 5.0,
+        durations: DurationType = "histogram",
     ) -> None:
         components = {} if coordination_components is None else coordination_components
         if not isinstance(components, Mapping):
@@ -73,7 +77,10 @@ class CoordinationMetricsExporter:
         self.components: dict[str, object] = {str(k): v for k, v in components.items()}
         logger = component_logger("observability", debug=debug or self.config.debug)
         self.collector = CoordinationCollector(
-            self.components, max_label_values=self.config.max_operation_names, logger=logger
+            self.components,
+            max_label_values=self.config.max_operation_names,
+            durations=durations,
+            logger=logger,
         )
         self.snapshot_writer: SnapshotWriter | None = None
         served: Collector = self.collector

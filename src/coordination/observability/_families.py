@@ -70,6 +70,28 @@ class FamilyBuilder:
         for q, value in quantiles.items():
             self._put(family, name, {**bounded, "quantile": f"{q:g}"}, value)
 
+    def histogram(
+        self,
+        name: str,
+        doc: str,
+        labels: Mapping[str, str],
+        *,
+        buckets: list[tuple[float, float]],
+        count: float,
+        total: float,
+    ) -> None:
+        """A histogram in seconds: cumulative ``le`` buckets, ``+Inf`` (the count), sum.
+
+        ``buckets`` may be empty (a monitor without bucket counts): ``+Inf`` remains.
+        """
+        family = self._family(name, doc, "histogram", "seconds")
+        bounded = self._bound(family, labels)
+        for bound, cumulative in buckets:
+            self._put(family, f"{name}_bucket", {**bounded, "le": f"{bound:g}"}, cumulative)
+        self._put(family, f"{name}_bucket", {**bounded, "le": "+Inf"}, count)
+        self._put(family, f"{name}_count", bounded, count)
+        self._put(family, f"{name}_sum", bounded, total)
+
     def merge(self, other: FamilyBuilder) -> None:
         """Add ``other``'s samples (one component's, read without error) into this one."""
         for theirs in other._families.values():

@@ -8,14 +8,14 @@ every scrape. This module gives it the same shape: each worker writes a snapshot
 ``CoordinationCollector`` reads (on a short interval, and at exit) into the multi-process
 directory, and the serving worker merges all snapshots:
 
-- counters and a summary's ``_count``/``_sum`` are summed over every snapshot, including
-  those of workers that have exited, so totals never go backwards when gunicorn replaces a
-  worker (prometheus_client keeps dead workers' counters too);
+- counters, histograms and a summary's ``_count``/``_sum`` are summed over every snapshot,
+  including those of workers that have exited, so totals never go backwards when gunicorn
+  replaces a worker (prometheus_client keeps dead workers' counters too);
 - gauges come from live workers only: ``coordination_total_operations`` is summed, the
   others (breaker state, component status, export errors, maxima) take the maximum, so an
   open breaker in any worker shows;
-- quantiles cannot be merged exactly; the maximum over live workers is an upper bound and
-  is what is shown.
+- histograms merge exactly (the default); summary quantiles cannot be merged, so the
+  maximum over live workers, an upper bound, is shown.
 
 Clear the directory when the server starts, as prometheus_client requires for its files.
 """
@@ -178,7 +178,7 @@ def _merge(
     alive: bool,
 ) -> None:
     key = (sample_name, tuple(sorted(labels.items())))
-    additive = typ == "counter" or (typ == "summary" and "quantile" not in labels)
+    additive = typ in ("counter", "histogram") or (typ == "summary" and "quantile" not in labels)
     if additive or (alive and family in _SUMMED_GAUGES):
         values[key] = values.get(key, 0.0) + value
     elif alive:
