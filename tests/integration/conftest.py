@@ -16,7 +16,9 @@ from coordination.validation import CoordinationValidator
 
 @pytest.fixture
 def config(clean_environment: None) -> CoordinationConfig:
-    return CoordinationConfig(base_delay=0.5, jitter="none", max_retries=2, circuit_breaker_threshold=50)
+    return CoordinationConfig(
+        base_delay=0.5, jitter="none", max_retries=2, circuit_breaker_threshold=50
+    )
 
 
 @pytest.fixture

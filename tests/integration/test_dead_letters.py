@@ -23,8 +23,13 @@ def test_file_store_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "letters.sqlite3"
     store = DeadLetterStore(path)
     letter_id = store.dead_letter(
-        None, {"id": 1, "when": "now"}, "orders", reason="failed", error=_fail("boom"),
-        attempts=3, key=None,
+        None,
+        {"id": 1, "when": "now"},
+        "orders",
+        reason="failed",
+        error=_fail("boom"),
+        attempts=3,
+        key=None,
     )
     store.close()
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
@@ -42,8 +47,13 @@ def test_count_and_list_filter_by_type_and_keep_order() -> None:
     store = DeadLetterStore(":memory:")
     for n in range(5):
         store.dead_letter(
-            None, {"n": n}, "a" if n % 2 else "b", reason="failed", error=_fail(str(n)),
-            attempts=1, key=None,
+            None,
+            {"n": n},
+            "a" if n % 2 else "b",
+            reason="failed",
+            error=_fail(str(n)),
+            attempts=1,
+            key=None,
         )
     assert store.count() == 5
     assert store.count("a") == 2
@@ -56,8 +66,13 @@ def test_count_and_list_filter_by_type_and_keep_order() -> None:
 def test_values_json_cannot_hold_are_kept_as_text() -> None:
     store = DeadLetterStore(":memory:")
     store.dead_letter(
-        None, {"path": Path("/tmp/x"), "n": 1}, "t", reason="failed", error=_fail("x"),
-        attempts=1, key=None,
+        None,
+        {"path": Path("/tmp/x"), "n": 1},
+        "t",
+        reason="failed",
+        error=_fail("x"),
+        attempts=1,
+        key=None,
     )
     assert store.list()[0].event == {"path": "/tmp/x", "n": 1}
 
@@ -96,8 +111,9 @@ def test_replay_skips_keys_already_processed() -> None:
     store.bind(lambda event, event_type: calls.append(event))
     (pending,) = store.begin([({"n": 1}, "t", "t:1")])
     store.finish(pending, "t:1")
-    store.dead_letter(None, {"n": 1}, "t", reason="interrupted", error=_fail("x"), attempts=0,
-                      key="t:1")
+    store.dead_letter(
+        None, {"n": 1}, "t", reason="interrupted", error=_fail("x"), attempts=0, key="t:1"
+    )
     report = store.replay()
     assert calls == []
     assert len(report.skipped) == 1

@@ -63,7 +63,12 @@ def test_signature_name_and_methods_are_kept(components: dict[str, Any]) -> None
         Profiles().update(None, {})  # type: ignore[arg-type]
     assert Profiles.update.__name__ == "update"
     assert Profiles.update.__doc__ == "Update a profile."
-    assert list(inspect.signature(Profiles.update).parameters) == ["self", "user_id", "data", "force"]
+    assert list(inspect.signature(Profiles.update).parameters) == [
+        "self",
+        "user_id",
+        "data",
+        "force",
+    ]
 
 
 async def test_async_functions_stay_async(components: dict[str, Any]) -> None:

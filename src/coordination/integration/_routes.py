@@ -28,11 +28,25 @@ class _Custom:
         self.before = self.after = resolve
 
 
+_ROUTE_KEY = "coordination.route"
+_MISSING = object()
+
+
 class _FlaskRoutes:
     __slots__ = ("_app",)
 
     def __init__(self, app: Any) -> None:
         self._app = app
+        # Flask clears its request from the environ when the request ends, so a hook that
+        # runs first among the app's before_request functions leaves the matched rule.
+        app.before_request_funcs.setdefault(None, []).insert(0, self._remember)
+
+    @staticmethod
+    def _remember() -> None:
+        from flask import request
+
+        rule = request.url_rule
+        request.environ[_ROUTE_KEY] = None if rule is None else str(rule.rule)
 
     def before(self, environ: Mapping[str, Any]) -> str | None:
         from werkzeug.exceptions import HTTPException
@@ -46,18 +60,17 @@ class _FlaskRoutes:
         if not url_map.host_matching and not app.subdomain_matching:
             subdomain = url_map.default_subdomain or ""
         try:
-            adapter = url_map.bind_to_environ(
-                dict(environ), server_name=server_name, subdomain=subdomain
-            )
+            adapter = url_map.bind_to_environ(environ, server_name=server_name, subdomain=subdomain)
             rule, _ = adapter.match(return_rule=True)
         except (HTTPException, RoutingException):
             return None
         return str(rule.rule)
 
     def after(self, environ: Mapping[str, Any]) -> str | None:
-        # Werkzeug's Request stores itself in the environ; Flask set its url_rule.
-        rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
-        return None if rule is None else str(rule.rule)
+        route = environ.get(_ROUTE_KEY, _MISSING)
+        if route is _MISSING:  # the app answered before its hooks ran (or no hook ran)
+            return self.before(environ)
+        return None if route is None else str(route)
 
 
 class _DjangoRoutes:
