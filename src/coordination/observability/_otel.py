@@ -38,6 +38,7 @@ _ATTRIBUTES = {
     "method": "http.request.method",
     "route": "http.route",
     "error_type": "error.type",
+    "quantile": "quantile",
 }
 
 
@@ -88,21 +89,20 @@ class OpenTelemetryBridge:
         self._served: set[str] = set()
         for family, typ in FAMILIES:
             name, unit = _otel_name(family)
-            callback = self._callback(family, typ)
-            if typ == "duration":
-                typ = "summary"
+            # durations come as summaries here: quantile gauges (see the module docstring)
+            callback = self._callback(family, quantiles_only=typ == "duration")
             if typ == "counter":
                 meter.create_observable_counter(name, [callback], unit=unit)
             else:
                 meter.create_observable_gauge(name, [callback], unit=unit)
 
-    def _callback(self, family: str, typ: str) -> Any:
+    def _callback(self, family: str, *, quantiles_only: bool) -> Any:
         from opentelemetry.metrics import Observation
 
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             observations = []
             for _, labels, value in self._samples(family):
-                if typ == "summary" and "quantile" not in labels:
+                if quantiles_only and "quantile" not in labels:
                     continue  # count and sum: the operations counters already carry them
                 observations.append(Observation(value, _attributes(family, labels)))
             return observations
