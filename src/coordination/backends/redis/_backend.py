@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +89,7 @@ class RedisBackend:
         )
         self.errors: tuple[type[Exception], ...] = _all_redis_errors()
         self._redis_clock = redis_clock
+        self._connections = threading.local()
         self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
         guard = {"policy": outage_policy, "reconnect_interval": reconnect_interval, "clock": clock}
         self.breaker_guard = RedisGuard("breaker", **guard)  # type: ignore[arg-type]
@@ -148,6 +151,24 @@ class RedisBackend:
 
     # --- plumbing shared by breakers and limiters ----------------------------------------
 
+    def execute(self, *command: Any) -> Any:
+        """Send one command and read its reply on this thread's own connection.
+
+        The hot path (the scripts) skips the client's connection pool: checking a
+        connection out of it costs a lock and a poll of the socket per command, as much
+        as the round trip itself on loopback. Each thread (and each process, after a
+        fork) gets its own connection, made with the client's options; a failed one is
+        closed by redis-py and made again on the next command.
+        """
+        local = self._connections
+        connection = getattr(local, "connection", None)
+        if connection is None or local.pid != os.getpid():
+            pool = self.client.connection_pool
+            connection = pool.connection_class(**pool.connection_kwargs)
+            local.connection, local.pid = connection, os.getpid()
+        connection.send_command(*command)
+        return connection.read_response()
+
     def now_ms(self) -> int | str:
         """The injected wall clock in ms, or ``""`` to let the script read Redis ``TIME``."""
         return "" if self._redis_clock is None else round(self._redis_clock() * 1000)
@@ -185,6 +206,10 @@ class RedisBackend:
         }
 
     def close(self) -> None:
+        connection = getattr(self._connections, "connection", None)
+        if connection is not None:
+            connection.disconnect()
+            self._connections.connection = None
         self.client.close()
 
     async def aclose(self) -> None:

@@ -92,7 +92,7 @@ class RedisCircuitBreaker:
         if guard.usable():
             try:
                 reply = BREAKER_ACQUIRE(
-                    self._backend.client, self._key, self._backend.now_ms(), *self._acquire_args
+                    self._backend.execute, self._key, self._backend.now_ms(), *self._acquire_args
                 )
             except self._backend.errors as exc:
                 guard.failed(exc)
@@ -123,7 +123,7 @@ class RedisCircuitBreaker:
             return
         try:
             reply = BREAKER_RECORD(
-                self._backend.client,
+                self._backend.execute,
                 self._key,
                 self._backend.now_ms(),
                 outcome,

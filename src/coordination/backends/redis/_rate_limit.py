@@ -52,7 +52,7 @@ class RedisRateLimiter:
         if self._guard.usable():
             try:
                 allowed, wait_us = GCRA(
-                    self._backend.client,
+                    self._backend.execute,
                     self._prefix + key,
                     self._backend.now_us(),
                     self._interval_us,

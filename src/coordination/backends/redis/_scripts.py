@@ -11,10 +11,10 @@ Lua numbers are doubles; every value here stays an integer below 2**53.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import redis
     import redis.asyncio
 
 __all__ = ["BREAKER_ACQUIRE", "BREAKER_RECORD", "GCRA", "LuaScript"]
@@ -23,8 +23,8 @@ __all__ = ["BREAKER_ACQUIRE", "BREAKER_RECORD", "GCRA", "LuaScript"]
 class LuaScript:
     """A script sent by its SHA1 (EVALSHA); loaded once when the server does not know it.
 
-    Leaner than redis-py's ``Script`` on the hot path (no per-call imports or tuple
-    copies), and the same object serves the sync and the asyncio client.
+    The sync path takes the backend's ``execute`` (one command, one round trip); the
+    asyncio path takes a redis-py asyncio client.
     """
 
     __slots__ = ("sha", "source")
@@ -33,14 +33,14 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    def __call__(self, client: redis.Redis, key: str, *args: Any) -> Any:
+    def __call__(self, execute: Callable[..., Any], key: str, *args: Any) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
-            return client.evalsha(self.sha, 1, key, *args)
+            return execute("EVALSHA", self.sha, 1, key, *args)
         except NoScriptError:  # a restarted or flushed server: load it, once
-            client.script_load(self.source)
-            return client.evalsha(self.sha, 1, key, *args)
+            execute("SCRIPT", "LOAD", self.source)
+            return execute("EVALSHA", self.sha, 1, key, *args)
 
     async def run_async(self, client: redis.asyncio.Redis, key: str, *args: Any) -> Any:
         from redis.exceptions import NoScriptError

@@ -1,0 +1,142 @@
+"""A protected call with its breaker state in Redis, beside pybreaker's CircuitRedisStorage.
+
+    .venv/bin/python bench/bench_redis.py [--quick] [--url redis://127.0.0.1:6379/0]
+
+Every row protects the same trivial function with a breaker kept in the same Redis
+(loopback), and the rows take turns repeat by repeat, so the noise of a shared machine
+hits them alike. Prints calls per second (median and best of the repeats) and the ratio
+to pybreaker's. Target: the coordination breaker at >= 2x pybreaker's throughput (it
+makes one round trip per healthy call, pybreaker two: GET state, SET counter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import pybreaker
+import redis
+
+from coordination.backends.redis import RedisBackend
+from coordination.error_handling import BreakerSettings, CoordinationErrorHandler
+
+TARGET_RATIO = 2.0
+
+
+def work(x: int) -> int:
+    return x
+
+
+def rate(loop: Callable[[int], None], n: int) -> float:
+    """Calls per second of ``loop(n)``."""
+    start = time.perf_counter_ns()
+    loop(n)
+    return n / ((time.perf_counter_ns() - start) / 1e9)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    n = 500 if args.quick else 3000
+    repeats = 3 if args.quick else 7
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+
+    client = redis.Redis.from_url(args.url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        print(f"Redis at {args.url} is unreachable ({exc}); nothing measured")
+        return 1
+
+    storage = pybreaker.CircuitRedisStorage(
+        pybreaker.STATE_CLOSED, client, namespace=f"{namespace}-pybreaker"
+    )
+    peer = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30, state_storage=storage)
+
+    backend = RedisBackend(args.url, namespace=namespace)
+    breaker = backend.breaker(
+        "work",
+        BreakerSettings(failure_threshold=5, open_seconds=30),
+        clock=time.monotonic,
+        on_transition=lambda t: None,
+    )
+    handler = CoordinationErrorHandler(
+        {"max_retries": 0},
+        breaker_factory=backend.breaker,
+        rate_limiter_factory=backend.rate_limiter,
+    )
+    handled = handler.decorate(work, operation_name="work-handler")
+    limited = CoordinationErrorHandler(
+        {"max_retries": 0},
+        breaker_factory=backend.breaker,
+        rate_limiter_factory=backend.rate_limiter,
+    ).decorate(work, operation_name="work-limited", rate_limit="1000000/s")
+
+    def pybreaker_loop(k: int) -> None:
+        call = peer.call
+        for i in range(k):
+            call(work, i)
+
+    def breaker_loop(k: int) -> None:
+        acquire, success = breaker.acquire, breaker.record_success
+        for i in range(k):
+            acquire()
+            try:
+                work(i)
+            except Exception:
+                breaker.record_failure(0.0)
+                raise
+            success(0.0)
+
+    def handler_loop(k: int) -> None:
+        for i in range(k):
+            handled(i)
+
+    def limited_loop(k: int) -> None:
+        for i in range(k):
+            limited(i)
+
+    rows: dict[str, Callable[[int], None]] = {
+        "pybreaker + CircuitRedisStorage": pybreaker_loop,
+        "coordination RedisCircuitBreaker": breaker_loop,
+        "coordination handler (Redis breaker)": handler_loop,
+        "  + Redis GCRA rate limit": limited_loop,
+    }
+    for loop in rows.values():  # warm up: connections made, scripts loaded
+        loop(50)
+    results: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(repeats):
+        for name, loop in rows.items():
+            results[name].append(rate(loop, n))
+
+    base = statistics.median(results["pybreaker + CircuitRedisStorage"])
+    print(f"{n} protected calls x {repeats} repeats, Redis at {args.url}, taking turns")
+    print(
+        f"{'':40} {'median calls/s':>15} {'best calls/s':>13} {'us/call':>8} {'vs pybreaker':>13}"
+    )
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(
+            f"{name:40} {median:15,.0f} {max(values):13,.0f} {1e6 / median:8.1f}"
+            f" {median / base:12.2f}x"
+        )
+    ratio = statistics.median(results["coordination RedisCircuitBreaker"]) / base
+    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+    print(
+        f"RedisCircuitBreaker: {ratio:.2f}x pybreaker ({verdict} the >= {TARGET_RATIO:g}x target)"
+    )
+
+    keys = list(client.scan_iter(match=f"{namespace}*"))
+    if keys:
+        client.delete(*keys)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
