@@ -49,6 +49,12 @@ from .error_handling import (
     memory_rate_limiter_factory,
     retry_after_seconds,
 )
+from .observability import (
+    CoordinationCollector,
+    CoordinationHealthChecker,
+    CoordinationMetricsExporter,
+    OpenTelemetryBridge,
+)
 from .performance import (
     CoordinationPerformanceMonitor,
     LatencySketch,
@@ -76,9 +82,12 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "ConfigError",
+    "CoordinationCollector",
     "CoordinationConfig",
     "CoordinationError",
     "CoordinationErrorHandler",
+    "CoordinationHealthChecker",
+    "CoordinationMetricsExporter",
     "CoordinationPerformanceMonitor",
     "ErrorRecord",
     "ErrorSeverity",
@@ -86,6 +95,7 @@ __all__ = [
     "HealthStatus",
     "InMemoryRateLimiter",
     "LatencySketch",
+    "OpenTelemetryBridge",
     "OperationStats",
     "OperationTimeout",
     "PerformanceAlert",

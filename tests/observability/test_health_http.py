@@ -13,7 +13,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import httpx
 import pytest
 
-from coordination.observability import HEALTH_MEDIA_TYPE, CoordinationHealthChecker
+from coordination.observability import CoordinationHealthChecker
+from coordination.observability._health_http import HEALTH_MEDIA_TYPE
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

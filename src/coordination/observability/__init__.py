@@ -8,12 +8,10 @@ document, the endpoints, multi-process servers and the OpenTelemetry bridge.
 from ._collector import CoordinationCollector
 from ._exporter import CoordinationMetricsExporter
 from ._health import CoordinationHealthChecker
-from ._health_http import HEALTH_MEDIA_TYPE
 from ._otel import OpenTelemetryBridge
 from ._status_page import StatusPage
 
 __all__ = [
-    "HEALTH_MEDIA_TYPE",
     "CoordinationCollector",
     "CoordinationHealthChecker",
     "CoordinationMetricsExporter",
