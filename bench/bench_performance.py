@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import random
 import statistics
 import sys
 import time
@@ -136,12 +137,18 @@ def main() -> None:
     )
 
     print("\nmemory of one operation (its recorder: counters, window ring and sketches)")
-    memory_monitor = CoordinationPerformanceMonitor({"max_operation_names": 10})
+    ticks = iter(range(10**9))
+
+    def clock() -> float:  # 10 ms per recording: 10^4 recordings span the one-minute window
+        return next(ticks) * 0.01
+
+    memory_monitor = CoordinationPerformanceMonitor({"max_operation_names": 10}, clock=clock)
     top = 1_000_000 if args.quick else 10_000_000
     done = 0
     checkpoints = (10_000, top)
     # Durations spread log-uniformly over 50 µs..2 s, recorded as an application would.
     durations = [50e-6 * (40_000 ** (i / 9_999)) for i in range(10_000)]
+    random.Random(1).shuffle(durations)  # in no particular order, as traffic comes
     record = memory_monitor.record_duration
     for checkpoint in checkpoints:
         while done < checkpoint:

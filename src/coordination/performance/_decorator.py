@@ -87,8 +87,10 @@ def track_performance(
                     add_outcome(end, end - start, False, type(exc).__qualname__)
                     raise
                 end = clock()
+                if end >= recorder.rotate_at:
+                    recorder.flush(end)
                 pending.append(end - start)
-                if len(pending) >= FLUSH_SIZE or end >= recorder.rotate_at:
+                if len(pending) >= FLUSH_SIZE:
                     recorder.flush(end)
                 return result
 
@@ -104,8 +106,10 @@ def track_performance(
                 add_outcome(end, end - start, False, type(exc).__qualname__)
                 raise
             end = clock()
+            if end >= recorder.rotate_at:
+                recorder.flush(end)
             pending.append(end - start)
-            if len(pending) >= FLUSH_SIZE or end >= recorder.rotate_at:
+            if len(pending) >= FLUSH_SIZE:
                 recorder.flush(end)
             return result
 

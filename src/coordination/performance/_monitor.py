@@ -134,9 +134,11 @@ class CoordinationPerformanceMonitor:
         recorder = self._recorder(name)
         now = self._clock()
         if success and error is None:
+            if now >= recorder.rotate_at:
+                recorder.flush(now)
             pending = recorder.pending
             pending.append(float(seconds))
-            if len(pending) >= FLUSH_SIZE or now >= recorder.rotate_at:
+            if len(pending) >= FLUSH_SIZE:
                 recorder.flush(now)
         else:
             recorder.add_outcome(now, float(seconds), False, _error_type(error))
@@ -153,7 +155,10 @@ class CoordinationPerformanceMonitor:
         return timer
 
     def _recorder(self, name: str) -> OperationRecorder:
-        recorder = self._recorders.get(name)
+        try:
+            recorder = self._recorders.get(name)
+        except TypeError:  # unhashable: not a name
+            recorder = None
         if recorder is not None:
             return recorder
         admitted = self._names.admit(_checked_name(name))

@@ -82,8 +82,14 @@ class OperationStats:
     recent_sketch: LatencySketch = field(repr=False)
 
     def quantile(self, q: float) -> float:
-        """Lifetime ``q``-quantile in seconds (within 1 %; 0.0 before any timed value)."""
-        return self._clamp(self.sketch.quantile(q))
+        """Lifetime ``q``-quantile in seconds (within 1 %; 0.0 before any timed value).
+
+        ``quantile(0)`` and ``quantile(1)`` are the exact minimum and maximum.
+        """
+        estimate = self._clamp(self.sketch.quantile(q))
+        if q == 1:
+            return self.max_seconds
+        return self.min_seconds if q == 0 else estimate
 
     def recent_quantile(self, q: float) -> float:
         """``q``-quantile over the recent window, in seconds."""

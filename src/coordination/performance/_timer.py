@@ -40,9 +40,11 @@ class OperationTimer:
         end = self._clock()
         recorder = self._recorder
         if exc_type is None:
+            if end >= recorder.rotate_at:  # close the old window slot before adding to it
+                recorder.flush(end)
             pending = recorder.pending
             pending.append(end - self._start)
-            if len(pending) >= FLUSH_SIZE or end >= recorder.rotate_at:
+            if len(pending) >= FLUSH_SIZE:
                 recorder.flush(end)
         elif issubclass(exc_type, Exception):
             recorder.add_outcome(end, end - self._start, False, exc_type.__qualname__)
