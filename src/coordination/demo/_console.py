@@ -1,0 +1,113 @@
+"""What the demo prints: a live status line, events as they happen, and the closing tables.
+
+On a terminal the status line redraws in place several times a second; into a pipe or a
+file (CI, tests) it is printed as a plain line every few seconds instead, so the log stays
+readable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+__all__ = ["Console", "format_table", "metrics_excerpt"]
+
+_BAR = 24
+_PLAIN_EVERY = 2.0  # seconds between status lines when not on a terminal
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain-text table, the first column left-aligned and the rest right-aligned."""
+    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def metrics_excerpt(text: str, prefixes: Sequence[str], limit: int = 18) -> str:
+    """The exposition lines of the metric families starting with ``prefixes``."""
+    chosen = [
+        line
+        for line in text.splitlines()
+        if line and not line.startswith("#") and line.startswith(tuple(prefixes))
+    ]
+    more = f"\n… {len(chosen) - limit} more lines at /metrics" if len(chosen) > limit else ""
+    return "\n".join(chosen[:limit]) + more
+
+
+class Console:
+    """Prints events and a status line, redrawing in place on a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, *, live: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self._last_plain = -_PLAIN_EVERY
+        self._drawn = False
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.live and self._drawn:
+            self._write("\r\x1b[2K")
+            self._drawn = False
+
+    def say(self, text: str = "") -> None:
+        """A line of its own (above the status line on a terminal)."""
+        self._clear()
+        self._write(text + "\n")
+
+    def event(self, elapsed: float, text: str) -> None:
+        self.say(f"  {elapsed:5.1f}s  {text}")
+
+    def status(self, elapsed: float, duration: float, line: str, *, force: bool = False) -> None:
+        done = min(1.0, elapsed / duration) if duration > 0 else 1.0
+        filled = round(done * _BAR)
+        bar = "█" * filled + "░" * (_BAR - filled)
+        text = f"  {bar} {elapsed:4.1f}/{duration:g}s  {line}"
+        if self.live:
+            self._write("\r\x1b[2K" + text)
+            self._drawn = True
+        elif force or elapsed - self._last_plain >= _PLAIN_EVERY:
+            self._last_plain = elapsed
+            self._write(text + "\n")
+
+    def finish_status(self) -> None:
+        if self.live and self._drawn:
+            self._write("\n")
+            self._drawn = False
+
+    def json(self, document: Mapping[str, Any]) -> None:
+        self.say(json.dumps(document, indent=2, default=str))
+
+
+def status_line(snapshot: Mapping[str, Any], phase: str, clients: Mapping[int, int]) -> str:
+    """One line: requests, latency of the orders route, retries, breaker, rejections."""
+    operations = {op["name"]: op for op in snapshot["operations"]}
+    orders = operations.get("POST /api/orders", {})
+    downstream = operations.get("inventory.reserve", {})
+    validation = snapshot.get("validation") or {}
+    totals = snapshot["totals"]
+    rejected_422 = sum(n for code, n in clients.items() if code in (400, 422))
+    return (
+        f"{phase:<9} req {totals['requests']:>5}  "
+        f"p50 {_ms(orders.get('p50_ms'))} p95 {_ms(orders.get('p95_ms'))} "
+        f"p99 {_ms(orders.get('p99_ms'))} ms  retries {totals['retries']:>4}  "
+        f"breaker {downstream.get('breaker') or 'CLOSED':<9} "
+        f"rejected: breaker {totals['rejected_by_circuit_breaker']:>4} "
+        f"validation {max(rejected_422, int(validation.get('invalid', 0))):>4}"
+    )

@@ -1,0 +1,289 @@
+"""``coordination demo``: a failing dependency under coordination, watched live.
+
+The run, in ``--duration`` seconds (20 by default): the inventory service behind the
+orders route is healthy, then degraded (errors, slower), then down, then recovered. The
+error handler retries the errors away while it is degraded; its breaker opens in the
+outage (the app answers 503 at once instead of waiting on a dead service), goes half-open
+to try again, and closes once the service is back. Validation rejects the malformed orders
+throughout. At the end: the health document, a metrics excerpt and a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .._config import CoordinationConfig
+from .._errors import ConfigError
+from ..error_handling import BreakerTransition, CoordinationErrorHandler
+from ..observability import CoordinationHealthChecker, CoordinationMetricsExporter, StatusPage
+from ..testing import FaultInjector, outage_scenario
+from ._app import DOWNSTREAM, DemoService, build_service
+from ._console import Console, format_table, metrics_excerpt, status_line
+from ._load import LoadDriver
+
+__all__ = ["demo_config", "run_demo"]
+
+_TICK = 0.2
+_METRIC_FAMILIES = (
+    "coordination_circuit_breaker",
+    "coordination_retries",
+    "coordination_operations_total",
+    "coordination_http_requests_total",
+    "coordination_validation",
+)
+
+
+def demo_config(duration: float, **overrides: Any) -> CoordinationConfig:
+    """Settings scaled to the run: the breaker's timeout fits several times in the outage."""
+    settings: dict[str, Any] = {
+        "max_retries": 2,
+        "base_delay": 0.01,
+        "max_delay": 0.05,
+        "jitter": "full",
+        "circuit_breaker_threshold": 5,
+        "circuit_breaker_timeout": max(0.2, round(duration * 0.06, 2)),
+        "collection_interval": 1.0,
+        "expose_endpoints": True,
+        "dead_letter_path": ":memory:",
+    }
+    settings.update(overrides)
+    return CoordinationConfig(**settings)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 1 <= args.duration <= 3600:
+        raise ConfigError(
+            f"--duration must be between 1 and 3600 seconds, got {args.duration:g}",
+            field="duration",
+            value=args.duration,
+            source="command line",
+        )
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(
+            f"--port must be between 0 and 65535, got {args.port}",
+            field="port",
+            value=args.port,
+            source="command line",
+        )
+
+
+class _Story:
+    """Collects what happened (breaker moves, phase changes) for the live view and summary."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[float, str]] = collections.deque(maxlen=200)
+        self.transitions: list[tuple[float, str, str]] = []
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._pending.append((self.elapsed(), text))
+
+    def on_transition(self, moved: BreakerTransition) -> None:
+        with self._lock:
+            self.transitions.append((self.elapsed(), moved.old.value, moved.new.value))
+        self.note(f"breaker {moved.name}: {moved.old.value} → {moved.new.value} ({moved.reason})")
+
+    def drain(self) -> list[tuple[float, str]]:
+        with self._lock:
+            items = list(self._pending)
+            self._pending.clear()
+        return items
+
+
+@contextlib.contextmanager
+def _quiet_library_logs() -> Iterator[None]:
+    """Keep the library's per-call warnings off the screen: the demo shows its own view."""
+    logger = logging.getLogger("coordination")
+    quiet = logging.NullHandler()
+    propagate = logger.propagate
+    logger.addHandler(quiet)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(quiet)
+        logger.propagate = propagate
+
+
+def _serve(service: DemoService, port: int) -> BaseWSGIServer:
+    # Werkzeug logs every request at INFO; the demo shows its own view instead.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = make_server("127.0.0.1", port, service.flask_app, threaded=True)
+    threading.Thread(target=server.serve_forever, name="demo-server", daemon=True).start()
+    return server
+
+
+def _describe_phase(name: str, faults: FaultInjector) -> str:
+    phase = next(p for p in faults.phases if p.name == name)
+    if phase.outage:
+        return f"inventory service: {name} — every call fails"
+    return (
+        f"inventory service: {name} — {phase.error_rate:.0%} errors, "
+        f"{phase.latency * 1000:.0f}–{(phase.latency + phase.latency_jitter) * 1000:.0f} ms"
+    )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The ``coordination demo`` command; returns the exit status."""
+    _check_args(args)
+    if args.redis:
+        from ._scaleout import run_scaleout
+
+        return run_scaleout(args)
+    with _quiet_library_logs():
+        return _run_single(args, Console())
+
+
+def _run_single(args: argparse.Namespace, console: Console) -> int:
+    story = _Story()
+    config = demo_config(args.duration)
+    # Degraded: errors the retries absorb, rarely five in a row, so the breaker holds.
+    faults = FaultInjector(outage_scenario(args.duration, degraded_error_rate=0.2), seed=9)
+    handler = CoordinationErrorHandler(config, on_transition=story.on_transition)
+    service = build_service(config, faults, error_handler=handler)
+    page = StatusPage(service.components, config=config, title="coordination demo")
+    server = _serve(service, args.port)
+    base = f"http://127.0.0.1:{server.port}"
+    console.say(f"coordination demo — the spec's Flask app under CoordinationMiddleware at {base}")
+    console.say(
+        f"  status page {base}{config.status_page_path}   metrics {base}{config.metrics_path}"
+        f"   health {base}{config.health_path}"
+    )
+    console.say(
+        "  POST /api/orders reserves stock from an inventory service that fails on schedule; "
+        f"retries: {config.max_retries}, breaker opens after "
+        f"{config.circuit_breaker_threshold} failures, tries again after "
+        f"{config.circuit_breaker_timeout:g}s"
+    )
+    console.say()
+    try:
+        _drive(console, story, service, page, args.duration, server.port)
+        _conclude(console, story, service, page, config)
+        if args.serve:
+            _keep_serving(console, base, config, server.port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        service.monitor.stop_monitoring()
+        handler.close()
+    return 0
+
+
+def _keep_serving(console: Console, base: str, config: CoordinationConfig, port: int) -> None:
+    """Serve until Ctrl-C, with a trickle of traffic so the page's charts stay alive."""
+    console.say(
+        f"\nserving on {base} — status page {base}{config.status_page_path}, "
+        f"metrics {base}{config.metrics_path}; Ctrl-C stops"
+    )
+    trickle = LoadDriver(port, duration=86_400.0, rate=5.0, workers=1)
+    trickle.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.say("stopped")
+    finally:
+        trickle.stop()
+
+
+def _drive(
+    console: Console,
+    story: _Story,
+    service: DemoService,
+    page: StatusPage,
+    duration: float,
+    port: int,
+) -> None:
+    service.monitor.start_monitoring()
+    service.faults.restart()
+    story.started = time.monotonic()
+    load = LoadDriver(port, duration=duration)
+    load.start()
+    phase = ""
+    try:
+        while True:
+            elapsed = story.elapsed()
+            current = service.faults.current_phase().name
+            if current != phase:
+                phase = current
+                story.note(_describe_phase(current, service.faults))
+            for at, text in story.drain():
+                console.event(at, text)
+            finished = load.done or elapsed >= duration + 2
+            console.status(
+                min(elapsed, duration),
+                duration,
+                status_line(page.snapshot(), phase, load.snapshot().by_status),
+                force=finished,
+            )
+            if finished:
+                break
+            time.sleep(_TICK)
+    finally:
+        load.stop()
+        console.finish_status()
+    totals = load.snapshot()
+    codes = ", ".join(f"{code}: {n}" for code, n in sorted(totals.by_status.items()))
+    console.say(f"\nclients sent {totals.sent} requests — responses {codes}")
+
+
+def _conclude(
+    console: Console,
+    story: _Story,
+    service: DemoService,
+    page: StatusPage,
+    config: CoordinationConfig,
+) -> None:
+    components = service.components
+    console.say("\nhealth document (CoordinationHealthChecker.check_health()):")
+    console.json(CoordinationHealthChecker(components, config=config).check_health())
+    exposition = CoordinationMetricsExporter(components, config=config).export_metrics()
+    console.say(f"\nmetrics excerpt (full text at {config.metrics_path}):")
+    console.say(metrics_excerpt(exposition, _METRIC_FAMILIES))
+    snapshot = page.snapshot()
+    rows = [
+        (
+            op["name"],
+            op["count"],
+            op["failures"],
+            f"{op['error_rate']:.1%}",
+            _fmt(op["p50_ms"]),
+            _fmt(op["p95_ms"]),
+            _fmt(op["p99_ms"]),
+            op["retries"],
+            op["rejections"],
+            op["breaker"] or "",
+        )
+        for op in snapshot["operations"]
+    ]
+    console.say("\nsummary:")
+    headers = ("operation", "calls", "errors", "error %", "p50 ms", "p95 ms", "p99 ms")
+    console.say(format_table((*headers, "retries", "rejected", "breaker"), rows))
+    moves = [f"{at:.1f}s {old}→{new}" for at, old, new in story.transitions]
+    console.say(f"\nbreaker {DOWNSTREAM}: " + (", ".join(moves) or "never moved"))
+    opened = any(new == "OPEN" for _, _, new in story.transitions)
+    closed = bool(story.transitions) and story.transitions[-1][2] == "CLOSED"
+    if opened and closed:
+        console.say("✔ the breaker opened during the outage and closed again after recovery")
+    else:
+        console.say(
+            "✘ the breaker did not both open and close in this run (try a longer --duration)"
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
