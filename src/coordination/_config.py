@@ -300,6 +300,13 @@ class CoordinationConfig:
     redis_namespace: str = _setting(
         "coordination", str, "Prefix of every Redis key this library writes."
     )
+    redis_outage_policy: str = _setting(
+        "local",
+        str,
+        "What shared breakers and rate limits do while Redis is unreachable: local (use "
+        "this process's own state), allow (admit every call) or raise (StoreError).",
+        choices=("local", "allow", "raise"),
+    )
 
     # --- diagnostics ---
     debug: bool = _setting(

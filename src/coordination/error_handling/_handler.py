@@ -69,7 +69,7 @@ class CoordinationErrorHandler:
         if (breaker_factory is None or rate_limiter_factory is None) and config.redis_url:
             from ..backends.redis import RedisBackend
 
-            backend = RedisBackend(config.redis_url, namespace=config.redis_namespace)
+            backend = RedisBackend.from_config(config)
             breaker_factory = breaker_factory or backend.breaker
             rate_limiter_factory = rate_limiter_factory or backend.rate_limiter
         self._breaker_factory: BreakerFactory = breaker_factory or memory_breaker_factory

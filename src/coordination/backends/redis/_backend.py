@@ -46,6 +46,10 @@ __all__ = ["RedisBackend"]
 
 WallClock = Callable[[], float]
 
+# Backends made from configuration, one per (url, namespace, policy): a handful at most.
+_shared: dict[tuple[str, str, str], RedisBackend] = {}
+_shared_lock = threading.Lock()
+
 
 class RedisBackend:
     """Shared state in one Redis: a ``BreakerFactory`` and a ``RateLimiterFactory``.
@@ -97,15 +101,27 @@ class RedisBackend:
 
     @classmethod
     def from_config(
-        cls, config: CoordinationConfig | Mapping[str, Any] | None = None, **options: Any
+        cls, config: CoordinationConfig | Mapping[str, Any] | None = None
     ) -> RedisBackend:
-        """The backend for ``config.redis_url`` and ``config.redis_namespace``."""
+        """The process-wide backend for ``redis_url``, ``redis_namespace`` and
+        ``redis_outage_policy``: every handler configured alike shares its connections,
+        and an outage is logged once, not once per handler."""
         resolved = resolve_config(config)
         if resolved.redis_url is None:
             raise ConfigError(
                 "redis_url is not set (COORDINATION_REDIS_URL)", field="redis_url", value=None
             )
-        return cls(resolved.redis_url, namespace=resolved.redis_namespace, **options)
+        key = (resolved.redis_url, resolved.redis_namespace, resolved.redis_outage_policy)
+        with _shared_lock:
+            backend = _shared.get(key)
+            if backend is None:
+                backend = cls(
+                    resolved.redis_url,
+                    namespace=resolved.redis_namespace,
+                    outage_policy=resolved.redis_outage_policy,
+                )
+                _shared[key] = backend
+        return backend
 
     # --- the factories ---------------------------------------------------------------------
 
