@@ -72,7 +72,8 @@ class CoordinationPerformanceMonitor:
         self._names = BoundedNames(cfg.max_operation_names, logger=self._logger)
         self._recorders: dict[str, OperationRecorder] = {}
         self._timers: dict[str, type[OperationTimer] | type[NullTimer]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # creating recorders
+        self._check_lock = threading.Lock()  # thresholds and statuses
         self._started = self._clock()
 
         self._default_thresholds = PerformanceThresholds(
@@ -87,7 +88,6 @@ class CoordinationPerformanceMonitor:
         for name, given in (thresholds or {}).items():
             self.set_thresholds(name, given)
         self._hooks: list[PerformanceAlertHook] = list(alert_hooks)
-        self._check_lock = threading.Lock()
         self._statuses: dict[str, HealthStatus] = {}
         self._breaches: dict[str, tuple[ThresholdBreach, ...]] = {}
         self._alerts: deque[PerformanceAlert] = deque(maxlen=_RECENT_ALERTS)
