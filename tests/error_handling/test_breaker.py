@@ -24,7 +24,10 @@ def failing() -> None:
 def make(clock: FakeClock, **settings: object) -> tuple[CircuitBreaker, list[BreakerTransition]]:
     seen: list[BreakerTransition] = []
     breaker = CircuitBreaker(
-        "dep", BreakerSettings(**settings), clock=clock, on_transition=seen.append  # type: ignore[arg-type]
+        "dep",
+        BreakerSettings(**settings),
+        clock=clock,
+        on_transition=seen.append,  # type: ignore[arg-type]
     )
     return breaker, seen
 
@@ -199,7 +202,9 @@ def test_slow_calls_open_the_breaker(clock: FakeClock) -> None:
     assert "slow-call rate" in seen[-1].reason
 
 
-def test_slow_calls_are_timed_through_the_handler(handler: CoordinationErrorHandler, clock: FakeClock) -> None:
+def test_slow_calls_are_timed_through_the_handler(
+    handler: CoordinationErrorHandler, clock: FakeClock
+) -> None:
     def slow() -> str:
         clock.advance(2.0)
         return "late"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -59,9 +59,7 @@ def test_recovers_and_reports_the_retries(
     assert report["errors_by_type"] == {"ConnectionError": 2}
 
 
-def test_waits_are_capped_by_max_delay(
-    handler: CoordinationErrorHandler, clock: FakeClock
-) -> None:
+def test_waits_are_capped_by_max_delay(handler: CoordinationErrorHandler, clock: FakeClock) -> None:
     with pytest.raises(ConnectionError):
         handler.execute_with_error_handling(
             Flaky(100),
@@ -124,7 +122,9 @@ def test_errors_no_retry_can_fix_are_not_retried(
     assert failing.calls == 1
 
 
-@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), SystemExit(1), asyncio.CancelledError()])
+@pytest.mark.parametrize(
+    "interrupt", [KeyboardInterrupt(), SystemExit(1), asyncio.CancelledError()]
+)
 def test_base_exceptions_pass_straight_through_uncounted(
     handler: CoordinationErrorHandler, interrupt: BaseException
 ) -> None:
@@ -189,7 +189,12 @@ def test_retry_if_result_on_a_decorated_function(handler: CoordinationErrorHandl
 
     wrapped = handler.decorate(poll, retry_if_result=lambda r: r == 0)
     assert wrapped() == 5
-    assert handler.get_error_report()["operations"]["test_retry_if_result_on_a_decorated_function.<locals>.poll"]["retries"] == 2
+    assert (
+        handler.get_error_report()["operations"][
+            "test_retry_if_result_on_a_decorated_function.<locals>.poll"
+        ]["retries"]
+        == 2
+    )
 
 
 class RetryAfterError(Exception):
@@ -198,7 +203,9 @@ class RetryAfterError(Exception):
         self.retry_after = retry_after
 
 
-def test_retry_after_sets_the_next_wait(handler: CoordinationErrorHandler, clock: FakeClock) -> None:
+def test_retry_after_sets_the_next_wait(
+    handler: CoordinationErrorHandler, clock: FakeClock
+) -> None:
     flaky = Flaky(1, RetryAfterError(7.5))
     assert handler.execute_with_error_handling(flaky) == "ok"
     assert clock.sleeps == [7.5]
@@ -222,10 +229,12 @@ def test_retry_after_values() -> None:
     assert retry_after_seconds(ValueError()) is None
     when = datetime.now(UTC) + timedelta(seconds=30)
     seconds = retry_after_seconds(RetryAfterError(format_datetime(when, usegmt=True)))
-    assert seconds is not None and 25 < seconds <= 30
+    assert seconds is not None
+    assert 25 < seconds <= 30
 
     class Response:
-        headers = {"Retry-After": "2"}
+        def __init__(self) -> None:
+            self.headers = {"Retry-After": "2"}
 
     error = ValueError("429")
     error.response = Response()  # type: ignore[attr-defined]

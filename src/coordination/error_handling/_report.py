@@ -23,7 +23,11 @@ from ._severity import ErrorSeverity
 
 __all__ = ["ErrorLog", "ErrorRecord", "build_report", "health_of", "redact_text"]
 
-_ASSIGNMENT = re.compile(r"""([A-Za-z_][\w.-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)""")
+# name=value or name: value; an unquoted value stops at a separator and must not itself
+# be a name (so in "unreachable: password=x" the pair found is password=x)
+_ASSIGNMENT = re.compile(
+    r"""(?<![\w.-])([A-Za-z_][\w.-]*+)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&=:]++(?!\s*[=:]))"""
+)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _MESSAGE_LIMIT = 300
 
@@ -35,7 +39,7 @@ def redact_text(text: str) -> str:
         name, separator, _ = match.groups()
         return f"{name}{separator}{REDACTED}" if is_secret_name(name) else match.group(0)
 
-    return _BEARER.sub(rf"\1 {REDACTED}", _ASSIGNMENT.sub(hide, text))
+    return _ASSIGNMENT.sub(hide, _BEARER.sub(rf"\1 {REDACTED}", text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,7 @@ class ErrorLog:
             timestamp=utc_timestamp(),
             operation=operation,
             error_type=type(exc).__name__,
-            message=truncate(redact_text(message), _MESSAGE_LIMIT),
+            message=redact_text(truncate(message, _MESSAGE_LIMIT)),
             severity=severity,
             attempts=attempts,
         )

@@ -13,7 +13,7 @@ from ._faults import (
     InjectedOutage,
     outage_scenario,
 )
-from ._mode import is_testing, set_testing, testing_mode
+from ._mode import current_testing_mode, is_testing, set_testing
 
 __all__ = [
     "FaultInjector",
@@ -21,8 +21,8 @@ __all__ = [
     "FaultStats",
     "InjectedError",
     "InjectedOutage",
+    "current_testing_mode",
     "is_testing",
     "outage_scenario",
     "set_testing",
-    "testing_mode",
 ]

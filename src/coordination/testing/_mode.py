@@ -15,7 +15,7 @@ from types import TracebackType
 from ..error_handling import _testmode
 from ..error_handling._testmode import TestingMode
 
-__all__ = ["is_testing", "set_testing", "testing_mode"]
+__all__ = ["current_testing_mode", "is_testing", "set_testing"]
 
 
 class _Restore:
@@ -58,6 +58,6 @@ def is_testing() -> bool:
     return _testmode.current.enabled
 
 
-def testing_mode() -> TestingMode:
+def current_testing_mode() -> TestingMode:
     """The current testing mode (``enabled``, ``attempts``, ``cap``)."""
     return _testmode.current
