@@ -19,7 +19,7 @@ from .._config import CoordinationConfig
 from .._time import perf_counter
 from ._base import MiddlewareBase
 from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike
-from ._http import Rejection
+from ._http import CLIENT_CLOSED, Rejection
 from ._routes import asgi_route_resolver
 
 __all__ = ["CoordinationASGIMiddleware"]
@@ -29,8 +29,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection"
 
 
 class _BodyTooLarge(Exception):
@@ -148,7 +146,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             if rule_set is not None:
                 body, rejection, disconnected = await self._read_body(receive)
                 if disconnected:
-                    self._record(method, route, CLIENT_CLOSED, started, None, disconnected=True)
+                    self._record(method, route, CLIENT_CLOSED, started, None)
                     return
                 if rejection is None:
                     rejection = policy.check_json(body, content_type, rule_set)
@@ -187,7 +185,6 @@ class CoordinationASGIMiddleware(MiddlewareBase):
                 started,
                 error,
                 rejected=exchange.status == 413 and not exchange.responded,
-                disconnected=gone and error is None and status == CLIENT_CLOSED,
             )
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, Rejection | None, bool]:

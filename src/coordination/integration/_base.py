@@ -61,10 +61,9 @@ class MiddlewareBase:
         error: BaseException | None,
         *,
         rejected: bool = False,
-        disconnected: bool = False,
     ) -> None:
         """Count the finished request and give its duration to the monitor."""
-        self._counters.finished(status, rejected=rejected, error=error, disconnected=disconnected)
+        self._counters.finished(status, rejected=rejected, error=error)
         if self._monitor is not None:
             failed = error is not None or status >= 500
             self._monitor.record_duration(

@@ -34,15 +34,14 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-_NOT_HEADERS = frozenset({"HTTP_VERSION"})
-
 
 def _header_bytes(environ: Environ) -> int:
-    size = 0
+    """Header names and values, as sent (``HTTP_`` prefixes aside)."""
+    size = len(environ.get("CONTENT_TYPE") or "") + len(environ.get("CONTENT_LENGTH") or "")
     for key, value in environ.items():
-        if key.startswith("HTTP_") and key not in _NOT_HEADERS:
-            size += len(key) - 5 + len(value)
-    return size + len(environ.get("CONTENT_TYPE") or "") + len(environ.get("CONTENT_LENGTH") or "")
+        if key[:5] == "HTTP_":
+            size += len(key) + len(value) - 5
+    return size
 
 
 class CoordinationMiddleware(MiddlewareBase):
