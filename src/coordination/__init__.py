@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._status import HealthStatus
 from ._version import __version__
+from .backends.redis import OutagePolicy, RedisBackend, RedisStreamSource
 from .error_handling import (
     Backoff,
     BreakerFactory,
@@ -116,6 +117,7 @@ __all__ = [
     "OpenTelemetryBridge",
     "OperationStats",
     "OperationTimeout",
+    "OutagePolicy",
     "PerformanceAlert",
     "PerformanceAlertHook",
     "PerformanceThresholds",
@@ -123,6 +125,8 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimiterBackend",
     "RateLimiterFactory",
+    "RedisBackend",
+    "RedisStreamSource",
     "ReplayReport",
     "ResourceSampler",
     "RuleSetError",

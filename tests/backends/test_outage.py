@@ -9,7 +9,6 @@ import redis
 
 from coordination import CircuitOpenError
 from coordination.backends.redis import RedisBackend
-from coordination.backends.redis._connection import redis_errors
 from coordination.error_handling import BreakerSettings, CircuitState, Rate
 
 from .conftest import PrivateRedis
@@ -28,7 +27,11 @@ class FakeClock:
 
 
 def errors_counted(component: str) -> float:
-    return redis_errors.labels(component)._value.get()
+    """The value of coordination_redis_errors_total, as a scrape would show it."""
+    from prometheus_client import REGISTRY
+
+    labels = {"component": component}
+    return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0
 
 
 def test_redis_stopped_and_restarted_mid_run(

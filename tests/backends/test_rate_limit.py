@@ -20,6 +20,14 @@ class FakeWallClock:
         return self.now
 
 
+def errors_counted(component: str) -> float:
+    """The value of coordination_redis_errors_total, as a scrape would show it."""
+    from prometheus_client import REGISTRY
+
+    labels = {"component": component}
+    return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0
+
+
 def make(redis_url: str, namespace: str, clock: FakeWallClock, **options: object) -> RedisBackend:
     return RedisBackend(redis_url, namespace=namespace, redis_clock=clock, **options)  # type: ignore[arg-type]
 
@@ -93,16 +101,14 @@ def test_bad_cost_is_a_clear_error(redis_url: str, namespace: str) -> None:
 )
 def test_an_unreachable_redis_falls_back(policy: str, expected: list[float]) -> None:
     clock = FakeWallClock()
-    from coordination.backends.redis._connection import redis_errors
-
-    before = redis_errors.labels("rate_limit")._value.get()
+    before = errors_counted("rate_limit")
     backend = RedisBackend(
         "redis://127.0.0.1:1/0", outage_policy=policy, reconnect_interval=60, clock=clock
     )
     limiter = backend.rate_limiter(Rate.parse("2/s"), clock=clock)
     assert [limiter.try_acquire("x") for _ in range(3)] == expected
     # one failed attempt, then the guard waits out the reconnect interval
-    assert redis_errors.labels("rate_limit")._value.get() == before + 1
+    assert errors_counted("rate_limit") == before + 1
     assert backend.status()["rate_limits"]["available"] is False
 
 

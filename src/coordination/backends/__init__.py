@@ -3,3 +3,5 @@
 ``coordination.backends.redis`` keeps breaker state, rate limits and an event stream in
 Redis (the ``redis`` extra). Nothing here imports redis-py until a backend is built.
 """
+
+__all__: list[str] = []

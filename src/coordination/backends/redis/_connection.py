@@ -40,13 +40,23 @@ __all__ = [
 
 DEFAULT_SOCKET_TIMEOUT = 0.25
 
-# One counter for every Redis-backed component; the label is the component kind, a small
-# fixed set, so the series stay bounded.
-redis_errors = Counter(
-    "coordination_redis_errors",
-    "Redis commands that failed (connection, timeout or server errors), by component.",
-    ["component"],
-)
+_counter_lock = threading.Lock()
+_counter: Counter | None = None
+
+
+def redis_errors() -> Counter:
+    """The ``coordination_redis_errors_total`` counter, registered on first use (so merely
+    importing the package adds nothing to an application's /metrics). One counter for
+    every Redis-backed component; its label is the component kind, a small fixed set."""
+    global _counter
+    with _counter_lock:
+        if _counter is None:
+            _counter = Counter(
+                "coordination_redis_errors",
+                "Redis commands that failed (connection, timeout or server errors), by component.",
+                ["component"],
+            )
+        return _counter
 
 
 class OutagePolicy(StrEnum):
@@ -188,7 +198,7 @@ class RedisGuard:
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._logger = logger or component_logger("redis")
-        self._metric = redis_errors.labels(component)
+        self._metric = redis_errors().labels(component)
 
     @property
     def down(self) -> bool:
