@@ -1,14 +1,14 @@
 """The context manager ``record_operation`` returns, built for a sub-microsecond hot path.
 
-Each operation gets its own subclass of ``_OperationTimer`` with the operation's recorder
-and the clock as class attributes, so making a timer is a bare ``Timer()`` (no ``__init__``
-call, one slot to fill) — about half the cost of passing them in per call.
+Each operation gets its own subclass of ``OperationTimer`` whose ``__enter__`` and
+``__exit__`` close over the operation's recorder and the clock: a timer is then a bare
+``Timer()`` (no ``__init__``, one slot), and the methods read closure cells instead of
+attributes — together about a third of the cost of the obvious class.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import ClassVar
 
 from .._time import Clock
 from ._operation import FLUSH_SIZE, OperationRecorder
@@ -24,12 +24,9 @@ class OperationTimer:
     """
 
     __slots__ = ("_start",)
-    _recorder: ClassVar[OperationRecorder]
-    _clock: ClassVar[staticmethod[[], float]]  # staticmethod: a Python clock must not bind
 
     def __enter__(self) -> OperationTimer:
-        self._start = self._clock()
-        return self
+        raise NotImplementedError  # each operation's subclass defines it (timer_class)
 
     def __exit__(
         self,
@@ -37,17 +34,7 @@ class OperationTimer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        end = self._clock()
-        recorder = self._recorder
-        if exc_type is None:
-            if end >= recorder.rotate_at:  # close the old window slot before adding to it
-                recorder.flush(end)
-            pending = recorder.pending
-            pending.append(end - self._start)
-            if len(pending) >= FLUSH_SIZE:
-                recorder.flush(end)
-        elif issubclass(exc_type, Exception):
-            recorder.add_outcome(end, end - self._start, False, exc_type.__qualname__)
+        raise NotImplementedError
 
 
 class NullTimer:
@@ -69,5 +56,33 @@ class NullTimer:
 
 def timer_class(recorder: OperationRecorder, clock: Clock) -> type[OperationTimer]:
     """A timer class bound to one operation's recorder and the monitor's clock."""
-    namespace = {"__slots__": (), "_recorder": recorder, "_clock": staticmethod(clock)}
-    return type("OperationTimer", (OperationTimer,), namespace)
+    pending = recorder.pending
+    append = pending.append
+    flush = recorder.flush
+    add_outcome = recorder.add_outcome
+
+    class Timer(OperationTimer):
+        __slots__ = ()
+
+        def __enter__(self) -> Timer:
+            self._start = clock()
+            return self
+
+        def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None:
+            end = clock()
+            if exc_type is None:
+                if end >= recorder.rotate_at:  # close the old window slot before adding
+                    flush(end)
+                append(end - self._start)
+                if len(pending) >= FLUSH_SIZE:
+                    flush(end)
+            elif issubclass(exc_type, Exception):
+                add_outcome(end, end - self._start, False, exc_type.__qualname__)
+
+    Timer.__qualname__ = Timer.__name__ = "OperationTimer"
+    return Timer
