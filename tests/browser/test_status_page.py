@@ -113,15 +113,19 @@ def test_snapshot_merges_operations_from_every_component(page: StatusPage) -> No
 
 
 def test_history_gives_throughput_and_latency_per_interval(page: StatusPage, clock: Clock) -> None:
+    clock.now += 0.5  # too soon after the page's creation for a point
     assert page.snapshot()["history"]["t"] == []
-    clock.now += 0.5  # too soon: no new point
-    assert page.snapshot()["history"]["t"] == []
-    clock.now += 1.5
+    # The first point is the page's creation, counts at zero: 1 s later, 20 calls.
+    clock.now += 0.5
     history = page.snapshot()["history"]
-    assert history["t"] == [2.0]
-    # The monitor's count went 10 -> 30 between the two points, 2 s apart.
-    assert history["throughput"]["POST /orders"] == [10.0]
-    assert history["latency_ms"]["POST /orders"] == [pytest.approx(4.0)]
+    assert history["t"] == [1.0]
+    assert history["throughput"]["POST /orders"] == [20.0]
+    clock.now += 2.0
+    history = page.snapshot()["history"]
+    assert history["t"] == [1.0, 3.0]
+    # The monitor's count went 20 -> 30 between the last two points, 2 s apart.
+    assert history["throughput"]["POST /orders"] == [20.0, 5.0]
+    assert history["latency_ms"]["POST /orders"] == [pytest.approx(4.0), pytest.approx(4.0)]
 
 
 def test_history_is_bounded(clock: Clock) -> None:

@@ -9,7 +9,8 @@ page asks, never on the hot path. It serves ``GET <path>`` (the page) and
 The charts need history that the components do not keep, so each ``snapshot()`` (one per
 poll of the page, at most one per ``min_interval`` seconds) stores the cumulative count and
 busy time per operation in a bounded ring; throughput and mean latency per interval are
-the differences between neighbouring points. Nothing runs in the background.
+the differences between neighbouring points. The ring starts with the page's creation,
+counts at zero. Nothing runs in the background.
 
 >>> page = StatusPage({"monitor": monitor, "handler": handler})  # doctest: +SKIP
 >>> app.wsgi_app = page.make_wsgi_app()                          # doctest: +SKIP
@@ -152,6 +153,9 @@ class StatusPage:
         self._history: deque[tuple[float, dict[str, tuple[int, float]]]] = deque(
             maxlen=min(max_points, resolved.max_data_points)
         )
+        # The first point is the page's creation with every count at zero (the components
+        # are made with it), so the first poll already draws the traffic since start-up.
+        self._history.append((self._started, {}))
         self._lock = threading.Lock()
 
     # --- the data -------------------------------------------------------------------------

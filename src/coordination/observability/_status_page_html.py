@@ -103,13 +103,15 @@ function drawChart(node, legend, times, series, unit) {
   const t0 = times[0], span = Math.max(times[times.length - 1] - t0, 1);
   names.forEach((name, i) => {
     const colour = colours[i % colours.length];
-    let d = "";
+    let d = "", last = null;
     series[name].forEach((v, j) => {
       if (v === null) return;
       const x = L + (W - L) * (times[j] - t0) / span, y = (H - B) * (1 - v / max);
       d += (d ? " L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+      last = [x, y];
     });
     if (d) node.append(svg("path", {d, fill: "none", stroke: colour, "stroke-width": 1.8}));
+    if (last) node.append(svg("circle", {cx: last[0], cy: last[1], r: 3, fill: colour}));
     const item = el("span", null);
     const swatch = el("i", null);
     swatch.style.background = colour;
