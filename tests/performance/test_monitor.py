@@ -75,15 +75,17 @@ def test_success_failure_and_duration_recorded_elsewhere(make_monitor: MakeMonit
     monitor.record_failure("charge", ConnectionError)
     monitor.record_failure("charge", "gateway said: card 4242 declined")  # the spec's str(e)
     monitor.record_failure("charge", "timeout")  # a short category is kept as given
+    monitor.record_failure("charge", "HTTP 503")
     monitor.record_duration("charge", 0.2)
     monitor.record_duration("charge", 0.4, success=False, error=ValueError("bad"))
     stats = monitor.operation_stats()["charge"]
-    assert (stats.count, stats.successes, stats.failures) == (7, 2, 5)
+    assert (stats.count, stats.successes, stats.failures) == (8, 2, 6)
     assert stats.errors_by_type == {
         "TimeoutError": 1,
         "ConnectionError": 1,
         "Error": 1,
         "timeout": 1,
+        "HTTP 503": 1,
         "ValueError": 1,
     }
     assert stats.timed_count == 2  # the untimed outcomes do not enter the latency figures
@@ -303,3 +305,13 @@ def test_operation_stats_cumulative_counts_for_a_histogram(
     assert stats.count == 5
     assert stats.total_seconds == pytest.approx(0.352)
     assert stats.quantile(1.0) == pytest.approx(0.3)  # clamped to the exact maximum
+
+
+def test_error_types_per_operation_are_capped(make_monitor: MakeMonitor) -> None:
+    monitor = make_monitor()
+    for i in range(60):
+        monitor.record_failure("op", f"category_{i}")
+    errors = monitor.operation_stats()["op"].errors_by_type
+    assert len(errors) == 51
+    assert errors["__other__"] == 10
+    assert sum(errors.values()) == 60

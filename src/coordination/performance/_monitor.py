@@ -34,7 +34,8 @@ from ._timer import NullTimer, OperationTimer, timer_class
 
 __all__ = ["CoordinationPerformanceMonitor"]
 
-_ERROR_NAME = re.compile(r"^[A-Za-z_][\w.]{0,63}$")
+# A category rather than a message: a name, optionally with a status code ("HTTP 503").
+_ERROR_NAME = re.compile(r"^[A-Za-z_][\w.]{0,63}(?: \d{3})?$")
 _RECENT_ALERTS = 50
 
 
@@ -351,7 +352,7 @@ def _error_type(error: object) -> str:
     if isinstance(error, type) and issubclass(error, BaseException):
         return error.__qualname__
     if isinstance(error, str) and _ERROR_NAME.match(error):
-        return error  # a category such as "timeout" or "HTTP503"
+        return error  # a category such as "timeout" or "HTTP 503"
     return "Error"  # a free-text message (as the spec passes str(e)): unbounded otherwise
 
 
