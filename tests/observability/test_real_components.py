@@ -121,7 +121,7 @@ def test_readiness_flips_to_503_while_a_real_breaker_is_open() -> None:
     assert client.get("/health/live").status_code == 200
     text = exporter.export_metrics()
     breaker = {"component": "error_handler", "breaker": "charge"}
-    assert value(text, "coordination_circuit_breaker_state", **breaker, state="OPEN") == 1
+    assert value(text, "coordination_circuit_breaker_state", **breaker) == 2  # OPEN
     assert (
         value(
             text,
@@ -144,7 +144,16 @@ def test_readiness_flips_to_503_while_a_real_breaker_is_open() -> None:
     handler.reset_circuit_breaker("charge")
     assert client.get("/health/ready").status_code == 200
     text = exporter.export_metrics()
-    assert value(text, "coordination_circuit_breaker_state", **breaker, state="CLOSED") == 1
+    assert value(text, "coordination_circuit_breaker_state", **breaker) == 0  # CLOSED
+    assert (
+        value(
+            text,
+            "coordination_circuit_breaker_transitions_total",
+            **breaker,
+            transition="CLOSED->OPEN",
+        )
+        == 1
+    )
 
 
 def test_a_real_monitor_gives_exact_histogram_buckets() -> None:
@@ -164,6 +173,8 @@ def test_a_real_monitor_gives_exact_histogram_buckets() -> None:
         3.263
     )
     assert value(text, "coordination_operations_total", **labels, outcome="failure") == 1
+    mean = value(text, "coordination_response_time_seconds", component="monitor")
+    assert mean == pytest.approx(3.263 / 5)  # the spec's series, from the same snapshots
     summary = CoordinationMetricsExporter({"monitor": monitor}, durations="summary")
     median = value(
         summary.export_metrics(),

@@ -59,7 +59,12 @@ _HANDLER_COUNTERS = (
     ("fallbacks", "coordination_fallbacks", "Calls answered by the operation's fallback."),
     ("rate_limited", "coordination_rate_limited", "Calls refused by the operation's rate limit."),
 )
-_BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN")
+# Retries and breaker rejections concern every protected operation; timeouts, bulkheads,
+# fallbacks and rate limits only those configured with them, so those counters appear
+# from their first count on (1 000 operations would otherwise carry 4 000 zero series).
+_ALWAYS_SHOWN = frozenset({"retries", "rejections"})
+# One series per breaker whose value is the state, so "> 0" alerts on any trouble.
+_BREAKER_STATES = {"CLOSED": 0.0, "HALF_OPEN": 1.0, "OPEN": 2.0}
 _STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
 # The middleware names its operations "<METHOD> <route template>".
 _HTTP_OPERATION = re.compile(r"^(?P<method>[A-Z]+) (?P<route>/\S*)$")
@@ -108,7 +113,8 @@ class CoordinationCollector:
         ]
 
     def collect(self) -> Iterator[Metric]:
-        scrape = self._builder()
+        read: list[FamilyBuilder] = []
+        errors = self._builder()
         for name, component in list(self.components.items()):
             one = self._builder()
             try:
@@ -121,15 +127,16 @@ class CoordinationCollector:
                 )
                 failed = True
             else:
-                scrape.merge(one)
+                read.append(one)
                 failed = False
-            scrape.gauge(
+            errors.gauge(
                 "coordination_export_error",
                 "1 when reading the component for this scrape failed, else 0.",
                 {"component": name},
                 float(failed),
             )
-        yield from scrape.families()
+        # Each component's series carry its own component label, so they never collide.
+        yield from FamilyBuilder.combine([*read, errors])
 
     def _builder(self) -> FamilyBuilder:
         return FamilyBuilder(max_label_values=self.max_label_values, bounded_labels=_BOUNDED_LABELS)
@@ -139,22 +146,24 @@ def _read_component(
     out: FamilyBuilder, name: str, component: object, durations: DurationType
 ) -> None:
     comp = {"component": name}
-    if hasattr(component, "get_performance_report"):
-        report = component.get_performance_report()
-        mean_ms = report.get("response_times", {}).get("mean")
-        if mean_ms is not None:
-            out.gauge(
-                "coordination_response_time_seconds",
-                "Mean response time of every operation the component recorded (the spec's).",
-                comp,
-                _number(mean_ms) / 1000.0,
-            )
+    mean = None
+    if hasattr(component, "operation_stats"):
+        mean = _read_operation_stats(out, comp, component.operation_stats(), durations)
+    if mean is None and hasattr(component, "get_performance_report"):
+        # only when the snapshots cannot give the mean: the full report costs far more
+        mean_ms = component.get_performance_report().get("response_times", {}).get("mean")
+        mean = None if mean_ms is None else _number(mean_ms) / 1000.0
+    if mean is not None:
+        out.gauge(
+            "coordination_response_time_seconds",
+            "Mean response time of every operation the component recorded (the spec's).",
+            comp,
+            mean,
+        )
     if hasattr(component, "get_error_report"):
         _read_error_report(out, comp, component.get_error_report())
     if hasattr(component, "get_validation_report"):
         _read_validation_report(out, comp, component.get_validation_report())
-    if hasattr(component, "operation_stats"):
-        _read_operation_stats(out, comp, component.operation_stats(), durations)
     if hasattr(component, "get_middleware_status"):
         _read_middleware(out, comp, component, durations)
     if hasattr(component, "get_health_status"):
@@ -188,7 +197,7 @@ def _read_error_report(out: FamilyBuilder, comp: dict[str, str], report: Any) ->
                     _number(counts[key]),
                 )
         for key, series, doc in _HANDLER_COUNTERS:
-            if key in counts:
+            if key in counts and (key in _ALWAYS_SHOWN or counts[key]):
                 out.counter(series, doc, labels, _number(counts[key]))
     for error_type, count in report.get("errors_by_type", {}).items():
         out.counter(
@@ -206,13 +215,12 @@ def _read_error_report(out: FamilyBuilder, comp: dict[str, str], report: Any) ->
         )
     for breaker, info in report.get("circuit_breakers", {}).items():
         state = _name(info.get("state")).upper()
-        for candidate in _BREAKER_STATES:
-            out.gauge(
-                "coordination_circuit_breaker_state",
-                "1 for the breaker's current state (CLOSED, OPEN, HALF_OPEN), 0 for the others.",
-                {**comp, "breaker": str(breaker), "state": candidate},
-                float(candidate == state),
-            )
+        out.gauge(
+            "coordination_circuit_breaker_state",
+            "The breaker's state: 0 CLOSED, 1 HALF_OPEN, 2 OPEN.",
+            {**comp, "breaker": str(breaker)},
+            _BREAKER_STATES[state],
+        )
         for transition, count in info.get("transitions", {}).items():
             out.counter(
                 "coordination_circuit_breaker_transitions",
@@ -307,12 +315,17 @@ def _duration(
 
 def _read_operation_stats(
     out: FamilyBuilder, comp: dict[str, str], stats: Any, durations: DurationType
-) -> None:
+) -> float | None:
+    """The duration series; returns the mean over every timed call (None: no timings)."""
+    timed = 0.0
+    total = 0.0
     for operation, snapshot in stats.items():
         if not hasattr(snapshot, "quantile"):
             continue  # plain counts (the error handler's): its report is read already
         labels = {**comp, "operation": str(operation)}
         _duration(out, "coordination_operation_duration_seconds", labels, snapshot, durations)
+        timed += _number(getattr(snapshot, "timed_count", snapshot.count))
+        total += _number(snapshot.total_seconds)
         for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
             out.counter(
                 "coordination_operations",
@@ -320,13 +333,7 @@ def _read_operation_stats(
                 {**labels, "outcome": outcome},
                 _number(value),
             )
-        if snapshot.count:
-            out.gauge(
-                "coordination_operation_duration_max_seconds",
-                "Longest time one call of the operation took since monitoring started.",
-                labels,
-                _number(snapshot.max_seconds),
-            )
+    return total / timed if timed else None
 
 
 FAMILIES = (
@@ -341,7 +348,6 @@ FAMILIES = (
     ("coordination_validations", "counter"),
     ("coordination_validation_failures", "counter"),
     ("coordination_operation_duration_seconds", "duration"),
-    ("coordination_operation_duration_max_seconds", "gauge"),
     ("coordination_component_status", "gauge"),
     ("coordination_http_responses", "counter"),
     ("coordination_http_rejected_requests", "counter"),

@@ -29,7 +29,7 @@ class _Family:
 
 
 class FamilyBuilder:
-    """Accumulates samples by family; ``families()`` yields prometheus_client ``Metric``s."""
+    """Accumulates samples by family; ``combine()`` turns builders into ``Metric``s."""
 
     def __init__(self, *, max_label_values: int, bounded_labels: frozenset[str]) -> None:
         self.max_label_values = max_label_values
@@ -92,20 +92,22 @@ class FamilyBuilder:
         self._put(family, f"{name}_count", bounded, count)
         self._put(family, f"{name}_sum", bounded, total)
 
-    def merge(self, other: FamilyBuilder) -> None:
-        """Add ``other``'s samples (one component's, read without error) into this one."""
-        for theirs in other._families.values():
-            family = self._family(theirs.name, theirs.documentation, theirs.typ, theirs.unit)
-            for (sample_name, labels), value in theirs.samples.items():
-                self._put(family, sample_name, self._bound(family, dict(labels)), value)
+    @staticmethod
+    def combine(builders: list[FamilyBuilder]) -> Iterator[Metric]:
+        """One prometheus_client ``Metric`` per family name, with every builder's samples.
 
-    def families(self) -> Iterator[Metric]:
-        """The families built so far, as prometheus_client ``Metric`` objects."""
-        for family in self._families.values():
-            metric = Metric(family.name, family.documentation, family.typ, family.unit)
-            for (sample_name, labels), value in family.samples.items():
-                metric.add_sample(sample_name, dict(labels), value)
-            yield metric
+        The builders' series must not collide (each component's carry its own label).
+        """
+        metrics: dict[str, Metric] = {}
+        for builder in builders:
+            for family in builder._families.values():
+                metric = metrics.get(family.name)
+                if metric is None:
+                    metric = Metric(family.name, family.documentation, family.typ, family.unit)
+                    metrics[family.name] = metric
+                for (sample_name, labels), value in family.samples.items():
+                    metric.add_sample(sample_name, dict(labels), value)
+        return iter(metrics.values())
 
     # --- internals ----------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ __all__ = ["OpenTelemetryBridge"]
 _SEMCONV_NAMES = {
     "coordination_http_request_duration_seconds": ("http.server.request.duration", "s"),
     "coordination_operation_duration_seconds": ("coordination.operation.duration", "s"),
-    "coordination_operation_duration_max_seconds": ("coordination.operation.duration.max", "s"),
     "coordination_response_time_seconds": ("coordination.response_time", "s"),
     "coordination_http_requests_in_flight": ("http.server.active_requests", "{request}"),
 }
