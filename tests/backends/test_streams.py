@@ -111,3 +111,63 @@ def test_bad_arguments_are_clear_errors(redis_url: str, stream: str) -> None:
         RedisStreamSource(Recorder(), stream)
     with pytest.raises(ConfigError, match="event_type"):
         source(redis_url, stream, Recorder()).publish({}, "")
+
+
+async def test_apoll_awaits_the_processors_async_twin(redis_url: str, stream: str) -> None:
+    from coordination.integration import CoordinationEventProcessor
+
+    seen: list[int] = []
+
+    async def handle(event: dict[str, int], event_type: str) -> None:
+        if event["n"] == 1:
+            raise ValueError("cannot handle 1")
+        seen.append(event["n"])
+
+    processor = CoordinationEventProcessor(
+        handle, error_config={"max_retries": 0}, dead_letter_path=":memory:"
+    )
+    src = source(redis_url, stream, processor)
+    ids = [await src.apublish({"n": n}, "order") for n in range(3)]
+    batch = await src.apoll()
+    assert batch.processed == [ids[0], ids[2]]
+    assert batch.dead_lettered == [ids[1]]
+    assert seen == [0, 2]
+    assert processor.dead_letters.count() == 1
+    assert src.pending() == 0
+    await src.aclose()
+
+
+async def test_arun_runs_a_sync_processor_in_a_thread(redis_url: str, stream: str) -> None:
+    recorder = Recorder()
+    src = source(redis_url, stream, recorder)
+    for n in range(4):
+        src.publish({"n": n}, "order")
+    assert await src.arun(max_idle_polls=1) == 4
+    assert [event for event, _ in recorder.seen] == [{"n": n} for n in range(4)]
+    await src.aclose()
+
+
+def test_run_survives_a_redis_restart(private_redis: Any, caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder()
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:  # the loop's wait between attempts: restart Redis
+        naps.append(seconds)
+        if len(naps) == 1:
+            private_redis.start()
+            producer = RedisStreamSource(Recorder(), "events", url=private_redis.url)
+            producer.publish({"n": 2}, "order")
+            producer.client.close()
+
+    src = RedisStreamSource(
+        recorder, "events", url=private_redis.url, block=0.05, reconnect_interval=0.5, sleep=nap
+    )
+    src.publish({"n": 1}, "order")
+    assert src.poll().processed
+    private_redis.stop()
+    handled = src.run(stop=lambda: len(recorder.seen) == 2)
+    assert handled == 1
+    assert naps[0] == 0.5
+    assert [event for event, _ in recorder.seen] == [{"n": 1}, {"n": 2}]
+    assert src.guard.errors >= 1
+    assert len([r for r in caplog.records if "Redis unavailable for stream" in r.message]) == 1

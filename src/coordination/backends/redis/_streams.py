@@ -16,16 +16,20 @@ Entries have two fields: ``event_type`` and ``event`` (JSON); ``publish()`` writ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ... import _time
 from ..._errors import ConfigError, EventDeadLettered, StoreError
 from ..._logging import component_logger
 from ..._redact import safe_repr, truncate
+from ..._time import AsyncSleep, Sleep
+from ._connection import RedisGuard, connect, connect_async
 
 if TYPE_CHECKING:
     import redis
@@ -61,6 +65,11 @@ class RedisStreamSource:
     >>> source = RedisStreamSource(processor, "orders", url="redis://127.0.0.1:6379/0")
     >>> source.publish({"order_id": 7}, "order_created")   # a producer, anywhere
     >>> source.run(stop=lambda: shutting_down)             # a consumer loop
+    >>> await source.arun(stop=...)                        # the same on asyncio
+
+    ``run``/``arun`` survive Redis outages: the first error is logged, every one is
+    counted (``coordination_redis_errors_total{component="stream"}``), and the loop waits
+    ``reconnect_interval`` seconds before polling again.
     """
 
     def __init__(
@@ -77,6 +86,9 @@ class RedisStreamSource:
         block: float = 1.0,
         claim_idle: float = 60.0,
         max_deliveries: int = 5,
+        reconnect_interval: float = 1.0,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
     ) -> None:
         for name, value in (("stream", stream), ("group", group)):
             if not isinstance(value, str) or not value:
@@ -89,11 +101,10 @@ class RedisStreamSource:
                 raise ConfigError(f"{name}: expected seconds (at least 0), got {seconds!r}")
         if client is None and url is None:
             raise ConfigError("RedisStreamSource needs url= or client=", field="redis_url")
+        # Blocking reads outlast the short default socket timeout: allow the block time plus.
+        self._socket_timeout = block + 5.0
         if client is None:
-            from ._connection import connect
-
-            # Blocking reads outlast the short default timeout: allow the block time plus.
-            client = connect(url or "", socket_timeout=block + 5.0)
+            client = connect(url or "", socket_timeout=self._socket_timeout)
         self.processor = processor
         self.stream = stream
         self.group = group
@@ -104,6 +115,11 @@ class RedisStreamSource:
         self.claim_idle_ms = round(claim_idle * 1000)
         self.max_deliveries = max_deliveries
         self.client = client
+        self.url = url
+        self.guard = RedisGuard("stream", reconnect_interval=reconnect_interval)
+        self._sleep = sleep or _time.sleep
+        self._async_sleep = async_sleep or _time.async_sleep
+        self._async: redis.asyncio.Redis | None = None
         self._claim_cursor = "0-0"
         self._group_ready = False
         self._logger = component_logger("redis")
@@ -113,21 +129,21 @@ class RedisStreamSource:
     def publish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
         """Append an event to the stream; returns its entry id."""
         fields: dict[Any, Any] = encode(event, event_type)
-        entry_id = self.client.xadd(self.stream, fields, maxlen=maxlen)
-        return _text(entry_id)
+        return _text(self.client.xadd(self.stream, fields, maxlen=maxlen))
 
-    # --- consuming -----------------------------------------------------------------------
+    async def apublish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
+        fields: dict[Any, Any] = encode(event, event_type)
+        return _text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
+
+    # --- consuming, sync -----------------------------------------------------------------
 
     def ensure_group(self, start: str = "0") -> None:
         """Create the consumer group (and the stream) unless it exists; ``start="$"`` skips
         entries already in the stream."""
-        from redis.exceptions import ResponseError
-
         try:
             self.client.xgroup_create(self.stream, self.group, id=start, mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        except _response_error() as exc:
+            _unless_busy_group(exc)
         self._group_ready = True
 
     def poll(self) -> StreamBatch:
@@ -136,41 +152,42 @@ class RedisStreamSource:
         if not self._group_ready:
             self.ensure_group()
         batch = StreamBatch()
-        entries, exhausted = self._reclaim(batch)
-        if not entries:
-            reply = self.client.xreadgroup(
-                self.group,
-                self.consumer,
-                {self.stream: ">"},
-                count=self.batch_size,
-                block=self.block_ms or None,
-            )
-            entries = _entries(reply)
+        entries = self._claimed(self.client.xautoclaim(**self._claim_args()), batch)
+        exhausted: frozenset[str] = frozenset()
+        if entries:
+            exhausted = self._exhausted(self.client.xpending_range(**self._pending_args(entries)))
+        else:
+            entries = _entries(self.client.xreadgroup(**self._read_args()))
         dead: list[tuple[str, dict[str, str]]] = []
-        for entry_id, fields in entries:
-            if entry_id in exhausted:
-                reason = f"delivered more than {self.max_deliveries} times without success"
-                dead.append((entry_id, _dead_fields(fields, reason, None)))
-                continue
-            outcome = self._process(entry_id, fields)
-            if outcome is _PROCESSED:
-                batch.processed.append(entry_id)
-            elif outcome is _PENDING:
-                batch.left_pending.append(entry_id)
+        for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+            try:
+                self.processor.process_event(*event)
+            except Exception as exc:
+                self._settle(batch, dead, entry_id, fields, exc)
             else:
-                dead.append((entry_id, outcome))
-        batch.dead_lettered.extend(entry_id for entry_id, _ in dead)
-        self._acknowledge(batch.processed, dead)
+                batch.processed.append(entry_id)
+        if batch.processed or dead:
+            with self.client.pipeline(transaction=True) as tx:
+                self._acknowledge(tx, batch, dead)
+                tx.execute()
         return batch
 
     def run(
         self, *, stop: Callable[[], bool] = lambda: False, max_idle_polls: int | None = None
     ) -> int:
-        """Poll until ``stop()`` is true (or ``max_idle_polls`` polls found nothing in a row).
-        Returns the number of entries handled."""
+        """Poll until ``stop()`` is true (or ``max_idle_polls`` polls found nothing in a
+        row). Returns the number of entries processed or dead-lettered."""
+        from redis.exceptions import RedisError
+
         handled = idle = 0
         while not stop():
-            batch = self.poll()
+            try:
+                batch = self.poll()
+            except RedisError as exc:
+                self._outage(exc)
+                self._sleep(self.guard.reconnect_interval)
+                continue
+            self.guard.succeeded()
             handled += len(batch.processed) + len(batch.dead_lettered)
             idle = 0 if batch else idle + 1
             if max_idle_polls is not None and idle >= max_idle_polls:
@@ -182,18 +199,121 @@ class RedisStreamSource:
         info: Any = self.client.xpending(self.stream, self.group)
         return int(info["pending"])
 
-    # --- the steps of a poll -----------------------------------------------------------
+    # --- consuming, asyncio ----------------------------------------------------------------
 
-    def _reclaim(self, batch: StreamBatch) -> tuple[list[_Entry], frozenset[str]]:
-        """Entries idle in other consumers' hands, and those among them to give up on."""
-        reply: Any = self.client.xautoclaim(
-            self.stream,
-            self.group,
-            self.consumer,
-            min_idle_time=self.claim_idle_ms,
-            start_id=self._claim_cursor,
-            count=self.batch_size,
-        )
+    def async_client(self) -> redis.asyncio.Redis:
+        """The asyncio client (made on first use, from ``url``)."""
+        if self._async is None:
+            if self.url is None:
+                raise ConfigError("async use needs RedisStreamSource(url=...)", field="redis_url")
+            self._async = connect_async(self.url, socket_timeout=self._socket_timeout)
+        return self._async
+
+    async def aensure_group(self, start: str = "0") -> None:
+        try:
+            await self.async_client().xgroup_create(
+                self.stream, self.group, id=start, mkstream=True
+            )
+        except _response_error() as exc:
+            _unless_busy_group(exc)
+        self._group_ready = True
+
+    async def apoll(self) -> StreamBatch:
+        """``poll`` on the asyncio client; awaits the processor's ``aprocess_event`` when
+        it has one, else runs ``process_event`` in a worker thread."""
+        client = self.async_client()
+        if not self._group_ready:
+            await self.aensure_group()
+        batch = StreamBatch()
+        entries = self._claimed(await client.xautoclaim(**self._claim_args()), batch)
+        exhausted: frozenset[str] = frozenset()
+        if entries:
+            details = await client.xpending_range(**self._pending_args(entries))
+            exhausted = self._exhausted(details)
+        else:
+            entries = _entries(await client.xreadgroup(**self._read_args()))
+        dead: list[tuple[str, dict[str, str]]] = []
+        process = getattr(self.processor, "aprocess_event", None)
+        for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+            try:
+                if process is not None:
+                    await process(*event)
+                else:
+                    await asyncio.to_thread(self.processor.process_event, *event)
+            except Exception as exc:
+                self._settle(batch, dead, entry_id, fields, exc)
+            else:
+                batch.processed.append(entry_id)
+        if batch.processed or dead:
+            async with client.pipeline(transaction=True) as tx:
+                self._acknowledge(tx, batch, dead)
+                await tx.execute()
+        return batch
+
+    async def arun(
+        self, *, stop: Callable[[], bool] = lambda: False, max_idle_polls: int | None = None
+    ) -> int:
+        """``run`` for asyncio; cancel the task (or make ``stop()`` true) to end it."""
+        from redis.exceptions import RedisError
+
+        handled = idle = 0
+        while not stop():
+            try:
+                batch = await self.apoll()
+            except RedisError as exc:
+                self._outage(exc)
+                await self._async_sleep(self.guard.reconnect_interval)
+                continue
+            self.guard.succeeded()
+            handled += len(batch.processed) + len(batch.dead_lettered)
+            idle = 0 if batch else idle + 1
+            if max_idle_polls is not None and idle >= max_idle_polls:
+                break
+        return handled
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+    # --- the steps of a poll, shared by both ------------------------------------------
+
+    def _outage(self, error: Exception) -> None:
+        self.guard.failed(error)
+        # A restarted Redis without persistence has lost the group: make it again.
+        self._group_ready = False
+
+    def _claim_args(self) -> dict[str, Any]:
+        return {
+            "name": self.stream,
+            "groupname": self.group,
+            "consumername": self.consumer,
+            "min_idle_time": self.claim_idle_ms,
+            "start_id": self._claim_cursor,
+            "count": self.batch_size,
+        }
+
+    def _read_args(self) -> dict[str, Any]:
+        return {
+            "groupname": self.group,
+            "consumername": self.consumer,
+            "streams": {self.stream: ">"},
+            "count": self.batch_size,
+            "block": self.block_ms or None,
+        }
+
+    def _pending_args(self, entries: list[_Entry]) -> dict[str, Any]:
+        first, last = entries[0][0], entries[-1][0]
+        return {
+            "name": self.stream,
+            "groupname": self.group,
+            "min": first,
+            "max": last,
+            "count": len(entries),
+        }
+
+    def _claimed(self, reply: Any, batch: StreamBatch) -> list[_Entry]:
+        """Entries ``XAUTOCLAIM`` took over from consumers that let them sit too long."""
         self._claim_cursor = _text(reply[0])
         entries = [(_text(i), _decode_fields(f)) for i, f in reply[1] if f is not None]
         if len(reply) > 2 and reply[2]:
@@ -202,52 +322,62 @@ class RedisStreamSource:
                 self.stream,
                 len(reply[2]),
             )
-        if not entries:
-            return entries, frozenset()
         batch.reclaimed.extend(entry_id for entry_id, _ in entries)
-        details: Any = self.client.xpending_range(
-            self.stream, self.group, min=entries[0][0], max=entries[-1][0], count=len(entries)
-        )
+        return entries
+
+    def _exhausted(self, details: Any) -> frozenset[str]:
+        """Ids among the reclaimed entries delivered too often: dead-letter, don't retry."""
         limit = self.max_deliveries
-        exhausted = frozenset(
+        return frozenset(
             _text(d["message_id"]) for d in details if int(d["times_delivered"]) > limit
         )
-        return entries, exhausted
 
-    def _process(self, entry_id: str, fields: dict[str, str]) -> dict[str, str]:
-        """The dead-letter fields when dead-lettered, else ``_PROCESSED`` or ``_PENDING``."""
-        try:
-            event, event_type = decode(fields)
-        except ValueError as exc:
-            return _dead_fields(fields, f"undecodable entry: {exc}", None)
-        try:
-            self.processor.process_event(event, event_type)
-        except EventDeadLettered as exc:
-            return _dead_fields(fields, exc.reason, exc.dead_letter_id)
-        except Exception as exc:
-            self._logger.warning(
-                "stream %r entry %s failed (%s); left pending, to be redelivered",
-                self.stream,
-                entry_id,
-                truncate(f"{type(exc).__name__}: {exc}"),
-            )
-            return _PENDING
-        return _PROCESSED
+    def _to_process(
+        self,
+        entries: list[_Entry],
+        exhausted: frozenset[str],
+        dead: list[tuple[str, dict[str, str]]],
+    ) -> Iterator[tuple[str, dict[str, str], tuple[Any, str]]]:
+        """The entries to hand to the processor; the others go straight to ``dead``."""
+        for entry_id, fields in entries:
+            if entry_id in exhausted:
+                reason = f"delivered more than {self.max_deliveries} times without success"
+                dead.append((entry_id, _dead_fields(fields, reason, None)))
+                continue
+            try:
+                event = decode(fields)
+            except ValueError as exc:
+                dead.append((entry_id, _dead_fields(fields, f"undecodable entry: {exc}", None)))
+                continue
+            yield entry_id, fields, event
 
-    def _acknowledge(self, done: list[str], dead: list[tuple[str, dict[str, str]]]) -> None:
-        if not done and not dead:
+    def _settle(
+        self,
+        batch: StreamBatch,
+        dead: list[tuple[str, dict[str, str]]],
+        entry_id: str,
+        fields: dict[str, str],
+        error: Exception,
+    ) -> None:
+        if isinstance(error, EventDeadLettered):
+            dead.append((entry_id, _dead_fields(fields, error.reason, error.dead_letter_id)))
             return
-        with self.client.pipeline(transaction=True) as tx:
-            for entry_id, fields in dead:
-                record: dict[Any, Any] = {**fields, "source_id": entry_id}
-                tx.xadd(self.dead_letter_stream, record)
-            tx.xack(self.stream, self.group, *done, *(entry_id for entry_id, _ in dead))
-            tx.execute()
+        self._logger.warning(
+            "stream %r entry %s failed (%s); left pending, to be redelivered",
+            self.stream,
+            entry_id,
+            truncate(f"{type(error).__name__}: {error}"),
+        )
+        batch.left_pending.append(entry_id)
 
-
-# Outcomes of _process other than dead-lettering (whose outcome is the dead-letter fields).
-_PROCESSED: dict[str, str] = {"outcome": "processed"}
-_PENDING: dict[str, str] = {"outcome": "pending"}
+    def _acknowledge(
+        self, tx: Any, batch: StreamBatch, dead: list[tuple[str, dict[str, str]]]
+    ) -> None:
+        """Queue, on a MULTI pipeline, each dead letter's copy and every XACK."""
+        for entry_id, fields in dead:
+            tx.xadd(self.dead_letter_stream, {**fields, "source_id": entry_id})
+        batch.dead_lettered.extend(entry_id for entry_id, _ in dead)
+        tx.xack(self.stream, self.group, *batch.processed, *batch.dead_lettered)
 
 
 def encode(event: Any, event_type: str) -> dict[str, str]:
@@ -280,6 +410,18 @@ def _dead_fields(fields: dict[str, str], reason: str, dead_letter_id: object) ->
     if dead_letter_id is not None:
         result["dead_letter_id"] = str(dead_letter_id)
     return result
+
+
+def _response_error() -> type[Exception]:
+    from redis.exceptions import ResponseError
+
+    return ResponseError
+
+
+def _unless_busy_group(error: Exception) -> None:
+    """An existing group is fine (BUSYGROUP); any other error is raised again."""
+    if "BUSYGROUP" not in str(error):
+        raise error
 
 
 def _text(value: Any) -> str:
