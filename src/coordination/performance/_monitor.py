@@ -246,23 +246,32 @@ class CoordinationPerformanceMonitor:
     def check_thresholds(self) -> dict[str, HealthStatus]:
         """Judge every operation now (reports, health and the sampler call this)."""
         now = self._clock()
-        return {
-            name: self._judge(recorder.snapshot(now))
-            for name, recorder in list(self._recorders.items())
-        }
+        statuses = {}
+        for name, recorder in list(self._recorders.items()):
+            if self._needs_judging(name):
+                statuses[name] = self._judge(recorder.snapshot(now))
+            else:
+                statuses[name] = HealthStatus.HEALTHY
+        return statuses
+
+    def _needs_judging(self, name: str) -> bool:
+        # Without limits an operation is HEALTHY; judge it only to record a recovery.
+        return not self.thresholds_for(name).is_empty or name in self._statuses
 
     def _on_rotate(self, recorder: OperationRecorder) -> None:
-        name = recorder.name
-        if self.thresholds_for(name).is_empty and name not in self._statuses:
-            return  # nothing to judge, and nothing to recover from
-        self._judge(recorder.snapshot(self._clock()))
+        if self._needs_judging(recorder.name):
+            self._judge(recorder.snapshot(self._clock()))
 
     def _judge(self, stats: OperationStats) -> HealthStatus:
         status, breaches = self.thresholds_for(stats.name).evaluate(stats)
         with self._check_lock:
             previous = self._statuses.get(stats.name, HealthStatus.HEALTHY)
-            self._statuses[stats.name] = status
-            self._breaches[stats.name] = breaches
+            if status is HealthStatus.HEALTHY:  # only troubled operations are kept here
+                self._statuses.pop(stats.name, None)
+                self._breaches.pop(stats.name, None)
+            else:
+                self._statuses[stats.name] = status
+                self._breaches[stats.name] = breaches
             if previous == status:
                 return status
             alert = PerformanceAlert(stats.name, status, previous, breaches, _time.utc_timestamp())

@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from operator import add
 
 __all__ = ["MAX_VALUE", "MIN_VALUE", "RELATIVE_ACCURACY", "LatencySketch"]
 
@@ -105,10 +107,18 @@ class LatencySketch:
         """Add every count of ``other`` to this sketch."""
         self.count += other.count
         self.zero_count += other.zero_count
-        offset = other._offset
-        for i, c in enumerate(other._counts):
-            if c:
-                self._bump(offset + i, c)
+        theirs = other._counts
+        if not theirs:
+            return
+        low, high = other._offset, other._offset + len(theirs)
+        mine = self._counts
+        if not mine or low < self._offset or high > self._offset + len(mine):
+            self._grow_to(low)
+            self._grow_to(high - 1)
+            mine = self._counts
+        start = low - self._offset
+        # Element-wise in C: merging is what every report and snapshot does, per slot.
+        mine[start : start + len(theirs)] = array("q", map(add, mine[start:], theirs))
 
     def clear(self) -> None:
         """Forget every value, keeping the allocated buckets for reuse."""
@@ -165,24 +175,14 @@ class LatencySketch:
                 raise ValueError(f"quantile must be a number between 0 and 1, got {q!r}")
         if not self.count:
             return [0.0] * len(qs)
-        order = sorted(range(len(qs)), key=lambda i: qs[i])
-        answers = [0.0] * len(qs)
-        cumulative = self.zero_count
-        position = 0  # index into order
-        while position < len(order) and int(qs[order[position]] * (self.count - 1)) < cumulative:
-            position += 1  # these ranks fall in the zero bucket: 0.0
-        offset = self._offset
-        for i, c in enumerate(self._counts):
-            if position == len(order):
-                break
-            if not c:
-                continue
-            cumulative += c
-            while position < len(order) and int(qs[order[position]] * (self.count - 1)) < (
-                cumulative
-            ):
-                answers[order[position]] = _ESTIMATE[offset + i]
-                position += 1
+        cumulative = list(accumulate(self._counts))  # in C: reports read many sketches
+        answers = []
+        for q in qs:
+            rank = int(q * (self.count - 1)) - self.zero_count
+            if rank < 0:
+                answers.append(0.0)  # the rank falls among the values counted as 0
+            else:
+                answers.append(_ESTIMATE[self._offset + bisect_right(cumulative, rank)])
         return answers
 
     def cumulative_counts(self, bounds: Iterable[float]) -> list[int]:
