@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections import deque
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -23,20 +22,18 @@ from ._operation import FLUSH_SIZE, OperationRecorder, OperationStats
 from ._report import operation_entry, summary_entry
 from ._sampler import ResourceSampler
 from ._thresholds import (
-    PerformanceAlert,
     PerformanceAlertHook,
     PerformanceThresholds,
-    ThresholdBreach,
     parse_operation_thresholds,
     thresholds_from_mapping,
 )
 from ._timer import NullTimer, OperationTimer, timer_class
+from ._watch import ThresholdWatch
 
 __all__ = ["CoordinationPerformanceMonitor"]
 
 # A category rather than a message: a name, optionally with a status code ("HTTP 503").
 _ERROR_NAME = re.compile(r"^[A-Za-z_][\w.]{0,63}(?: \d{3})?$")
-_RECENT_ALERTS = 50
 
 
 class CoordinationPerformanceMonitor:
@@ -74,24 +71,21 @@ class CoordinationPerformanceMonitor:
         self._recorders: dict[str, OperationRecorder] = {}
         self._timers: dict[str, type[OperationTimer] | type[NullTimer]] = {}
         self._lock = threading.Lock()  # creating recorders
-        self._check_lock = threading.Lock()  # thresholds and statuses
         self._started = self._clock()
-
-        self._default_thresholds = PerformanceThresholds(
-            p95_ms=cfg.latency_p95_threshold_ms,
-            p99_ms=cfg.latency_p99_threshold_ms,
-            error_rate=cfg.error_rate_threshold,
+        self._watch = ThresholdWatch(
+            PerformanceThresholds(
+                p95_ms=cfg.latency_p95_threshold_ms,
+                p99_ms=cfg.latency_p99_threshold_ms,
+                error_rate=cfg.error_rate_threshold,
+            ),
+            logger=self._logger,
+            hooks=alert_hooks,
         )
-        self._thresholds: dict[str, PerformanceThresholds] = {}
         if cfg.operation_thresholds:
             for name, limits in parse_operation_thresholds(cfg.operation_thresholds).items():
                 self.set_thresholds(name, limits)
         for name, given in (thresholds or {}).items():
             self.set_thresholds(name, given)
-        self._hooks: list[PerformanceAlertHook] = list(alert_hooks)
-        self._statuses: dict[str, HealthStatus] = {}
-        self._breaches: dict[str, tuple[ThresholdBreach, ...]] = {}
-        self._alerts: deque[PerformanceAlert] = deque(maxlen=_RECENT_ALERTS)
         self._sampler = ResourceSampler(
             interval=cfg.collection_interval,
             max_points=cfg.max_data_points,
@@ -220,76 +214,30 @@ class CoordinationPerformanceMonitor:
         """
         if thresholds is None:
             thresholds = thresholds_from_mapping(limits, f"set_thresholds({name!r})")
-        elif isinstance(thresholds, Mapping):
-            thresholds = thresholds_from_mapping(thresholds, f"thresholds for {name!r}")
-        elif not isinstance(thresholds, PerformanceThresholds):
-            raise TypeError(
-                f"thresholds must be PerformanceThresholds or a mapping, not {thresholds!r}"
-            )
-        with self._check_lock:
-            if name is None:
-                self._default_thresholds = thresholds
-                self._thresholds = {op: t.over(thresholds) for op, t in self._thresholds.items()}
-            else:
-                self._thresholds[_checked_name(name)] = thresholds.over(self._default_thresholds)
+        self._watch.set(None if name is None else _checked_name(name), thresholds)
 
     def thresholds_for(self, name: str) -> PerformanceThresholds:
         """The limits that apply to operation ``name``."""
-        return self._thresholds.get(name, self._default_thresholds)
+        return self._watch.limits_for(name)
 
     def add_alert_hook(self, hook: PerformanceAlertHook) -> None:
         """Call ``hook(alert)`` whenever an operation's status changes."""
-        if not callable(hook):
-            raise TypeError(f"an alert hook must be callable, not {hook!r}")
-        self._hooks.append(hook)
+        self._watch.add_hook(hook)
 
     def check_thresholds(self) -> dict[str, HealthStatus]:
         """Judge every operation now (reports, health and the sampler call this)."""
         now = self._clock()
-        statuses = {}
-        for name, recorder in list(self._recorders.items()):
-            if self._needs_judging(name):
-                statuses[name] = self._judge(recorder.snapshot(now))
-            else:
-                statuses[name] = HealthStatus.HEALTHY
-        return statuses
-
-    def _needs_judging(self, name: str) -> bool:
-        # Without limits an operation is HEALTHY; judge it only to record a recovery.
-        return not self.thresholds_for(name).is_empty or name in self._statuses
+        watch = self._watch
+        return {
+            name: watch.judge(recorder.snapshot(now))
+            if watch.needs_judging(name)
+            else HealthStatus.HEALTHY
+            for name, recorder in list(self._recorders.items())
+        }
 
     def _on_rotate(self, recorder: OperationRecorder) -> None:
-        if self._needs_judging(recorder.name):
-            self._judge(recorder.snapshot(self._clock()))
-
-    def _judge(self, stats: OperationStats) -> HealthStatus:
-        status, breaches = self.thresholds_for(stats.name).evaluate(stats)
-        with self._check_lock:
-            previous = self._statuses.get(stats.name, HealthStatus.HEALTHY)
-            if status is HealthStatus.HEALTHY:  # only troubled operations are kept here
-                self._statuses.pop(stats.name, None)
-                self._breaches.pop(stats.name, None)
-            else:
-                self._statuses[stats.name] = status
-                self._breaches[stats.name] = breaches
-            if previous == status:
-                return status
-            alert = PerformanceAlert(stats.name, status, previous, breaches, _time.utc_timestamp())
-            self._alerts.append(alert)
-            hooks = list(self._hooks)
-        self._logger.warning(
-            "operation %r is now %s (was %s)%s",
-            stats.name,
-            status.value,
-            previous.value,
-            "".join(f"; {b.metric} {b.value:.4g} > {b.threshold:g}" for b in breaches),
-        )
-        for hook in hooks:
-            try:
-                hook(alert)
-            except Exception:  # a broken hook must not break recording
-                self._logger.exception("alert hook %r failed", hook)
-        return status
+        if self._watch.needs_judging(recorder.name):
+            self._watch.judge(recorder.snapshot(self._clock()))
 
     # --- reading ---------------------------------------------------------------------
 
@@ -301,7 +249,7 @@ class CoordinationPerformanceMonitor:
     def get_performance_report(self) -> dict[str, Any]:
         """JSON-serialisable statistics; latencies in milliseconds, as in the spec."""
         stats = self.operation_stats()
-        statuses = {name: self._judge(s) for name, s in stats.items()}
+        statuses = {name: self._watch.judge(s) for name, s in stats.items()}
         status = worst_status(*statuses.values()) if self.enabled else HealthStatus.UNKNOWN
         return {
             "status": status.value,
@@ -309,14 +257,11 @@ class CoordinationPerformanceMonitor:
             "uptime_seconds": self._clock() - self._started,
             **summary_entry(stats.values()),
             "operations": {
-                name: operation_entry(s, statuses[name], self._breaches.get(name, ()))
+                name: operation_entry(s, statuses[name], self._watch.breaches(name))
                 for name, s in stats.items()
             },
-            "thresholds": {
-                "default": _limits(self._default_thresholds),
-                "operations": {op: _limits(t) for op, t in self._thresholds.items()},
-            },
-            "alerts": [a.to_dict() for a in list(self._alerts)],
+            "thresholds": self._watch.describe(),
+            "alerts": self._watch.recent_alerts(),
             "system": self._sampler.summary(),
             "timestamp": _time.utc_timestamp(),
         }
@@ -333,7 +278,7 @@ class CoordinationPerformanceMonitor:
             "operations": {
                 name: {
                     "status": status.value,
-                    "breaches": [b.to_dict() for b in self._breaches.get(name, ())],
+                    "breaches": [b.to_dict() for b in self._watch.breaches(name)],
                 }
                 for name, status in troubled.items()
             },
@@ -363,12 +308,3 @@ def _error_type(error: object) -> str:
     if isinstance(error, str) and _ERROR_NAME.match(error):
         return error  # a category such as "timeout" or "HTTP 503"
     return "Error"  # a free-text message (as the spec passes str(e)): unbounded otherwise
-
-
-def _limits(thresholds: PerformanceThresholds) -> dict[str, Any]:
-    return {
-        "p95_ms": thresholds.p95_ms,
-        "p99_ms": thresholds.p99_ms,
-        "error_rate": thresholds.error_rate,
-        "min_samples": thresholds.min_samples,
-    }
