@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._errors import CircuitOpenError, StoreError
 from ..._time import Clock
@@ -253,18 +253,21 @@ class RedisCircuitBreaker:
 
     # --- management and reports (each one round trip) ------------------------------------
 
-    def _fields(self) -> dict[str, int]:
-        raw: dict[Any, Any] = self._backend.client.hgetall(self._key)
-        return {k.decode(): int(float(v)) for k, v in raw.items()}
+    def _read(self) -> tuple[dict[str, int], int]:
+        """The breaker's hash and the scripts' clock (ms), in one round trip."""
+        with self._backend.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key)
+            pipe.time()
+            raw, (seconds, micros) = pipe.execute()
+        fields = {k.decode(): int(float(v)) for k, v in raw.items()}
+        injected = self._backend.now_ms()
+        now = injected if isinstance(injected, int) else seconds * 1000 + micros // 1000
+        return fields, now
 
     @property
     def state(self) -> CircuitState:
-        try:
-            fields = self._fields()
-        except self._backend.errors as exc:
-            self._guard.failed(exc)
-            return self.local.state if self._guard.policy is OutagePolicy.LOCAL else self._known
-        return _STATES[fields.get("s", 0)]
+        """What the next call will see (an elapsed OPEN reads as HALF_OPEN, as in memory)."""
+        return self.snapshot().state
 
     def reset(self) -> None:
         self._backend.client.delete(self._key)
@@ -280,17 +283,19 @@ class RedisCircuitBreaker:
 
     def snapshot(self) -> BreakerSnapshot:
         try:
-            fields = self._fields()
-            now = self._backend.current_ms()
+            fields, now = self._read()
         except self._backend.errors as exc:
             self._guard.failed(exc)
             if self._guard.policy is OutagePolicy.LOCAL:
                 return _as_redis_fallback(self.local.snapshot())
             fields, now = {}, 0
         state = _STATES[fields.get("s", 0)]
+        forced = fields.get("x", 0) == 1
         wait = 0.0
         if state is CircuitState.OPEN:
             wait = max(0, fields.get("o", 0) + self._acquire_args[0] - now) / 1000
+            if wait == 0 and not forced:
+                state = CircuitState.HALF_OPEN
         return BreakerSnapshot(
             name=self.name,
             state=state,
@@ -299,7 +304,7 @@ class RedisCircuitBreaker:
             slow_call_rate=None,
             window_calls=0,
             retry_after=wait,
-            forced_open=fields.get("x", 0) == 1,
+            forced_open=forced,
             transitions=dict(self._transitions),
             backend="redis" if not self._guard.down else "redis (unavailable)",
         )
