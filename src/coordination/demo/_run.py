@@ -88,9 +88,9 @@ class _Story:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, at: float | None = None) -> None:
         with self._lock:
-            self._pending.append((self.elapsed(), text))
+            self._pending.append((self.elapsed() if at is None else at, text))
 
     def on_transition(self, moved: BreakerTransition) -> None:
         with self._lock:
@@ -99,7 +99,7 @@ class _Story:
 
     def drain(self) -> list[tuple[float, str]]:
         with self._lock:
-            items = list(self._pending)
+            items = sorted(self._pending)
             self._pending.clear()
         return items
 
@@ -151,8 +151,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def _run_single(args: argparse.Namespace, console: Console) -> int:
     story = _Story()
     config = demo_config(args.duration)
-    # Degraded: errors the retries absorb, rarely five in a row, so the breaker holds.
-    faults = FaultInjector(outage_scenario(args.duration, degraded_error_rate=0.2), seed=9)
+    # Degraded: errors the retries absorb, almost never five in a row, so the breaker holds.
+    faults = FaultInjector(outage_scenario(args.duration, degraded_error_rate=0.1), seed=9)
     handler = CoordinationErrorHandler(config, on_transition=story.on_transition)
     service = build_service(config, faults, error_handler=handler)
     page = StatusPage(service.components, config=config, title="coordination demo")
@@ -214,13 +214,18 @@ def _drive(
     load = LoadDriver(port, duration=duration)
     load.start()
     phase = ""
+    # Phase changes are noticed a tick late; they are shown at the time they happened.
+    starts, at = {}, 0.0
+    for scheduled in service.faults.phases:
+        starts[scheduled.name] = at
+        at += scheduled.duration
     try:
         while True:
             elapsed = story.elapsed()
             current = service.faults.current_phase().name
             if current != phase:
                 phase = current
-                story.note(_describe_phase(current, service.faults))
+                story.note(_describe_phase(current, service.faults), at=starts[current])
             for at, text in story.drain():
                 console.event(at, text)
             finished = load.done or elapsed >= duration + 2

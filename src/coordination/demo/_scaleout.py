@@ -50,7 +50,7 @@ def _worker(
 
     with _quiet_library_logs():
         config = demo_config(duration, redis_url=redis_url, redis_namespace=namespace)
-        faults = FaultInjector(outage_scenario(duration, degraded_error_rate=0.2), seed=9 + index)
+        faults = FaultInjector(outage_scenario(duration, degraded_error_rate=0.1), seed=9 + index)
         handler = CoordinationErrorHandler(config, on_transition=report)
         service = build_service(config, faults, error_handler=handler)
         server = _serve(service, 0)
