@@ -1,0 +1,74 @@
+"""The Redis breaker answers like the in-memory one, whatever the sequence of calls."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coordination import CircuitOpenError
+from coordination.backends.redis import RedisBackend
+from coordination.error_handling import BreakerSettings, CircuitBreaker
+
+pytestmark = pytest.mark.redis
+
+# (what happens, milliseconds that pass before it)
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["success", "failure", "release", "peek"]),
+        st.sampled_from([0, 0, 0, 1, 400, 999, 1000, 2500]),
+    ),
+    max_size=40,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_700_000_000_000
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+def admitted(breaker: object) -> bool:
+    try:
+        breaker.acquire()  # type: ignore[attr-defined]
+    except CircuitOpenError:
+        return False
+    return True
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(steps, st.integers(1, 3), st.integers(1, 2))
+def test_same_decisions_as_the_in_memory_breaker(
+    redis_url: str, namespace: str, script: list[tuple[str, int]], threshold: int, trials: int
+) -> None:
+    clock = Clock()
+    config = BreakerSettings(failure_threshold=threshold, open_seconds=1.0, half_open_calls=trials)
+    backend = RedisBackend(redis_url, namespace=namespace, redis_clock=clock)
+    name = uuid.uuid4().hex
+    shared = backend.breaker(name, config, clock=clock, on_transition=lambda t: None)
+    local = CircuitBreaker(name, config, clock=clock)
+    for what, elapsed in script:
+        clock.ms += elapsed
+        if what == "peek":
+            assert shared.state is local.state
+            continue
+        outcome = admitted(shared)
+        assert outcome == admitted(local), (what, local.state)
+        if outcome:
+            for breaker in (shared, local):
+                if what == "success":
+                    breaker.record_success(0.0)
+                elif what == "failure":
+                    breaker.record_failure(0.0)
+                else:
+                    breaker.release()
+        assert shared.snapshot().consecutive_failures == local.snapshot().consecutive_failures
+    backend.close()
