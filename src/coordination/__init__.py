@@ -66,6 +66,7 @@ from .observability import (
     CoordinationHealthChecker,
     CoordinationMetricsExporter,
     OpenTelemetryBridge,
+    StatusPage,
 )
 from .performance import (
     CoordinationPerformanceMonitor,
@@ -130,6 +131,7 @@ __all__ = [
     "ReplayReport",
     "ResourceSampler",
     "RuleSetError",
+    "StatusPage",
     "StoreError",
     "ThresholdBreach",
     "TransitionHook",
