@@ -12,24 +12,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 from coordination.observability import CoordinationMetricsExporter
 
+from .exposition import samples, value
+
 pytestmark = pytest.mark.usefixtures("clean_environment")
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of an exposition, keyed by name and labels."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    return samples(text)[(name, frozenset(labels.items()))]
 
 
 class Monitor:

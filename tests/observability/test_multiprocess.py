@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from coordination.observability import CoordinationMetricsExporter
+
+from .exposition import samples
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -106,12 +107,7 @@ def gunicorn(tmp_path: Path) -> Iterator[str]:
 
 def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+        return samples(response.read().decode())
 
 
 SUCCESSES = (
@@ -180,12 +176,7 @@ def test_snapshots_merge_in_one_process(tmp_path: Path) -> None:
     (tmp_path / f"coordination_{os.getpid()}.json").rename(
         tmp_path / f"coordination_{int(dead.stdout)}.json"
     )
-    text = exporter.export_metrics()
-    values = {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    values = samples(exporter.export_metrics())
     op = frozenset({("component", "h"), ("operation", "op"), ("outcome", "success")})
     assert values[("coordination_operations_total", op)] == 8  # dead worker's counts kept
     assert values[("coordination_total_operations", frozenset({("component", "h")}))] == 3

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client
 
 from coordination import CircuitOpenError
@@ -17,21 +16,11 @@ from coordination.observability import CoordinationHealthChecker, CoordinationMe
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator
 
+from .exposition import samples, value
+
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
 CONFIG = {"base_delay": 0, "max_retries": 0, "circuit_breaker_threshold": 2}
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    return samples(text)[(name, frozenset(labels.items()))]
 
 
 def refuse() -> None:

@@ -23,7 +23,14 @@ from prometheus_client.metrics_core import Metric
 
 from ._families import FamilyBuilder
 
-__all__ = ["BUCKETS", "FAMILIES", "QUANTILES", "CoordinationCollector", "DurationType"]
+__all__ = [
+    "BUCKETS",
+    "FAMILIES",
+    "QUANTILES",
+    "CoordinationCollector",
+    "DurationType",
+    "component_mapping",
+]
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 # The semantic conventions' advice for http.server.request.duration, in seconds.
@@ -68,6 +75,21 @@ _BREAKER_STATES = {"CLOSED": 0.0, "HALF_OPEN": 1.0, "OPEN": 2.0}
 _STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
 # The middleware names its operations "<METHOD> <route template>".
 _HTTP_OPERATION = re.compile(r"^(?P<method>[A-Z]+) (?P<route>/\S*)$")
+
+
+def component_mapping(components: object) -> dict[str, object]:
+    """The ``coordination_components`` argument checked: a mapping with string names."""
+    if components is None:
+        return {}
+    if not isinstance(components, Mapping):
+        raise TypeError(
+            "coordination_components must be a mapping of names to components, "
+            f"not {type(components).__name__}"
+        )
+    for name in components:
+        if not isinstance(name, str):
+            raise TypeError(f"component names must be strings, got {name!r}")
+    return dict(components)
 
 
 def _number(value: Any) -> float:

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
-from ._collector import CoordinationCollector, DurationType
+from ._collector import CoordinationCollector, DurationType, component_mapping
 from ._health_http import ASGIApp, WSGIApp
 from ._multiprocess import MergedSnapshotsCollector, SnapshotWriter
 
@@ -63,18 +63,12 @@ class CoordinationMetricsExporter:
         snapshot_interval: float = 5.0,
         durations: DurationType = "histogram",
     ) -> None:
-        components = {} if coordination_components is None else coordination_components
-        if not isinstance(components, Mapping):
-            raise TypeError(
-                "coordination_components must be a mapping of names to components, "
-                f"not {type(components).__name__}"
-            )
+        self.components = component_mapping(coordination_components)
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(
                 f"registry must be a prometheus_client CollectorRegistry, got {registry!r}"
             )
         self.config = resolve_config(config)
-        self.components: dict[str, object] = {str(k): v for k, v in components.items()}
         logger = component_logger("observability", debug=debug or self.config.debug)
         self.collector = CoordinationCollector(
             self.components,

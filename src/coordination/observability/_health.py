@@ -20,6 +20,7 @@ from .._redact import truncate
 from .._status import HealthStatus, worst_status
 from .._time import Clock, monotonic, utc_timestamp
 from ._checks import CheckResult, HealthCheck, interpret_status
+from ._collector import component_mapping
 
 if TYPE_CHECKING:
     from ._health_http import ASGIApp, WSGIApp
@@ -58,16 +59,7 @@ class CoordinationHealthChecker:
         debug: bool = False,
         clock: Clock | None = None,
     ) -> None:
-        components = {} if coordination_components is None else coordination_components
-        if not isinstance(components, Mapping):
-            raise TypeError(
-                "coordination_components must be a mapping of names to components, "
-                f"not {type(components).__name__}"
-            )
-        for name in components:
-            if not isinstance(name, str):
-                raise TypeError(f"component names must be strings, got {name!r}")
-        self.components: dict[str, object] = dict(components)
+        self.components = component_mapping(coordination_components)
         self.config = resolve_config(config)
         self._clock = clock or monotonic
         self._started = self._clock()

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._collector import FAMILIES, CoordinationCollector
+from ._collector import FAMILIES, CoordinationCollector, component_mapping
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -79,7 +79,9 @@ class OpenTelemetryBridge:
                 "pip install 'coordination-systems[otel]'"
             ) from exc
         self.collector = CoordinationCollector(
-            coordination_components, max_label_values=max_label_values, durations="summary"
+            component_mapping(coordination_components),
+            max_label_values=max_label_values,
+            durations="summary",
         )
         provider = meter_provider or metrics.get_meter_provider()
         meter = provider.get_meter("coordination")
