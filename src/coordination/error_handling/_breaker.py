@@ -143,8 +143,14 @@ class CircuitBreaker:
     # --- the per-call protocol ----------------------------------------------------------
 
     def acquire(self) -> None:
-        if self._state is CLOSED:  # the hot path: one attribute read, no lock
+        state = self._state
+        if state is CLOSED:  # the hot path: one attribute read, no lock
             return
+        if state is OPEN and not self._forced:
+            # lock-free rejection: _opened_at is written before _state turns OPEN
+            remaining = self._opened_at + self.settings.open_seconds - self._clock()
+            if remaining > 0:
+                raise CircuitOpenError(self.name, remaining)
         with self._lock:
             if self._state is CLOSED:
                 return
@@ -161,6 +167,13 @@ class CircuitBreaker:
                 raise CircuitOpenError(self.name, 0.0)  # every trial slot is taken
             self._trials += 1
         self._notify(moved)
+
+    def rejects_for(self) -> float:
+        """Seconds an OPEN breaker will still reject (lock-free), else 0.0: then call
+        ``acquire()``, which also handles forced-open and half-open."""
+        if self._state is OPEN and not self._forced:
+            return self._opened_at + self.settings.open_seconds - self._clock()
+        return 0.0
 
     def record_success(self, duration: float) -> None:
         if self._state is CLOSED and self._window is None:

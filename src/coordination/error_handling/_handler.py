@@ -29,7 +29,7 @@ from ._bulkhead import Bulkhead
 from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
-from ._report import ErrorLog, ErrorRecord, build_report, health_of
+from ._report import ErrorLog, ErrorRecord, build_report, health_of, to_record
 from ._severity import ErrorSeverity
 
 __all__ = ["CoordinationErrorHandler"]
@@ -247,20 +247,15 @@ class CoordinationErrorHandler:
 
     # --- records and hooks (failure paths only) -------------------------------------------
 
-    def _record_attempt_error(
-        self, op: OperationState, exc: BaseException, severity: ErrorSeverity
-    ) -> None:
-        self._log.count(type(exc).__name__, severity.value)
-        if self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.debug("operation %r attempt failed: %r", op.name, exc)
-
     def _record_final_error(
         self, op: OperationState, exc: BaseException, severity: ErrorSeverity, attempts: int
     ) -> None:
-        record = self._log.add(op.name, exc, severity, attempts)
-        if self._logger.isEnabledFor(severity.log_level):
+        raw = self._log.add(op.name, exc, severity, attempts)
+        level = severity.log_level
+        if self._logger.isEnabledFor(level):
+            record = to_record(raw)
             self._logger.log(
-                severity.log_level,
+                level,
                 "operation %r failed after %d attempt(s) [%s]: %s: %s",
                 op.name,
                 attempts,
@@ -268,7 +263,8 @@ class CoordinationErrorHandler:
                 record.error_type,
                 record.message,
             )
-        if severity is ErrorSeverity.CRITICAL:
+        if severity is ErrorSeverity.CRITICAL and self._alert_hooks:
+            record = to_record(raw)
             for hook in list(self._alert_hooks):
                 self._call_hook(hook, record, "alert")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 from collections.abc import Callable
 from itertools import count
 from typing import TYPE_CHECKING, Any, cast
@@ -112,6 +113,8 @@ class Plan:
         self.timeout = options.timeout
         self.fallback = options.fallback
         self.timed = options.timeout is not None or op.breaker.tracks_duration
+        self.zero_wait = options.backoff.never_waits
+        self.severity_counter = handler._log.severity_counter(options.severity)
         # the fast path: nothing to do before the call but look at the breaker's state
         self.fast = (
             op.limiter is None
@@ -148,6 +151,8 @@ class Plan:
             if hint > options.backoff.max_delay:
                 return -1.0  # the dependency asks for longer than we may wait
             wait = hint
+        elif self.zero_wait:
+            wait = 0.0
         else:
             wait = options.backoff.delay(attempt, previous)
         budget = options.time_budget
@@ -161,9 +166,7 @@ class Plan:
             self.breaker.release()
         else:
             self.breaker.record_failure(duration)
-        if isinstance(exc, OperationTimeout):
-            next(self.op.timeouts)
-        self.handler._record_attempt_error(self.op, exc, self.options.severity)
+        self._account_only(exc)
 
     def give_up(self, exc: Exception, attempts: int) -> Any:
         """The call is over: count it, then the fallback's value or the original error."""
@@ -176,11 +179,18 @@ class Plan:
         next(self.op.fallbacks)
         return self.fallback(exc) if callable(self.fallback) else self.fallback
 
-    def rejected(self, exc: CircuitOpenError, last: Exception | None, attempts: int) -> Any:
-        next(self.op.rejections)
+    def rejected(self, exc: CircuitOpenError, last: Exception | None) -> Any:
+        """The breaker refused the call: counted, never logged or kept (it would flood
+        ``recent_errors`` and hide the failures that opened it)."""
+        op = self.op
+        next(op.rejections)
+        next(op.failures)
         if last is not None:
             exc.__cause__ = last
-        return self.give_up(exc, attempts)
+        if self.fallback is MISSING:
+            raise exc
+        next(op.fallbacks)
+        return self.fallback(exc) if callable(self.fallback) else self.fallback
 
     def admit(self) -> None:
         """The checks before the breaker: the rate limit, then the bulkhead."""
@@ -216,9 +226,24 @@ class Plan:
         check_result = self.options.retry_if_result
         resume = self._resume
 
+        rejects_for = breaker.rejects_for
+        name = self.op.name
+        rejections = self.op.rejections
+        failures = self.op.failures
+        has_fallback = self.fallback is not MISSING
+        rejected = self.rejected
+
         def fast_call(*args: Any, **kwargs: Any) -> Any:
             if breaker._state is not CLOSED:
-                return run(func, args, kwargs)
+                remaining = rejects_for()
+                if remaining <= 0:
+                    return run(func, args, kwargs)
+                # rejected: raised from this frame, so the refusal costs one short unwind
+                if has_fallback:
+                    return rejected(CircuitOpenError(name, remaining), None)
+                next(rejections)
+                next(failures)
+                raise CircuitOpenError(name, remaining)
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
@@ -300,7 +325,7 @@ class Plan:
             try:
                 breaker.acquire()
             except CircuitOpenError as exc:
-                return self.rejected(exc, last, attempt)
+                return self.rejected(exc, last)
             if attempt > 0:
                 next(self.op.retries)
             if wait > 0:
@@ -432,10 +457,8 @@ class Plan:
             try:
                 await breaker.aacquire() if blocking else breaker.acquire()
             except CircuitOpenError as exc:
-                next(self.op.rejections)
-                if last is not None:
-                    exc.__cause__ = last
-                return await self.agive_up(exc, attempt)
+                result = self.rejected(exc, last)
+                return await result if inspect.isawaitable(result) else result
             if attempt > 0:
                 next(self.op.retries)
             if wait > 0:
@@ -486,9 +509,14 @@ class Plan:
             return result
 
     def _account_only(self, exc: Exception) -> None:
+        """Count a failed attempt by type and severity (lock-free once the type is known)."""
         if isinstance(exc, OperationTimeout):
             next(self.op.timeouts)
-        self.handler._record_attempt_error(self.op, exc, self.options.severity)
+        handler = self.handler
+        handler._log.count_type(type(exc).__name__)
+        next(self.severity_counter)
+        if handler._logger.isEnabledFor(logging.DEBUG):
+            handler._logger.debug("operation %r attempt failed: %r", self.op.name, exc)
 
     async def _await_with_timeout(self, awaitable: Any, seconds: float) -> Any:
         scope = asyncio.timeout(seconds)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
-from .._redact import REDACTED, is_secret_name, truncate
+from .._redact import REDACTED, is_secret_name
 from .._status import HealthStatus
 from .._time import utc_timestamp
 from ._backends import BreakerSnapshot, CircuitState
-from ._plan import OperationState
+from ._plan import OperationState, counter_value
 from ._severity import ErrorSeverity
 
-__all__ = ["ErrorLog", "ErrorRecord", "build_report", "health_of", "redact_text"]
+__all__ = ["ErrorLog", "ErrorRecord", "build_report", "health_of", "redact_text", "to_record"]
 
 # name=value or name: value; an unquoted value stops at a separator and must not itself
 # be a name (so in "unreachable: password=x" the pair found is password=x)
@@ -65,43 +68,72 @@ class ErrorRecord:
 
 
 class ErrorLog:
-    """Counts of failed attempts by type and severity, and the last failed calls."""
+    """Counts of failed attempts by type and severity, and the last failed calls.
+
+    The failure path stays cheap: counts are ``itertools.count`` objects (``next`` is
+    atomic, so no lock once a type has its counter), and a failed call is kept as a raw
+    tuple (``deque.append`` is atomic); timestamps are formatted and messages redacted only
+    when a report or an alert hook asks for them.
+    """
 
     def __init__(self, max_recent: int) -> None:
         self._lock = threading.Lock()
-        self.by_type: dict[str, int] = {}
-        self.by_severity: dict[str, int] = {}
-        self.recent: deque[ErrorRecord] = deque(maxlen=max(1, max_recent))
+        self._by_type: dict[str, count[int]] = {}
+        self._by_severity = {severity.value: count() for severity in ErrorSeverity}
+        self._recent: deque[_Raw] = deque(maxlen=max(1, max_recent))
         self._type_limit = 200  # distinct type names kept; the rest count under "other"
 
-    def count(self, error_type: str, severity: str) -> None:
+    def count_type(self, error_type: str) -> None:
+        counter = self._by_type.get(error_type)
+        if counter is None:
+            counter = self._new_type(error_type)
+        next(counter)
+
+    def severity_counter(self, severity: ErrorSeverity) -> count[int]:
+        return self._by_severity[severity.value]
+
+    def _new_type(self, error_type: str) -> count[int]:
         with self._lock:
-            if error_type not in self.by_type and len(self.by_type) >= self._type_limit:
+            if error_type not in self._by_type and len(self._by_type) >= self._type_limit:
                 error_type = "other"
-            self.by_type[error_type] = self.by_type.get(error_type, 0) + 1
-            self.by_severity[severity] = self.by_severity.get(severity, 0) + 1
+            return self._by_type.setdefault(error_type, count())
 
     def add(
         self, operation: str, exc: BaseException, severity: ErrorSeverity, attempts: int
-    ) -> ErrorRecord:
+    ) -> _Raw:
         try:
             message = str(exc)
         except Exception:  # a hostile __str__ must not break error reporting
             message = f"<unprintable {type(exc).__name__}>"
-        record = ErrorRecord(
-            timestamp=utc_timestamp(),
-            operation=operation,
-            error_type=type(exc).__name__,
-            message=redact_text(truncate(message, _MESSAGE_LIMIT)),
-            severity=severity,
-            attempts=attempts,
-        )
-        self.recent.append(record)  # deque.append is atomic; no lock needed
-        return record
+        if len(message) > _MESSAGE_LIMIT:  # bound memory now; the note is added later
+            message = message[: _MESSAGE_LIMIT + 1] + f"\0{len(message)}"
+        raw = (time.time(), operation, type(exc).__name__, message, severity, attempts)
+        self._recent.append(raw)
+        return raw
 
     def copy(self) -> tuple[dict[str, int], dict[str, int], list[ErrorRecord]]:
-        with self._lock:
-            return dict(self.by_type), dict(self.by_severity), list(self.recent)
+        by_type = {name: counter_value(c) for name, c in list(self._by_type.items())}
+        by_severity = {name: n for name, c in self._by_severity.items() if (n := counter_value(c))}
+        return by_type, by_severity, [to_record(raw) for raw in list(self._recent)]
+
+
+_Raw = tuple[float, str, str, str, ErrorSeverity, int]
+
+
+def to_record(raw: _Raw) -> ErrorRecord:
+    """A kept failure, formatted for people: ISO timestamp, redacted and truncated message."""
+    at, operation, error_type, message, severity, attempts = raw
+    if "\0" in message:
+        kept, _, total = message.rpartition("\0")
+        message = f"{kept[:_MESSAGE_LIMIT]}… [{int(total) - _MESSAGE_LIMIT} more characters]"
+    return ErrorRecord(
+        timestamp=datetime.fromtimestamp(at, UTC).isoformat(),
+        operation=operation,
+        error_type=error_type,
+        message=redact_text(message),
+        severity=severity,
+        attempts=attempts,
+    )
 
 
 def build_report(

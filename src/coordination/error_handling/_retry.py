@@ -133,9 +133,12 @@ def retry_after_seconds(exc: BaseException, now: Callable[[], float] | None = No
     Accepts seconds (a number or a numeric string) and HTTP dates; ``None`` when absent or
     unreadable, so a malformed hint never turns into a crash.
     """
-    value = getattr(exc, "retry_after", None)
+    # read the instance dict, not getattr: a miss there costs no AttributeError, and
+    # this runs on every failed attempt
+    attributes = getattr(exc, "__dict__", None) or {}
+    value = attributes.get("retry_after")
     if value is None:
-        response = getattr(exc, "response", None)
+        response = attributes.get("response")
         headers = getattr(response, "headers", None)
         if headers is not None:
             try:
