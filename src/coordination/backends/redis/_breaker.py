@@ -112,24 +112,11 @@ class RedisCircuitBreaker:
         self._record("r")
 
     def _record(self, outcome: str) -> None:
-        ticket = self._take_ticket()
-        mode, gen, state, failures = ticket
-        if mode == _ALLOWED:
-            return
-        if mode == _LOCAL:
-            self._local_outcome(outcome)
-            return
-        if _nothing_to_report(outcome, state, failures):
+        args = self._report(outcome)
+        if args is None:
             return
         try:
-            reply = BREAKER_RECORD(
-                self._backend.execute,
-                self._key,
-                self._backend.now_ms(),
-                outcome,
-                gen,
-                *self._record_args,
-            )
+            reply = BREAKER_RECORD(self._backend.execute, self._key, *args)
         except self._backend.errors as exc:
             self._guard.failed(exc)  # the outcome is lost; the call itself is unaffected
         else:
@@ -165,29 +152,28 @@ class RedisCircuitBreaker:
         await self._arecord("r")
 
     async def _arecord(self, outcome: str) -> None:
-        mode, gen, state, failures = self._take_ticket()
-        if mode == _ALLOWED:
-            return
-        if mode == _LOCAL:
-            self._local_outcome(outcome)
-            return
-        if _nothing_to_report(outcome, state, failures):
+        args = self._report(outcome)
+        if args is None:
             return
         try:
-            reply = await BREAKER_RECORD.run_async(
-                self._backend.async_client(),
-                self._key,
-                self._backend.now_ms(),
-                outcome,
-                gen,
-                *self._record_args,
-            )
+            reply = await BREAKER_RECORD.run_async(self._backend.async_client(), self._key, *args)
         except self._backend.errors as exc:
             self._guard.failed(exc)
         else:
             self._recorded(reply)
 
     # --- shared bookkeeping ----------------------------------------------------------------
+
+    def _report(self, outcome: str) -> tuple[int | str, ...] | None:
+        """The record script's arguments, or None when Redis need not hear of it (the call
+        ran on local state, or a success changed nothing)."""
+        mode, gen, state, failures = self._take_ticket()
+        if mode == _LOCAL:
+            self._local_outcome(outcome)
+            return None
+        if mode == _ALLOWED or _nothing_to_report(outcome, state, failures):
+            return None
+        return (self._backend.now_ms(), outcome, gen, *self._record_args)
 
     def _admit(self, reply: list[int]) -> None:
         allowed, state, failures, wait_ms, gen = (int(x) for x in reply)

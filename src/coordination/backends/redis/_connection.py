@@ -125,15 +125,17 @@ def _check_url(url: str) -> None:
         )
 
 
+def _missing_redis(exc: ImportError) -> StoreError:  # pragma: no cover - installation
+    return StoreError("the Redis backend needs redis-py: pip install 'coordination-systems[redis]'")
+
+
 def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> redis.Redis:
     """A redis-py client for ``url`` with short timeouts and no hidden retries."""
     _check_url(url)
     try:
         import redis as redis_module
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise StoreError(
-            "the Redis backend needs redis-py: pip install 'coordination-systems[redis]'"
-        ) from exc
+        raise _missing_redis(exc) from exc
     return redis_module.Redis.from_url(url, **_client_options(socket_timeout))
 
 
@@ -145,9 +147,7 @@ def connect_async(
     try:
         import redis.asyncio as aioredis
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise StoreError(
-            "the Redis backend needs redis-py: pip install 'coordination-systems[redis]'"
-        ) from exc
+        raise _missing_redis(exc) from exc
     return aioredis.Redis.from_url(url, **_client_options(socket_timeout))
 
 

@@ -48,42 +48,37 @@ class RedisRateLimiter:
         self._local: RateLimiterBackend | None = None
 
     def try_acquire(self, key: str, cost: int = 1) -> float:
-        _check_cost(cost)
+        args = self._script_args(key, cost)
         if self._guard.usable():
             try:
-                allowed, wait_us = GCRA(
-                    self._backend.execute,
-                    self._prefix + key,
-                    self._backend.now_us(),
-                    self._interval_us,
-                    self._period_us,
-                    cost,
-                )
+                reply = GCRA(self._backend.execute, *args)
             except self._backend.errors as exc:
                 self._guard.failed(exc)
             else:
-                self._guard.succeeded()
-                return 0.0 if allowed else int(wait_us) / 1_000_000
+                return self._answer(reply)
         return self._outage(key, cost)
 
     async def atry_acquire(self, key: str, cost: int = 1) -> float:
-        _check_cost(cost)
+        args = self._script_args(key, cost)
         if self._guard.usable():
             try:
-                allowed, wait_us = await GCRA.run_async(
-                    self._backend.async_client(),
-                    self._prefix + key,
-                    self._backend.now_us(),
-                    self._interval_us,
-                    self._period_us,
-                    cost,
-                )
+                reply = await GCRA.run_async(self._backend.async_client(), *args)
             except self._backend.errors as exc:
                 self._guard.failed(exc)
             else:
-                self._guard.succeeded()
-                return 0.0 if allowed else int(wait_us) / 1_000_000
+                return self._answer(reply)
         return self._outage(key, cost)
+
+    def _script_args(self, key: str, cost: int) -> tuple[str, int | str, int, int, int]:
+        _check_cost(cost)
+        now = self._backend.now_us()
+        return (self._prefix + key, now, self._interval_us, self._period_us, cost)
+
+    def _answer(self, reply: list[int]) -> float:
+        """Seconds to wait (0.0: allowed) from the script's ``{allowed, wait_us}``."""
+        self._guard.succeeded()
+        allowed, wait_us = reply
+        return 0.0 if allowed else int(wait_us) / 1_000_000
 
     def _outage(self, key: str, cost: int) -> float:
         policy = self._guard.policy
