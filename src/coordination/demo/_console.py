@@ -8,6 +8,7 @@ readable.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
@@ -80,7 +81,9 @@ class Console:
         bar = "█" * filled + "░" * (_BAR - filled)
         text = f"  {bar} {elapsed:4.1f}/{duration:g}s  {line}"
         if self.live:
-            self._write("\r\x1b[2K" + text)
+            # A line wider than the terminal would wrap, and \r could not redraw it.
+            width = shutil.get_terminal_size().columns - 1
+            self._write("\r\x1b[2K" + text[:width])
             self._drawn = True
         elif force or elapsed - self._last_plain >= _PLAIN_EVERY:
             self._last_plain = elapsed
