@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -172,6 +173,20 @@ def test_a_real_monitor_gives_exact_histogram_buckets() -> None:
         quantile="0.5",
     )
     assert median == pytest.approx(0.04, rel=0.01)
+
+
+def test_process_resources_from_the_monitors_sampler() -> None:
+    monitor = CoordinationPerformanceMonitor(config={})
+    exporter = CoordinationMetricsExporter({"monitor": monitor})
+    assert "coordination_process_threads" not in exporter.export_metrics()  # no sample yet
+    with monitor:  # the sampler thread samples at once, then every collection_interval
+        deadline = time.monotonic() + 10
+        while monitor.sampler.summary()["latest"] is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        text = exporter.export_metrics()
+    assert value(text, "coordination_process_resident_memory_bytes", component="monitor") > 1e6
+    assert value(text, "coordination_process_threads", component="monitor") >= 1
+    assert value(text, "coordination_process_cpu_usage_ratio", component="monitor") >= 0
 
 
 def test_http_series_from_the_real_middleware_under_flask() -> None:

@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from ._families import FamilyBuilder
 
 __all__ = [
+    "ADDITIVE_GAUGES",
     "BUCKETS",
     "FAMILIES",
     "QUANTILES",
@@ -188,6 +189,9 @@ def _read_component(
         _read_validation_report(out, comp, component.get_validation_report())
     if hasattr(component, "get_middleware_status"):
         _read_middleware(out, comp, component, durations)
+    sampler = getattr(component, "sampler", None)
+    if sampler is not None and hasattr(sampler, "summary"):
+        _read_resources(out, comp, sampler.summary().get("latest"))
     if hasattr(component, "get_health_status"):
         health = component.get_health_status()
         status = _name(health.get("status") if isinstance(health, Mapping) else health)
@@ -198,6 +202,46 @@ def _read_component(
                 {**comp, "status": candidate},
                 float(candidate == status.upper()),
             )
+
+
+# sample key -> series, scale, help (the monitor's psutil sampler; additive across workers)
+_RESOURCES = (
+    (
+        "cpu_percent",
+        "coordination_process_cpu_usage_ratio",
+        0.01,
+        "CPU used by the process at the last sample (1.0 is one core busy).",
+    ),
+    (
+        "memory_rss_bytes",
+        "coordination_process_resident_memory_bytes",
+        1.0,
+        "Resident memory of the process at the last sample.",
+    ),
+    ("threads", "coordination_process_threads", 1.0, "Threads of the process at the last sample."),
+    (
+        "open_files",
+        "coordination_process_open_fds",
+        1.0,
+        "Open file descriptors of the process at the last sample.",
+    ),
+)
+
+
+# Gauges whose values from several processes add up (the others merge by maximum).
+ADDITIVE_GAUGES = frozenset(
+    {"coordination_total_operations", "coordination_http_requests_in_flight"}
+    | {series for _, series, _, _ in _RESOURCES}
+)
+
+
+def _read_resources(out: FamilyBuilder, comp: dict[str, str], latest: Any) -> None:
+    """The monitor's latest resource sample (only while its sampler has run)."""
+    if not isinstance(latest, Mapping):
+        return
+    for key, series, scale, doc in _RESOURCES:
+        if key in latest:
+            out.gauge(series, doc, comp, _number(latest[key]) * scale)
 
 
 def _read_error_report(out: FamilyBuilder, comp: dict[str, str], report: Any) -> None:
@@ -377,4 +421,5 @@ FAMILIES = (
     ("coordination_http_request_duration_seconds", "duration"),
     ("coordination_http_requests", "counter"),
     *((series, "counter") for _, series, _ in _HANDLER_COUNTERS),
+    *((series, "gauge") for _, series, _, _ in _RESOURCES),
 )

@@ -11,9 +11,10 @@ directory, and the serving worker merges all snapshots:
 - counters, histograms and a summary's ``_count``/``_sum`` are summed over every snapshot,
   including those of workers that have exited, so totals never go backwards when gunicorn
   replaces a worker (prometheus_client keeps dead workers' counters too);
-- gauges come from live workers only: ``coordination_total_operations`` is summed, the
-  others (breaker state, component status, export errors, maxima) take the maximum, so an
-  open breaker in any worker shows;
+- gauges come from live workers only: counts and resources (total operations, requests
+  in flight, CPU, memory, threads, descriptors) are summed, the others (breaker state,
+  component status, export errors) take the maximum, so an open breaker in any worker
+  shows;
 - histograms merge exactly (the default); summary quantiles cannot be merged, so the
   maximum over live workers, an upper bound, is shown.
 
@@ -33,12 +34,11 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
-from ._collector import CoordinationCollector
+from ._collector import ADDITIVE_GAUGES, CoordinationCollector
 
 __all__ = ["MergedSnapshotsCollector", "SnapshotWriter"]
 
 _PREFIX = "coordination_"
-_SUMMED_GAUGES = frozenset({"coordination_total_operations"})
 _Key = tuple[str, tuple[tuple[str, str], ...]]  # sample name, sorted labels
 
 
@@ -179,7 +179,7 @@ def _merge(
 ) -> None:
     key = (sample_name, tuple(sorted(labels.items())))
     additive = typ in ("counter", "histogram") or (typ == "summary" and "quantile" not in labels)
-    if additive or (alive and family in _SUMMED_GAUGES):
+    if additive or (alive and family in ADDITIVE_GAUGES):
         values[key] = values.get(key, 0.0) + value
     elif alive:
         values[key] = max(values.get(key, value), value)
