@@ -47,7 +47,7 @@ class ResourceSampler:
         self._logger = logger or logging.getLogger("coordination.performance")
         self._on_sample = on_sample  # e.g. threshold checks, run on this thread
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # a fresh one per start: a late thread stays stopped
         self._thread: threading.Thread | None = None
         self._process: Any = None
         self._unavailable: str | None = None
@@ -62,9 +62,12 @@ class ResourceSampler:
                 return
             if self._process is None and self._unavailable is None:
                 self._process = self._open_process()
-            self._stop.clear()
+            self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name="coordination-resource-sampler", daemon=True
+                target=self._run,
+                args=(self._stop,),
+                name="coordination-resource-sampler",
+                daemon=True,
             )
             self._thread.start()
 
@@ -72,7 +75,7 @@ class ResourceSampler:
         """Stop the thread and wait (up to ``timeout`` seconds) for it to end."""
         with self._lock:
             thread, self._thread = self._thread, None
-        self._stop.set()
+            self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -106,10 +109,10 @@ class ResourceSampler:
         process.cpu_percent(None)  # the first call only sets the baseline
         return process
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         while True:
             self.sample_now()
-            if self._stop.wait(self.interval):
+            if stop.wait(self.interval):
                 return
 
     def sample_now(self) -> dict[str, Any] | None:
