@@ -104,6 +104,7 @@ class HealthCheck:
         self._cached: CheckResult | None = None
         self._expires = 0.0
         self._running: concurrent.futures.Future[CheckResult] | None = None
+        self._running_since = 0.0
 
     # --- sync --------------------------------------------------------------------------
 
@@ -129,9 +130,12 @@ class HealthCheck:
             if self._cached is not None and now < self._expires:
                 return self._cached, now
             if self._running is not None:
-                return self._running, now
+                if now - self._running_since >= self.timeout:
+                    return self._timed_out(), now  # still hung: say so without waiting again
+                return self._running, self._running_since
             future: concurrent.futures.Future[CheckResult] = concurrent.futures.Future()
             self._running = future
+            self._running_since = now
         threading.Thread(
             target=self._run_in_thread,
             args=(future,),
