@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordination import ConfigError
 from coordination.performance import CoordinationPerformanceMonitor, track_performance
@@ -315,3 +317,36 @@ def test_error_types_per_operation_are_capped(make_monitor: MakeMonitor) -> None
     assert len(errors) == 51
     assert errors["__other__"] == 10
     assert sum(errors.values()) == 60
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 40), st.integers(0, 5), st.integers(0, 3)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_recent_window_holds_the_last_fifty_to_sixty_seconds(
+    steps: list[tuple[float, int, int]],
+) -> None:
+    clock = FakeClock()
+    monitor = CoordinationPerformanceMonitor({}, clock=clock, window_seconds=60)
+    events: list[float] = []  # when each outcome was recorded
+    for wait, successes, failures in steps:
+        clock.advance(wait)
+        for _ in range(successes):
+            monitor.record_duration("op", 0.001)
+            events.append(clock.now)
+        for _ in range(failures):
+            monitor.record_failure("op", "x")
+            events.append(clock.now)
+    stats = monitor.operation_stats().get("op")
+    if stats is None:
+        assert not events
+        return
+    now = clock.now
+    assert stats.count == len(events)
+    surely_in = sum(1 for t in events if now - t < 50)
+    maybe_in = sum(1 for t in events if now - t < 60)
+    assert surely_in <= stats.recent_count <= maybe_in
