@@ -243,3 +243,17 @@ def test_unreachable_redis_falls_back_to_a_local_breaker(caplog: pytest.LogCaptu
     warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
     assert len(warnings) == 1
     assert "local fallback" in breaker.snapshot().backend
+
+
+def test_nested_protected_calls_report_each_outcome(
+    two: tuple[Process, Process], clock: FakeWallClock
+) -> None:
+    a, _ = two
+    inner = a.backend.breaker("inner", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)
+    for _ in range(3):
+        a.breaker.acquire()
+        inner.acquire()  # replaces the outer call's ticket in this context
+        inner.record_success(0.0)
+        a.breaker.record_failure(0.0)  # still reported, against the latest generation
+    assert a.breaker.state is CircuitState.OPEN
+    assert inner.state is CircuitState.CLOSED
