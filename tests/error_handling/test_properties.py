@@ -44,7 +44,8 @@ class BreakerModel(RuleBasedStateMachine):
     @rule()
     def call_starts(self) -> None:
         expected = self._model_state()
-        admitted = expected == "CLOSED" or (expected == "HALF_OPEN" and self.trials < TRIALS)
+        trials = 0 if self.state == "OPEN" else self.trials  # half-opening starts afresh
+        admitted = expected == "CLOSED" or (expected == "HALF_OPEN" and trials < TRIALS)
         try:
             self.breaker.acquire()
         except CircuitOpenError:

@@ -17,6 +17,7 @@ from .. import _time
 from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
+from ._async_plan import AsyncPlan
 from ._backends import (
     BreakerFactory,
     BreakerTransition,
@@ -27,7 +28,7 @@ from ._backends import (
 from ._breaker import memory_breaker_factory
 from ._bulkhead import Bulkhead
 from ._options import Options, resolve_options
-from ._plan import OperationState, Plan
+from ._plan import OperationState
 from ._ratelimit import memory_rate_limiter_factory
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, to_record
 from ._severity import ErrorSeverity
@@ -77,7 +78,7 @@ class CoordinationErrorHandler:
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
-        self._plans: dict[Any, Plan] = {}
+        self._plans: dict[Any, AsyncPlan] = {}
         self._log = ErrorLog(max_recent_errors)
         self._transition_hooks: list[Callable[[BreakerTransition], None]] = []
         if on_transition is not None:
@@ -183,10 +184,10 @@ class CoordinationErrorHandler:
 
     # --- building plans -------------------------------------------------------------------
 
-    def plan(self, name: str, overrides: Mapping[str, Any]) -> Plan:
+    def plan(self, name: str, overrides: Mapping[str, Any]) -> AsyncPlan:
         """A new plan for operation ``name`` (the decorators keep theirs)."""
         options = resolve_options(self.config, overrides)
-        return Plan(self, self._operation(name, options), options)
+        return AsyncPlan(self, self._operation(name, options), options)
 
     def _plan_for(
         self,
@@ -195,7 +196,7 @@ class CoordinationErrorHandler:
         severity: str | ErrorSeverity,
         operation_name: str | None,
         overrides: dict[str, Any],
-    ) -> Plan:
+    ) -> AsyncPlan:
         name = operation_name or _name_of(operation)
         if max_retries is not None:
             overrides["max_retries"] = max_retries

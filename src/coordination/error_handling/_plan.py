@@ -10,9 +10,7 @@ counts stay exact across threads without a lock).
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import inspect
 import logging
 from collections.abc import Callable
 from itertools import count
@@ -36,11 +34,11 @@ from ._retry import NOT_RETRIED, retry_after_seconds
 if TYPE_CHECKING:
     from ._handler import CoordinationErrorHandler
 
-__all__ = ["OperationState", "Plan", "counter_value"]
+__all__ = ["NOT_COUNTED", "OperationState", "Plan", "counter_value"]
 
 CLOSED = CircuitState.CLOSED
 # Errors that say nothing about the dependency's health: they never move the breaker.
-_NOT_COUNTED = (ValidationError, ConfigError, CircuitOpenError, BulkheadFull, RateLimitExceeded)
+NOT_COUNTED = (ValidationError, ConfigError, CircuitOpenError, BulkheadFull, RateLimitExceeded)
 _NOTE = "coordination: "
 
 
@@ -162,7 +160,7 @@ class Plan:
 
     def failed_attempt(self, exc: Exception, duration: float) -> None:
         """Tell the breaker and the records about one failed attempt."""
-        if isinstance(exc, _NOT_COUNTED):
+        if isinstance(exc, NOT_COUNTED):
             self.breaker.release()
         else:
             self.breaker.record_failure(duration)
@@ -380,134 +378,6 @@ class Plan:
             future.cancel()
             raise OperationTimeout(self.op.name, timeout) from None
 
-    # --- async --------------------------------------------------------------------------
-
-    async def arun(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        op = self.op
-        memory = self.memory_breaker
-        if memory is not None and memory._state is CLOSED:
-            try:
-                result = await func(*args, **kwargs)
-            except Exception as exc:
-                started, wait = self._first_retry(exc)
-                if wait < 0:
-                    return await self.agive_up(exc, 1)
-                return await self._aattempts(func, args, kwargs, 1, started, wait, exc)
-            memory.record_success(0.0)
-            check = self.options.retry_if_result
-            if check is None or not check(result):
-                next(op.successes)
-                return result
-            started, wait = self._first_retry(None)
-            if wait < 0:
-                next(op.successes)
-                return result
-            return await self._aattempts(func, args, kwargs, 1, started, wait, None)
-        try:
-            await self._aadmit()
-        except (RateLimitExceeded, BulkheadFull) as exc:
-            return await self.agive_up(exc, 0)
-        try:
-            return await self._aattempts(func, args, kwargs, 0, None, 0.0, None)
-        finally:
-            if op.bulkhead is not None:
-                op.bulkhead.leave()
-
-    async def _aadmit(self) -> None:
-        op = self.op
-        if op.limiter is not None and op.limiter.blocking:
-            wait = await op.limiter.atry_acquire(op.name)
-            if wait > 0:
-                next(op.rate_limited)
-                raise RateLimitExceeded(op.name, wait)
-        elif op.limiter is not None:
-            wait = op.limiter.try_acquire(op.name)
-            if wait > 0:
-                next(op.rate_limited)
-                raise RateLimitExceeded(op.name, wait)
-        if op.bulkhead is not None:
-            try:
-                await op.bulkhead.aenter()
-            except BulkheadFull:
-                next(op.bulkhead_rejections)
-                raise
-
-    async def agive_up(self, exc: Exception, attempts: int) -> Any:
-        result = self.give_up(exc, attempts)
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    async def _aattempts(
-        self,
-        func: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        attempt: int,
-        started: float | None,
-        wait: float,
-        last: Exception | None,
-    ) -> Any:
-        handler = self.handler
-        breaker = self.breaker
-        blocking = breaker.blocking
-        clock = handler._clock
-        previous = wait or self.options.backoff.base_delay
-        while True:
-            try:
-                await breaker.aacquire() if blocking else breaker.acquire()
-            except CircuitOpenError as exc:
-                result = self.rejected(exc, last)
-                return await result if inspect.isawaitable(result) else result
-            if attempt > 0:
-                next(self.op.retries)
-            if wait > 0:
-                try:
-                    await handler._async_sleep(wait)
-                except BaseException:  # cancelled while waiting: give the permit back
-                    await breaker.arelease() if blocking else breaker.release()
-                    raise
-            begin = clock() if self.timed else 0.0
-            try:
-                if self.timeout is None:
-                    result = await func(*args, **kwargs)
-                else:
-                    result = await self._await_with_timeout(func(*args, **kwargs), self.timeout)
-            except Exception as exc:
-                duration = clock() - begin if self.timed else 0.0
-                if blocking and not isinstance(exc, _NOT_COUNTED):
-                    await breaker.arecord_failure(duration)
-                    self._account_only(exc)
-                else:
-                    self.failed_attempt(exc, duration)
-                last = exc
-                if started is None:
-                    started = clock()
-                wait = self.next_wait(exc, attempt, previous, started)
-                attempt += 1
-                if wait < 0:
-                    return await self.agive_up(exc, attempt)
-                previous = wait
-                continue
-            except BaseException:
-                await breaker.arelease() if blocking else breaker.release()
-                raise
-            duration = clock() - begin if self.timed else 0.0
-            await breaker.arecord_success(duration) if blocking else breaker.record_success(
-                duration
-            )
-            check = self.options.retry_if_result
-            if check is not None and check(result):
-                if started is None:
-                    started = clock()
-                wait = self.next_wait(None, attempt, previous, started)
-                attempt += 1
-                if wait >= 0:
-                    previous = wait
-                    continue
-            next(self.op.successes)
-            return result
-
     def _account_only(self, exc: Exception) -> None:
         """Count a failed attempt by type and severity (lock-free once the type is known)."""
         if isinstance(exc, OperationTimeout):
@@ -517,16 +387,6 @@ class Plan:
         next(self.severity_counter)
         if handler._logger.isEnabledFor(logging.DEBUG):
             handler._logger.debug("operation %r attempt failed: %r", self.op.name, exc)
-
-    async def _await_with_timeout(self, awaitable: Any, seconds: float) -> Any:
-        scope = asyncio.timeout(seconds)
-        try:
-            async with scope:
-                return await awaitable
-        except TimeoutError:
-            if scope.expired():
-                raise OperationTimeout(self.op.name, seconds) from None
-            raise
 
 
 def _note(exc: BaseException, text: str) -> None:
