@@ -177,6 +177,8 @@ class RedisCircuitBreaker:
 
     def _admit(self, reply: list[int]) -> None:
         allowed, state, failures, wait_ms, gen = (int(x) for x in reply)
+        if self._local is not None:  # Redis is back: the next outage starts afresh
+            self._local = None
         self._gen = gen
         self._observe(_STATES[state])
         if not allowed:

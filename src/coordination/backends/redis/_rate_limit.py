@@ -77,6 +77,7 @@ class RedisRateLimiter:
     def _answer(self, reply: list[int]) -> float:
         """Seconds to wait (0.0: allowed) from the script's ``{allowed, wait_us}``."""
         self._guard.succeeded()
+        self._local = None  # Redis is back: the next outage starts afresh
         allowed, wait_us = reply
         return 0.0 if allowed else int(wait_us) / 1_000_000
 
