@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from coordination.demo._console import format_table, metrics_excerpt
 
-from ._serving import COMMAND, demo_env, serving_demo
+from ._serving import COMMAND, demo_env, require_redis, serving_demo
 
 
 def run_demo(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -122,7 +121,7 @@ def test_metrics_excerpt_keeps_only_the_chosen_families() -> None:
 @pytest.mark.redis
 @pytest.mark.slow
 def test_redis_mode_shares_one_breaker_between_two_workers() -> None:
-    _require_redis()
+    require_redis()
     result = run_demo("--duration", "8", "--redis", "redis://127.0.0.1:6379/0")
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
@@ -136,20 +135,6 @@ def test_redis_mode_shares_one_breaker_between_two_workers() -> None:
     client = redis.Redis(host="127.0.0.1", port=6379)
     try:
         assert list(client.scan_iter(f"{prefix.group(1)}*")) == []  # cleaned up
-    finally:
-        client.close()
-
-
-def _require_redis() -> None:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("COORDINATION_REQUIRE_REDIS") == "1":
-            raise
-        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {exc}")
     finally:
         client.close()
 

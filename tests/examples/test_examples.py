@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from demo._serving import require_redis
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # file -> lines (or parts of lines) its output must contain
@@ -107,24 +109,10 @@ def _run(name: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 )
 def test_example_runs(name: str, tmp_path: Path) -> None:
     if "redis" in name:
-        _require_redis()
+        require_redis()
     result = _run(name, tmp_path)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
     output = result.stdout + result.stderr  # logging (the debug example) goes to stderr
     for expected in EXPECTED[name]:
         assert expected in output, f"{name}: {expected!r} not in:\n{output}"
     assert "Traceback" not in result.stderr
-
-
-def _require_redis() -> None:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("COORDINATION_REQUIRE_REDIS") == "1":
-            raise
-        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {exc}")
-    finally:
-        client.close()
