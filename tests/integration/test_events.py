@@ -208,3 +208,28 @@ def test_validation_switch_off_skips_rules(components: dict[str, Any]) -> None:
     components = {**components, "config": components["config"].replace(enable_validation=False)}
     processor = make(components, rules=RULES)
     assert processor.process_event({}, "user_activity")["status"] == "processed"
+
+
+async def test_coroutine_handlers_need_the_async_path_but_replay_anywhere(
+    components: dict[str, Any],
+) -> None:
+    processor = make(components, error_config={"max_retries": 0})
+    healthy = {"now": False}
+
+    @processor.on("async")
+    async def handle(event: Any, event_type: str) -> str:
+        if not healthy["now"]:
+            raise ConnectionError("down")
+        return "ok"
+
+    with pytest.raises(TypeError, match="use aprocess_event"):
+        processor.process_event({"n": 1}, "async")
+    with pytest.raises(TypeError, match="use aprocess_event"):
+        processor.process_batch([{"n": 1}], "async")
+    assert processor.dead_letters.pending_count() == 0  # refused before journaling
+    with pytest.raises(EventDeadLettered):
+        await processor.aprocess_event({"n": 2}, "async")
+    healthy["now"] = True
+    report = processor.dead_letters.replay()  # from inside this running loop
+    assert len(report.succeeded) == 1
+    assert processor.dead_letters.count() == 0

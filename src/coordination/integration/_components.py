@@ -48,6 +48,13 @@ class ErrorHandlerLike(Protocol):
         kwargs: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> Any: ...
+    async def aexecute_with_error_handling(
+        self,
+        operation: Callable[..., Any],
+        args: Any = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Any: ...
     def get_error_report(self) -> dict[str, Any]: ...
 
 

@@ -17,6 +17,7 @@ or give the processor an ``idempotency_key`` so processed keys are skipped.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import itertools
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -149,6 +150,15 @@ class CoordinationEventProcessor:
         """The handler used when none is registered; subclasses override it."""
         return {"status": "processed", "event_type": event_type}
 
+    def _check_sync(self, event_type: str) -> None:
+        """Refuse, before anything is journaled, what the synchronous path cannot run."""
+        _check_type(event_type)
+        if inspect.iscoroutinefunction(self._handler_for(event_type)):
+            raise TypeError(
+                f"the handler for {event_type!r} is a coroutine function: "
+                "use aprocess_event (or await it from async code)"
+            )
+
     def _handler_for(self, event_type: str) -> EventHandler:
         return (
             self._handlers.get(event_type) or self._default_handler or self._process_event_internal
@@ -158,7 +168,7 @@ class CoordinationEventProcessor:
 
     def process_event(self, event_data: Any, event_type: str) -> Any:
         """The handler's result; raises ``EventDeadLettered`` once a failure is stored."""
-        _check_type(event_type)
+        self._check_sync(event_type)
         key = self._key(event_data, event_type) if self._key else None
         (pending_id,) = self.dead_letters.begin([(event_data, event_type, key)])
         return self._run(pending_id, event_data, event_type, key)[0]
@@ -183,7 +193,7 @@ class CoordinationEventProcessor:
         started = perf_counter()
         try:
             if inspect.iscoroutinefunction(handler):
-                result = await self.error_handler.aexecute_with_error_handling(  # type: ignore[attr-defined]
+                result = await self.error_handler.aexecute_with_error_handling(
                     self._aattempt,
                     args=(handler, event_data, event_type, attempts),
                     operation_name=self._names.admit(f"event_{event_type}"),
@@ -301,12 +311,18 @@ class CoordinationEventProcessor:
         """What ``dead_letters.replay()`` runs: validation and handler, raising on failure."""
         self._check(event, event_type)
         handler = self._handler_for(event_type)
-        if inspect.iscoroutinefunction(handler):
-            raise TypeError(
-                f"the handler for {event_type!r} is a coroutine function; replay them with "
-                "asyncio.run of aprocess_event or from a worker thread"
-            )
-        return self._execute(handler, event, event_type, _Attempts())
+        if not inspect.iscoroutinefunction(handler):
+            return self._execute(handler, event, event_type, _Attempts())
+        # replay() is synchronous and may be called from inside a running loop: a
+        # coroutine handler gets an event loop of its own, on a worker thread.
+        coroutine = self.error_handler.aexecute_with_error_handling(
+            self._aattempt,
+            args=(handler, event, event_type, _Attempts()),
+            operation_name=self._names.admit(f"event_{event_type}"),
+            **self._error_config,
+        )
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
 
     # --- batches ---------------------------------------------------------------------
 
@@ -324,6 +340,8 @@ class CoordinationEventProcessor:
         chunk_size = max(len(events), 1) if isinstance(events, Collection) else _BATCH_CHUNK
         pairs = _pairs(events, event_type)
         while chunk := list(itertools.islice(pairs, chunk_size)):
+            for _, kind in chunk:
+                self._check_sync(kind)
             items = [
                 (event, kind, self._key(event, kind) if self._key else None)
                 for event, kind in chunk
@@ -387,7 +405,6 @@ def _pairs(events: Iterable[Any], event_type: str | None) -> Iterable[tuple[Any,
                 f"process_batch item {index} must be an (event, event_type) pair when no "
                 f"event_type is given, got {type(item).__name__}"
             )
-        _check_type(item[1])
         yield item[0], item[1]
 
 
