@@ -17,7 +17,6 @@ Entries have two fields: ``event_type`` and ``event`` (JSON); ``publish()`` writ
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -25,19 +24,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ... import _time
-from ..._errors import ConfigError, EventDeadLettered, StoreError
+from ..._errors import ConfigError, EventDeadLettered
 from ..._logging import component_logger
-from ..._redact import safe_repr, truncate
+from ..._redact import truncate
 from ..._time import AsyncSleep, Sleep
 from ._connection import RedisGuard, connect, connect_async
+from ._stream_entries import Entry, dead_fields, decode, encode, fields_of, read_entries, text
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
 __all__ = ["EventProcessor", "RedisStreamSource", "StreamBatch"]
-
-_Entry = tuple[str, dict[str, str]]
 
 
 class EventProcessor(Protocol):
@@ -129,11 +127,11 @@ class RedisStreamSource:
     def publish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
         """Append an event to the stream; returns its entry id."""
         fields: dict[Any, Any] = encode(event, event_type)
-        return _text(self.client.xadd(self.stream, fields, maxlen=maxlen))
+        return text(self.client.xadd(self.stream, fields, maxlen=maxlen))
 
     async def apublish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
         fields: dict[Any, Any] = encode(event, event_type)
-        return _text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
+        return text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
 
     # --- consuming, sync -----------------------------------------------------------------
 
@@ -157,7 +155,7 @@ class RedisStreamSource:
         if entries:
             exhausted = self._exhausted(self.client.xpending_range(**self._pending_args(entries)))
         else:
-            entries = _entries(self.client.xreadgroup(**self._read_args()))
+            entries = read_entries(self.client.xreadgroup(**self._read_args()))
         dead: list[tuple[str, dict[str, str]]] = []
         for entry_id, fields, event in self._to_process(entries, exhausted, dead):
             try:
@@ -231,7 +229,7 @@ class RedisStreamSource:
             details = await client.xpending_range(**self._pending_args(entries))
             exhausted = self._exhausted(details)
         else:
-            entries = _entries(await client.xreadgroup(**self._read_args()))
+            entries = read_entries(await client.xreadgroup(**self._read_args()))
         dead: list[tuple[str, dict[str, str]]] = []
         process = getattr(self.processor, "aprocess_event", None)
         for entry_id, fields, event in self._to_process(entries, exhausted, dead):
@@ -302,7 +300,7 @@ class RedisStreamSource:
             "block": self.block_ms or None,
         }
 
-    def _pending_args(self, entries: list[_Entry]) -> dict[str, Any]:
+    def _pending_args(self, entries: list[Entry]) -> dict[str, Any]:
         first, last = entries[0][0], entries[-1][0]
         return {
             "name": self.stream,
@@ -312,10 +310,10 @@ class RedisStreamSource:
             "count": len(entries),
         }
 
-    def _claimed(self, reply: Any, batch: StreamBatch) -> list[_Entry]:
+    def _claimed(self, reply: Any, batch: StreamBatch) -> list[Entry]:
         """Entries ``XAUTOCLAIM`` took over from consumers that let them sit too long."""
-        self._claim_cursor = _text(reply[0])
-        entries = [(_text(i), _decode_fields(f)) for i, f in reply[1] if f is not None]
+        self._claim_cursor = text(reply[0])
+        entries = [(text(i), fields_of(f)) for i, f in reply[1] if f is not None]
         if len(reply) > 2 and reply[2]:
             self._logger.error(
                 "stream %r: %d pending entries were trimmed before anyone processed them",
@@ -329,12 +327,12 @@ class RedisStreamSource:
         """Ids among the reclaimed entries delivered too often: dead-letter, don't retry."""
         limit = self.max_deliveries
         return frozenset(
-            _text(d["message_id"]) for d in details if int(d["times_delivered"]) > limit
+            text(d["message_id"]) for d in details if int(d["times_delivered"]) > limit
         )
 
     def _to_process(
         self,
-        entries: list[_Entry],
+        entries: list[Entry],
         exhausted: frozenset[str],
         dead: list[tuple[str, dict[str, str]]],
     ) -> Iterator[tuple[str, dict[str, str], tuple[Any, str]]]:
@@ -342,12 +340,12 @@ class RedisStreamSource:
         for entry_id, fields in entries:
             if entry_id in exhausted:
                 reason = f"delivered more than {self.max_deliveries} times without success"
-                dead.append((entry_id, _dead_fields(fields, reason, None)))
+                dead.append((entry_id, dead_fields(fields, reason, None)))
                 continue
             try:
                 event = decode(fields)
             except ValueError as exc:
-                dead.append((entry_id, _dead_fields(fields, f"undecodable entry: {exc}", None)))
+                dead.append((entry_id, dead_fields(fields, f"undecodable entry: {exc}", None)))
                 continue
             yield entry_id, fields, event
 
@@ -360,7 +358,7 @@ class RedisStreamSource:
         error: Exception,
     ) -> None:
         if isinstance(error, EventDeadLettered):
-            dead.append((entry_id, _dead_fields(fields, error.reason, error.dead_letter_id)))
+            dead.append((entry_id, dead_fields(fields, error.reason, error.dead_letter_id)))
             return
         self._logger.warning(
             "stream %r entry %s failed (%s); left pending, to be redelivered",
@@ -380,38 +378,6 @@ class RedisStreamSource:
         tx.xack(self.stream, self.group, *batch.processed, *batch.dead_lettered)
 
 
-def encode(event: Any, event_type: str) -> dict[str, str]:
-    """The stream fields of one event."""
-    if not isinstance(event_type, str) or not event_type:
-        raise ConfigError(f"event_type: expected a non-empty string, got {event_type!r}")
-    try:
-        payload = json.dumps(event, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"event of type {event_type!r} is not JSON: {safe_repr(event)}") from exc
-    return {"event_type": event_type, "event": payload}
-
-
-def decode(fields: dict[str, str]) -> tuple[Any, str]:
-    """``(event, event_type)`` from stream fields; ``ValueError`` naming what is wrong."""
-    event_type = fields.get("event_type")
-    if not event_type:
-        raise ValueError("no 'event_type' field")
-    if "event" not in fields:
-        raise ValueError("no 'event' field")
-    try:
-        return json.loads(fields["event"]), event_type
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"'event' is not JSON ({exc})") from None
-
-
-def _dead_fields(fields: dict[str, str], reason: str, dead_letter_id: object) -> dict[str, str]:
-    result = dict(fields)
-    result["reason"] = truncate(reason, 1000)
-    if dead_letter_id is not None:
-        result["dead_letter_id"] = str(dead_letter_id)
-    return result
-
-
 def _response_error() -> type[Exception]:
     from redis.exceptions import ResponseError
 
@@ -422,18 +388,3 @@ def _unless_busy_group(error: Exception) -> None:
     """An existing group is fine (BUSYGROUP); any other error is raised again."""
     if "BUSYGROUP" not in str(error):
         raise error
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode_fields(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _entries(reply: Any) -> list[_Entry]:
-    if not reply:
-        return []
-    messages = reply[0][1]
-    return [(_text(i), _decode_fields(f)) for i, f in messages if f is not None]
