@@ -12,13 +12,11 @@ a server failure). As with WSGI, the app is never retried (see ``_wsgi``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .._config import CoordinationConfig
 from .._time import perf_counter
 from ._base import MiddlewareBase
-from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._http import CLIENT_CLOSED, Rejection
 from ._routes import asgi_route_resolver
 
@@ -87,31 +85,8 @@ class CoordinationASGIMiddleware(MiddlewareBase):
     Starlette's router (``scope["route"]``), rule sets are keyed by them.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        config: CoordinationConfig | Mapping[str, Any] | None = None,
-        *,
-        route_rules: Mapping[str, Any] | None = None,
-        route_resolver: Callable[[Mapping[str, Any]], str | None] | None = None,
-        allowed_methods: Iterable[str] | None = None,
-        validator: ValidatorLike | None = None,
-        error_handler: ErrorHandlerLike | None = None,
-        performance_monitor: MonitorLike | None = None,
-        debug: bool = False,
-    ) -> None:
-        super().__init__(
-            app,
-            config,
-            route_rules=route_rules,
-            allowed_methods=allowed_methods,
-            validator=validator,
-            error_handler=error_handler,
-            performance_monitor=performance_monitor,
-            debug=debug,
-            kind="ASGI",
-        )
-        self._routes = asgi_route_resolver(app, route_resolver)
+    kind = "ASGI"
+    _resolver = staticmethod(asgi_route_resolver)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,7 +116,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             length, rejection = policy.check_content_length(length_header)
         route = None
         if rejection is None and policy.rules:
-            route = self._routes.before(scope)
+            route = self._routes.before(scope) if self._routes else None
             rule_set = policy.rules_for(method, route)
             if rule_set is not None:
                 body, rejection, disconnected = await self._read_body(receive)
@@ -180,7 +155,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
                 status = CLIENT_CLOSED
             self._record(
                 method,
-                route or self._route_after(scope),
+                self.route_after(scope, route),
                 status,
                 started,
                 error,
@@ -213,13 +188,6 @@ class CoordinationASGIMiddleware(MiddlewareBase):
         await send(
             {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
         )
-
-    def _route_after(self, scope: Scope) -> str | None:
-        try:
-            return self._routes.after(scope)
-        except Exception:
-            self._logger.exception("route resolver failed; naming the request 'unmatched'")
-            return None
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

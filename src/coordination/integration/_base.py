@@ -2,52 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
-from .._config import CoordinationConfig, resolve_config
-from .._logging import component_logger
+from .._config import CoordinationConfig
 from .._time import perf_counter
-from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike, build_components
+from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
 from ._http import HttpCounters, RequestPolicy, operation_name
+from ._routes import RouteResolver
 
 __all__ = ["MiddlewareBase"]
 
 
-class MiddlewareBase:
-    """Components, request policy, endpoints and counters, built once per middleware."""
+class MiddlewareBase(CoordinatedDoor):
+    """Components, request policy, endpoints and counters, built once per middleware.
+
+    Subclasses name their protocol (``kind``) and how routes are named (``_resolver``).
+    """
+
+    kind: ClassVar[str]
+    _resolver: ClassVar[Callable[[Any, Any], RouteResolver | None]]
 
     def __init__(
         self,
         app: Any,
-        config: CoordinationConfig | Mapping[str, Any] | None,
+        config: CoordinationConfig | Mapping[str, Any] | None = None,
         *,
-        route_rules: Mapping[str, Any] | None,
-        allowed_methods: Iterable[str] | None,
-        validator: ValidatorLike | None,
-        error_handler: ErrorHandlerLike | None,
-        performance_monitor: MonitorLike | None,
-        debug: bool,
-        kind: str,
+        route_rules: Mapping[str, Any] | None = None,
+        route_resolver: Callable[[Mapping[str, Any]], str | None] | None = None,
+        allowed_methods: Iterable[str] | None = None,
+        validator: ValidatorLike | None = None,
+        error_handler: ErrorHandlerLike | None = None,
+        performance_monitor: MonitorLike | None = None,
+        debug: bool = False,
     ) -> None:
         if not callable(app):
-            raise TypeError(f"app must be a {kind} application, got {type(app).__name__}")
-        cfg = resolve_config(config)
+            raise TypeError(f"app must be a {self.kind} application, got {type(app).__name__}")
         self.app = app
-        self.config = cfg
-        self._components = build_components(
-            cfg,
-            validator=validator,
-            error_handler=error_handler,
-            performance_monitor=performance_monitor,
-            debug=debug or cfg.debug,
-        )
-        self.validator = self._components.validator
-        self.error_handler = self._components.error_handler
-        self.performance_monitor = self._components.monitor
-        self._logger = component_logger("integration", debug=debug or cfg.debug)
+        self._set_up(config, validator, error_handler, performance_monitor, debug)
+        cfg = self.config
         self._policy = RequestPolicy(cfg, self.validator, route_rules, allowed_methods)
+        self._routes: RouteResolver | None = type(self)._resolver(app, route_resolver)
         self._monitor = self.performance_monitor if cfg.enable_performance_monitoring else None
         self._endpoints = Endpoints(self._components, cfg) if cfg.expose_endpoints else None
         self._counters = HttpCounters()
@@ -72,6 +68,15 @@ class MiddlewareBase:
                 success=not failed,
                 error=error if error is not None else (f"HTTP {status}" if failed else None),
             )
+
+    def route_after(self, request: Mapping[str, Any], route: str | None) -> str | None:
+        """``route`` if found before the app ran, else what the framework matched."""
+        if route is None and self._routes is not None:
+            try:
+                return self._routes.after(request)
+            except Exception:
+                self._logger.exception("route resolver failed; naming the request 'unmatched'")
+        return route
 
     def get_middleware_status(self) -> dict[str, Any]:
         """The three component reports and this middleware's request counters."""

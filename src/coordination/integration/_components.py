@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from .._config import CoordinationConfig
+from .._config import CoordinationConfig, resolve_config
+from .._logging import component_logger
 
 __all__ = [
     "Components",
+    "CoordinatedDoor",
     "ErrorHandlerLike",
     "MonitorLike",
     "ValidatorLike",
@@ -102,6 +104,38 @@ class Components:
             "error_handler": self.error_handler,
             "performance_monitor": self.monitor,
         }
+
+
+class CoordinatedDoor:
+    """What every door (wrapper, middleware, event processor) sets up the same way."""
+
+    config: CoordinationConfig
+    validator: ValidatorLike
+    error_handler: ErrorHandlerLike
+    performance_monitor: MonitorLike
+
+    def _set_up(
+        self,
+        config: CoordinationConfig | Mapping[str, Any] | None,
+        validator: ValidatorLike | None,
+        error_handler: ErrorHandlerLike | None,
+        performance_monitor: MonitorLike | None,
+        debug: bool,
+    ) -> None:
+        cfg = resolve_config(config)
+        debug = debug or cfg.debug
+        self.config = cfg
+        self._components = build_components(
+            cfg,
+            validator=validator,
+            error_handler=error_handler,
+            performance_monitor=performance_monitor,
+            debug=debug,
+        )
+        self.validator = self._components.validator
+        self.error_handler = self._components.error_handler
+        self.performance_monitor = self._components.monitor
+        self._logger = component_logger("integration", debug=debug)
 
 
 def build_components(

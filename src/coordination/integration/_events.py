@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from .._bounded import BoundedNames
-from .._config import CoordinationConfig, resolve_config
+from .._config import CoordinationConfig
 from .._errors import EventDeadLettered, ValidationError
-from .._logging import component_logger
 from .._time import perf_counter
 from ._components import (
+    CoordinatedDoor,
     ErrorHandlerLike,
     MonitorLike,
     ValidatorLike,
-    build_components,
     prepare_rules,
 )
 from ._dead_letters import DeadLetterStore
@@ -68,7 +67,7 @@ class _Attempts:
         self.count = 0
 
 
-class CoordinationEventProcessor:
+class CoordinationEventProcessor(CoordinatedDoor):
     """Processes events through validation, the error handler and the monitor.
 
     Handlers are called as ``handler(event, event_type)``: the one registered for the type
@@ -92,21 +91,10 @@ class CoordinationEventProcessor:
         config: CoordinationConfig | Mapping[str, Any] | None = None,
         debug: bool = False,
     ) -> None:
-        cfg = resolve_config(config)
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-        self._components = build_components(
-            cfg,
-            validator=validator,
-            error_handler=error_handler,
-            performance_monitor=performance_monitor,
-            debug=debug or cfg.debug,
-        )
-        self.config = cfg
-        self.validator = self._components.validator
-        self.error_handler = self._components.error_handler
-        self.performance_monitor = self._components.monitor
-        self._logger = component_logger("integration", debug=debug or cfg.debug)
+        self._set_up(config, validator, error_handler, performance_monitor, debug)
+        cfg = self.config
         self._default_handler = handler
         self._handlers: dict[str, EventHandler] = {}
         self._error_config = dict(error_config or {})

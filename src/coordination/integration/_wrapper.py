@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._config import CoordinationConfig, resolve_config
-from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike, build_components
+from .._config import CoordinationConfig
+from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._compose import compose
 
 __all__ = ["CoordinationServiceWrapper"]
 
 
-class CoordinationServiceWrapper:
+class CoordinationServiceWrapper(CoordinatedDoor):
     """Wraps methods of ``service`` with the validator, error handler and monitor.
 
     The spec's sketch calls ``validate_message_structure`` without the rules it was given,
@@ -42,19 +42,8 @@ class CoordinationServiceWrapper:
         config: CoordinationConfig | Mapping[str, Any] | None = None,
         debug: bool = False,
     ) -> None:
-        cfg = resolve_config(config)
         self.service = service
-        self._components = build_components(
-            cfg,
-            validator=validator,
-            error_handler=error_handler,
-            performance_monitor=performance_monitor,
-            debug=debug or cfg.debug,
-        )
-        self.config = cfg
-        self.validator = self._components.validator
-        self.error_handler = self._components.error_handler
-        self.performance_monitor = self._components.monitor
+        self._set_up(config, validator, error_handler, performance_monitor, debug)
 
     def wrap_method(
         self,

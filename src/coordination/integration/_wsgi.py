@@ -18,13 +18,11 @@ framework or server answers it as it always did.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._config import CoordinationConfig
 from .._time import perf_counter
 from ._base import MiddlewareBase
-from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._http import Rejection
 from ._routes import wsgi_route_resolver
 
@@ -52,31 +50,8 @@ class CoordinationMiddleware(MiddlewareBase):
     other than Flask and Django; ``allowed_methods`` replaces the standard methods.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        config: CoordinationConfig | Mapping[str, Any] | None = None,
-        *,
-        route_rules: Mapping[str, Any] | None = None,
-        route_resolver: Callable[[Mapping[str, Any]], str | None] | None = None,
-        allowed_methods: Iterable[str] | None = None,
-        validator: ValidatorLike | None = None,
-        error_handler: ErrorHandlerLike | None = None,
-        performance_monitor: MonitorLike | None = None,
-        debug: bool = False,
-    ) -> None:
-        super().__init__(
-            app,
-            config,
-            route_rules=route_rules,
-            allowed_methods=allowed_methods,
-            validator=validator,
-            error_handler=error_handler,
-            performance_monitor=performance_monitor,
-            debug=debug,
-            kind="WSGI",
-        )
-        self._routes = wsgi_route_resolver(app, route_resolver)
+    kind = "WSGI"
+    _resolver = staticmethod(wsgi_route_resolver)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self._endpoints is not None:
@@ -152,14 +127,6 @@ class CoordinationMiddleware(MiddlewareBase):
         start_response(rejection.status_line, rejection.response_headers(body))
         self._record(method, route, rejection.status, started, None, rejected=True)
         return [b"" if method == "HEAD" else body]
-
-    def route_after(self, environ: Environ, route: str | None) -> str | None:
-        if route is None and self._routes is not None:
-            try:
-                return self._routes.after(environ)
-            except Exception:
-                self._logger.exception("route resolver failed; naming the request 'unmatched'")
-        return route
 
 
 class _Exchange:
