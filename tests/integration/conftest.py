@@ -29,7 +29,10 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def handler(config: CoordinationConfig, sleeps: list[float]) -> Iterator[CoordinationErrorHandler]:
-    error_handler = CoordinationErrorHandler(config, sleep=sleeps.append)
+    async def async_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    error_handler = CoordinationErrorHandler(config, sleep=sleeps.append, async_sleep=async_sleep)
     yield error_handler
     error_handler.close()
 
