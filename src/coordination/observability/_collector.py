@@ -170,7 +170,8 @@ def _read_component(
 ) -> None:
     comp = {"component": name}
     mean = None
-    if hasattr(component, "operation_stats"):
+    # The error handler's snapshots hold the counts its report already gives: skip them.
+    if hasattr(component, "operation_stats") and not hasattr(component, "get_error_report"):
         mean = _read_operation_stats(out, comp, component.operation_stats(), durations)
     if mean is None and hasattr(component, "get_performance_report"):
         # only when the snapshots cannot give the mean: the full report costs far more

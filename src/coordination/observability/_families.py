@@ -20,12 +20,17 @@ __all__ = ["FamilyBuilder"]
 
 @dataclass(slots=True)
 class _Family:
-    name: str
-    documentation: str
-    typ: str
-    unit: str
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+    metric: Metric
+    # Series with an overflow label value are summed here first (several sources land on
+    # one series); every other sample goes straight into ``metric``.
+    overflow: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def flush(self) -> Metric:
+        for (sample_name, labels), value in self.overflow.items():
+            self.metric.add_sample(sample_name, dict(labels), value)
+        self.overflow.clear()
+        return self.metric
 
 
 class FamilyBuilder:
@@ -100,13 +105,12 @@ class FamilyBuilder:
         """
         metrics: dict[str, Metric] = {}
         for builder in builders:
-            for family in builder._families.values():
-                metric = metrics.get(family.name)
-                if metric is None:
-                    metric = Metric(family.name, family.documentation, family.typ, family.unit)
-                    metrics[family.name] = metric
-                for (sample_name, labels), value in family.samples.items():
-                    metric.add_sample(sample_name, dict(labels), value)
+            for name, family in builder._families.items():
+                metric = family.flush()
+                if name in metrics:
+                    metrics[name].samples.extend(metric.samples)
+                else:
+                    metrics[name] = metric
         return iter(metrics.values())
 
     # --- internals ----------------------------------------------------------------------
@@ -114,7 +118,7 @@ class FamilyBuilder:
     def _family(self, name: str, doc: str, typ: str, unit: str) -> _Family:
         family = self._families.get(name)
         if family is None:
-            family = self._families[name] = _Family(name, doc, typ, unit)
+            family = self._families[name] = _Family(Metric(name, doc, typ, unit))
         return family
 
     def _bound(self, family: _Family, labels: Mapping[str, str]) -> dict[str, str]:
@@ -132,7 +136,8 @@ class FamilyBuilder:
 
     @staticmethod
     def _put(family: _Family, sample_name: str, labels: dict[str, str], value: float) -> None:
-        if "quantile" in labels and OVERFLOW_OPERATION in labels.values():
-            return  # quantiles of different series cannot be added together
-        key = (sample_name, tuple(labels.items()))
-        family.samples[key] = family.samples.get(key, 0.0) + value
+        if OVERFLOW_OPERATION not in labels.values():
+            family.metric.add_sample(sample_name, labels, value)
+        elif "quantile" not in labels:  # quantiles of different series cannot be added
+            key = (sample_name, tuple(labels.items()))
+            family.overflow[key] = family.overflow.get(key, 0.0) + value
