@@ -6,13 +6,18 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from werkzeug.test import Client
 
 from coordination import CircuitOpenError
 from coordination.error_handling import CoordinationErrorHandler
-from coordination.integration import CoordinationMiddleware
+from coordination.integration import CoordinationASGIMiddleware, CoordinationMiddleware
 from coordination.observability import CoordinationHealthChecker, CoordinationMetricsExporter
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator
@@ -238,3 +243,22 @@ def test_http_series_from_the_real_middleware_under_flask() -> None:
         value(text, "coordination_http_request_duration_seconds_count", **route, route=user_route)
         == 5
     )
+
+
+async def test_http_series_from_the_real_asgi_middleware_under_starlette() -> None:
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse({"id": request.path_params["id"]})
+
+    middleware = CoordinationASGIMiddleware(
+        Starlette(routes=[Route("/items/{id:int}", item)]), config={}
+    )
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for item_id in range(3):
+            assert (await client.get(f"/items/{item_id}")).status_code == 200
+
+    text = CoordinationMetricsExporter({"http": middleware}).export_metrics()
+    route = {"component": "http", "method": "GET", "route": "/items/{id:int}"}
+    assert value(text, "coordination_http_requests_total", **route, outcome="success") == 3
+    assert value(text, "coordination_http_request_duration_seconds_count", **route) == 3
+    assert value(text, "coordination_http_responses_total", component="http", status="200") == 3
