@@ -9,7 +9,7 @@ from .._config import CoordinationConfig
 from .._time import perf_counter
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
-from ._http import HttpCounters, RequestPolicy, operation_name
+from ._http import UNMATCHED, HttpCounters, RequestPolicy
 from ._routes import RouteResolver
 
 __all__ = ["MiddlewareBase"]
@@ -59,15 +59,20 @@ class MiddlewareBase(CoordinatedDoor):
         rejected: bool = False,
     ) -> None:
         """Count the finished request and give its duration to the monitor."""
-        self._counters.finished(status, rejected=rejected, error=error)
-        if self._monitor is not None:
-            failed = error is not None or status >= 500
-            self._monitor.record_duration(
-                operation_name(method, route),
-                perf_counter() - started,
-                success=not failed,
-                error=error if error is not None else (f"HTTP {status}" if failed else None),
-            )
+        counters = self._counters
+        if error is None and not rejected:  # the common case, without the branches below
+            counters.count_status(status)
+        else:
+            counters.finished(status, rejected=rejected, error=error)
+        monitor = self._monitor
+        if monitor is None:
+            return
+        name = f"{method} {route}" if route else UNMATCHED
+        if error is None and status < 500:
+            monitor.record_duration(name, perf_counter() - started)
+        else:
+            failure = error if error is not None else f"HTTP {status}"
+            monitor.record_duration(name, perf_counter() - started, False, failure)
 
     def route_after(self, request: Mapping[str, Any], route: str | None) -> str | None:
         """``route`` if found before the app ran, else what the framework matched."""

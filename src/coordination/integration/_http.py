@@ -30,10 +30,9 @@ __all__ = [
     "HttpCounters",
     "Rejection",
     "RequestPolicy",
-    "operation_name",
 ]
 
-UNMATCHED = "unmatched"
+UNMATCHED = "unmatched"  # the operation name of requests without a route template
 CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection"
 DEFAULT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 PROBLEM_JSON = "application/problem+json"
@@ -71,11 +70,6 @@ class Rejection:
             ("Content-Length", str(len(body))),
             *self.headers,
         ]
-
-
-def operation_name(method: str, route: str | None) -> str:
-    """``"POST /api/users"`` for a route template, else the fixed ``"unmatched"``."""
-    return f"{method} {route}" if route else UNMATCHED
 
 
 def _error_entry(error: Any) -> dict[str, Any]:
@@ -206,6 +200,13 @@ class HttpCounters:
     def started(self) -> None:
         next(self._started)
 
+    def count_status(self, status: int) -> None:
+        counter = self._statuses.get(status)
+        if counter is None:
+            self._bump(self._statuses, status)
+        else:
+            next(counter)
+
     def _bump(self, table: dict[Any, itertools.count[int]], key: Any) -> None:
         counter = table.get(key)
         if counter is None:
@@ -220,7 +221,7 @@ class HttpCounters:
         rejected: bool = False,
         error: BaseException | None = None,
     ) -> None:
-        self._bump(self._statuses, status)
+        self.count_status(status)
         if rejected:
             self._bump(self._rejected, status)
         if error is not None:
