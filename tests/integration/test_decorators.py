@@ -9,6 +9,7 @@ import pytest
 
 from coordination import ValidationError
 from coordination.integration import CoordinationServiceWrapper, coordinate_operation
+from coordination.validation import CoordinationValidator
 
 from .conftest import op_count
 
@@ -151,3 +152,25 @@ def test_service_wrapper_names_a_missing_method(components: dict[str, Any]) -> N
     wrapper = CoordinationServiceWrapper(LegacyUserService(), **components)
     with pytest.raises(AttributeError, match="LegacyUserService has no method 'delete_user'"):
         wrapper.wrap_method("delete_user")
+
+
+def test_rules_compile_once_and_keyword_calls_are_checked(components: dict[str, Any]) -> None:
+    class CountingValidator(CoordinationValidator):
+        compiled = 0
+
+        def compile(self, rules: Any, *, name: str | None = None) -> Any:
+            CountingValidator.compiled += 1
+            return super().compile(rules, name=name)
+
+    validator = CountingValidator(config=components["config"])
+
+    @coordinate_operation(RULES, operation_name="kw", validator=validator, config={})
+    def update(user_id: Any, data: Any = None, *, note: str = "") -> str:
+        return f"{user_id}{note}"
+
+    assert update(user_id="1", data={}, note="!") == "1!"
+    assert update("2", data={}) == "2"
+    with pytest.raises(ValidationError, match="data"):
+        update(user_id="3")  # the default None breaks the rule set
+    assert CountingValidator.compiled == 1
+    assert validator.get_validation_report()["total_validations"] == 3
