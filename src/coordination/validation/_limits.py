@@ -94,7 +94,9 @@ def check_structure(
 
     def add(code: ErrorCode, path: Path, text: str) -> bool:
         where = field_label(path)
-        issues.append(ValidationIssue(code, path, json_pointer(path), rule_set, f"{where}: {text}"))
+        issues.append(
+            ValidationIssue(code.value, path, json_pointer(path), rule_set, f"{where}: {text}")
+        )
         return len(issues) >= wanted
 
     if not isinstance(data, dict):

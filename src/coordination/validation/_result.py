@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["ErrorCode", "ValidationIssue", "ValidationResult", "field_label", "json_pointer"]
 
@@ -70,9 +70,8 @@ def field_label(path: tuple[str | int, ...]) -> str:
     return text if len(text) <= 120 else f"{text[:60]}…{text[-59:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class ValidationIssue:
-    """One problem found in the data.
+class ValidationIssue(NamedTuple):
+    """One problem found in the data (an immutable named tuple: cheap to make).
 
     >>> ValidationIssue("required", ("email",), "/email", "users", "email: is required").code
     'required'

@@ -6,10 +6,13 @@ import difflib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import threading
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,10 @@ from .._errors import RuleSetError, ValidationError
 from .._logging import component_logger
 from .._redact import is_secret_name
 from .._status import HealthStatus
-from .._time import utc_timestamp
 from ._compiler import compile_rules
 from ._limits import MessageLimits, check_structure, is_flat_and_clean
 from ._loader import read_rule_sources, rule_files
-from ._result import ValidationIssue, ValidationResult
+from ._result import ErrorCode, ValidationIssue, ValidationResult
 from ._ruleset import RuleSet
 
 __all__ = [
@@ -91,10 +93,11 @@ class CoordinationValidator:
         self._inline: OrderedDict[str, RuleSet] = OrderedDict()
         self._rule_sets: dict[str, RuleSet] = {}
         self._invalid: Counter[str] = Counter()
-        self._by_code: Counter[str] = Counter()
         self._by_field: Counter[str] = Counter()
-        self._by_rule_set_and_code: Counter[tuple[str, str]] = Counter()
-        self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_FAILURES)
+        self._by_rule_set_and_code: Counter[tuple[str, ErrorCode | str]] = Counter()
+        self._recent: deque[tuple[float, str, tuple[ValidationIssue, ...]]] = deque(
+            maxlen=_RECENT_FAILURES
+        )
         self._load_error: str | None = None
         self._structure = self._new_entry(None, STRUCTURE_RULE_SET)
         self.reload_rules()
@@ -289,21 +292,19 @@ class CoordinationValidator:
         with self._lock:
             self._invalid[name] += 1
             for issue in issues:
-                field = issue.field
+                path = issue.path
+                field = path[0] if len(path) == 1 and path[0].__class__ is str else issue.field
                 if field not in self._by_field and len(self._by_field) >= field_cap:
                     field = OVERFLOW_OPERATION
                 self._by_field[field] += 1
-                self._by_code[str(issue.code)] += 1
-                self._by_rule_set_and_code[(name, str(issue.code))] += 1
-            self._recent.append(
-                {
-                    "timestamp": utc_timestamp(),
-                    "rule_set": name,
-                    "errors": [i.to_dict() for i in issues[:_ERRORS_PER_FAILURE]],
-                    "error_count": len(issues),
-                }
+                self._by_rule_set_and_code[(name, issue.code)] += 1  # by_error_code derives
+            # the issues are immutable and already redacted: kept as they are, formatted
+            # only when a report is asked for
+            self._recent.append((time.time(), name, issues))
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug(
+                "validation against %r failed: %s", name, "; ".join(map(str, issues))
             )
-        self._logger.debug("validation against %r failed: %s", name, "; ".join(map(str, issues)))
 
     # --- reading state ------------------------------------------------------------------
 
@@ -315,13 +316,13 @@ class CoordinationValidator:
             report: dict[str, Any] = {
                 "status": self._status(),
                 "rule_sets": sorted(self._rule_sets),
-                "by_error_code": dict(self._by_code),
+                "by_error_code": _by_code(self._by_rule_set_and_code),
                 "by_field": dict(self._by_field),
                 "failures_by_rule_set_and_code": [
-                    {"rule_set": rs, "code": code, "count": count}
+                    {"rule_set": rs, "code": str(code), "count": count}
                     for (rs, code), count in self._by_rule_set_and_code.most_common()
                 ],
-                "recent_failures": list(self._recent),
+                "recent_failures": [_failure(*failure) for failure in self._recent],
             }
         names = sorted(set(valid) | set(invalid))
         report["by_rule_set"] = {
@@ -392,6 +393,22 @@ def _inline_name(rules: Mapping[str, Any]) -> str:
         json.dumps(rules, sort_keys=True, default=repr).encode(), usedforsecurity=False
     ).hexdigest()
     return f"inline-{digest[:8]}"
+
+
+def _by_code(counts: Counter[tuple[str, ErrorCode | str]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for (_rule_set, code), count in counts.items():
+        total[str(code)] += count
+    return dict(total.most_common())
+
+
+def _failure(when: float, name: str, issues: tuple[ValidationIssue, ...]) -> dict[str, Any]:
+    return {
+        "timestamp": datetime.fromtimestamp(when, UTC).isoformat(),
+        "rule_set": name,
+        "errors": [issue.to_dict() for issue in issues[:_ERRORS_PER_FAILURE]],
+        "error_count": len(issues),
+    }
 
 
 def _count_value(counter: itertools.count[int]) -> int:
