@@ -95,7 +95,10 @@ class _StarletteRoutes:
         self._app = app
 
     def before(self, scope: Mapping[str, Any]) -> str | None:
-        from starlette.routing import Match
+        try:
+            from starlette.routing import Match
+        except ImportError:  # a plain ASGI app without Starlette: no templates to match
+            return None
 
         app = scope.get("app", self._app)
         partial = None
