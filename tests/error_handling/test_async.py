@@ -174,3 +174,19 @@ async def test_async_methods_keep_working(handler: CoordinationErrorHandler) -> 
             return self.base + n
 
     assert await Client().get(5) == 15
+
+
+async def test_an_object_with_an_async_call_is_awaited(handler: CoordinationErrorHandler) -> None:
+    class Fetcher:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self) -> str:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("first try fails")
+            return "fetched"
+
+    fetch = handler.decorate(Fetcher(), operation_name="fetcher")
+    assert await fetch() == "fetched"
+    assert handler.operation_stats()["fetcher"]["retries"] == 1

@@ -185,7 +185,15 @@ class CircuitBreaker:
 
     def record_failure(self, duration: float) -> None:
         with self._lock:
-            moved = self._failure_locked(duration)
+            if self._state is CLOSED and self._window is None:  # the common case, inline
+                self._consecutive += 1
+                if self._consecutive < self.settings.failure_threshold:
+                    return
+                moved: BreakerTransition | None = self._open(
+                    f"{self._consecutive} consecutive failures"
+                )
+            else:
+                moved = self._failure_locked(duration)
         self._notify(moved)
 
     def release(self) -> None:

@@ -49,7 +49,9 @@ def wrap_function(
     if not isinstance(name, str):
         raise TypeError(f"operation_name must be a string, not {type(name).__name__}")
     plan = handler.plan(name, options)
-    if inspect.iscoroutinefunction(func):
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        type(func).__call__  # an object with an async __call__
+    ):
         arun = plan.arun
 
         async def call_async(*args: Any, **kwargs: Any) -> Any:

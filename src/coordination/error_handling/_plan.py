@@ -112,6 +112,7 @@ class Plan:
         self.fallback = options.fallback
         self.timed = options.timeout is not None or op.breaker.tracks_duration
         self.zero_wait = options.backoff.never_waits
+        self.default_retry = options.retry_on is None and options.give_up_on is None
         self.severity_counter = handler._log.severity_counter(options.severity)
         # the fast path: nothing to do before the call but look at the breaker's state
         self.fast = (
@@ -127,6 +128,8 @@ class Plan:
 
     def should_retry(self, exc: Exception) -> bool:
         options = self.options
+        if self.default_retry:
+            return not isinstance(exc, NOT_RETRIED)
         if options.give_up_on is not None and options.give_up_on(exc):
             return False
         if options.retry_on is not None:
@@ -144,7 +147,8 @@ class Plan:
             return -1.0
         if testing.enabled:
             return 0.0
-        hint = retry_after_seconds(exc) if exc is not None else None
+        # most exceptions carry no attributes at all: skip the hint lookup for them
+        hint = retry_after_seconds(exc) if exc is not None and exc.__dict__ else None
         if hint is not None:
             if hint > options.backoff.max_delay:
                 return -1.0  # the dependency asks for longer than we may wait
@@ -279,7 +283,8 @@ class Plan:
                 next(self.op.successes)
                 return result
             return self.give_up(exc, 1)
-        return self.run(func, args, kwargs, attempt=1, started=started, wait=wait, last=exc)
+        # the fast path has no bulkhead to leave: straight to the remaining attempts
+        return self._attempts(func, args, kwargs, 1, started, wait, exc)
 
     def run(
         self,
@@ -334,7 +339,10 @@ class Plan:
                     raise
             begin = clock() if self.timed else 0.0
             try:
-                result = self._call_once(func, args, kwargs)
+                if self.timeout is None:  # no extra frame for the common case
+                    result = func(*args, **kwargs)
+                else:
+                    result = self._call_once(func, args, kwargs)
             except Exception as exc:
                 self.failed_attempt(exc, clock() - begin if self.timed else 0.0)
                 last = exc
@@ -363,9 +371,7 @@ class Plan:
             return result
 
     def _call_once(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        timeout = self.timeout
-        if timeout is None:
-            return func(*args, **kwargs)
+        timeout = cast(float, self.timeout)
         # A thread cannot be cancelled: the attempt runs in a worker thread, the caller
         # stops waiting at the deadline, and the attempt's late result is discarded.
         context = contextvars.copy_context()
