@@ -9,21 +9,14 @@ The rule language is described in docs/rules.md, the validator in docs/validatio
 """
 
 from .._errors import RuleSetError, ValidationError
-from ._compiler import FIELD_KEYWORDS, FIELD_TYPES, RULE_SET_KEYWORDS
 from ._decorator import default_validator, validate_input
-from ._limits import MessageLimits
 from ._result import ErrorCode, ValidationIssue, ValidationResult
 from ._ruleset import RuleSet
-from ._validator import STRUCTURE_RULE_SET, CoordinationValidator, load_rule_sets
+from ._validator import CoordinationValidator, load_rule_sets
 
 __all__ = [
-    "FIELD_KEYWORDS",
-    "FIELD_TYPES",
-    "RULE_SET_KEYWORDS",
-    "STRUCTURE_RULE_SET",
     "CoordinationValidator",
     "ErrorCode",
-    "MessageLimits",
     "RuleSet",
     "RuleSetError",
     "ValidationError",

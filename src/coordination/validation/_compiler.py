@@ -76,7 +76,7 @@ FIELD_KEYWORDS = (
 )  # fmt: skip
 RULE_SET_KEYWORDS = (
     "name", "description", "fields", "required_fields", "additional_fields", "conditions",
-    "schema",
+    "schema", "formats",
 )  # fmt: skip
 _CONDITION_KEYWORDS = ("when", "require", "forbid")
 _MAX_FIELD_NESTING = 32
@@ -122,6 +122,7 @@ class CompiledRules:
     notes: dict[SchemaPath, FieldNote | ConditionNote] = field(default_factory=dict)
     secret_names: set[str] = field(default_factory=set)
     raw: bool = False
+    assert_formats: bool = True
 
 
 class _Where:
@@ -150,8 +151,17 @@ def compile_rules(
     """``rules`` (the vocabulary, ``required_fields`` or ``schema``) as a JSON Schema."""
     where = _Where(name, source)
     _check_keys(rules, RULE_SET_KEYWORDS, where, what="rule set keyword", field=None)
+    formats = rules.get("formats", "assert")
+    if formats not in ("assert", "annotate"):
+        raise where.error(
+            f"'formats' must be 'assert' or 'annotate', got {formats!r}",
+            mapping=rules,
+            key="formats",
+        )
     if "schema" in rules:
-        others = sorted(str(k) for k in rules if k not in ("schema", "name", "description"))
+        others = sorted(
+            str(k) for k in rules if k not in ("schema", "name", "description", "formats")
+        )
         if others:
             raise where.error(
                 f"'schema' cannot be combined with {others}", mapping=rules, key="schema"
@@ -163,9 +173,9 @@ def compile_rules(
                 mapping=rules,
                 key="schema",
             )
-        return CompiledRules(schema=_plain(schema), raw=True)
+        return CompiledRules(schema=_plain(schema), raw=True, assert_formats=formats == "assert")
 
-    compiled = CompiledRules(schema={})
+    compiled = CompiledRules(schema={}, assert_formats=formats == "assert")
     fields = rules.get("fields", {})
     if fields is None:
         fields = {}

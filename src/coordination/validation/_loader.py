@@ -101,7 +101,7 @@ def read_rule_sources(file: Path) -> list[RuleSource]:
             f"malformed YAML in rule file {file}{where}: {problem}", source=f"{file}{where}"
         ) from exc
     sources = list(_sources_in(documents, file))
-    if len(sources) == 1 and sources[0].default_name is None:
+    if len(sources) == 1 and "rule_sets" not in documents[0]:
         only = sources[0]
         return [RuleSource(only.rules, only.file, only.line, file.stem)]
     return sources

@@ -120,7 +120,11 @@ def describe_failure(
     if keyword == "pattern":
         return f"must match the pattern {expected!r}, got {got}"
     if keyword == "enum":
-        return f"must be one of {_options(tuple(expected))}, got {got}"
+        try:
+            options = _options(tuple(expected))
+        except TypeError:  # unhashable options (lists, objects) are not cached
+            options = _options.__wrapped__(tuple(expected))
+        return f"must be one of {options}, got {got}"
     if keyword == "const":
         return f"must be {safe_repr(expected, 60)}, got {got}"
     if keyword == "uniqueItems":

@@ -34,13 +34,14 @@ _PLANNABLE_KEYWORDS = {
 }  # fmt: skip
 
 
-def _engine(schema: dict[str, Any] | bool) -> jsonschema_rs.Validator:
-    # Formats are assertions here (the vocabulary's datetime, email, ... must be checked);
+def _engine(schema: dict[str, Any] | bool, *, formats: bool = True) -> jsonschema_rs.Validator:
+    # Formats are assertions unless a rule set says `formats: annotate` (the vocabulary's
+    # datetime, email, ... must be checked);
     # the regex crate is linear-time, so no pattern can backtrack catastrophically;
     # offline: a rule file never makes the engine fetch a remote $ref.
     return jsonschema_rs.validator_for(
         schema,
-        validate_formats=True,
+        validate_formats=formats,
         pattern_options=jsonschema_rs.RegexOptions(),
         offline=True,
     )
@@ -71,6 +72,7 @@ class RuleSet:
 
     __slots__ = (
         "_forbid_extra",
+        "_formats",
         "_iter_errors",
         "_notes",
         "_plan",
@@ -92,8 +94,9 @@ class RuleSet:
         self.raw = compiled.raw
         self._notes = compiled.notes
         self._secret_names = frozenset(compiled.secret_names)
+        self._formats = compiled.assert_formats
         try:
-            validator = _engine(compiled.schema)
+            validator = _engine(compiled.schema, formats=self._formats)
         except jsonschema_rs.ValidationError as exc:
             where = json_pointer(tuple(exc.instance_path)) or "/"
             raise RuleSetError(
@@ -152,10 +155,10 @@ class RuleSet:
             keywords = None
             if set(field_schema) <= _PLANNABLE_KEYWORDS:
                 keywords = tuple(
-                    (keyword, value, _engine({keyword: value}).is_valid)
+                    (keyword, value, _engine({keyword: value}, formats=self._formats).is_valid)
                     for keyword, value in field_schema.items()
                 )
-            engine = _engine(field_schema)
+            engine = _engine(field_schema, formats=self._formats)
             note = self._notes.get(("properties", name))
             plan.append(
                 _FieldCheck(

@@ -293,7 +293,9 @@ class CoordinationValidator:
             self._invalid[name] += 1
             for issue in issues:
                 path = issue.path
-                field = path[0] if len(path) == 1 and path[0].__class__ is str else issue.field
+                first = path[0] if len(path) == 1 else None
+                # labels are capped in length; a short top-level name is its own label
+                field = first if isinstance(first, str) and len(first) <= 120 else issue.field
                 if field not in self._by_field and len(self._by_field) >= field_cap:
                     field = OVERFLOW_OPERATION
                 self._by_field[field] += 1
