@@ -172,3 +172,41 @@ def test_rate_limit_through_the_handler(clock: FakeClock) -> None:
     assert handler.operation_stats()["api"]["rate_limited"] == 1
     clock.advance(0.5)
     assert handler.execute_with_error_handling(lambda: 4, operation_name="api") == 4
+
+
+def test_a_bulkhead_waiter_gives_up_after_bulkhead_wait() -> None:
+    handler = CoordinationErrorHandler({"base_delay": 0})
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        leave.wait(2)
+
+    limited = handler.decorate(hold, max_concurrent=1, bulkhead_wait=0.05, operation_name="one")
+    holder = threading.Thread(target=limited)
+    holder.start()
+    inside.wait(1)
+    started = time.perf_counter()
+    with pytest.raises(BulkheadFull):
+        limited()
+    assert 0.04 <= time.perf_counter() - started < 1.0
+    leave.set()
+    holder.join()
+    assert limited() is None  # the waiter left the queue: the slot is free
+
+
+def test_later_uses_cannot_change_an_operations_breaker(
+    handler: CoordinationErrorHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler.execute_with_error_handling(lambda: 1, operation_name="inv", error_severity="HIGH")
+    assert handler.circuit_breaker("inv").settings.failure_threshold == 5
+    assert handler.operation_stats()["inv"]["severity"] == "HIGH"  # the accessor kept it
+    assert not caplog.records
+    handler.execute_with_error_handling(lambda: 1, operation_name="inv", max_retries=1)
+    assert not caplog.records  # retry options belong to each use, not to the operation
+    handler.execute_with_error_handling(
+        lambda: 1, operation_name="inv", circuit_breaker_threshold=50
+    )
+    assert handler.circuit_breaker("inv").settings.failure_threshold == 5
+    assert "different settings given later are ignored" in caplog.text

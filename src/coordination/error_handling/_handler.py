@@ -162,7 +162,7 @@ class CoordinationErrorHandler:
 
     def circuit_breaker(self, name: str) -> CircuitBreakerBackend:
         """The breaker of operation ``name`` (made with the defaults if not used yet)."""
-        return self._operation(name, self.config_options()).breaker
+        return self._operation(name, None).breaker
 
     def circuit_states(self) -> dict[str, CircuitState]:
         return {name: op.breaker.state for name, op in list(self._operations.items())}
@@ -213,26 +213,50 @@ class CoordinationErrorHandler:
             self._plans[key] = plan
         return plan
 
-    def _operation(self, name: str, options: Options) -> OperationState:
+    def _operation(self, name: str, options: Options | None) -> OperationState:
+        """The state of operation ``name``; the first plan's options fix its breaker,
+        bulkhead and rate limit (``None``: just look it up, made with the defaults)."""
         name = self._names.admit(name)
         op = self._operations.get(name)
-        if op is not None:
+        if op is None:
+            with self._lock:
+                op = self._operations.get(name)
+                if op is None:
+                    op = self._new_operation(name, options or self.config_options())
+                    self._operations[name] = op
+                    return op
+        if options is not None:
             op.severity = options.severity.value
-            return op
-        with self._lock:
-            op = self._operations.get(name)
-            if op is None:
-                breaker = self._breaker_factory(
-                    name, options.breaker, clock=self._clock, on_transition=self._on_transition
-                )
-                op = OperationState(name, breaker, options.severity.value)
-                self._operations[name] = op
-            if options.rate_limit is not None and op.limiter is None:
-                factory = self._rate_limiter_factory or memory_rate_limiter_factory
-                op.limiter = factory(options.rate_limit, clock=self._clock)
-            if options.max_concurrent is not None and op.bulkhead is None:
-                op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
+            self._warn_if_different(op, options)
         return op
+
+    def _new_operation(self, name: str, options: Options) -> OperationState:
+        breaker = self._breaker_factory(
+            name, options.breaker, clock=self._clock, on_transition=self._on_transition
+        )
+        op = OperationState(name, breaker, options.severity.value)
+        if options.rate_limit is not None:
+            factory = self._rate_limiter_factory or memory_rate_limiter_factory
+            op.limiter = factory(options.rate_limit, clock=self._clock)
+        if options.max_concurrent is not None:
+            op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
+        return op
+
+    def _warn_if_different(self, op: OperationState, options: Options) -> None:
+        """Say so when a later plan asks an operation for other breaker/bulkhead/limits."""
+        bulkhead = op.bulkhead.max_concurrent if op.bulkhead is not None else None
+        rate = op.limiter.rate if op.limiter is not None else None
+        if (
+            op.breaker.settings != options.breaker
+            or bulkhead != options.max_concurrent
+            or rate != options.rate_limit
+        ):
+            self._logger.warning(
+                "operation %r already has its circuit breaker, bulkhead and rate limit "
+                "from its first use; different settings given later are ignored (give "
+                "this use its own operation_name to keep them)",
+                op.name,
+            )
 
     def _snapshot_operations(self) -> list[tuple[OperationState, Any]]:
         return [(op, op.breaker.snapshot()) for op in list(self._operations.values())]
