@@ -22,8 +22,6 @@ fields:
 additional_fields: allow
 """
 
-VALID_EVENT = {"user_id": "123", "action": "login", "timestamp": "2024-01-01T12:00:00Z"}
-
 
 @pytest.fixture
 def rules_dir(tmp_path: Path) -> Path:

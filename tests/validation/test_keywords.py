@@ -14,11 +14,14 @@ def validator() -> CoordinationValidator:
     return CoordinationValidator(config={})
 
 
-def issues(validator: CoordinationValidator, rules: dict[str, Any], data: Any) -> list[ValidationIssue]:
+def issues(
+    validator: CoordinationValidator, rules: dict[str, Any], data: Any
+) -> list[ValidationIssue]:
     return list(validator.validate(data, rules).errors)
 
 
 # (field rules, a valid value, an invalid value, the code, words the message must contain)
+CITY = {"fields": {"city": {"type": "string", "required": True}}}
 KEYWORDS = [
     ({"type": "string"}, "x", 5, "type", ["must be a string", "got number 5"]),
     ({"type": "integer"}, 3, 3.5, "type", ["an integer"]),
@@ -39,7 +42,7 @@ KEYWORDS = [
     ({"type": "number", "max": 10}, 10, 10.5, "max", ["must be ≤ 10"]),
     ({"type": "number", "exclusive_min": 0}, 0.1, 0, "min", ["must be > 0"]),
     ({"type": "number", "exclusive_max": 1}, 0.9, 1, "max", ["must be < 1"]),
-    ({"type": "string", "min_length": 2}, "ab", "a", "min_length", ["at least 2 characters", "got 1"]),
+    ({"type": "string", "min_length": 2}, "ab", "a", "min_length", ["least 2 characters", "got 1"]),
     ({"type": "string", "max_length": 2}, "ab", "abc", "max_length", ["at most 2 characters"]),
     ({"type": "string", "pattern": "^[a-z]+$"}, "abc", "ab1", "pattern", ["^[a-z]+$", "'ab1'"]),
     ({"allowed": ["a", "b"]}, "a", "c", "allowed", ["one of 'a', 'b'", "got 'c'"]),
@@ -47,7 +50,7 @@ KEYWORDS = [
     ({"type": "list", "min_items": 1}, [1], [], "min_items", ["at least 1 item,"]),
     ({"type": "list", "max_items": 1}, [1], [1, 2], "max_items", ["at most 1 item,"]),
     ({"type": "list", "unique_items": True}, [1, 2], [1, 1], "unique_items", ["duplicate"]),
-    ({"fields": {"city": {"type": "string", "required": True}}}, {"city": "Oslo"}, {}, "required", ["is required"]),
+    (CITY, {"city": "Oslo"}, {}, "required", ["is required"]),
 ]  # fmt: skip
 
 
@@ -67,7 +70,8 @@ def test_keyword(
     assert [i.code for i in found] == [code]
     issue = found[0]
     assert issue.code == ErrorCode(code)
-    assert issue.path[0] == "f" and issue.pointer.startswith("/f")
+    assert issue.path[0] == "f"
+    assert issue.pointer.startswith("/f")
     assert issue.rule_set == "kw"
     assert issue.message.startswith(issue.field + ": ")
     for word in words:
@@ -95,7 +99,9 @@ def test_nullable_allows_null(validator: CoordinationValidator) -> None:
     assert [i.code for i in issues(validator, loose, {"n": 3})] == ["allowed"]
 
 
-def test_required_and_nullable_must_be_present_but_may_be_null(validator: CoordinationValidator) -> None:
+def test_required_and_nullable_must_be_present_but_may_be_null(
+    validator: CoordinationValidator,
+) -> None:
     rules = {"fields": {"n": {"type": "integer", "required": True, "nullable": True}}}
     assert issues(validator, rules, {"n": None}) == []
     assert [i.code for i in issues(validator, rules, {})] == ["required"]

@@ -85,14 +85,20 @@ def test_backtracking_constructs_are_refused(make_validator: MakeValidator) -> N
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ("{a: {type: integer, min_length: 1}}", "'min_length' does not apply to a field of type 'integer'"),
+        (
+            "{a: {type: integer, min_length: 1}}",
+            "'min_length' does not apply to a field of type 'integer'",
+        ),
         ("{a: {type: string, min: 1}}", "'min' does not apply"),
         ("{a: {type: string, required: yes please}}", "'required' must be true or false"),
         ("{a: {type: number, min: ten}}", "'min' must be a finite number"),
         ("{a: {type: string, max_length: -1}}", "'max_length' must be a whole number"),
         ("{a: {allowed: []}}", "'allowed' must be a non-empty list"),
         ("{a: {type: integer, items: {type: string}}}", "'items' does not apply"),
-        ("{a: {type: list, items: {type: string, required: true}}}", "unknown field keyword 'required'"),
+        (
+            "{a: {type: list, items: {type: string, required: true}}}",
+            "unknown field keyword 'required'",
+        ),
         ("{a: {type: string, fields: {b: string}}}", "'fields' does not apply"),
         ("{a: {requires: [1]}}", "'requires' must be a field name"),
         ("{a: 5}", "must be a mapping (or a type name)"),
@@ -162,7 +168,8 @@ def test_reload_picks_up_changes_and_keeps_old_rules_on_error(rules_dir: Path) -
         validator.reload_rules()
     assert validator.rule_set_names == ["extra", "user_event"]  # still in use
     health = validator.get_health_status()
-    assert health["status"] == "DEGRADED" and "nope" in health["error"]
+    assert health["status"] == "DEGRADED"
+    assert "nope" in health["error"]
 
     (rules_dir / "broken.yaml").unlink()
     validator.reload_rules()

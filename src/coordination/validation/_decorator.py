@@ -46,15 +46,14 @@ def validate_input(
     ``reload_rules`` takes effect).
     """
 
+    chosen = validator or default_validator()
+    # A name is looked up at each call (reload_rules takes effect); anything else is
+    # resolved once, now, so bad rules fail at import time rather than at the first call.
+    rules: RuleSetLike = (
+        validation_rules if isinstance(validation_rules, str) else chosen.rule_set(validation_rules)
+    )
+
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        chosen = validator or default_validator()
-        # A name is looked up at each call (reload_rules takes effect); anything else is
-        # resolved once, now, so bad rules fail at import time rather than at the first call.
-        rules: RuleSetLike = (
-            validation_rules
-            if isinstance(validation_rules, str)
-            else chosen.rule_set(validation_rules)
-        )
         signature = inspect.signature(func)
         parameters = list(signature.parameters.values())
         if parameters and parameters[0].name in ("self", "cls"):
