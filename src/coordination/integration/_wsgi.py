@@ -77,6 +77,8 @@ class CoordinationMiddleware(MiddlewareBase):
             exchange.finish(exc)
             raise
         exchange.body = body
+        if type(body) is list:  # already in memory: iterate it at C speed, keep close()
+            return _ClosingList(body, exchange)
         return exchange
 
     def _check(self, environ: Environ, method: str) -> tuple[Rejection | None, str | None]:
@@ -202,3 +204,16 @@ class _Exchange:
         status = 500 if error is not None else self.status
         route = self.middleware.route_after(self.environ, self.route)
         self.middleware._record(self.method, route, status, self.started, error)
+
+
+class _ClosingList(list[bytes]):
+    """A list body that tells its exchange when the server closes it (PEP 3333)."""
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, body: list[bytes], exchange: _Exchange) -> None:
+        super().__init__(body)
+        self._exchange = exchange
+
+    def close(self) -> None:
+        self._exchange.finish(None)
