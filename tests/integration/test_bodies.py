@@ -94,6 +94,8 @@ def test_wsgi_body_without_length_is_read_to_its_end_marker(components: dict[str
     result.close()  # type: ignore[attr-defined]
     assert statuses == ["204 No Content"]
     assert seen == [body]
+    counters = middleware.get_middleware_status()["middleware"]
+    assert (counters["in_flight"], counters["status_codes"]) == (0, {204: 1})
     environ = {**environ, "wsgi.input": io.BytesIO(b'{"text": "no id"}')}
     answer = middleware(environ, lambda status, headers, exc_info=None: statuses.append(status))
     assert statuses[-1].startswith("422")
