@@ -49,14 +49,16 @@ def run_validate(args: argparse.Namespace) -> int:
     """Validate one document against one rule set; print a table or JSON."""
     if not rule_files(args.rules):
         return _fail(f"no rule files at {args.rules} (a YAML file or a folder of them)")
+    # rules first: a broken rule file is reported before any input is read
+    validator = CoordinationValidator(args.rules)  # limits from COORDINATION_* variables
+    rule_set = validator.rule_set(args.rule_set)
     try:
         document = _read_document(args.input, sys.stdin)
     except (OSError, UnicodeDecodeError) as exc:
         return _fail(f"cannot read {args.input}: {exc}")
     except yaml.YAMLError as exc:
         return _fail(f"{args.input} is neither JSON nor YAML: {exc}")
-    validator = CoordinationValidator(args.rules)  # limits from COORDINATION_* variables
-    result = validator.validate(document, validator.rule_set(args.rule_set))
+    result = validator.validate(document, rule_set)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif result.is_valid:

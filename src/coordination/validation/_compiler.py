@@ -314,7 +314,7 @@ def _field_schema(
     schema: dict[str, Any] = dict(base)
     if flags["nullable"] and "type" in schema:
         schema["type"] = [schema["type"], "null"]
-    elif flags["required"] and "type" not in schema:
+    elif flags["required"] and not flags["nullable"] and "type" not in schema:
         schema["type"] = list(_NOT_NULL)  # "required" means present and not null
     for keyword, (target, applies_to) in _CONSTRAINTS.items():
         if keyword not in spec:
