@@ -13,12 +13,14 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+T = TypeVar("T")
 
 
 def _reachable(host: str, port: int) -> str | None:
@@ -57,6 +59,21 @@ def namespace(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def closing() -> Iterator[Callable[[T], T]]:
+    """``closing(obj)`` returns ``obj`` and closes it after the test: connections GC'd in
+    a reference cycle may have their socket finalised first, which warns (an error here)."""
+    opened: list[Any] = []
+
+    def track(obj: T) -> T:
+        opened.append(obj)
+        return obj
+
+    yield track
+    for obj in reversed(opened):
+        obj.close()
 
 
 def free_port() -> int:

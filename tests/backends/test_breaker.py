@@ -57,8 +57,13 @@ def clock() -> FakeWallClock:
 
 
 @pytest.fixture
-def two(redis_url: str, namespace: str, clock: FakeWallClock) -> tuple[Process, Process]:
-    return Process(redis_url, namespace, clock), Process(redis_url, namespace, clock)
+def two(
+    redis_url: str, namespace: str, clock: FakeWallClock, closing: Any
+) -> tuple[Process, Process]:
+    a, b = Process(redis_url, namespace, clock), Process(redis_url, namespace, clock)
+    closing(a.backend)
+    closing(b.backend)
+    return a, b
 
 
 def test_is_a_circuit_breaker_backend(two: tuple[Process, Process]) -> None:
@@ -158,9 +163,10 @@ def test_force_open_and_reset(two: tuple[Process, Process], clock: FakeWallClock
 
 
 def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
-    redis_url: str, namespace: str, clock: FakeWallClock
+    redis_url: str, namespace: str, clock: FakeWallClock, closing: Any
 ) -> None:
     a = Process(redis_url, namespace, clock)
+    closing(a.backend)
     commands: list[str] = []
     original = a.backend.execute
 
@@ -173,15 +179,17 @@ def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
         assert a.call(True) == "ok"
     assert commands.count("EVALSHA") == 5
     assert len(commands) <= 6  # at most one SCRIPT LOAD on a fresh server
-    assert redis.Redis.from_url(redis_url).exists(f"{namespace}:breaker:payments") == 0
+    client = closing(redis.Redis.from_url(redis_url))
+    assert client.exists(f"{namespace}:breaker:payments") == 0
 
 
 def test_state_keys_expire_when_unused(
-    redis_url: str, namespace: str, clock: FakeWallClock
+    redis_url: str, namespace: str, clock: FakeWallClock, closing: Any
 ) -> None:
     a = Process(redis_url, namespace, clock, key_ttl=30)
+    closing(a.backend)
     a.call(False)
-    ttl = redis.Redis.from_url(redis_url).pttl(f"{namespace}:breaker:payments")
+    ttl = closing(redis.Redis.from_url(redis_url)).pttl(f"{namespace}:breaker:payments")
     assert 0 < ttl <= 30_000
 
 

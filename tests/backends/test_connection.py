@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,10 @@ def test_from_config_needs_a_url(clean_environment: None) -> None:
 
 
 @pytest.mark.redis
-def test_a_forked_child_gets_its_own_connection(redis_url: str, namespace: str) -> None:
-    backend = RedisBackend(redis_url, namespace=namespace)
+def test_a_forked_child_gets_its_own_connection(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    backend = closing(RedisBackend(redis_url, namespace=namespace))
     breaker = backend.breaker(
         "forked",
         BreakerSettings(failure_threshold=2),

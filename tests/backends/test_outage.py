@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import redis
@@ -35,14 +36,14 @@ def errors_counted(component: str) -> float:
 
 
 def test_redis_stopped_and_restarted_mid_run(
-    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture, closing: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="coordination.redis")
     clock = FakeClock()
-    backend = RedisBackend(private_redis.url, reconnect_interval=5.0, clock=clock)
+    backend = closing(RedisBackend(private_redis.url, reconnect_interval=5.0, clock=clock))
     breaker = backend.breaker("db", SETTINGS, clock=clock, on_transition=lambda t: None)
     limiter = backend.rate_limiter(Rate.parse("1000/s"), clock=clock)
-    other = RedisBackend(private_redis.url).breaker(
+    other = closing(RedisBackend(private_redis.url)).breaker(
         "db", SETTINGS, clock=clock, on_transition=lambda t: None
     )
 
@@ -81,12 +82,12 @@ def test_redis_stopped_and_restarted_mid_run(
     assert other.state is CircuitState.OPEN  # shared again: the other process sees it
     with pytest.raises(CircuitOpenError):
         other.acquire()
-    assert redis.Redis.from_url(private_redis.url).dbsize() >= 1
+    assert closing(redis.Redis.from_url(private_redis.url)).dbsize() >= 1
 
 
-async def test_async_calls_fall_back_too(private_redis: PrivateRedis) -> None:
+async def test_async_calls_fall_back_too(private_redis: PrivateRedis, closing: Any) -> None:
     clock = FakeClock()
-    backend = RedisBackend(private_redis.url, reconnect_interval=5.0, clock=clock)
+    backend = closing(RedisBackend(private_redis.url, reconnect_interval=5.0, clock=clock))
     breaker = backend.breaker("db", SETTINGS, clock=clock, on_transition=lambda t: None)
     limiter = backend.rate_limiter(Rate.parse("2/s"), clock=clock)
     await breaker.aacquire()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 
@@ -28,11 +30,17 @@ def errors_counted(component: str) -> float:
     return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0
 
 
-def make(redis_url: str, namespace: str, clock: FakeWallClock, **options: object) -> RedisBackend:
-    return RedisBackend(redis_url, namespace=namespace, redis_clock=clock, **options)  # type: ignore[arg-type]
+@pytest.fixture
+def make(closing: Any) -> Any:
+    def backend(url: str, namespace: str, clock: FakeWallClock, **options: Any) -> RedisBackend:
+        return closing(RedisBackend(url, namespace=namespace, redis_clock=clock, **options))
+
+    return backend
 
 
-def test_allows_a_burst_of_count_then_says_how_long_to_wait(redis_url: str, namespace: str) -> None:
+def test_allows_a_burst_of_count_then_says_how_long_to_wait(
+    redis_url: str, namespace: str, make: Any
+) -> None:
     clock = FakeWallClock()
     limiter = make(redis_url, namespace, clock).rate_limiter(Rate.parse("4/s"), clock=clock)
     assert [limiter.try_acquire("api") for _ in range(4)] == [0.0] * 4
@@ -42,7 +50,9 @@ def test_allows_a_burst_of_count_then_says_how_long_to_wait(redis_url: str, name
     assert limiter.try_acquire("other-key") == 0.0  # limits are per key
 
 
-def test_matches_the_in_memory_limiter_step_by_step(redis_url: str, namespace: str) -> None:
+def test_matches_the_in_memory_limiter_step_by_step(
+    redis_url: str, namespace: str, make: Any
+) -> None:
     from coordination.error_handling import InMemoryRateLimiter
 
     clock = FakeWallClock()
@@ -57,7 +67,7 @@ def test_matches_the_in_memory_limiter_step_by_step(redis_url: str, namespace: s
         assert shared.try_acquire("k", cost) == pytest.approx(expected, abs=1e-5)
 
 
-def test_two_processes_share_one_limit(redis_url: str, namespace: str) -> None:
+def test_two_processes_share_one_limit(redis_url: str, namespace: str, make: Any) -> None:
     clock = FakeWallClock()
     rate = Rate.parse("10/m")
     first = make(redis_url, namespace, clock).rate_limiter(rate, clock=clock)
@@ -67,18 +77,22 @@ def test_two_processes_share_one_limit(redis_url: str, namespace: str) -> None:
     assert allowed[10:] == [False] * 4
 
 
-def test_the_key_expires_once_the_burst_allowance_is_whole(redis_url: str, namespace: str) -> None:
-    limiter = RedisBackend(redis_url, namespace=namespace).rate_limiter(
+def test_the_key_expires_once_the_burst_allowance_is_whole(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    limiter = closing(RedisBackend(redis_url, namespace=namespace)).rate_limiter(
         Rate.parse("2/s"), clock=FakeWallClock()
     )
     assert limiter.try_acquire("idle") == 0.0
-    client = redis.Redis.from_url(redis_url)
+    client = closing(redis.Redis.from_url(redis_url))
     keys = list(client.scan_iter(match=f"{namespace}:rate:*"))
     assert len(keys) == 1
     assert 0 < client.pttl(keys[0]) <= 500
 
 
-async def test_async_twin_shares_state_with_the_sync_path(redis_url: str, namespace: str) -> None:
+async def test_async_twin_shares_state_with_the_sync_path(
+    redis_url: str, namespace: str, make: Any
+) -> None:
     clock = FakeWallClock()
     backend = make(redis_url, namespace, clock)
     limiter = backend.rate_limiter(Rate.parse("2/s"), clock=clock)
@@ -88,8 +102,8 @@ async def test_async_twin_shares_state_with_the_sync_path(redis_url: str, namesp
     await backend.aclose()
 
 
-def test_bad_cost_is_a_clear_error(redis_url: str, namespace: str) -> None:
-    limiter = RedisBackend(redis_url, namespace=namespace).rate_limiter(
+def test_bad_cost_is_a_clear_error(redis_url: str, namespace: str, closing: Any) -> None:
+    limiter = closing(RedisBackend(redis_url, namespace=namespace)).rate_limiter(
         Rate.parse("2/s"), clock=FakeWallClock()
     )
     with pytest.raises(ConfigError, match="cost"):

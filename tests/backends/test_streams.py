@@ -34,11 +34,17 @@ def stream(namespace: str) -> str:
     return f"{namespace}:events"
 
 
-def source(url: str, stream: str, processor: Any, **options: Any) -> RedisStreamSource:
-    return RedisStreamSource(processor, stream, url=url, block=0.05, **options)
+@pytest.fixture
+def source(closing: Any) -> Any:
+    def make(url: str, stream: str, processor: Any, **options: Any) -> RedisStreamSource:
+        return closing(RedisStreamSource(processor, stream, url=url, block=0.05, **options))
+
+    return make
 
 
-def test_processes_acknowledges_and_dead_letters(redis_url: str, stream: str) -> None:
+def test_processes_acknowledges_and_dead_letters(
+    redis_url: str, stream: str, source: Any, closing: Any
+) -> None:
     recorder = Recorder()
     src = source(redis_url, stream, recorder)
     src.ensure_group()
@@ -48,7 +54,8 @@ def test_processes_acknowledges_and_dead_letters(redis_url: str, stream: str) ->
     assert batch.dead_lettered == [ids[2]]
     assert [event for event, _ in recorder.seen] == [{"n": i} for i in range(5)]
     assert src.pending() == 0
-    dead = redis.Redis.from_url(redis_url, decode_responses=True).xrange(f"{stream}:dead-letters")
+    client = closing(redis.Redis.from_url(redis_url, decode_responses=True))
+    dead = client.xrange(f"{stream}:dead-letters")
     assert len(dead) == 1
     fields = dead[0][1]
     assert fields["source_id"] == ids[2]
@@ -57,10 +64,12 @@ def test_processes_acknowledges_and_dead_letters(redis_url: str, stream: str) ->
     assert fields["event_type"] == "poison"
 
 
-def test_undecodable_entries_are_dead_lettered_not_dropped(redis_url: str, stream: str) -> None:
+def test_undecodable_entries_are_dead_lettered_not_dropped(
+    redis_url: str, stream: str, source: Any, closing: Any
+) -> None:
     src = source(redis_url, stream, Recorder())
     src.ensure_group()
-    raw = redis.Redis.from_url(redis_url)
+    raw = closing(redis.Redis.from_url(redis_url))
     bad_json = raw.xadd(stream, {"event_type": "x", "event": "{nope"}).decode()
     no_type = raw.xadd(stream, {"event": "{}"}).decode()
     batch = src.poll()
@@ -71,7 +80,7 @@ def test_undecodable_entries_are_dead_lettered_not_dropped(redis_url: str, strea
 
 
 def test_a_failed_entry_stays_pending_and_is_reclaimed_by_another_consumer(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, source: Any
 ) -> None:
     crashing = source(redis_url, stream, Recorder(crash_on="order"), consumer="a", claim_idle=0)
     crashing.ensure_group()
@@ -87,7 +96,9 @@ def test_a_failed_entry_stays_pending_and_is_reclaimed_by_another_consumer(
     assert healthy.seen == [({"n": 1}, "order")]
 
 
-def test_an_entry_delivered_too_often_is_dead_lettered(redis_url: str, stream: str) -> None:
+def test_an_entry_delivered_too_often_is_dead_lettered(
+    redis_url: str, stream: str, source: Any
+) -> None:
     src = source(redis_url, stream, Recorder(crash_on="order"), claim_idle=0, max_deliveries=2)
     src.ensure_group()
     entry = src.publish({"n": 1}, "order")
@@ -97,14 +108,16 @@ def test_an_entry_delivered_too_often_is_dead_lettered(redis_url: str, stream: s
     assert src.pending() == 0
 
 
-def test_run_stops_when_idle_and_counts_what_it_handled(redis_url: str, stream: str) -> None:
+def test_run_stops_when_idle_and_counts_what_it_handled(
+    redis_url: str, stream: str, source: Any
+) -> None:
     src = source(redis_url, stream, Recorder())
     for i in range(7):
         src.publish({"n": i}, "order")
     assert src.run(max_idle_polls=1) == 7
 
 
-def test_bad_arguments_are_clear_errors(redis_url: str, stream: str) -> None:
+def test_bad_arguments_are_clear_errors(redis_url: str, stream: str, source: Any) -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         source(redis_url, stream, Recorder(), batch_size=0)
     with pytest.raises(ConfigError, match="url= or client="):
@@ -113,7 +126,9 @@ def test_bad_arguments_are_clear_errors(redis_url: str, stream: str) -> None:
         source(redis_url, stream, Recorder()).publish({}, "")
 
 
-async def test_apoll_awaits_the_processors_async_twin(redis_url: str, stream: str) -> None:
+async def test_apoll_awaits_the_processors_async_twin(
+    redis_url: str, stream: str, source: Any
+) -> None:
     from coordination.integration import CoordinationEventProcessor
 
     seen: list[int] = []
@@ -137,7 +152,9 @@ async def test_apoll_awaits_the_processors_async_twin(redis_url: str, stream: st
     await src.aclose()
 
 
-async def test_arun_runs_a_sync_processor_in_a_thread(redis_url: str, stream: str) -> None:
+async def test_arun_runs_a_sync_processor_in_a_thread(
+    redis_url: str, stream: str, source: Any
+) -> None:
     recorder = Recorder()
     src = source(redis_url, stream, recorder)
     for n in range(4):
@@ -147,7 +164,9 @@ async def test_arun_runs_a_sync_processor_in_a_thread(redis_url: str, stream: st
     await src.aclose()
 
 
-def test_run_survives_a_redis_restart(private_redis: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_run_survives_a_redis_restart(
+    private_redis: Any, caplog: pytest.LogCaptureFixture, closing: Any
+) -> None:
     recorder = Recorder()
     naps: list[float] = []
 
@@ -159,8 +178,10 @@ def test_run_survives_a_redis_restart(private_redis: Any, caplog: pytest.LogCapt
             producer.publish({"n": 2}, "order")
             producer.client.close()
 
-    src = RedisStreamSource(
-        recorder, "events", url=private_redis.url, block=0.05, reconnect_interval=0.5, sleep=nap
+    src = closing(
+        RedisStreamSource(
+            recorder, "events", url=private_redis.url, block=0.05, reconnect_interval=0.5, sleep=nap
+        )
     )
     src.publish({"n": 1}, "order")
     assert src.poll().processed

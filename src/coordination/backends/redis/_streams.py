@@ -269,6 +269,9 @@ class RedisStreamSource:
                 break
         return handled
 
+    def close(self) -> None:
+        self.client.close()
+
     async def aclose(self) -> None:
         if self._async is not None:
             await self._async.aclose()
