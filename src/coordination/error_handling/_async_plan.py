@@ -124,7 +124,7 @@ class AsyncPlan(Plan):
                         await breaker.arelease()
                     else:
                         await breaker.arecord_failure(duration)
-                    self._account_only(exc)
+                    self.failed_attempt(exc, duration, tell_breaker=False)
                 last = exc
                 if started is None:
                     started = clock()

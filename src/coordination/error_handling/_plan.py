@@ -113,6 +113,7 @@ class Plan:
         self.timed = options.timeout is not None or op.breaker.tracks_duration
         self.zero_wait = options.backoff.never_waits
         self.default_retry = options.retry_on is None and options.give_up_on is None
+        self.note_prefix = f"{_NOTE}operation {op.name!r} failed after "
         self.severity_counter = handler._log.severity_counter(options.severity)
         # the fast path: nothing to do before the call but look at the breaker's state
         self.fast = (
@@ -162,13 +163,22 @@ class Plan:
             return -1.0
         return wait
 
-    def failed_attempt(self, exc: Exception, duration: float) -> None:
-        """Tell the breaker and the records about one failed attempt."""
-        if isinstance(exc, NOT_COUNTED):
+    def failed_attempt(self, exc: Exception, duration: float, tell_breaker: bool = True) -> None:
+        """Tell the breaker (unless the caller already has) and the records about one
+        failed attempt; lock-free counting once the error type is known."""
+        if not tell_breaker:
+            pass
+        elif isinstance(exc, NOT_COUNTED):
             self.breaker.release()
         else:
             self.breaker.record_failure(duration)
-        self._account_only(exc)
+        if isinstance(exc, OperationTimeout):
+            next(self.op.timeouts)
+        handler = self.handler
+        handler._log.count_type(type(exc).__name__)
+        next(self.severity_counter)
+        if handler._logger.isEnabledFor(logging.DEBUG):
+            handler._logger.debug("operation %r attempt failed: %r", self.op.name, exc)
 
     def give_up(self, exc: Exception, attempts: int) -> Any:
         """The call is over: count it, then the fallback's value or the original error."""
@@ -176,7 +186,7 @@ class Plan:
         self.handler._record_final_error(self.op, exc, self.options.severity, attempts)
         if self.fallback is MISSING:
             if attempts > 0:
-                _note(exc, f"{_NOTE}operation {self.op.name!r} failed after {attempts} attempt(s)")
+                _note(exc, f"{self.note_prefix}{attempts} attempt(s)")
             raise exc
         next(self.op.fallbacks)
         return self.fallback(exc) if callable(self.fallback) else self.fallback
@@ -384,20 +394,10 @@ class Plan:
             future.cancel()
             raise OperationTimeout(self.op.name, timeout) from None
 
-    def _account_only(self, exc: Exception) -> None:
-        """Count a failed attempt by type and severity (lock-free once the type is known)."""
-        if isinstance(exc, OperationTimeout):
-            next(self.op.timeouts)
-        handler = self.handler
-        handler._log.count_type(type(exc).__name__)
-        next(self.severity_counter)
-        if handler._logger.isEnabledFor(logging.DEBUG):
-            handler._logger.debug("operation %r attempt failed: %r", self.op.name, exc)
-
 
 def _note(exc: BaseException, text: str) -> None:
     """Add (or replace) this library's note, so a reused exception does not pile them up."""
-    notes = getattr(exc, "__notes__", None)
+    notes = exc.__dict__.get("__notes__")  # add_note keeps them there; no AttributeError
     if notes is not None:
         notes[:] = [n for n in notes if not n.startswith(_NOTE)]
     exc.add_note(text)
