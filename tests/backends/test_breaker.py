@@ -162,23 +162,32 @@ def test_force_open_and_reset(two: tuple[Process, Process], clock: FakeWallClock
     assert a.breaker.snapshot().state is CircuitState.CLOSED
 
 
+@pytest.mark.parametrize("server_clock", [True, False])
 def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
-    redis_url: str, namespace: str, clock: FakeWallClock, closing: Any
+    redis_url: str, namespace: str, closing: Any, server_clock: bool
 ) -> None:
-    a = Process(redis_url, namespace, clock)
-    closing(a.backend)
-    commands: list[str] = []
-    original = a.backend.execute
+    # With the server's clock the acquire command is packed once; with an injected clock
+    # it carries the time. Either way: one command on the wire per healthy call.
+    backend = closing(
+        RedisBackend(
+            redis_url, namespace=namespace, redis_clock=None if server_clock else FakeWallClock()
+        )
+    )
+    breaker = backend.breaker("payments", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)
+    sent: list[bytes] = []
+    original = backend.execute_packed
 
-    def counting(*args: Any) -> Any:
-        commands.append(str(args[0]))
-        return original(*args)
+    def counting(packed: list[bytes]) -> Any:
+        sent.append(b"".join(packed))
+        return original(packed)
 
-    a.backend.execute = counting  # type: ignore[method-assign]
+    backend.execute_packed = counting  # type: ignore[method-assign]
     for _ in range(5):
-        assert a.call(True) == "ok"
-    assert commands.count("EVALSHA") == 5
-    assert len(commands) <= 6  # at most one SCRIPT LOAD on a fresh server
+        breaker.acquire()
+        breaker.record_success(0.0)
+    evalsha = [command for command in sent if b"EVALSHA" in command]
+    assert len(evalsha) == 5
+    assert len(sent) <= 6  # at most one SCRIPT LOAD on a fresh server
     client = closing(redis.Redis.from_url(redis_url))
     assert client.exists(f"{namespace}:breaker:payments") == 0
 

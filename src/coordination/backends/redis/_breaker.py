@@ -82,6 +82,12 @@ class RedisCircuitBreaker:
         open_ms = max(1, round(settings.open_seconds * 1000))
         ttl_ms = max(round(backend.key_ttl * 1000), 2 * open_ms)
         self._acquire_args = (open_ms, settings.half_open_calls, ttl_ms)
+        # With the Redis clock the acquire command never changes: pack it once.
+        self._acquire_packed: list[bytes] | None = None
+        if backend.now_ms() == "":
+            self._acquire_packed = backend.pack(
+                "EVALSHA", BREAKER_ACQUIRE.sha, 1, self._key, "", *self._acquire_args
+            )
         self._record_args = (settings.failure_threshold, settings.half_open_calls, ttl_ms)
         self._transitions: dict[str, int] = {}
 
@@ -90,11 +96,17 @@ class RedisCircuitBreaker:
     def acquire(self) -> None:
         guard = self._guard
         if guard.usable():
+            backend = self._backend
             try:
-                reply = BREAKER_ACQUIRE(
-                    self._backend.execute, self._key, self._backend.now_ms(), *self._acquire_args
-                )
-            except self._backend.errors as exc:
+                if self._acquire_packed is not None:
+                    reply = BREAKER_ACQUIRE.run_packed(
+                        backend.execute_packed, self._acquire_packed, backend.execute
+                    )
+                else:
+                    reply = BREAKER_ACQUIRE(
+                        backend.execute, self._key, backend.now_ms(), *self._acquire_args
+                    )
+            except backend.errors as exc:
                 guard.failed(exc)
             else:
                 guard.succeeded()

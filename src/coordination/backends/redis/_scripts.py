@@ -42,6 +42,21 @@ class LuaScript:
             execute("SCRIPT", "LOAD", self.source)
             return execute("EVALSHA", self.sha, 1, key, *args)
 
+    def run_packed(
+        self,
+        execute_packed: Callable[[list[bytes]], Any],
+        packed: list[bytes],
+        load: Callable[..., Any],
+    ) -> Any:
+        """``__call__`` for an EVALSHA of this script packed beforehand."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return execute_packed(packed)
+        except NoScriptError:
+            load("SCRIPT", "LOAD", self.source)
+            return execute_packed(packed)
+
     async def run_async(self, client: redis.asyncio.Redis, key: str, *args: Any) -> Any:
         from redis.exceptions import NoScriptError
 
