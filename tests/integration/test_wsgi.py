@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
+from coordination import ConfigError, RuleSetError
 from coordination.integration import CoordinationMiddleware
 
 from .conftest import op_count
@@ -236,3 +237,17 @@ def test_concurrent_requests_under_a_real_server_are_counted_exactly(
     assert counters["in_flight"] == 0
     assert op_count(monitor, "GET /users/<int:user_id>") == 150
     assert op_count(monitor, "POST /api/users") == 50
+
+
+def test_bad_options_fail_at_construction_with_clear_errors(components: dict[str, Any]) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        return []
+
+    with pytest.raises(ConfigError, match="did you mean 'enable_validation'"):
+        CoordinationMiddleware(app, config={"enable_validaton": True})
+    with pytest.raises(RuleSetError):
+        CoordinationMiddleware(app, route_rules={"/x": {"fields": {"a": {"type": "nope"}}}})
+    with pytest.raises(ConfigError, match="not an HTTP method token"):
+        CoordinationMiddleware(app, allowed_methods=["GET", "BAD METHOD"], **components)
+    with pytest.raises(TypeError, match="WSGI application"):
+        CoordinationMiddleware("not an app", **components)  # type: ignore[arg-type]
