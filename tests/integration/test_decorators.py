@@ -174,3 +174,16 @@ def test_rules_compile_once_and_keyword_calls_are_checked(components: dict[str, 
         update(user_id="3")  # the default None breaks the rule set
     assert CountingValidator.compiled == 1
     assert validator.get_validation_report()["total_validations"] == 3
+
+
+def test_a_call_that_does_not_fit_the_signature_raises_type_error(
+    components: dict[str, Any],
+) -> None:
+    @coordinate_operation(RULES, operation_name="fit", **components)
+    def update(user_id: Any, data: Any) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="missing a required argument: 'data'"):
+        update("1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        update("1", {}, colour="red")  # type: ignore[call-arg]

@@ -45,10 +45,8 @@ def input_extractor(func: Callable[..., Any]) -> InputExtractor:
             return args[skip]
         if plain and not kwargs and len(args) == len(names):  # the fast, common case
             return dict(zip(names[skip:], args[skip:], strict=True))
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError:  # the call itself will raise the precise TypeError
-            return {"args": list(args), "kwargs": kwargs}
+        # A call that does not fit the signature raises the TypeError the call would.
+        bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         data = dict(bound.arguments)
         if skip:
