@@ -233,3 +233,15 @@ async def test_coroutine_handlers_need_the_async_path_but_replay_anywhere(
     report = processor.dead_letters.replay()  # from inside this running loop
     assert len(report.succeeded) == 1
     assert processor.dead_letters.count() == 0
+
+
+def test_a_rule_set_that_cannot_run_dead_letters_instead_of_losing(
+    components: dict[str, Any],
+) -> None:
+    processor = make(components, rules={"t": "no_such_loaded_rule_set"})
+    with pytest.raises(EventDeadLettered) as caught:
+        processor.process_event({"n": 1}, "t")
+    (letter,) = processor.dead_letters.list()
+    assert letter.reason == "check_failed"
+    assert letter.error_type == type(caught.value.__cause__).__name__
+    assert processor.dead_letters.pending_count() == 0

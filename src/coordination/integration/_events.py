@@ -172,9 +172,9 @@ class CoordinationEventProcessor(CoordinatedDoor):
             return _duplicate(event_type, key)
         try:
             self._check(event_data, event_type)
-        except ValidationError as exc:
+        except Exception as exc:  # a broken rule set too: the event must not be lost
             raise await asyncio.to_thread(
-                self._dead_letter, pending_id, event_data, event_type, key, exc, 0, "invalid"
+                self._dead_letter, pending_id, event_data, event_type, key, exc, 0, _reason(exc)
             ) from exc
         handler = self._handler_for(event_type)
         attempts = _Attempts()
@@ -216,8 +216,9 @@ class CoordinationEventProcessor(CoordinatedDoor):
             return _duplicate(event_type, key), True
         try:
             self._check(event, event_type)
-        except ValidationError as exc:
-            raise self._dead_letter(pending_id, event, event_type, key, exc, 0, "invalid") from exc
+        except Exception as exc:  # a broken rule set too: the event must not be lost
+            reason = _reason(exc)
+            raise self._dead_letter(pending_id, event, event_type, key, exc, 0, reason) from exc
         attempts = _Attempts()
         started = perf_counter()
         try:
@@ -394,6 +395,11 @@ def _pairs(events: Iterable[Any], event_type: str | None) -> Iterable[tuple[Any,
                 f"event_type is given, got {type(item).__name__}"
             )
         yield item[0], item[1]
+
+
+def _reason(check_error: Exception) -> str:
+    """``invalid`` for an event that broke its rules, else the check itself failed."""
+    return "invalid" if isinstance(check_error, ValidationError) else "check_failed"
 
 
 def _duplicate(event_type: str, key: str) -> dict[str, Any]:
