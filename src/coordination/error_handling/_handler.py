@@ -273,10 +273,17 @@ class CoordinationErrorHandler:
     # --- records and hooks (failure paths only) -------------------------------------------
 
     def _record_final_error(
-        self, op: OperationState, exc: BaseException, severity: ErrorSeverity, attempts: int
+        self,
+        op: OperationState,
+        exc: BaseException,
+        severity: ErrorSeverity,
+        attempts: int,
+        level: int,
+        critical: bool,
     ) -> None:
+        """Keep a failed call; log it at ``level`` and alert when ``critical`` (both
+        precomputed by the plan: enum lookups cost more than the rest of this path)."""
         raw = self._log.add(op.name, exc, severity, attempts)
-        level = severity.log_level
         if self._logger.isEnabledFor(level):
             record = to_record(raw)
             self._logger.log(
@@ -288,7 +295,7 @@ class CoordinationErrorHandler:
                 record.error_type,
                 record.message,
             )
-        if severity is ErrorSeverity.CRITICAL and self._alert_hooks:
+        if critical and self._alert_hooks:
             record = to_record(raw)
             for hook in list(self._alert_hooks):
                 self._call_hook(hook, record, "alert")

@@ -30,6 +30,7 @@ from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._options import MISSING, Options
 from ._retry import NOT_RETRIED, retry_after_seconds
+from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
     from ._handler import CoordinationErrorHandler
@@ -114,6 +115,8 @@ class Plan:
         self.zero_wait = options.backoff.never_waits
         self.default_retry = options.retry_on is None and options.give_up_on is None
         self.note_prefix = f"{_NOTE}operation {op.name!r} failed after "
+        self.log_level = options.severity.log_level
+        self.critical = options.severity is ErrorSeverity.CRITICAL
         self.severity_counter = handler._log.severity_counter(options.severity)
         # the fast path: nothing to do before the call but look at the breaker's state
         self.fast = (
@@ -130,7 +133,7 @@ class Plan:
     def should_retry(self, exc: Exception) -> bool:
         options = self.options
         if self.default_retry:
-            return not isinstance(exc, NOT_RETRIED)
+            return (_KINDS.get(type(exc)) or error_kind(type(exc)))[0]
         if options.give_up_on is not None and options.give_up_on(exc):
             return False
         if options.retry_on is not None:
@@ -166,16 +169,17 @@ class Plan:
     def failed_attempt(self, exc: Exception, duration: float, tell_breaker: bool = True) -> None:
         """Tell the breaker (unless the caller already has) and the records about one
         failed attempt; lock-free counting once the error type is known."""
+        _, counted, timed_out, type_name = _KINDS.get(type(exc)) or error_kind(type(exc))
         if not tell_breaker:
             pass
-        elif isinstance(exc, NOT_COUNTED):
-            self.breaker.release()
-        else:
+        elif counted:
             self.breaker.record_failure(duration)
-        if isinstance(exc, OperationTimeout):
+        else:
+            self.breaker.release()
+        if timed_out:
             next(self.op.timeouts)
         handler = self.handler
-        handler._log.count_type(type(exc).__name__)
+        handler._log.count_type(type_name)
         next(self.severity_counter)
         if handler._logger.isEnabledFor(logging.DEBUG):
             handler._logger.debug("operation %r attempt failed: %r", self.op.name, exc)
@@ -183,7 +187,9 @@ class Plan:
     def give_up(self, exc: Exception, attempts: int) -> Any:
         """The call is over: count it, then the fallback's value or the original error."""
         next(self.op.failures)
-        self.handler._record_final_error(self.op, exc, self.options.severity, attempts)
+        self.handler._record_final_error(
+            self.op, exc, self.options.severity, attempts, self.log_level, self.critical
+        )
         if self.fallback is MISSING:
             if attempts > 0:
                 _note(exc, f"{self.note_prefix}{attempts} attempt(s)")
@@ -393,6 +399,24 @@ class Plan:
                 return future.result()  # it finished, or raised its own TimeoutError
             future.cancel()
             raise OperationTimeout(self.op.name, timeout) from None
+
+
+# Per exception type: (retried by default, counted by the breaker, a timeout of ours, name).
+# Three isinstance checks against tuples cost more than the rest of a failed attempt.
+_KINDS: dict[type, tuple[bool, bool, bool, str]] = {}
+_MAX_KINDS = 1024
+
+
+def error_kind(cls: type[BaseException]) -> tuple[bool, bool, bool, str]:
+    kind = (
+        not issubclass(cls, NOT_RETRIED),
+        not issubclass(cls, NOT_COUNTED),
+        issubclass(cls, OperationTimeout),
+        cls.__name__,
+    )
+    if len(_KINDS) < _MAX_KINDS:  # bounded: classes made on the fly must not grow it
+        _KINDS[cls] = kind
+    return kind
 
 
 def _note(exc: BaseException, text: str) -> None:
