@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from .._redact import REDACTED, is_secret_name, safe_repr, truncate
@@ -102,34 +103,73 @@ def describe_failure(
     keyword: str, expected: Any, value: Any, note: FieldNote | None, secret: bool
 ) -> str:
     """What ``keyword`` (whose schema value is ``expected``) wanted, and what ``value`` was."""
-    got = REDACTED if secret else _short_repr(value)
-    if keyword == "type":
-        wanted = note.type_label if note and note.type_label else _types(expected)
-        return f"must be {wanted}, got {_type_name(value)} {got}"
-    if keyword == "format":
-        wanted = note.type_label if note and note.type_label else f"a valid {expected}"
-        return f"must be {wanted}, got {got}"
-    if keyword in ("minLength", "maxLength"):
-        bound = "at least" if keyword == "minLength" else "at most"
-        return f"must have {bound} {_plural(expected, 'character')}, got {len(value)} ({got})"
-    if keyword in ("minItems", "maxItems"):
-        bound = "at least" if keyword == "minItems" else "at most"
-        return f"must have {bound} {_plural(expected, 'item')}, got {len(value)}"
-    if keyword in _SIGNS:
-        return f"must be {_SIGNS[keyword]} {expected}, got {got}"
-    if keyword == "pattern":
-        return f"must match the pattern {expected!r}, got {got}"
-    if keyword == "enum":
-        try:
-            options = _options(tuple(expected))
-        except TypeError:  # unhashable options (lists, objects) are not cached
-            options = _options.__wrapped__(tuple(expected))
-        return f"must be one of {options}, got {got}"
-    if keyword == "const":
-        return f"must be {safe_repr(expected, 60)}, got {got}"
-    if keyword == "uniqueItems":
-        return "must not contain duplicate items"
-    return f"does not satisfy the schema's {keyword!r} keyword"
+    describe = _DESCRIBE.get(keyword)
+    if describe is None:
+        return f"does not satisfy the schema's {keyword!r} keyword"
+    return describe(keyword, expected, value, note, REDACTED if secret else _short_repr(value))
+
+
+def _type(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    wanted = note.type_label if note and note.type_label else _types(expected)
+    return f"must be {wanted}, got {_type_name(value)} {got}"
+
+
+def _format(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    wanted = note.type_label if note and note.type_label else f"a valid {expected}"
+    return f"must be {wanted}, got {got}"
+
+
+def _length(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    bound = "at least" if keyword == "minLength" else "at most"
+    return f"must have {bound} {_plural(expected, 'character')}, got {len(value)} ({got})"
+
+
+def _items(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    bound = "at least" if keyword == "minItems" else "at most"
+    return f"must have {bound} {_plural(expected, 'item')}, got {len(value)}"
+
+
+def _bound(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    return f"must be {_SIGNS[keyword]} {expected}, got {got}"
+
+
+def _pattern(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    return f"must match the pattern {expected!r}, got {got}"
+
+
+def _enum(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    try:
+        options = _options(tuple(expected))
+    except TypeError:  # unhashable options (lists, objects) are not cached
+        options = _options.__wrapped__(tuple(expected))
+    return f"must be one of {options}, got {got}"
+
+
+def _const(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    return f"must be {safe_repr(expected, 60)}, got {got}"
+
+
+def _unique(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
+    return "must not contain duplicate items"
+
+
+# keyword -> how its failure is phrased (a dict: one lookup instead of a chain of tests)
+_DESCRIBE: dict[str, Callable[[str, Any, Any, FieldNote | None, str], str]] = {
+    "type": _type,
+    "format": _format,
+    "minLength": _length,
+    "maxLength": _length,
+    "minItems": _items,
+    "maxItems": _items,
+    "minimum": _bound,
+    "maximum": _bound,
+    "exclusiveMinimum": _bound,
+    "exclusiveMaximum": _bound,
+    "pattern": _pattern,
+    "enum": _enum,
+    "const": _const,
+    "uniqueItems": _unique,
+}
 
 
 @functools.lru_cache(maxsize=256)

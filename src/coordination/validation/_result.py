@@ -8,7 +8,6 @@ secret-looking fields never reach a message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -102,22 +101,60 @@ class ValidationIssue(NamedTuple):
         return self.message
 
 
-@dataclass(frozen=True, slots=True)
 class ValidationResult:
     """The outcome of one validation: ``is_valid`` and the ``errors`` found (a tuple).
+
+    Read-only (its attributes are properties): one instance stands for every valid result.
+    A plain class rather than a frozen dataclass, whose ``__init__`` costs three times more
+    on the invalid path.
 
     >>> ValidationResult(True, ()).is_valid
     True
     """
 
-    is_valid: bool
-    errors: tuple[ValidationIssue, ...] = ()
-    rule_set: str | None = None
+    __slots__ = ("_errors", "_is_valid", "_rule_set")
+
+    def __init__(
+        self, is_valid: bool, errors: tuple[ValidationIssue, ...] = (), rule_set: str | None = None
+    ) -> None:
+        self._is_valid = is_valid
+        self._errors = errors
+        self._rule_set = rule_set
+
+    @property
+    def is_valid(self) -> bool:
+        return self._is_valid
+
+    @property
+    def errors(self) -> tuple[ValidationIssue, ...]:
+        return self._errors
+
+    @property
+    def rule_set(self) -> str | None:
+        return self._rule_set
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ValidationResult):
+            return NotImplemented
+        return (self._is_valid, self._errors, self._rule_set) == (
+            other._is_valid,
+            other._errors,
+            other._rule_set,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._is_valid, self._errors, self._rule_set))
+
+    def __repr__(self) -> str:
+        return (
+            f"ValidationResult(is_valid={self._is_valid!r}, errors={self._errors!r}, "
+            f"rule_set={self._rule_set!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict, as ``coordination validate --format json`` prints it."""
         return {
-            "is_valid": self.is_valid,
-            "rule_set": self.rule_set,
-            "errors": [issue.to_dict() for issue in self.errors],
+            "is_valid": self._is_valid,
+            "rule_set": self._rule_set,
+            "errors": [issue.to_dict() for issue in self._errors],
         }

@@ -21,12 +21,14 @@ from .._errors import RuleSetError
 from .._redact import truncate
 from ._compiler import CompiledRules, ConditionNote, FieldNote
 from ._messages import CODES, KIND_ATTRIBUTE, describe_failure, make_issue, secret_part
-from ._result import ErrorCode, ValidationIssue, json_pointer
+from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
 __all__ = ["RuleSet"]
 
 Path = tuple[str | int, ...]
 
+_REQUIRED = ErrorCode.REQUIRED.value
+_new_issue = ValidationIssue._make
 _PLANNABLE_ROOT = {"$schema", "type", "properties", "required", "additionalProperties"}
 _PLANNABLE_KEYWORDS = {
     "type", "format", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum",
@@ -53,6 +55,10 @@ class _FieldCheck:
 
     name: str
     required: bool
+    path: Path
+    pointer: str
+    prefix: str  # "name: ", how its messages start
+    secret: bool
     is_valid: Callable[[Any], bool]
     # (keyword, its schema value, a validator of that keyword alone); None: nested rules,
     # read from the field validator's errors instead.
@@ -160,21 +166,33 @@ class RuleSet:
                 )
             engine = _engine(field_schema, formats=self._formats)
             note = self._notes.get(("properties", name))
-            plan.append(
-                _FieldCheck(
-                    name,
-                    name in required,
-                    engine.is_valid,
-                    keywords,
-                    engine.iter_errors,
-                    note if isinstance(note, FieldNote) else None,
-                )
-            )
+            field_note = note if isinstance(note, FieldNote) else None
+            plan.append(self._check(name, name in required, engine, keywords, field_note))
         missing = required - {check.name for check in plan}
-        plan.extend(
-            _FieldCheck(name, True, _always_valid, (), _no_errors, None) for name in missing
-        )
+        plan.extend(self._check(name, True, None, (), None) for name in sorted(missing))
         return tuple(plan)
+
+    def _check(
+        self,
+        name: str,
+        required: bool,
+        engine: jsonschema_rs.Validator | None,
+        keywords: tuple[tuple[str, Any, Callable[[Any], bool]], ...] | None,
+        note: FieldNote | None,
+    ) -> _FieldCheck:
+        path = (name,)
+        return _FieldCheck(
+            name=name,
+            required=required,
+            path=path,
+            pointer=json_pointer(path),
+            prefix=f"{field_label(path)}: ",
+            secret=self.is_secret_path(path),
+            is_valid=engine.is_valid if engine else _always_valid,
+            keywords=keywords,
+            iter_errors=engine.iter_errors if engine else _no_errors,
+            note=note,
+        )
 
     def _planned_issues(self, data: dict[str, Any], fail_fast: bool) -> list[ValidationIssue]:
         issues: list[ValidationIssue] = []
@@ -182,7 +200,10 @@ class RuleSet:
             name = check.name
             if name not in data:
                 if check.required:
-                    issues.append(make_issue(ErrorCode.REQUIRED, (name,), self.name, "is required"))
+                    text = check.prefix + "is required"
+                    issues.append(
+                        ValidationIssue(_REQUIRED, check.path, check.pointer, self.name, text)
+                    )
             else:
                 value = data[name]
                 if check.is_valid(value):
@@ -202,20 +223,19 @@ class RuleSet:
     def _keyword_issues(
         self, check: _FieldCheck, value: Any, issues: list[ValidationIssue]
     ) -> None:
-        path = (check.name,)
         note = check.note
         for keyword, expected, keyword_is_valid in check.keywords or ():
             if keyword_is_valid(value):
                 continue
             if keyword == "type" and value is None and note is not None and note.required:
-                issues.append(
-                    make_issue(
-                        ErrorCode.REQUIRED, path, self.name, "is required and may not be null"
-                    )
-                )
-                continue
-            text = describe_failure(keyword, expected, value, note, self.is_secret_path(path))
-            issues.append(make_issue(CODES[keyword], path, self.name, text))
+                code, text = _REQUIRED, "is required and may not be null"
+            else:
+                code = CODES[keyword]
+                text = truncate(describe_failure(keyword, expected, value, note, check.secret), 400)
+            # _make is tuple.__new__: a third of the cost of the named tuple's __new__
+            issues.append(
+                _new_issue((code, check.path, check.pointer, self.name, check.prefix + text))
+            )
 
     # --- the engine's errors ------------------------------------------------------------
 

@@ -9,14 +9,12 @@ import json
 import logging
 import os
 import threading
-import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .._bounded import OVERFLOW_OPERATION, BoundedNames
+from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
 from .._errors import RuleSetError, ValidationError
 from .._logging import component_logger
@@ -25,8 +23,9 @@ from .._status import HealthStatus
 from ._compiler import compile_rules
 from ._limits import MessageLimits, check_structure, is_flat_and_clean
 from ._loader import read_rule_sources, rule_files
-from ._result import ErrorCode, ValidationIssue, ValidationResult
+from ._result import ValidationIssue, ValidationResult
 from ._ruleset import RuleSet
+from ._stats import FailureStats
 
 __all__ = [
     "STRUCTURE_RULE_SET",
@@ -41,8 +40,6 @@ STRUCTURE_RULE_SET = "message_structure"  # the report's name for rule-less stru
 
 _VALID = ValidationResult(True, ())
 _INLINE_CACHE_SIZE = 256
-_RECENT_FAILURES = 20
-_ERRORS_PER_FAILURE = 10
 
 
 def _secret_by_name(path: tuple[str | int, ...]) -> bool:
@@ -92,12 +89,7 @@ class CoordinationValidator:
         self._entries: dict[object, _Entry] = {}
         self._inline: OrderedDict[str, RuleSet] = OrderedDict()
         self._rule_sets: dict[str, RuleSet] = {}
-        self._invalid: Counter[str] = Counter()
-        self._by_field: Counter[str] = Counter()
-        self._by_rule_set_and_code: Counter[tuple[str, ErrorCode | str]] = Counter()
-        self._recent: deque[tuple[float, str, tuple[ValidationIssue, ...]]] = deque(
-            maxlen=_RECENT_FAILURES
-        )
+        self._stats = FailureStats(self.config.max_operation_names, self._names.admit)
         self._load_error: str | None = None
         self._structure = self._new_entry(None, STRUCTURE_RULE_SET)
         self.reload_rules()
@@ -284,48 +276,35 @@ class CoordinationValidator:
     def _failed(self, entry: _Entry, issues: list[ValidationIssue]) -> ValidationResult:
         name = entry.rule_set.name if entry.rule_set else STRUCTURE_RULE_SET
         result = ValidationResult(False, tuple(issues), name)
-        self._record_failure(entry.name, result.errors)
+        self._stats.record(entry.name, result.errors)
+        if self._debug_enabled():
+            text = "; ".join(map(str, result.errors))
+            self._logger.debug("validation against %r failed: %s", name, text)
         return result
 
-    def _record_failure(self, name: str, issues: tuple[ValidationIssue, ...]) -> None:
-        field_cap = self.config.max_operation_names
-        with self._lock:
-            self._invalid[name] += 1
-            for issue in issues:
-                path = issue.path
-                first = path[0] if len(path) == 1 else None
-                # labels are capped in length; a short top-level name is its own label
-                field = first if isinstance(first, str) and len(first) <= 120 else issue.field
-                if field not in self._by_field and len(self._by_field) >= field_cap:
-                    field = OVERFLOW_OPERATION
-                self._by_field[field] += 1
-                self._by_rule_set_and_code[(name, issue.code)] += 1  # by_error_code derives
-            # the issues are immutable and already redacted: kept as they are, formatted
-            # only when a report is asked for
-            self._recent.append((time.time(), name, issues))
-        if self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.debug(
-                "validation against %r failed: %s", name, "; ".join(map(str, issues))
-            )
+    def _debug_enabled(self) -> bool:
+        return self._logger.isEnabledFor(logging.DEBUG)
 
     # --- reading state ------------------------------------------------------------------
 
     def get_validation_report(self) -> dict[str, Any]:
         """Totals, counts per rule set, code and field, and recent failures (redacted)."""
+        stats = self._stats
+        stats.flush()
         with self._lock:
             valid = {name: _count_value(counter) for name, counter in self._counters.items()}
-            invalid = dict(self._invalid)
-            report: dict[str, Any] = {
-                "status": self._status(),
-                "rule_sets": sorted(self._rule_sets),
-                "by_error_code": _by_code(self._by_rule_set_and_code),
-                "by_field": dict(self._by_field),
-                "failures_by_rule_set_and_code": [
-                    {"rule_set": rs, "code": str(code), "count": count}
-                    for (rs, code), count in self._by_rule_set_and_code.most_common()
-                ],
-                "recent_failures": [_failure(*failure) for failure in self._recent],
-            }
+        invalid = dict(stats.invalid)
+        report: dict[str, Any] = {
+            "status": self._status(),
+            "rule_sets": sorted(self._rule_sets),
+            "by_error_code": stats.by_error_code(),
+            "by_field": dict(stats.by_field),
+            "failures_by_rule_set_and_code": [
+                {"rule_set": rs, "code": code, "count": count}
+                for (rs, code), count in stats.by_rule_set_and_code.most_common()
+            ],
+            "recent_failures": stats.recent(),
+        }
         names = sorted(set(valid) | set(invalid))
         report["by_rule_set"] = {
             n: {"valid": valid.get(n, 0), "invalid": invalid.get(n, 0)}
@@ -395,22 +374,6 @@ def _inline_name(rules: Mapping[str, Any]) -> str:
         json.dumps(rules, sort_keys=True, default=repr).encode(), usedforsecurity=False
     ).hexdigest()
     return f"inline-{digest[:8]}"
-
-
-def _by_code(counts: Counter[tuple[str, ErrorCode | str]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for (_rule_set, code), count in counts.items():
-        total[str(code)] += count
-    return dict(total.most_common())
-
-
-def _failure(when: float, name: str, issues: tuple[ValidationIssue, ...]) -> dict[str, Any]:
-    return {
-        "timestamp": datetime.fromtimestamp(when, UTC).isoformat(),
-        "rule_set": name,
-        "errors": [issue.to_dict() for issue in issues[:_ERRORS_PER_FAILURE]],
-        "error_count": len(issues),
-    }
 
 
 def _count_value(counter: itertools.count[int]) -> int:

@@ -1,0 +1,99 @@
+"""Counts of failed validations, kept off the invalid path.
+
+A failure is only appended to a deque (atomic in CPython, so no lock); every ``_BATCH``
+failures, or when a report is asked for, the batch is counted at once with ``Counter``
+over C iterators. The tables are bounded: rule-set names come already capped, and field
+labels beyond the cap are counted under the overflow name.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+from .._bounded import OVERFLOW_OPERATION
+from ._result import ValidationIssue, field_label
+
+__all__ = ["FailureStats"]
+
+_BATCH = 256
+_RECENT_FAILURES = 20
+_ERRORS_PER_FAILURE = 10
+
+_code = itemgetter(0)
+_path = itemgetter(1)
+_issues = itemgetter(1)
+_name = itemgetter(0)
+_rule_set = itemgetter(3)
+
+Failure = tuple[str, tuple[ValidationIssue, ...]]
+
+
+class FailureStats:
+    """Failed validations per rule set, per (rule set, code) and per field; recent ones."""
+
+    def __init__(self, field_cap: int, admit: Callable[[str], str]) -> None:
+        """``admit`` caps rule-set names (``BoundedNames.admit``)."""
+        self._field_cap = field_cap
+        self._admit = admit
+        self._lock = threading.Lock()
+        self._pending: deque[Failure] = deque()
+        self._recent: deque[tuple[float, str, tuple[ValidationIssue, ...]]] = deque(
+            maxlen=_RECENT_FAILURES
+        )
+        self.invalid: Counter[str] = Counter()
+        self.by_rule_set_and_code: Counter[tuple[str, str]] = Counter()
+        self.by_field: Counter[str] = Counter()
+
+    def record(self, name: str, issues: tuple[ValidationIssue, ...]) -> None:
+        """Note one failure against the (already capped) rule-set ``name``."""
+        self._pending.append((name, issues))
+        self._recent.append((time.time(), name, issues))
+        if len(self._pending) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the pending failures into the tables."""
+        with self._lock:
+            batch: list[Failure] = []
+            while self._pending:
+                batch.append(self._pending.popleft())
+            if not batch:
+                return
+            self.invalid.update(map(_name, batch))
+            issues = list(chain.from_iterable(map(_issues, batch)))
+            # one C-level count per table; Python only loops over the distinct keys
+            pairs = Counter(zip(map(_rule_set, issues), map(_code, issues), strict=True))
+            for (rule_set, code), count in pairs.items():
+                self.by_rule_set_and_code[(self._admit(rule_set), code)] += count
+            for path, count in Counter(map(_path, issues)).items():
+                self._count_field(field_label(path), count)
+
+    def _count_field(self, label: str, count: int) -> None:
+        if label not in self.by_field and len(self.by_field) >= self._field_cap:
+            label = OVERFLOW_OPERATION
+        self.by_field[label] += count
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The last failures, newest last, as JSON-ready dicts (first errors only)."""
+        return [
+            {
+                "timestamp": datetime.fromtimestamp(when, UTC).isoformat(),
+                "rule_set": name,
+                "errors": [issue.to_dict() for issue in issues[:_ERRORS_PER_FAILURE]],
+                "error_count": len(issues),
+            }
+            for when, name, issues in list(self._recent)
+        ]
+
+    def by_error_code(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for (_rule_set, code), count in self.by_rule_set_and_code.items():
+            total[code] += count
+        return dict(total.most_common())
