@@ -190,3 +190,15 @@ async def test_an_object_with_an_async_call_is_awaited(handler: CoordinationErro
     fetch = handler.decorate(Fetcher(), operation_name="fetcher")
     assert await fetch() == "fetched"
     assert handler.operation_stats()["fetcher"]["retries"] == 1
+
+
+async def test_async_retry_if_result(handler: CoordinationErrorHandler, clock: FakeClock) -> None:
+    results = iter(["pending", "pending", "done"])
+
+    @handle_errors(handler=handler, retry_if_result=lambda r: r == "pending")
+    async def status() -> str:
+        return next(results)
+
+    assert await status() == "done"
+    assert clock.sleeps == [1.0, 2.0]
+    assert handler.operation_stats()[status.__qualname__]["retries"] == 2

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from .. import _time
 from .._bounded import BoundedNames
@@ -35,6 +35,8 @@ from ._severity import ErrorSeverity
 
 __all__ = ["CoordinationErrorHandler"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _CO_ASYNC = 0x80 | 0x100 | 0x200  # CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
 _MAX_PLANS = 4096
 
@@ -130,11 +132,11 @@ class CoordinationErrorHandler:
         plan = self._plan_for(operation, max_retries, error_severity, operation_name, overrides)
         return await plan.arun(operation, args, kwargs or {})
 
-    def decorate(self, func: Callable[..., Any], **error_config: Any) -> Callable[..., Any]:
+    def decorate(self, func: Callable[P, R], **error_config: Any) -> Callable[P, R]:
         """``func`` (sync or async) behind its pipeline, composed once; signature kept."""
         from ._decorate import wrap_function
 
-        wrapped: Callable[..., Any] = wrap_function(self, func, error_config)
+        wrapped: Callable[P, R] = wrap_function(self, func, error_config)
         return wrapped
 
     def get_error_report(self) -> dict[str, Any]:
