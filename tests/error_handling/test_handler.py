@@ -288,3 +288,15 @@ def test_debug_mode_logs_each_failed_attempt(
 
     handler.execute_with_error_handling(flaky, operation_name="dbg")
     assert any("attempt failed" in r.getMessage() for r in caplog.records)
+
+
+def test_generator_functions_are_refused_with_a_reason(handler: CoordinationErrorHandler) -> None:
+    def rows() -> Any:
+        yield 1
+
+    async def events() -> Any:
+        yield 1
+
+    for func in (rows, events):
+        with pytest.raises(TypeError, match="generator function"):
+            handler.decorate(func)

@@ -44,6 +44,12 @@ def wrap_function(
         return type(func)(wrap_function(handler, func.__func__, error_config))
     if not callable(func):
         raise TypeError(f"handle_errors decorates functions and methods, not {func!r}")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"handle_errors cannot protect the generator function {_name_of(func)}: its "
+            "body runs only while it is iterated, after the call has returned; decorate "
+            "the function that fetches the data instead"
+        )
     options = dict(error_config)
     name = options.pop("operation_name", None) or _name_of(func)
     if not isinstance(name, str):
