@@ -10,7 +10,15 @@ from .._redact import REDACTED, is_secret_name, safe_repr, truncate
 from ._compiler import FieldNote
 from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
-__all__ = ["CODES", "KIND_ATTRIBUTE", "describe_failure", "make_issue", "secret_part"]
+__all__ = [
+    "CODES",
+    "KIND_ATTRIBUTE",
+    "Render",
+    "describe_failure",
+    "make_issue",
+    "renderer",
+    "secret_part",
+]
 
 Path = tuple[str | int, ...]
 
@@ -103,79 +111,56 @@ def describe_failure(
     keyword: str, expected: Any, value: Any, note: FieldNote | None, secret: bool
 ) -> str:
     """What ``keyword`` (whose schema value is ``expected``) wanted, and what ``value`` was."""
-    describe = _DESCRIBE.get(keyword)
-    if describe is None:
-        return f"does not satisfy the schema's {keyword!r} keyword"
-    return describe(keyword, expected, value, note, REDACTED if secret else _short_repr(value))
+    return renderer(keyword, expected, note, secret)(value)
 
 
-def _type(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    wanted = note.type_label if note and note.type_label else _types(expected)
-    return f"must be {wanted}, got {_type_name(value)} {got}"
+Render = Callable[[Any], str]
 
 
-def _format(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    wanted = note.type_label if note and note.type_label else f"a valid {expected}"
-    return f"must be {wanted}, got {got}"
+def renderer(
+    keyword: str, expected: Any, note: FieldNote | None, secret: bool, prefix: str = ""
+) -> Render:
+    """A function phrasing ``keyword``'s failure for a value: ``prefix`` + what was expected +
+    what was found. Everything that does not depend on the value is formatted here, once,
+    so a rule set's plan can keep the renderers of its fields ready."""
+    shown: Render = _redacted if secret else _short_repr
+    label = note.type_label if note else None
+    if keyword == "type":
+        wanted = f"{prefix}must be {label or _types(expected)}, got "
+        return lambda value: f"{wanted}{_type_name(value)} {shown(value)}"
+    if keyword in ("minLength", "maxLength", "minItems", "maxItems"):
+        bound = "at least" if keyword.startswith("min") else "at most"
+        noun = "character" if keyword.endswith("Length") else "item"
+        text = f"{prefix}must have {bound} {_plural(expected, noun)}, got "
+        if noun == "item":
+            return lambda value: f"{text}{len(value)}"
+        return lambda value: f"{text}{len(value)} ({shown(value)})"
+    if keyword == "uniqueItems":
+        text = f"{prefix}must not contain duplicate items"
+        return lambda value: text
+    if keyword == "format":
+        text = f"{prefix}must be {label or f'a valid {expected}'}, got "
+    elif keyword in _SIGNS:
+        text = f"{prefix}must be {_SIGNS[keyword]} {expected}, got "
+    elif keyword == "pattern":
+        text = f"{prefix}must match the pattern {truncate(repr(expected), 200)}, got "
+    elif keyword == "enum":
+        text = f"{prefix}must be one of {_options(expected)}, got "
+    elif keyword == "const":
+        text = f"{prefix}must be {safe_repr(expected, 60)}, got "
+    else:
+        text = f"{prefix}does not satisfy the schema's {keyword!r} keyword"
+        return lambda value: text
+    return lambda value: text + shown(value)
 
 
-def _length(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    bound = "at least" if keyword == "minLength" else "at most"
-    return f"must have {bound} {_plural(expected, 'character')}, got {len(value)} ({got})"
+def _redacted(value: Any) -> str:
+    return REDACTED
 
 
-def _items(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    bound = "at least" if keyword == "minItems" else "at most"
-    return f"must have {bound} {_plural(expected, 'item')}, got {len(value)}"
-
-
-def _bound(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    return f"must be {_SIGNS[keyword]} {expected}, got {got}"
-
-
-def _pattern(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    return f"must match the pattern {expected!r}, got {got}"
-
-
-def _enum(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    try:
-        options = _options(tuple(expected))
-    except TypeError:  # unhashable options (lists, objects) are not cached
-        options = _options.__wrapped__(tuple(expected))
-    return f"must be one of {options}, got {got}"
-
-
-def _const(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    return f"must be {safe_repr(expected, 60)}, got {got}"
-
-
-def _unique(keyword: str, expected: Any, value: Any, note: FieldNote | None, got: str) -> str:
-    return "must not contain duplicate items"
-
-
-# keyword -> how its failure is phrased (a dict: one lookup instead of a chain of tests)
-_DESCRIBE: dict[str, Callable[[str, Any, Any, FieldNote | None, str], str]] = {
-    "type": _type,
-    "format": _format,
-    "minLength": _length,
-    "maxLength": _length,
-    "minItems": _items,
-    "maxItems": _items,
-    "minimum": _bound,
-    "maximum": _bound,
-    "exclusiveMinimum": _bound,
-    "exclusiveMaximum": _bound,
-    "pattern": _pattern,
-    "enum": _enum,
-    "const": _const,
-    "uniqueItems": _unique,
-}
-
-
-@functools.lru_cache(maxsize=256)
-def _options(expected: tuple[Any, ...]) -> str:
+def _options(expected: list[Any]) -> str:
     more = f" (and {len(expected) - 20} more)" if len(expected) > 20 else ""
-    return ", ".join(map(_short_repr, expected[:20])) + more
+    return ", ".join(safe_repr(option, 40) for option in expected[:20]) + more
 
 
 def _short_repr(value: Any) -> str:

@@ -11,6 +11,7 @@ rules, nested fields) is read from the engine's errors.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,15 @@ import jsonschema_rs
 from .._errors import RuleSetError
 from .._redact import truncate
 from ._compiler import CompiledRules, ConditionNote, FieldNote
-from ._messages import CODES, KIND_ATTRIBUTE, describe_failure, make_issue, secret_part
+from ._messages import (
+    CODES,
+    KIND_ATTRIBUTE,
+    Render,
+    describe_failure,
+    make_issue,
+    renderer,
+    secret_part,
+)
 from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
 __all__ = ["RuleSet"]
@@ -28,6 +37,8 @@ __all__ = ["RuleSet"]
 Path = tuple[str | int, ...]
 
 _REQUIRED = ErrorCode.REQUIRED.value
+_TYPE = ErrorCode.TYPE.value
+_TYPE_OR_REQUIRED = "type or required"  # a marker, compared by identity
 _new_issue = ValidationIssue._make
 _PLANNABLE_ROOT = {"$schema", "type", "properties", "required", "additionalProperties"}
 _PLANNABLE_KEYWORDS = {
@@ -60,9 +71,9 @@ class _FieldCheck:
     prefix: str  # "name: ", how its messages start
     secret: bool
     is_valid: Callable[[Any], bool]
-    # (keyword, its schema value, a validator of that keyword alone); None: nested rules,
-    # read from the field validator's errors instead.
-    keywords: tuple[tuple[str, Any, Callable[[Any], bool]], ...] | None
+    # (a validator of one keyword alone, the issue's code, its message for a value);
+    # None: nested rules, read from the field validator's errors instead.
+    keywords: tuple[tuple[Callable[[Any], bool], str, Render], ...] | None
     iter_errors: Callable[[Any], Iterator[jsonschema_rs.ValidationError]]
     note: FieldNote | None
 
@@ -158,18 +169,17 @@ class RuleSet:
         required = set(schema.get("required", []))
         plan = []
         for name, field_schema in schema.get("properties", {}).items():
-            keywords = None
-            if set(field_schema) <= _PLANNABLE_KEYWORDS:
-                keywords = tuple(
-                    (keyword, value, _engine({keyword: value}, formats=self._formats).is_valid)
-                    for keyword, value in field_schema.items()
-                )
-            engine = _engine(field_schema, formats=self._formats)
             note = self._notes.get(("properties", name))
             field_note = note if isinstance(note, FieldNote) else None
-            plan.append(self._check(name, name in required, engine, keywords, field_note))
+            check = self._check(
+                name, name in required, _engine(field_schema, formats=self._formats), field_note
+            )
+            if set(field_schema) <= _PLANNABLE_KEYWORDS:
+                keywords = tuple(self._keyword(check, k, v) for k, v in field_schema.items())
+                check = dataclasses.replace(check, keywords=keywords)
+            plan.append(check)
         missing = required - {check.name for check in plan}
-        plan.extend(self._check(name, True, None, (), None) for name in sorted(missing))
+        plan.extend(self._check(name, True, None, None) for name in sorted(missing))
         return tuple(plan)
 
     def _check(
@@ -177,7 +187,6 @@ class RuleSet:
         name: str,
         required: bool,
         engine: jsonschema_rs.Validator | None,
-        keywords: tuple[tuple[str, Any, Callable[[Any], bool]], ...] | None,
         note: FieldNote | None,
     ) -> _FieldCheck:
         path = (name,)
@@ -189,10 +198,24 @@ class RuleSet:
             prefix=f"{field_label(path)}: ",
             secret=self.is_secret_path(path),
             is_valid=engine.is_valid if engine else _always_valid,
-            keywords=keywords,
+            keywords=None if engine else (),
             iter_errors=engine.iter_errors if engine else _no_errors,
             note=note,
         )
+
+    def _keyword(
+        self, check: _FieldCheck, keyword: str, expected: Any
+    ) -> tuple[Callable[[Any], bool], str, Render]:
+        keyword_is_valid = _engine({keyword: expected}, formats=self._formats).is_valid
+        render = renderer(keyword, expected, check.note, check.secret, check.prefix)
+        note = check.note
+        if keyword == "type" and note is not None and note.required:
+            # the type keyword of a required field: null means the field is missing
+            text = check.prefix + "is required and may not be null"
+            plain = render
+            render = lambda value: text if value is None else plain(value)  # noqa: E731
+            return keyword_is_valid, _TYPE_OR_REQUIRED, render
+        return keyword_is_valid, CODES[keyword], render
 
     def _planned_issues(self, data: dict[str, Any], fail_fast: bool) -> list[ValidationIssue]:
         issues: list[ValidationIssue] = []
@@ -223,19 +246,14 @@ class RuleSet:
     def _keyword_issues(
         self, check: _FieldCheck, value: Any, issues: list[ValidationIssue]
     ) -> None:
-        note = check.note
-        for keyword, expected, keyword_is_valid in check.keywords or ():
-            if keyword_is_valid(value):
-                continue
-            if keyword == "type" and value is None and note is not None and note.required:
-                code, text = _REQUIRED, "is required and may not be null"
-            else:
-                code = CODES[keyword]
-                text = truncate(describe_failure(keyword, expected, value, note, check.secret), 400)
-            # _make is tuple.__new__: a third of the cost of the named tuple's __new__
-            issues.append(
-                _new_issue((code, check.path, check.pointer, self.name, check.prefix + text))
-            )
+        for keyword_is_valid, code, render in check.keywords or ():
+            if not keyword_is_valid(value):
+                if code is _TYPE_OR_REQUIRED:
+                    code = _REQUIRED if value is None else _TYPE
+                # _make is tuple.__new__: a third of the cost of the named tuple's __new__
+                issues.append(
+                    _new_issue((code, check.path, check.pointer, self.name, render(value)))
+                )
 
     # --- the engine's errors ------------------------------------------------------------
 
