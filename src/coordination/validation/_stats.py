@@ -26,6 +26,7 @@ _BATCH = 256
 _RECENT_FAILURES = 20
 _ERRORS_PER_FAILURE = 10
 
+_now = time.time
 _code = itemgetter(0)
 _path = itemgetter(1)
 _issues = itemgetter(1)
@@ -54,7 +55,7 @@ class FailureStats:
     def record(self, name: str, issues: tuple[ValidationIssue, ...]) -> None:
         """Note one failure against the (already capped) rule-set ``name``."""
         self._pending.append((name, issues))
-        self._recent.append((time.time(), name, issues))
+        self._recent.append((_now(), name, issues))
         if len(self._pending) >= _BATCH:
             self.flush()
 

@@ -277,13 +277,10 @@ class CoordinationValidator:
         name = entry.rule_set.name if entry.rule_set else STRUCTURE_RULE_SET
         result = ValidationResult(False, tuple(issues), name)
         self._stats.record(entry.name, result.errors)
-        if self._debug_enabled():
+        if self._logger.isEnabledFor(logging.DEBUG):
             text = "; ".join(map(str, result.errors))
             self._logger.debug("validation against %r failed: %s", name, text)
         return result
-
-    def _debug_enabled(self) -> bool:
-        return self._logger.isEnabledFor(logging.DEBUG)
 
     # --- reading state ------------------------------------------------------------------
 
