@@ -302,27 +302,17 @@ class Plan:
         # the fast path has no bulkhead to leave: straight to the remaining attempts
         return self._attempts(func, args, kwargs, 1, started, wait, exc)
 
-    def run(
-        self,
-        func: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        *,
-        attempt: int = 0,
-        started: float | None = None,
-        wait: float = 0.0,
-        last: Exception | None = None,
-    ) -> Any:
-        """A call (or its remaining attempts, after ``attempt`` have been made)."""
-        if attempt == 0 and not self.fast:
+    def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """One call through the whole pipeline."""
+        if not self.fast:
             try:
                 self.admit()
             except (RateLimitExceeded, BulkheadFull) as exc:
                 return self.give_up(exc, 0)
         try:
-            return self._attempts(func, args, kwargs, attempt, started, wait, last)
+            return self._attempts(func, args, kwargs, 0, None, 0.0, None)
         finally:
-            if attempt == 0 and self.op.bulkhead is not None:
+            if self.op.bulkhead is not None:
                 self.op.bulkhead.leave()
 
     def _attempts(
