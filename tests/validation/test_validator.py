@@ -195,3 +195,26 @@ def test_counts_are_exact_under_threads(validator: CoordinationValidator) -> Non
         thread.join()
     report = validator.get_validation_report()
     assert report["by_rule_set"]["user_event"] == {"valid": 8000, "invalid": 8000}
+
+
+def test_reloading_never_hides_a_loaded_name(validator: CoordinationValidator) -> None:
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                validator.validate(VALID_EVENT, "user_event")
+            except Exception as exc:  # a miss would raise RuleSetError (unknown rule set)
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for _ in range(30):
+        validator.reload_rules()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert failures == []

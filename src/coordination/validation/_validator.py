@@ -113,11 +113,11 @@ class CoordinationValidator:
             self._logger.error("rule sets not reloaded: %s", exc)
             raise
         with self._lock:
+            # a new table swapped in whole: validations running meanwhile never miss a name
+            entries = {k: e for k, e in self._entries.items() if not isinstance(k, str)}
+            entries.update((name, self._new_entry(rs, name)) for name, rs in loaded.items())
+            self._entries = entries
             self._rule_sets = loaded
-            for key in [k for k in self._entries if isinstance(k, str)]:
-                del self._entries[key]
-            for name, rule_set in loaded.items():
-                self._entries[name] = self._new_entry(rule_set, name)
             self._load_error = None
         self._logger.debug("loaded %d rule sets from %s", len(loaded), self.rules_path)
         return sorted(loaded)
