@@ -202,3 +202,22 @@ async def test_async_retry_if_result(handler: CoordinationErrorHandler, clock: F
     assert await status() == "done"
     assert clock.sleeps == [1.0, 2.0]
     assert handler.operation_stats()[status.__qualname__]["retries"] == 2
+
+
+async def test_counts_are_exact_with_many_concurrent_tasks() -> None:
+    handler = CoordinationErrorHandler({"base_delay": 0, "circuit_breaker_threshold": 10**6})
+
+    @handler.decorate
+    async def work(n: int) -> int:
+        await asyncio.sleep(0)
+        if n % 5 == 0:
+            raise ConnectionError(f"call {n} failed")
+        return n
+
+    results = await asyncio.gather(*(work(n) for n in range(1000)), return_exceptions=True)
+    failed = sum(isinstance(r, ConnectionError) for r in results)
+    report = handler.get_error_report()
+    assert failed == 200
+    assert (report["successful_operations"], report["failed_operations"]) == (800, 200)
+    assert report["total_retries"] == 200 * 3
+    assert report["errors_by_type"] == {"ConnectionError": 800}
