@@ -151,7 +151,7 @@ class RuleSet:
         declared = self._secret_names
         return any(secret_part(part, declared) for part in path)
 
-    def issues(self, data: Any, *, fail_fast: bool = False) -> list[ValidationIssue]:
+    def issues(self, data: Any, fail_fast: bool = False) -> list[ValidationIssue]:
         """Every way ``data`` breaks the rules (the first one only with ``fail_fast``).
 
         ``data`` must already have passed the structure checks (``check_structure``).
@@ -219,13 +219,14 @@ class RuleSet:
 
     def _planned_issues(self, data: dict[str, Any], fail_fast: bool) -> list[ValidationIssue]:
         issues: list[ValidationIssue] = []
+        rule_set = self.name
         for check in self._plan or ():
             name = check.name
             if name not in data:
                 if check.required:
                     text = check.prefix + "is required"
                     issues.append(
-                        ValidationIssue(_REQUIRED, check.path, check.pointer, self.name, text)
+                        _new_issue((_REQUIRED, check.path, check.pointer, rule_set, text))
                     )
             else:
                 value = data[name]
@@ -235,25 +236,20 @@ class RuleSet:
                     for error in check.iter_errors(value):
                         issues.extend(self._translate(error, (name,), ("properties", name)))
                 else:
-                    self._keyword_issues(check, value, issues)
+                    # the engine decides each keyword alone; _make is tuple.__new__, a third
+                    # of the cost of the named tuple's own __new__
+                    for keyword_is_valid, code, render in check.keywords:
+                        if not keyword_is_valid(value):
+                            if code is _TYPE_OR_REQUIRED:
+                                code = _REQUIRED if value is None else _TYPE
+                            issue = (code, check.path, check.pointer, rule_set, render(value))
+                            issues.append(_new_issue(issue))
             if fail_fast and issues:
                 return issues[:1]
         if self._forbid_extra:
             properties = self._properties
             issues.extend(self._extra_field((key,)) for key in data if key not in properties)
         return issues[:1] if fail_fast else issues
-
-    def _keyword_issues(
-        self, check: _FieldCheck, value: Any, issues: list[ValidationIssue]
-    ) -> None:
-        for keyword_is_valid, code, render in check.keywords or ():
-            if not keyword_is_valid(value):
-                if code is _TYPE_OR_REQUIRED:
-                    code = _REQUIRED if value is None else _TYPE
-                # _make is tuple.__new__: a third of the cost of the named tuple's __new__
-                issues.append(
-                    _new_issue((code, check.path, check.pointer, self.name, render(value)))
-                )
 
     # --- the engine's errors ------------------------------------------------------------
 

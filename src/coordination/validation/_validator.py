@@ -237,7 +237,7 @@ class CoordinationValidator:
             if rules.is_valid(data):
                 next(entry.valid)
                 return _VALID
-            return self._failed(entry, rules.issues(data, fail_fast=self._limits.fail_fast))
+            return self._failed(entry, rules.issues(data, self._limits.fail_fast))
         return self._validate_slowly(data, entry)
 
     def validate_message_structure(
