@@ -18,11 +18,11 @@ from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
 from .._errors import RuleSetError, ValidationError
 from .._logging import component_logger
-from .._redact import is_secret_name
 from .._status import HealthStatus
 from ._compiler import compile_rules
 from ._limits import MessageLimits, check_structure, is_flat_and_clean
 from ._loader import read_rule_sources, rule_files
+from ._messages import secret_part
 from ._result import ValidationIssue, ValidationResult
 from ._ruleset import RuleSet
 from ._stats import FailureStats
@@ -43,7 +43,10 @@ _INLINE_CACHE_SIZE = 256
 
 
 def _secret_by_name(path: tuple[str | int, ...]) -> bool:
-    return any(is_secret_name(part) for part in path)
+    return any(secret_part(part, _NO_NAMES) for part in path)
+
+
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 class _Entry:
