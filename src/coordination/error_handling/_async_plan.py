@@ -30,17 +30,14 @@ class AsyncPlan(Plan):
         if memory is not None and memory._state is CLOSED:
             try:
                 result = await func(*args, **kwargs)
-            except Exception as exc:
-                started, wait = self._first_retry(exc)
-                if wait < 0:
-                    return await self.agive_up(exc, 1)
-                return await self._aattempts(func, args, kwargs, 1, started, wait, exc)
+            except Exception as exc:  # the first attempt failed: on to the retry loop
+                return await self._aattempts(func, args, kwargs, 0, None, 0.0, None, exc)
             memory.record_success(0.0)
             check = self.options.retry_if_result
             if check is None or not check(result):
                 next(op.successes)
                 return result
-            started, wait = self._first_retry(None)
+            started, wait = self.first_result_wait()
             if wait < 0:
                 next(op.successes)
                 return result
@@ -89,69 +86,74 @@ class AsyncPlan(Plan):
         started: float | None,
         wait: float,
         last: Exception | None,
+        pending: Exception | None = None,
     ) -> Any:
+        """``Plan._attempts``, awaiting: the call, the sleeps and a blocking breaker."""
         handler = self.handler
         breaker = self.breaker
         blocking = breaker.blocking
         clock = handler._clock
         previous = wait or self.options.backoff.base_delay
+        duration = 0.0
         while True:
-            try:
-                await breaker.aacquire() if blocking else breaker.acquire()
-            except CircuitOpenError as exc:
-                result = self.rejected(exc, last)
-                return await result if inspect.isawaitable(result) else result
-            if attempt > 0:
-                next(self.op.retries)
-            if wait > 0:
+            if pending is None:
                 try:
-                    await handler._async_sleep(wait)
-                except BaseException:  # cancelled while waiting: give the permit back
+                    await breaker.aacquire() if blocking else breaker.acquire()
+                except CircuitOpenError as exc:
+                    refused = self.rejected(exc, last)
+                    return await refused if inspect.isawaitable(refused) else refused
+                if attempt > 0:
+                    next(self.op.retries)
+                if wait > 0:
+                    try:
+                        await handler._async_sleep(wait)
+                    except BaseException:  # cancelled while waiting: give the permit back
+                        await breaker.arelease() if blocking else breaker.release()
+                        raise
+                begin = clock() if self.timed else 0.0
+                try:
+                    if self.timeout is None:
+                        result = await func(*args, **kwargs)
+                    else:
+                        result = await self._await_with_timeout(func(*args, **kwargs), self.timeout)
+                except Exception as exc:
+                    pending = exc
+                    duration = clock() - begin if self.timed else 0.0
+                except BaseException:
                     await breaker.arelease() if blocking else breaker.release()
                     raise
-            begin = clock() if self.timed else 0.0
-            try:
-                if self.timeout is None:
-                    result = await func(*args, **kwargs)
                 else:
-                    result = await self._await_with_timeout(func(*args, **kwargs), self.timeout)
-            except Exception as exc:
-                duration = clock() - begin if self.timed else 0.0
-                if not blocking:
-                    self.failed_attempt(exc, duration)
-                else:  # the breaker does I/O: await it, never block the loop
-                    if isinstance(exc, NOT_COUNTED):
-                        await breaker.arelease()
+                    duration = clock() - begin if self.timed else 0.0
+                    if blocking:
+                        await breaker.arecord_success(duration)
                     else:
-                        await breaker.arecord_failure(duration)
-                    self.failed_attempt(exc, duration, tell_breaker=False)
-                last = exc
-                if started is None:
-                    started = clock()
-                wait = self.next_wait(exc, attempt, previous, started)
-                attempt += 1
-                if wait < 0:
-                    return await self.agive_up(exc, attempt)
-                previous = wait
-                continue
-            except BaseException:
-                await breaker.arelease() if blocking else breaker.release()
-                raise
-            duration = clock() - begin if self.timed else 0.0
-            await breaker.arecord_success(duration) if blocking else breaker.record_success(
-                duration
-            )
-            check = self.options.retry_if_result
-            if check is not None and check(result):
-                if started is None:
-                    started = clock()
-                wait = self.next_wait(None, attempt, previous, started)
-                attempt += 1
-                if wait >= 0:
-                    previous = wait
-                    continue
-            next(self.op.successes)
-            return result
+                        breaker.record_success(duration)
+                    check = self.options.retry_if_result
+                    if check is not None and check(result):
+                        if started is None:
+                            started = clock()
+                        wait = self.next_wait(None, attempt, previous, started)
+                        attempt += 1
+                        if wait >= 0:
+                            previous = wait
+                            continue
+                    next(self.op.successes)
+                    return result
+            error, pending = pending, None
+            if blocking:  # the breaker does I/O: await it, never block the loop
+                if isinstance(error, NOT_COUNTED):
+                    await breaker.arelease()
+                else:
+                    await breaker.arecord_failure(duration)
+            self.failed_attempt(error, duration, tell_breaker=not blocking)
+            last = error
+            if started is None:
+                started = clock()
+            wait = self.next_wait(error, attempt, previous, started)
+            attempt += 1
+            if wait < 0:
+                return await self.agive_up(error, attempt)
+            previous = wait
 
     async def _await_with_timeout(self, awaitable: Any, seconds: float) -> Any:
         scope = asyncio.timeout(seconds)

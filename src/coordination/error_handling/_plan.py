@@ -242,7 +242,8 @@ class Plan:
         record_success = breaker.record_success
         successes = self.op.successes
         check_result = self.options.retry_if_result
-        resume = self._resume
+        attempts = self._attempts
+        retry_result = self._retry_result
 
         rejects_for = breaker.rejects_for
         name = self.op.name
@@ -264,43 +265,30 @@ class Plan:
                 raise CircuitOpenError(name, remaining)
             try:
                 result = func(*args, **kwargs)
-            except Exception as exc:
-                return resume(func, args, kwargs, exc)
+            except Exception as exc:  # the first attempt failed: on to the retry loop
+                return attempts(func, args, kwargs, 0, None, 0.0, None, exc)
             if simple:
                 breaker._consecutive = 0  # atomic store; see _breaker's docstring
             else:
                 record_success(0.0)
             if check_result is not None and check_result(result):
-                return resume(func, args, kwargs, None, result)
+                return retry_result(func, args, kwargs, result)
             next(successes)
             return result
 
         return fast_call
 
-    def _first_retry(self, exc: Exception | None) -> tuple[float, float]:
-        """After a failed first attempt on a fast path: (its start time, the wait or -1)."""
-        if exc is not None:
-            self.failed_attempt(exc, 0.0)
+    def first_result_wait(self) -> tuple[float, float]:
+        """The first attempt's result asks for a retry: (the start time, the wait or -1)."""
         started = self.handler._clock()
-        return started, self.next_wait(exc, 0, self.options.backoff.base_delay, started)
+        return started, self.next_wait(None, 0, self.options.backoff.base_delay, started)
 
-    def _resume(
-        self,
-        func: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        exc: Exception | None,
-        result: Any = None,
-    ) -> Any:
-        """The fast path's first attempt failed (or its result asks for a retry)."""
-        started, wait = self._first_retry(exc)
+    def _retry_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
+        started, wait = self.first_result_wait()
         if wait < 0:
-            if exc is None:
-                next(self.op.successes)
-                return result
-            return self.give_up(exc, 1)
-        # the fast path has no bulkhead to leave: straight to the remaining attempts
-        return self._attempts(func, args, kwargs, 1, started, wait, exc)
+            next(self.op.successes)
+            return result
+        return self._attempts(func, args, kwargs, 1, started, wait, None)
 
     def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
@@ -324,57 +312,65 @@ class Plan:
         started: float | None,
         wait: float,
         last: Exception | None,
+        pending: Exception | None = None,
     ) -> Any:
+        """The retry loop, from attempt number ``attempt``; ``pending`` is the error of an
+        attempt the fast path already made (so its failure is handled here, once)."""
         handler = self.handler
         breaker = self.breaker
         clock = handler._clock
         previous = wait or self.options.backoff.base_delay
+        duration = 0.0
         while True:
-            # ask the breaker before waiting: no backoff is spent on an open breaker
-            try:
-                breaker.acquire()
-            except CircuitOpenError as exc:
-                return self.rejected(exc, last)
-            if attempt > 0:
-                next(self.op.retries)
-            if wait > 0:
+            if pending is None:
+                # ask the breaker before waiting: no backoff is spent on an open breaker
                 try:
-                    handler._sleep(wait)
+                    breaker.acquire()
+                except CircuitOpenError as exc:
+                    return self.rejected(exc, last)
+                if attempt > 0:
+                    next(self.op.retries)
+                if wait > 0:
+                    try:
+                        handler._sleep(wait)
+                    except BaseException:
+                        breaker.release()
+                        raise
+                begin = clock() if self.timed else 0.0
+                try:
+                    if self.timeout is None:  # no extra frame for the common case
+                        result = func(*args, **kwargs)
+                    else:
+                        result = self._call_once(func, args, kwargs)
+                except Exception as exc:
+                    pending = exc
+                    duration = clock() - begin if self.timed else 0.0
                 except BaseException:
-                    breaker.release()
+                    breaker.release()  # cancelled or interrupted: not the dependency's fault
                     raise
-            begin = clock() if self.timed else 0.0
-            try:
-                if self.timeout is None:  # no extra frame for the common case
-                    result = func(*args, **kwargs)
                 else:
-                    result = self._call_once(func, args, kwargs)
-            except Exception as exc:
-                self.failed_attempt(exc, clock() - begin if self.timed else 0.0)
-                last = exc
-                if started is None:
-                    started = clock()
-                wait = self.next_wait(exc, attempt, previous, started)
-                attempt += 1
-                if wait < 0:
-                    return self.give_up(exc, attempt)
-                previous = wait
-                continue
-            except BaseException:
-                breaker.release()  # cancelled or interrupted: not the dependency's fault
-                raise
-            breaker.record_success(clock() - begin if self.timed else 0.0)
-            check = self.options.retry_if_result
-            if check is not None and check(result):
-                if started is None:
-                    started = clock()
-                wait = self.next_wait(None, attempt, previous, started)
-                attempt += 1
-                if wait >= 0:
-                    previous = wait
-                    continue
-            next(self.op.successes)
-            return result
+                    breaker.record_success(clock() - begin if self.timed else 0.0)
+                    check = self.options.retry_if_result
+                    if check is not None and check(result):
+                        if started is None:
+                            started = clock()
+                        wait = self.next_wait(None, attempt, previous, started)
+                        attempt += 1
+                        if wait >= 0:
+                            previous = wait
+                            continue
+                    next(self.op.successes)
+                    return result
+            error, pending = pending, None
+            self.failed_attempt(error, duration)
+            last = error
+            if started is None:
+                started = clock()
+            wait = self.next_wait(error, attempt, previous, started)
+            attempt += 1
+            if wait < 0:
+                return self.give_up(error, attempt)
+            previous = wait
 
     def _call_once(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         timeout = cast(float, self.timeout)
