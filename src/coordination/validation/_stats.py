@@ -29,11 +29,11 @@ _ERRORS_PER_FAILURE = 10
 _now = time.time
 _code = itemgetter(0)
 _path = itemgetter(1)
-_issues = itemgetter(1)
-_name = itemgetter(0)
+_issues = itemgetter(2)
+_name = itemgetter(1)
 _rule_set = itemgetter(3)
 
-Failure = tuple[str, tuple[ValidationIssue, ...]]
+Failure = tuple[float, str, tuple[ValidationIssue, ...]]  # (time.time(), rule set, issues)
 
 
 class FailureStats:
@@ -45,17 +45,14 @@ class FailureStats:
         self._admit = admit
         self._lock = threading.Lock()
         self._pending: deque[Failure] = deque()
-        self._recent: deque[tuple[float, str, tuple[ValidationIssue, ...]]] = deque(
-            maxlen=_RECENT_FAILURES
-        )
+        self._recent: deque[Failure] = deque(maxlen=_RECENT_FAILURES)
         self.invalid: Counter[str] = Counter()
         self.by_rule_set_and_code: Counter[tuple[str, str]] = Counter()
         self.by_field: Counter[str] = Counter()
 
     def record(self, name: str, issues: tuple[ValidationIssue, ...]) -> None:
         """Note one failure against the (already capped) rule-set ``name``."""
-        self._pending.append((name, issues))
-        self._recent.append((_now(), name, issues))
+        self._pending.append((_now(), name, issues))
         if len(self._pending) >= _BATCH:
             self.flush()
 
@@ -67,6 +64,7 @@ class FailureStats:
                 batch.append(self._pending.popleft())
             if not batch:
                 return
+            self._recent.extend(batch[-_RECENT_FAILURES:])
             self.invalid.update(map(_name, batch))
             issues = list(chain.from_iterable(map(_issues, batch)))
             # one C-level count per table; Python only loops over the distinct keys
@@ -83,6 +81,7 @@ class FailureStats:
 
     def recent(self) -> list[dict[str, Any]]:
         """The last failures, newest last, as JSON-ready dicts (first errors only)."""
+        self.flush()
         return [
             {
                 "timestamp": datetime.fromtimestamp(when, UTC).isoformat(),
