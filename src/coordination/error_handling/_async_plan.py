@@ -14,7 +14,7 @@ from typing import Any
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
 from ._backends import CircuitState
-from ._plan import NOT_COUNTED, Plan
+from ._plan import NOT_COUNTED, Plan, RetryState
 
 __all__ = ["AsyncPlan"]
 
@@ -31,23 +31,19 @@ class AsyncPlan(Plan):
             try:
                 result = await func(*args, **kwargs)
             except Exception as exc:  # the first attempt failed: on to the retry loop
-                return await self._aattempts(func, args, kwargs, 0, None, 0.0, None, exc)
+                return await self._aattempts(func, args, kwargs, None, 0.0, exc)
             memory.record_success(0.0)
-            check = self.options.retry_if_result
-            if check is None or not check(result):
-                next(op.successes)
-                return result
-            started, wait = self.first_result_wait()
-            if wait < 0:
-                next(op.successes)
-                return result
-            return await self._aattempts(func, args, kwargs, 1, started, wait, None)
+            state = RetryState(0, None, self.options.backoff.base_delay, None)
+            if self.wants_retry(result, state):
+                return await self._aattempts(func, args, kwargs, state, state.previous)
+            next(op.successes)
+            return result
         try:
             await self._aadmit()
         except (RateLimitExceeded, BulkheadFull) as exc:
             return await self.agive_up(exc, 0)
         try:
-            return await self._aattempts(func, args, kwargs, 0, None, 0.0, None)
+            return await self._aattempts(func, args, kwargs)
         finally:
             if op.bulkhead is not None:
                 op.bulkhead.leave()
@@ -82,10 +78,8 @@ class AsyncPlan(Plan):
         func: Callable[..., Any],
         args: Any,
         kwargs: Any,
-        attempt: int,
-        started: float | None,
-        wait: float,
-        last: Exception | None,
+        state: RetryState | None = None,
+        wait: float = 0.0,
         pending: Exception | None = None,
     ) -> Any:
         """``Plan._attempts``, awaiting: the call, the sleeps and a blocking breaker."""
@@ -93,16 +87,17 @@ class AsyncPlan(Plan):
         breaker = self.breaker
         blocking = breaker.blocking
         clock = handler._clock
-        previous = wait or self.options.backoff.base_delay
+        if state is None:
+            state = RetryState(0, None, self.options.backoff.base_delay, None)
         duration = 0.0
         while True:
             if pending is None:
                 try:
                     await breaker.aacquire() if blocking else breaker.acquire()
                 except CircuitOpenError as exc:
-                    refused = self.rejected(exc, last)
+                    refused = self.rejected(exc, state.last)
                     return await refused if inspect.isawaitable(refused) else refused
-                if attempt > 0:
+                if state.attempt > 0:
                     next(self.op.retries)
                 if wait > 0:
                     try:
@@ -128,15 +123,9 @@ class AsyncPlan(Plan):
                         await breaker.arecord_success(duration)
                     else:
                         breaker.record_success(duration)
-                    check = self.options.retry_if_result
-                    if check is not None and check(result):
-                        if started is None:
-                            started = clock()
-                        wait = self.next_wait(None, attempt, previous, started)
-                        attempt += 1
-                        if wait >= 0:
-                            previous = wait
-                            continue
+                    if self.wants_retry(result, state):
+                        wait = state.previous
+                        continue
                     next(self.op.successes)
                     return result
             error, pending = pending, None
@@ -146,14 +135,9 @@ class AsyncPlan(Plan):
                 else:
                     await breaker.arecord_failure(duration)
             self.failed_attempt(error, duration, tell_breaker=not blocking)
-            last = error
-            if started is None:
-                started = clock()
-            wait = self.next_wait(error, attempt, previous, started)
-            attempt += 1
+            wait = self.retry_wait(state, error)
             if wait < 0:
-                return await self.agive_up(error, attempt)
-            previous = wait
+                return await self.agive_up(error, state.attempt)
 
     async def _await_with_timeout(self, awaitable: Any, seconds: float) -> Any:
         scope = asyncio.timeout(seconds)

@@ -35,7 +35,7 @@ from ._severity import ErrorSeverity
 if TYPE_CHECKING:
     from ._handler import CoordinationErrorHandler
 
-__all__ = ["NOT_COUNTED", "OperationState", "Plan", "counter_value"]
+__all__ = ["NOT_COUNTED", "OperationState", "Plan", "RetryState", "counter_value"]
 
 CLOSED = CircuitState.CLOSED
 # Errors that say nothing about the dependency's health: they never move the breaker.
@@ -97,6 +97,20 @@ class OperationState:
             "fallbacks": counter_value(self.fallbacks),
             "severity": self.severity,
         }
+
+
+class RetryState:
+    """Where one call's retry loop is: attempts made, first failure's time, last wait."""
+
+    __slots__ = ("attempt", "last", "previous", "started")
+
+    def __init__(
+        self, attempt: int, started: float | None, previous: float, last: Exception | None
+    ) -> None:
+        self.attempt = attempt
+        self.started = started
+        self.previous = previous
+        self.last = last
 
 
 class Plan:
@@ -165,6 +179,25 @@ class Plan:
         if budget is not None and self.handler._clock() - started + wait > budget:
             return -1.0
         return wait
+
+    def retry_wait(self, state: RetryState, error: Exception | None) -> float:
+        """After attempt ``state.attempt`` failed with ``error`` (or its result asked for a
+        retry): the wait before the next one, or -1.0 to stop; ``state`` moves on."""
+        if state.started is None:
+            state.started = self.handler._clock()
+        wait = self.next_wait(error, state.attempt, state.previous, state.started)
+        state.attempt += 1
+        if error is not None:
+            state.last = error
+        if wait >= 0:
+            state.previous = wait
+        return wait
+
+    def wants_retry(self, result: Any, state: RetryState) -> bool:
+        """True when ``retry_if_result`` asks for another attempt and one is left (its
+        wait is then ``state.previous``)."""
+        check = self.options.retry_if_result
+        return check is not None and check(result) and self.retry_wait(state, None) >= 0
 
     def failed_attempt(self, exc: Exception, duration: float, tell_breaker: bool = True) -> None:
         """Tell the breaker (unless the caller already has) and the records about one
@@ -266,7 +299,7 @@ class Plan:
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:  # the first attempt failed: on to the retry loop
-                return attempts(func, args, kwargs, 0, None, 0.0, None, exc)
+                return attempts(func, args, kwargs, None, 0.0, exc)
             if simple:
                 breaker._consecutive = 0  # atomic store; see _breaker's docstring
             else:
@@ -278,17 +311,13 @@ class Plan:
 
         return fast_call
 
-    def first_result_wait(self) -> tuple[float, float]:
-        """The first attempt's result asks for a retry: (the start time, the wait or -1)."""
-        started = self.handler._clock()
-        return started, self.next_wait(None, 0, self.options.backoff.base_delay, started)
-
     def _retry_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
-        started, wait = self.first_result_wait()
-        if wait < 0:
+        """The fast path's first result asks for a retry: retry if one is left."""
+        state = RetryState(0, None, self.options.backoff.base_delay, None)
+        if self.retry_wait(state, None) < 0:
             next(self.op.successes)
             return result
-        return self._attempts(func, args, kwargs, 1, started, wait, None)
+        return self._attempts(func, args, kwargs, state, state.previous)
 
     def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
@@ -298,7 +327,7 @@ class Plan:
             except (RateLimitExceeded, BulkheadFull) as exc:
                 return self.give_up(exc, 0)
         try:
-            return self._attempts(func, args, kwargs, 0, None, 0.0, None)
+            return self._attempts(func, args, kwargs)
         finally:
             if self.op.bulkhead is not None:
                 self.op.bulkhead.leave()
@@ -308,18 +337,17 @@ class Plan:
         func: Callable[..., Any],
         args: Any,
         kwargs: Any,
-        attempt: int,
-        started: float | None,
-        wait: float,
-        last: Exception | None,
+        state: RetryState | None = None,
+        wait: float = 0.0,
         pending: Exception | None = None,
     ) -> Any:
-        """The retry loop, from attempt number ``attempt``; ``pending`` is the error of an
-        attempt the fast path already made (so its failure is handled here, once)."""
+        """The retry loop; ``pending`` is the error of an attempt the fast path already
+        made (so its failure is handled here, once)."""
         handler = self.handler
         breaker = self.breaker
         clock = handler._clock
-        previous = wait or self.options.backoff.base_delay
+        if state is None:
+            state = RetryState(0, None, self.options.backoff.base_delay, None)
         duration = 0.0
         while True:
             if pending is None:
@@ -327,8 +355,8 @@ class Plan:
                 try:
                     breaker.acquire()
                 except CircuitOpenError as exc:
-                    return self.rejected(exc, last)
-                if attempt > 0:
+                    return self.rejected(exc, state.last)
+                if state.attempt > 0:
                     next(self.op.retries)
                 if wait > 0:
                     try:
@@ -350,27 +378,16 @@ class Plan:
                     raise
                 else:
                     breaker.record_success(clock() - begin if self.timed else 0.0)
-                    check = self.options.retry_if_result
-                    if check is not None and check(result):
-                        if started is None:
-                            started = clock()
-                        wait = self.next_wait(None, attempt, previous, started)
-                        attempt += 1
-                        if wait >= 0:
-                            previous = wait
-                            continue
+                    if self.wants_retry(result, state):
+                        wait = state.previous
+                        continue
                     next(self.op.successes)
                     return result
             error, pending = pending, None
             self.failed_attempt(error, duration)
-            last = error
-            if started is None:
-                started = clock()
-            wait = self.next_wait(error, attempt, previous, started)
-            attempt += 1
+            wait = self.retry_wait(state, error)
             if wait < 0:
-                return self.give_up(error, attempt)
-            previous = wait
+                return self.give_up(error, state.attempt)
 
     def _call_once(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         timeout = cast(float, self.timeout)
