@@ -243,3 +243,27 @@ def test_every_error_code_is_documented() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text(encoding="utf-8")
     missing = [code.value for code in ErrorCode if f"`{code.value}`" not in text]
     assert not missing, f"docs/rules.md does not document {missing}"
+
+
+def test_cross_field_rules_inside_a_nested_object(validator: CoordinationValidator) -> None:
+    rules = {
+        "fields": {
+            "contact": {
+                "fields": {
+                    "email": {"type": "string", "excludes": "phone"},
+                    "card": {"requires": "cvc"},
+                }
+            },
+            "n": "integer",
+        }
+    }
+    rule_set = validator.compile(rules, name="nested")
+    data = {"contact": {"email": "a@b.c", "phone": "1", "card": "4111"}, "n": "x"}
+    found = validator.validate(data, rule_set).errors
+    assert {(i.code, i.path) for i in found} == {
+        ("requires", ("contact", "cvc")),
+        ("excludes", ("contact", "phone")),
+        ("type", ("n",)),
+    }
+    # the per-field plan and the engine's own errors tell the same story
+    assert sorted(rule_set.issues(data)) == sorted(rule_set._engine_issues(data, False))
