@@ -150,11 +150,27 @@ def cerberus_case() -> tuple[Callable[[], Any], Callable[[], Any]]:
     return (lambda: validator.validate(VALID)), invalid
 
 
-def measure(func: Callable[[], Any], number: int, repeat: int) -> tuple[float, float]:
-    """Best and median microseconds per call."""
-    timer = timeit.Timer(func)
-    runs = [t / number * 1e6 for t in timer.repeat(repeat=repeat, number=number)]
-    return min(runs), statistics.median(runs)
+def measure(
+    cases: dict[str, tuple[Callable[[], Any], Callable[[], Any]]],
+    numbers: dict[str, int],
+    repeat: int,
+) -> dict[str, tuple[float, float, float, float]]:
+    """Best and median µs per call, valid then invalid, for every case.
+
+    The rounds are interleaved (each round times every library once), so a burst of load
+    on the shared machine falls on all of them alike rather than on whoever ran then.
+    """
+    runs: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
+    for _ in range(repeat):
+        for name, (valid, invalid) in cases.items():
+            number = numbers[name]
+            runs[name][0].append(timeit.timeit(valid, number=number) / number * 1e6)
+            half = max(1, number // 2)
+            runs[name][1].append(timeit.timeit(invalid, number=half) / half * 1e6)
+    return {
+        name: (min(v), statistics.median(v), min(i), statistics.median(i))
+        for name, (v, i) in runs.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (less precise)")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
-    repeat = 5 if args.quick else 9
+    repeat = 5 if args.quick else 25
 
     with tempfile.TemporaryDirectory() as folder:
         cases: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
@@ -173,15 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             "voluptuous": voluptuous_case(),
             "cerberus": cerberus_case(),
         }
-        # Cheap validators get more calls so each timing run lasts about the same.
+        # Slow validators get fewer calls so each timing run lasts about the same.
         calls = {"jsonschema": 0.05, "voluptuous": 0.1, "cerberus": 0.01}
-        results: dict[str, tuple[float, float, float, float]] = {}
-        for name, (valid, invalid) in cases.items():
-            number = max(50, int(100_000 * scale * calls.get(name, 1.0)))
-            results[name] = (
-                *measure(valid, number, repeat),
-                *measure(invalid, number // 2, repeat),
-            )
+        numbers = {name: max(50, int(20_000 * scale * calls.get(name, 1.0))) for name in cases}
+        results = measure(cases, numbers, repeat)
 
     ours = results["coordination"]
     print(f"Python {sys.version.split()[0]}; µs per call (best / median of {repeat} runs)")
