@@ -13,7 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from itertools import chain
+from itertools import chain, repeat, starmap
 from operator import itemgetter
 from typing import Any
 
@@ -27,11 +27,10 @@ _RECENT_FAILURES = 20
 _ERRORS_PER_FAILURE = 10
 
 _now = time.time
-_code = itemgetter(0)
 _path = itemgetter(1)
 _issues = itemgetter(2)
 _name = itemgetter(1)
-_rule_set = itemgetter(3)
+_rule_set_and_code = itemgetter(3, 0)
 
 Failure = tuple[float, str, tuple[ValidationIssue, ...]]  # (time.time(), rule set, issues)
 
@@ -59,16 +58,17 @@ class FailureStats:
     def flush(self) -> None:
         """Count the pending failures into the tables."""
         with self._lock:
-            batch: list[Failure] = []
-            while self._pending:
-                batch.append(self._pending.popleft())
+            # popleft, not a swap or a copy: an append racing with the flush is never lost;
+            # starmap makes the n calls from C
+            pending = self._pending
+            batch = list(starmap(pending.popleft, repeat((), len(pending))))
             if not batch:
                 return
             self._recent.extend(batch[-_RECENT_FAILURES:])
             self.invalid.update(map(_name, batch))
             issues = list(chain.from_iterable(map(_issues, batch)))
             # one C-level count per table; Python only loops over the distinct keys
-            pairs = Counter(zip(map(_rule_set, issues), map(_code, issues), strict=True))
+            pairs = Counter(map(_rule_set_and_code, issues))
             for (rule_set, code), count in pairs.items():
                 self.by_rule_set_and_code[(self._admit(rule_set), code)] += count
             for path, count in Counter(map(_path, issues)).items():
