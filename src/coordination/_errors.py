@@ -95,11 +95,17 @@ class CircuitOpenError(CoordinationError):
     ``retry_after`` is the number of seconds until the breaker admits a trial call.
     """
 
+    # Raised on every rejected call while a dependency is down, so construction stays
+    # cheap: the message is formatted only when someone reads it.
+    # (BaseException.__new__ already stores the arguments as ``args``.)
     def __init__(self, operation: str, retry_after: float) -> None:
         self.operation = operation
-        self.retry_after = max(0.0, retry_after)
-        super().__init__(
-            f"circuit breaker for {operation!r} is open; next trial call in {self.retry_after:.3f}s"
+        self.retry_after = retry_after if retry_after > 0.0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"circuit breaker for {self.operation!r} is open; "
+            f"next trial call in {self.retry_after:.3f}s"
         )
 
 
