@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ConfigError, StoreError
+from .._process import pid_alive
 from .._redact import truncate
 from .._time import utc_timestamp
 
@@ -101,18 +102,6 @@ ReplayCallback = Callable[[Any, str], Any]
 def _dumps(event: Any) -> str:
     # Values JSON cannot hold are kept as their str() so the event is never lost.
     return json.dumps(event, default=str, separators=(",", ":"))
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class DeadLetterStore:
@@ -255,7 +244,7 @@ class DeadLetterStore:
     def recover_interrupted(self) -> int:
         """Dead-letter the journal entries of processes that died mid-event; how many."""
         rows = self._query("SELECT id, owner, event_type, payload, idempotency_key FROM pending")
-        dead = [row for row in rows if not _pid_alive(int(row[1]))]
+        dead = [row for row in rows if not pid_alive(int(row[1]))]
         if not dead:
             return 0
         now = utc_timestamp()

@@ -34,24 +34,13 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from .._process import pid_alive
 from ._collector import ADDITIVE_GAUGES, CoordinationCollector
 
 __all__ = ["MergedSnapshotsCollector", "SnapshotWriter"]
 
 _PREFIX = "coordination_"
 _Key = tuple[str, tuple[tuple[str, str], ...]]  # sample name, sorted labels
-
-
-def _is_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class SnapshotWriter:
@@ -147,7 +136,7 @@ class MergedSnapshotsCollector:
             self.writer.write()  # the serving worker's own numbers, up to this moment
         merged: dict[str, tuple[dict[str, Any], dict[_Key, float]]] = {}
         for pid, families in self._snapshots():
-            alive = _is_alive(pid)
+            alive = pid_alive(pid)
             for family in families:
                 meta, values = merged.setdefault(family["name"], (family, {}))
                 for sample_name, labels, value in family["samples"]:
