@@ -40,6 +40,8 @@ JITTER_KINDS = ("none", "full", "equal", "decorrelated")
 _RATE = re.compile(
     r"^\s*\d+(\.\d+)?\s*/\s*(\d+(\.\d+)?\s*)?(ms|s|sec|second|m|min|minute|h|hour)\s*$"
 )
+# How the middleware names a client: its address, or a header (an RFC 9110 token name).
+_CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
 # "name: key=number ...; name: ..." -- checked in detail by coordination.performance.
 _OPERATION_THRESHOLDS = re.compile(
     r"^\s*[^;:=\s][^;:=]*:(\s*(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*[0-9.eE+-]+,?)+\s*"
@@ -263,6 +265,25 @@ class CoordinationConfig:
         int,
         "Largest total size of a request's header names and values (larger: 431).",
         minimum=1,
+    )
+    client_rate_limit: str | None = _setting(
+        None,
+        str,
+        'Requests allowed per client through the WSGI/ASGI middleware, such as "100/s" or '
+        '"600/m" (none: unlimited); beyond it: 429 with Retry-After. Shared through Redis '
+        "when redis_url is set.",
+        optional=True,
+        pattern=_RATE,
+        pattern_hint='a rate such as "100/s", "20/m", "5/10s"',
+    )
+    client_rate_limit_key: str = _setting(
+        "address",
+        str,
+        'How the middleware tells clients apart for client_rate_limit: "address" (the peer '
+        'address) or "header:<Name>", such as "header:X-API-Key" (its value is hashed, '
+        "never stored; requests without the header fall back to their address).",
+        pattern=_CLIENT_KEY,
+        pattern_hint='"address" or "header:<Name>", such as "header:X-API-Key"',
     )
 
     # --- observability and built-in HTTP endpoints ---

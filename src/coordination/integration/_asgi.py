@@ -111,6 +111,9 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
         rejection = policy.check_method(method) or policy.check_header_size(size)
+        if rejection is None and self._client_limit is not None:
+            limit = self._client_limit
+            rejection = await limit.acheck(limit.asgi_client(scope))
         length = None
         if rejection is None:
             length, rejection = policy.check_content_length(length_header)
@@ -128,6 +131,8 @@ class CoordinationASGIMiddleware(MiddlewareBase):
                 receive = _replaying(body, receive)
         if rejection is not None:
             await self._reject(scope, send, rejection)
+            if route is None:
+                route = self.route_before(scope)
             self._record(method, route, rejection.status, started, None, rejected=True)
             return
         # An unannounced (chunked) body is counted as the app reads it.

@@ -7,9 +7,11 @@ from typing import Any, ClassVar
 
 from .._config import CoordinationConfig
 from .._time import perf_counter
+from ..error_handling import Rate, RateLimiterBackend
+from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
-from ._http import UNMATCHED, HttpCounters, RequestPolicy
+from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, RequestPolicy
 from ._routes import RouteResolver
 
 __all__ = ["MiddlewareBase"]
@@ -19,6 +21,9 @@ class MiddlewareBase(CoordinatedDoor):
     """Components, request policy, endpoints and counters, built once per middleware.
 
     Subclasses name their protocol (``kind``) and how routes are named (``_resolver``).
+    ``client_rate_limit`` (``"100/s"``) and ``client_rate_limit_key`` (``"address"`` or
+    ``"header:X-API-Key"``) override the configuration's; ``rate_limiter`` replaces the
+    limiter itself (any ``RateLimiterBackend``, such as ``RedisBackend(...).rate_limiter``).
     """
 
     kind: ClassVar[str]
@@ -35,6 +40,9 @@ class MiddlewareBase(CoordinatedDoor):
         validator: ValidatorLike | None = None,
         error_handler: ErrorHandlerLike | None = None,
         performance_monitor: MonitorLike | None = None,
+        client_rate_limit: str | Rate | None = None,
+        client_rate_limit_key: str | None = None,
+        rate_limiter: RateLimiterBackend | None = None,
         debug: bool = False,
     ) -> None:
         if not callable(app):
@@ -45,8 +53,11 @@ class MiddlewareBase(CoordinatedDoor):
         self._policy = RequestPolicy(cfg, self.validator, route_rules, allowed_methods)
         self._routes: RouteResolver | None = type(self)._resolver(app, route_resolver)
         self._monitor = self.performance_monitor if cfg.enable_performance_monitoring else None
-        self._endpoints = Endpoints(self._components, cfg) if cfg.expose_endpoints else None
-        self._counters = HttpCounters()
+        self._client_limit = build_client_limit(
+            cfg, client_rate_limit, client_rate_limit_key, rate_limiter
+        )
+        self._counters = HttpCounters(cfg.max_operation_names)
+        self._endpoints = Endpoints(self._components, cfg, self) if cfg.expose_endpoints else None
 
     def _record(
         self,
@@ -60,10 +71,13 @@ class MiddlewareBase(CoordinatedDoor):
     ) -> None:
         """Count the finished request and give its duration to the monitor."""
         counters = self._counters
-        if error is None and not rejected:  # the common case, without the branches below
-            counters.count_status(status)
+        if error is None and not rejected:  # the common case: the method was allowed
+            counters.count(method, route, status)
         else:
-            counters.finished(status, rejected=rejected, error=error)
+            # A rejected method is whatever the client sent: never a label of its own.
+            if method not in self._policy.allowed_methods:
+                method = OTHER_METHOD
+            counters.finished(method, route, status, rejected=rejected, error=error)
         monitor = self._monitor
         if monitor is None:
             return
@@ -83,11 +97,26 @@ class MiddlewareBase(CoordinatedDoor):
                 self._logger.exception("route resolver failed; naming the request 'unmatched'")
         return route
 
+    def route_before(self, request: Mapping[str, Any]) -> str | None:
+        """The route template of a request refused before the app ran (for its label)."""
+        if self._routes is None:
+            return None
+        try:
+            return self._routes.before(request)
+        except Exception:
+            self._logger.exception("route resolver failed; naming the request 'unmatched'")
+            return None
+
+    def http_stats(self) -> dict[str, Any]:
+        """The request counters alone (what exporters read; cheaper than the status)."""
+        return {
+            **self._counters.snapshot(),
+            "client_rate_limit": self._client_limit.status() if self._client_limit else None,
+            "endpoints": list(self._endpoints.paths) if self._endpoints else [],
+        }
+
     def get_middleware_status(self) -> dict[str, Any]:
         """The three component reports and this middleware's request counters."""
         status = self._components.status()
-        status["middleware"] = {
-            **self._counters.snapshot(),
-            "endpoints": list(self._endpoints.paths) if self._endpoints else [],
-        }
+        status["middleware"] = self.http_stats()
         return status

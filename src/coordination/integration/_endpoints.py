@@ -3,6 +3,10 @@
 Built from ``coordination.observability`` only when ``config.expose_endpoints`` is on, at
 the configured paths; requests to them are answered before the app and are not timed as
 app operations (a scrape every few seconds would otherwise dominate the report).
+
+The metrics endpoint also reads the middleware itself, as component ``http``: its
+``coordination_http_*`` series (requests by method, route and status, rejections, rate
+limits, durations) appear beside the components'.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ class Endpoints:
 
     __slots__ = ("_exact", "_health_prefix", "paths")
 
-    def __init__(self, components: Components, config: CoordinationConfig) -> None:
+    def __init__(
+        self, components: Components, config: CoordinationConfig, middleware: object
+    ) -> None:
         from ..observability import (
             CoordinationHealthChecker,
             CoordinationMetricsExporter,
@@ -38,7 +44,7 @@ class Endpoints:
                     value=value,
                     source="configuration",
                 )
-        exporter = CoordinationMetricsExporter(named, config=config)
+        exporter = CoordinationMetricsExporter({**named, "http": middleware}, config=config)
         checker = CoordinationHealthChecker(named, config=config)
         page = StatusPage(named, config=config)
         health = (checker.make_wsgi_app(), checker.make_asgi_app())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from .._bounded import BoundedNames
+from .._bounded import OVERFLOW_OPERATION, BoundedNames
 from .._config import CoordinationConfig
 from .._errors import ConfigError, ValidationError
 from .._redact import truncate
@@ -26,10 +26,12 @@ from ._components import ValidatorLike, prepare_rules
 __all__ = [
     "CLIENT_CLOSED",
     "DEFAULT_METHODS",
+    "OTHER_METHOD",
     "UNMATCHED",
     "HttpCounters",
     "Rejection",
     "RequestPolicy",
+    "status_label",
 ]
 
 UNMATCHED = "unmatched"  # the operation name of requests without a route template
@@ -179,33 +181,81 @@ def _value(counter: itertools.count[int]) -> int:
     return int(counter.__reduce__()[1][0])
 
 
+# Codes of the HTTP range (RFC 9110: 100-599, nginx's 499 and Cloudflare's 52x included)
+# keep their number as a label, at most 500 values; anything else is grouped ("7xx").
+_KNOWN_STATUSES = frozenset(range(100, 600))
+OTHER_METHOD = "_OTHER"  # the label of a method that is not allowed (OpenTelemetry's name)
+
+RequestKey = tuple[str, str, str]  # method, route template, status label
+
+
+def status_label(status: int) -> str:
+    return str(status) if status in _KNOWN_STATUSES else f"{status // 100}xx"
+
+
 class HttpCounters:
-    """Exact request counts for ``get_middleware_status()``, safe across threads.
+    """Exact request counts for ``get_middleware_status()`` and the exporters.
 
     The hot path is lock-free: ``next()`` on an ``itertools.count`` is one C call, atomic
     under the GIL. A lock is taken only the first time a status code (at most 500 of
-    them) or an exception type (at most 100 names) is seen.
+    them), a (method, route, status) triple or an exception type (at most 100 names) is
+    seen. Triples are bounded too: beyond ``max_routes`` label sets, new routes share the
+    overflow route ``__overflow__``.
     """
 
-    __slots__ = ("_exceptions", "_lock", "_names", "_rejected", "_started", "_statuses")
+    __slots__ = (
+        "_by_key",
+        "_by_label",
+        "_exceptions",
+        "_lock",
+        "_max_routes",
+        "_names",
+        "_rate_limited",
+        "_rejected",
+        "_started",
+        "_statuses",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_routes: int = 1000) -> None:
         self._started = itertools.count()
+        self._rate_limited = itertools.count()
         self._statuses: dict[int, itertools.count[int]] = {}
         self._rejected: dict[int, itertools.count[int]] = {}
         self._exceptions: dict[str, itertools.count[int]] = {}
+        # (method, route or None, status) as recorded -> the counter of its label set
+        self._by_key: dict[tuple[str, str | None, int], itertools.count[int]] = {}
+        self._by_label: dict[RequestKey, itertools.count[int]] = {}
+        self._max_routes = max_routes
         self._lock = threading.Lock()
         self._names = BoundedNames(100)
 
     def started(self) -> None:
         next(self._started)
 
-    def count_status(self, status: int) -> None:
+    def count(self, method: str, route: str | None, status: int) -> None:
+        """One finished request; ``method`` must already be an allowed one or ``_OTHER``."""
         counter = self._statuses.get(status)
         if counter is None:
             self._bump(self._statuses, status)
         else:
             next(counter)
+        counter = self._by_key.get((method, route, status))
+        if counter is None:
+            counter = self._admit(method, route, status)
+        next(counter)
+
+    def _admit(self, method: str, route: str | None, status: int) -> itertools.count[int]:
+        with self._lock:
+            label = (method, route or UNMATCHED, status_label(status))
+            counter = self._by_label.get(label)
+            if counter is None:
+                if len(self._by_label) >= self._max_routes:
+                    label = (method, OVERFLOW_OPERATION, label[2])
+                counter = self._by_label.setdefault(label, itertools.count())
+            # Remember the key as recorded, unless a hostile resolver floods us with them.
+            if len(self._by_key) < 4 * self._max_routes:
+                self._by_key[method, route, status] = counter
+            return counter
 
     def _bump(self, table: dict[Any, itertools.count[int]], key: Any) -> None:
         counter = table.get(key)
@@ -216,16 +266,29 @@ class HttpCounters:
 
     def finished(
         self,
+        method: str,
+        route: str | None,
         status: int,
         *,
         rejected: bool = False,
         error: BaseException | None = None,
     ) -> None:
-        self.count_status(status)
+        self.count(method, route, status)
         if rejected:
             self._bump(self._rejected, status)
+            if status == 429:
+                next(self._rate_limited)
         if error is not None:
             self._bump(self._exceptions, self._names.admit(type(error).__name__))
+
+    def by_route(self) -> list[dict[str, Any]]:
+        """``[{"method", "route", "status", "count"}]``, one per label set seen."""
+        with self._lock:
+            labels = list(self._by_label.items())
+        return [
+            {"method": m, "route": r, "status": s, "count": _value(c)}
+            for (m, r, s), c in sorted(labels)
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -238,6 +301,8 @@ class HttpCounters:
             "in_flight": _value(self._started) - finished,
             "status_codes": statuses,
             "rejected": rejected,
+            "rate_limited": _value(self._rate_limited),
             "exceptions": exceptions,
             "client_disconnects": statuses.get(CLIENT_CLOSED, 0),
+            "by_route": self.by_route(),
         }

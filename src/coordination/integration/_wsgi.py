@@ -82,7 +82,7 @@ class CoordinationMiddleware(MiddlewareBase):
             rejection, route = self._check(environ, method)
         except Exception as exc:  # a broken resolver or validator: counted, then raised
             self._logger.exception("checking the request failed")
-            self._counters.finished(500, error=exc)
+            self._record(method, None, 500, started, exc)
             raise
         if rejection is not None:
             return self._reject(environ, start_response, rejection, method, route, started)
@@ -100,6 +100,9 @@ class CoordinationMiddleware(MiddlewareBase):
     def _check(self, environ: Environ, method: str) -> tuple[Rejection | None, str | None]:
         policy = self._policy
         rejection = policy.check_method(method) or policy.check_header_size(_header_bytes(environ))
+        if rejection is None and self._client_limit is not None:
+            limit = self._client_limit
+            rejection = limit.check(limit.wsgi_client(environ))
         if rejection is not None:
             return rejection, None
         length, rejection = policy.check_content_length(environ.get("CONTENT_LENGTH"))
@@ -143,6 +146,8 @@ class CoordinationMiddleware(MiddlewareBase):
     ) -> list[bytes]:
         body = rejection.body(environ.get("PATH_INFO") or "/")
         start_response(rejection.status_line, rejection.response_headers(body))
+        if route is None:
+            route = self.route_before(environ)
         self._record(method, route, rejection.status, started, None, rejected=True)
         return [b"" if method == "HEAD" else body]
 

@@ -320,7 +320,10 @@ def _read_middleware(
     out: FamilyBuilder, comp: dict[str, str], middleware: Any, durations: DurationType
 ) -> None:
     """HTTP series: counters from the middleware, per-route timings from its monitor."""
-    counters = middleware.get_middleware_status().get("middleware", {})
+    if hasattr(middleware, "http_stats"):  # the counters alone, without three reports
+        counters = middleware.http_stats()
+    else:
+        counters = middleware.get_middleware_status().get("middleware", {})
     for status, count in counters.get("status_codes", {}).items():
         out.counter(
             "coordination_http_responses",
@@ -335,12 +338,32 @@ def _read_middleware(
             {**comp, "status": str(status)},
             _number(count),
         )
+    if "rate_limited" in counters:
+        out.counter(
+            "coordination_http_rate_limited",
+            "Requests refused with 429 because their client's rate limit was spent.",
+            comp,
+            _number(counters["rate_limited"]),
+        )
     if "in_flight" in counters:
         out.gauge(
             "coordination_http_requests_in_flight",
             "Requests being served right now.",
             comp,
             _number(counters["in_flight"]),
+        )
+    for entry in counters.get("by_route", ()):
+        out.counter(
+            "coordination_http_requests",
+            "HTTP requests served, by method, route template and status code (codes "
+            "outside the standard ones grouped by class, such as 7xx).",
+            {
+                **comp,
+                "method": str(entry["method"]),
+                "route": str(entry["route"]),
+                "status": str(entry["status"]),
+            },
+            _number(entry["count"]),
         )
     monitor = getattr(middleware, "performance_monitor", None)
     if monitor is None or not hasattr(monitor, "operation_stats"):
@@ -351,14 +374,6 @@ def _read_middleware(
             continue
         labels = {**comp, "method": match["method"], "route": match["route"]}
         _duration(out, "coordination_http_request_duration_seconds", labels, snapshot, durations)
-        for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
-            out.counter(
-                "coordination_http_requests",
-                "HTTP requests served, by method, route template and outcome "
-                "(failure: an exception or a 5xx status).",
-                {**labels, "outcome": outcome},
-                _number(value),
-            )
 
 
 def _duration(
@@ -421,6 +436,7 @@ FAMILIES = (
     ("coordination_http_requests_in_flight", "gauge"),
     ("coordination_http_request_duration_seconds", "duration"),
     ("coordination_http_requests", "counter"),
+    ("coordination_http_rate_limited", "counter"),
     *((series, "counter") for _, series, _ in _HANDLER_COUNTERS),
     *((series, "gauge") for _, series, _, _ in _RESOURCES),
 )
