@@ -30,6 +30,7 @@ __all__ = [
     "QUANTILES",
     "CoordinationCollector",
     "DurationType",
+    "RedisErrorsCollector",
     "component_mapping",
 ]
 
@@ -163,6 +164,26 @@ class CoordinationCollector:
 
     def _builder(self) -> FamilyBuilder:
         return FamilyBuilder(max_label_values=self.max_label_values, bounded_labels=_BOUNDED_LABELS)
+
+
+class RedisErrorsCollector:
+    """``coordination_redis_errors_total``: Redis commands that failed, by component kind.
+
+    The counter itself lives in prometheus_client's default ``REGISTRY`` (every
+    Redis-backed component of the process counts into it, whichever exporter exists);
+    this collector serves the same counter from another registry, so an exporter's
+    private registry shows it too, from the first Redis-backed component on.
+    """
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # nothing before Redis is used: registering never clashes
+
+    def collect(self) -> Iterator[Metric]:
+        from ..backends.redis._connection import existing_redis_errors
+
+        counter = existing_redis_errors()
+        if counter is not None:
+            yield from counter.collect()
 
 
 def _read_component(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
+    REGISTRY,
     CollectorRegistry,
     ProcessCollector,
     generate_latest,
@@ -25,7 +26,12 @@ from prometheus_client.registry import Collector
 
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
-from ._collector import CoordinationCollector, DurationType, component_mapping
+from ._collector import (
+    CoordinationCollector,
+    DurationType,
+    RedisErrorsCollector,
+    component_mapping,
+)
 from ._health_http import ASGIApp, WSGIApp
 from ._multiprocess import MergedSnapshotsCollector, SnapshotWriter
 
@@ -90,6 +96,12 @@ class CoordinationMetricsExporter:
             else:  # per-process series cannot be merged; users' multi-process metrics can
                 MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
         registry.register(served)
+        self._redis_errors: RedisErrorsCollector | None = None
+        if registry is not REGISTRY and multiprocess_dir is None:
+            # REGISTRY has the Redis error counter already; multi-process mode merges it
+            # from prometheus_client's own files.
+            self._redis_errors = RedisErrorsCollector()
+            registry.register(self._redis_errors)
         self.registry = registry
         self._served = served
         if self.snapshot_writer is not None:
@@ -115,5 +127,7 @@ class CoordinationMetricsExporter:
     def close(self) -> None:
         """Unregister the collector and stop writing snapshots (with a last one)."""
         self.registry.unregister(self._served)
+        if self._redis_errors is not None:
+            self.registry.unregister(self._redis_errors)
         if self.snapshot_writer is not None:
             self.snapshot_writer.stop()

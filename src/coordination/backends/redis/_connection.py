@@ -34,6 +34,7 @@ __all__ = [
     "RedisGuard",
     "connect",
     "connect_async",
+    "existing_redis_errors",
     "key_prefix",
     "redis_errors",
 ]
@@ -57,6 +58,12 @@ def redis_errors() -> Counter:
                 ["component"],
             )
         return _counter
+
+
+def existing_redis_errors() -> Counter | None:
+    """The counter if a Redis-backed component made it in this process, else None (for
+    exporters: the series appears from the first Redis-backed component on)."""
+    return _counter
 
 
 class OutagePolicy(StrEnum):
