@@ -4,6 +4,7 @@ per header value, in memory or shared by several middleware instances through Re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ from werkzeug.test import Client
 
 from backends.conftest import free_port, namespace, redis_url  # noqa: F401 (fixtures)
 from coordination import ConfigError
+from coordination._time import monotonic
+from coordination.backends.redis import RedisBackend
 from coordination.error_handling import InMemoryRateLimiter, Rate
 from coordination.integration import CoordinationASGIMiddleware, CoordinationMiddleware
 
@@ -176,14 +179,28 @@ def redis_config(url: str, prefix: str, **more: Any) -> dict[str, Any]:
     return {"redis_url": url, "redis_namespace": prefix, "client_rate_limit": "3/m", **more}
 
 
+@pytest.fixture
+def backends(redis_url: str, namespace: str) -> Iterator[list[RedisBackend]]:  # noqa: F811
+    """The backend ``redis_url`` configures, and a second one of its own (another
+    connection, as another process would have), closed after the test."""
+    made = [
+        RedisBackend.from_config(redis_config(redis_url, namespace)),
+        RedisBackend(redis_url, namespace=namespace),
+    ]
+    yield made
+    for backend in made:
+        backend.close()
+
+
 @pytest.mark.redis
 def test_two_wsgi_middleware_share_one_limit_through_redis(
     redis_url: str,  # noqa: F811
     namespace: str,  # noqa: F811
+    backends: list[RedisBackend],
 ) -> None:
-    config = redis_config(redis_url, namespace)
-    first = Client(CoordinationMiddleware(flask_app(), config=config))
-    second = Client(CoordinationMiddleware(flask_app(), config=config))
+    first = Client(CoordinationMiddleware(flask_app(), config=redis_config(redis_url, namespace)))
+    limiter = backends[1].rate_limiter(Rate.parse("3/m"), clock=monotonic)
+    second = Client(CoordinationMiddleware(flask_app(), rate_limiter=limiter))
     assert [get(first).status_code, get(second).status_code, get(first).status_code] == [200] * 3
     refused = get(second)
     assert refused.status_code == 429
@@ -196,9 +213,16 @@ def test_two_wsgi_middleware_share_one_limit_through_redis(
 async def test_two_asgi_middleware_share_one_limit_through_redis(
     redis_url: str,  # noqa: F811
     namespace: str,  # noqa: F811
+    backends: list[RedisBackend],
 ) -> None:
     config = redis_config(redis_url, namespace, client_rate_limit_key="header:X-API-Key")
-    apps = [CoordinationASGIMiddleware(starlette_app(), config=config) for _ in range(2)]
+    limiter = backends[1].rate_limiter(Rate.parse("3/m"), clock=monotonic)
+    apps = [
+        CoordinationASGIMiddleware(starlette_app(), config=config),
+        CoordinationASGIMiddleware(
+            starlette_app(), rate_limiter=limiter, client_rate_limit_key="header:X-API-Key"
+        ),
+    ]
     clients = [
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         for app in apps
@@ -211,9 +235,8 @@ async def test_two_asgi_middleware_share_one_limit_through_redis(
     finally:
         for client in clients:
             await client.aclose()
-        from coordination.backends.redis import RedisBackend
-
-        await RedisBackend.from_config(config).aclose()
+        for backend in backends:
+            await backend.aclose()
     assert statuses == [200, 200, 200, 429, 429]
 
 
