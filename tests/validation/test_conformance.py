@@ -24,7 +24,9 @@ REMOTE_SERVER = "localhost:1234"
 
 def _cases() -> list[Any]:
     if not SUITE.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"suite not found at {SUITE}"))]
+        return [
+            pytest.param(None, None, marks=pytest.mark.skip(reason=f"suite not found at {SUITE}"))
+        ]
     files = [(p, "annotate") for p in sorted(SUITE.glob("*.json")) if p.name != "refRemote.json"]
     files += [(p, "assert") for p in sorted((SUITE / "optional" / "format").glob("*.json"))]
     cases = []
