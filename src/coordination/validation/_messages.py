@@ -78,6 +78,7 @@ KIND_ATTRIBUTE = {
     "enum": "options",
     "const": "expected_value",
 }
+_SHORT = 60  # a value's repr is cut to this many characters in a message
 _SIGNS = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
 
 
@@ -128,13 +129,20 @@ def renderer(
     if keyword == "type":
         wanted = f"{prefix}must be {label or _types(expected)}, got "
         return lambda value: f"{wanted}{_type_name(value)} {shown(value)}"
+    # Below, a short string (the usual bad value) is shown inline: one call fewer per issue.
     if keyword in ("minLength", "maxLength", "minItems", "maxItems"):
         bound = "at least" if keyword.startswith("min") else "at most"
         noun = "character" if keyword.endswith("Length") else "item"
         text = f"{prefix}must have {bound} {_plural(expected, noun)}, got "
         if noun == "item":
             return lambda value: f"{text}{len(value)}"
-        return lambda value: f"{text}{len(value)} ({shown(value)})"
+        if secret:
+            return lambda value: f"{text}{len(value)} ({REDACTED})"
+        return lambda value: (
+            f"{text}{len(value)} ({value!r})"
+            if value.__class__ is str and len(value) <= _SHORT
+            else f"{text}{len(value)} ({shown(value)})"
+        )
     if keyword == "uniqueItems":
         text = f"{prefix}must not contain duplicate items"
         return lambda value: text
@@ -151,7 +159,11 @@ def renderer(
     else:
         text = f"{prefix}does not satisfy the schema's {keyword!r} keyword"
         return lambda value: text
-    return lambda value: text + shown(value)
+    if secret:
+        return lambda value: text + REDACTED
+    return lambda value: (
+        text + (repr(value) if value.__class__ is str and len(value) <= _SHORT else shown(value))
+    )
 
 
 def _redacted(value: Any) -> str:
@@ -164,9 +176,9 @@ def _options(expected: list[Any]) -> str:
 
 
 def _short_repr(value: Any) -> str:
-    if value.__class__ is str and len(value) <= 60:
+    if value.__class__ is str and len(value) <= _SHORT:
         return repr(value)
-    return safe_repr(value, 60)
+    return safe_repr(value, _SHORT)
 
 
 def _types(expected: Any) -> str:
@@ -174,13 +186,15 @@ def _types(expected: Any) -> str:
     return " or ".join(str(name) for name in names)
 
 
+_TYPE_NAMES = {dict: "object", list: "list", tuple: "list", str: "string", bool: "boolean"}
+
+
 def _type_name(value: Any) -> str:
-    names = {dict: "object", list: "list", tuple: "list", str: "string", bool: "boolean"}
     if value is None:
         return "null"
     if isinstance(value, int | float) and not isinstance(value, bool):
         return "number"
-    return names.get(type(value), type(value).__name__)
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def _plural(count: int, noun: str) -> str:

@@ -27,10 +27,9 @@ _RECENT_FAILURES = 20
 _ERRORS_PER_FAILURE = 10
 
 _now = time.time
-_path = itemgetter(1)
 _issues = itemgetter(2)
 _name = itemgetter(1)
-_rule_set_and_code = itemgetter(3, 0)
+_rule_set_code_and_path = itemgetter(3, 0, 1)
 
 Failure = tuple[float, str, tuple[ValidationIssue, ...]]  # (time.time(), rule set, issues)
 
@@ -66,13 +65,17 @@ class FailureStats:
                 return
             self._recent.extend(batch[-_RECENT_FAILURES:])
             self.invalid.update(map(_name, batch))
-            issues = list(chain.from_iterable(map(_issues, batch)))
-            # one C-level count per table; Python only loops over the distinct keys
-            pairs = Counter(map(_rule_set_and_code, issues))
-            for (rule_set, code), count in pairs.items():
-                self.by_rule_set_and_code[(self._admit(rule_set), code)] += count
-            for path, count in Counter(map(_path, issues)).items():
-                self._count_field(field_label(path), count)
+            issues = chain.from_iterable(map(_issues, batch))
+            # One C-level count serves both tables; Python loops only over the few distinct
+            # (rule set, code, path) keys a batch holds.
+            keys = Counter(map(_rule_set_code_and_path, issues))
+            by_rule_set_and_code = self.by_rule_set_and_code
+            labels: Counter[str] = Counter()
+            for (rule_set, code, path), count in keys.items():
+                by_rule_set_and_code[(self._admit(rule_set), code)] += count
+                labels[field_label(path)] += count
+            for label, count in labels.items():
+                self._count_field(label, count)
 
     def _count_field(self, label: str, count: int) -> None:
         if label not in self.by_field and len(self.by_field) >= self._field_cap:
