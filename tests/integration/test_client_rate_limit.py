@@ -137,9 +137,11 @@ def test_header_values_reach_the_limiter_only_as_short_hashes() -> None:
     get(client, **{"X-API-Key": secret})
     get(client, **{"X-API-Key": "other"})
     get(client)  # no header: keyed by address
-    first, again, other, by_address = limiter.keys
-    assert first == again != other != by_address
-    assert all(len(key) == 24 and "sk-live" not in key for key in limiter.keys)
+    get(client, "f" * 4000)  # not a real address (copied from X-Forwarded-For?): hashed
+    first, again, other, by_address, long_address = limiter.keys
+    assert first == again != other
+    assert all(len(key) == 24 and "sk-live" not in key for key in (first, other, long_address))
+    assert by_address == "a:10.0.0.1"
 
 
 def test_the_in_memory_limiter_stays_bounded_under_a_flood_of_addresses() -> None:

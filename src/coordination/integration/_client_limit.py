@@ -2,11 +2,15 @@
 
 A client is its peer address (``REMOTE_ADDR``, ``scope["client"]``) or, with
 ``client_rate_limit_key="header:X-API-Key"``, the value of that header (requests without
-it fall back to their address). The key is a short hash of that value: a hostile header
+it fall back to their address). A header value becomes a short hash: a hostile header
 cannot grow the limiter's memory per byte sent, and API keys never reach Redis, logs or
-metric labels. The limit is GCRA through the ``RateLimiterBackend`` seam: in process by
-default (``InMemoryRateLimiter``, bounded in keys), shared by every process through Redis
-when ``redis_url`` is set.
+metric labels. An address is used as it is (the hash would cost more than the rest of
+the check), unless it is longer than any real address — a proxy-fix middleware may have
+copied it from a client's ``X-Forwarded-For`` — and then it is hashed too.
+
+The limit is GCRA through the ``RateLimiterBackend`` seam: in process by default
+(``InMemoryRateLimiter``, bounded in keys), shared by every process through Redis when
+``redis_url`` is set.
 """
 
 from __future__ import annotations
@@ -27,12 +31,19 @@ __all__ = ["ClientRateLimit", "build_client_limit"]
 _FIELD = "client_rate_limit_key"
 # Enough to tell billions of clients apart; short enough to keep the limiter's keys small.
 _DIGEST_BYTES = 12
-_UNKNOWN = b"unknown"  # a request whose server gave no peer address
+_UNKNOWN = "unknown"  # a request whose server gave no peer address
+_LONGEST_ADDRESS = 64  # an IPv6 address with a zone index fits; anything longer is hashed
 
 
 def _digest(kind: bytes, value: bytes) -> str:
     # The kind keeps an address and a header value that are the same text apart.
     return hashlib.blake2b(kind + value, digest_size=_DIGEST_BYTES).hexdigest()
+
+
+def _address_key(address: str) -> str:
+    if len(address) <= _LONGEST_ADDRESS:
+        return "a:" + address  # never a 24-character hex digest: the two cannot collide
+    return _digest(b"a:", address.encode("utf-8", "replace"))
 
 
 class ClientRateLimit:
@@ -57,8 +68,7 @@ class ClientRateLimit:
             value = environ.get(self._wsgi_header)
             if value:
                 return _digest(b"h:", value.encode("latin-1", "replace"))
-        address = environ.get("REMOTE_ADDR")
-        return _digest(b"a:", address.encode("latin-1", "replace") if address else _UNKNOWN)
+        return _address_key(environ.get("REMOTE_ADDR") or _UNKNOWN)
 
     def asgi_client(self, scope: Mapping[str, Any]) -> str:
         if self._asgi_header is not None:
@@ -66,8 +76,7 @@ class ClientRateLimit:
                 if name == self._asgi_header and value:
                     return _digest(b"h:", bytes(value))
         client = scope.get("client")
-        address = str(client[0]).encode("latin-1", "replace") if client else _UNKNOWN
-        return _digest(b"a:", address)
+        return _address_key(str(client[0]) if client else _UNKNOWN)
 
     # --- the decision ------------------------------------------------------------------
 
