@@ -257,3 +257,18 @@ def test_redis_down_with_the_raise_policy_answers_503_not_500() -> None:
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "1"
     assert refused.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_asgi_redis_down_local_policy_limits_and_raise_policy_answers_503() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    local = CoordinationASGIMiddleware(starlette_app(), config=redis_config(dead, "a-local"))
+    raising = CoordinationASGIMiddleware(
+        starlette_app(), config=redis_config(dead, "a-raise", redis_outage_policy="raise")
+    )
+    statuses: dict[str, list[int]] = {}
+    for name, app in (("local", local), ("raise", raising)):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            statuses[name] = [(await client.get("/ping")).status_code for _ in range(4)]
+    assert statuses == {"local": [200, 200, 200, 429], "raise": [503] * 4}
+    assert raising.get_middleware_status()["middleware"]["rejected"] == {503: 4}
