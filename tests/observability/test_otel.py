@@ -92,3 +92,13 @@ def test_counters_follow_the_real_handler_between_collections(
     operations = second["coordination.operations"][1]
     assert ({**labels, "coordination.outcome": "success"}, 2) in operations
     provider.shutdown()
+
+
+def test_a_grouped_or_overflow_status_does_not_break_the_bridge() -> None:
+    from coordination.observability._otel import _attributes
+
+    family = "coordination_http_requests_total"
+    assert _attributes(family, {"status": "503"})["http.response.status_code"] == 503
+    assert _attributes(family, {"status": "7xx"}) == {"coordination.http.status": "7xx"}
+    overflow = _attributes(family, {"status": "__overflow__"})
+    assert overflow == {"coordination.http.status": "__overflow__"}

@@ -50,8 +50,12 @@ def _otel_name(family: str) -> tuple[str, str]:
 def _attributes(family: str, labels: Mapping[str, str]) -> dict[str, str | int]:
     attributes: dict[str, str | int] = {}
     for key, value in labels.items():
-        if key == "status" and family.startswith("coordination_http_"):
+        if key == "status" and family.startswith("coordination_http_") and value.isdigit():
             attributes["http.response.status_code"] = int(value)
+        elif key == "status" and family.startswith("coordination_http_"):
+            # A grouped code ("7xx") or the overflow label is not a status code: keep it
+            # under our own name rather than put a non-integer in a semconv attribute.
+            attributes["coordination.http.status"] = value
         else:
             attributes[_ATTRIBUTES.get(key, f"coordination.{key}")] = value
     return attributes
