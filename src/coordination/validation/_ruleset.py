@@ -72,9 +72,9 @@ class _FieldCheck:
     secret: bool
     is_valid: Callable[[Any], bool]
     # (a validator of one keyword alone, the issue's code, its message for a value,
-    # whether it is the field's last keyword); None: nested rules, read from the field
-    # validator's errors instead.
-    keywords: tuple[tuple[Callable[[Any], bool], str, Render, bool], ...] | None
+    # the classes it surely accepts, whether it is the field's last keyword); None: nested
+    # rules, read from the field validator's errors instead.
+    keywords: tuple[tuple[Callable[[Any], bool], str, Render, frozenset[type], bool], ...] | None
     iter_errors: Callable[[Any], Iterator[jsonschema_rs.ValidationError]]
     note: FieldNote | None
 
@@ -97,6 +97,7 @@ class RuleSet:
         "_properties",
         "_rows",
         "_secret_names",
+        "dict_issues",
         "is_valid",
         "name",
         "raw",
@@ -105,6 +106,7 @@ class RuleSet:
     )
 
     is_valid: Callable[[Any], bool]
+    dict_issues: Callable[[dict[str, Any], bool], list[ValidationIssue]]
 
     def __init__(self, name: str, compiled: CompiledRules, *, source: str | None = None) -> None:
         self.name = name
@@ -135,6 +137,8 @@ class RuleSet:
             (c.name, c.required, c.is_valid, c.keywords, c.path, c.pointer, c)
             for c in self._plan or ()
         )
+        # ``issues`` for a dict already known to be one, chosen once (the invalid hot path)
+        self.dict_issues = self._planned_issues if self._plan is not None else self._engine_issues
         properties = self.schema.get("properties", {}) if isinstance(self.schema, dict) else {}
         self._properties = frozenset(properties)
         self._forbid_extra = (
@@ -162,8 +166,8 @@ class RuleSet:
 
         ``data`` must already have passed the structure checks (``check_structure``).
         """
-        if self._plan is not None and data.__class__ is dict:
-            return self._planned_issues(data, fail_fast)
+        if data.__class__ is dict:
+            return self.dict_issues(data, fail_fast)
         return self._engine_issues(data, fail_fast)
 
     # --- the plan ---------------------------------------------------------------------
@@ -213,17 +217,18 @@ class RuleSet:
 
     def _keyword(
         self, check: _FieldCheck, keyword: str, expected: Any
-    ) -> tuple[Callable[[Any], bool], str, Render]:
+    ) -> tuple[Callable[[Any], bool], str, Render, frozenset[type]]:
         keyword_is_valid = _engine({keyword: expected}, formats=self._formats).is_valid
         render = renderer(keyword, expected, check.note, check.secret, check.prefix)
         note = check.note
+        surely = _surely_of_type(expected) if keyword == "type" else _NOTHING
         if keyword == "type" and note is not None and note.required:
             # the type keyword of a required field: null means the field is missing
             text = check.prefix + "is required and may not be null"
             plain = render
             render = lambda value: text if value is None else plain(value)  # noqa: E731
-            return keyword_is_valid, _TYPE_OR_REQUIRED, render
-        return keyword_is_valid, CODES[keyword], render
+            return keyword_is_valid, _TYPE_OR_REQUIRED, render, surely
+        return keyword_is_valid, CODES[keyword], render, surely
 
     def _planned_issues(self, data: dict[str, Any], fail_fast: bool) -> list[ValidationIssue]:
         issues: list[ValidationIssue] = []
@@ -246,10 +251,13 @@ class RuleSet:
                 else:
                     # The engine decides each keyword alone. The field is the AND of its
                     # keywords, so when every keyword but the last passed, the last failed:
-                    # no need to ask.
+                    # no need to ask. Nor for a type keyword the value's exact class
+                    # satisfies (a str is a JSON string, ...: see _SURELY_OF_TYPE).
                     failed = False
-                    for keyword_is_valid, code, render, last in keywords:
-                        if (last and not failed) or not keyword_is_valid(value):
+                    for keyword_is_valid, code, render, surely, last in keywords:
+                        if (last and not failed) or (
+                            value.__class__ not in surely and not keyword_is_valid(value)
+                        ):
                             failed = True
                             if code is _TYPE_OR_REQUIRED:
                                 code = _REQUIRED if value is None else _TYPE
@@ -343,6 +351,27 @@ class RuleSet:
             if isinstance(note, ConditionNote):
                 return note
         return None
+
+
+# Exact classes the engine always accepts for a JSON type (float is left out: NaN is not a
+# number to the engine; subclasses and tuples are left to the engine too).
+_SURELY_OF_TYPE: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "integer": frozenset({int}),
+    "number": frozenset({int}),
+    "boolean": frozenset({bool}),
+    "null": frozenset({type(None)}),
+    "object": frozenset({dict}),
+    "array": frozenset({list}),
+}
+_NOTHING: frozenset[type] = frozenset()
+
+
+def _surely_of_type(expected: Any) -> frozenset[type]:
+    names = expected if isinstance(expected, list) else [expected]
+    return frozenset().union(
+        *(_SURELY_OF_TYPE.get(n, _NOTHING) for n in names if isinstance(n, str))
+    )
 
 
 def _always_valid(_value: Any) -> bool:

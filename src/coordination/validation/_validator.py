@@ -23,7 +23,7 @@ from ._compiler import compile_rules
 from ._limits import MessageLimits, check_structure, is_flat_and_clean
 from ._loader import read_rule_sources, rule_files
 from ._messages import secret_part
-from ._result import ValidationIssue, ValidationResult
+from ._result import ValidationIssue, ValidationResult, invalid_result
 from ._ruleset import RuleSet
 from ._stats import FailureStats
 
@@ -240,7 +240,7 @@ class CoordinationValidator:
             if rules.is_valid(data):
                 next(entry.valid)
                 return _VALID
-            return self._failed(entry, rules.issues(data, self._limits.fail_fast))
+            return self._failed(entry, rules.dict_issues(data, self._limits.fail_fast))
         return self._validate_slowly(data, entry)
 
     def validate_message_structure(
@@ -278,8 +278,8 @@ class CoordinationValidator:
 
     def _failed(self, entry: _Entry, issues: list[ValidationIssue]) -> ValidationResult:
         name = entry.rule_set.name if entry.rule_set else STRUCTURE_RULE_SET
-        result = ValidationResult(False, tuple(issues), name)
-        self._stats.record(entry.name, result.errors)
+        result = invalid_result(tuple(issues), name)
+        self._stats.record(entry.name, name, result.errors)
         if self._logger.isEnabledFor(logging.DEBUG):
             text = "; ".join(map(str, result.errors))
             self._logger.debug("validation against %r failed: %s", name, text)
