@@ -23,7 +23,7 @@ from ._sketch import LatencySketch
 
 __all__ = ["FLUSH_SIZE", "WINDOW_SLOTS", "OperationRecorder", "OperationStats"]
 
-FLUSH_SIZE = 256
+FLUSH_SIZE = 512  # per operation: at most 512 pending floats (~16 KB) between flushes
 WINDOW_SLOTS = 6
 MAX_ERROR_TYPES = 50  # per operation; more share OTHER_ERRORS
 OTHER_ERRORS = "__other__"

@@ -90,12 +90,18 @@ class LatencySketch:
         if values[0] < MIN_VALUE:
             i = bisect_left(values, MIN_VALUE)
             self.zero_count += i
-        lower = _LOWER
+        lower, log = _LOWER, math.log
         counts, offset = self._counts, self._offset
         while i < n:
-            k = bucket_index(values[i])
-            # Everything below the next bucket's edge shares bucket k: one bisect per bucket.
-            j = n if k == MAX_INDEX else max(bisect_left(values, lower[k + 1], i), i + 1)
+            # bucket_index, inlined: this loop runs once per bucket of every flushed batch
+            k = int(log(values[i] * _INV_MIN) * _INV_LN_GAMMA)
+            if k >= MAX_INDEX:
+                k, j = MAX_INDEX, n
+            else:
+                # Everything below the next bucket's edge shares bucket k: one bisect per
+                # bucket. Searching from i + 1 always moves on, even when float rounding put
+                # values[i] itself at that edge.
+                j = bisect_left(values, lower[k + 1], i + 1)
             if 0 <= k - offset < len(counts):
                 counts[k - offset] += j - i
             else:
