@@ -1,6 +1,6 @@
 """Counts of failed validations, kept off the invalid path.
 
-A failure is only appended to a deque (atomic in CPython, so no lock); every ``_BATCH``
+A failure is only appended to a deque (atomic in CPython, so no lock); every ``BATCH``
 failures, or when a report is asked for, the batch is counted at once with ``Counter``
 over C iterators. The tables are bounded: rule-set names come already capped, and field
 labels beyond the cap are counted under the overflow name.
@@ -20,13 +20,13 @@ from typing import Any
 from .._bounded import OVERFLOW_OPERATION
 from ._result import ValidationIssue, field_label
 
-__all__ = ["FailureStats"]
+__all__ = ["BATCH", "FailureStats", "now"]
 
-_BATCH = 256
+BATCH = 256
 _RECENT_FAILURES = 20
 _ERRORS_PER_FAILURE = 10
 
-_now = time.time
+now = time.time
 _name = itemgetter(1)
 _rule_set = itemgetter(2)
 _issues = itemgetter(3)
@@ -46,25 +46,21 @@ class FailureStats:
         self._field_cap = field_cap
         self._admit = admit
         self._lock = threading.Lock()
-        self._pending: deque[Failure] = deque()
+        # A failure is recorded by appending ``(now(), capped name, rule set, issues)`` here
+        # (every issue carrying that rule set) and calling ``flush`` once BATCH are pending:
+        # the validator does it inline, one C call on its invalid path.
+        self.pending: deque[Failure] = deque()
         self._recent: deque[Failure] = deque(maxlen=_RECENT_FAILURES)
         self.invalid: Counter[str] = Counter()
         self.by_rule_set_and_code: Counter[tuple[str, str]] = Counter()
         self.by_field: Counter[str] = Counter()
-
-    def record(self, name: str, rule_set: str, issues: tuple[ValidationIssue, ...]) -> None:
-        """Note one failure against the (already capped) rule-set ``name``; every issue in
-        ``issues`` carries ``rule_set``."""
-        self._pending.append((_now(), name, rule_set, issues))
-        if len(self._pending) >= _BATCH:
-            self.flush()
 
     def flush(self) -> None:
         """Count the pending failures into the tables."""
         with self._lock:
             # popleft, not a swap or a copy: an append racing with the flush is never lost;
             # starmap makes the n calls from C
-            pending = self._pending
+            pending = self.pending
             batch = list(starmap(pending.popleft, repeat((), len(pending))))
             if not batch:
                 return

@@ -25,7 +25,8 @@ from ._loader import read_rule_sources, rule_files
 from ._messages import secret_part
 from ._result import ValidationIssue, ValidationResult, invalid_result
 from ._ruleset import RuleSet
-from ._stats import FailureStats
+from ._stats import BATCH as FAILURE_BATCH
+from ._stats import FailureStats, now
 
 __all__ = [
     "STRUCTURE_RULE_SET",
@@ -93,6 +94,11 @@ class CoordinationValidator:
         self._inline: OrderedDict[str, RuleSet] = OrderedDict()
         self._rule_sets: dict[str, RuleSet] = {}
         self._stats = FailureStats(self.config.max_operation_names, self._names.admit)
+        self._failures = self._stats.pending
+        # logging.Logger keeps its isEnabledFor answers in ``_cache`` (CPython >= 3.7); an
+        # empty dict of our own (always "ask") stands in should a version ever drop it.
+        cache = getattr(self._logger, "_cache", None)
+        self._log_cache: dict[int, bool] = cache if isinstance(cache, dict) else {}
         self._load_error: str | None = None
         self._structure = self._new_entry(None, STRUCTURE_RULE_SET)
         self.reload_rules()
@@ -278,12 +284,21 @@ class CoordinationValidator:
 
     def _failed(self, entry: _Entry, issues: list[ValidationIssue]) -> ValidationResult:
         name = entry.rule_set.name if entry.rule_set else STRUCTURE_RULE_SET
-        result = invalid_result(tuple(issues), name)
-        self._stats.record(entry.name, name, result.errors)
-        if self._logger.isEnabledFor(logging.DEBUG):
-            text = "; ".join(map(str, result.errors))
+        errors = tuple(issues)
+        # FailureStats.record, inlined: the invalid path's bookkeeping is one C-level append
+        pending = self._failures
+        pending.append((now(), entry.name, name, errors))
+        if len(pending) >= FAILURE_BATCH:
+            self._stats.flush()
+        # Logger.isEnabledFor without its call: the logger's own cache of that answer
+        # (cleared by logging whenever a level changes), asked only when it has none.
+        debug = self._log_cache.get(logging.DEBUG)
+        if debug is None:
+            debug = self._logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            text = "; ".join(map(str, errors))
             self._logger.debug("validation against %r failed: %s", name, text)
-        return result
+        return invalid_result(errors, name)
 
     # --- reading state ------------------------------------------------------------------
 
