@@ -150,3 +150,22 @@ def test_memory_is_bounded_by_the_value_range_not_the_count() -> None:
     widest = LatencySketch()
     widest.add_many([MIN_VALUE, MAX_VALUE])
     assert widest.memory_bytes() < 16_000  # no sketch ever holds more buckets than this
+
+
+def test_a_batch_on_bucket_edges_counts_like_single_inserts() -> None:
+    """Values exactly on (and one float step around) bucket edges: the batch path, which
+    finds each bucket's end by bisecting at the next edge, agrees with adding one by one."""
+    import math
+
+    from coordination.performance._sketch import _LOWER
+
+    values = []
+    for edge in _LOWER[100:2000:37]:
+        values += [math.nextafter(edge, 0.0), edge, math.nextafter(edge, math.inf)]
+    one, many = LatencySketch(), LatencySketch()
+    for v in values:
+        one.add(v)
+    many.add_many(list(values))
+    assert many.count == one.count == len(values)
+    assert many.quantiles(QUANTILES) == one.quantiles(QUANTILES)
+    assert many.cumulative_counts(_LOWER[100:2000:50]) == one.cumulative_counts(_LOWER[100:2000:50])

@@ -218,3 +218,77 @@ def test_reloading_never_hides_a_loaded_name(validator: CoordinationValidator) -
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_report_counts_match_the_results_across_batches() -> None:
+    """Failures are counted in batches (by code, and by field through its JSON pointer):
+    several batches of two rule sets, nested paths and names with '/' and '~' in them."""
+    from collections import Counter
+
+    validator = CoordinationValidator(config={})
+    flat = validator.compile(
+        {"fields": {"a/b": {"type": "integer"}, "x~y": {"type": "string", "min_length": 2}}},
+        name="flat",
+    )
+    nested = validator.compile(
+        {"fields": {"address": {"type": "object", "fields": {"city": {"type": "string"}}}}},
+        name="nested",
+    )
+    codes: Counter[str] = Counter()
+    fields: Counter[str] = Counter()
+    pairs: Counter[tuple[str | None, str]] = Counter()
+    for n in range(900):  # a batch of one rule set first, then batches of both
+        if n < 300 or n % 3:
+            result = validator.validate({"a/b": "text", "x~y": "z" * (n % 3)}, flat)
+        else:
+            result = validator.validate({"address": {"city": n}}, nested)
+        codes.update(issue.code for issue in result.errors)
+        fields.update(issue.field for issue in result.errors)
+        pairs.update((issue.rule_set, issue.code) for issue in result.errors)
+    report = validator.get_validation_report()
+    assert report["by_error_code"] == dict(codes)
+    assert report["by_field"] == dict(fields)
+    assert set(report["by_field"]) == {"a/b", "x~y", "address.city"}
+    reported = {
+        (f["rule_set"], f["code"]): f["count"] for f in report["failures_by_rule_set_and_code"]
+    }
+    assert reported == dict(pairs)
+    assert set(reported) == {("flat", "type"), ("flat", "min_length"), ("nested", "type")}
+
+
+def test_debug_logging_follows_a_level_set_after_creation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    validator = CoordinationValidator(config={})
+    rules = validator.compile({"required_fields": ["id"]}, name="ids")
+    validator.validate({}, rules)  # the logger now remembers "not enabled for DEBUG"
+    with caplog.at_level(logging.DEBUG, logger="coordination.validation"):
+        validator.validate({}, rules)
+    assert "validation against 'ids' failed: id: is required" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"n": True, "s": None}, [("type", ("n",)), ("required", ("s",))]),  # bool is no int
+        ({"n": 1.5, "s": "ab"}, [("type", ("n",)), ("min_length", ("s",))]),
+        ({"n": 2, "s": 7}, [("type", ("s",))]),
+        ({"n": 2.0, "s": "abc"}, []),  # 2.0 is an integer to JSON Schema
+    ],
+)
+def test_type_and_keyword_issues_of_a_failing_field(
+    message: dict[str, Any], expected: list[tuple[str, tuple[str, ...]]]
+) -> None:
+    validator = CoordinationValidator(config={})
+    rules = validator.compile(
+        {
+            "fields": {
+                "n": {"type": "integer"},
+                "s": {"type": "string", "required": True, "min_length": 3},
+            }
+        },
+        name="typed",
+    )
+    result = validator.validate(message, rules)
+    assert [(issue.code, issue.path) for issue in result.errors] == expected
+    assert sorted(rules.issues(message)) == sorted(rules._engine_issues(message, False))
