@@ -4,9 +4,10 @@
 invalid message pays for ``issues``. Building the engine's error objects is its costly part
 (about 1.5 µs each), so for the common shape — a vocabulary rule set over a flat object —
 the issues are found with a *plan*: one small engine validator per field, and per keyword
-of a failing field, each asked only "valid?". The engine still decides every keyword; the
-plan only avoids materialising its error objects. Anything else (raw schemas, cross-field
-rules, nested fields) is read from the engine's errors.
+of a failing field, each asked only "valid?". The engine still decides every keyword (but a
+``type`` the value's exact class settles, such as a str for "string"); the plan only avoids
+materialising its error objects. Anything else (raw schemas, cross-field rules, nested
+fields) is read from the engine's errors.
 """
 
 from __future__ import annotations
