@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 import coordination.performance._decorator as decorator_module
+from coordination._defaults import ProcessDefault
 from coordination.performance import (
     CoordinationPerformanceMonitor,
     default_monitor,
@@ -120,7 +121,9 @@ def test_methods_are_named_by_qualified_name(make_monitor: MakeMonitor) -> None:
 def test_bare_decorator_uses_the_shared_default_monitor(
     monkeypatch: pytest.MonkeyPatch, clean_environment: None
 ) -> None:
-    monkeypatch.setattr(decorator_module, "_default", None)
+    monkeypatch.setattr(
+        decorator_module, "_DEFAULT", ProcessDefault(CoordinationPerformanceMonitor)
+    )
 
     @track_performance
     def ping() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from coordination import ValidationError
+from coordination._defaults import ProcessDefault
 from coordination.validation import CoordinationValidator, RuleSetError, validate_input
 
 
@@ -130,7 +131,7 @@ def test_default_validator_is_shared(
 ) -> None:
     from coordination.validation import _decorator, default_validator
 
-    monkeypatch.setattr(_decorator, "_default", None)
+    monkeypatch.setattr(_decorator, "_DEFAULT", ProcessDefault(CoordinationValidator))
 
     @validate_input({"required_fields": ["x"]})
     def f(x: int | None = None) -> int | None:

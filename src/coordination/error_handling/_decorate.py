@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from .._defaults import ProcessDefault
 from ._handler import CoordinationErrorHandler, _name_of
 
 __all__ = ["default_error_handler", "handle_errors", "wrap_function"]
@@ -20,20 +20,12 @@ __all__ = ["default_error_handler", "handle_errors", "wrap_function"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_default: CoordinationErrorHandler | None = None
-_default_lock = threading.Lock()
+_DEFAULT: ProcessDefault[CoordinationErrorHandler] = ProcessDefault(CoordinationErrorHandler)
 
 
 def default_error_handler() -> CoordinationErrorHandler:
     """The process-wide handler (configured from the environment on first use)."""
-    global _default
-    handler = _default
-    if handler is None:
-        with _default_lock:
-            if _default is None:
-                _default = CoordinationErrorHandler()
-            handler = _default
-    return handler
+    return _DEFAULT.get()
 
 
 def wrap_function(

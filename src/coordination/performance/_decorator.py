@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from .._defaults import ProcessDefault
 from ._monitor import CoordinationPerformanceMonitor
 from ._operation import FLUSH_SIZE
 
@@ -16,8 +16,9 @@ __all__ = ["default_monitor", "track_performance"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_default: CoordinationPerformanceMonitor | None = None
-_default_lock = threading.Lock()
+_DEFAULT: ProcessDefault[CoordinationPerformanceMonitor] = ProcessDefault(
+    CoordinationPerformanceMonitor
+)
 
 
 def default_monitor() -> CoordinationPerformanceMonitor:
@@ -25,12 +26,7 @@ def default_monitor() -> CoordinationPerformanceMonitor:
 
     Made on first use from the environment's configuration (``COORDINATION_*``).
     """
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = CoordinationPerformanceMonitor()
-    return _default
+    return _DEFAULT.get()
 
 
 @overload

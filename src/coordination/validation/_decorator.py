@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .._defaults import ProcessDefault
 from .._errors import ValidationError
 from ._ruleset import RuleSet
 from ._validator import CoordinationValidator, RuleSetLike
@@ -17,18 +17,12 @@ __all__ = ["default_validator", "validate_input"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_default: CoordinationValidator | None = None
-_default_lock = threading.Lock()
+_DEFAULT: ProcessDefault[CoordinationValidator] = ProcessDefault(CoordinationValidator)
 
 
 def default_validator() -> CoordinationValidator:
     """The process-wide validator used when none is given (configured from the environment)."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = CoordinationValidator()
-    return _default
+    return _DEFAULT.get()
 
 
 def validate_input(
