@@ -148,3 +148,17 @@ def test_bad_arguments_are_named(make_monitor: MakeMonitor) -> None:
         track_performance("")
     with pytest.raises(TypeError, match="decorates callables"):
         track_performance("x", monitor=make_monitor())(42)  # type: ignore[arg-type]
+
+
+def test_generator_functions_are_refused_with_a_clear_error() -> None:
+    from collections.abc import AsyncIterator, Iterator
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    async def arows() -> AsyncIterator[int]:
+        yield 1
+
+    for func in (rows, arows):
+        with pytest.raises(TypeError, match=r"generator function .*record_operation"):
+            track_performance("rows", monitor=CoordinationPerformanceMonitor())(func)

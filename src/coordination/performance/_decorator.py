@@ -61,6 +61,14 @@ def track_performance(
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if not callable(func):
             raise TypeError(f"track_performance decorates callables, not {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            # Timing the call would time only the generator's creation: a misleading ~0 ms.
+            raise TypeError(
+                f"track_performance cannot time the generator function "
+                f"{getattr(func, '__qualname__', func)!r}: its body runs while it is "
+                "iterated, after the call returns; time the code that consumes it "
+                "with monitor.record_operation(name) instead"
+            )
         target = monitor if monitor is not None else default_monitor()
         operation = name if isinstance(name, str) else getattr(func, "__qualname__", repr(func))
         hot = target.hot_path(operation)
