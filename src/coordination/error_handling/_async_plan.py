@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
-from ._backends import CircuitState
+from ._backends import CircuitState, RateLimiterBackend
 from ._plan import NOT_COUNTED, Plan, RetryState
 
 __all__ = ["AsyncPlan"]
@@ -39,17 +39,28 @@ class AsyncPlan(Plan):
             next(op.successes)
             return result
         try:
-            await self._aadmit()
+            acquired = await self._aadmit()
         except (RateLimitExceeded, BulkheadFull) as exc:
             return await self.agive_up(exc, 0)
+        except CircuitOpenError as exc:  # from the combined check only
+            refused = self.rejected(exc, None)
+            return await refused if inspect.isawaitable(refused) else refused
         try:
-            return await self._aattempts(func, args, kwargs)
+            return await self._aattempts(func, args, kwargs, acquired=acquired)
         finally:
             if op.bulkhead is not None:
                 op.bulkhead.leave()
 
-    async def _aadmit(self) -> None:
+    async def _aadmit(self) -> bool:
         op = self.op
+        if self.limited is not None:
+            wait = await self.limited.aacquire_with_limit(
+                cast(RateLimiterBackend, op.limiter), op.name
+            )
+            if wait > 0:
+                next(op.rate_limited)
+                raise RateLimitExceeded(op.name, wait)
+            return True
         if op.limiter is not None and op.limiter.blocking:
             wait = await op.limiter.atry_acquire(op.name)
             if wait > 0:
@@ -66,6 +77,7 @@ class AsyncPlan(Plan):
             except BulkheadFull:
                 next(op.bulkhead_rejections)
                 raise
+        return False
 
     async def agive_up(self, exc: Exception, attempts: int) -> Any:
         result = self.give_up(exc, attempts)
@@ -81,6 +93,7 @@ class AsyncPlan(Plan):
         state: RetryState | None = None,
         wait: float = 0.0,
         pending: Exception | None = None,
+        acquired: bool = False,
     ) -> Any:
         """``Plan._attempts``, awaiting: the call, the sleeps and a blocking breaker."""
         handler = self.handler
@@ -92,11 +105,14 @@ class AsyncPlan(Plan):
         duration = 0.0
         while True:
             if pending is None:
-                try:
-                    await breaker.aacquire() if blocking else breaker.acquire()
-                except CircuitOpenError as exc:
-                    refused = self.rejected(exc, state.last)
-                    return await refused if inspect.isawaitable(refused) else refused
+                if acquired:  # by the combined rate-limit check
+                    acquired = False
+                else:
+                    try:
+                        await breaker.aacquire() if blocking else breaker.acquire()
+                    except CircuitOpenError as exc:
+                        refused = self.rejected(exc, state.last)
+                        return await refused if inspect.isawaitable(refused) else refused
                 if state.attempt > 0:
                     next(self.op.retries)
                 if wait > 0:

@@ -23,6 +23,11 @@ calls count against it), else ``0.0`` (the pipeline then skips the clock reads).
 whose ``blocking`` is true does I/O: async pipelines then await ``aacquire``,
 ``arecord_success``, ``arecord_failure`` and ``arelease`` instead, so no event loop waits on
 a socket. State transitions are reported to the ``on_transition`` hook given to the factory.
+
+Optionally a breaker can also take the operation's rate-limit check in its acquire
+(``CombinedLimitCheck``: a shared store answers both in one round trip); the pipeline then
+calls ``acquire_with_limit(limiter, key)`` once, before the first attempt, instead of
+``limiter.try_acquire(key)`` and ``acquire()``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
 from .._errors import ConfigError
 from .._time import Clock
@@ -43,10 +48,12 @@ __all__ = [
     "BreakerTransition",
     "CircuitBreakerBackend",
     "CircuitState",
+    "CombinedLimitCheck",
     "Rate",
     "RateLimiterBackend",
     "RateLimiterFactory",
     "TransitionHook",
+    "combined_limit_check",
 ]
 
 
@@ -193,6 +200,33 @@ class CircuitBreakerBackend(Protocol):
         """Reject every call until ``reset()`` (maintenance, a known-bad dependency)."""
 
     def snapshot(self) -> BreakerSnapshot: ...
+
+
+class CombinedLimitCheck(Protocol):
+    """Optional extension of a breaker: the rate limit's check and ``acquire`` in one step.
+
+    ``acquire_with_limit(limiter, key)`` answers as ``limiter.try_acquire(key)`` followed
+    (when it allowed the call) by ``acquire()``: it returns the limit's wait (``0.0``: both
+    admitted the call, which now holds a breaker permit) or raises ``CircuitOpenError``.
+    Unlike the two separate calls, a refusal by either spends nothing of the other.
+    """
+
+    def combines_with(self, limiter: RateLimiterBackend) -> bool:
+        """Whether ``limiter``'s check can be taken together with this breaker's."""
+
+    def acquire_with_limit(self, limiter: RateLimiterBackend, key: str) -> float: ...
+
+    async def aacquire_with_limit(self, limiter: RateLimiterBackend, key: str) -> float: ...
+
+
+def combined_limit_check(
+    breaker: CircuitBreakerBackend, limiter: RateLimiterBackend | None
+) -> CombinedLimitCheck | None:
+    """``breaker`` when it can take ``limiter``'s check in its acquire, else None."""
+    combines = getattr(breaker, "combines_with", None)
+    if limiter is None or combines is None or not combines(limiter):
+        return None
+    return cast(CombinedLimitCheck, breaker)
 
 
 class BreakerFactory(Protocol):

@@ -25,7 +25,12 @@ from .._errors import (
     ValidationError,
 )
 from . import _testmode
-from ._backends import CircuitBreakerBackend, CircuitState, RateLimiterBackend
+from ._backends import (
+    CircuitBreakerBackend,
+    CircuitState,
+    RateLimiterBackend,
+    combined_limit_check,
+)
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._options import MISSING, Options
@@ -141,6 +146,9 @@ class Plan:
             and not op.breaker.tracks_duration
         )
         self.memory_breaker = cast(CircuitBreaker, op.breaker) if self.fast else None
+        # The breaker takes the rate limit's check in its own acquire (one round trip to a
+        # shared store) when it can and no bulkhead has to come between the two.
+        self.limited = combined_limit_check(op.breaker, op.limiter) if op.bulkhead is None else None
 
     # --- decisions shared by the sync and async paths -----------------------------------
 
@@ -243,9 +251,17 @@ class Plan:
         next(op.fallbacks)
         return self.fallback(exc) if callable(self.fallback) else self.fallback
 
-    def admit(self) -> None:
-        """The checks before the breaker: the rate limit, then the bulkhead."""
+    def admit(self) -> bool:
+        """The checks before the breaker: the rate limit, then the bulkhead. True when the
+        breaker took the rate limit's check and so has already admitted the first attempt
+        (else ``CircuitOpenError``)."""
         op = self.op
+        if self.limited is not None:
+            wait = self.limited.acquire_with_limit(cast(RateLimiterBackend, op.limiter), op.name)
+            if wait > 0:
+                next(op.rate_limited)
+                raise RateLimitExceeded(op.name, wait)
+            return True
         if op.limiter is not None:
             wait = op.limiter.try_acquire(op.name)
             if wait > 0:
@@ -257,6 +273,7 @@ class Plan:
             except BulkheadFull:
                 next(op.bulkhead_rejections)
                 raise
+        return False
 
     # --- sync ---------------------------------------------------------------------------
 
@@ -321,13 +338,16 @@ class Plan:
 
     def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
+        acquired = False
         if not self.fast:
             try:
-                self.admit()
+                acquired = self.admit()
             except (RateLimitExceeded, BulkheadFull) as exc:
                 return self.give_up(exc, 0)
+            except CircuitOpenError as exc:  # from the combined check only
+                return self.rejected(exc, None)
         try:
-            return self._attempts(func, args, kwargs)
+            return self._attempts(func, args, kwargs, acquired=acquired)
         finally:
             if self.op.bulkhead is not None:
                 self.op.bulkhead.leave()
@@ -340,9 +360,11 @@ class Plan:
         state: RetryState | None = None,
         wait: float = 0.0,
         pending: Exception | None = None,
+        acquired: bool = False,
     ) -> Any:
         """The retry loop; ``pending`` is the error of an attempt the fast path already
-        made (so its failure is handled here, once)."""
+        made (so its failure is handled here, once); ``acquired``: the breaker has already
+        admitted the first attempt."""
         handler = self.handler
         breaker = self.breaker
         clock = handler._clock
@@ -352,10 +374,13 @@ class Plan:
         while True:
             if pending is None:
                 # ask the breaker before waiting: no backoff is spent on an open breaker
-                try:
-                    breaker.acquire()
-                except CircuitOpenError as exc:
-                    return self.rejected(exc, state.last)
+                if acquired:
+                    acquired = False
+                else:
+                    try:
+                        breaker.acquire()
+                    except CircuitOpenError as exc:
+                        return self.rejected(exc, state.last)
                 if state.attempt > 0:
                     next(self.op.retries)
                 if wait > 0:

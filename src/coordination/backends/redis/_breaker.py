@@ -27,10 +27,11 @@ from ...error_handling._backends import (
     TransitionHook,
 )
 from ._connection import OutagePolicy, RedisGuard
-from ._scripts import BREAKER_ACQUIRE, BREAKER_RECORD
+from ._scripts import BREAKER_ACQUIRE, BREAKER_RECORD, LIMITED_ACQUIRE
 
 if TYPE_CHECKING:
     from ._backend import RedisBackend
+    from ._rate_limit import RedisRateLimiter
 
 __all__ = ["RedisCircuitBreaker"]
 
@@ -88,6 +89,7 @@ class RedisCircuitBreaker:
             self._acquire_packed = backend.pack(
                 "EVALSHA", BREAKER_ACQUIRE.sha, 1, self._key, "", *self._acquire_args
             )
+        self._limited_packed: tuple[RedisRateLimiter, str, list[bytes]] | None = None
         self._record_args = (settings.failure_threshold, settings.half_open_calls, ttl_ms)
         self._transitions: dict[str, int] = {}
 
@@ -173,6 +175,84 @@ class RedisCircuitBreaker:
             self._guard.failed(exc)
         else:
             self._recorded(reply)
+
+    # --- the rate limit and the breaker in one round trip (CombinedLimitCheck) ----------
+
+    def combines_with(self, limiter: object) -> bool:
+        """True for a Redis limiter on this breaker's own backend (so the same server)."""
+        from ._rate_limit import RedisRateLimiter
+
+        return isinstance(limiter, RedisRateLimiter) and limiter.backend is self._backend
+
+    def acquire_with_limit(self, limiter: RedisRateLimiter, key: str) -> float:
+        """``limiter.try_acquire(key)`` then ``acquire()`` as one script (``LIMITED_ACQUIRE``):
+        the limit's wait (0.0: admitted by both), or ``CircuitOpenError``. A refusal by
+        either spends nothing of the other. While Redis is unavailable, the two separate
+        calls, each with its outage policy."""
+        if self._guard.usable() and limiter.guard.usable():
+            try:
+                reply = self._run_limited(limiter, key)
+            except self._backend.errors as exc:
+                self._guard.failed(exc)
+                limiter.guard.failed(exc)
+            else:
+                return self._limited(limiter, reply)
+        wait = limiter.try_acquire(key)
+        if wait == 0.0:
+            self.acquire()
+        return wait
+
+    async def aacquire_with_limit(self, limiter: RedisRateLimiter, key: str) -> float:
+        if self._guard.usable() and limiter.guard.usable():
+            try:
+                reply = await LIMITED_ACQUIRE.run_async(
+                    self._backend.async_client(), *self._limited_args(limiter, key)
+                )
+            except self._backend.errors as exc:
+                self._guard.failed(exc)
+                limiter.guard.failed(exc)
+            else:
+                return self._limited(limiter, reply)
+        wait = await limiter.atry_acquire(key)
+        if wait == 0.0:
+            await self.aacquire()
+        return wait
+
+    def _limited_args(self, limiter: RedisRateLimiter, key: str) -> tuple[int | str, ...]:
+        limit_key, now_us, interval_us, period_us, cost = limiter.script_args(key, 1)
+        now_ms = self._backend.now_ms()
+        return (
+            self._key,
+            limit_key,
+            now_ms,
+            *self._acquire_args,
+            now_us,
+            interval_us,
+            period_us,
+            cost,
+        )
+
+    def _run_limited(self, limiter: RedisRateLimiter, key: str) -> list[int]:
+        backend = self._backend
+        packed = self._limited_packed
+        if packed is None or packed[0] is not limiter or packed[1] != key:
+            args = self._limited_args(limiter, key)
+            if backend.now_ms() != "":
+                return LIMITED_ACQUIRE(backend.execute, *args)  # type: ignore[no-any-return]
+            # With the Redis clock the command is the same every call: pack it once.
+            packed = (limiter, key, backend.pack("EVALSHA", LIMITED_ACQUIRE.sha, 2, *args))
+            self._limited_packed = packed
+        return LIMITED_ACQUIRE.run_packed(  # type: ignore[no-any-return]
+            backend.execute_packed, packed[2], backend.execute
+        )
+
+    def _limited(self, limiter: RedisRateLimiter, reply: list[int]) -> float:
+        if int(reply[0]) == 2:  # refused by the rate limit; the breaker was not asked
+            return limiter.answer((0, reply[5]))
+        limiter.answer((1, 0))
+        self._guard.succeeded()
+        self._admit(reply[:5])
+        return 0.0
 
     # --- shared bookkeeping ----------------------------------------------------------------
 

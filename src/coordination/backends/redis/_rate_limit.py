@@ -38,8 +38,8 @@ class RedisRateLimiter:
         local: Callable[[], RateLimiterBackend],
     ) -> None:
         self.rate = rate
-        self._backend = backend
-        self._guard = backend.rate_limit_guard
+        self.backend = backend
+        self.guard = backend.rate_limit_guard
         # The rate is part of the key, so two limits on one client name never share a cell.
         self._prefix = f"{backend.prefix}rate:{rate}:"
         self._interval_us = max(1, round(rate.interval * 1_000_000))
@@ -48,45 +48,45 @@ class RedisRateLimiter:
         self._local: RateLimiterBackend | None = None
 
     def try_acquire(self, key: str, cost: int = 1) -> float:
-        args = self._script_args(key, cost)
-        if self._guard.usable():
+        args = self.script_args(key, cost)
+        if self.guard.usable():
             try:
-                reply = GCRA(self._backend.execute, *args)
-            except self._backend.errors as exc:
-                self._guard.failed(exc)
+                reply = GCRA(self.backend.execute, *args)
+            except self.backend.errors as exc:
+                self.guard.failed(exc)
             else:
-                return self._answer(reply)
+                return self.answer(reply)
         return self._outage(key, cost)
 
     async def atry_acquire(self, key: str, cost: int = 1) -> float:
-        args = self._script_args(key, cost)
-        if self._guard.usable():
+        args = self.script_args(key, cost)
+        if self.guard.usable():
             try:
-                reply = await GCRA.run_async(self._backend.async_client(), *args)
-            except self._backend.errors as exc:
-                self._guard.failed(exc)
+                reply = await GCRA.run_async(self.backend.async_client(), *args)
+            except self.backend.errors as exc:
+                self.guard.failed(exc)
             else:
-                return self._answer(reply)
+                return self.answer(reply)
         return self._outage(key, cost)
 
-    def _script_args(self, key: str, cost: int) -> tuple[str, int | str, int, int, int]:
+    def script_args(self, key: str, cost: int) -> tuple[str, int | str, int, int, int]:
         _check_cost(cost)
-        now = self._backend.now_us()
+        now = self.backend.now_us()
         return (self._prefix + key, now, self._interval_us, self._period_us, cost)
 
-    def _answer(self, reply: list[int]) -> float:
+    def answer(self, reply: list[int] | tuple[int, int]) -> float:
         """Seconds to wait (0.0: allowed) from the script's ``{allowed, wait_us}``."""
-        self._guard.succeeded()
+        self.guard.succeeded()
         self._local = None  # Redis is back: the next outage starts afresh
         allowed, wait_us = reply
         return 0.0 if allowed else int(wait_us) / 1_000_000
 
     def _outage(self, key: str, cost: int) -> float:
-        policy = self._guard.policy
+        policy = self.guard.policy
         if policy is OutagePolicy.RAISE:
             raise StoreError(
                 f"rate limit {self.rate} for {key!r}: Redis is unavailable "
-                f"({self._guard.last_error})"
+                f"({self.guard.last_error})"
             )
         if policy is OutagePolicy.ALLOW:
             return 0.0

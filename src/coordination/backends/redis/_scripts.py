@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["BREAKER_ACQUIRE", "BREAKER_RECORD", "GCRA", "LuaScript"]
+__all__ = ["BREAKER_ACQUIRE", "BREAKER_RECORD", "GCRA", "LIMITED_ACQUIRE", "LuaScript"]
 
 
 class LuaScript:
@@ -27,20 +27,21 @@ class LuaScript:
     asyncio path takes a redis-py asyncio client.
     """
 
-    __slots__ = ("sha", "source")
+    __slots__ = ("keys", "sha", "source")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, keys: int = 1) -> None:
         self.source = source
+        self.keys = keys  # the first ``keys`` arguments of a call are its KEYS
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    def __call__(self, execute: Callable[..., Any], key: str, *args: Any) -> Any:
+    def __call__(self, execute: Callable[..., Any], *keys_and_args: Any) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
-            return execute("EVALSHA", self.sha, 1, key, *args)
+            return execute("EVALSHA", self.sha, self.keys, *keys_and_args)
         except NoScriptError:  # a restarted or flushed server: load it, once
             execute("SCRIPT", "LOAD", self.source)
-            return execute("EVALSHA", self.sha, 1, key, *args)
+            return execute("EVALSHA", self.sha, self.keys, *keys_and_args)
 
     def run_packed(
         self,
@@ -57,14 +58,14 @@ class LuaScript:
             load("SCRIPT", "LOAD", self.source)
             return execute_packed(packed)
 
-    async def run_async(self, client: redis.asyncio.Redis, key: str, *args: Any) -> Any:
+    async def run_async(self, client: redis.asyncio.Redis, *keys_and_args: Any) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
-            return await client.evalsha(self.sha, 1, key, *args)
+            return await client.evalsha(self.sha, self.keys, *keys_and_args)
         except NoScriptError:
             await client.script_load(self.source)
-            return await client.evalsha(self.sha, 1, key, *args)
+            return await client.evalsha(self.sha, self.keys, *keys_and_args)
 
 
 _NOW_MS = """
@@ -81,16 +82,10 @@ end
 # admitted under an older state cannot move the newer one), x (1 when forced open).
 # A closed breaker with no failures needs no key at all, so healthy breakers cost nothing.
 #
-# KEYS[1] the breaker's hash
-# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms
-# Returns {allowed (0/1), state, failures, wait_ms, generation}
-BREAKER_ACQUIRE = LuaScript(
-    _NOW_MS
-    + """
-local key = KEYS[1]
-local open_ms = tonumber(ARGV[2])
-local trials_max = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
+# acquire(key, now_ms, open_timeout_ms, half_open_calls, ttl_ms)
+# returns {allowed (0/1), state, failures, wait_ms, generation}
+_ACQUIRE_FUNCTION = """
+local function acquire(key, now, open_ms, trials_max, ttl)
 local v = redis.call('HMGET', key, 's', 'f', 'o', 'h', 't', 'g', 'x')
 local state = tonumber(v[1]) or 0
 local failures = tonumber(v[2]) or 0
@@ -122,6 +117,17 @@ else
 end
 redis.call('PEXPIRE', key, ttl)
 return {1, 2, failures, 0, gen}
+end
+"""
+
+# KEYS[1] the breaker's hash
+# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms
+# Returns {allowed (0/1), state, failures, wait_ms, generation}
+BREAKER_ACQUIRE = LuaScript(
+    _NOW_MS
+    + _ACQUIRE_FUNCTION
+    + """
+return acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 )
 
@@ -194,7 +200,18 @@ return {state, failures, gen, opened}
 # the TAT is at most one period ahead of now (a burst of ``count`` calls, as in
 # ``InMemoryRateLimiter``). The key expires when the TAT is reached, so idle clients cost
 # nothing.
-#
+_GCRA_FUNCTIONS = """
+-- How far ahead of now the key's TAT would be after a call costing ``cost``.
+local function gcra_ahead(key, now, interval, cost)
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  return tat + interval * cost - now
+end
+local function gcra_spend(key, now, ahead)
+  redis.call('SET', key, string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
+end
+"""
+
 # KEYS[1] the limiter key
 # ARGV: now_us or "", interval_us, period_us, cost
 # Returns {allowed (0/1), retry_after_us}
@@ -205,13 +222,47 @@ if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local interval = tonumber(ARGV[2])
+"""
+    + _GCRA_FUNCTIONS
+    + """
 local period = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local ahead = tat + interval * tonumber(ARGV[4]) - now
+local ahead = gcra_ahead(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[4]))
 if ahead > period then return {0, ahead - period} end
-redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
+gcra_spend(KEYS[1], now, ahead)
 return {1, 0}
 """
+)
+
+# The rate limit and the breaker of one call, in one round trip, in the pipeline's order:
+# the rate limit decides first, and its budget is spent only when the breaker admits the
+# call too. So a call refused by the limit never takes a half-open trial slot (nor moves an
+# elapsed OPEN to HALF_OPEN), and a call refused by the breaker never spends the limit.
+#
+# KEYS[1] the breaker's hash, KEYS[2] the limiter key
+# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms,
+#       now_us or "", interval_us, period_us, cost
+# Returns {1 admitted / 0 refused by the breaker, state, failures, wait_ms, generation, 0}
+#      or {2 refused by the rate limit, 0, 0, 0, 0, retry_after_us}
+LIMITED_ACQUIRE = LuaScript(
+    """
+local now = tonumber(ARGV[1])
+local now_us = tonumber(ARGV[5])
+if not now or not now_us then
+  local t = redis.call('TIME')
+  now = now or tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now_us = now_us or tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+    + _ACQUIRE_FUNCTION
+    + _GCRA_FUNCTIONS
+    + """
+local period = tonumber(ARGV[7])
+local ahead = gcra_ahead(KEYS[2], now_us, tonumber(ARGV[6]), tonumber(ARGV[8]))
+if ahead > period then return {2, 0, 0, 0, 0, ahead - period} end
+local reply = acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if reply[1] == 1 then gcra_spend(KEYS[2], now_us, ahead) end
+reply[6] = 0
+return reply
+""",
+    keys=2,
 )
