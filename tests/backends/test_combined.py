@@ -29,6 +29,7 @@ from coordination.error_handling import (
 )
 
 from .conftest import PrivateRedis
+from .test_breaker_model import Clock
 
 pytestmark = pytest.mark.redis
 
@@ -40,14 +41,6 @@ steps = st.lists(
     ),
     max_size=40,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = 1_700_000_000_000
-
-    def __call__(self) -> float:
-        return self.ms / 1000
 
 
 def combined(breaker: Any, limiter: Any, key: str) -> tuple[str, float]:

@@ -70,6 +70,8 @@ class RedisRateLimiter:
         return self._outage(key, cost)
 
     def script_args(self, key: str, cost: int) -> tuple[str, int | str, int, int, int]:
+        """The ``GCRA`` script's KEYS and ARGV for ``key`` (the breaker's combined check
+        passes them on to ``LIMITED_ACQUIRE``)."""
         _check_cost(cost)
         now = self.backend.now_us()
         return (self._prefix + key, now, self._interval_us, self._period_us, cost)
