@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from coordination import CircuitOpenError, RateLimitExceeded, StoreError
 from coordination.backends.redis import RedisBackend
+from coordination.backends.redis._scripts import LIMITED_ACQUIRE
 from coordination.error_handling import (
     BreakerSettings,
     CircuitBreaker,
@@ -322,3 +323,24 @@ def test_redis_down_under_a_handler_keeps_calls_working(
         limited = handler.decorate(lambda: None, operation_name="tight", rate_limit="1/m")
         limited()
         limited()
+
+
+async def test_a_flushed_script_cache_is_refilled(
+    private_redis: PrivateRedis, closing: Any
+) -> None:
+    backend = closing(RedisBackend(private_redis.url))
+    call = handler_on(backend).decorate(lambda: "ok", operation_name="op", rate_limit="100/s")
+
+    async def acall() -> str:
+        return "ok"
+
+    async_call = handler_on(backend).decorate(acall, operation_name="aop", rate_limit="100/s")
+    with redis.Redis.from_url(private_redis.url) as admin:
+        for _ in range(2):
+            admin.script_flush()
+            assert call() == "ok"
+            admin.script_flush()
+            assert await async_call() == "ok"
+        assert admin.script_exists(LIMITED_ACQUIRE.sha) == [True]
+    assert backend.status()["breakers"]["errors"] == 0
+    await backend.aclose()
