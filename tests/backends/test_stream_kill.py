@@ -53,6 +53,11 @@ def test_no_event_is_lost_when_a_consumer_is_killed(
             assert victim.poll() is None, (tmp_path / "victim.log").read_text()
             assert survivor.poll() is None, (tmp_path / "survivor.log").read_text()
             time.sleep(0.005)
+        # Kill it while it holds read-but-unacknowledged entries: between two batches it
+        # holds none, and the test must prove that what a dead consumer held is reclaimed.
+        while not client.xpending_range(stream, "coordination", "-", "+", 1, "victim"):
+            assert time.monotonic() < deadline, "the victim never held pending entries"
+            assert victim.poll() is None, (tmp_path / "victim.log").read_text()
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         victim_pending = client.xpending_range(stream, "coordination", "-", "+", 1000, "victim")
