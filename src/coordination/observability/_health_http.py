@@ -28,6 +28,7 @@ __all__ = [
     "ASGIApp",
     "HealthResponse",
     "WSGIApp",
+    "acknowledge_lifespan",
     "health_response",
     "make_asgi_app",
     "make_wsgi_app",
@@ -169,7 +170,7 @@ def make_asgi_app(checker: CoordinationHealthChecker) -> ASGIApp:
 
     async def health_app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -185,7 +186,8 @@ def make_asgi_app(checker: CoordinationHealthChecker) -> ASGIApp:
     return health_app
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
+    """Answer the ASGI lifespan protocol for an app with nothing to start or stop."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

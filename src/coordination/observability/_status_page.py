@@ -35,6 +35,7 @@ from .._config import CoordinationConfig, resolve_config
 from .._redact import safe_repr
 from .._status import HealthStatus, worst_status
 from .._time import Clock
+from ._health_http import acknowledge_lifespan
 from ._status_page_html import PAGE_SCRIPT, PAGE_STYLE, PAGE_TEMPLATE
 
 __all__ = ["StatusPage"]
@@ -355,13 +356,8 @@ class StatusPage:
     ) -> None:
         """The ASGI application (HTTP; lifespan is acknowledged, other scopes refused)."""
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await acknowledge_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             raise RuntimeError(f"StatusPage serves HTTP only, not {scope['type']!r} scopes")
         status, headers, body = self._respond(scope.get("path") or "/", scope.get("method", "GET"))
