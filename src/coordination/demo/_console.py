@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -71,6 +72,14 @@ class Console:
         """A line of its own (above the status line on a terminal)."""
         self._clear()
         self._write(text + "\n")
+
+    def wait_for_ctrl_c(self) -> None:
+        """Block until Ctrl-C (what ``--serve`` does once the story is told), then say so."""
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.say("stopped")
 
     def event(self, elapsed: float, text: str) -> None:
         self.say(f"  {elapsed:5.1f}s  {text}")

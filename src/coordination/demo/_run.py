@@ -192,10 +192,7 @@ def _keep_serving(console: Console, base: str, config: CoordinationConfig, port:
     trickle = LoadDriver(port, duration=86_400.0, rate=5.0, workers=1)
     trickle.start()
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        console.say("stopped")
+        console.wait_for_ctrl_c()
     finally:
         trickle.stop()
 

@@ -129,11 +129,7 @@ def run_scaleout(args: argparse.Namespace) -> int:
         _conclude(console, bases, transitions)
         if args.serve:
             console.say("\nworkers keep serving; Ctrl-C stops")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                console.say("stopped")
+            console.wait_for_ctrl_c()
     finally:
         stop.set()
         for process in processes:
