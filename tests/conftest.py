@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 
 import pytest
+
+from loopback import require_redis
 
 
 @pytest.fixture
@@ -13,3 +17,25 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("COORDINATION_") and name != "COORDINATION_REQUIRE_REDIS":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The shared Redis at 127.0.0.1:6379 (see loopback.require_redis)."""
+    return require_redis()
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A key namespace no other test (or engineer) uses; its keys are deleted afterwards."""
+    import redis
+
+    name = f"coordination-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -1,64 +1,22 @@
-"""Fixtures for the Redis backend: the shared server at 127.0.0.1:6379, a unique key
-namespace per test (deleted afterwards), and a private redis-server the test may stop.
-
-Without a reachable Redis the tests are skipped with the reason shown in the summary,
-unless COORDINATION_REQUIRE_REDIS=1 (CI), which turns that into a failure.
-"""
+"""Fixtures for the Redis backend: a private redis-server the test may stop, and
+``closing``. The shared server's ``redis_url`` and ``namespace`` fixtures are in
+tests/conftest.py (skip or fail rules in tests/loopback.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from loopback import free_port, redis_problem
+
 T = TypeVar("T")
-
-
-def _reachable(host: str, port: int) -> str | None:
-    """None when something answers PING at host:port, else why not."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            reply = sock.recv(64)
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None if reply.startswith(b"+PONG") else f"unexpected reply {reply!r}"
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    problem = _reachable("127.0.0.1", 6379)
-    if problem is not None:
-        message = f"Redis at 127.0.0.1:6379 is unreachable ({problem})"
-        if os.environ.get("COORDINATION_REQUIRE_REDIS") == "1":
-            pytest.fail(f"{message} and COORDINATION_REQUIRE_REDIS=1", pytrace=False)
-        pytest.skip(f"{message}; set COORDINATION_REQUIRE_REDIS=1 to make this a failure")
-    return REDIS_URL
-
-
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    """A key namespace no other test (or engineer) uses; its keys are deleted afterwards."""
-    import redis
-
-    name = f"coordination-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -74,13 +32,6 @@ def closing() -> Iterator[Callable[[T], T]]:
     yield track
     for obj in reversed(opened):
         obj.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrivateRedis:
@@ -116,7 +67,7 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while _reachable("127.0.0.1", self.port) is not None:
+        while redis_problem("127.0.0.1", self.port) is not None:
             if time.monotonic() > deadline or self._process.poll() is not None:
                 raise RuntimeError(f"private redis-server on port {self.port} did not start")
             time.sleep(0.02)

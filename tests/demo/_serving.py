@@ -11,8 +11,6 @@ import sys
 import time
 from collections.abc import Iterator
 
-import pytest
-
 COMMAND = [sys.executable, "-m", "coordination", "demo"]
 
 
@@ -55,18 +53,3 @@ def serving_demo(duration: float = 3) -> Iterator[tuple[str, subprocess.Popen[st
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-
-def require_redis() -> None:
-    """Skip unless Redis answers at 127.0.0.1:6379 (fail instead in CI's required mode)."""
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("COORDINATION_REQUIRE_REDIS") == "1":
-            raise
-        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {exc}")
-    finally:
-        client.close()

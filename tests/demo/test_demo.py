@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from coordination.demo._console import format_table, metrics_excerpt
+from loopback import require_redis
 
-from ._serving import COMMAND, demo_env, require_redis, serving_demo
+from ._serving import COMMAND, demo_env, serving_demo
 
 
 def run_demo(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

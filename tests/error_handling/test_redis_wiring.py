@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
 from coordination import CircuitOpenError
 from coordination.error_handling import CircuitState, CoordinationErrorHandler
 
 pytestmark = pytest.mark.redis
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            reachable = sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        reachable = False
-    if not reachable:
-        if os.environ.get("COORDINATION_REQUIRE_REDIS") == "1":
-            pytest.fail("Redis at 127.0.0.1:6379 is unreachable", pytrace=False)
-        pytest.skip("Redis at 127.0.0.1:6379 is unreachable")
-    import redis
-
-    name = f"coordination-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def test_two_handlers_share_one_breaker_through_redis(namespace: str) -> None:
-    config = {"redis_url": REDIS_URL, "redis_namespace": namespace, "base_delay": 0}
+def test_two_handlers_share_one_breaker_through_redis(redis_url: str, namespace: str) -> None:
+    config = {"redis_url": redis_url, "redis_namespace": namespace, "base_delay": 0}
     first = CoordinationErrorHandler(config)
     second = CoordinationErrorHandler(config)
     calls = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from demo._serving import require_redis
+from loopback import require_redis
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from coordination.integration import CoordinationASGIMiddleware
+from loopback import free_port
 
 from .conftest import op_count
 
@@ -195,15 +195,9 @@ async def test_a_client_disconnect_is_counted_not_failed(components: dict[str, A
     assert (stats.count, stats.failures) == (1, 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_under_uvicorn_on_loopback(components: dict[str, Any]) -> None:
     app = make_app(components)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

@@ -16,12 +16,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from werkzeug.test import Client
 
-from backends.conftest import free_port, namespace, redis_url  # noqa: F401 (fixtures)
 from coordination import ConfigError
 from coordination._time import monotonic
 from coordination.backends.redis import RedisBackend
 from coordination.error_handling import InMemoryRateLimiter, Rate
 from coordination.integration import CoordinationASGIMiddleware, CoordinationMiddleware
+from loopback import free_port
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -182,7 +182,7 @@ def redis_config(url: str, prefix: str, **more: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def backends(redis_url: str, namespace: str) -> Iterator[list[RedisBackend]]:  # noqa: F811
+def backends(redis_url: str, namespace: str) -> Iterator[list[RedisBackend]]:
     """The backend ``redis_url`` configures, and a second one of its own (another
     connection, as another process would have), closed after the test."""
     made = [
@@ -196,8 +196,8 @@ def backends(redis_url: str, namespace: str) -> Iterator[list[RedisBackend]]:  #
 
 @pytest.mark.redis
 def test_two_wsgi_middleware_share_one_limit_through_redis(
-    redis_url: str,  # noqa: F811
-    namespace: str,  # noqa: F811
+    redis_url: str,
+    namespace: str,
     backends: list[RedisBackend],
 ) -> None:
     first = Client(CoordinationMiddleware(flask_app(), config=redis_config(redis_url, namespace)))
@@ -213,8 +213,8 @@ def test_two_wsgi_middleware_share_one_limit_through_redis(
 
 @pytest.mark.redis
 async def test_two_asgi_middleware_share_one_limit_through_redis(
-    redis_url: str,  # noqa: F811
-    namespace: str,  # noqa: F811
+    redis_url: str,
+    namespace: str,
     backends: list[RedisBackend],
 ) -> None:
     config = redis_config(redis_url, namespace, client_rate_limit_key="header:X-API-Key")

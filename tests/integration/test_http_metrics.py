@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from werkzeug.test import Client
 
-from backends.conftest import free_port
 from coordination.integration import CoordinationASGIMiddleware, CoordinationMiddleware
 from coordination.integration._http import HttpCounters
+from loopback import free_port
 from observability.exposition import samples, value
 
 pytestmark = pytest.mark.usefixtures("clean_environment")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from coordination.observability import CoordinationMetricsExporter
+from loopback import free_port
 
 from .exposition import samples
 
@@ -54,13 +54,6 @@ APP = textwrap.dedent(
     """
 )
 REQUESTS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
