@@ -87,3 +87,11 @@ def private_redis(redis_url: str, tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+def errors_counted(component: str) -> float:
+    """The value of coordination_redis_errors_total, as a scrape would show it."""
+    from prometheus_client import REGISTRY
+
+    labels = {"component": component}
+    return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0

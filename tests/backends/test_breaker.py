@@ -15,24 +15,17 @@ from coordination.error_handling import (
     CircuitBreakerBackend,
     CircuitState,
 )
+from fakes import FakeClock
 
 pytestmark = pytest.mark.redis
 
 SETTINGS = BreakerSettings(failure_threshold=3, open_seconds=10.0, half_open_calls=2)
 
 
-class FakeWallClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Process:
     """One simulated process: its own backend (connection) and breaker object."""
 
-    def __init__(self, url: str, namespace: str, clock: FakeWallClock, **options: Any) -> None:
+    def __init__(self, url: str, namespace: str, clock: FakeClock, **options: Any) -> None:
         self.backend = RedisBackend(url, namespace=namespace, redis_clock=clock, **options)
         self.transitions: list[BreakerTransition] = []
         self.breaker = self.backend.breaker(
@@ -52,14 +45,12 @@ class Process:
 
 
 @pytest.fixture
-def clock() -> FakeWallClock:
-    return FakeWallClock()
+def clock() -> FakeClock:
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture
-def two(
-    redis_url: str, namespace: str, clock: FakeWallClock, closing: Any
-) -> tuple[Process, Process]:
+def two(redis_url: str, namespace: str, clock: FakeClock, closing: Any) -> tuple[Process, Process]:
     a, b = Process(redis_url, namespace, clock), Process(redis_url, namespace, clock)
     closing(a.backend)
     closing(b.backend)
@@ -73,7 +64,7 @@ def test_is_a_circuit_breaker_backend(two: tuple[Process, Process]) -> None:
 
 
 def test_one_process_opens_it_and_the_other_rejects_its_next_call(
-    two: tuple[Process, Process], clock: FakeWallClock
+    two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, b = two
     assert [a.call(False), b.call(False), a.call(False)] == ["failed"] * 3
@@ -101,7 +92,7 @@ def test_a_success_resets_the_consecutive_failure_count(two: tuple[Process, Proc
 
 
 def test_half_open_admits_the_trial_calls_once_across_processes(
-    two: tuple[Process, Process], clock: FakeWallClock
+    two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, b = two
     for _ in range(3):
@@ -120,7 +111,7 @@ def test_half_open_admits_the_trial_calls_once_across_processes(
 
 
 def test_a_failed_trial_reopens_and_a_released_trial_gives_its_slot_back(
-    two: tuple[Process, Process], clock: FakeWallClock
+    two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, b = two
     for _ in range(3):
@@ -137,7 +128,7 @@ def test_a_failed_trial_reopens_and_a_released_trial_gives_its_slot_back(
 
 
 def test_trial_slots_of_a_dead_process_come_back_after_another_timeout(
-    two: tuple[Process, Process], clock: FakeWallClock
+    two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, b = two
     for _ in range(3):
@@ -151,7 +142,7 @@ def test_trial_slots_of_a_dead_process_come_back_after_another_timeout(
     assert b.call(True) == "ok"
 
 
-def test_force_open_and_reset(two: tuple[Process, Process], clock: FakeWallClock) -> None:
+def test_force_open_and_reset(two: tuple[Process, Process], clock: FakeClock) -> None:
     a, b = two
     a.breaker.force_open()
     clock.now += 1000
@@ -168,11 +159,8 @@ def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
 ) -> None:
     # With the server's clock the acquire command is packed once; with an injected clock
     # it carries the time. Either way: one command on the wire per healthy call.
-    backend = closing(
-        RedisBackend(
-            redis_url, namespace=namespace, redis_clock=None if server_clock else FakeWallClock()
-        )
-    )
+    redis_clock = None if server_clock else FakeClock(1_700_000_000.0)
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=redis_clock))
     breaker = backend.breaker("payments", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)
     sent: list[bytes] = []
     original = backend.execute_packed
@@ -193,7 +181,7 @@ def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
 
 
 def test_state_keys_expire_when_unused(
-    redis_url: str, namespace: str, clock: FakeWallClock, closing: Any
+    redis_url: str, namespace: str, clock: FakeClock, closing: Any
 ) -> None:
     a = Process(redis_url, namespace, clock, key_ttl=30)
     closing(a.backend)
@@ -203,7 +191,7 @@ def test_state_keys_expire_when_unused(
 
 
 async def test_async_twins_share_the_same_state(
-    two: tuple[Process, Process], clock: FakeWallClock
+    two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, b = two
     for _ in range(3):
@@ -263,7 +251,7 @@ def test_unreachable_redis_falls_back_to_a_local_breaker(caplog: pytest.LogCaptu
 
 
 def test_nested_protected_calls_report_each_outcome(
-    two: tuple[Process, Process], clock: FakeWallClock
+    two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, _ = two
     inner = a.backend.breaker("inner", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)

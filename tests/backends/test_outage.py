@@ -11,35 +11,20 @@ import redis
 from coordination import CircuitOpenError
 from coordination.backends.redis import RedisBackend
 from coordination.error_handling import BreakerSettings, CircuitState, Rate
+from fakes import FakeClock
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, errors_counted
 
 pytestmark = pytest.mark.redis
 
 SETTINGS = BreakerSettings(failure_threshold=2, open_seconds=30.0)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def errors_counted(component: str) -> float:
-    """The value of coordination_redis_errors_total, as a scrape would show it."""
-    from prometheus_client import REGISTRY
-
-    labels = {"component": component}
-    return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0
-
-
 def test_redis_stopped_and_restarted_mid_run(
     private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture, closing: Any
 ) -> None:
     caplog.set_level(logging.INFO, logger="coordination.redis")
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     backend = closing(RedisBackend(private_redis.url, reconnect_interval=5.0, clock=clock))
     breaker = backend.breaker("db", SETTINGS, clock=clock, on_transition=lambda t: None)
     limiter = backend.rate_limiter(Rate.parse("1000/s"), clock=clock)
@@ -86,7 +71,7 @@ def test_redis_stopped_and_restarted_mid_run(
 
 
 async def test_async_calls_fall_back_too(private_redis: PrivateRedis, closing: Any) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     backend = closing(RedisBackend(private_redis.url, reconnect_interval=5.0, clock=clock))
     breaker = backend.breaker("db", SETTINGS, clock=clock, on_transition=lambda t: None)
     limiter = backend.rate_limiter(Rate.parse("2/s"), clock=clock)

@@ -10,29 +10,16 @@ import redis
 from coordination import ConfigError, StoreError
 from coordination.backends.redis import RedisBackend
 from coordination.error_handling import Rate
+from fakes import FakeClock
+
+from .conftest import errors_counted
 
 pytestmark = pytest.mark.redis
 
 
-class FakeWallClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def errors_counted(component: str) -> float:
-    """The value of coordination_redis_errors_total, as a scrape would show it."""
-    from prometheus_client import REGISTRY
-
-    labels = {"component": component}
-    return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0
-
-
 @pytest.fixture
 def make(closing: Any) -> Any:
-    def backend(url: str, namespace: str, clock: FakeWallClock, **options: Any) -> RedisBackend:
+    def backend(url: str, namespace: str, clock: FakeClock, **options: Any) -> RedisBackend:
         return closing(RedisBackend(url, namespace=namespace, redis_clock=clock, **options))
 
     return backend
@@ -41,7 +28,7 @@ def make(closing: Any) -> Any:
 def test_allows_a_burst_of_count_then_says_how_long_to_wait(
     redis_url: str, namespace: str, make: Any
 ) -> None:
-    clock = FakeWallClock()
+    clock = FakeClock(1_700_000_000.0)
     limiter = make(redis_url, namespace, clock).rate_limiter(Rate.parse("4/s"), clock=clock)
     assert [limiter.try_acquire("api") for _ in range(4)] == [0.0] * 4
     assert limiter.try_acquire("api") == pytest.approx(0.25)
@@ -55,7 +42,7 @@ def test_matches_the_in_memory_limiter_step_by_step(
 ) -> None:
     from coordination.error_handling import InMemoryRateLimiter
 
-    clock = FakeWallClock()
+    clock = FakeClock(1_700_000_000.0)
     rate = Rate.parse("5/2s")
     shared = make(redis_url, namespace, clock).rate_limiter(rate, clock=clock)
     local = InMemoryRateLimiter(rate, clock=clock)
@@ -68,7 +55,7 @@ def test_matches_the_in_memory_limiter_step_by_step(
 
 
 def test_two_processes_share_one_limit(redis_url: str, namespace: str, make: Any) -> None:
-    clock = FakeWallClock()
+    clock = FakeClock(1_700_000_000.0)
     rate = Rate.parse("10/m")
     first = make(redis_url, namespace, clock).rate_limiter(rate, clock=clock)
     second = make(redis_url, namespace, clock).rate_limiter(rate, clock=clock)
@@ -81,7 +68,7 @@ def test_the_key_expires_once_the_burst_allowance_is_whole(
     redis_url: str, namespace: str, closing: Any
 ) -> None:
     limiter = closing(RedisBackend(redis_url, namespace=namespace)).rate_limiter(
-        Rate.parse("2/s"), clock=FakeWallClock()
+        Rate.parse("2/s"), clock=FakeClock(1_700_000_000.0)
     )
     assert limiter.try_acquire("idle") == 0.0
     client = closing(redis.Redis.from_url(redis_url))
@@ -93,7 +80,7 @@ def test_the_key_expires_once_the_burst_allowance_is_whole(
 async def test_async_twin_shares_state_with_the_sync_path(
     redis_url: str, namespace: str, make: Any
 ) -> None:
-    clock = FakeWallClock()
+    clock = FakeClock(1_700_000_000.0)
     backend = make(redis_url, namespace, clock)
     limiter = backend.rate_limiter(Rate.parse("2/s"), clock=clock)
     assert limiter.try_acquire("x") == 0.0
@@ -104,7 +91,7 @@ async def test_async_twin_shares_state_with_the_sync_path(
 
 def test_bad_cost_is_a_clear_error(redis_url: str, namespace: str, closing: Any) -> None:
     limiter = closing(RedisBackend(redis_url, namespace=namespace)).rate_limiter(
-        Rate.parse("2/s"), clock=FakeWallClock()
+        Rate.parse("2/s"), clock=FakeClock(1_700_000_000.0)
     )
     with pytest.raises(ConfigError, match="cost"):
         limiter.try_acquire("x", 0)
@@ -114,7 +101,7 @@ def test_bad_cost_is_a_clear_error(redis_url: str, namespace: str, closing: Any)
     ("policy", "expected"), [("allow", [0.0, 0.0, 0.0]), ("local", [0.0, 0.0, 0.5])]
 )
 def test_an_unreachable_redis_falls_back(policy: str, expected: list[float]) -> None:
-    clock = FakeWallClock()
+    clock = FakeClock(1_700_000_000.0)
     before = errors_counted("rate_limit")
     backend = RedisBackend(
         "redis://127.0.0.1:1/0", outage_policy=policy, reconnect_interval=60, clock=clock
@@ -128,6 +115,6 @@ def test_an_unreachable_redis_falls_back(policy: str, expected: list[float]) -> 
 
 def test_raise_policy_raises_store_error() -> None:
     backend = RedisBackend("redis://127.0.0.1:1/0", outage_policy="raise")
-    limiter = backend.rate_limiter(Rate.parse("2/s"), clock=FakeWallClock())
+    limiter = backend.rate_limiter(Rate.parse("2/s"), clock=FakeClock(1_700_000_000.0))
     with pytest.raises(StoreError, match="Redis is unavailable"):
         limiter.try_acquire("x")

@@ -12,6 +12,7 @@ import pytest
 from werkzeug.test import Client
 
 from coordination.observability import StatusPage
+from fakes import FakeClock
 
 
 class Stats(SimpleNamespace):
@@ -67,21 +68,13 @@ class Broken:
         raise RuntimeError("database unreachable")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(50.0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def page(clock: Clock) -> StatusPage:
+def page(clock: FakeClock) -> StatusPage:
     # Handler first: the monitor's counts must still win for operations both know.
     components = {"handler": Handler(), "monitor": Monitor()}
     return StatusPage(components, config={}, clock=clock, min_interval=1.0)
@@ -112,7 +105,9 @@ def test_snapshot_merges_operations_from_every_component(page: StatusPage) -> No
     assert data["status"] == "DEGRADED"
 
 
-def test_history_gives_throughput_and_latency_per_interval(page: StatusPage, clock: Clock) -> None:
+def test_history_gives_throughput_and_latency_per_interval(
+    page: StatusPage, clock: FakeClock
+) -> None:
     clock.now += 0.5  # too soon after the page's creation for a point
     assert page.snapshot()["history"]["t"] == []
     # The first point is the page's creation, counts at zero: 1 s later, 20 calls.
@@ -128,7 +123,7 @@ def test_history_gives_throughput_and_latency_per_interval(page: StatusPage, clo
     assert history["latency_ms"]["POST /orders"] == [pytest.approx(4.0), pytest.approx(4.0)]
 
 
-def test_history_is_bounded(clock: Clock) -> None:
+def test_history_is_bounded(clock: FakeClock) -> None:
     page = StatusPage({"monitor": Monitor()}, config={}, clock=clock, max_points=5)
     for _ in range(20):
         clock.now += 1
@@ -136,7 +131,7 @@ def test_history_is_bounded(clock: Clock) -> None:
     assert len(history["t"]) == 4
 
 
-def test_a_broken_component_shows_as_error_and_the_page_survives(clock: Clock) -> None:
+def test_a_broken_component_shows_as_error_and_the_page_survives(clock: FakeClock) -> None:
     page = StatusPage({"db": Broken(), "monitor": Monitor()}, config={}, clock=clock)
     data = page.snapshot()
     assert data["components"]["db"] == "ERROR"
@@ -179,7 +174,7 @@ def test_the_csp_hashes_match_the_inline_script_and_style(page: StatusPage) -> N
         assert f"'sha256-{digest}'" in csp
 
 
-def test_path_comes_from_the_config_and_the_title_is_escaped(clock: Clock) -> None:
+def test_path_comes_from_the_config_and_the_title_is_escaped(clock: FakeClock) -> None:
     page = StatusPage(
         {}, config={"status_page_path": "/ops/status"}, title="<b>shop</b>", clock=clock
     )

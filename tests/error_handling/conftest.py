@@ -8,27 +8,7 @@ import pytest
 
 from coordination.error_handling import CoordinationErrorHandler
 from coordination.testing import set_testing
-
-
-class FakeClock:
-    """Monotonic time that moves only when slept on (or advanced); records every sleep."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+from fakes import FakeClock
 
 
 @pytest.fixture

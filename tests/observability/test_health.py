@@ -13,6 +13,7 @@ import pytest
 
 from coordination import HealthStatus
 from coordination.observability import CoordinationHealthChecker
+from fakes import FakeClock
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -35,14 +36,6 @@ class ErrorReportOnly:
 class Broken:
     def get_health_status(self) -> dict[str, Any]:
         raise RuntimeError("database handle closed")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -166,7 +159,7 @@ def test_timeouts_work_off_the_main_thread(release: threading.Event) -> None:
 
 
 def test_results_are_cached_for_the_configured_time() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     calls = []
     checker = CoordinationHealthChecker(config={"health_cache_seconds": 5}, clock=clock)
     checker.add_check("counted", lambda: calls.append(1))

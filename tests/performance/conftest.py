@@ -8,19 +8,7 @@ from typing import Any
 import pytest
 
 from coordination.performance import CoordinationPerformanceMonitor
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from fakes import FakeClock
 
 
 @pytest.fixture
