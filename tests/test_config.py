@@ -180,6 +180,15 @@ def test_replace_checks_the_new_values() -> None:
         ("COORDINATION_ENABLE_VALIDATION", "maybe", "enable_validation", "true or false"),
         ("COORDINATION_JITTER", "lots", "jitter", "one of none, full"),
         ("COORDINATION_RATE_LIMIT", "fast", "rate_limit", "100/s"),
+        # checked by the parser that reads them later, so nothing passes here and fails there
+        ("COORDINATION_RATE_LIMIT", "0/s", "rate_limit", "greater than 0"),
+        ("COORDINATION_CLIENT_RATE_LIMIT", "5/fortnight", "client_rate_limit", "100/s"),
+        (
+            "COORDINATION_OPERATION_THRESHOLDS",
+            "checkout: p95_ms=1e",
+            "operation_thresholds",
+            "p95_ms=250",
+        ),
         ("COORDINATION_ERROR_RATE_THRESHOLD", "1.5", "error_rate_threshold", "at most 1"),
     ],
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import os
 import re
@@ -37,16 +38,11 @@ __all__ = [
 
 CONFIG_FILE_VARIABLE = "COORDINATION_CONFIG_FILE"
 JITTER_KINDS = ("none", "full", "equal", "decorrelated")
-_RATE = re.compile(
-    r"^\s*\d+(\.\d+)?\s*/\s*(\d+(\.\d+)?\s*)?(ms|s|sec|second|m|min|minute|h|hour)\s*$"
-)
+# Values with a grammar of their own are checked by the parser that will read them, so
+# the configuration can neither accept what the component later refuses nor the reverse.
+_RATE_PARSER = "coordination.error_handling._backends:Rate.parse"
 # How the middleware names a client: its address, or a header (an RFC 9110 token name).
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
-# "name: key=number ...; name: ..." -- checked in detail by coordination.performance.
-_OPERATION_THRESHOLDS = re.compile(
-    r"^\s*[^;:=\s][^;:=]*:(\s*(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*[0-9.eE+-]+,?)+\s*"
-    r"(;\s*[^;:=\s][^;:=]*:(\s*(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*[0-9.eE+-]+,?)+\s*)*;?\s*$"
-)
 
 
 # --- how one field is described ------------------------------------------------------
@@ -65,6 +61,7 @@ def _setting(
     choices: tuple[str, ...] | None = None,
     pattern: re.Pattern[str] | None = None,
     pattern_hint: str = "",
+    parser: str | None = None,
 ) -> Any:
     """A dataclass field whose metadata says how to parse, check and document it."""
     return dataclasses.field(
@@ -80,6 +77,7 @@ def _setting(
             "choices": choices,
             "pattern": pattern,
             "pattern_hint": pattern_hint,
+            "parser": parser,
         },
     )
 
@@ -185,8 +183,7 @@ class CoordinationConfig:
         str,
         'Calls allowed per operation, such as "100/s", "20/m" or "5/10s" (none: unlimited).',
         optional=True,
-        pattern=_RATE,
-        pattern_hint='a rate such as "100/s", "20/m", "5/10s"',
+        parser=_RATE_PARSER,
     )
 
     # --- performance monitoring ---
@@ -227,8 +224,7 @@ class CoordinationConfig:
         'p95_ms=250 p99_ms=800 error_rate=0.05; search: p99_ms=1000" (keys: p95_ms, p99_ms, '
         "error_rate, min_samples).",
         optional=True,
-        pattern=_OPERATION_THRESHOLDS,
-        pattern_hint='entries such as "checkout: p95_ms=250 error_rate=0.05; search: p99_ms=900"',
+        parser="coordination.performance._thresholds:parse_operation_thresholds",
     )
 
     # --- validation limits on messages (checked before any rule runs) ---
@@ -273,8 +269,7 @@ class CoordinationConfig:
         '"600/m" (none: unlimited); beyond it: 429 with Retry-After. Shared through Redis '
         "when redis_url is set.",
         optional=True,
-        pattern=_RATE,
-        pattern_hint='a rate such as "100/s", "20/m", "5/10s"',
+        parser=_RATE_PARSER,
     )
     client_rate_limit_key: str = _setting(
         "address",
@@ -408,6 +403,7 @@ class ConfigSetting:
     choices: tuple[str, ...] | None
     pattern: re.Pattern[str] | None
     pattern_hint: str
+    parser: str | None
 
     @property
     def type_name(self) -> str:
@@ -484,6 +480,8 @@ class ConfigSetting:
             return f"must be one of {', '.join(self.choices)}"
         if self.pattern is not None and not self.pattern.match(value):
             return f"expected {self.pattern_hint}"
+        if self.parser is not None:
+            return _parser_problem(self.parser, self.name, value)
         return None
 
     def _expected(self) -> str:
@@ -502,6 +500,24 @@ class ConfigSetting:
             value=value,
             source=source,
         )
+
+
+def _parser_problem(path: str, name: str, value: Any) -> str | None:
+    """What the owning component's parser (``"module:qualified.name"``) says of ``value``.
+
+    Imported when a value is checked, not when this module is: the parsers live in the
+    capability packages, which themselves import this module.
+    """
+    module_name, _, qualname = path.partition(":")
+    parse: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        parse = getattr(parse, part)
+    try:
+        parse(value)
+    except ConfigError as exc:
+        # The caller names the field, value and source itself: drop the parser's echo.
+        return str(exc).removeprefix(f"invalid {name} = {value!r}: ")
+    return None
 
 
 def _parse_bool(text: str) -> bool:
@@ -530,6 +546,7 @@ def _build_settings() -> dict[str, ConfigSetting]:
             choices=meta["choices"],
             pattern=meta["pattern"],
             pattern_hint=meta["pattern_hint"],
+            parser=meta["parser"],
         )
     return settings
 
