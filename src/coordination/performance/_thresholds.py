@@ -135,8 +135,6 @@ _ITEM = re.compile(rf"(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*({_NUMBER})")
 _ENTRY = re.compile(
     rf"\s*([^;:=\s][^;:=]*?)\s*:\s*((?:{_ITEM.pattern})(?:\s*,?\s*(?:{_ITEM.pattern}))*)\s*"
 )
-# The whole value, for the configuration's own early check (a field's ``pattern``).
-OPERATION_THRESHOLDS_PATTERN = re.compile(rf"^(?:{_ENTRY.pattern})(?:;(?:{_ENTRY.pattern}))*;?$")
 
 
 def parse_operation_thresholds(
