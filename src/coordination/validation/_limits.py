@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._config import CoordinationConfig
-from .._redact import safe_repr
+from .._redact import REDACTED, safe_repr
 from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
 __all__ = ["MessageLimits", "check_structure", "is_flat_and_clean"]
@@ -192,5 +192,5 @@ def _enter(
 def _describe(value: Any, path: Path, is_secret_path: Callable[[Path], bool] | None = None) -> str:
     kind = type(value).__name__
     if is_secret_path is not None and is_secret_path(path):
-        return f"{kind} [redacted]"
+        return f"{kind} {REDACTED}"
     return f"{kind} {safe_repr(value, 40)}"
