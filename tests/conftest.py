@@ -8,7 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from coordination.testing import reset_default_coordination
 from loopback import require_redis
+
+
+@pytest.fixture(autouse=True)
+def fresh_default_coordination() -> Iterator[None]:
+    """Each test starts with new process-wide components (so no breaker leaks in)."""
+    reset_default_coordination()
+    yield
+    reset_default_coordination()
 
 
 @pytest.fixture

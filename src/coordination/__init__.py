@@ -51,6 +51,7 @@ from .error_handling import (
     retry_after_seconds,
 )
 from .integration import (
+    Coordination,
     CoordinationASGIMiddleware,
     CoordinationEventProcessor,
     CoordinationMiddleware,
@@ -60,6 +61,7 @@ from .integration import (
     EventOutcome,
     ReplayReport,
     coordinate_operation,
+    default_coordination,
 )
 from .observability import (
     CoordinationCollector,
@@ -105,6 +107,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "ConfigError",
+    "Coordination",
     "CoordinationASGIMiddleware",
     "CoordinationCollector",
     "CoordinationConfig",
@@ -154,6 +157,7 @@ __all__ = [
     "__version__",
     "config_settings",
     "coordinate_operation",
+    "default_coordination",
     "default_error_handler",
     "default_monitor",
     "default_validator",

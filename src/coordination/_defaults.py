@@ -1,19 +1,38 @@
-"""Process-wide default components, made on first use.
+"""The process-wide set of components, made on first use, once.
 
-``handle_errors``, ``track_performance`` and ``validate_input`` share one handler,
-monitor and validator per process unless given their own, so a breaker opened through one
-decorated function protects every caller of the same operation.
+Every door (decorators, middleware, service wrapper, event processor, health, metrics,
+status page) shares one validator, error handler and monitor per process unless given its
+own, so a breaker opened through one decorated function protects every caller of the same
+operation and shows in every report. The three are made by their own packages
+(``default_validator()``, ``default_error_handler()``, ``default_monitor()``) from one
+configuration, ``process_config()``, read from the file and the environment once.
+``coordination.default_coordination()`` is the same three objects as one set.
+
+Tests start over with ``coordination.testing.reset_default_coordination()``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["ProcessDefault"]
+from ._config import CoordinationConfig
+
+__all__ = [
+    "ComponentSet",
+    "ProcessDefault",
+    "component_of",
+    "process_config",
+    "reset_process_defaults",
+]
 
 T = TypeVar("T")
+
+# Every ProcessDefault made at import time, so that one reset forgets all of them together
+# (a handler kept while the config is forgotten would no longer match it).
+_ALL: list[ProcessDefault[Any]] = []
+_ALL_LOCK = threading.Lock()
 
 
 class ProcessDefault(Generic[T]):
@@ -26,10 +45,14 @@ class ProcessDefault(Generic[T]):
 
     __slots__ = ("_factory", "_instance", "_lock")
 
-    def __init__(self, factory: Callable[[], T]) -> None:
+    def __init__(self, factory: Callable[[], T], *, register: bool = True) -> None:
         self._factory = factory
         self._instance: T | None = None
-        self._lock = threading.Lock()
+        # Reentrant: a factory may ask another default (the handler asks for the config).
+        self._lock = threading.RLock()
+        if register:
+            with _ALL_LOCK:
+                _ALL.append(self)
 
     def get(self) -> T:
         instance = self._instance
@@ -42,7 +65,66 @@ class ProcessDefault(Generic[T]):
                 instance = self._instance
         return instance
 
-    def reset(self) -> None:
-        """Forget the instance, so the next ``get()`` makes a new one (for tests)."""
+    def peek(self) -> T | None:
+        """The instance if it has been made, without making it."""
+        return self._instance
+
+    def reset(self) -> T | None:
+        """Forget the instance, so the next ``get()`` makes a new one; returns the old one."""
         with self._lock:
-            self._instance = None
+            old, self._instance = self._instance, None
+        return old
+
+
+def reset_process_defaults() -> list[object]:
+    """Forget every process default (for tests); returns the instances that had been made.
+
+    The caller closes what needs closing (``coordination.testing`` does).
+    """
+    with _ALL_LOCK:
+        defaults = list(_ALL)
+    forgotten: list[object] = []
+    for default in defaults:
+        old = default.reset()
+        if old is not None:
+            forgotten.append(old)
+    return forgotten
+
+
+_CONFIG: ProcessDefault[CoordinationConfig] = ProcessDefault(CoordinationConfig.load)
+
+
+def process_config() -> CoordinationConfig:
+    """The configuration of the process-wide components: file and environment, read once."""
+    return _CONFIG.get()
+
+
+class ComponentSet(Protocol):
+    """A set of the three components, as a door reads it (``coordination.Coordination``).
+
+    Typed here, below the capabilities, so that a decorator can take ``coordination=``
+    without importing the integration layer that defines the set.
+    """
+
+    @property
+    def config(self) -> CoordinationConfig: ...
+    @property
+    def validator(self) -> Any: ...
+    @property
+    def error_handler(self) -> Any: ...
+    @property
+    def monitor(self) -> Any: ...
+
+
+def component_of(coordination: object, part: str, given: T | None, given_name: str) -> Any:
+    """``given``, else ``part`` of ``coordination``, else None; both is a mistake."""
+    if coordination is None:
+        return given
+    if given is not None:
+        raise TypeError(f"give {given_name}= or coordination=, not both")
+    try:
+        return getattr(coordination, part)
+    except AttributeError:
+        raise TypeError(
+            f"coordination must be a coordination.Coordination, not {type(coordination).__name__}"
+        ) from None

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._defaults import ProcessDefault
+from .._defaults import ComponentSet, ProcessDefault, component_of, process_config
 from ._handler import CoordinationErrorHandler, _name_of
 
 __all__ = ["default_error_handler", "handle_errors", "wrap_function"]
@@ -20,11 +20,14 @@ __all__ = ["default_error_handler", "handle_errors", "wrap_function"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_DEFAULT: ProcessDefault[CoordinationErrorHandler] = ProcessDefault(CoordinationErrorHandler)
+_DEFAULT: ProcessDefault[CoordinationErrorHandler] = ProcessDefault(
+    lambda: CoordinationErrorHandler(process_config())
+)
 
 
 def default_error_handler() -> CoordinationErrorHandler:
-    """The process-wide handler (configured from the environment on first use)."""
+    """The process-wide handler, part of ``default_coordination()`` (made on first use from
+    the file and the environment)."""
     return _DEFAULT.get()
 
 
@@ -69,7 +72,10 @@ def handle_errors(func: Callable[P, R], /) -> Callable[P, R]: ...
 
 @overload
 def handle_errors(
-    *, handler: CoordinationErrorHandler | None = None, **error_config: Any
+    *,
+    handler: CoordinationErrorHandler | None = None,
+    coordination: ComponentSet | None = None,
+    **error_config: Any,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -78,6 +84,7 @@ def handle_errors(
     /,
     *,
     handler: CoordinationErrorHandler | None = None,
+    coordination: ComponentSet | None = None,
     **error_config: Any,
 ) -> Any:
     """Decorate a sync or async function (or method) with the error-handling pipeline.
@@ -89,8 +96,12 @@ def handle_errors(
     42
 
     The keys are those of ``error_config`` dicts (see the guide); they are checked here,
-    at decoration time. ``handler`` defaults to ``default_error_handler()``.
+    at decoration time. The handler is ``handler``, else ``coordination.error_handler``,
+    else the process-wide ``default_error_handler()``.
     """
+    handler = component_of(coordination, "error_handler", handler, "handler")
+    if handler is not None and not isinstance(handler, CoordinationErrorHandler):
+        raise TypeError(f"handler must be a CoordinationErrorHandler, not {type(handler).__name__}")
 
     def decorator(target: Callable[P, R]) -> Callable[P, R]:
         chosen = handler if handler is not None else default_error_handler()
@@ -98,8 +109,6 @@ def handle_errors(
 
     if func is not None:
         return decorator(func)
-    if handler is not None and not isinstance(handler, CoordinationErrorHandler):
-        raise TypeError(f"handler must be a CoordinationErrorHandler, not {type(handler).__name__}")
     # check the keys now, so a typo fails where it is written, not at the first call
     (handler or default_error_handler()).config_options(
         **{k: v for k, v in error_config.items() if k != "operation_name"}

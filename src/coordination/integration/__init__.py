@@ -7,10 +7,14 @@
 * ``CoordinationEventProcessor`` — events validated, retried, timed, and never lost (the
   ``DeadLetterStore``).
 
+Every door shares one set of components per process (``default_coordination()``);
+``Coordination`` builds an isolated set and the doors on it.
+
 See docs/patterns/ for one guide per pattern.
 """
 
 from ._asgi import CoordinationASGIMiddleware
+from ._coordination import Coordination, default_coordination
 from ._dead_letters import DeadLetter, DeadLetterStore, ReplayReport
 from ._decorators import coordinate_operation
 from ._events import CoordinationEventProcessor, EventOutcome
@@ -18,6 +22,7 @@ from ._wrapper import CoordinationServiceWrapper
 from ._wsgi import CoordinationMiddleware
 
 __all__ = [
+    "Coordination",
     "CoordinationASGIMiddleware",
     "CoordinationEventProcessor",
     "CoordinationMiddleware",
@@ -27,4 +32,5 @@ __all__ = [
     "EventOutcome",
     "ReplayReport",
     "coordinate_operation",
+    "default_coordination",
 ]

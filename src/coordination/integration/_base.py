@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._config import CoordinationConfig
+from .._defaults import ComponentSet
 from .._time import perf_counter
 from ..error_handling import Rate, RateLimiterBackend
 from ._client_limit import build_client_limit
@@ -24,9 +25,14 @@ class MiddlewareBase(CoordinatedDoor):
     ``client_rate_limit`` (``"100/s"``) and ``client_rate_limit_key`` (``"address"`` or
     ``"header:X-API-Key"``) override the configuration's; ``rate_limiter`` replaces the
     limiter itself (any ``RateLimiterBackend``, such as ``RedisBackend(...).rate_limiter``).
+
+    The validator, error handler and monitor are the process's (``default_coordination()``)
+    unless ``coordination=`` names another set or they are given one by one; ``config``
+    configures this middleware (its ``redis_*`` keys its client rate limit), not them.
     """
 
     kind: ClassVar[str]
+    _own_component_keys = frozenset({"redis_url", "redis_namespace", "redis_outage_policy"})
     _resolver: ClassVar[Callable[[Any, Any], RouteResolver | None]]
 
     def __init__(
@@ -43,12 +49,13 @@ class MiddlewareBase(CoordinatedDoor):
         client_rate_limit: str | Rate | None = None,
         client_rate_limit_key: str | None = None,
         rate_limiter: RateLimiterBackend | None = None,
+        coordination: ComponentSet | None = None,
         debug: bool = False,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be a {self.kind} application, got {type(app).__name__}")
         self.app = app
-        self._set_up(config, validator, error_handler, performance_monitor, debug)
+        self._set_up(config, validator, error_handler, performance_monitor, debug, coordination)
         cfg = self.config
         self._policy = RequestPolicy(cfg, self.validator, route_rules, allowed_methods)
         self._routes: RouteResolver | None = type(self)._resolver(app, route_resolver)

@@ -17,8 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
-from .._config import CoordinationConfig, resolve_config
-from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike
+from .._config import CoordinationConfig
+from .._defaults import ComponentSet, component_of, process_config
+from ..error_handling import default_error_handler
+from ..performance import default_monitor
+from ..validation import default_validator
+from ._components import (
+    ErrorHandlerLike,
+    MonitorLike,
+    ValidatorLike,
+    check_shared_keys,
+    door_config,
+    policy_overrides,
+)
 from ._compose import compose
 
 __all__ = ["coordinate_operation"]
@@ -36,47 +47,65 @@ def coordinate_operation(
     error_handler: ErrorHandlerLike | None = None,
     performance_monitor: MonitorLike | None = None,
     config: CoordinationConfig | Mapping[str, Any] | None = None,
+    coordination: ComponentSet | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Validate the arguments, then run with retries and breaker, timed; sync or async.
 
     ``validation_rules`` checks the arguments by parameter name (or the single mapping
-    argument); ``error_config`` (such as ``{"max_retries": 3}``) adds the error handler,
-    by default the process-wide ``default_error_handler()``; timing goes to
-    ``default_monitor()`` under ``operation_name`` (default: the function's qualified
-    name). ``enable_validation`` and ``enable_performance_monitoring`` in ``config`` (or
-    the environment) leave those layers out entirely.
+    argument); ``error_config`` (such as ``{"max_retries": 3}``) adds the error handler;
+    timing goes to the monitor under ``operation_name`` (default: the function's qualified
+    name). The components are the given ones, else those of ``coordination``, else the
+    process's (``default_coordination()``). ``enable_validation`` and
+    ``enable_performance_monitoring`` in ``config`` leave those layers out entirely; its
+    error-policy keys (``max_retries``, …) are defaults under ``error_config``.
     """
     if operation_name is not None and (not isinstance(operation_name, str) or not operation_name):
         raise ValueError(f"operation_name must be a non-empty string, got {operation_name!r}")
     if error_config is not None and not isinstance(error_config, Mapping):
         raise TypeError(f"error_config must be a mapping, got {type(error_config).__name__}")
-    cfg = resolve_config(config)
+    shared: dict[str, CoordinationConfig] = {}
+    if coordination is None:
+        base = process_config()
+    else:
+        base = coordination.config
+        validator = component_of(coordination, "validator", validator, "validator")
+        error_handler = component_of(coordination, "error_handler", error_handler, "error_handler")
+        performance_monitor = component_of(
+            coordination, "monitor", performance_monitor, "performance_monitor"
+        )
+        shared = {"validator": base, "error_handler": base, "performance_monitor": base}
+    cfg, named = door_config(base, config)
+    if coordination is None:
+        # Only the process's components that this decorator will use are shared here.
+        if validator is None and cfg.enable_validation and validation_rules is not None:
+            shared["validator"] = default_validator().config
+        if error_handler is None:
+            shared["error_handler"] = default_error_handler().config
+        if performance_monitor is None and cfg.enable_performance_monitoring:
+            shared["performance_monitor"] = default_monitor().config
+    check_shared_keys("coordinate_operation", cfg, named, shared)
+    handler_config = getattr(error_handler or default_error_handler(), "config", base)
+    defaults = policy_overrides(cfg, named, handler_config)
+    # As in the spec, error_config is what adds the error handler.
+    options = None if error_config is None else {**defaults, **error_config}
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if not callable(func):
             raise TypeError(f"coordinate_operation decorates callables, not {func!r}")
         name = operation_name or getattr(func, "__qualname__", None) or repr(func)
-        handler = error_handler
-        if error_config is not None and handler is None:
-            from ..error_handling import default_error_handler
-
-            handler = default_error_handler()
-        monitor = performance_monitor
-        if cfg.enable_performance_monitoring and monitor is None:
-            from ..performance import default_monitor
-
-            monitor = default_monitor()
         use_rules = cfg.enable_validation and validation_rules is not None
-        if use_rules and validator is None:
-            from ..validation import default_validator
         return compose(
             func,
             name=name,
             validator=(validator or default_validator()) if use_rules else None,
             rules=validation_rules,
-            error_handler=handler if error_config is not None else None,
-            error_config=error_config,
-            monitor=monitor if cfg.enable_performance_monitoring else None,
+            error_handler=(error_handler or default_error_handler())
+            if options is not None
+            else None,
+            error_config=options,
+            monitor=(performance_monitor or default_monitor())
+            if cfg.enable_performance_monitoring
+            else None,
         )
 
     return decorate

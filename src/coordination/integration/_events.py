@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from .._bounded import BoundedNames
 from .._config import CoordinationConfig
+from .._defaults import ComponentSet
 from .._errors import EventDeadLettered, ValidationError
 from .._time import perf_counter
 from ._components import (
@@ -89,15 +90,16 @@ class CoordinationEventProcessor(CoordinatedDoor):
         error_handler: ErrorHandlerLike | None = None,
         performance_monitor: MonitorLike | None = None,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
+        coordination: ComponentSet | None = None,
         debug: bool = False,
     ) -> None:
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-        self._set_up(config, validator, error_handler, performance_monitor, debug)
+        self._set_up(config, validator, error_handler, performance_monitor, debug, coordination)
         cfg = self.config
         self._default_handler = handler
         self._handlers: dict[str, EventHandler] = {}
-        self._error_config = dict(error_config or {})
+        self._error_config = self._with_operation_defaults(error_config) or {}
         self._names = BoundedNames(cfg.max_operation_names, logger=self._logger)
         self._validate = cfg.enable_validation
         self._validate_structure = validate_structure and cfg.enable_validation

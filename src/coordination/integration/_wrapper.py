@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._config import CoordinationConfig
+from .._defaults import ComponentSet
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._compose import compose
 
@@ -30,6 +31,11 @@ class CoordinationServiceWrapper(CoordinatedDoor):
     wrapped method and checked on every call (a single mapping argument is checked itself,
     other calls by parameter name). Validation failures raise ``ValidationError`` (a
     ``ValueError``) and are never retried.
+
+    The components are the process's (``default_coordination()``) unless ``coordination=``
+    names another set or they are given one by one. Error-policy keys of ``config``
+    (``max_retries``, ``circuit_breaker_threshold``, …) are the defaults of the methods
+    wrapped here, under each ``error_config``.
     """
 
     def __init__(
@@ -40,10 +46,11 @@ class CoordinationServiceWrapper(CoordinatedDoor):
         error_handler: ErrorHandlerLike | None = None,
         performance_monitor: MonitorLike | None = None,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
+        coordination: ComponentSet | None = None,
         debug: bool = False,
     ) -> None:
         self.service = service
-        self._set_up(config, validator, error_handler, performance_monitor, debug)
+        self._set_up(config, validator, error_handler, performance_monitor, debug, coordination)
 
     def wrap_method(
         self,
@@ -68,7 +75,7 @@ class CoordinationServiceWrapper(CoordinatedDoor):
             validator=self.validator if cfg.enable_validation else None,
             rules=validation_rules,
             error_handler=self.error_handler,
-            error_config=error_config,
+            error_config=self._with_operation_defaults(error_config),
             monitor=self.performance_monitor if cfg.enable_performance_monitoring else None,
         )
 

@@ -25,13 +25,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 
 from .._config import CoordinationConfig, resolve_config
+from .._defaults import ComponentSet
 from .._logging import component_logger
 from ._collector import (
     CoordinationCollector,
     DurationType,
     RedisErrorsCollector,
-    component_mapping,
 )
+from ._components import reader_components
 from ._health_http import ASGIApp, WSGIApp
 from ._multiprocess import MergedSnapshotsCollector, SnapshotWriter
 
@@ -56,6 +57,9 @@ class CoordinationMetricsExporter:
 
     ``durations``: ``"histogram"`` (aggregatable across instances) or ``"summary"`` (the
     latency sketch's quantiles, within 1 %).
+
+    With no components it reads the process's set (``default_coordination()``), which
+    every door shares by default; ``coordination=`` reads another set.
     """
 
     def __init__(
@@ -64,12 +68,15 @@ class CoordinationMetricsExporter:
         *,
         registry: CollectorRegistry | None = None,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
+        coordination: ComponentSet | None = None,
         debug: bool = False,
         multiprocess_dir: str | os.PathLike[str] | None = None,
         snapshot_interval: float = 5.0,
         durations: DurationType = "histogram",
     ) -> None:
-        self.components = component_mapping(coordination_components)
+        self.components, config = reader_components(
+            "CoordinationMetricsExporter", coordination_components, coordination, config
+        )
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(
                 f"registry must be a prometheus_client CollectorRegistry, got {registry!r}"

@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._config import CoordinationConfig, resolve_config
+from .._defaults import ComponentSet
 from .._logging import component_logger
 from .._redact import truncate
 from .._status import HealthStatus, worst_status
 from .._time import Clock, monotonic, utc_timestamp
 from ._checks import CheckResult, HealthCheck, interpret_status
-from ._collector import component_mapping
+from ._components import reader_components
 
 if TYPE_CHECKING:
     from ._health_http import ASGIApp, WSGIApp
@@ -49,6 +50,9 @@ class CoordinationHealthChecker:
     >>> checker = CoordinationHealthChecker({"validator": validator})
     >>> checker.check_health()["overall_status"]
     <HealthStatus.HEALTHY: 'HEALTHY'>
+
+    With no components it reads the process's set (``default_coordination()``), which
+    every door shares by default; ``coordination=`` reads another set.
     """
 
     def __init__(
@@ -56,10 +60,13 @@ class CoordinationHealthChecker:
         coordination_components: Mapping[str, object] | None = None,
         *,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
+        coordination: ComponentSet | None = None,
         debug: bool = False,
         clock: Clock | None = None,
     ) -> None:
-        self.components = component_mapping(coordination_components)
+        self.components, config = reader_components(
+            "CoordinationHealthChecker", coordination_components, coordination, config
+        )
         self.config = resolve_config(config)
         self._clock = clock or monotonic
         self._started = self._clock()

@@ -32,9 +32,11 @@ from typing import Any
 
 from .. import _time
 from .._config import CoordinationConfig, resolve_config
+from .._defaults import ComponentSet
 from .._redact import safe_repr
 from .._status import HealthStatus, worst_status
 from .._time import Clock
+from ._components import reader_components
 from ._health_http import acknowledge_lifespan
 from ._status_page_html import PAGE_SCRIPT, PAGE_STYLE, PAGE_TEMPLATE
 
@@ -114,14 +116,17 @@ class StatusPage:
     ``components`` maps names to the library's components (validator, error handler,
     performance monitor, …), as for ``CoordinationHealthChecker``. ``path`` is where the
     page is served (default ``config.status_page_path``); its data is at
-    ``<path>/status.json``. The page polls every ``refresh_seconds``.
+    ``<path>/status.json``. The page polls every ``refresh_seconds``. With no components it
+    reads the process's set (``default_coordination()``), which every door shares by
+    default; ``coordination=`` reads another set.
     """
 
     def __init__(
         self,
-        components: Mapping[str, object],
+        components: Mapping[str, object] | None = None,
         *,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
+        coordination: ComponentSet | None = None,
         path: str | None = None,
         title: str = "coordination status",
         refresh_seconds: float = 2.0,
@@ -129,11 +134,12 @@ class StatusPage:
         max_points: int = 300,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(components, Mapping):
+        if components is not None and not isinstance(components, Mapping):
             raise TypeError(
                 f"StatusPage: components must be a mapping of names to components, "
                 f"not {type(components).__name__}"
             )
+        components, config = reader_components("StatusPage", components, coordination, config)
         resolved = resolve_config(config)
         path = resolved.status_page_path if path is None else path
         if not path.startswith("/"):

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._defaults import ProcessDefault
+from .._defaults import ComponentSet, ProcessDefault, component_of, process_config
 from ._monitor import CoordinationPerformanceMonitor
 from ._operation import FLUSH_SIZE
 
@@ -17,25 +17,30 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _DEFAULT: ProcessDefault[CoordinationPerformanceMonitor] = ProcessDefault(
-    CoordinationPerformanceMonitor
+    lambda: CoordinationPerformanceMonitor(process_config())
 )
 
 
 def default_monitor() -> CoordinationPerformanceMonitor:
-    """The process-wide monitor ``track_performance`` records into unless given another.
+    """The process-wide monitor every door records into unless given another.
 
-    Made on first use from the environment's configuration (``COORDINATION_*``).
+    Part of ``default_coordination()``; made on first use from the file and the environment.
     """
     return _DEFAULT.get()
 
 
 @overload
-def track_performance(name: Callable[P, R], *, monitor: None = None) -> Callable[P, R]: ...
+def track_performance(
+    name: Callable[P, R], *, monitor: None = None, coordination: None = None
+) -> Callable[P, R]: ...
 
 
 @overload
 def track_performance(
-    name: str | None = None, *, monitor: CoordinationPerformanceMonitor | None = None
+    name: str | None = None,
+    *,
+    monitor: CoordinationPerformanceMonitor | None = None,
+    coordination: ComponentSet | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -43,6 +48,7 @@ def track_performance(
     name: str | Callable[P, R] | None = None,
     *,
     monitor: CoordinationPerformanceMonitor | None = None,
+    coordination: ComponentSet | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Record each call's duration and outcome as operation ``name`` (default: the
     function's qualified name). Works on functions, methods and coroutine functions.
@@ -51,10 +57,13 @@ def track_performance(
     ... def update_user_profile(user_id, data):
     ...     return {"status": "updated", "user_id": user_id}
 
-    With monitoring disabled in the configuration, the function is returned unchanged.
+    The monitor is ``monitor``, else ``coordination.monitor``, else the process-wide
+    ``default_monitor()``. With monitoring disabled in the configuration, the function is
+    returned unchanged.
     """
     if callable(name):  # used bare: @track_performance
         return track_performance()(name)
+    monitor = component_of(coordination, "monitor", monitor, "monitor")
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"track_performance name must be a non-empty string, got {name!r}")
 

@@ -1,10 +1,13 @@
 """Helpers for testing your own code with coordination.
 
 ``set_testing(True, attempts=1)`` (also a context manager) turns off retry waits and caps
-attempts, stamina-style. ``FaultInjector`` makes a dependency fail on a schedule (errors,
-latency, an outage, then recovery), deterministically with a seed and an injectable clock.
+attempts, stamina-style. ``reset_default_coordination()`` forgets the process-wide
+components, so each test starts with new ones. ``FaultInjector`` makes a dependency fail on
+a schedule (errors, latency, an outage, then recovery), deterministically with a seed and an
+injectable clock.
 """
 
+from ._defaults import reset_default_coordination
 from ._faults import (
     FaultInjector,
     FaultPhase,
@@ -24,5 +27,6 @@ __all__ = [
     "current_testing_mode",
     "is_testing",
     "outage_scenario",
+    "reset_default_coordination",
     "set_testing",
 ]

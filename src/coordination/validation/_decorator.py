@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
-from .._defaults import ProcessDefault
+from .._defaults import ComponentSet, ProcessDefault, component_of, process_config
 from .._errors import ValidationError
 from ._ruleset import RuleSet
 from ._validator import CoordinationValidator, RuleSetLike
@@ -17,16 +17,24 @@ __all__ = ["default_validator", "validate_input"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_DEFAULT: ProcessDefault[CoordinationValidator] = ProcessDefault(CoordinationValidator)
+_DEFAULT: ProcessDefault[CoordinationValidator] = ProcessDefault(
+    lambda: CoordinationValidator(config=process_config())
+)
 
 
 def default_validator() -> CoordinationValidator:
-    """The process-wide validator used when none is given (configured from the environment)."""
+    """The process-wide validator every door uses unless given another.
+
+    Part of ``default_coordination()``; made on first use from the file and the environment.
+    """
     return _DEFAULT.get()
 
 
 def validate_input(
-    validation_rules: RuleSetLike, *, validator: CoordinationValidator | None = None
+    validation_rules: RuleSetLike,
+    *,
+    validator: CoordinationValidator | None = None,
+    coordination: ComponentSet | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Validate each call's arguments against ``validation_rules``; raise ``ValidationError``.
 
@@ -37,9 +45,10 @@ def validate_input(
         def create_user(user_data): ...
 
     Inline rules are compiled here, once; a rule-set name is looked up at each call (so
-    ``reload_rules`` takes effect).
+    ``reload_rules`` takes effect). The validator is ``validator``, else
+    ``coordination.validator``, else the process-wide ``default_validator()``.
     """
-
+    validator = component_of(coordination, "validator", validator, "validator")
     chosen = validator or default_validator()
     # A name is looked up at each call (reload_rules takes effect); anything else is
     # resolved once, now, so bad rules fail at import time rather than at the first call.

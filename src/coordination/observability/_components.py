@@ -1,0 +1,54 @@
+"""Which components a reader (health, metrics, status page) reads when given none.
+
+``CoordinationHealthChecker()``, ``CoordinationMetricsExporter()`` and ``StatusPage()``
+read the process's set (``default_coordination()``: the same validator, error handler and
+monitor every door uses by default), so they show every operation of the process,
+whichever door it came through; ``coordination=`` names another set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._config import CoordinationConfig
+from .._defaults import ComponentSet, process_config
+from ..error_handling import default_error_handler
+from ..performance import default_monitor
+from ..validation import default_validator
+from ._collector import component_mapping
+
+__all__ = ["reader_components"]
+
+
+def reader_components(
+    owner: str,
+    components: Mapping[str, object] | None,
+    coordination: ComponentSet | None,
+    config: CoordinationConfig | Mapping[str, Any] | None,
+) -> tuple[dict[str, object], CoordinationConfig | Mapping[str, Any] | None]:
+    """The components a reader shows and the configuration it reads, both checked."""
+    if coordination is not None:
+        if components is not None:
+            raise TypeError(f"{owner}: give the components or coordination=, not both")
+        try:
+            named = {
+                "validator": coordination.validator,
+                "error_handler": coordination.error_handler,
+                "performance_monitor": coordination.monitor,
+            }
+            base = coordination.config
+        except AttributeError:
+            raise TypeError(
+                f"{owner}: coordination must be a coordination.Coordination, "
+                f"not {type(coordination).__name__}"
+            ) from None
+        return named, base if config is None else config
+    if components is not None:
+        return component_mapping(components), config
+    process = {
+        "validator": default_validator(),
+        "error_handler": default_error_handler(),
+        "performance_monitor": default_monitor(),
+    }
+    return process, process_config() if config is None else config
