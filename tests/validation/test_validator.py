@@ -169,7 +169,28 @@ def test_disabled_validation_is_a_no_op() -> None:
 
 def test_health(validator: CoordinationValidator) -> None:
     health = validator.get_health_status()
-    assert health == {"status": "HEALTHY", "enabled": True, "rule_sets": 1}
+    assert health == {
+        "status": "HEALTHY",
+        "enabled": True,
+        "rule_sets": 1,
+        "loaded_rule_sets": 1,
+        "validations": 0,
+    }
+
+
+def test_health_counts_compiled_rule_sets_in_use_and_every_validation(
+    validator: CoordinationValidator,
+) -> None:
+    # Route rules, decorators and event rules are compiled, not loaded from files: the
+    # health document once said "rule_sets": 0 for a service validating with them.
+    route = validator.compile({"required_fields": ["sku"]}, name="route POST /orders")
+    validator.validate({"sku": "a"}, route)
+    validator.validate({}, route)
+    validator.validate({"x": 1}, {"required_fields": ["x"]})
+    health = validator.get_health_status()
+    assert health["rule_sets"] == 3  # the loaded one, the route's, the inline one
+    assert health["loaded_rule_sets"] == 1
+    assert health["validations"] == 3
 
 
 def test_spec_default_construction_reads_the_environment(

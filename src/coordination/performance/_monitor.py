@@ -267,7 +267,8 @@ class CoordinationPerformanceMonitor:
         }
 
     def get_health_status(self) -> dict[str, Any]:
-        """``status`` (worst over operations) and the operations that break a threshold."""
+        """``status`` (worst over operations), how many operations are timed, and those
+        that break a threshold (``breaching``, by name)."""
         statuses = self.check_thresholds()
         if not self.enabled:
             return {"status": HealthStatus.UNKNOWN.value, "enabled": False}
@@ -275,7 +276,9 @@ class CoordinationPerformanceMonitor:
         return {
             "status": worst_status(*statuses.values()).value,
             "enabled": True,
-            "operations": {
+            # a count, as in the error handler's health: {} read as "nothing timed"
+            "operations": len(statuses),
+            "breaching": {
                 name: {
                     "status": status.value,
                     "breaches": [b.to_dict() for b in self._watch.breaches(name)],

@@ -338,11 +338,23 @@ class CoordinationValidator:
         return report
 
     def get_health_status(self) -> dict[str, Any]:
-        """``{"status": ...}``: DEGRADED while the last reload of rule files failed."""
+        """``{"status": ...}``: DEGRADED while the last reload of rule files failed.
+
+        ``rule_sets`` counts every rule set this validator knows: loaded from
+        ``rules_path`` or compiled elsewhere (route rules, decorators, events) and used;
+        ``loaded_rule_sets`` those from files; ``validations`` the messages checked.
+        """
+        self._stats.flush()
+        with self._lock:
+            entries = list(self._entries.values())
+            counters = list(self._counters.values())
+        in_use = {e.name for e in entries if e.rule_set is not None} | set(self._rule_sets)
         status: dict[str, Any] = {
             "status": self._status(),
             "enabled": self._enabled,
-            "rule_sets": len(self._rule_sets),
+            "rule_sets": len(in_use),
+            "loaded_rule_sets": len(self._rule_sets),
+            "validations": sum(map(_count_value, counters)) + sum(self._stats.invalid.values()),
         }
         if self._load_error:
             status["error"] = self._load_error
