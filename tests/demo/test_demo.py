@@ -43,6 +43,14 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert ("OPEN", "HALF_OPEN") in moves
     assert moves[-1] == ("HALF_OPEN", "CLOSED")
     assert "✔ the breaker opened during the outage and closed again after recovery" in out
+    # One set of components: the decorated call's open breaker fails the middleware's
+    # readiness probe and shows in the middleware's /metrics, with nothing wired by hand.
+    assert "middleware GET /health/ready → 503 'fail'" in out
+    assert re.search(
+        r"middleware GET /metrics → coordination_circuit_breaker_state"
+        r'\{breaker="inventory\.reserve"[^}]*\} 2\.0',
+        out,
+    )
     # Live lines with latency percentiles, retries and both kinds of rejection.
     live = [line for line in out.splitlines() if "p95" in line and "rejected: breaker" in line]
     assert len(live) >= 3
@@ -56,10 +64,17 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert int(codes["422"]) > 0
     assert int(codes["503"]) > 0
     # The closing sections: health document, metrics excerpt, summary table.
-    health = out.split("health document (CoordinationHealthChecker.check_health()):\n", 1)[1]
+    health = out.split("health document (CoordinationHealthChecker().check_health()):\n", 1)[1]
     document = json.loads(health.split("\n\nmetrics excerpt", 1)[0])
     assert document["overall_status"] == "HEALTHY"
-    assert set(document["components"]) == {"validator", "error_handler", "performance_monitor"}
+    components = document["components"]
+    assert set(components) == {"validator", "error_handler", "performance_monitor"}
+    # The health document tells the truth about what ran (it once said 0 and {}).
+    sent = int(re.search(r"clients sent (\d+) requests", out).group(1))  # type: ignore[union-attr]
+    assert components["validator"]["rule_sets"] == 2  # the two routes' rule sets
+    assert components["validator"]["validations"] == sent
+    assert components["performance_monitor"]["operations"] == 2  # the two routes
+    assert components["error_handler"]["operations"] == 1  # inventory.reserve
     assert "coordination_circuit_breaker_state{" in out
     summary = out.split("summary:\n", 1)[1]
     assert re.search(r"^inventory\.reserve\s+\d+\s+\d+.*CLOSED$", summary, re.M)

@@ -2,8 +2,11 @@
 
 ``POST /api/users`` is the spec's route as written. ``POST /api/orders`` is what makes
 the story: its body is validated by the middleware (a rule set per route), and its handler
-reserves stock from a downstream inventory service -- the fault injector -- through the
-error handler, so retries and the circuit breaker protect the call.
+reserves stock from a downstream inventory service -- the fault injector -- through a
+function decorated with ``handle_errors``, so retries and the circuit breaker protect the
+call. Nothing is wired by hand: the decorator, the middleware and its endpoints use the
+process's one set of components (``default_coordination()``), so the dependency's breaker
+shows in the middleware's ``/health/ready`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -13,15 +16,14 @@ from typing import Any
 
 from flask import Flask, request
 
-from .._config import CoordinationConfig
 from .._errors import CircuitOpenError
-from ..error_handling import CoordinationErrorHandler
-from ..integration import CoordinationMiddleware
+from ..error_handling import CoordinationErrorHandler, handle_errors
+from ..integration import Coordination, CoordinationMiddleware, default_coordination
 from ..performance import CoordinationPerformanceMonitor
 from ..testing import FaultInjector, InjectedError
 from ..validation import CoordinationValidator
 
-__all__ = ["DOWNSTREAM", "ROUTE_RULES", "DemoService", "build_service"]
+__all__ = ["DOWNSTREAM", "ROUTE_RULES", "DemoService", "build_service", "downstream_policy"]
 
 DOWNSTREAM = "inventory.reserve"
 
@@ -39,37 +41,52 @@ ROUTE_RULES: dict[str, Any] = {
 }
 
 
+def downstream_policy(duration: float) -> dict[str, Any]:
+    """The inventory call's retries and breaker, scaled to the run: the breaker's timeout
+    fits several times in the outage."""
+    return {
+        "max_retries": 2,
+        "base_delay": 0.01,
+        "max_delay": 0.05,
+        "jitter": "full",
+        "circuit_breaker_threshold": 5,
+        "circuit_breaker_timeout": max(0.2, round(duration * 0.06, 2)),
+        "error_severity": "HIGH",
+    }
+
+
 @dataclass(slots=True)
 class DemoService:
-    """The WSGI app and the components it reports through."""
+    """The WSGI app and the set of components everything in it reports through."""
 
     flask_app: Flask
     middleware: CoordinationMiddleware
-    validator: CoordinationValidator
-    error_handler: CoordinationErrorHandler
-    monitor: CoordinationPerformanceMonitor
+    coordination: Coordination
     faults: FaultInjector
 
     @property
-    def components(self) -> dict[str, object]:
-        return {
-            "validator": self.validator,
-            "error_handler": self.error_handler,
-            "performance_monitor": self.monitor,
-        }
+    def validator(self) -> CoordinationValidator:
+        return self.coordination.validator
+
+    @property
+    def error_handler(self) -> CoordinationErrorHandler:
+        return self.coordination.error_handler
+
+    @property
+    def monitor(self) -> CoordinationPerformanceMonitor:
+        return self.coordination.monitor
 
 
 def build_service(
-    config: CoordinationConfig,
-    faults: FaultInjector,
-    *,
-    error_handler: CoordinationErrorHandler | None = None,
+    faults: FaultInjector, *, duration: float, middleware_config: Any = None
 ) -> DemoService:
-    """The spec's Flask app, its orders route calling ``faults`` through the handler."""
-    validator = CoordinationValidator(config=config)
-    handler = error_handler or CoordinationErrorHandler(config)
-    monitor = CoordinationPerformanceMonitor(config)
+    """The spec's Flask app; its orders route reserves stock through a decorated call.
 
+    The decorator and the middleware are written as in any app, with no components
+    passed: both use ``default_coordination()``.
+    """
+
+    @handle_errors(operation_name=DOWNSTREAM, **downstream_policy(duration))
     @faults.wrap
     def reserve_stock(item: str, quantity: int) -> dict[str, Any]:
         return {"item": item, "quantity": quantity, "reserved": True}
@@ -85,12 +102,7 @@ def build_service(
     def create_order() -> Any:
         order = request.get_json()
         try:
-            reservation = handler.execute_with_error_handling(
-                reserve_stock,
-                args=(order["item"], order["quantity"]),
-                operation_name=DOWNSTREAM,
-                error_severity="HIGH",
-            )
+            reservation = reserve_stock(order["item"], order["quantity"])
         except CircuitOpenError as exc:
             retry_after = str(max(1, round(exc.retry_after)))
             return {"status": "unavailable", "reason": str(exc)}, 503, {"Retry-After": retry_after}
@@ -100,11 +112,8 @@ def build_service(
 
     app.wsgi_app = CoordinationMiddleware(  # type: ignore[method-assign]
         app.wsgi_app,
-        config,
+        {"expose_endpoints": True} if middleware_config is None else middleware_config,
         route_rules=ROUTE_RULES,
-        validator=validator,
-        error_handler=handler,
-        performance_monitor=monitor,
     )
     middleware = app.wsgi_app
-    return DemoService(app, middleware, validator, handler, monitor, faults)
+    return DemoService(app, middleware, default_coordination(), faults)

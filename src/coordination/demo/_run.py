@@ -13,20 +13,24 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import json
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from .._config import CoordinationConfig
+from .._defaults import process_config
 from .._errors import ConfigError
-from ..error_handling import BreakerTransition, CoordinationErrorHandler
+from ..error_handling import BreakerTransition
 from ..observability import CoordinationHealthChecker, CoordinationMetricsExporter, StatusPage
 from ..testing import FaultInjector, outage_scenario
-from ._app import DOWNSTREAM, DemoService, build_service
+from ._app import DOWNSTREAM, DemoService, build_service, downstream_policy
 from ._console import Console, format_table, metrics_excerpt, status_line
 from ._load import LoadDriver
 
@@ -42,21 +46,13 @@ _METRIC_FAMILIES = (
 )
 
 
-def demo_config(duration: float, **overrides: Any) -> CoordinationConfig:
-    """Settings scaled to the run: the breaker's timeout fits several times in the outage."""
-    settings: dict[str, Any] = {
-        "max_retries": 2,
-        "base_delay": 0.01,
-        "max_delay": 0.05,
-        "jitter": "full",
-        "circuit_breaker_threshold": 5,
-        "circuit_breaker_timeout": max(0.2, round(duration * 0.06, 2)),
-        "collection_interval": 1.0,
-        "expose_endpoints": True,
-        "dead_letter_path": ":memory:",
-    }
-    settings.update(overrides)
-    return CoordinationConfig(**settings)
+def demo_config(**overrides: Any) -> CoordinationConfig:
+    """The process's settings (file and environment) with the demo's endpoints exposed.
+
+    These configure the process-wide components that every door shares; the inventory
+    call's retries and breaker are its own, on its decorator (``downstream_policy``).
+    """
+    return process_config().replace(expose_endpoints=True, **overrides)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -150,12 +146,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _run_single(args: argparse.Namespace, console: Console) -> int:
     story = _Story()
-    config = demo_config(args.duration)
+    config = demo_config()
+    policy = downstream_policy(args.duration)
     # Degraded: errors the retries absorb, almost never five in a row, so the breaker holds.
     faults = FaultInjector(outage_scenario(args.duration, degraded_error_rate=0.1), seed=9)
-    handler = CoordinationErrorHandler(config, on_transition=story.on_transition)
-    service = build_service(config, faults, error_handler=handler)
-    page = StatusPage(service.components, config=config, title="coordination demo")
+    service = build_service(faults, duration=args.duration, middleware_config=config)
+    service.error_handler.add_transition_hook(story.on_transition)
+    # No components named: the page reads the process's set, as the middleware does.
+    page = StatusPage(title="coordination demo")
     server = _serve(service, args.port)
     base = f"http://127.0.0.1:{server.port}"
     console.say(f"coordination demo — the spec's Flask app under CoordinationMiddleware at {base}")
@@ -165,21 +163,24 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
     )
     console.say(
         "  POST /api/orders reserves stock from an inventory service that fails on schedule; "
-        f"retries: {config.max_retries}, breaker opens after "
-        f"{config.circuit_breaker_threshold} failures, tries again after "
-        f"{config.circuit_breaker_timeout:g}s"
+        f"retries: {policy['max_retries']}, breaker opens after "
+        f"{policy['circuit_breaker_threshold']} failures, tries again after "
+        f"{policy['circuit_breaker_timeout']:g}s"
+    )
+    console.say(
+        "  one set of components for the process: the decorated inventory call, the "
+        "middleware and its endpoints share them"
     )
     console.say()
     try:
-        _drive(console, story, service, page, args.duration, server.port)
-        _conclude(console, story, service, page, config)
+        _drive(console, story, service, page, args.duration, base)
+        _conclude(console, story, page, config)
         if args.serve:
             _keep_serving(console, base, config, server.port)
     finally:
         server.shutdown()
         server.server_close()
-        service.monitor.stop_monitoring()
-        handler.close()
+        service.coordination.close()
     return 0
 
 
@@ -203,12 +204,13 @@ def _drive(
     service: DemoService,
     page: StatusPage,
     duration: float,
-    port: int,
+    base: str,
 ) -> None:
     service.monitor.start_monitoring()
     service.faults.restart()
     story.started = time.monotonic()
-    load = LoadDriver(port, duration=duration)
+    load = LoadDriver(int(base.rsplit(":", 1)[1]), duration=duration)
+    probed = False
     load.start()
     phase = ""
     # Phase changes are noticed a tick late; they are shown at the time they happened.
@@ -223,6 +225,12 @@ def _drive(
             if current != phase:
                 phase = current
                 story.note(_describe_phase(current, service.faults), at=starts[current])
+            if not probed and _breaker_open(service):
+                # What an orchestrator and a scraper see while the decorated call's breaker
+                # is open: the middleware's own endpoints, reading the same components.
+                probed = True
+                for text in _probe_endpoints(base, service.middleware.config):
+                    story.note(text)
             for at, text in story.drain():
                 console.event(at, text)
             finished = load.done or elapsed >= duration + 2
@@ -243,17 +251,45 @@ def _drive(
     console.say(f"\nclients sent {totals.sent} requests — responses {codes}")
 
 
+def _breaker_open(service: DemoService) -> bool:
+    state = service.error_handler.circuit_states().get(DOWNSTREAM)
+    return state is not None and state.value == "OPEN"
+
+
+def _probe_endpoints(base: str, config: CoordinationConfig) -> list[str]:
+    """One GET of the middleware's readiness probe and metrics, as a line each."""
+    ready = f"{config.health_path.rstrip('/')}/ready"
+    lines = []
+    try:
+        with urllib.request.urlopen(base + ready, timeout=5) as response:
+            code, body = response.status, response.read()
+    except urllib.error.HTTPError as refused:  # 503 is the answer we expect here
+        code, body = refused.code, refused.read()
+    except OSError as exc:
+        return [f"middleware GET {ready}: unreachable ({exc})"]
+    status = json.loads(body or b"{}").get("status", "?")
+    lines.append(f"middleware GET {ready} → {code} {status!r}")
+    try:
+        with urllib.request.urlopen(base + config.metrics_path, timeout=5) as response:
+            text = response.read().decode("utf-8")
+    except OSError as exc:
+        return [*lines, f"middleware GET {config.metrics_path}: unreachable ({exc})"]
+    for line in text.splitlines():
+        if line.startswith("coordination_circuit_breaker_state{") and DOWNSTREAM in line:
+            lines.append(f"middleware GET {config.metrics_path} → {line}  (2 = OPEN)")
+    return lines
+
+
 def _conclude(
     console: Console,
     story: _Story,
-    service: DemoService,
     page: StatusPage,
     config: CoordinationConfig,
 ) -> None:
-    components = service.components
-    console.say("\nhealth document (CoordinationHealthChecker.check_health()):")
-    console.json(CoordinationHealthChecker(components, config=config).check_health())
-    exposition = CoordinationMetricsExporter(components, config=config).export_metrics()
+    console.say("\nhealth document (CoordinationHealthChecker().check_health()):")
+    # No components named: the process's set, which every door of the demo used.
+    console.json(CoordinationHealthChecker(config=config).check_health())
+    exposition = CoordinationMetricsExporter(config=config).export_metrics()
     console.say(f"\nmetrics excerpt (full text at {config.metrics_path}):")
     console.say(metrics_excerpt(exposition, _METRIC_FAMILIES))
     snapshot = page.snapshot()

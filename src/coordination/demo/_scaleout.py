@@ -41,18 +41,24 @@ def _worker(
     stop: EventType,
 ) -> None:
     """One server process: the demo app with its breaker state in Redis."""
-    from ..error_handling import BreakerTransition, CoordinationErrorHandler
+    import os
+
+    from ..error_handling import BreakerTransition
     from ._app import build_service
     from ._run import _quiet_library_logs, _serve, demo_config
 
     def report(moved: BreakerTransition) -> None:
         events.put((index, moved.old.value, moved.new.value, moved.reason))
 
+    # A worker process of its own: its one set of components is configured the way a
+    # deployment configures it, by the environment, before anything uses it.
+    os.environ["COORDINATION_REDIS_URL"] = redis_url
+    os.environ["COORDINATION_REDIS_NAMESPACE"] = namespace
     with _quiet_library_logs():
-        config = demo_config(duration, redis_url=redis_url, redis_namespace=namespace)
         faults = FaultInjector(outage_scenario(duration, degraded_error_rate=0.1), seed=9 + index)
-        handler = CoordinationErrorHandler(config, on_transition=report)
-        service = build_service(config, faults, error_handler=handler)
+        service = build_service(faults, duration=duration, middleware_config=demo_config())
+        service.error_handler.add_transition_hook(report)
+        handler = service.coordination
         server = _serve(service, 0)
         ports.put((index, server.port))
         go.wait(_START_TIMEOUT)
