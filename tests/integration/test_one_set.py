@@ -5,13 +5,19 @@ one-line setup of each and no components passed anywhere."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from flask import Flask
 from werkzeug.test import Client
@@ -27,6 +33,7 @@ from coordination import (
     default_error_handler,
     handle_errors,
 )
+from loopback import free_port
 from observability.exposition import samples
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -316,3 +323,106 @@ def test_reset_gives_new_components_and_reads_the_environment_again(
     assert after is not before
     assert after.error_handler is default_error_handler() is not before.error_handler
     assert after.config.max_retries == after.error_handler.config.max_retries == 7
+
+
+# --- under real servers --------------------------------------------------------------------
+
+GUNICORN_APP = """
+from flask import Flask
+
+from coordination import CircuitOpenError, CoordinationMiddleware, handle_errors
+
+app = Flask(__name__)
+
+
+@handle_errors(operation_name="payments.charge", max_retries=1, base_delay=0,
+               circuit_breaker_threshold=4, circuit_breaker_timeout=60)
+def charge(amount):
+    raise ConnectionError("payments upstream is down")
+
+
+@app.post("/pay")
+def pay():
+    try:
+        return charge(10)
+    except CircuitOpenError:
+        return {"status": "unavailable"}, 503
+    except ConnectionError:
+        return {"status": "upstream failed"}, 502
+
+
+app.wsgi_app = CoordinationMiddleware(app.wsgi_app, config={"expose_endpoints": True})
+"""
+
+
+def _status(client: httpx.Client, method: str, path: str) -> int:
+    return client.request(method, path).status_code
+
+
+@pytest.mark.slow
+def test_under_gunicorn(tmp_path: Path) -> None:
+    (tmp_path / "one_set_app.py").write_text(GUNICORN_APP, encoding="utf-8")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATION_")}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            # One worker: breaker state is per process (several workers' scrapes merge
+            # counters, docs/observability.md, but each worker keeps its own breaker).
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(tmp_path),
+            "--log-level",
+            "warning",
+            "one_set_app:app",
+        ],
+        env=env,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert http.get("/health/ready").status_code == 200
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, "gunicorn exited"
+                    assert time.monotonic() < deadline, "gunicorn did not start"
+                    time.sleep(0.05)
+            assert [_status(http, "POST", "/pay") for _ in range(3)] == [502, 502, 503]
+            ready = http.get("/health/ready")
+            metrics = http.get("/metrics").text
+    finally:
+        server.terminate()
+        server.wait(15)
+    assert_breaker_visible(ready.status_code, ready.json(), metrics)
+
+
+@pytest.mark.slow
+def test_under_uvicorn() -> None:
+    app = fastapi_service(Upstream())
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            assert http.get("/health/ready").status_code == 200
+            assert [_status(http, "POST", "/pay") for _ in range(3)] == [502, 502, 503]
+            ready = http.get("/health/ready")
+            metrics = http.get("/metrics").text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert_breaker_visible(ready.status_code, ready.json(), metrics)
