@@ -39,3 +39,27 @@ def test_reset_makes_a_new_instance() -> None:
     first = default.get()
     default.reset()
     assert default.get() is not first
+
+
+def test_reset_returns_the_forgotten_instance_and_peek_never_makes_one() -> None:
+    default = ProcessDefault(list)
+    assert default.peek() is None
+    assert default.reset() is None  # nothing made yet, nothing forgotten
+    first = default.get()
+    assert default.peek() is first
+    assert default.reset() is first
+    assert default.peek() is None
+
+
+def test_reset_process_defaults_forgets_every_default_together() -> None:
+    from coordination._defaults import process_config, reset_process_defaults
+    from coordination.error_handling import default_error_handler
+
+    config, handler = process_config(), default_error_handler()
+    forgotten = reset_process_defaults()
+    assert any(o is config for o in forgotten)
+    assert any(o is handler for o in forgotten)
+    assert process_config() is not config
+    assert default_error_handler() is not handler
+    assert default_error_handler().config is process_config()
+    handler.close()
