@@ -279,6 +279,18 @@ def test_a_whole_config_that_differs_in_a_component_key_is_refused_too() -> None
     assert door.config.debug
 
 
+def test_the_refusal_never_shows_a_urls_credentials() -> None:
+    with pytest.raises(ConfigError) as raised:
+        CoordinationEventProcessor(
+            dead_letter_path=":memory:", config={"redis_url": "redis://user:s3cret@cache:6380/2"}
+        )
+    message = str(raised.value)
+    assert "s3cret" not in message
+    assert "user" not in message
+    assert "s3cret" not in str(raised.value.value)
+    assert "redis://[redacted]@cache:6380/2" in message
+
+
 def test_components_given_one_by_one_are_not_judged() -> None:
     validator = CoordinationValidator(config={"validation_max_depth": 3})
     door = CoordinationMiddleware(

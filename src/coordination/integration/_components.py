@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
+from urllib.parse import SplitResult, urlsplit
 
 from .._config import CoordinationConfig, resolve_config
 from .._defaults import ComponentSet, component_of, process_config
 from .._errors import ConfigError
 from .._logging import component_logger
+from .._redact import REDACTED, safe_repr
 from ..error_handling import CoordinationErrorHandler, default_error_handler
 from ..performance import CoordinationPerformanceMonitor, default_monitor
 from ..validation import CoordinationValidator, default_validator
@@ -201,18 +203,38 @@ def check_shared_keys(
 ) -> None:
     """Refuse a door config that would have to reconfigure a component it shares."""
     for component, config in shared.items():
-        for key in sorted(COMPONENT_KEYS[component] & named - own_keys):
+        for key in sorted((COMPONENT_KEYS[component] & named) - own_keys):
             if getattr(door, key) != getattr(config, key):
+                shown = _shown(getattr(door, key))
                 raise ConfigError(
-                    f"{door_name}: {key} = {getattr(door, key)!r} configures the shared "
-                    f"{component} (which has {getattr(config, key)!r}), so it cannot be a "
-                    "door's own setting. Set it for the process (the configuration file or "
-                    "the environment), or give this door a set of its own: "
+                    f"{door_name}: {key} = {shown} configures the shared {component} (which "
+                    f"has {_shown(getattr(config, key))}), so it cannot be a door's own "
+                    "setting. Set it for the process (the configuration file or the "
+                    "environment), or give this door a set of its own: "
                     "coordination.Coordination(config={...}) and build the door from it",
                     field=key,
-                    value=getattr(door, key),
+                    value=shown,
                     source=f"{door_name} config",
                 )
+
+
+def _shown(value: object) -> str:
+    """A value for the message: bounded, and a URL without its credentials."""
+    if isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        port = _port(parts)
+        port_text = f":{port}" if port is not None else ""
+        hidden = f"{REDACTED}@" if parts.username or parts.password else ""
+        return repr(f"{parts.scheme}://{hidden}{host}{port_text}{parts.path}")
+    return safe_repr(value)
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # a malformed port: leave it out rather than fail the message
+        return None
 
 
 class CoordinatedDoor:
