@@ -282,6 +282,12 @@ def test_readers_with_no_arguments_show_every_door_of_the_process() -> None:
         assert f'operation="{name}"' in exposition, name
     page_rows = {row["name"] for row in StatusPage().snapshot()["operations"]}
     assert {*expected, "timed.job", "unmatched"} <= page_rows
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from coordination import OpenTelemetryBridge
+
+    bridge = OpenTelemetryBridge(meter_provider=MeterProvider())
+    assert bridge.collector.components == coordination.components()
 
 
 def test_the_process_set_is_made_once_even_when_threads_race_on_first_use() -> None:

@@ -18,7 +18,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._collector import FAMILIES, CoordinationCollector, component_mapping
+from .._defaults import ComponentSet
+from ._collector import FAMILIES, CoordinationCollector
+from ._components import reader_components
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -66,12 +68,16 @@ class OpenTelemetryBridge:
 
     >>> from opentelemetry.sdk.metrics import MeterProvider
     >>> bridge = OpenTelemetryBridge({"error_handler": handler}, meter_provider=provider)
+
+    With no components it reads the process's set (``default_coordination()``), like the
+    health checker and the exporter; ``coordination=`` reads another set.
     """
 
     def __init__(
         self,
-        coordination_components: Mapping[str, object],
+        coordination_components: Mapping[str, object] | None = None,
         *,
+        coordination: ComponentSet | None = None,
         meter_provider: MeterProvider | None = None,
         max_label_values: int = 1000,
     ) -> None:
@@ -82,8 +88,11 @@ class OpenTelemetryBridge:
                 "the OpenTelemetry bridge needs opentelemetry-api: "
                 "pip install 'coordination-systems[otel]'"
             ) from exc
+        components, _ = reader_components(
+            "OpenTelemetryBridge", coordination_components, coordination, None
+        )
         self.collector = CoordinationCollector(
-            component_mapping(coordination_components),
+            components,
             max_label_values=max_label_values,
             durations="summary",
         )
