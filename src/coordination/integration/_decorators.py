@@ -26,6 +26,8 @@ from ._components import (
     ErrorHandlerLike,
     MonitorLike,
     ValidatorLike,
+    _config_of,
+    _set_config,
     check_shared_keys,
     door_config,
     policy_overrides,
@@ -67,13 +69,17 @@ def coordinate_operation(
     if coordination is None:
         base = process_config()
     else:
-        base = coordination.config
-        validator = component_of(coordination, "validator", validator, "validator")
-        error_handler = component_of(coordination, "error_handler", error_handler, "error_handler")
-        performance_monitor = component_of(
-            coordination, "monitor", performance_monitor, "performance_monitor"
-        )
-        shared = {"validator": base, "error_handler": base, "performance_monitor": base}
+        # As for every door: a component given replaces that part of the set.
+        base = _set_config(coordination)
+        if validator is None:
+            validator = component_of(coordination, "validator", None, "validator")
+            shared["validator"] = _config_of(validator, base)
+        if error_handler is None:
+            error_handler = component_of(coordination, "error_handler", None, "error_handler")
+            shared["error_handler"] = _config_of(error_handler, base)
+        if performance_monitor is None:
+            performance_monitor = component_of(coordination, "monitor", None, "monitor")
+            shared["performance_monitor"] = _config_of(performance_monitor, base)
     cfg, named = door_config(base, config)
     if coordination is None:
         # Only the process's components that this decorator will use are shared here.
@@ -84,7 +90,7 @@ def coordinate_operation(
         if performance_monitor is None and cfg.enable_performance_monitoring:
             shared["performance_monitor"] = default_monitor().config
     check_shared_keys("coordinate_operation", cfg, named, shared)
-    handler_config = getattr(error_handler or default_error_handler(), "config", base)
+    handler_config = _config_of(error_handler or default_error_handler(), base)
     defaults = policy_overrides(cfg, named, handler_config)
     # As in the spec, error_config is what adds the error handler.
     options = None if error_config is None else {**defaults, **error_config}
