@@ -329,6 +329,18 @@ def test_door_keys_apply_to_the_door_only() -> None:
     assert asyncio.run(post(strict)) == 422
 
 
+def test_a_doors_own_keys_follow_the_environment_when_it_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = CoordinationServiceWrapper(object(), config={"max_retries": 1})
+    assert before.config.enable_validation
+    monkeypatch.setenv("COORDINATION_ENABLE_VALIDATION", "false")
+    after = CoordinationServiceWrapper(object(), config={"max_retries": 1})
+    assert not after.config.enable_validation  # no code change: the variable turns it off
+    assert after.config.max_retries == 1
+    assert after.validator is before.validator  # the shared components stay as they were
+
+
 def test_a_doors_config_mapping_layers_over_its_sets_config() -> None:
     coordination = Coordination({"max_retries": 5, "health_details": True})
     door = coordination.wsgi(Flask("f").wsgi_app, {"expose_endpoints": True})

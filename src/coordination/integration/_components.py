@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from .._config import CoordinationConfig, resolve_config
-from .._defaults import ComponentSet, component_of, process_config
+from .._defaults import ComponentSet, component_of
 from .._errors import ConfigError
 from .._logging import component_logger
 from .._redact import REDACTED, safe_repr
@@ -266,7 +266,9 @@ class CoordinatedDoor:
         # Components given one by one are the caller's: the door does not judge their config.
         shared: dict[str, CoordinationConfig] = {}
         if coordination is None:
-            base = process_config()
+            # The door's own keys follow the file and the environment as they are when
+            # the door is built (the shared components read them once, at first use).
+            base = CoordinationConfig.load()
             if validator is None:
                 validator = default_validator()
                 shared["validator"] = validator.config

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet, component_of, process_config
+from .._defaults import ComponentSet, component_of
 from ..error_handling import default_error_handler
 from ..performance import default_monitor
 from ..validation import default_validator
@@ -67,7 +67,9 @@ def coordinate_operation(
         raise TypeError(f"error_config must be a mapping, got {type(error_config).__name__}")
     shared: dict[str, CoordinationConfig] = {}
     if coordination is None:
-        base = process_config()
+        # The door's own keys follow the file and the environment as they are now, when
+        # the door is built (the shared components read them once, at first use).
+        base = CoordinationConfig.load()
     else:
         # As for every door: a component given replaces that part of the set.
         base = _set_config(coordination)
