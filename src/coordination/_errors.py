@@ -8,6 +8,7 @@
     ├── ValidationError (ValueError)     data broke a rule set; carries every problem found
     ├── CircuitOpenError                 the operation's breaker is open; the call was not made
     ├── OperationTimeout (TimeoutError)  one attempt took longer than its timeout
+    ├── OperationCancelled               the caller's Cancellation scope stopped the call
     ├── BulkheadFull                     too many concurrent calls to the operation
     ├── RateLimitExceeded                the operation's (or client's) rate limit is spent
     ├── EventDeadLettered                an event was stored as a dead letter instead of processed
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "CoordinationError",
     "EventDeadLettered",
+    "OperationCancelled",
     "OperationTimeout",
     "RateLimitExceeded",
     "RuleSetError",
@@ -116,6 +118,17 @@ class OperationTimeout(CoordinationError, TimeoutError):
         self.operation = operation
         self.timeout = timeout
         super().__init__(f"operation {operation!r} timed out after {timeout:g}s")
+
+
+class OperationCancelled(CoordinationError):
+    """The caller's ``Cancellation`` scope was cancelled, or its deadline passed, so the
+    pipeline stopped the call (no further attempt is made). ``__cause__`` is the last
+    attempt's error, if one failed."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"operation {operation!r} stopped: {reason}")
 
 
 class BulkheadFull(CoordinationError):

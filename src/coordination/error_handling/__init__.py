@@ -22,6 +22,7 @@ from ._backends import (
     TransitionHook,
 )
 from ._breaker import CircuitBreaker, memory_breaker_factory
+from ._cancellation import Cancellation
 from ._decorate import default_error_handler, handle_errors
 from ._handler import CoordinationErrorHandler
 from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
@@ -35,6 +36,7 @@ __all__ = [
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerTransition",
+    "Cancellation",
     "CircuitBreaker",
     "CircuitBreakerBackend",
     "CircuitState",

@@ -76,7 +76,11 @@ class BreakerSettings:
     (fractions, 0..1). The window is the last ``window_size`` calls (``window_type="count"``)
     or the last ``window_size`` seconds (``"time"``). An open breaker rejects calls for
     ``open_seconds``, then admits ``half_open_calls`` trial calls: all succeed → CLOSED,
-    any fails → OPEN again.
+    any fails → OPEN again. Trials still running ``trial_timeout`` seconds after the
+    half-open period began (``None``: ``open_seconds``) count as failed: the breaker
+    re-opens as of that deadline and, after ``open_seconds``, admits new trials
+    (resilience4j's ``maxWaitDurationInHalfOpenState``), so a hung trial cannot keep it
+    half-open forever.
     """
 
     failure_threshold: int = 5
@@ -88,6 +92,7 @@ class BreakerSettings:
     window_type: Literal["count", "time"] = "count"
     window_size: int = 100
     minimum_calls: int = 10
+    trial_timeout: float | None = None
 
     def __post_init__(self) -> None:
         _at_least("failure_threshold", self.failure_threshold, 1)
@@ -106,6 +111,8 @@ class BreakerSettings:
                 )
         if self.slow_call_duration is not None:
             _positive("slow_call_duration", self.slow_call_duration)
+        if self.trial_timeout is not None:
+            _positive("half_open_trial_timeout", self.trial_timeout)
         if self.window_type not in ("count", "time"):
             raise ConfigError(
                 f"invalid window_type = {self.window_type!r}: expected 'count' or 'time'",
@@ -113,6 +120,11 @@ class BreakerSettings:
                 value=self.window_type,
                 source="keyword argument",
             )
+
+    @property
+    def trial_seconds(self) -> float:
+        """Seconds the trial calls of a half-open period may run before they count as failed."""
+        return self.open_seconds if self.trial_timeout is None else self.trial_timeout
 
     @property
     def uses_window(self) -> bool:

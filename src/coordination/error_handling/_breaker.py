@@ -92,6 +92,7 @@ class CircuitBreaker:
         "_clock",
         "_consecutive",
         "_forced",
+        "_half_open_since",
         "_lock",
         "_on_transition",
         "_opened_at",
@@ -126,6 +127,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trials = 0  # trial calls admitted and still running, while HALF_OPEN
         self._trial_successes = 0
+        self._half_open_since = 0.0  # when the current half-open period began
         self._forced = False
         self._transitions: dict[str, int] = {}
         self._window = (
@@ -136,9 +138,17 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
-        if self._state is OPEN and not self._forced and self._open_remaining() <= 0:
-            return HALF_OPEN  # what the next call will see
-        return self._state
+        """What the next call will see: an elapsed OPEN reads HALF_OPEN, and trials past
+        their deadline read as the re-opened breaker they will be on the next acquire."""
+        state = self._state
+        if state is OPEN and not self._forced and self._open_remaining() <= 0:
+            return HALF_OPEN
+        if state is HALF_OPEN and self._trials_full():
+            overdue = self._half_open_since + self.settings.trial_seconds
+            now = self._clock()
+            if now >= overdue:
+                return OPEN if now < overdue + self.settings.open_seconds else HALF_OPEN
+        return state
 
     # --- the per-call protocol ----------------------------------------------------------
 
@@ -151,22 +161,39 @@ class CircuitBreaker:
             remaining = self._opened_at + self.settings.open_seconds - self._clock()
             if remaining > 0:
                 raise CircuitOpenError(self.name, remaining)
-        with self._lock:
-            if self._state is CLOSED:
-                return
-            if self._forced:
-                raise CircuitOpenError(self.name, self.settings.open_seconds)
-            moved = None
-            if self._state is OPEN:
-                remaining = self._open_remaining()
-                if remaining > 0:
-                    raise CircuitOpenError(self.name, remaining)
-                moved = self._move(HALF_OPEN, "open timeout elapsed; admitting trial calls")
-                self._trials = self._trial_successes = 0
-            if self._trials + self._trial_successes >= self.settings.half_open_calls:
-                raise CircuitOpenError(self.name, 0.0)  # every trial slot is taken
-            self._trials += 1
-        self._notify(moved)
+        moved: list[BreakerTransition] = []
+        try:
+            with self._lock:
+                self._acquire_locked(moved)
+        finally:
+            for transition in moved:
+                self._notify(transition)
+
+    def _acquire_locked(self, moved: list[BreakerTransition]) -> None:
+        if self._state is CLOSED:
+            return
+        if self._forced:
+            raise CircuitOpenError(self.name, self.settings.open_seconds)
+        settings = self.settings
+        now = self._clock()
+        if self._state is HALF_OPEN and self._trials_full():
+            overdue = self._half_open_since + settings.trial_seconds
+            if now < overdue:  # every trial slot is taken: back when they must have ended
+                raise CircuitOpenError(self.name, overdue - now)
+            # the trials are still running past their deadline: they count as failed
+            moved.append(self._open(f"trial calls still running after {settings.trial_seconds:g}s"))
+            self._opened_at = overdue
+        if self._state is OPEN:
+            remaining = self._opened_at + settings.open_seconds - now
+            if remaining > 0:
+                raise CircuitOpenError(self.name, remaining)
+            moved.append(self._move(HALF_OPEN, "open timeout elapsed; admitting trial calls"))
+            self._trials = self._trial_successes = 0
+            self._half_open_since = now
+        self._trials += 1
+
+    def _trials_full(self) -> bool:
+        return self._trials + self._trial_successes >= self.settings.half_open_calls
 
     def rejects_for(self) -> float:
         """Seconds an OPEN breaker will still reject (lock-free), else 0.0: then call

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from .. import _time
@@ -32,6 +31,7 @@ from ._plan import OperationState
 from ._ratelimit import memory_rate_limiter_factory
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, to_record
 from ._severity import ErrorSeverity
+from ._workers import AttemptPool, default_workers
 
 __all__ = ["CoordinationErrorHandler"]
 
@@ -88,7 +88,6 @@ class CoordinationErrorHandler:
         self._alert_hooks: list[Callable[[ErrorRecord], None]] = []
         if on_alert is not None:
             self._alert_hooks.append(on_alert)
-        self._pool: ThreadPoolExecutor | None = None
 
     # --- the spec's API -------------------------------------------------------------------
 
@@ -179,10 +178,12 @@ class CoordinationErrorHandler:
         return resolve_options(self.config, overrides)
 
     def close(self) -> None:
-        """Stop the worker threads used for sync timeouts (a running attempt finishes)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """End the idle worker threads of sync timeouts now, and each busy one when its
+        attempt returns (they are daemon threads: none keeps the interpreter alive)."""
+        for op in list(self._operations.values()):
+            pool, op.attempt_pool = op.attempt_pool, None
+            if pool is not None:
+                pool.close()
 
     # --- building plans -------------------------------------------------------------------
 
@@ -263,14 +264,15 @@ class CoordinationErrorHandler:
     def _snapshot_operations(self) -> list[tuple[OperationState, Any]]:
         return [(op, op.breaker.snapshot()) for op in list(self._operations.values())]
 
-    def _executor(self) -> ThreadPoolExecutor:
-        pool = self._pool
-        if pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(thread_name_prefix="coordination-timeout")
-                pool = self._pool
-        return pool
+    def _attempt_pool(self, op: OperationState, options: Options) -> AttemptPool:
+        """The operation's own timeout workers, made on its first timed sync attempt:
+        ``timeout_workers`` of them, else ``max_concurrent``, else ``default_workers()``."""
+        with self._lock:
+            pool = op.attempt_pool
+            if pool is None:
+                workers = options.timeout_workers or options.max_concurrent or default_workers()
+                pool = op.attempt_pool = AttemptPool(op.name, workers, options.bulkhead_wait)
+            return pool
 
     # --- records and hooks (failure paths only) -------------------------------------------
 

@@ -35,6 +35,7 @@ OPTION_KEYS = frozenset(
         "retry_if_result",
         "retry_time_budget",
         "timeout",
+        "timeout_workers",
         "max_concurrent",
         "bulkhead_wait",
         "fallback",
@@ -42,6 +43,7 @@ OPTION_KEYS = frozenset(
         "circuit_breaker_threshold",
         "circuit_breaker_timeout",
         "half_open_calls",
+        "half_open_trial_timeout",
         "failure_rate_threshold",
         "slow_call_duration",
         "slow_call_rate_threshold",
@@ -65,6 +67,7 @@ class Options:
     retry_if_result: Callable[[Any], bool] | None
     time_budget: float | None
     timeout: float | None
+    timeout_workers: int | None
     max_concurrent: int | None
     bulkhead_wait: float
     fallback: Any
@@ -122,6 +125,19 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             value=max_concurrent,
             source="keyword argument",
         )
+    timeout_workers = overrides.get("timeout_workers")
+    if timeout_workers is not None and (
+        not isinstance(timeout_workers, int)
+        or isinstance(timeout_workers, bool)
+        or timeout_workers < 1
+    ):
+        raise ConfigError(
+            f"invalid timeout_workers = {timeout_workers!r}: expected a whole number of at "
+            "least 1 (worker threads for the operation's sync attempts with a timeout)",
+            field="timeout_workers",
+            value=timeout_workers,
+            source="keyword argument",
+        )
     rate = get("rate_limit", config.rate_limit)
     return Options(
         max_retries=max_retries,
@@ -137,6 +153,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
         retry_if_result=result_predicate,
         time_budget=budget,
         timeout=timeout,
+        timeout_workers=timeout_workers,
         max_concurrent=max_concurrent,
         bulkhead_wait=bulkhead_wait,
         fallback=overrides.get("fallback", MISSING),
@@ -145,6 +162,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             failure_threshold=get("circuit_breaker_threshold", config.circuit_breaker_threshold),
             open_seconds=get("circuit_breaker_timeout", config.circuit_breaker_timeout),
             half_open_calls=get("half_open_calls", config.circuit_breaker_half_open_calls),
+            trial_timeout=overrides.get("half_open_trial_timeout"),
             failure_rate_threshold=overrides.get("failure_rate_threshold"),
             slow_call_duration=overrides.get("slow_call_duration"),
             slow_call_rate_threshold=overrides.get("slow_call_rate_threshold"),

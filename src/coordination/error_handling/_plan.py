@@ -10,7 +10,6 @@ counts stay exact across threads without a lock).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable
 from itertools import count
@@ -20,6 +19,7 @@ from .._errors import (
     BulkheadFull,
     CircuitOpenError,
     ConfigError,
+    OperationCancelled,
     OperationTimeout,
     RateLimitExceeded,
     ValidationError,
@@ -33,9 +33,11 @@ from ._backends import (
 )
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
+from ._cancellation import Cancellation, current_cancellation
 from ._options import MISSING, Options
 from ._retry import NOT_RETRIED, retry_after_seconds
 from ._severity import ErrorSeverity
+from ._workers import Abandoned, AttemptPool
 
 if TYPE_CHECKING:
     from ._handler import CoordinationErrorHandler
@@ -44,7 +46,14 @@ __all__ = ["NOT_COUNTED", "OperationState", "Plan", "RetryState", "counter_value
 
 CLOSED = CircuitState.CLOSED
 # Errors that say nothing about the dependency's health: they never move the breaker.
-NOT_COUNTED = (ValidationError, ConfigError, CircuitOpenError, BulkheadFull, RateLimitExceeded)
+NOT_COUNTED = (
+    ValidationError,
+    ConfigError,
+    CircuitOpenError,
+    BulkheadFull,
+    RateLimitExceeded,
+    OperationCancelled,
+)
 _NOTE = "coordination: "
 
 
@@ -57,6 +66,7 @@ class OperationState:
     """Per-operation state shared by every plan of that operation name."""
 
     __slots__ = (
+        "attempt_pool",
         "breaker",
         "bulkhead",
         "bulkhead_rejections",
@@ -77,6 +87,7 @@ class OperationState:
         self.breaker = breaker
         self.limiter: RateLimiterBackend | None = None
         self.bulkhead: Bulkhead | None = None
+        self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
         self.severity = severity
         self.successes = count()
         self.failures = count()  # calls that ended in an exception or a fallback
@@ -105,9 +116,11 @@ class OperationState:
 
 
 class RetryState:
-    """Where one call's retry loop is: attempts made, first failure's time, last wait."""
+    """Where one call's retry loop is: attempts made, first failure's time, last wait,
+    and whether the call holds its bulkhead slot (an attempt abandoned by its timeout
+    keeps the slot until it really ends; the next attempt then needs a slot of its own)."""
 
-    __slots__ = ("attempt", "last", "previous", "started")
+    __slots__ = ("attempt", "holds_slot", "last", "previous", "started")
 
     def __init__(
         self, attempt: int, started: float | None, previous: float, last: Exception | None
@@ -116,6 +129,7 @@ class RetryState:
         self.started = started
         self.previous = previous
         self.last = last
+        self.holds_slot = False
 
 
 class Plan:
@@ -251,6 +265,19 @@ class Plan:
         next(op.fallbacks)
         return self.fallback(exc) if callable(self.fallback) else self.fallback
 
+    def stopped(self, cancellation: Cancellation, last: Exception | None) -> Any:
+        """The caller's ``Cancellation`` scope ended the call: no fallback (the caller no
+        longer wants a result), not logged or kept (it is the caller's decision)."""
+        next(self.op.failures)
+        raise OperationCancelled(self.op.name, cancellation.reason or "cancelled") from last
+
+    def refused_retry(self, exc: BulkheadFull, state: RetryState) -> Any:
+        """The bulkhead has no slot for a retry (an abandoned attempt still holds the
+        call's): the call ends with ``BulkheadFull``, caused by the last failure."""
+        next(self.op.bulkhead_rejections)
+        exc.__cause__ = state.last
+        return self.give_up(exc, state.attempt)
+
     def admit(self) -> bool:
         """The checks before the breaker: the rate limit, then the bulkhead. True when the
         breaker took the rate limit's check and so has already admitted the first attempt
@@ -346,11 +373,13 @@ class Plan:
                 return self.give_up(exc, 0)
             except CircuitOpenError as exc:  # from the combined check only
                 return self.rejected(exc, None)
+        state = RetryState(0, None, self.options.backoff.base_delay, None)
+        state.holds_slot = self.op.bulkhead is not None
         try:
-            return self._attempts(func, args, kwargs, acquired=acquired)
+            return self._attempts(func, args, kwargs, state, acquired=acquired)
         finally:
-            if self.op.bulkhead is not None:
-                self.op.bulkhead.leave()
+            if state.holds_slot:
+                cast(Bulkhead, self.op.bulkhead).leave()
 
     def _attempts(
         self,
@@ -367,12 +396,20 @@ class Plan:
         admitted the first attempt."""
         handler = self.handler
         breaker = self.breaker
+        bulkhead = self.op.bulkhead
         clock = handler._clock
+        cancellation = current_cancellation()
         if state is None:
             state = RetryState(0, None, self.options.backoff.base_delay, None)
         duration = 0.0
         while True:
             if pending is None:
+                if cancellation is not None and state.attempt > 0:
+                    if cancellation.cancelled:
+                        return self.stopped(cancellation, state.last)
+                    left = cancellation.remaining()
+                    if left is not None and left < wait:  # the retry would start too late
+                        return self.stopped(cancellation, state.last)
                 # ask the breaker before waiting: no backoff is spent on an open breaker
                 if acquired:
                     acquired = False
@@ -385,16 +422,29 @@ class Plan:
                     next(self.op.retries)
                 if wait > 0:
                     try:
-                        handler._sleep(wait)
+                        if cancellation is None:
+                            handler._sleep(wait)
+                        else:
+                            cancellation.sleep(wait, handler._sleep)
                     except BaseException:
                         breaker.release()
                         raise
+                    if cancellation is not None and cancellation.cancelled:
+                        breaker.release()
+                        return self.stopped(cancellation, state.last)
+                if bulkhead is not None and not state.holds_slot:
+                    try:  # our abandoned attempt still holds the call's slot: take another
+                        bulkhead.enter()
+                    except BulkheadFull as exc:
+                        breaker.release()
+                        return self.refused_retry(exc, state)
+                    state.holds_slot = True
                 begin = clock() if self.timed else 0.0
                 try:
                     if self.timeout is None:  # no extra frame for the common case
                         result = func(*args, **kwargs)
                     else:
-                        result = self._call_once(func, args, kwargs)
+                        result = self._call_once(func, args, kwargs, state, cancellation)
                 except Exception as exc:
                     pending = exc
                     duration = clock() - begin if self.timed else 0.0
@@ -409,24 +459,56 @@ class Plan:
                     next(self.op.successes)
                     return result
             error, pending = pending, None
+            if type(error) is _Stopped:  # the scope ended the attempt, not the dependency
+                breaker.release()
+                return self.stopped(cast(Cancellation, cancellation), state.last)
+            if type(error) is _Refused:  # no worker for the attempt: refused, not retried
+                breaker.release()
+                return self.refused_retry(error.args[0], state)
             self.failed_attempt(error, duration)
             wait = self.retry_wait(state, error)
             if wait < 0:
+                if cancellation is not None and cancellation.cancelled:
+                    return self.stopped(cancellation, error)
                 return self.give_up(error, state.attempt)
+            if cancellation is not None and cancellation.cancelled:
+                return self.stopped(cancellation, error)
 
-    def _call_once(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def _call_once(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        state: RetryState,
+        cancellation: Cancellation | None,
+    ) -> Any:
+        """One attempt with a timeout, on the operation's own worker threads.
+
+        A thread cannot be cancelled: the caller stops waiting at the deadline and the
+        attempt's late result is discarded. Until it really ends, the abandoned attempt
+        keeps its worker and the call's bulkhead slot (released by the worker)."""
         timeout = cast(float, self.timeout)
-        # A thread cannot be cancelled: the attempt runs in a worker thread, the caller
-        # stops waiting at the deadline, and the attempt's late result is discarded.
-        context = contextvars.copy_context()
-        future = self.handler._executor().submit(context.run, func, *args, **kwargs)
+        op = self.op
+        pool = op.attempt_pool or self.handler._attempt_pool(op, self.options)
+        bulkhead = op.bulkhead
+        on_end = bulkhead.leave if bulkhead is not None and state.holds_slot else None
         try:
-            return future.result(timeout)
-        except TimeoutError:
-            if future.done() and not future.cancelled():
-                return future.result()  # it finished, or raised its own TimeoutError
-            future.cancel()
-            raise OperationTimeout(self.op.name, timeout) from None
+            return pool.run(func, args, kwargs, timeout, on_end, cancellation)
+        except Abandoned:
+            state.holds_slot = False  # handed to the running attempt, released at its end
+            if cancellation is not None and cancellation.cancelled:
+                raise _Stopped from None
+            raise OperationTimeout(op.name, timeout) from None
+        except BulkheadFull as exc:  # every worker is busy: refused before it started
+            raise _Refused(exc) from None
+
+
+class _Stopped(Exception):
+    """Internal: the caller's ``Cancellation`` scope ended a running attempt."""
+
+
+class _Refused(Exception):
+    """Internal: the operation's timeout workers are all busy; carries the BulkheadFull."""
 
 
 # Per exception type: (retried by default, counted by the breaker, a timeout of ours, name).

@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._config import JITTER_KINDS
-from .._errors import CircuitOpenError, ConfigError, ValidationError
+from .._errors import CircuitOpenError, ConfigError, OperationCancelled, ValidationError
 
 __all__ = [
     "NOT_RETRIED",
@@ -39,6 +39,7 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (
     ValidationError,
     ConfigError,
     CircuitOpenError,
+    OperationCancelled,
 )
 
 ErrorMatcher = Callable[[Exception], bool]
