@@ -127,7 +127,7 @@ def test_a_failed_trial_reopens_and_a_released_trial_gives_its_slot_back(
     assert a.breaker.state is CircuitState.OPEN
 
 
-def test_trial_slots_of_a_dead_process_come_back_after_another_timeout(
+def test_trial_slots_of_a_dead_process_reopen_the_breaker_at_their_deadline(
     two: tuple[Process, Process], clock: FakeClock
 ) -> None:
     a, b = two
@@ -136,8 +136,15 @@ def test_trial_slots_of_a_dead_process_come_back_after_another_timeout(
     clock.now += 10
     a.breaker.acquire()
     a.breaker.acquire()  # both slots taken; then this process "dies"
-    with pytest.raises(CircuitOpenError):
+    clock.now += 4
+    with pytest.raises(CircuitOpenError) as waiting:
         b.breaker.acquire()
+    assert waiting.value.retry_after == pytest.approx(6.0)  # until the trials' deadline
+    clock.now += 6  # the trials' deadline (trial_timeout defaults to open_seconds)
+    with pytest.raises(CircuitOpenError) as reopened:
+        b.breaker.acquire()
+    assert reopened.value.retry_after == pytest.approx(10.0)  # re-opened as of the deadline
+    assert b.breaker.state is CircuitState.OPEN
     clock.now += 10
     assert b.call(True) == "ok"
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
 from ._backends import CircuitState, RateLimiterBackend
+from ._cancellation import Cancellation, _current
 from ._plan import NOT_COUNTED, Plan, RetryState
 
 __all__ = ["AsyncPlan"]
@@ -27,7 +28,8 @@ class AsyncPlan(Plan):
     async def arun(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         op = self.op
         memory = self.memory_breaker
-        if memory is not None and memory._state is CLOSED:
+        # inside a Cancellation scope the first attempt too is bounded by its deadline
+        if memory is not None and memory._state is CLOSED and _current.get() is None:
             try:
                 result = await func(*args, **kwargs)
             except Exception as exc:  # the first attempt failed: on to the retry loop
@@ -100,11 +102,18 @@ class AsyncPlan(Plan):
         breaker = self.breaker
         blocking = breaker.blocking
         clock = handler._clock
+        cancellation = _current.get()
         if state is None:
             state = RetryState(0, None, self.options.backoff.base_delay, None)
         duration = 0.0
         while True:
             if pending is None:
+                if cancellation is not None:
+                    left = cancellation.remaining()
+                    if cancellation.cancelled or (left is not None and left < wait):
+                        if acquired:
+                            await breaker.arelease() if blocking else breaker.release()
+                        return self.stopped(cancellation, state.last)
                 if acquired:  # by the combined rate-limit check
                     acquired = False
                 else:
@@ -121,12 +130,20 @@ class AsyncPlan(Plan):
                     except BaseException:  # cancelled while waiting: give the permit back
                         await breaker.arelease() if blocking else breaker.release()
                         raise
+                    if cancellation is not None and cancellation.cancelled:
+                        await breaker.arelease() if blocking else breaker.release()
+                        return self.stopped(cancellation, state.last)
                 begin = clock() if self.timed else 0.0
                 try:
-                    if self.timeout is None:
+                    if cancellation is not None:
+                        result = await self._await_in_scope(func(*args, **kwargs), cancellation)
+                    elif self.timeout is None:
                         result = await func(*args, **kwargs)
                     else:
                         result = await self._await_with_timeout(func(*args, **kwargs), self.timeout)
+                except _ScopeEnded:  # the scope's deadline, not the dependency
+                    await breaker.arelease() if blocking else breaker.release()
+                    return self.stopped(cast(Cancellation, cancellation), state.last)
                 except Exception as exc:
                     pending = exc
                     duration = clock() - begin if self.timed else 0.0
@@ -152,8 +169,27 @@ class AsyncPlan(Plan):
                     await breaker.arecord_failure(duration)
             self.failed_attempt(error, duration, tell_breaker=not blocking)
             wait = self.retry_wait(state, error)
+            if cancellation is not None and cancellation.cancelled:
+                return self.stopped(cancellation, error)
             if wait < 0:
                 return await self.agive_up(error, state.attempt)
+
+    async def _await_in_scope(self, awaitable: Any, cancellation: Cancellation) -> Any:
+        """The attempt, cancelled at the nearer of its timeout and the scope's deadline."""
+        left = cancellation.remaining()
+        timeout = self.timeout
+        if left is None or (timeout is not None and timeout <= left):
+            if timeout is None:
+                return await awaitable
+            return await self._await_with_timeout(awaitable, timeout)
+        scope = asyncio.timeout(left)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise _ScopeEnded from None
+            raise
 
     async def _await_with_timeout(self, awaitable: Any, seconds: float) -> Any:
         scope = asyncio.timeout(seconds)
@@ -164,3 +200,7 @@ class AsyncPlan(Plan):
             if scope.expired():
                 raise OperationTimeout(self.op.name, seconds) from None
             raise
+
+
+class _ScopeEnded(Exception):
+    """Internal: the ``Cancellation`` scope's deadline cancelled a running attempt."""

@@ -82,7 +82,9 @@ class RedisCircuitBreaker:
         self._gen = 0
         open_ms = max(1, round(settings.open_seconds * 1000))
         ttl_ms = max(round(backend.key_ttl * 1000), 2 * open_ms)
-        self._acquire_args = (open_ms, settings.half_open_calls, ttl_ms)
+        trial_ms = max(1, round(settings.trial_seconds * 1000))
+        ttl_ms = max(ttl_ms, trial_ms + 2 * open_ms)  # outlives a hung trial and its re-open
+        self._acquire_args = (open_ms, settings.half_open_calls, ttl_ms, trial_ms)
         # With the Redis clock the acquire command never changes: pack it once.
         self._acquire_packed: list[bytes] | None = None
         if backend.now_ms() == "":
@@ -375,9 +377,15 @@ class RedisCircuitBreaker:
             fields, now = {}, 0
         state = _STATES[fields.get("s", 0)]
         forced = fields.get("x", 0) == 1
+        open_ms, trials_max, _, trial_ms = self._acquire_args
+        opened = fields.get("o", 0)
+        if state is CircuitState.HALF_OPEN and fields.get("t", 0) >= trials_max:
+            overdue = fields.get("h", 0) + trial_ms
+            if now >= overdue:  # trials past their deadline: re-opened on the next acquire
+                state, opened = CircuitState.OPEN, overdue
         wait = 0.0
         if state is CircuitState.OPEN:
-            wait = max(0, fields.get("o", 0) + self._acquire_args[0] - now) / 1000
+            wait = max(0, opened + open_ms - now) / 1000
             if wait == 0 and not forced:
                 state = CircuitState.HALF_OPEN
         return BreakerSnapshot(

@@ -82,10 +82,10 @@ end
 # admitted under an older state cannot move the newer one), x (1 when forced open).
 # A closed breaker with no failures needs no key at all, so healthy breakers cost nothing.
 #
-# acquire(key, now_ms, open_timeout_ms, half_open_calls, ttl_ms)
-# returns {allowed (0/1), state, failures, wait_ms, generation}
+# acquire(key, now_ms, open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms)
+# returns {allowed (0/1), state, failures, wait_ms, generation}; wait_ms > 0 on a refusal
 _ACQUIRE_FUNCTION = """
-local function acquire(key, now, open_ms, trials_max, ttl)
+local function acquire(key, now, open_ms, trials_max, ttl, trial_ms)
 local v = redis.call('HMGET', key, 's', 'f', 'o', 'h', 't', 'g', 'x')
 local state = tonumber(v[1]) or 0
 local failures = tonumber(v[2]) or 0
@@ -106,11 +106,18 @@ end
 local trials = tonumber(v[5]) or 0
 local since = tonumber(v[4]) or 0
 if trials >= trials_max then
-  -- Trial slots taken by a process that died never come back: after another open
-  -- timeout in half-open, start a fresh set of trials.
-  local wait = since + open_ms - now
-  if wait > 0 then return {0, 2, failures, wait, gen} end
+  -- Every trial slot is taken. Trials still running trial_ms after the half-open period
+  -- began (hung, or their process died) count as failed: the breaker re-opens as of that
+  -- deadline, and admits a fresh trial once the open timeout has passed since then.
+  local overdue = since + trial_ms
+  if now < overdue then return {0, 2, failures, overdue - now, gen} end
   gen = gen + 1
+  local wait = overdue + open_ms - now
+  if wait > 0 then
+    redis.call('HSET', key, 's', 1, 'o', overdue, 'g', gen)
+    redis.call('PEXPIRE', key, ttl)
+    return {0, 1, failures, wait, gen}
+  end
   redis.call('HSET', key, 'h', now, 't', 1, 'k', 0, 'g', gen)
 else
   redis.call('HINCRBY', key, 't', 1)
@@ -121,13 +128,14 @@ end
 """
 
 # KEYS[1] the breaker's hash
-# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms
+# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms
 # Returns {allowed (0/1), state, failures, wait_ms, generation}
 BREAKER_ACQUIRE = LuaScript(
     _NOW_MS
     + _ACQUIRE_FUNCTION
     + """
-return acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+return acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5]))
 """
 )
 
@@ -239,14 +247,14 @@ return {1, 0}
 # elapsed OPEN to HALF_OPEN), and a call refused by the breaker never spends the limit.
 #
 # KEYS[1] the breaker's hash, KEYS[2] the limiter key
-# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms,
+# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms,
 #       now_us or "", interval_us, period_us, cost
 # Returns {1 admitted / 0 refused by the breaker, state, failures, wait_ms, generation, 0}
 #      or {2 refused by the rate limit, 0, 0, 0, 0, retry_after_us}
 LIMITED_ACQUIRE = LuaScript(
     """
 local now = tonumber(ARGV[1])
-local now_us = tonumber(ARGV[5])
+local now_us = tonumber(ARGV[6])
 if not now or not now_us then
   local t = redis.call('TIME')
   now = now or tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -256,10 +264,11 @@ end
     + _ACQUIRE_FUNCTION
     + _GCRA_FUNCTIONS
     + """
-local period = tonumber(ARGV[7])
-local ahead = gcra_ahead(KEYS[2], now_us, tonumber(ARGV[6]), tonumber(ARGV[8]))
+local period = tonumber(ARGV[8])
+local ahead = gcra_ahead(KEYS[2], now_us, tonumber(ARGV[7]), tonumber(ARGV[9]))
 if ahead > period then return {2, 0, 0, 0, 0, ahead - period} end
-local reply = acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+local reply = acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5]))
 if reply[1] == 1 then gcra_spend(KEYS[2], now_us, ahead) end
 reply[6] = 0
 return reply
