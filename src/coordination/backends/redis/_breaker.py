@@ -290,7 +290,7 @@ class RedisCircuitBreaker:
             # A nested protected call replaced this call's ticket: report against the
             # latest generation this process has seen, and never skip the report (unless
             # Redis is known to be down: then the outage policy decides, as at acquire).
-            if self._guard.usable():
+            if not self._guard.down:
                 return (_REDIS, self._gen, -1, -1)
             local = self._guard.policy is OutagePolicy.LOCAL
             return (_LOCAL if local else _ALLOWED, 0, 0, 0)

@@ -5,8 +5,10 @@ the guard stays out of the way (one comparison per call). When a command fails w
 connection or timeout error, the guard logs a warning once for the whole outage, counts
 the error in the ``coordination_redis_errors_total`` metric, and for
 ``reconnect_interval`` seconds tells the component to use its outage policy instead of
-waiting for Redis again; after that it lets one call try, and redis-py reconnects by
-itself. Short socket timeouts (0.25 s by default) bound what a call pays when Redis hangs.
+waiting for Redis again; after that it lets **one** call try (single flight: while that
+probe is out, every other call takes the outage policy at once instead of waiting on a
+hung server too), and redis-py reconnects by itself. Short socket timeouts (0.25 s by
+default) bound what that one call pays when Redis hangs.
 
 redis-py is an optional extra: it is imported when a client is built, never at import.
 """
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 DEFAULT_SOCKET_TIMEOUT = 0.25
+# How long one probe of a down Redis has the floor before another call may probe (a probe
+# that never reports back, e.g. its thread died, must not keep Redis unprobed forever).
+PROBE_GRACE = 1.0
 
 _counter_lock = threading.Lock()
 _counter: Counter | None = None
@@ -213,8 +218,23 @@ class RedisGuard:
         return self._down
 
     def usable(self) -> bool:
-        """Whether to send the next command to Redis (False while backing off)."""
-        return not self._down or self._clock() >= self._retry_at
+        """Whether to send the next command to Redis: always while it answers; while it
+        is down, True for exactly one caller once the reconnect interval has passed (the
+        probe, which then reports ``failed`` or ``succeeded``), False for every other."""
+        return not self._down or self._claim_probe()
+
+    def _claim_probe(self) -> bool:
+        now = self._clock()
+        if now < self._retry_at:
+            return False
+        with self._lock:
+            if not self._down:
+                return True
+            if now < self._retry_at:  # another caller claimed the probe just now
+                return False
+            # the others wait for this probe's answer, or for the grace if it never comes
+            self._retry_at = now + max(self.reconnect_interval, PROBE_GRACE)
+            return True
 
     def failed(self, error: BaseException) -> None:
         """Record a failed command: count it, and log the outage if it is a new one."""
