@@ -15,10 +15,13 @@ from .conftest import FakeClock
 THRESHOLD = 3
 OPEN_SECONDS = 10.0
 TRIALS = 2
+TRIAL_TIMEOUT = 4.0
 
 
 class BreakerModel(RuleBasedStateMachine):
-    """Drive the real breaker and a ten-line model with the same calls; they must agree."""
+    """Drive the real breaker and a small model with the same calls; they must agree,
+    on decisions, on states and on the wait every rejection announces. Calls may never
+    end (a hung trial): the model re-opens as of the trials' deadline."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,7 +29,10 @@ class BreakerModel(RuleBasedStateMachine):
         self.breaker = CircuitBreaker(
             "model",
             BreakerSettings(
-                failure_threshold=THRESHOLD, open_seconds=OPEN_SECONDS, half_open_calls=TRIALS
+                failure_threshold=THRESHOLD,
+                open_seconds=OPEN_SECONDS,
+                half_open_calls=TRIALS,
+                trial_timeout=TRIAL_TIMEOUT,
             ),
             clock=self.clock,
         )
@@ -36,26 +42,45 @@ class BreakerModel(RuleBasedStateMachine):
         self.in_flight = 0  # calls admitted and not yet recorded
         self.trials = 0  # half-open: admitted trials (running or succeeded)
         self.trial_successes = 0
+        self.half_open_since = 0.0
 
     def _model_state(self) -> str:
-        if self.state == "OPEN" and self.clock.now >= self.opened_at + OPEN_SECONDS:
+        now = self.clock.now
+        if self.state == "OPEN" and now >= self.opened_at + OPEN_SECONDS:
             return "HALF_OPEN"
+        if self.state == "HALF_OPEN" and self.trials >= TRIALS:
+            overdue = self.half_open_since + TRIAL_TIMEOUT
+            if now >= overdue:
+                return "OPEN" if now < overdue + OPEN_SECONDS else "HALF_OPEN"
         return self.state
 
     @rule()
     def call_starts(self) -> None:
-        expected = self._model_state()
-        trials = 0 if self.state == "OPEN" else self.trials  # half-opening starts afresh
-        admitted = expected == "CLOSED" or (expected == "HALF_OPEN" and trials < TRIALS)
+        now = self.clock.now
+        wait = 0.0  # > 0: the model expects a rejection announcing this wait
+        if self.state == "HALF_OPEN" and self.trials >= TRIALS:
+            overdue = self.half_open_since + TRIAL_TIMEOUT
+            if now < overdue:
+                wait = overdue - now
+            else:  # the trials are overdue: failed, re-opened as of their deadline
+                self.state, self.opened_at = "OPEN", overdue
+                self.trials = self.trial_successes = 0
+        if not wait and self.state == "OPEN":
+            if now < self.opened_at + OPEN_SECONDS:
+                wait = self.opened_at + OPEN_SECONDS - now
+            else:
+                self.state, self.trials, self.trial_successes = "HALF_OPEN", 0, 0
+                self.half_open_since = now
+        announced = 0.0
         try:
             self.breaker.acquire()
-        except CircuitOpenError:
-            assert not admitted
+        except CircuitOpenError as exc:
+            announced = exc.retry_after
+        assert announced == pytest.approx(wait)  # 0.0 only when admitted
+        if wait:
+            assert announced > 0
             return
-        assert admitted
-        if expected == "HALF_OPEN":
-            if self.state == "OPEN":
-                self.state, self.trials, self.trial_successes = "HALF_OPEN", 0, 0
+        if self.state == "HALF_OPEN":
             self.trials += 1
         self.in_flight += 1
 
@@ -80,7 +105,7 @@ class BreakerModel(RuleBasedStateMachine):
             elif self.state == "HALF_OPEN" and self.trials > self.trial_successes:
                 self.state, self.opened_at = "OPEN", self.clock.now
 
-    @rule(seconds=st.sampled_from([0.5, 3.0, 9.99, 10.0, 25.0]))
+    @rule(seconds=st.sampled_from([0.5, 3.0, 4.0, 9.99, 10.0, 25.0]))
     def time_passes(self, seconds: float) -> None:
         self.clock.advance(seconds)
 

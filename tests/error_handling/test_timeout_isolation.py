@@ -83,9 +83,12 @@ def test_hung_calls_of_one_operation_never_starve_another(gate: threading.Event)
     assert outcomes.count(BulkheadFull) == 4  # its own workers are all busy: refused at once
     # another operation with a timeout is untouched: its attempts run on its own workers
     for n in range(20):
-        assert handler.execute_with_error_handling(
-            lambda n=n: n, operation_name="healthy", timeout=TIMEOUT, max_retries=0
-        ) == n
+        assert (
+            handler.execute_with_error_handling(
+                lambda n=n: n, operation_name="healthy", timeout=TIMEOUT, max_retries=0
+            )
+            == n
+        )
     assert handler.circuit_breaker("healthy").state is CircuitState.CLOSED
     stats = handler.operation_stats()
     assert stats["healthy"]["timeouts"] == 0
@@ -95,9 +98,12 @@ def test_hung_calls_of_one_operation_never_starve_another(gate: threading.Event)
     pool = handler._operations["hung"].attempt_pool
     assert pool is not None
     wait_until(lambda: pool.busy == 0)
-    assert handler.execute_with_error_handling(
-        hung, operation_name="hung", timeout=TIMEOUT, max_retries=0
-    ) == "late"
+    assert (
+        handler.execute_with_error_handling(
+            hung, operation_name="hung", timeout=TIMEOUT, max_retries=0
+        )
+        == "late"
+    )
     handler.close()
 
 
