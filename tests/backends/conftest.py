@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -72,8 +73,18 @@ class PrivateRedis:
                 raise RuntimeError(f"private redis-server on port {self.port} did not start")
             time.sleep(0.02)
 
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open and commands hang (not refused)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self._process is not None:
+            self.resume()  # a stopped process would not act on SIGTERM until continued
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None

@@ -1,4 +1,5 @@
-"""The Redis breaker answers like the in-memory one, whatever the sequence of calls."""
+"""The Redis breaker answers like the in-memory one, whatever the sequence of calls,
+including calls that never report back (a hung or lost half-open trial)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.redis
 # (what happens, milliseconds that pass before it)
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["success", "failure", "release", "peek"]),
+        st.sampled_from(["success", "failure", "release", "hang", "peek"]),
         st.sampled_from([0, 0, 0, 1, 400, 999, 1000, 2500]),
     ),
     max_size=40,
@@ -32,12 +33,16 @@ class Clock:
         return self.ms / 1000
 
 
-def admitted(breaker: object) -> bool:
+def admitted(breaker: object) -> float:
+    """0.0 when admitted, else the rejection's announced wait (always > 0)."""
+    wait = 0.0
     try:
         breaker.acquire()  # type: ignore[attr-defined]
-    except CircuitOpenError:
-        return False
-    return True
+    except CircuitOpenError as exc:
+        wait = exc.retry_after
+        if wait <= 0:
+            raise AssertionError(f"a rejection announced retry_after={wait}") from exc
+    return wait
 
 
 @settings(
@@ -45,12 +50,22 @@ def admitted(breaker: object) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(steps, st.integers(1, 3), st.integers(1, 2))
+@given(steps, st.integers(1, 3), st.integers(1, 2), st.sampled_from([None, 0.4, 2.0]))
 def test_same_decisions_as_the_in_memory_breaker(
-    redis_url: str, namespace: str, script: list[tuple[str, int]], threshold: int, trials: int
+    redis_url: str,
+    namespace: str,
+    script: list[tuple[str, int]],
+    threshold: int,
+    trials: int,
+    trial_timeout: float | None,
 ) -> None:
     clock = Clock()
-    config = BreakerSettings(failure_threshold=threshold, open_seconds=1.0, half_open_calls=trials)
+    config = BreakerSettings(
+        failure_threshold=threshold,
+        open_seconds=1.0,
+        half_open_calls=trials,
+        trial_timeout=trial_timeout,
+    )
     backend = RedisBackend(redis_url, namespace=namespace, redis_clock=clock)
     name = uuid.uuid4().hex
     shared = backend.breaker(name, config, clock=clock, on_transition=lambda t: None)
@@ -60,10 +75,12 @@ def test_same_decisions_as_the_in_memory_breaker(
         if what == "peek":
             assert shared.state is local.state
             continue
-        outcome = admitted(shared)
-        assert outcome == admitted(local), (what, local.state)
-        if outcome:
+        wait = admitted(shared)
+        assert wait == pytest.approx(admitted(local), abs=0.0011), (what, local.state)
+        if not wait:
             for breaker in (shared, local):
+                if what == "hang":
+                    continue  # admitted, and never heard of again
                 if what == "success":
                     breaker.record_success(0.0)
                 elif what == "failure":
