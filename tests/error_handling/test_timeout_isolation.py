@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -249,3 +250,59 @@ def test_bad_timeout_workers_name_the_field(bad: object) -> None:
     with pytest.raises(ConfigError, match="timeout_workers") as raised:
         handler.config_options(timeout_workers=bad)
     assert raised.value.field == "timeout_workers"
+
+
+def test_under_load_the_dependency_never_sees_more_than_max_concurrent() -> None:
+    """8 threads, attempts that outlive their timeout at random: however slots and workers
+    change hands, the dependency never has more than ``max_concurrent`` calls at once."""
+    import random
+
+    handler = CoordinationErrorHandler({"base_delay": 0, "jitter": "none"})
+    lock = threading.Lock()
+    running = most = 0
+    rng = random.Random(7)
+    pauses = [rng.choice([0.0, 0.002, 0.02]) for _ in range(400)]
+
+    def dependency(n: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(pauses[n % len(pauses)])
+            return n
+        finally:
+            with lock:
+                running -= 1
+
+    call = handler.decorate(
+        dependency,
+        operation_name="loaded",
+        max_concurrent=2,
+        bulkhead_wait=2.0,
+        timeout=0.01,
+        max_retries=1,
+        circuit_breaker_threshold=10**6,
+    )
+    start = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        start.wait()
+        for i in range(25):
+            with suppress(OperationTimeout, BulkheadFull):
+                call(worker * 25 + i)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert most <= 2
+    pool = handler._operations["loaded"].attempt_pool
+    assert pool is not None
+    wait_until(lambda: pool.busy == 0)
+    assert pool.threads <= 2
+    bulkhead = handler._operations["loaded"].bulkhead
+    assert bulkhead is not None
+    assert bulkhead.in_flight == 0  # every slot came back
+    handler.close()

@@ -77,7 +77,8 @@ class Attempt:
         self.error: BaseException | None = None
         self.on_end: Callable[[], None] | None = None  # set when abandoned
 
-    def run(self) -> None:
+    def run(self) -> Callable[[], None] | None:
+        """Run it, wake the caller; the ``on_end`` to call if the caller abandoned it."""
         self.began = time.monotonic()
         try:
             self.result = self.context.run(self.func, *self.args, **self.kwargs)
@@ -87,8 +88,7 @@ class Attempt:
             self.ended = True
             callback, self.on_end = self.on_end, None
         self.wake.set()
-        if callback is not None:
-            callback()
+        return callback
 
     def abandon(self, on_end: Callable[[], None] | None) -> bool:
         """The caller stops waiting: ``on_end`` runs when the attempt really ends. False
@@ -203,17 +203,21 @@ class AttemptPool:
 
     def _work(self, attempt: Attempt | None) -> None:
         while attempt is not None:
-            attempt.run()
+            on_end = attempt.run()
+            with self._lock:  # idle before the slot is free, so no new thread is needed
+                closing = self._closed
+                if not closing:
+                    self._idle += 1
             self._slots.leave()  # the attempt has really ended: its worker is free
-            attempt = self._next()
+            if on_end is not None:
+                on_end()  # after the worker's slot: a caller it admits finds a worker
+            attempt = None if closing else self._next()
         with self._lock:
             self._threads -= 1
 
     def _next(self) -> Attempt | None:
-        with self._lock:
-            if self._closed:
-                return None
-            self._idle += 1
+        """The next attempt for this idle worker (already counted in ``_idle``), or None
+        when it has been idle for ``KEEP_ALIVE`` seconds or the pool closed."""
         try:
             return self._jobs.get(timeout=KEEP_ALIVE)
         except queue.Empty:
