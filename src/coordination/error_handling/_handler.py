@@ -238,6 +238,7 @@ class CoordinationErrorHandler:
             name, options.breaker, clock=self._clock, on_transition=self._on_transition
         )
         op = OperationState(name, breaker, options.severity.value)
+        op.pool_workers = _pool_workers(options)
         if options.rate_limit is not None:
             factory = self._rate_limiter_factory or memory_rate_limiter_factory
             op.limiter = factory(options.rate_limit, clock=self._clock)
@@ -253,10 +254,12 @@ class CoordinationErrorHandler:
             op.breaker.settings != options.breaker
             or bulkhead != options.max_concurrent
             or rate != options.rate_limit
+            or (options.timeout_workers is not None and op.pool_workers != _pool_workers(options))
         ):
             self._logger.warning(
-                "operation %r already has its circuit breaker, bulkhead and rate limit "
-                "from its first use; different settings given later are ignored (give "
+                "operation %r already has its circuit breaker, bulkhead, rate limit and "
+                "timeout workers from its first use; different settings given later are "
+                "ignored (give "
                 "this use its own operation_name to keep them)",
                 op.name,
             )
@@ -265,13 +268,13 @@ class CoordinationErrorHandler:
         return [(op, op.breaker.snapshot()) for op in list(self._operations.values())]
 
     def _attempt_pool(self, op: OperationState, options: Options) -> AttemptPool:
-        """The operation's own timeout workers, made on its first timed sync attempt:
-        ``timeout_workers`` of them, else ``max_concurrent``, else ``default_workers()``."""
+        """The operation's own timeout workers, made on its first timed sync attempt."""
         with self._lock:
             pool = op.attempt_pool
             if pool is None:
-                workers = options.timeout_workers or options.max_concurrent or default_workers()
-                pool = op.attempt_pool = AttemptPool(op.name, workers, options.bulkhead_wait)
+                pool = op.attempt_pool = AttemptPool(
+                    op.name, op.pool_workers, options.bulkhead_wait
+                )
             return pool
 
     # --- records and hooks (failure paths only) -------------------------------------------
@@ -322,6 +325,12 @@ class CoordinationErrorHandler:
             hook(arg)
         except Exception:  # a broken hook must never break the protected call
             self._logger.exception("%s hook %r failed", kind, hook)
+
+
+def _pool_workers(options: Options) -> int:
+    """Worker threads for the operation's sync attempts with a timeout: ``timeout_workers``,
+    else ``max_concurrent`` (a bulkhead never lets more attempts run), else the default."""
+    return options.timeout_workers or options.max_concurrent or default_workers()
 
 
 def _name_of(operation: Callable[..., Any]) -> str:

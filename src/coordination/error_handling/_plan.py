@@ -74,6 +74,7 @@ class OperationState:
         "fallbacks",
         "limiter",
         "name",
+        "pool_workers",
         "rate_limited",
         "rejections",
         "retries",
@@ -88,6 +89,7 @@ class OperationState:
         self.limiter: RateLimiterBackend | None = None
         self.bulkhead: Bulkhead | None = None
         self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
+        self.pool_workers = 0  # its size, fixed with the operation's other settings
         self.severity = severity
         self.successes = count()
         self.failures = count()  # calls that ended in an exception or a fallback
