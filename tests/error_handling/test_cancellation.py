@@ -187,6 +187,19 @@ async def test_the_async_path_stops_retrying_when_cancelled(
     assert isinstance(stopped.value.__cause__, ConnectionError)
 
 
+async def test_an_infinite_timeout_is_no_deadline() -> None:
+    handler = CoordinationErrorHandler({"base_delay": 0})
+
+    async def ok() -> str:
+        return "ok"
+
+    with Cancellation(timeout=float("inf")) as scope:
+        assert scope.remaining() is None
+        assert await handler.aexecute_with_error_handling(ok) == "ok"
+        assert handler.execute_with_error_handling(lambda: "ok", timeout=1.0) == "ok"
+    handler.close()
+
+
 def test_a_scope_cannot_be_entered_twice() -> None:
     scope = Cancellation()
     with scope, pytest.raises(RuntimeError, match="already entered"), scope:

@@ -58,7 +58,9 @@ class Cancellation:
                 source="keyword argument",
             )
         self._clock = clock
-        self._deadline = None if timeout is None else clock() + float(timeout)
+        self._deadline: float | None = None
+        if timeout is not None and timeout != float("inf"):  # infinite: no deadline at all
+            self._deadline = clock() + float(timeout)
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._reason: str | None = None
