@@ -306,3 +306,22 @@ def test_under_load_the_dependency_never_sees_more_than_max_concurrent() -> None
     assert bulkhead is not None
     assert bulkhead.in_flight == 0  # every slot came back
     handler.close()
+
+
+def test_a_bulkhead_full_raised_inside_a_timed_attempt_is_its_own_error() -> None:
+    """Only a refusal by the operation's own workers is a refusal; the same exception type
+    raised by the attempt (a nested protected call) is an ordinary failed attempt."""
+    handler = CoordinationErrorHandler({"base_delay": 0})
+    attempts = []
+
+    def nested() -> None:
+        attempts.append(1)
+        raise BulkheadFull("inner", 1)
+
+    with pytest.raises(BulkheadFull):
+        handler.execute_with_error_handling(
+            nested, operation_name="outer", timeout=1.0, max_retries=1
+        )
+    assert len(attempts) == 2  # retried like any error that is not ours
+    assert handler.operation_stats()["outer"]["bulkhead_rejections"] == 0
+    handler.close()

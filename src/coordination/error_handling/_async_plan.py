@@ -169,8 +169,6 @@ class AsyncPlan(Plan):
                     await breaker.arecord_failure(duration)
             self.failed_attempt(error, duration, tell_breaker=not blocking)
             wait = self.retry_wait(state, error)
-            if cancellation is not None and cancellation.cancelled:
-                return self.stopped(cancellation, error)
             if wait < 0:
                 return await self.agive_up(error, state.attempt)
 

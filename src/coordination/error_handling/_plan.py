@@ -469,12 +469,8 @@ class Plan:
                 return self.refused_retry(error.args[0], state)
             self.failed_attempt(error, duration)
             wait = self.retry_wait(state, error)
-            if wait < 0:
-                if cancellation is not None and cancellation.cancelled:
-                    return self.stopped(cancellation, error)
+            if wait < 0:  # no retry left: the real error, even if the scope ended meanwhile
                 return self.give_up(error, state.attempt)
-            if cancellation is not None and cancellation.cancelled:
-                return self.stopped(cancellation, error)
 
     def _call_once(
         self,
@@ -495,14 +491,16 @@ class Plan:
         bulkhead = op.bulkhead
         on_end = bulkhead.leave if bulkhead is not None and state.holds_slot else None
         try:
-            return pool.run(func, args, kwargs, timeout, on_end, cancellation)
+            attempt = pool.start(func, args, kwargs)
+        except BulkheadFull as exc:  # every worker is busy: refused before it started
+            raise _Refused(exc) from None
+        try:
+            return pool.finish(attempt, timeout, on_end, cancellation)
         except Abandoned:
             state.holds_slot = False  # handed to the running attempt, released at its end
             if cancellation is not None and cancellation.cancelled:
                 raise _Stopped from None
             raise OperationTimeout(op.name, timeout) from None
-        except BulkheadFull as exc:  # every worker is busy: refused before it started
-            raise _Refused(exc) from None
 
 
 class _Stopped(Exception):

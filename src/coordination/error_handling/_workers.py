@@ -166,7 +166,16 @@ class AttemptPool:
         from the moment it starts running. Raises ``Abandoned`` when the caller stopped
         waiting (the deadline, or ``cancellation``): ``on_end`` then runs
         when the attempt really ends. When it ended in time, ``on_end`` is not used."""
-        attempt = self.start(func, args, kwargs)
+        return self.finish(self.start(func, args, kwargs), timeout, on_end, cancellation)
+
+    def finish(
+        self,
+        attempt: Attempt,
+        timeout: float,
+        on_end: Callable[[], None] | None = None,
+        cancellation: Cancellation | None = None,
+    ) -> Any:
+        """The second half of ``run``: wait for a started attempt, take its outcome."""
         if wait_for(attempt, timeout, cancellation) or not attempt.abandon(on_end):
             return attempt.outcome()
         raise Abandoned
