@@ -221,13 +221,23 @@ def test_worker_threads_are_daemons_and_never_keep_the_process_alive() -> None:
     assert time.monotonic() - started < 30  # a non-daemon worker would hang here forever
 
 
-def test_idle_workers_end_and_a_closed_pool_starts_none(gate: threading.Event) -> None:
+def test_idle_workers_end_and_close_ends_them_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordination.error_handling import _workers
+
     pool = AttemptPool("p", workers=2)
     assert pool.run(lambda: 1, (), {}, timeout=1.0) == 1
     assert pool.run(lambda: 2, (), {}, timeout=1.0) == 2
     assert pool.threads == 1  # the idle worker was reused
     pool.close()
     wait_until(lambda: pool.threads == 0)
+
+    monkeypatch.setattr(_workers, "KEEP_ALIVE", 0.02)
+    idle = AttemptPool("idle", workers=2)
+    assert idle.run(lambda: 3, (), {}, timeout=1.0) == 3
+    wait_until(lambda: idle.threads == 0)  # idle past the keep-alive: the worker ended
+    assert idle.run(lambda: 4, (), {}, timeout=1.0) == 4  # and a new one starts on demand
+    idle.close()
+    wait_until(lambda: idle.threads == 0)
 
 
 def test_an_operation_timeout_inside_still_passes_through(gate: threading.Event) -> None:

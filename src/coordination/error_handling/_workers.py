@@ -211,30 +211,38 @@ class AttemptPool:
             raise
 
     def _work(self, attempt: Attempt | None) -> None:
+        # ``_threads`` is lowered under the same lock as the decision to end, so a
+        # submitter never counts a worker that is on its way out
         while attempt is not None:
             on_end = attempt.run()
             with self._lock:  # idle before the slot is free, so no new thread is needed
                 closing = self._closed
-                if not closing:
+                if closing:
+                    self._threads -= 1
+                else:
                     self._idle += 1
             self._slots.leave()  # the attempt has really ended: its worker is free
             if on_end is not None:
                 on_end()  # after the worker's slot: a caller it admits finds a worker
             attempt = None if closing else self._next()
-        with self._lock:
-            self._threads -= 1
 
     def _next(self) -> Attempt | None:
         """The next attempt for this idle worker (already counted in ``_idle``), or None
-        when it has been idle for ``KEEP_ALIVE`` seconds or the pool closed."""
+        (and the worker is no longer counted) when it has been idle for ``KEEP_ALIVE``
+        seconds or the pool closed."""
         try:
-            return self._jobs.get(timeout=KEEP_ALIVE)
+            attempt = self._jobs.get(timeout=KEEP_ALIVE)
         except queue.Empty:
             with self._lock:
                 if self._idle > 0:  # nobody claimed an idle worker: this one may go
                     self._idle -= 1
+                    self._threads -= 1
                     return None
-            return self._jobs.get()  # claimed at the moment we timed out: it is coming
+            attempt = self._jobs.get()  # claimed at the moment we timed out: it is coming
+        if attempt is None:  # close(): it already took this worker off the idle count
+            with self._lock:
+                self._threads -= 1
+        return attempt
 
 
 def wait_for(attempt: Attempt, timeout: float, cancellation: Cancellation | None = None) -> bool:
