@@ -120,8 +120,19 @@ def test_yaml_file_as_in_the_spec(tmp_path: Path) -> None:
     assert isinstance(config.base_delay, float)
 
 
-def test_missing_file_gives_the_defaults(tmp_path: Path) -> None:
-    assert load_coordination_config(tmp_path / "absent.yaml") == CoordinationConfig()
+def test_missing_file_at_the_default_path_gives_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config/coordination.yaml here
+    assert load_coordination_config() == CoordinationConfig()
+    assert load_coordination_config("config/coordination.yaml") == CoordinationConfig()
+
+
+def test_missing_file_named_explicitly_is_an_error(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.yaml"
+    for load in (load_coordination_config, CoordinationConfig.from_file, CoordinationConfig.load):
+        with pytest.raises(ConfigError, match="absent.yaml .named by argument. does not exist"):
+            load(absent)
 
 
 def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:

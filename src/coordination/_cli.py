@@ -10,9 +10,11 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any, TextIO
 
-from ._errors import ConfigError
+from ._errors import ConfigError, ConfigWarning
 from ._version import __version__
 
 # subcommand -> "module:function"; each function takes the parsed arguments and returns
@@ -71,29 +73,60 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_config(args: argparse.Namespace) -> int:
-    from ._config import describe_config
+    from ._config import describe_config, unknown_environment_variables
 
-    rows = describe_config(args.file)
+    with warnings.catch_warnings():
+        # The unknown variables are listed below, not warned about as well.
+        warnings.simplefilter("ignore", ConfigWarning)
+        rows = describe_config(args.file)
+    unknown = unknown_environment_variables()
     if args.format == "json":
-        print(json.dumps({name: {"value": v, "source": s} for name, v, s in rows}, indent=2))
+        shown: dict[str, Any] = {name: {"value": v, "source": s} for name, v, s in rows}
+        if unknown:
+            shown["unknown_environment_variables"] = [
+                {"name": name, "did_you_mean": close} for name, close in unknown
+            ]
+        print(json.dumps(shown, indent=2))
         return 0
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
         print(f"{name:<{width}}  {value!r:<36}  {source}")
+    if unknown:
+        print("\nunknown environment variables (ignored):")
+        for name, close in unknown:
+            print(f"  {name}" + (f"  did you mean {close}?" if close else ""))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.handler == "config":
-            return _run_config(args)
-        module_name, _, function_name = _HANDLERS[args.handler].partition(":")
-        handler = getattr(importlib.import_module(module_name), function_name)
-        status: int = handler(args)
-        return status
-    except ConfigError as exc:
-        print(f"coordination: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    show_other_warning = warnings.showwarning
+
+    def show_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        """A configuration warning as one line on stderr, like the command's errors."""
+        if issubclass(category, ConfigWarning):
+            print(f"coordination: warning: {message}", file=sys.stderr)
+        else:
+            show_other_warning(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            if args.handler == "config":
+                return _run_config(args)
+            module_name, _, function_name = _HANDLERS[args.handler].partition(":")
+            handler = getattr(importlib.import_module(module_name), function_name)
+            status: int = handler(args)
+            return status
+        except ConfigError as exc:  # RuleSetError too: a usage error, in one line
+            print(f"coordination: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130

@@ -3,6 +3,8 @@
 Precedence, lowest first: the defaults < a YAML file < ``COORDINATION_*`` environment
 variables < keyword arguments given in code. ``CoordinationConfig.load()`` combines all
 four; ``from_environment()`` and ``load_coordination_config()`` behave as in the spec.
+A component's ``config=`` mapping is the top layer the same way (``resolve_config``): it
+overrides only the keys it names, so the file and the environment still apply beneath it.
 
 Every value is checked where it enters, and a bad one raises ``ConfigError`` naming the
 field, the value and its source (``environment variable COORDINATION_MAX_RETRIES``,
@@ -17,6 +19,9 @@ import importlib
 import math
 import os
 import re
+import sys
+import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +29,30 @@ from typing import Any
 
 import yaml
 
-from ._errors import ConfigError
+from ._errors import ConfigError, ConfigWarning
+from ._quote import quote
+from ._yaml import BoundedSafeLoader, yaml_problem
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
+    "DEFAULT_CONFIG_PATH",
     "ConfigSetting",
     "CoordinationConfig",
     "config_settings",
     "describe_config",
     "load_coordination_config",
     "resolve_config",
+    "unknown_environment_variables",
 ]
 
 CONFIG_FILE_VARIABLE = "COORDINATION_CONFIG_FILE"
+DEFAULT_CONFIG_PATH = "config/coordination.yaml"  # the spec's; missing there means defaults
+ENVIRONMENT_PREFIX = "COORDINATION_"
+# Variables with the prefix that are not settings, yet are ours: no "unknown" warning.
+_OTHER_VARIABLES = {
+    CONFIG_FILE_VARIABLE: "names the YAML configuration file",
+    "COORDINATION_REQUIRE_REDIS": "makes this project's Redis tests mandatory (CI)",
+}
 JITTER_KINDS = ("none", "full", "equal", "decorrelated")
 # Values with a grammar of their own are checked by the parser that will read them, so
 # the configuration can neither accept what the component later refuses nor the reverse.
@@ -343,8 +359,8 @@ class CoordinationConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> CoordinationConfig:
-        """The defaults overridden by a YAML file; a missing file gives the defaults."""
-        return load_coordination_config(path)
+        """The defaults overridden by a YAML file; ``ConfigError`` if it does not exist."""
+        return cls(**_file_values(_must_exist(Path(path), "argument")))
 
     @classmethod
     def from_mapping(
@@ -367,8 +383,8 @@ class CoordinationConfig:
     ) -> CoordinationConfig:
         """Defaults < YAML file < environment < ``overrides``, in one call.
 
-        ``path`` defaults to the file named by ``COORDINATION_CONFIG_FILE`` (if set); a
-        file that does not exist contributes nothing.
+        ``path`` defaults to the file named by ``COORDINATION_CONFIG_FILE`` (if set; if
+        not, no file is read). A file named either way must exist: else ``ConfigError``.
         """
         values, _ = _resolve(path=path, environ=environ, overrides=overrides, read_file=True)
         return cls(**values)
@@ -495,7 +511,7 @@ class ConfigSetting:
 
     def _error(self, value: Any, source: str, problem: str) -> ConfigError:
         return ConfigError(
-            f"invalid {self.name} = {value!r} from {source}: {problem}",
+            f"invalid {self.name} = {quote(value)} from {source}: {problem}",
             field=self.name,
             value=value,
             source=source,
@@ -515,9 +531,14 @@ def _parser_problem(path: str, name: str, value: Any) -> str | None:
     try:
         parse(value)
     except ConfigError as exc:
-        # The caller names the field, value and source itself: drop the parser's echo.
-        return str(exc).removeprefix(f"invalid {name} = {value!r}: ")
+        # The caller names the field, value and source itself: drop the parser's echo,
+        # and keep what is left short (it may quote parts of a huge value).
+        return _shorten(str(exc).removeprefix(f"invalid {name} = {value!r}: "), 300)
     return None
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text)} characters]"
 
 
 def _parse_bool(text: str) -> bool:
@@ -552,6 +573,7 @@ def _build_settings() -> dict[str, ConfigSetting]:
 
 
 _SETTINGS = _build_settings()
+_VARIABLES = {spec.env: spec for spec in _SETTINGS.values()}
 
 
 def config_settings() -> Iterator[ConfigSetting]:
@@ -562,10 +584,15 @@ def config_settings() -> Iterator[ConfigSetting]:
 def _lookup(key: object, source: str) -> ConfigSetting:
     if isinstance(key, str) and key in _SETTINGS:
         return _SETTINGS[key]
-    close = difflib.get_close_matches(str(key), list(_SETTINGS), n=1, cutoff=0.6)
+    # A key longer than any field name cannot be a typo of one worth suggesting.
+    close = (
+        difflib.get_close_matches(key, list(_SETTINGS), n=1, cutoff=0.6)
+        if isinstance(key, str) and len(key) <= 80
+        else []
+    )
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"unknown configuration key {key!r} in {source}{hint}",
+        f"unknown configuration key {quote(key)} in {source}{hint}",
         field=str(key),
         value=None,
         source=source,
@@ -576,24 +603,39 @@ def _lookup(key: object, source: str) -> ConfigSetting:
 
 
 def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
-    """The file's settings, each with a ``"<file>, line N"`` source."""
+    """The file's settings, each with a ``"<file>, line N"`` source.
+
+    Read with the bounded safe loader: an alias bomb or a 100 000-deep document is a
+    ``ConfigError`` naming the file and line, at once. No message quotes the file's text.
+    """
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        # Not str(exc): it quotes the undecodable bytes of a file that may not be ours.
+        raise ConfigError(
+            f"cannot read configuration file {path}: not UTF-8 text (byte {exc.start + 1})",
+            source=str(path),
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"cannot read configuration file {path}: {exc}", source=str(path)
         ) from exc
+    loader = BoundedSafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        where, problem = yaml_problem(exc)
         raise ConfigError(
             f"malformed YAML in configuration file {path}{where}: {problem}",
             source=f"{path}{where}",
         ) from exc
+    except RecursionError as exc:  # the loader's depth bound makes this unreachable: a net
+        raise ConfigError(
+            f"configuration file {path} nests too deeply to read", source=str(path)
+        ) from exc
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
@@ -610,26 +652,94 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
     return {key: (value, f"{path}, line {lines.get(key, '?')}") for key, value in data.items()}
 
 
+def _must_exist(path: Path, named_by: str) -> Path:
+    """``path``, or ``ConfigError``: a file someone named must not silently be skipped."""
+    if not path.exists():
+        raise ConfigError(
+            f"configuration file {path} (named by {named_by}) does not exist",
+            field=CONFIG_FILE_VARIABLE if named_by == CONFIG_FILE_VARIABLE else None,
+            value=str(path),
+            source=named_by,
+        )
+    return path
+
+
+def _file_values(path: Path, sources: dict[str, str] | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, (value, source) in _read_yaml(path).items():
+        spec = _lookup(key, source)
+        values[spec.name] = spec.coerce(value, source)
+        if sources is not None:
+            sources[spec.name] = source
+    return values
+
+
+def unknown_environment_variables(
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, str | None]]:
+    """Each ``COORDINATION_*`` variable that is no setting, with the closest known name.
+
+    >>> unknown_environment_variables({"COORDINATION_MAX_RETRYS": "7"})
+    [('COORDINATION_MAX_RETRYS', 'COORDINATION_MAX_RETRIES')]
+    """
+    env = os.environ if environ is None else environ
+    known = [*_VARIABLES, *_OTHER_VARIABLES]
+    unknown: list[tuple[str, str | None]] = []
+    for name in sorted(env):
+        if name.startswith(ENVIRONMENT_PREFIX) and name not in _VARIABLES:
+            if name in _OTHER_VARIABLES:
+                continue
+            close = (
+                difflib.get_close_matches(name, known, n=1, cutoff=0.6) if len(name) < 100 else []
+            )
+            unknown.append((name, close[0] if close else None))
+    return unknown
+
+
+_warned_variables: set[str] = set()
+_warned_lock = threading.Lock()
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """A ``ConfigWarning`` for each unknown ``COORDINATION_*`` variable, once a process."""
+    for name, close in unknown_environment_variables(environ):
+        with _warned_lock:
+            if name in _warned_variables:
+                continue
+            _warned_variables.add(name)
+        hint = f"; did you mean {close}?" if close else ""
+        message = (
+            f"unknown environment variable {quote(name)} ignored{hint} "
+            "(`coordination config` lists every setting and its variable)"
+        )
+        if sys.version_info >= (3, 12):
+            # Point at the caller's line, outside this package, however deep the call.
+            warnings.warn(message, ConfigWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+        else:  # pragma: no cover - exercised on 3.11 only
+            warnings.warn(message, ConfigWarning, stacklevel=4)
+
+
 def _resolve(
     *,
     path: str | os.PathLike[str] | None,
     environ: Mapping[str, str] | None,
-    overrides: Mapping[str, Any],
+    overrides: Mapping[Any, Any],
     read_file: bool,
+    overrides_source: str = "keyword argument",
 ) -> tuple[dict[str, Any], dict[str, str]]:
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources = dict.fromkeys(_SETTINGS, "default")
 
     if read_file:
+        named_by = "argument"
         if path is None and env.get(CONFIG_FILE_VARIABLE):
-            path = env[CONFIG_FILE_VARIABLE]
-        if path is not None and Path(path).exists():
-            for key, (value, source) in _read_yaml(Path(path)).items():
-                spec = _lookup(key, source)
-                values[spec.name] = spec.coerce(value, source)
-                sources[spec.name] = source
+            path, named_by = env[CONFIG_FILE_VARIABLE], CONFIG_FILE_VARIABLE
+        if path is not None:
+            values.update(_file_values(_must_exist(Path(path), named_by), sources))
 
+    _warn_unknown_variables(env)
     for spec in _SETTINGS.values():
         if spec.env in env:
             source = f"environment variable {spec.env}"
@@ -637,24 +747,25 @@ def _resolve(
             sources[spec.name] = source
 
     for key, value in overrides.items():
-        spec = _lookup(key, "keyword argument")
-        values[spec.name] = spec.coerce(value, "keyword argument")
-        sources[spec.name] = "keyword argument"
+        spec = _lookup(key, overrides_source)
+        values[spec.name] = spec.coerce(value, overrides_source)
+        sources[spec.name] = overrides_source
     return values, sources
 
 
 def load_coordination_config(
-    config_path: str | os.PathLike[str] = "config/coordination.yaml",
+    config_path: str | os.PathLike[str] = DEFAULT_CONFIG_PATH,
 ) -> CoordinationConfig:
-    """The spec's loader: the YAML file over the defaults; a missing file gives defaults."""
+    """The spec's loader: the YAML file over the defaults.
+
+    As in the spec, a missing file at the default path (``config/coordination.yaml``) gives
+    the defaults; any other path names a file on purpose, so a missing one is a
+    ``ConfigError`` rather than a silent fall back to defaults.
+    """
     path = Path(config_path)
-    if not path.exists():
+    if not path.exists() and path == Path(DEFAULT_CONFIG_PATH):
         return CoordinationConfig()
-    values: dict[str, Any] = {}
-    for key, (value, source) in _read_yaml(path).items():
-        spec = _lookup(key, source)
-        values[spec.name] = spec.coerce(value, source)
-    return CoordinationConfig(**values)
+    return CoordinationConfig(**_file_values(_must_exist(path, "argument")))
 
 
 def describe_config(
@@ -671,18 +782,32 @@ def describe_config(
 
 def resolve_config(
     config: CoordinationConfig | Mapping[str, Any] | None,
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> CoordinationConfig:
     """What a component does with its ``config=`` argument.
 
-    ``None`` reads the environment (and the file named by ``COORDINATION_CONFIG_FILE``);
-    a mapping (such as the spec's middleware ``config={...}``) is checked key by key.
+    - ``None``: defaults < the file named by ``COORDINATION_CONFIG_FILE`` < ``COORDINATION_*``
+      environment variables (``CoordinationConfig.load()``).
+    - a mapping (such as the spec's middleware ``config={...}``): the same layers, with the
+      mapping on top, overriding only the keys it names; each key is checked.
+    - a ``CoordinationConfig``: exactly that configuration, nothing else is read.
+
+    >>> resolve_config({"max_retries": 7}, environ={"COORDINATION_BASE_DELAY": "0.5"})
+    ... # doctest: +ELLIPSIS
+    CoordinationConfig(..., max_retries=7, base_delay=0.5, ...)
     """
-    if config is None:
-        return CoordinationConfig.load()
     if isinstance(config, CoordinationConfig):
         return config
-    if isinstance(config, Mapping):
-        return CoordinationConfig.from_mapping(config)
+    if config is None or isinstance(config, Mapping):
+        values, _ = _resolve(
+            path=None,
+            environ=environ,
+            overrides=config or {},
+            read_file=True,
+            overrides_source="config argument",
+        )
+        return CoordinationConfig(**values)
     raise ConfigError(
         f"config must be a CoordinationConfig, a mapping or None, not {type(config).__name__}",
         field="config",

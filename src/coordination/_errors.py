@@ -14,6 +14,8 @@
     ├── EventDeadLettered                an event was stored as a dead letter instead of processed
     └── StoreError                       a shared-state backend (Redis) failed
 
+    ConfigWarning (UserWarning)          a setting is ignored: an unknown COORDINATION_* variable
+
 Errors that no retry can fix are never retried by default: ``ConfigError``,
 ``ValidationError`` and ``CircuitOpenError`` among them (see ``coordination.error_handling``).
 Every exception raised because of another is raised ``from`` it, so the cause is kept.
@@ -28,6 +30,7 @@ __all__ = [
     "BulkheadFull",
     "CircuitOpenError",
     "ConfigError",
+    "ConfigWarning",
     "CoordinationError",
     "EventDeadLettered",
     "OperationCancelled",
@@ -62,6 +65,15 @@ class ConfigError(CoordinationError, ValueError):
         self.field = field
         self.value = value
         self.source = source
+
+
+class ConfigWarning(UserWarning):
+    """Configuration that is ignored, such as a ``COORDINATION_*`` variable no setting reads.
+
+    A warning, not an error: the environment is shared with other programs. Issued once a
+    process for each variable; ``-W error::coordination.ConfigWarning`` makes it fatal and
+    ``-W ignore::coordination.ConfigWarning`` silences it.
+    """
 
 
 class RuleSetError(ConfigError):

@@ -6,22 +6,32 @@ Exit status: 0 valid (or every rule file compiles), 1 invalid, 2 usage or rule e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
 from .._errors import RuleSetError
+from .._yaml import BoundedSafeLoader, yaml_problem
 from ._loader import rule_files
 from ._validator import CoordinationValidator, compile_rule_file
 
 __all__ = ["run_rules_check", "run_validate"]
 
 
-class _DataLoader(yaml.SafeLoader):
-    """YAML as JSON sees it: ``2024-01-01`` stays a string instead of becoming a date."""
+class _DataLoader(BoundedSafeLoader):
+    """YAML as JSON sees it: ``2024-01-01`` stays a string instead of becoming a date.
+
+    Bounded like every YAML this library reads; a message may be larger than a rule file,
+    so it may expand to more nodes.
+    """
+
+    max_nodes = 1_000_000
 
 
 _DataLoader.yaml_implicit_resolvers = {
@@ -35,14 +45,40 @@ def _fail(message: str) -> int:
     return 2
 
 
+class _UnreadableDocument(Exception):
+    """The input is neither JSON nor YAML this command can read; the message says why."""
+
+
 def _read_document(name: str, stdin: TextIO) -> Any:
-    """The JSON (or YAML) document in file ``name`` (``-``: standard input)."""
+    """The JSON (or YAML) document in file ``name`` (``-``: standard input).
+
+    Raises ``OSError``/``UnicodeDecodeError`` when it cannot be read, and
+    ``_UnreadableDocument`` when it is not a document: never quoting its content.
+    """
     text = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
     try:
         return json.loads(text)
-    except ValueError:
-        pass
-    return yaml.load(text, Loader=_DataLoader)  # a SafeLoader subclass
+    except RecursionError:
+        raise _UnreadableDocument("its JSON nests too deeply to read") from None
+    except json.JSONDecodeError as exc:
+        json_problem = f"{exc.msg}, line {exc.lineno}, column {exc.colno}"
+    except ValueError as exc:  # JSON, but a number Python cannot read (4300+ digits)
+        detail = str(exc).split(";")[0][:160]
+        raise _UnreadableDocument(
+            f"its JSON holds a number Python cannot read ({detail})"
+        ) from None
+    loader = _DataLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        where, problem = yaml_problem(exc)
+        raise _UnreadableDocument(
+            f"it is neither JSON ({json_problem}) nor YAML ({problem}{where})"
+        ) from exc
+    except RecursionError:  # the loader's depth bound makes this unreachable: a net
+        raise _UnreadableDocument("its YAML nests too deeply to read") from None
+    finally:
+        loader.dispose()
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -50,14 +86,17 @@ def run_validate(args: argparse.Namespace) -> int:
     if not rule_files(args.rules):
         return _fail(f"no rule files at {args.rules} (a YAML file or a folder of them)")
     # rules first: a broken rule file is reported before any input is read
-    validator = CoordinationValidator(args.rules)  # limits from COORDINATION_* variables
+    with _quiet_library_log():
+        validator = CoordinationValidator(args.rules)  # limits from COORDINATION_* variables
     rule_set = validator.rule_set(args.rule_set)
     try:
         document = _read_document(args.input, sys.stdin)
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        return _fail(f"cannot read {args.input}: not UTF-8 text (byte {exc.start + 1})")
+    except OSError as exc:
         return _fail(f"cannot read {args.input}: {exc}")
-    except yaml.YAMLError as exc:
-        return _fail(f"{args.input} is neither JSON nor YAML: {exc}")
+    except _UnreadableDocument as exc:
+        return _fail(f"cannot read {args.input}: {exc}")
     result = validator.validate(document, rule_set)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -69,6 +108,22 @@ def run_validate(args: argparse.Namespace) -> int:
         rows = [(str(e.code), e.pointer or "/", e.message) for e in result.errors]
         _print_table(("CODE", "POINTER", "MESSAGE"), rows)
     return 0 if result.is_valid else 1
+
+
+@contextlib.contextmanager
+def _quiet_library_log() -> Iterator[None]:
+    """Keep the validator's own log of a broken rule file off stderr.
+
+    The command prints the error itself, in one line; without a handler of the
+    application's, Python's last-resort handler would print the same error once more.
+    """
+    library = logging.getLogger("coordination")
+    quiet = logging.NullHandler()
+    library.addHandler(quiet)
+    try:
+        yield
+    finally:
+        library.removeHandler(quiet)
 
 
 def run_rules_check(args: argparse.Namespace) -> int:

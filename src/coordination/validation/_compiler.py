@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema_rs
 
 from .._errors import RuleSetError
+from .._quote import quote
 from ._loader import line_of
 
 __all__ = [
@@ -139,9 +140,9 @@ class _Where:
         location = self.source or "inline rules"
         if line is not None:
             location += f", line {line}"
-        subject = f"rule set {self.rule_set!r} ({location})"
+        subject = f"rule set {quote(self.rule_set)} ({location})"
         if field:
-            subject += f", field {field!r}"
+            subject += f", field {quote(field)}"
         return RuleSetError(f"{subject}: {text}", field=field, source=location)
 
 
@@ -154,7 +155,7 @@ def compile_rules(
     formats = rules.get("formats", "assert")
     if formats not in ("assert", "annotate"):
         raise where.error(
-            f"'formats' must be 'assert' or 'annotate', got {formats!r}",
+            f"'formats' must be 'assert' or 'annotate', got {quote(formats)}",
             mapping=rules,
             key="formats",
         )
@@ -217,7 +218,7 @@ def _object_schema(
         raise where.error(f"fields nest deeper than {_MAX_FIELD_NESTING} levels")
     if additional not in ("allow", "forbid"):
         raise where.error(
-            f"'additional_fields' must be 'allow' or 'forbid', got {additional!r}",
+            f"'additional_fields' must be 'allow' or 'forbid', got {quote(additional)}",
             mapping=owner,
             key="additional_fields",
         )
@@ -227,7 +228,7 @@ def _object_schema(
     for name, spec in fields.items():
         if not isinstance(name, str):
             raise where.error(
-                f"field names must be strings, got {name!r}", mapping=fields, key=name
+                f"field names must be strings, got {quote(name)}", mapping=fields, key=name
             )
         path = (*at, "properties", name)
         dotted = ".".join(str(p) for p in path[1::2])
@@ -264,7 +265,7 @@ def _object_schema(
             else:
                 schema.setdefault(target, {})[name] = {"properties": dict.fromkeys(others, False)}
                 compiled.notes[(*at, target, name)] = ConditionNote(
-                    "excludes", f"when {name!r} is present"
+                    "excludes", f"when {quote(name)} is present"
                 )
     if properties:
         schema["properties"] = properties
@@ -293,10 +294,10 @@ def _field_schema(
     _check_keys(spec, allowed_keys, where, what="field keyword", field=dotted)
     type_name = spec.get("type", "object" if "fields" in spec else "any")
     if not isinstance(type_name, str) or type_name not in FIELD_TYPES:
-        close = difflib.get_close_matches(str(type_name), FIELD_TYPES, n=1)
+        close = _close_match(type_name, FIELD_TYPES)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise where.error(
-            f"unknown type {type_name!r}{hint} (types: {', '.join(FIELD_TYPES)})",
+            f"unknown type {quote(type_name)}{hint} (types: {', '.join(FIELD_TYPES)})",
             field=dotted,
             mapping=spec,
             key="type",
@@ -305,7 +306,7 @@ def _field_schema(
     for flag, value in flags.items():
         if not isinstance(value, bool):
             raise where.error(
-                f"'{flag}' must be true or false, got {value!r}",
+                f"'{flag}' must be true or false, got {quote(value)}",
                 field=dotted,
                 mapping=spec,
                 key=flag,
@@ -402,7 +403,7 @@ def _constraint_value(
             )
         except jsonschema_rs.ValidationError:
             raise where.error(
-                f"'pattern' {value!r} is not a valid regular expression (the engine accepts "
+                f"'pattern' {quote(value)} is not a valid regular expression (the engine accepts "
                 "linear-time syntax: no look-around or back-references)",
                 field=dotted,
                 mapping=spec,
@@ -415,7 +416,7 @@ def _constraint_value(
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not ok:
             raise where.error(
-                f"'{keyword}' must be a finite number, got {value!r}",
+                f"'{keyword}' must be a finite number, got {quote(value)}",
                 field=dotted,
                 mapping=spec,
                 key=keyword,
@@ -423,7 +424,7 @@ def _constraint_value(
         return value
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise where.error(
-            f"'{keyword}' must be a whole number ≥ 0, got {value!r}",
+            f"'{keyword}' must be a whole number ≥ 0, got {quote(value)}",
             field=dotted,
             mapping=spec,
             key=keyword,
@@ -466,7 +467,7 @@ def _conditions(
             then["required"] = list(require)
         if forbid:
             then["properties"] = dict.fromkeys(forbid, False)
-        reason = "when " + " and ".join(f"{k} is {_plain(v)!r}" for k, v in when.items())
+        reason = "when " + " and ".join(f"{k} is {quote(v)}" for k, v in when.items())
         compiled.notes[("allOf", index, "then")] = ConditionNote("forbidden", reason)
         result.append({"if": test, "then": then})
     return result
@@ -483,9 +484,22 @@ def _check_keys(
     for key in mapping:
         if key in known:
             continue
-        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        close = _close_match(key, known, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-        raise where.error(f"unknown {what} {key!r}{hint}", field=field, mapping=mapping, key=key)
+        raise where.error(
+            f"unknown {what} {quote(key)}{hint}", field=field, mapping=mapping, key=key
+        )
+
+
+def _close_match(word: object, known: Any, *, cutoff: float = 0.6) -> list[str]:
+    """The known name closest to ``word`` (a list of at most one), for "did you mean".
+
+    Only short strings are compared: ``str()`` of anything else (a huge value, a list
+    shared through YAML aliases) could be unbounded work, and cannot be a typo anyway.
+    """
+    if not isinstance(word, str) or len(word) > 80:
+        return []
+    return difflib.get_close_matches(word, known, n=1, cutoff=cutoff)
 
 
 def _is_name_list(value: Any) -> bool:

@@ -4,6 +4,10 @@ A file holds one rule set (a mapping with ``name``), several (``rule_sets: [...]
 several YAML documents separated by ``---``. A folder is read file by file
 (``*.yaml``/``*.yml``, sorted, not recursive). A rule set without a name takes the
 file's stem when it is the file's only one.
+
+Files are read with the bounded safe loader (``coordination._yaml``): an alias bomb or a
+100 000-deep document is a ``RuleSetError`` naming the file and line, raised at once, and
+no message quotes the text of a file that could not be read as rule sets.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import yaml
 
 from .._errors import RuleSetError
+from .._yaml import BoundedSafeLoader, yaml_problem
 
 __all__ = ["LineMapping", "RuleSource", "line_of", "read_rule_sources", "rule_files"]
 
@@ -35,8 +40,8 @@ def line_of(mapping: object, key: object) -> int | None:
     return lines.get(key) if isinstance(lines, dict) else None
 
 
-class _LineLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, building ``LineMapping`` instead of dict."""
+class _LineLoader(BoundedSafeLoader):
+    """The bounded safe loader, building ``LineMapping`` instead of dict."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMapping:
@@ -89,17 +94,23 @@ def read_rule_sources(file: Path) -> list[RuleSource]:
     """Every rule set written in ``file``; ``RuleSetError`` (with file and line) if unreadable."""
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        # Not str(exc): it quotes the undecodable bytes of a file that may not be ours.
+        raise RuleSetError(
+            f"cannot read rule file {file}: not UTF-8 text (byte {exc.start + 1})",
+            source=str(file),
+        ) from exc
+    except OSError as exc:
         raise RuleSetError(f"cannot read rule file {file}: {exc}", source=str(file)) from exc
     try:
         documents = [doc for doc in yaml.load_all(text, Loader=_LineLoader) if doc is not None]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        where, problem = yaml_problem(exc)
         raise RuleSetError(
             f"malformed YAML in rule file {file}{where}: {problem}", source=f"{file}{where}"
         ) from exc
+    except RecursionError as exc:  # the loader's depth bound makes this unreachable: a net
+        raise RuleSetError(f"rule file {file} nests too deeply to read", source=str(file)) from exc
     sources = list(_sources_in(documents, file))
     if len(sources) == 1 and "rule_sets" not in documents[0]:
         only = sources[0]
