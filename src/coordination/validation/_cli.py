@@ -73,7 +73,7 @@ def _read_document(name: str, stdin: TextIO) -> Any:
     except yaml.YAMLError as exc:
         where, problem = yaml_problem(exc)
         raise _UnreadableDocument(
-            f"it is neither JSON ({json_problem}) nor YAML ({problem}{where})"
+            f"neither JSON nor YAML (JSON: {json_problem}; YAML: {problem}{where})"
         ) from exc
     except RecursionError:  # the loader's depth bound makes this unreachable: a net
         raise _UnreadableDocument("its YAML nests too deeply to read") from None
