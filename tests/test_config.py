@@ -131,7 +131,7 @@ def test_missing_file_at_the_default_path_gives_the_defaults(
 def test_missing_file_named_explicitly_is_an_error(tmp_path: Path) -> None:
     absent = tmp_path / "absent.yaml"
     for load in (load_coordination_config, CoordinationConfig.from_file, CoordinationConfig.load):
-        with pytest.raises(ConfigError, match="absent.yaml .named by argument. does not exist"):
+        with pytest.raises(ConfigError, match=r"absent.yaml \(named by argument\) does not exist"):
             load(absent)
 
 

@@ -683,16 +683,20 @@ def unknown_environment_variables(
     [('COORDINATION_MAX_RETRYS', 'COORDINATION_MAX_RETRIES')]
     """
     env = os.environ if environ is None else environ
-    known = [*_VARIABLES, *_OTHER_VARIABLES]
+    # Compared without the shared prefix, which would make every name look close.
+    known = {
+        name.removeprefix(ENVIRONMENT_PREFIX): name for name in (*_VARIABLES, *_OTHER_VARIABLES)
+    }
     unknown: list[tuple[str, str | None]] = []
     for name in sorted(env):
-        if name.startswith(ENVIRONMENT_PREFIX) and name not in _VARIABLES:
-            if name in _OTHER_VARIABLES:
-                continue
-            close = (
-                difflib.get_close_matches(name, known, n=1, cutoff=0.6) if len(name) < 100 else []
-            )
-            unknown.append((name, close[0] if close else None))
+        if not name.startswith(ENVIRONMENT_PREFIX) or name in _VARIABLES:
+            continue
+        if name in _OTHER_VARIABLES:
+            continue
+        suffix = name.removeprefix(ENVIRONMENT_PREFIX)
+        too_long = len(suffix) > 80  # no typo of a setting's name; don't compare
+        close = [] if too_long else difflib.get_close_matches(suffix, known, n=1, cutoff=0.6)
+        unknown.append((name, known[close[0]] if close else None))
     return unknown
 
 
