@@ -27,6 +27,7 @@ YAML nested deeper than 3 levels
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -50,6 +51,9 @@ MAX_YAML_DEPTH = 100
 MAX_YAML_NODES = 200_000
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class YAMLLimitError(yaml.composer.ComposerError):
     """A YAML document is too deep, or expands through aliases to too many nodes."""
 
@@ -59,6 +63,9 @@ class BoundedSafeLoader(yaml.SafeLoader):
 
     max_depth = MAX_YAML_DEPTH
     max_nodes = MAX_YAML_NODES
+    # Rule and configuration files refuse lone surrogates; data to validate may carry
+    # them, for the validator to report as an issue like any other bad value.
+    allow_surrogates = False
 
     def __init__(self, stream: str | bytes) -> None:
         super().__init__(stream)
@@ -117,6 +124,21 @@ class BoundedSafeLoader(yaml.SafeLoader):
                 f"cannot read this {node.tag.rsplit(':', 1)[-1]} value: {_short(str(exc), 100)}",
                 node.start_mark,
             ) from exc
+
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> Any:
+        value = super().construct_scalar(node)
+        # "\ud800" in a double-quoted YAML string is a lone surrogate: no character at
+        # all, and it breaks every encoder downstream (regex engines, JSON, logs).
+        if (
+            not self.allow_surrogates
+            and isinstance(value, str)
+            and not value.isascii()
+            and _SURROGATE.search(value)
+        ):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a lone surrogate (\\ud800-\\udfff) is not a character", node.start_mark
+            )
+        return value
 
     def _count(self, nodes: int, mark: Any) -> None:
         self._nodes += nodes

@@ -32,6 +32,7 @@ class _DataLoader(BoundedSafeLoader):
     """
 
     max_nodes = 1_000_000
+    allow_surrogates = True  # the validator reports them as issues
 
 
 _DataLoader.yaml_implicit_resolvers = {
