@@ -440,7 +440,10 @@ class ConfigSetting:
         if not ok:
             raise self._error(value, source, f"expected {self._expected()}")
         if kind is float:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int too large for a float
+                raise self._error(value, source, "expected a finite number") from None
         self.check(value, source)
         return value
 
@@ -477,7 +480,10 @@ class ConfigSetting:
         if value is None:
             return None if self.optional else f"expected {self._expected()}"
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int too large for a float
+                return "expected a finite number"
         if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
             return f"expected {self._expected()}"
         return self._range_problem(value)
@@ -620,8 +626,9 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
         raise ConfigError(
             f"cannot read configuration file {path}: {exc}", source=str(path)
         ) from exc
-    loader = BoundedSafeLoader(text)
+    loader: BoundedSafeLoader | None = None
     try:
+        loader = BoundedSafeLoader(text)  # the reader checks the characters here already
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
@@ -635,7 +642,8 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
             f"configuration file {path} nests too deeply to read", source=str(path)
         ) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "MAX_YAML_CHARACTERS",
     "MAX_YAML_DEPTH",
     "MAX_YAML_NODES",
     "BoundedSafeLoader",
@@ -49,6 +50,9 @@ MAX_YAML_DEPTH = 100
 # be ~5 MB and take PyYAML's pure-Python parser tens of seconds, so only amplification
 # by aliases can reach it; what gets past it costs well under a second to walk.
 MAX_YAML_NODES = 200_000
+# Characters of scalar text once aliases are expanded: a 50 kB string aliased 100 000
+# times is few nodes but 5 GB for whatever copies the strings (the JSON Schema engine).
+MAX_YAML_CHARACTERS = 20_000_000
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -63,6 +67,7 @@ class BoundedSafeLoader(yaml.SafeLoader):
 
     max_depth = MAX_YAML_DEPTH
     max_nodes = MAX_YAML_NODES
+    max_characters = MAX_YAML_CHARACTERS
     # Rule and configuration files refuse lone surrogates; data to validate may carry
     # them, for the validator to report as an issue like any other bad value.
     allow_surrogates = False
@@ -71,7 +76,18 @@ class BoundedSafeLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._nodes = 0  # in the whole stream, aliases expanded
-        self._anchor_sizes: dict[str, int] = {}
+        self._characters = 0  # of scalar text, likewise
+        self._anchor_sizes: dict[str, tuple[int, int]] = {}
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Checked in the scanner too: it keeps a possible simple key per open bracket and
+        # walks them all for every token it reads ahead (up to 1024 characters), which
+        # costs seconds at a few thousand open brackets before the composer sees any.
+        if self.flow_level >= self.max_depth:
+            raise YAMLLimitError(
+                None, None, f"YAML nested deeper than {self.max_depth} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_document(self) -> yaml.Node | None:
         self._anchor_sizes = {}  # anchors are scoped to their document, as PyYAML's are
@@ -89,26 +105,29 @@ class BoundedSafeLoader(yaml.SafeLoader):
                 raise YAMLLimitError(
                     None,
                     None,
-                    f"alias *{_short(str(event.anchor))} is inside the node it refers to "
-                    "(a cyclic alias)",
+                    "an alias is inside the node it refers to (a cyclic alias)",
                     _mark(event),
                 )
-            self._count(size, event.start_mark)
+            self._count(*size, event.start_mark)
             return node
         self._depth += 1
         if self._depth > self.max_depth:
             raise YAMLLimitError(
                 None, None, f"YAML nested deeper than {self.max_depth} levels", _mark(event)
             )
-        before = self._nodes
+        nodes_before, characters_before = self._nodes, self._characters
         try:
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        self._count(1, event.start_mark)
+        text = node.value if isinstance(node, yaml.ScalarNode) else ""
+        self._count(1, len(text), event.start_mark)
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
-            self._anchor_sizes[anchor] = self._nodes - before
+            self._anchor_sizes[anchor] = (
+                self._nodes - nodes_before,
+                self._characters - characters_before,
+            )
         return node
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
@@ -140,8 +159,17 @@ class BoundedSafeLoader(yaml.SafeLoader):
             )
         return value
 
-    def _count(self, nodes: int, mark: Any) -> None:
+    def _count(self, nodes: int, characters: int, mark: Any) -> None:
         self._nodes += nodes
+        self._characters += characters
+        if self._characters > self.max_characters:
+            raise YAMLLimitError(
+                None,
+                None,
+                f"YAML expands to more than {self.max_characters} characters of text "
+                "(aliases repeat too much, or the document is too large)",
+                mark,
+            )
         if self._nodes > self.max_nodes:
             raise YAMLLimitError(
                 None,
@@ -157,11 +185,13 @@ def load_yaml(
     *,
     max_depth: int = MAX_YAML_DEPTH,
     max_nodes: int = MAX_YAML_NODES,
+    max_characters: int = MAX_YAML_CHARACTERS,
 ) -> Any:
     """The one YAML document in ``text``, loaded safely within the bounds."""
     loader = BoundedSafeLoader(text)
     loader.max_depth = max_depth
     loader.max_nodes = max_nodes
+    loader.max_characters = max_characters
     try:
         return loader.get_single_data()
     finally:
@@ -188,7 +218,20 @@ def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
         )
     if not problem:
         problem = getattr(exc, "context", None) or type(exc).__name__
-    return where, _short(str(problem), 160)
+    return where, _short(_QUOTED.sub(_grammar_only, str(problem)).strip(), 160)
+
+
+# PyYAML's problems quote what they found with %r: grammar tokens ('<block end>', ',',
+# '\\t') but also the file's own text (a tag, an alias or anchor name, a directive).
+_QUOTED = re.compile(r"\s?'(?:[^'\\]|\\.)*'" + r'|\s?"(?:[^"\\]|\\.)*"')
+
+
+def _grammar_only(found: re.Match[str]) -> str:
+    """Keep a quoted token of YAML's grammar; drop quoted text of the file."""
+    inner = found.group().strip()[1:-1]
+    if len(inner) <= 2 or (inner.startswith("<") and inner.endswith(">")):
+        return found.group()
+    return ""
 
 
 def _mark(event: yaml.Event) -> yaml.Mark | None:

@@ -32,6 +32,7 @@ class _DataLoader(BoundedSafeLoader):
     """
 
     max_nodes = 1_000_000
+    max_characters = 100_000_000
     allow_surrogates = True  # the validator reports them as issues
 
 
@@ -68,8 +69,9 @@ def _read_document(name: str, stdin: TextIO) -> Any:
         raise _UnreadableDocument(
             f"its JSON holds a number Python cannot read ({detail})"
         ) from None
-    loader = _DataLoader(text)
+    loader: _DataLoader | None = None
     try:
+        loader = _DataLoader(text)  # the reader checks the characters here already
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         where, problem = yaml_problem(exc)
@@ -79,7 +81,8 @@ def _read_document(name: str, stdin: TextIO) -> Any:
     except RecursionError:  # the loader's depth bound makes this unreachable: a net
         raise _UnreadableDocument("its YAML nests too deeply to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def run_validate(args: argparse.Namespace) -> int:
