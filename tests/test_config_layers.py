@@ -7,7 +7,12 @@ A whole ``CoordinationConfig`` is taken as it is. Unknown variables are reported
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +48,7 @@ from coordination.integration import (
 from coordination.observability import CoordinationHealthChecker, CoordinationMetricsExporter
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator
+from loopback import free_port
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -287,18 +293,12 @@ def test_every_door_layers_its_mapping_over_the_environment(
 # --- the troubleshooting advice: validation off by the variable, no code change ---------
 
 
-def _orders_rejected(make: Callable[[], Any], post: Callable[[Any], int]) -> int:
-    return post(make())
-
-
 def _post_wsgi(app: Any) -> int:
     response = Client(app).post("/orders", json={"qty": 1})
     return response.status_code
 
 
 def _post_asgi(app: Any) -> int:
-    import asyncio
-
     async def post() -> int:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -344,3 +344,70 @@ def test_validation_off_by_the_variable_for_the_validator(
     monkeypatch.setenv("COORDINATION_ENABLE_VALIDATION", "false")
     validator = CoordinationValidator(config={"validation_fail_fast": True})
     assert validator.validate({}, ORDER_RULES).is_valid
+
+
+# --- once under a real server: uvicorn, configured by the environment only -------------
+
+APP_MODULE = """
+from fastapi import FastAPI, Request
+
+from coordination.integration import CoordinationASGIMiddleware
+
+app = FastAPI()
+
+
+@app.post("/orders")
+async def orders(request: Request) -> dict:
+    return await request.json()
+
+
+app.add_middleware(
+    CoordinationASGIMiddleware,
+    config={"expose_endpoints": True},
+    route_rules={"POST /orders": {"required_fields": ["sku"]}},
+)
+"""
+
+
+def _serve_and_post(tmp_path: Path, environ: dict[str, str]) -> tuple[int, int, str]:
+    """(status of an order without sku, status of /metrics, the server's stderr)."""
+    (tmp_path / "orders_app.py").write_text(APP_MODULE, encoding="utf-8")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATION_")}
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "orders_app:app"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        cwd=tmp_path,
+        env={**env, **environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            while True:
+                try:
+                    order = http.post("/orders", json={"qty": 1}).status_code
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, server.communicate()[1]
+                    assert time.monotonic() < deadline, "uvicorn did not start"
+                    time.sleep(0.05)
+            metrics = http.get("/metrics").status_code
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    return order, metrics, err
+
+
+def test_under_uvicorn_the_environment_switches_validation_off(tmp_path: Path) -> None:
+    assert _serve_and_post(tmp_path, {})[:2] == (422, 200)
+    order, metrics, err = _serve_and_post(
+        tmp_path, {"COORDINATION_ENABLE_VALIDATION": "false", "COORDINATION_MAX_RETRYS": "3"}
+    )
+    assert (order, metrics) == (200, 200)  # validation off, endpoints still on from code
+    assert err.count("unknown environment variable 'COORDINATION_MAX_RETRYS'") == 1
+    assert "did you mean COORDINATION_MAX_RETRIES?" in err
