@@ -45,7 +45,11 @@ from coordination.integration import (
     CoordinationMiddleware,
     CoordinationServiceWrapper,
 )
-from coordination.observability import CoordinationHealthChecker, CoordinationMetricsExporter
+from coordination.observability import (
+    CoordinationHealthChecker,
+    CoordinationMetricsExporter,
+    StatusPage,
+)
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator
 from loopback import free_port
@@ -288,6 +292,14 @@ def test_every_door_layers_its_mapping_over_the_environment(
     assert config.enable_validation is False
     assert config.max_retries == 7
     assert (config.expose_endpoints, config.base_delay) == (True, 0.1)
+
+
+def test_the_status_page_takes_its_path_from_the_environment_under_a_mapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COORDINATION_STATUS_PAGE_PATH", "/ops")
+    assert StatusPage({}, config={"max_data_points": 10}).path == "/ops"
+    assert StatusPage({}, config=CoordinationConfig()).path == "/coordination"
 
 
 # --- the troubleshooting advice: validation off by the variable, no code change ---------
