@@ -216,8 +216,13 @@ def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
             if isinstance(character, int)
             else "the text is not valid in its encoding"
         )
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
     if not problem:
-        problem = getattr(exc, "context", None) or type(exc).__name__
+        problem = context or type(exc).__name__
+    elif context and not context.startswith("while") and context_mark is not None:
+        # "found duplicate anchor 'a'; first occurrence" + "second occurrence"
+        problem = f"{context} at line {context_mark.line + 1}, {problem}"
     return where, _short(_QUOTED.sub(_grammar_only, str(problem)).strip(), 160)
 
 
