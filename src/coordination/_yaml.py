@@ -131,16 +131,19 @@ class BoundedSafeLoader(yaml.SafeLoader):
         return node
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # A scalar that matches YAML's int or timestamp pattern may still be no value
-        # Python can build (an int past the int-to-string limit, month 13): PyYAML lets
-        # that ValueError out bare. Make it a YAML error at the node, like any other.
+        # A scalar may match YAML's int or timestamp pattern and still be no value Python
+        # can build (an int past the int-to-string limit, month 13), or carry an explicit
+        # tag that does not fit it (!!int "", !!bool maybe): PyYAML's constructors then
+        # let ValueError, IndexError or KeyError out bare. Make each a YAML error at the
+        # node, like any other (yaml_problem drops any text of the file it quotes).
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
+        except (ValueError, OverflowError, LookupError, TypeError) as exc:
+            detail = f": {_short(str(exc), 100)}" if isinstance(exc, ValueError) else ""
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                f"cannot read this {node.tag.rsplit(':', 1)[-1]} value: {_short(str(exc), 100)}",
+                f"cannot read this {node.tag.rsplit(':', 1)[-1]} value{detail}",
                 node.start_mark,
             ) from exc
 
@@ -223,7 +226,7 @@ def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
     elif context and not context.startswith("while") and context_mark is not None:
         # "found duplicate anchor 'a'; first occurrence" + "second occurrence"
         problem = f"{context} at line {context_mark.line + 1}, {problem}"
-    return where, _short(_QUOTED.sub(_grammar_only, str(problem)).strip(), 160)
+    return where, _short(_QUOTED.sub(_grammar_only, str(problem)).strip().rstrip(":"), 160)
 
 
 # PyYAML's problems quote what they found with %r: grammar tokens ('<block end>', ',',
