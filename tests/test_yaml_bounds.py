@@ -467,3 +467,19 @@ def test_quote_is_bounded_work_for_shared_and_cyclic_values() -> None:
     for value in (shared, {"k": shared}, cyclic, Hostile(), "x" * 10_000_000, b"\xff" * 10**7):
         assert len(quote(value)) < 150
     assert time.perf_counter() - started < 0.5
+
+
+def test_cli_input_from_stdin_is_bounded_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = write(tmp_path, "name: r\nrequired_fields: [a]\n", "r.yaml")
+    for text, words in (
+        (deep(), "nests too deeply"),
+        (billion_laughs(levels=12, width=9), "expands to more than 1000000 nodes"),
+        ("a: [1\n", "neither JSON nor YAML"),
+    ):
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+        status, out, err = run(["validate", "--rules", str(rules), "--rule-set", "r", "-"])
+        assert (status, out) == (2, "")
+        assert words in err
+        assert len(err.splitlines()) == 1
