@@ -25,6 +25,7 @@ from ._errors import (
     StoreError,
     ValidationError,
 )
+from ._redact import add_redaction_pattern, redact, remove_redaction_pattern
 from ._status import HealthStatus
 from ._version import __version__
 from .backends.redis import OutagePolicy, RedisBackend, RedisStreamSource
@@ -159,6 +160,7 @@ __all__ = [
     "ValidationIssue",
     "ValidationResult",
     "__version__",
+    "add_redaction_pattern",
     "config_settings",
     "coordinate_operation",
     "default_coordination",
@@ -171,6 +173,8 @@ __all__ = [
     "load_rule_sets",
     "memory_breaker_factory",
     "memory_rate_limiter_factory",
+    "redact",
+    "remove_redaction_pattern",
     "retry_after_seconds",
     "track_performance",
     "validate_input",

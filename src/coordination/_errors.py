@@ -54,7 +54,10 @@ class CoordinationError(Exception):
         return redact(super().__str__())
 
     def __repr__(self) -> str:
-        return redact(super().__repr__())
+        # Redact each argument before repr() escapes it: escaping would hide the quotes
+        # and backslashes the policy reads.
+        shown = (repr(redact(arg)) if isinstance(arg, str) else repr(arg) for arg in self.args)
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 class ConfigError(CoordinationError, ValueError):

@@ -222,6 +222,55 @@ _PROVIDER_TOKENS = re.compile(
     r"|(?<![A-Za-z0-9_-])sk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}+"
 )
 
+# Every secret name holds one of these (lower-cased), and so does every scheme word.
+_NAME_STEMS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "auth",
+    "cred",
+    "cookie",
+    "session",
+    "signature",
+    "csrf",
+    "xsrf",
+    "bearer",
+    "basic",
+    "jwt",
+    "pin",
+    "cvv",
+    "cvc",
+    "ssn",
+    "otp",
+    "key",
+)
+_PROVIDER_PREFIXES = (
+    "AKIA",
+    "ASIA",
+    "ABIA",
+    "ACCA",
+    "AGPA",
+    "AIDA",
+    "AIPA",
+    "ANPA",
+    "ANVA",
+    "APKA",
+    "AROA",
+    "ASCA",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "k_live_",
+    "k_test_",
+    "AIza",
+    "sk-",
+)
+
 _extra_lock = threading.Lock()
 _extra_patterns: tuple[re.Pattern[str], ...] = ()
 
@@ -269,12 +318,17 @@ def redact(text: str) -> str:
         text = _PRIVATE_KEY.sub(REDACTED, text)
     if "://" in text:
         text = _URL.sub(_mask_userinfo, text)
-    if "=" in text or ":" in text or "," in text:
+    # Each pattern runs only when the text holds a word it needs (str's own search is
+    # far cheaper than a regex scan), so a line with nothing secret costs a few µs.
+    lowered = text.lower()
+    if any(stem in lowered for stem in _NAME_STEMS):
         text = _redact_pairs(text)
-    text = _STANDALONE_SCHEME.sub(_mask_scheme, text)
+        if "bearer" in lowered or "basic" in lowered:
+            text = _STANDALONE_SCHEME.sub(_mask_scheme, text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
-    text = _PROVIDER_TOKENS.sub(REDACTED, text)
+    if any(prefix in text for prefix in _PROVIDER_PREFIXES):
+        text = _PROVIDER_TOKENS.sub(REDACTED, text)
     for pattern in _extra_patterns:
         text = pattern.sub(_mask_extra, text)
     return text
@@ -402,7 +456,12 @@ def _strip_closers(value: str) -> str:
 
 def _quoted_span(text: str, opener: int) -> tuple[int, int] | None:
     """The inside of the string literal opening at ``opener`` (``"…"``, or ``\\"…\\"`` in
-    escaped JSON), or None when it never closes. Linear: ``find`` jumps quote to quote."""
+    escaped JSON), or None when it never closes. Linear: ``find`` jumps quote to quote.
+
+    It closes at the first quote that is not escaped at all (at most one backslash for
+    ``\\"…\\"``): in a ``repr`` of JSON the escapes are doubled, so counting them would
+    close ``"a\\\\"b"`` early and show ``b``; masking a little more is the safe side.
+    """
     escaped = text[opener] == "\\"
     quote = text[opener + 1] if escaped else text[opener]
     start = opener + (2 if escaped else 1)
@@ -414,11 +473,8 @@ def _quoted_span(text: str, opener: int) -> tuple[int, int] | None:
         slashes = 0
         while found - slashes - 1 >= start and text[found - slashes - 1] == "\\":
             slashes += 1
-        if not escaped and slashes % 2 == 0:
-            return start, found
-        if escaped and (slashes % 4 == 1 or slashes % 2 == 0):
-            # \" closes an escaped string; a bare quote means the outer string ended
-            return start, found - (1 if slashes % 2 else 0)
+        if slashes == 0 or (escaped and slashes == 1):
+            return start, found - slashes
         index = found + 1
 
 
