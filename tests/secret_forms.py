@@ -33,8 +33,13 @@ def _spellings(secret: str) -> tuple[str, ...]:
 
 
 def leaked(planted: Planted, output: str) -> list[str]:
-    """The secret spellings of ``planted`` that ``output`` still contains."""
-    return [s for s in planted.secrets if s in output]
+    """Where ``output`` still shows a spelling of ``planted``'s secret (with context)."""
+    found = []
+    for secret in planted.secrets:
+        at = output.find(secret)
+        if at >= 0:
+            found.append(f"{secret!r} in ...{output[max(0, at - 120) : at + len(secret) + 40]!r}")
+    return found
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -91,7 +96,8 @@ _URL_SAFE = string.ascii_letters + string.digits + "-._~!$*+=%"
 
 
 def _has_letter_and_digit(text: str) -> bool:
-    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+    # and varied enough not to turn up by chance in a timestamp or a count of a report
+    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text) and len(set(text)) >= 5
 
 
 # A value written bare (name=value): no whitespace, , ; & (they end a bare value), no
@@ -102,7 +108,7 @@ url_passwords = st.text(_URL_SAFE, min_size=6, max_size=30).filter(_has_letter_a
 # Inside quotes anything goes: quotes, backslashes, spaces, any letter.
 quoted_values = st.text(
     st.characters(blacklist_categories=("Cs", "Cc")), min_size=8, max_size=40
-).filter(lambda s: sum(c.isalnum() for c in s) >= 4)
+).filter(lambda s: sum(c.isalnum() for c in s) >= 4 and len(set(s)) >= 5)
 
 
 # --- the forms -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ on a call that logs nothing.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import traceback
 
@@ -37,9 +38,8 @@ def redact_record(record: logging.LogRecord) -> None:
     try:
         message = record.getMessage()
     except Exception:  # a bad format string: logging would print the args as they are
-        message = f"{record.msg!s} (arguments {safe_repr(record.args, 200)})"
-        record.args = ()
-        record.msg = message
+        message = _format_leniently(record)
+        record.msg, record.args = message, ()
     masked = redact(message)
     if masked != message:
         record.msg, record.args = masked, ()
@@ -59,6 +59,23 @@ def redact_record(record: logging.LogRecord) -> None:
             setattr(record, key, REDACTED)
         elif isinstance(value, str):
             setattr(record, key, redact(value))
+
+
+_CONVERSION = re.compile(r"%(?:\([^)]*\))?[#0 +-]*+\d*+(?:\.\d+)?[diouxXeEfFgGcrsa]")
+
+
+def _format_leniently(record: logging.LogRecord) -> str:
+    """A record whose arguments do not fit its format (``%d`` given a string): every
+    conversion as ``%s``, so a secret lands beside its name for the policy to see; when
+    even that fails, the arguments' types only (their text could be anything)."""
+    template, args = str(record.msg), record.args
+    if isinstance(args, tuple):
+        try:
+            return _CONVERSION.sub("%s", template) % tuple(map(safe_repr, args))
+        except Exception:
+            pass
+    kinds = ", ".join(type(a).__name__ for a in (args if isinstance(args, tuple) else (args,)))
+    return f"{template} (arguments that do not fit the format: {kinds})"
 
 
 class RedactingFilter(logging.Filter):

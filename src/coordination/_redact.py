@@ -149,11 +149,13 @@ _URL = re.compile(r"""(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*+://)([^\s/?#"<
 # A name, perhaps quoted (also \"escaped\" and b'bytes'), then = or : (not ://), or the
 # comma of a ('name', 'value') pair. Matches start only where a token starts.
 _KEY = re.compile(
-    r"""(?<![\w.\-])(?P<oq>b?\\?["'])?(?P<name>-{0,2}[A-Za-z_][\w.\-]*+)(?P<cq>\\?["'])?"""
+    r"""(?<![\w.\-])(?P<oq>b?\\{0,4}+["'])?(?P<name>-{0,2}[A-Za-z_][\w.\-]*+)"""
+    r"""(?P<cq>\\{0,4}+["'])?"""
     r"""(?P<sep>[ \t]*+(?:=|:(?!//)|(?(cq),|(?!)))[ \t]*+)"""
 )
 _SCHEME = re.compile(r"(?i:bearer|basic|digest|token|negotiate|ntlm|apikey)[ \t]++(?=\S)")
 _BARE = re.compile(r"[^\s,;&]++")
+_OPENER = re.compile(r"""b?(\\{0,4}+)["']""")
 _LINE = {
     None: re.compile(r"(?:[^\r\n\\]|\\(?![rn]))*+"),
     '"': re.compile(r"""(?:[^\r\n\\"]|\\(?![rn"]))*+"""),
@@ -413,9 +415,9 @@ def _value_span(
     if pos >= len(text):
         return None
     first = text[pos]
-    opener = pos + 1 if first == "b" and text[pos + 1 : pos + 2] in ("'", '"') else pos
-    if text[opener : opener + 1] in ("'", '"') or text[opener : opener + 2] in ("\\'", '\\"'):
-        quoted = _quoted_span(text, opener)
+    opener = _OPENER.match(text, pos)
+    if opener:
+        quoted = _quoted_span(text, opener.end() - 1, len(opener.group(1)))
         if quoted is not None:
             inner_start, inner_end = quoted
             if inner_end == inner_start:
@@ -454,26 +456,28 @@ def _strip_closers(value: str) -> str:
     return value
 
 
-def _quoted_span(text: str, opener: int) -> tuple[int, int] | None:
-    """The inside of the string literal opening at ``opener`` (``"…"``, or ``\\"…\\"`` in
-    escaped JSON), or None when it never closes. Linear: ``find`` jumps quote to quote.
+def _quoted_span(text: str, quote_at: int, escapes: int) -> tuple[int, int] | None:
+    """The inside of the string literal whose opening quote is at ``quote_at``, preceded by
+    ``escapes`` backslashes (``"…"``; ``\\"…\\"`` in JSON inside JSON; ``\\\\"…\\\\"`` in
+    its repr), or None when it never closes. Linear: ``find`` jumps quote to quote.
 
-    It closes at the first quote that is not escaped at all (at most one backslash for
-    ``\\"…\\"``): in a ``repr`` of JSON the escapes are doubled, so counting them would
-    close ``"a\\\\"b"`` early and show ``b``; masking a little more is the safe side.
+    It closes at the first quote escaped no more than the opening one: a quote inside
+    is always escaped more (``\\"`` inside ``"…"``, ``\\\\\\"`` inside ``\\"…\\"``). A
+    string that ends in a backslash makes it mask a little too much: the safe side.
     """
-    escaped = text[opener] == "\\"
-    quote = text[opener + 1] if escaped else text[opener]
-    start = opener + (2 if escaped else 1)
+    quote = text[quote_at]
+    start = quote_at + 1
     index = start
     while True:
         found = text.find(quote, index)
         if found < 0:
             return None
         slashes = 0
-        while found - slashes - 1 >= start and text[found - slashes - 1] == "\\":
+        while slashes <= escapes and found - slashes - 1 >= start:
+            if text[found - slashes - 1] != "\\":
+                break
             slashes += 1
-        if slashes == 0 or (escaped and slashes == 1):
+        if slashes <= escapes:
             return start, found - slashes
         index = found + 1
 
