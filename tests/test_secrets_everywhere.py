@@ -441,3 +441,30 @@ def test_every_library_logger_is_made_by_the_redacting_helpers() -> None:
     for name in ("coordination", "coordination.error_handling", "coordination.redis"):
         logger = library_logger(name)
         assert sum(type(f).__name__ == "RedactingFilter" for f in logger.filters) == 1
+
+
+def test_the_status_page_masks_a_failing_components_error() -> None:
+    from coordination import StatusPage
+
+    class Broken:
+        def get_health_status(self) -> dict[str, Any]:
+            raise ConnectionError("cannot reach postgres://app:pw-s3cret@db/app")
+
+    page = StatusPage({"database": Broken()})
+    shown = json.dumps(page.snapshot(), default=str)
+    assert "pw-s3cret" not in shown
+    assert "postgres://app:***@db/app" in shown
+
+
+def test_the_redis_guard_and_stream_dead_letters_mask_their_error_text(
+    captured: Captured,
+) -> None:
+    from coordination.backends.redis._connection import RedisGuard
+    from coordination.backends.redis._stream_entries import dead_fields
+
+    guard = RedisGuard("breaker")
+    guard.failed(ConnectionError("AUTH failed for redis://default:pw-s3cret@cache:6379"))
+    assert guard.last_error == "ConnectionError: AUTH failed for redis://default:***@cache:6379"
+    assert "pw-s3cret" not in captured.text()
+    fields = dead_fields({"event": "{}"}, "failed: ValueError: token=tk-12345", 3)
+    assert fields["reason"] == "failed: ValueError: token=[redacted]"
