@@ -468,3 +468,49 @@ def test_the_redis_guard_and_stream_dead_letters_mask_their_error_text(
     assert "pw-s3cret" not in captured.text()
     fields = dead_fields({"event": "{}"}, "failed: ValueError: token=tk-12345", 3)
     assert fields["reason"] == "failed: ValueError: token=[redacted]"
+
+
+def test_under_uvicorn_the_apps_own_exception_is_logged_masked(
+    captured: Captured, components: dict[str, Any]
+) -> None:
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from coordination import CoordinationASGIMiddleware
+    from loopback import free_port
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        raise RuntimeError(
+            "db login failed: password=pw-s3cret, url=redis://app:pw-s3cret@cache/0, "
+            'body {"api_key": "k-s3cret"}'
+        )
+
+    port = free_port()
+    wrapped = CoordinationASGIMiddleware(app, debug=True, **components)
+    server = uvicorn.Server(
+        uvicorn.Config(wrapped, host="127.0.0.1", port=port, log_level="critical")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/orders").status_code == 500
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    shown = captured.text()
+    assert "GET /orders raised RuntimeError: db login failed: password=[redacted]" in shown
+    assert "redis://app:***@cache/0" in shown
+    assert "s3cret" not in shown
