@@ -117,6 +117,7 @@ def test_names_that_look_secret() -> None:
     plain = ["tokenizer", "author", "mapping", "max_tokens", "passenger", "classname", "key"]
     assert all(is_secret_name(name) for name in secret)
     assert not any(is_secret_name(name) for name in plain)
+    assert is_secret_name("x" * 500 + "_db_password")  # a long name is judged by its end
     # Documented either way: a name *about* a secret is treated as one.
     assert redact("password_policy_version: 3") == "password_policy_version: [redacted]"
 

@@ -162,7 +162,7 @@ def test_no_component_logger_shows_a_planted_secret(
         logger.warning("it failed: %s", text)
         logger.error(text)
         logger.debug("seen %r", text)
-        logger.info("with extras", extra={"detail": text, "api_key": text})
+        logger.info("with extras", extra={"detail": text, "api_key": text, "ctx": {"n": [text]}})
         try:
             raise ValueError(text)
         except ValueError:

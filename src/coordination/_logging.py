@@ -14,8 +14,9 @@ import logging
 import re
 import threading
 import traceback
+from collections.abc import Mapping
 
-from ._redact import REDACTED, is_secret_name, redact, safe_repr
+from ._redact import REDACTED, is_secret_name, redact, redact_value, safe_repr
 
 __all__ = ["RedactingFilter", "component_logger", "library_logger", "redact_record"]
 
@@ -57,8 +58,8 @@ def redact_record(record: logging.LogRecord) -> None:
             continue
         if is_secret_name(key):
             setattr(record, key, REDACTED)
-        elif isinstance(value, str):
-            setattr(record, key, redact(value))
+        elif isinstance(value, str | Mapping | list | tuple):
+            setattr(record, key, redact_value(value))  # what a JSON formatter would dump
 
 
 _CONVERSION = re.compile(r"%(?:\([^)]*\))?[#0 +-]*+\d*+(?:\.\d+)?[diouxXeEfFgGcrsa]")

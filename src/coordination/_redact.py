@@ -135,7 +135,10 @@ def is_secret_name(name: object) -> bool:
     ``password``, ``api_key``, ``X-Api-Key``, ``userPassword``, ``auth`` are; ``tokenizer``,
     ``author``, ``mapping``, ``max_tokens`` are not.
     """
-    return isinstance(name, str) and len(name) <= 200 and _is_secret_str(name)
+    if not isinstance(name, str):
+        return False
+    # A very long name is judged by its end ("…_db_password"), so the cache stays small.
+    return _is_secret_str(name if len(name) <= 200 else name[-64:])
 
 
 # --- the patterns --------------------------------------------------------------------------
