@@ -342,7 +342,7 @@ def redact(text: str) -> str:
 def _mask_userinfo(match: re.Match[str]) -> str:
     scheme, authority = match.groups()
     userinfo, at, host = authority.rpartition("@")
-    if not at or userinfo == URL_MASK:
+    if not at or userinfo in (URL_MASK, REDACTED):  # already masked (here or by its writer)
         return match.group(0)
     user, colon, _ = userinfo.partition(":")
     if colon and user and not is_secret_name(user) and user != URL_MASK:
