@@ -26,6 +26,7 @@ from ._errors import (
     StoreError,
     ValidationError,
 )
+from ._redact import add_redaction_pattern, redact, remove_redaction_pattern
 from ._status import HealthStatus
 from ._version import __version__
 from .backends.redis import OutagePolicy, RedisBackend, RedisStreamSource
@@ -161,6 +162,7 @@ __all__ = [
     "ValidationIssue",
     "ValidationResult",
     "__version__",
+    "add_redaction_pattern",
     "config_settings",
     "coordinate_operation",
     "default_coordination",
@@ -173,6 +175,8 @@ __all__ = [
     "load_rule_sets",
     "memory_breaker_factory",
     "memory_rate_limiter_factory",
+    "redact",
+    "remove_redaction_pattern",
     "retry_after_seconds",
     "track_performance",
     "validate_input",

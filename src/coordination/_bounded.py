@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from ._logging import library_logger
+
 __all__ = ["OVERFLOW_OPERATION", "BoundedNames"]
 
 OVERFLOW_OPERATION = "__overflow__"
@@ -39,7 +41,7 @@ class BoundedNames:
         self._known: set[str] = set()
         self._lock = threading.Lock()
         self._warned = False
-        self._logger = logger or logging.getLogger("coordination")
+        self._logger = logger or library_logger()
 
     def admit(self, name: str) -> str:
         """``name`` itself while there is room (or it is known), else the overflow name."""

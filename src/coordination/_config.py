@@ -31,6 +31,7 @@ import yaml
 
 from ._errors import ConfigError, ConfigWarning
 from ._quote import quote
+from ._redact import redact
 from ._yaml import BoundedSafeLoader, yaml_problem
 
 __all__ = [
@@ -396,8 +397,13 @@ class CoordinationConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field and its value, JSON-serialisable."""
+        """Every field and its value, JSON-serialisable (unmasked: this is data, not a view)."""
         return {name: getattr(self, name) for name in _SETTINGS}
+
+    def __repr__(self) -> str:
+        # Shown in logs and tracebacks: a redis_url's password appears as ***.
+        fields = ", ".join(f"{name}={shown_value(getattr(self, name))!r}" for name in _SETTINGS)
+        return f"{type(self).__name__}({fields})"
 
 
 # --- parsing and checking --------------------------------------------------------------
@@ -786,10 +792,19 @@ def describe_config(
     environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> list[tuple[str, Any, str]]:
-    """Each field's effective value and where it came from, as ``load()`` resolves them."""
+    """Each field's effective value and where it came from, as ``load()`` resolves them.
+
+    Values are shown as people see them: a secret inside one (the password of a
+    ``redis_url``) is masked; ``CoordinationConfig.load(...).to_dict()`` has the real ones.
+    """
     values, sources = _resolve(path=path, environ=environ, overrides=overrides, read_file=True)
     config = CoordinationConfig(**values)
-    return [(name, getattr(config, name), sources[name]) for name in _SETTINGS]
+    return [(name, shown_value(getattr(config, name)), sources[name]) for name in _SETTINGS]
+
+
+def shown_value(value: Any) -> Any:
+    """A setting's value as shown to people: strings under the redaction policy."""
+    return redact(value) if isinstance(value, str) else value
 
 
 def resolve_config(

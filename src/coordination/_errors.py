@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._redact import redact
+
 __all__ = [
     "BulkheadFull",
     "CircuitOpenError",
@@ -43,7 +45,22 @@ __all__ = [
 
 
 class CoordinationError(Exception):
-    """Base class of every exception raised by this library."""
+    """Base class of every exception raised by this library.
+
+    ``str()`` and ``repr()`` pass through the redaction policy (``coordination.redact``):
+    a message quoting a password, a token or a URL's userinfo shows it masked, however it
+    is printed (tracebacks, logs, reports). The text is masked when it is read, so raising
+    stays cheap.
+    """
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        # Redact each argument before repr() escapes it: escaping would hide the quotes
+        # and backslashes the policy reads.
+        shown = (repr(redact(arg)) if isinstance(arg, str) else repr(arg) for arg in self.args)
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 class ConfigError(CoordinationError, ValueError):
@@ -117,7 +134,7 @@ class CircuitOpenError(CoordinationError):
         self.retry_after = retry_after if retry_after > 0.0 else 0.0
 
     def __str__(self) -> str:
-        return (
+        return redact(
             f"circuit breaker for {self.operation!r} is open; "
             f"next trial call in {self.retry_after:.3f}s"
         )

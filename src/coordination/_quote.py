@@ -17,7 +17,15 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
+from ._redact import redact
+
 __all__ = ["quote"]
+
+# Text is redacted before it is shortened: cutting first could split a token so that the
+# policy no longer recognises it and its visible half is shown. Past this many characters
+# only the windows that can be shown are redacted, so quoting stays bounded in work.
+_REDACT_WHOLE = 65536
+_REDACT_WINDOW = 4096
 
 # Integers with more bits than this are described rather than written out: ``repr`` of an
 # int past sys.get_int_max_str_digits() raises, and a long one says nothing useful anyway.
@@ -66,6 +74,11 @@ class _ShortRepr(reprlib.Repr):
 
     def _repr_text(self, text: str | bytes, length: int | None = None) -> str:
         length = len(text) if length is None else length
+        if isinstance(text, str):
+            if len(text) <= _REDACT_WHOLE:
+                text = redact(text)
+            else:
+                text = redact(text[:_REDACT_WINDOW]) + "\n" + redact(text[-_REDACT_WINDOW:])
         if length <= self.maxstring:
             return repr(text)
         shown = repr(text[: self.maxstring])

@@ -8,7 +8,6 @@ are the pipeline doing its job, and the breakers already turn persistent failure
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from .._redact import REDACTED, is_secret_name
+from .._redact import redact
 from .._status import HealthStatus
 from .._time import utc_timestamp
 from ._backends import BreakerSnapshot, CircuitState
@@ -26,23 +25,12 @@ from ._severity import ErrorSeverity
 
 __all__ = ["ErrorLog", "ErrorRecord", "build_report", "health_of", "redact_text", "to_record"]
 
-# name=value or name: value; an unquoted value stops at a separator and must not itself
-# be a name (so in "unreachable: password=x" the pair found is password=x)
-_ASSIGNMENT = re.compile(
-    r"""(?<![\w.-])([A-Za-z_][\w.-]*+)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&=:]++(?!\s*[=:]))"""
-)
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _MESSAGE_LIMIT = 300
 
 
 def redact_text(text: str) -> str:
-    """``text`` with values of secret-looking ``name=value`` pairs and bearer tokens hidden."""
-
-    def hide(match: re.Match[str]) -> str:
-        name, separator, _ = match.groups()
-        return f"{name}{separator}{REDACTED}" if is_secret_name(name) else match.group(0)
-
-    return _ASSIGNMENT.sub(hide, _BEARER.sub(rf"\1 {REDACTED}", text))
+    """``text`` under the library's one redaction policy (``coordination._redact.redact``)."""
+    return redact(text)
 
 
 @dataclass(frozen=True, slots=True)

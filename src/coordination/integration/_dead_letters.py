@@ -31,7 +31,7 @@ from typing import Any
 
 from .._errors import ConfigError, StoreError
 from .._process import pid_alive
-from .._redact import truncate
+from .._redact import error_text
 from .._time import utc_timestamp
 
 __all__ = ["MAX_PROCESSED_KEYS", "DeadLetter", "DeadLetterStore", "ReplayReport"]
@@ -214,7 +214,7 @@ class DeadLetterStore:
                     _dumps(event),
                     reason,
                     type(error).__name__,
-                    truncate(str(error), 2000),
+                    error_text(error),
                     attempts,
                     utc_timestamp(),
                     key,
@@ -336,7 +336,7 @@ class DeadLetterStore:
             db.execute(
                 "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, error = ?, "
                 "failed_at = ? WHERE id = ?",
-                (type(error).__name__, truncate(str(error), 2000), utc_timestamp(), letter.id),
+                (type(error).__name__, error_text(error), utc_timestamp(), letter.id),
             )
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._redact import safe_repr, truncate
+from .._redact import error_text, redact, redact_mapping, safe_repr, truncate
 from .._status import HealthStatus
 from .._time import Clock
 
@@ -65,17 +65,17 @@ def _outcome(value: object) -> tuple[HealthStatus, dict[str, Any]]:
     if value is False:
         return HealthStatus.UNHEALTHY, {}
     if isinstance(value, Mapping):
-        return interpret_status(value.get("status", HealthStatus.HEALTHY)), {
-            str(k): v for k, v in value.items() if k != "status"
-        }
+        return interpret_status(value.get("status", HealthStatus.HEALTHY)), redact_mapping(
+            {str(k): v for k, v in value.items() if k != "status"}
+        )
     status = interpret_status(value)
     if status is HealthStatus.UNKNOWN:
-        return status, {"result": safe_repr(value)}
+        return status, {"result": redact(safe_repr(value))}
     return status, {}
 
 
 def _describe_error(exc: BaseException) -> str:
-    return truncate(f"{type(exc).__name__}: {exc}")
+    return truncate(f"{type(exc).__name__}: {error_text(exc)}")
 
 
 class HealthCheck:

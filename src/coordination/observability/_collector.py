@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 
+from .._logging import component_logger
 from ._families import FamilyBuilder
 
 __all__ = [
@@ -127,7 +128,7 @@ class CoordinationCollector:
         self.components = components
         self.max_label_values = max_label_values
         self.durations = durations
-        self._logger = logger or logging.getLogger("coordination.observability")
+        self._logger = logger or component_logger("observability")
         self._warned: set[str] = set()  # one warning per broken component, not per scrape
 
     def describe(self) -> Iterable[Metric]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import CoordinationConfig, resolve_config
 from .._defaults import ComponentSet
 from .._logging import component_logger
-from .._redact import truncate
+from .._redact import error_text, truncate
 from .._status import HealthStatus, worst_status
 from .._time import Clock, monotonic, utc_timestamp
 from ._checks import CheckResult, HealthCheck, interpret_status
@@ -180,7 +180,7 @@ class CoordinationHealthChecker:
                 self._logger.debug("health of component %r failed", name, exc_info=True)
                 read[name] = {
                     "status": HealthStatus.ERROR,
-                    "error": truncate(f"{type(exc).__name__}: {exc}"),
+                    "error": truncate(f"{type(exc).__name__}: {error_text(exc)}"),
                 }
         return read
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .._redact import redact_mapping
+from .._redact import redact, redact_mapping
 from .._status import HealthStatus
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _entry(kind: str, status: HealthStatus, data: dict[str, Any], time: str) -> 
         "time": time,
     }
     if "error" in data:
-        entry["output"] = str(data["error"])
+        entry["output"] = redact(str(data["error"]))
     details = {k: v for k, v in data.items() if k not in ("status", "error")}
     if details:
         entry["details"] = redact_mapping(details)

@@ -34,6 +34,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from .._logging import component_logger
 from .._process import pid_alive
 from ._collector import ADDITIVE_GAUGES, CoordinationCollector
 
@@ -63,7 +64,7 @@ class SnapshotWriter:
         if not interval > 0:
             raise ValueError(f"snapshot interval must be positive seconds, got {interval!r}")
         self.interval = interval
-        self._logger = logger or logging.getLogger("coordination.observability")
+        self._logger = logger or component_logger("observability")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()  # the thread and a scrape may write at once

@@ -33,7 +33,7 @@ from typing import Any
 from .. import _time
 from .._config import CoordinationConfig, resolve_config
 from .._defaults import ComponentSet
-from .._redact import safe_repr
+from .._redact import error_text, safe_repr
 from .._status import HealthStatus, worst_status
 from .._time import Clock
 from ._components import reader_components
@@ -185,7 +185,7 @@ class StatusPage:
                     validation["invalid"] += int(report.get("invalid", 0))
             except Exception as exc:  # a broken component shows as ERROR, never breaks the page
                 statuses[name] = HealthStatus.ERROR.value
-                errors[name] = f"{type(exc).__name__}: {safe_repr(str(exc), 200)}"
+                errors[name] = f"{type(exc).__name__}: {safe_repr(error_text(exc), 200)}"
         now = self._clock()
         history = self._record(now, rows)
         known = {s.value for s in HealthStatus}

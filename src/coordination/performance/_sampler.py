@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _time
+from .._logging import component_logger
 
 __all__ = ["ResourceSampler"]
 
@@ -44,7 +45,7 @@ class ResourceSampler:
             raise ValueError(f"max_points must be at least 1, got {max_points!r}")
         self.interval = interval
         self._samples: deque[dict[str, Any]] = deque(maxlen=max_points)
-        self._logger = logger or logging.getLogger("coordination.performance")
+        self._logger = logger or component_logger("performance")
         self._on_sample = on_sample  # e.g. threshold checks, run on this thread
         self._lock = threading.Lock()
         self._stop = threading.Event()  # a fresh one per start: a late thread stays stopped

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import yaml
 
 from .._errors import RuleSetError
+from .._logging import library_logger
 from .._yaml import BoundedSafeLoader, yaml_problem
 from ._loader import rule_files
 from ._validator import CoordinationValidator, compile_rule_file
@@ -121,7 +122,7 @@ def _quiet_library_log() -> Iterator[None]:
     The command prints the error itself, in one line; without a handler of the
     application's, Python's last-resort handler would print the same error once more.
     """
-    library = logging.getLogger("coordination")
+    library = library_logger()
     quiet = logging.NullHandler()
     library.addHandler(quiet)
     try:

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import Any
 
 from .._bounded import OVERFLOW_OPERATION
+from .._redact import redact_value
 from ._result import ValidationIssue, field_label
 
 __all__ = ["BATCH", "FailureStats", "now"]
@@ -94,7 +95,7 @@ class FailureStats:
             {
                 "timestamp": datetime.fromtimestamp(when, UTC).isoformat(),
                 "rule_set": name,
-                "errors": [issue.to_dict() for issue in issues[:_ERRORS_PER_FAILURE]],
+                "errors": [redact_value(issue.to_dict()) for issue in issues[:_ERRORS_PER_FAILURE]],
                 "error_count": len(issues),
             }
             for when, name, _rule_set, issues in list(self._recent)

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 
 from ..._errors import ConfigError, StoreError
 from ..._logging import component_logger
+from ..._redact import error_text
 from ..._time import Clock, monotonic
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ class RedisGuard:
         self._metric.inc()
         with self._lock:
             self.errors += 1
-            self.last_error = f"{type(error).__name__}: {error}"
+            self.last_error = f"{type(error).__name__}: {error_text(error)}"
             self._retry_at = self._clock() + self.reconnect_interval
             if self._down:
                 return

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..._errors import ConfigError, StoreError
-from ..._redact import safe_repr, truncate
+from ..._redact import redact, safe_repr, truncate
 
 __all__ = ["Entry", "dead_fields", "decode", "encode", "fields_of", "read_entries", "text"]
 
@@ -40,7 +40,7 @@ def decode(fields: dict[str, str]) -> tuple[Any, str]:
 
 def dead_fields(fields: dict[str, str], reason: str, dead_letter_id: object) -> dict[str, str]:
     result = dict(fields)
-    result["reason"] = truncate(reason, 1000)
+    result["reason"] = truncate(redact(reason), 1000)
     if dead_letter_id is not None:
         result["dead_letter_id"] = str(dead_letter_id)
     return result
