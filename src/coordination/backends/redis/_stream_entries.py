@@ -48,7 +48,9 @@ def _field(fields: RawFields, name: str) -> str | None:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{name!r} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+            raise ValueError(
+                f"{name!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
     return value
 
 
