@@ -365,3 +365,77 @@ def test_an_environment_path_still_wins(
     monkeypatch.setenv("COORDINATION_DEAD_LETTER_PATH", str(tmp_path / "mine.sqlite3"))
     with CoordinationEventProcessor() as processor:
         assert processor.dead_letters.path == str(tmp_path / "mine.sqlite3")
+
+
+# --- a fork makes a run of its own (gunicorn workers of a preloaded app) -----------------
+
+FORKING = """
+import json, os, sys
+from coordination.integration import DeadLetterStore
+
+store = DeadLetterStore(sys.argv[1])
+child = os.fork()
+if child == 0:
+    store.begin([({"n": 1}, "t", None)])  # the child journals an event, then dies mid-event
+    os._exit(0)
+os.waitpid(child, 0)
+print(json.dumps({"recovered": store.recover_interrupted(), "pending": store.pending_count()}))
+store.close()
+"""
+
+
+def test_a_forked_child_that_dies_mid_event_is_recovered_by_its_live_parent(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING, str(tmp_path / "letters.sqlite3")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(result.stdout) == {"recovered": 1, "pending": 0}
+
+
+ORPHANING = """
+import os, sys, time
+from coordination.integration import DeadLetterStore
+
+store = DeadLetterStore(sys.argv[1])
+store.begin([({"n": 2}, "t", None)])
+if os.fork() == 0:  # a child that never touches the store outlives its parent
+    time.sleep(60)
+    os._exit(0)
+os._exit(0)  # the parent dies mid-event
+"""
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and text in Path(f"/proc/{entry}/cmdline").read_bytes().decode(
+                errors="replace"
+            ):
+                found.append(int(entry))
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the orphan through /proc")
+def test_a_forked_child_does_not_keep_its_dead_parents_events_hostage(tmp_path: Path) -> None:
+    path = tmp_path / "letters.sqlite3"
+    launcher = subprocess.Popen([sys.executable, "-c", ORPHANING, str(path)])
+    assert launcher.wait(timeout=60) == 0
+    orphans = _processes_mentioning(str(path))
+    try:
+        assert orphans, "the forked child should still be running"
+        store = DeadLetterStore(path)
+        try:
+            assert store.recover_interrupted() == 1
+        finally:
+            store.close()
+    finally:
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)

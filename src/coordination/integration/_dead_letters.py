@@ -35,6 +35,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -219,8 +220,15 @@ class DeadLetterStore:
         self._areplay: AsyncReplayCallback | None = None
         self._key_inserts = 0
         self._lease: RunLease | None = None
+        self._forked = False
+        self._reopen_lock = threading.Lock()
         if self.path != MEMORY:
             create_private_file(self.path)
+        self._connect()
+        if self.path != MEMORY:
+            _FILE_STORES.add(self)
+
+    def _connect(self) -> None:
         try:
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30.0
@@ -234,6 +242,33 @@ class DeadLetterStore:
             if self._lease is not None:
                 self._lease.release()
             raise
+
+    def _forked_child(self) -> None:
+        """Runs in a forked child (``os.register_at_fork``): reopen on next use.
+
+        The inherited lock handle is dropped at once, so a child that never uses the store
+        does not keep its parent's run looking alive after the parent dies.
+        """
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._reopen_lock = threading.Lock()
+        if self._lease is not None:
+            self._lease.abandon()  # the parent's lock and file stay the parent's
+            self._lease = None
+        self._forked = True
+
+    def _reopen_after_fork(self) -> None:
+        """A forked child (a gunicorn worker of a preloaded app) is a run of its own.
+
+        SQLite connections must not cross a fork, and the inherited lock would make the
+        child's events look like the parent's: so the child closes both and opens its own.
+        """
+        with self._reopen_lock:
+            if not self._forked:
+                return
+            self._forked = False
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._connect()
 
     def _open(self) -> None:
         try:
@@ -266,6 +301,8 @@ class DeadLetterStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._forked:
+            self._reopen_after_fork()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -279,6 +316,8 @@ class DeadLetterStore:
                 raise StoreError(f"dead-letter store {self.path!r} failed: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._forked:
+            self._reopen_after_fork()
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
@@ -293,6 +332,8 @@ class DeadLetterStore:
 
     def close(self) -> None:
         """Close the file; this run's in-flight entries (if any) count as interrupted."""
+        _FILE_STORES.discard(self)
+        self._forked = False  # a child closing what it inherited: nothing to reopen
         with self._lock:
             if self._lease is not None:
                 # Closing must not fail: the lock's release already says the run ended.
@@ -574,3 +615,16 @@ class DeadLetterStore:
 
     def __repr__(self) -> str:
         return f"DeadLetterStore({self.path!r})"
+
+
+# File stores open in this process, told when it forks (memory stores need nothing).
+_FILE_STORES: weakref.WeakSet[DeadLetterStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_FILE_STORES):
+        store._forked_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -151,6 +151,13 @@ class RunLease:
             raise
         return DeadOwner(owner, lock_path, fd)
 
+    def abandon(self) -> None:
+        """Drop this process's handle without ending the run (a forked child does this:
+        the lock and its file stay the parent's)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def release(self) -> None:
         """End this run: its lock file goes, then the lock."""
         if self._fd is None:
