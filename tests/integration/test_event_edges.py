@@ -240,8 +240,8 @@ async def test_areplay_awaits_async_handlers_and_keeps_the_loop_free() -> None:
 
 
 async def test_areplay_needs_a_processor_and_keeps_unreplayable_letters() -> None:
-    with pytest.raises(RuntimeError, match="not bound"):
-        await DeadLetterStore(":memory:").areplay()
+    with DeadLetterStore(":memory:") as store, pytest.raises(RuntimeError, match="not bound"):
+        await store.areplay()
     with CoordinationEventProcessor(dead_letter_path=":memory:", config=CONFIG) as processor:
         processor.process_batch([_cyclic()], "job")
         report = await processor.dead_letters.areplay()

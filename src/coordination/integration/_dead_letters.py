@@ -343,6 +343,12 @@ class DeadLetterStore:
                 self._lease = None
             self._db.close()
 
+    def __enter__(self) -> DeadLetterStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- the journal -----------------------------------------------------------------
 
     def begin(self, items: Iterable[tuple[Any, str, str | None]]) -> list[int]:
