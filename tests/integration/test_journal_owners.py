@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from coordination import CoordinationConfig
+from coordination import CoordinationConfig, StoreError
 from coordination.integration import CoordinationEventProcessor, DeadLetterStore
 
 
@@ -68,7 +68,7 @@ os.write(fd, b"done\\n")
 # The restarted run, PID 1 again: what it recovered, and what its replay did.
 RESTARTED = """
 import json, os, sys
-from coordination import CoordinationConfig
+from coordination import CoordinationConfig, StoreError
 from coordination.integration import CoordinationEventProcessor
 
 db, n = sys.argv[1], int(sys.argv[2])
@@ -439,3 +439,13 @@ def test_a_forked_child_does_not_keep_its_dead_parents_events_hostage(tmp_path: 
     finally:
         for pid in orphans:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_unwritable_state_directory_says_how_to_choose_another_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environment: None
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the state directory should be")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocked))
+    with pytest.raises(StoreError, match="COORDINATION_DEAD_LETTER_PATH"):
+        CoordinationEventProcessor()

@@ -40,7 +40,13 @@ def default_journal_path() -> Path:
     import platformdirs
 
     folder = platformdirs.user_state_path(APP_NAME)
-    make_private_dir(folder)
+    try:
+        make_private_dir(folder)
+    except StoreError as exc:  # a read-only home, a container without one
+        raise StoreError(
+            f"{exc}; set dead_letter_path (COORDINATION_DEAD_LETTER_PATH) to a writable "
+            'file, or ":memory:" to keep dead letters in memory only'
+        ) from exc
     return folder / JOURNAL_NAME
 
 
