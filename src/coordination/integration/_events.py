@@ -150,10 +150,14 @@ class CoordinationEventProcessor(CoordinatedDoor):
             "dead-letter journal at %s (events that fail are kept there for replay())",
             self.dead_letters.path,
         )
-        recovered = self.dead_letters.recover_interrupted()
+        try:
+            recovered = self.dead_letters.recover_interrupted()
+        except BaseException:
+            self.dead_letters.close()  # a processor that failed to start holds no file
+            raise
         if recovered:
             self._logger.warning(
-                "%d event(s) were interrupted by a process that stopped; they are now dead "
+                "%d event(s) were interrupted by a run that stopped; they are now dead "
                 "letters (reason 'interrupted') in %s, ready for replay()",
                 recovered,
                 self.dead_letters.path,
