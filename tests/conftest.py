@@ -20,6 +20,19 @@ def fresh_default_coordination() -> Iterator[None]:
     reset_default_coordination()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default dead-letter journal goes to the platform state directory: keep the
+    suite's out of the real home (platformdirs honours XDG_STATE_HOME on Linux)."""
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = previous
+
+
 @pytest.fixture
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No COORDINATION_* variables from the machine leak into a test."""

@@ -64,5 +64,10 @@ class BoundedNames:
                 )
         return self.overflow
 
+    def names(self) -> tuple[str, ...]:
+        """The names admitted so far (a snapshot)."""
+        with self._lock:
+            return tuple(self._known)
+
     def __len__(self) -> int:
         return len(self._known)

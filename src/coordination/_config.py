@@ -259,11 +259,13 @@ class CoordinationConfig:
     )
 
     # --- events ---
-    dead_letter_path: str = _setting(
-        "coordination-dead-letters.sqlite3",
+    dead_letter_path: str | None = _setting(
+        None,
         str,
         'SQLite file that keeps events which could not be processed (":memory:" keeps '
-        "them in memory only).",
+        "them in memory only; none: dead-letters.sqlite3 in the platform's state "
+        "directory, ~/.local/state/coordination on Linux).",
+        optional=True,
     )
 
     # --- HTTP middleware: structural request limits (checked before the app runs) ---

@@ -3,6 +3,7 @@ library's shipped classes (the spec defined them inline)."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -135,5 +136,7 @@ def test_pattern_4_event_processor(run: Any, capsys: pytest.CaptureFixture[str])
         "✅ Event processed: {'status': 'processed', 'event_type': 'user_activity'}",
     ]
     processor = namespace["event_processor"]
-    assert Path(processor.dead_letters.path).name == "coordination-dead-letters.sqlite3"
+    # By default the journal lives in the platform's state directory, not the cwd.
+    journal = Path(processor.dead_letters.path)
+    assert journal == Path(os.environ["XDG_STATE_HOME"], "coordination", "dead-letters.sqlite3")
     processor.close()

@@ -15,7 +15,7 @@ See docs/patterns/ for one guide per pattern.
 
 from ._asgi import CoordinationASGIMiddleware
 from ._coordination import Coordination, default_coordination
-from ._dead_letters import DeadLetter, DeadLetterStore, ReplayReport
+from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
 from ._decorators import coordinate_operation
 from ._events import CoordinationEventProcessor, EventOutcome
 from ._wrapper import CoordinationServiceWrapper
@@ -30,6 +30,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStore",
     "EventOutcome",
+    "ReplayFailure",
     "ReplayReport",
     "coordinate_operation",
     "default_coordination",

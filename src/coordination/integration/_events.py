@@ -4,10 +4,13 @@ The contract is **at least once**: every event handed to ``process_event``,
 ``aprocess_event`` or ``process_batch`` ends either processed or in the dead-letter store,
 even when the process is killed mid-batch. Each event is journaled (committed to SQLite)
 before its handler runs; the journal entry leaves in the same transaction that records the
-outcome. Entries left by a dead process become dead letters (reason ``"interrupted"``) when
-the next processor opens the store, and ``dead_letters.replay()`` runs them again. An event
-whose handler completed just before a kill therefore runs twice: make handlers idempotent,
-or give the processor an ``idempotency_key`` so processed keys are skipped.
+outcome. Entries left by a run that ended become dead letters (reason ``"interrupted"``) when
+the next processor opens the store, and ``dead_letters.replay()`` (``areplay()`` on
+asyncio) runs them again. An event whose handler completed just before a kill therefore
+runs twice: make handlers idempotent, or give the processor an ``idempotency_key`` so
+processed keys are skipped. An event that cannot even be journaled (a cycle, too deep, a
+value JSON cannot hold as text) is dead-lettered at once as ``invalid``, with a bounded
+``repr`` of it.
 
 >>> processor = CoordinationEventProcessor(dead_letter_path=":memory:")
 >>> processor.process_event({"user_id": "1"}, "user_activity")["status"]
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import inspect
 import itertools
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -29,6 +34,7 @@ from .._config import CoordinationConfig
 from .._defaults import ComponentSet
 from .._errors import EventDeadLettered, ValidationError
 from .._time import perf_counter
+from ..validation._result import ValidationIssue
 from ._components import (
     CoordinatedDoor,
     ErrorHandlerLike,
@@ -36,7 +42,8 @@ from ._components import (
     ValidatorLike,
     prepare_rules,
 )
-from ._dead_letters import DeadLetterStore
+from ._dead_letters import DeadLetterStore, encode_event, error_text
+from ._journal_files import default_journal_path
 
 __all__ = ["CoordinationEventProcessor", "EventOutcome"]
 
@@ -45,6 +52,7 @@ IdempotencyKey = Callable[[Any, str], "str | None"]
 H = TypeVar("H", bound=EventHandler)
 
 _BATCH_CHUNK = 500  # events journaled per commit in process_batch
+_MAX_KEY_LENGTH = 256  # longer idempotency keys are stored as their SHA-256
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,17 @@ class EventOutcome:
     result: Any = None
     dead_letter_id: int | None = None
     error: str | None = None
+
+
+@dataclass(slots=True)
+class _Admission:
+    """One event ready for the journal, or refused before it (``refused`` says why)."""
+
+    event: Any
+    event_type: str
+    key: str | None
+    payload: str | None  # the journaled JSON; None when the event cannot be stored
+    refused: Exception | None = None
 
 
 class _Attempts:
@@ -92,6 +111,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
         config: CoordinationConfig | Mapping[str, Any] | None = None,
         coordination: ComponentSet | None = None,
         debug: bool = False,
+        require_idempotency_key: bool = False,
     ) -> None:
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
@@ -109,13 +129,35 @@ class CoordinationEventProcessor(CoordinatedDoor):
             for event_type, rule_set in (rules or {}).items()
             if self._validate
         }
-        self._key = _key_function(idempotency_key)
-        self.dead_letters = DeadLetterStore(dead_letter_path or cfg.dead_letter_path)
-        self.dead_letters.bind(self._replay_one)
-        recovered = self.dead_letters.recover_interrupted()
+        self._set_up_idempotency(idempotency_key, require_idempotency_key)
+        self._open_store(dead_letter_path or cfg.dead_letter_path)
+
+    def _set_up_idempotency(self, spec: str | IdempotencyKey | None, require: bool) -> None:
+        if spec is not None and not callable(spec) and (not isinstance(spec, str) or not spec):
+            raise TypeError("idempotency_key must be a field name, a callable or None")
+        if require and not isinstance(spec, str):
+            raise TypeError("require_idempotency_key=True needs idempotency_key= a field name")
+        self._key_spec = spec
+        self._require_key = require
+        # Events without the key field, by operation name (bounded by self._names).
+        self._missing_keys: dict[str, int] = {}
+        self._missing_lock = threading.Lock()
+
+    def _open_store(self, path: str | None) -> None:
+        self.dead_letters = DeadLetterStore(path or default_journal_path())
+        self.dead_letters.bind(self._replay_one, self._areplay_one)
+        self._logger.info(
+            "dead-letter journal at %s (events that fail are kept there for replay())",
+            self.dead_letters.path,
+        )
+        try:
+            recovered = self.dead_letters.recover_interrupted()
+        except BaseException:
+            self.dead_letters.close()  # a processor that failed to start holds no file
+            raise
         if recovered:
             self._logger.warning(
-                "%d event(s) were interrupted by a process that stopped; they are now dead "
+                "%d event(s) were interrupted by a run that stopped; they are now dead "
                 "letters (reason 'interrupted') in %s, ready for replay()",
                 recovered,
                 self.dead_letters.path,
@@ -156,19 +198,101 @@ class CoordinationEventProcessor(CoordinatedDoor):
 
     # --- one event -------------------------------------------------------------------
 
+    # --- admission: the idempotency key and the journal's JSON, before anything runs ---
+
+    def _admission(self, event: Any, event_type: str) -> _Admission:
+        try:
+            payload = encode_event(event)
+        except ValueError as exc:
+            refusal = ValidationError(
+                [_issue("not_storable", error_text(exc, 500))], message=error_text(exc, 500)
+            )
+            refusal.__cause__ = exc
+            return _Admission(event, event_type, None, None, refusal)
+        try:
+            key = self._key_of(event, event_type)
+        except Exception as exc:  # a user's key function failing too: nothing is lost
+            return _Admission(event, event_type, None, payload, exc)
+        return _Admission(event, event_type, key, payload)
+
+    def _key_of(self, event: Any, event_type: str) -> str | None:
+        """The event's idempotency key, bounded; the key field's absence is counted."""
+        spec = self._key_spec
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            value = event.get(spec) if isinstance(event, Mapping) else None
+            if value is None:
+                self._missing_key(event_type)
+                return None
+            try:
+                text = value if isinstance(value, str) else str(value)
+            except Exception as exc:  # an int beyond the int-to-text limit, a bad __str__
+                raise ValidationError(
+                    [_issue("invalid_key", f"{spec}: cannot be used as an idempotency key")]
+                ) from exc
+            return _bounded_key(f"{event_type}:{text}")
+        key: object = spec(event, event_type)
+        if key is None:
+            return None
+        if not isinstance(key, str):
+            raise TypeError(
+                f"the idempotency_key function returned {type(key).__name__}, not a str or None"
+            )
+        return _bounded_key(key)
+
+    def _missing_key(self, event_type: str) -> None:
+        operation = self._names.admit(f"event_{event_type}")
+        with self._missing_lock:
+            count = self._missing_keys.get(operation, 0)
+            self._missing_keys[operation] = count + 1
+        if count == 0:
+            self._logger.warning(
+                "events of type %r have no %r field: %s (counted in "
+                "get_processor_status()['idempotency'])",
+                event_type,
+                self._key_spec,
+                "they are dead-lettered as invalid (require_idempotency_key=True)"
+                if self._require_key
+                else "they are processed without duplicate protection; pass "
+                "require_idempotency_key=True to dead-letter them instead",
+            )
+        if self._require_key:
+            raise ValidationError(
+                [_issue("required", f"{self._key_spec}: the idempotency key is required")],
+                rule_set="idempotency_key",
+            )
+
+    def _admit(self, event: Any, event_type: str) -> tuple[_Admission, int]:
+        """Journal the event; ``EventDeadLettered`` when it is refused before the journal."""
+        admission = self._admission(event, event_type)
+        if admission.refused is not None:
+            raise self._refuse(admission) from admission.refused
+        assert admission.payload is not None  # refused otherwise
+        (pending_id,) = self.dead_letters.begin_encoded(
+            [(admission.payload, event_type, admission.key)]
+        )
+        return admission, pending_id
+
+    def _refuse(self, admission: _Admission) -> EventDeadLettered:
+        error = admission.refused
+        assert error is not None
+        return self._dead_letter(None, admission, error, 0, _reason(error))
+
+    # --- one event -------------------------------------------------------------------
+
     def process_event(self, event_data: Any, event_type: str) -> Any:
         """The handler's result; raises ``EventDeadLettered`` once a failure is stored."""
         self._check_sync(event_type)
-        key = self._key(event_data, event_type) if self._key else None
-        (pending_id,) = self.dead_letters.begin([(event_data, event_type, key)])
-        return self._run(pending_id, event_data, event_type, key)[0]
+        admission, pending_id = self._admit(event_data, event_type)
+        return self._run(pending_id, admission)[0]
 
     async def aprocess_event(self, event_data: Any, event_type: str) -> Any:
         """``process_event`` for coroutine handlers; store writes run off the event loop."""
         _check_type(event_type)
-        key = self._key(event_data, event_type) if self._key else None
         store = self.dead_letters
-        (pending_id,) = await asyncio.to_thread(store.begin, [(event_data, event_type, key)])
+        admission, pending_id = await asyncio.to_thread(self._admit, event_data, event_type)
+        key = admission.key
         if key is not None and await asyncio.to_thread(store.is_processed, key):
             await asyncio.to_thread(store.finish, pending_id, None)
             return _duplicate(event_type, key)
@@ -176,7 +300,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
             self._check(event_data, event_type)
         except Exception as exc:  # a broken rule set too: the event must not be lost
             raise await asyncio.to_thread(
-                self._dead_letter, pending_id, event_data, event_type, key, exc, 0, _reason(exc)
+                self._dead_letter, pending_id, admission, exc, 0, _reason(exc)
             ) from exc
         handler = self._handler_for(event_type)
         attempts = _Attempts()
@@ -196,40 +320,29 @@ class CoordinationEventProcessor(CoordinatedDoor):
         except Exception as exc:
             self._record(event_type, started, exc)
             raise await asyncio.to_thread(
-                self._dead_letter,
-                pending_id,
-                event_data,
-                event_type,
-                key,
-                exc,
-                attempts.count,
-                "failed",
+                self._dead_letter, pending_id, admission, exc, attempts.count, "failed"
             ) from exc
         self._record(event_type, started, None)
         await asyncio.to_thread(store.finish, pending_id, key)
         return result
 
-    def _run(
-        self, pending_id: int, event: Any, event_type: str, key: str | None
-    ) -> tuple[Any, bool]:
+    def _run(self, pending_id: int, admission: _Admission) -> tuple[Any, bool]:
         """The result, and whether the event was a duplicate skipped by its key."""
+        event, event_type, key = admission.event, admission.event_type, admission.key
         if key is not None and self.dead_letters.is_processed(key):
             self.dead_letters.finish(pending_id, None)
             return _duplicate(event_type, key), True
         try:
             self._check(event, event_type)
         except Exception as exc:  # a broken rule set too: the event must not be lost
-            reason = _reason(exc)
-            raise self._dead_letter(pending_id, event, event_type, key, exc, 0, reason) from exc
+            raise self._dead_letter(pending_id, admission, exc, 0, _reason(exc)) from exc
         attempts = _Attempts()
         started = perf_counter()
         try:
             result = self._execute(self._handler_for(event_type), event, event_type, attempts)
         except Exception as exc:
             self._record(event_type, started, exc)
-            raise self._dead_letter(
-                pending_id, event, event_type, key, exc, attempts.count, "failed"
-            ) from exc
+            raise self._dead_letter(pending_id, admission, exc, attempts.count, "failed") from exc
         self._record(event_type, started, None)
         self.dead_letters.finish(pending_id, key)
         return result, False
@@ -277,16 +390,23 @@ class CoordinationEventProcessor(CoordinatedDoor):
     def _dead_letter(
         self,
         pending_id: int | None,
-        event: Any,
-        event_type: str,
-        key: str | None,
+        admission: _Admission,
         error: Exception,
         attempts: int,
         reason: str,
     ) -> EventDeadLettered:
+        event_type = admission.event_type
         letter_id = self.dead_letters.dead_letter(
-            pending_id, event, event_type, reason=reason, error=error, attempts=attempts, key=key
+            pending_id,
+            admission.event,
+            event_type,
+            reason=reason,
+            error=error,
+            attempts=attempts,
+            key=admission.key,
+            payload=admission.payload,
         )
+        message = error_text(error, 500)
         self._logger.warning(
             "event of type %r dead-lettered (id %d, %s after %d attempt(s)): %s: %s",
             event_type,
@@ -294,13 +414,13 @@ class CoordinationEventProcessor(CoordinatedDoor):
             reason,
             attempts,
             type(error).__name__,
-            error,
+            message,
         )
-        return EventDeadLettered(event_type, letter_id, f"{reason}: {error}")
+        return EventDeadLettered(event_type, letter_id, f"{reason}: {message}")
 
     def _replay_one(self, event: Any, event_type: str) -> Any:
         """What ``dead_letters.replay()`` runs: validation and handler, raising on failure."""
-        self._check(event, event_type)
+        self._check_replay(event, event_type)
         handler = self._handler_for(event_type)
         if not inspect.iscoroutinefunction(handler):
             return self._execute(handler, event, event_type, _Attempts())
@@ -314,6 +434,25 @@ class CoordinationEventProcessor(CoordinatedDoor):
         )
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, coroutine).result()
+
+    async def _areplay_one(self, event: Any, event_type: str) -> Any:
+        """What ``dead_letters.areplay()`` awaits: the same, on the running loop."""
+        self._check_replay(event, event_type)
+        handler = self._handler_for(event_type)
+        if inspect.iscoroutinefunction(handler):
+            return await self.error_handler.aexecute_with_error_handling(
+                self._aattempt,
+                args=(handler, event, event_type, _Attempts()),
+                operation_name=self._names.admit(f"event_{event_type}"),
+                **self._error_config,
+            )
+        return await asyncio.to_thread(self._execute, handler, event, event_type, _Attempts())
+
+    def _check_replay(self, event: Any, event_type: str) -> None:
+        """A replayed event meets the same checks, the required key included."""
+        if self._require_key:
+            self._key_of(event, event_type)
+        self._check(event, event_type)
 
     # --- batches ---------------------------------------------------------------------
 
@@ -333,15 +472,22 @@ class CoordinationEventProcessor(CoordinatedDoor):
         while chunk := list(itertools.islice(pairs, chunk_size)):
             for _, kind in chunk:
                 self._check_sync(kind)
-            items = [
-                (event, kind, self._key(event, kind) if self._key else None)
-                for event, kind in chunk
-            ]
-            pending = self.dead_letters.begin(items)
-            for pending_id, (event, kind, key) in zip(pending, items, strict=True):
-                index = len(outcomes)
+            admissions = [self._admission(event, kind) for event, kind in chunk]
+            journaled = iter(
+                self.dead_letters.begin_encoded(
+                    [
+                        (a.payload, a.event_type, a.key)
+                        for a in admissions
+                        if a.payload is not None and a.refused is None
+                    ]
+                )
+            )
+            for admission in admissions:
+                index, kind = len(outcomes), admission.event_type
                 try:
-                    result, duplicate = self._run(pending_id, event, kind, key)
+                    if admission.refused is not None:
+                        raise self._refuse(admission) from admission.refused
+                    result, duplicate = self._run(next(journaled), admission)
                 except EventDeadLettered as exc:
                     outcomes.append(
                         EventOutcome(
@@ -362,14 +508,35 @@ class CoordinationEventProcessor(CoordinatedDoor):
     # --- status ----------------------------------------------------------------------
 
     def get_processor_status(self) -> dict[str, Any]:
-        """The spec's three reports, plus the dead-letter and journal counts."""
+        """The spec's three reports, plus the dead-letter and journal counts and the events
+        that came without their idempotency key field."""
         status = self._components.status()
         status["dead_letters"] = {
             "count": self.dead_letters.count(),
             "pending": self.dead_letters.pending_count(),
             "path": self.dead_letters.path,
         }
+        with self._missing_lock:
+            missing = dict(self._missing_keys)
+        status["idempotency"] = {
+            "field": self._key_spec if isinstance(self._key_spec, str) else None,
+            "required": self._require_key,
+            "missing_key": missing,
+        }
         return status
+
+    def reset_circuit_breaker(self, event_type: str | None = None) -> None:
+        """Close the breaker of ``event_type``'s operation (``event_<type>``), or of every
+        event type this processor has handled.
+
+        >>> processor.reset_circuit_breaker("orders")   # doctest: +SKIP
+        """
+        if event_type is None:
+            for operation in self._names.names():
+                self.error_handler.reset_circuit_breaker(operation)
+            return
+        _check_type(event_type)
+        self.error_handler.reset_circuit_breaker(self._names.admit(f"event_{event_type}"))
 
     def close(self) -> None:
         self.dead_letters.close()
@@ -384,6 +551,30 @@ class CoordinationEventProcessor(CoordinatedDoor):
 def _check_type(event_type: object) -> None:
     if not isinstance(event_type, str) or not event_type:
         raise ValueError(f"event_type must be a non-empty string, got {event_type!r}")
+    if not event_type.isprintable() or not _encodable(event_type):
+        raise ValueError(
+            f"event_type must be printable text without lone surrogates, got {event_type!r}"
+        )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bounded_key(key: str) -> str:
+    """Keys are stored: a long one (or one SQLite cannot encode) as its SHA-256."""
+    if len(key) <= _MAX_KEY_LENGTH and _encodable(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
+
+
+def _issue(code: str, message: str) -> ValidationIssue:
+    return ValidationIssue(code, (), "", None, message)
 
 
 def _pairs(events: Iterable[Any], event_type: str | None) -> Iterable[tuple[Any, str]]:
@@ -406,17 +597,3 @@ def _reason(check_error: Exception) -> str:
 
 def _duplicate(event_type: str, key: str) -> dict[str, Any]:
     return {"status": "duplicate", "event_type": event_type, "idempotency_key": key}
-
-
-def _key_function(spec: str | IdempotencyKey | None) -> IdempotencyKey | None:
-    if spec is None or callable(spec):
-        return spec
-    if not isinstance(spec, str) or not spec:
-        raise TypeError("idempotency_key must be a field name, a callable or None")
-    field_name = spec
-
-    def from_field(event: Any, event_type: str) -> str | None:
-        value = event.get(field_name) if isinstance(event, Mapping) else None
-        return None if value is None else f"{event_type}:{value}"
-
-    return from_field

@@ -29,7 +29,16 @@ from ..._logging import component_logger
 from ..._redact import truncate
 from ..._time import AsyncSleep, Sleep
 from ._connection import RedisGuard, connect, connect_async
-from ._stream_entries import Entry, dead_fields, decode, encode, fields_of, read_entries, text
+from ._stream_entries import (
+    Entry,
+    RawFields,
+    dead_fields,
+    decode,
+    encode,
+    raw_fields,
+    read_entries,
+    text,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -156,7 +165,7 @@ class RedisStreamSource:
             exhausted = self._exhausted(self.client.xpending_range(**self._pending_args(entries)))
         else:
             entries = read_entries(self.client.xreadgroup(**self._read_args()))
-        dead: list[tuple[str, dict[str, str]]] = []
+        dead: list[tuple[str, RawFields]] = []
         for entry_id, fields, event in self._to_process(entries, exhausted, dead):
             try:
                 self.processor.process_event(*event)
@@ -230,7 +239,7 @@ class RedisStreamSource:
             exhausted = self._exhausted(details)
         else:
             entries = read_entries(await client.xreadgroup(**self._read_args()))
-        dead: list[tuple[str, dict[str, str]]] = []
+        dead: list[tuple[str, RawFields]] = []
         process = getattr(self.processor, "aprocess_event", None)
         for entry_id, fields, event in self._to_process(entries, exhausted, dead):
             try:
@@ -316,7 +325,7 @@ class RedisStreamSource:
     def _claimed(self, reply: Any, batch: StreamBatch) -> list[Entry]:
         """Entries ``XAUTOCLAIM`` took over from consumers that let them sit too long."""
         self._claim_cursor = text(reply[0])
-        entries = [(text(i), fields_of(f)) for i, f in reply[1] if f is not None]
+        entries = [(text(i), raw_fields(f)) for i, f in reply[1] if f is not None]
         if len(reply) > 2 and reply[2]:
             self._logger.error(
                 "stream %r: %d pending entries were trimmed before anyone processed them",
@@ -337,8 +346,8 @@ class RedisStreamSource:
         self,
         entries: list[Entry],
         exhausted: frozenset[str],
-        dead: list[tuple[str, dict[str, str]]],
-    ) -> Iterator[tuple[str, dict[str, str], tuple[Any, str]]]:
+        dead: list[tuple[str, RawFields]],
+    ) -> Iterator[tuple[str, RawFields, tuple[Any, str]]]:
         """The entries to hand to the processor; the others go straight to ``dead``."""
         for entry_id, fields in entries:
             if entry_id in exhausted:
@@ -347,7 +356,13 @@ class RedisStreamSource:
                 continue
             try:
                 event = decode(fields)
-            except ValueError as exc:
+            except ValueError as exc:  # a poison entry: dead-lettered alone, at once
+                self._logger.warning(
+                    "stream %r entry %s cannot be decoded (%s); dead-lettered",
+                    self.stream,
+                    entry_id,
+                    exc,
+                )
                 dead.append((entry_id, dead_fields(fields, f"undecodable entry: {exc}", None)))
                 continue
             yield entry_id, fields, event
@@ -355,9 +370,9 @@ class RedisStreamSource:
     def _settle(
         self,
         batch: StreamBatch,
-        dead: list[tuple[str, dict[str, str]]],
+        dead: list[tuple[str, RawFields]],
         entry_id: str,
-        fields: dict[str, str],
+        fields: RawFields,
         error: Exception,
     ) -> None:
         if isinstance(error, EventDeadLettered):
@@ -371,9 +386,7 @@ class RedisStreamSource:
         )
         batch.left_pending.append(entry_id)
 
-    def _acknowledge(
-        self, tx: Any, batch: StreamBatch, dead: list[tuple[str, dict[str, str]]]
-    ) -> None:
+    def _acknowledge(self, tx: Any, batch: StreamBatch, dead: list[tuple[str, RawFields]]) -> None:
         """Queue, on a MULTI pipeline, each dead letter's copy and every XACK."""
         for entry_id, fields in dead:
             tx.xadd(self.dead_letter_stream, {**fields, "source_id": entry_id})
