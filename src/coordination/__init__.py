@@ -56,6 +56,7 @@ from .error_handling import (
 from .integration import (
     Coordination,
     CoordinationASGIMiddleware,
+    CoordinationDjangoMiddleware,
     CoordinationEventProcessor,
     CoordinationMiddleware,
     CoordinationServiceWrapper,
@@ -116,6 +117,7 @@ __all__ = [
     "CoordinationASGIMiddleware",
     "CoordinationCollector",
     "CoordinationConfig",
+    "CoordinationDjangoMiddleware",
     "CoordinationError",
     "CoordinationErrorHandler",
     "CoordinationEventProcessor",

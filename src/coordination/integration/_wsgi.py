@@ -7,6 +7,13 @@ closed (so streamed bodies count in full), under the route template as operation
 Requests that break a structural limit or their route's rule set are answered with
 ``application/problem+json`` before the app runs.
 
+Resilience errors raised inside the app (an open breaker, a full bulkhead, a spent rate
+limit, a timeout) are answered as problem documents (503/429/504, see ``_problems``):
+caught here when they reach the middleware before the response has begun, and through an
+error handler registered on a wrapped Flask app, which would otherwise make them 500s. A
+body without ``Content-Length`` is read through a bounded stream, so an app that reads
+past ``max_request_body_bytes`` gets a 413 answer instead of an unbounded read.
+
 The whole application is **not** retried, unlike the spec's sketch: by the time it fails
 it may have read ``wsgi.input`` (a stream that cannot be rewound), called
 ``start_response`` or done half its side effects, so running it again is unsafe. Put
@@ -18,12 +25,16 @@ framework or server answers it as it always did.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._time import perf_counter
 from ._base import MiddlewareBase
+from ._bounded_input import BoundedInput
+from ._framework_errors import install_flask_handlers
 from ._http import Rejection
+from ._problems import answer_for, log_answer
 from ._routes import wsgi_route_resolver
 
 __all__ = ["CoordinationMiddleware"]
@@ -36,6 +47,9 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 # Keys servers put in every environ that are not headers. Subtracting them (one C-level
 # set operation) leaves a handful of keys for the Python loop below; a key missing here
 # is still checked, so the list only needs to be good, not complete.
+# Requests that carry no body unless they say so with Transfer-Encoding.
+_BODILESS = frozenset({"GET", "HEAD"})
+
 _NOT_HEADERS = frozenset(
     {
         "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
@@ -90,12 +104,18 @@ class CoordinationMiddleware(MiddlewareBase):
         try:
             body = self.app(environ, exchange.start_response)
         except Exception as exc:
-            exchange.finish(exc)
-            raise
+            answer = exchange.answer(exc)
+            if answer is None:
+                exchange.finish(exc)
+                raise
+            return _ClosingList(answer, exchange)
         exchange.body = body
         if type(body) is list:  # already in memory: iterate it at C speed, keep close()
             return _ClosingList(body, exchange)
         return exchange
+
+    def _install_error_answers(self) -> None:
+        install_flask_handlers(self.app, self._logger, self._map_errors)
 
     def _check(self, environ: Environ, method: str) -> tuple[Rejection | None, str | None]:
         policy = self._policy
@@ -108,19 +128,25 @@ class CoordinationMiddleware(MiddlewareBase):
         length, rejection = policy.check_content_length(environ.get("CONTENT_LENGTH"))
         if rejection is not None:
             return rejection, None
-        if not policy.rules or self._routes is None:
-            return None, None
-        route = self._routes.before(environ)
-        rule_set = policy.rules_for(method, route)
-        if rule_set is None:
-            return None, route
-        body, rejection = self._read_body(environ, length)
-        if rejection is None:
-            rejection = policy.check_json(body, environ.get("CONTENT_TYPE"), rule_set)
-        # The app reads the same bytes from a fresh stream.
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return rejection, route
+        route = None
+        if policy.rules and self._routes is not None:
+            route = self.route_before(environ)
+            rule_set = policy.rules_for(method, route)
+            if rule_set is not None:
+                body, rejection = self._read_body(environ, length)
+                if rejection is None:
+                    rejection = policy.check_json(body, environ.get("CONTENT_TYPE"), rule_set)
+                # The app reads the same bytes from a fresh stream.
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
+                return rejection, route
+        if length is None and (method not in _BODILESS or "HTTP_TRANSFER_ENCODING" in environ):
+            # No length announced: the server reads until the body ends (chunked), so
+            # the limit is enforced as the app reads.
+            stream = environ.get("wsgi.input")
+            if stream is not None:
+                environ["wsgi.input"] = BoundedInput(stream, policy.max_body)
+        return None, route
 
     def _read_body(self, environ: Environ, length: int | None) -> tuple[bytes, Rejection | None]:
         stream = environ.get("wsgi.input")
@@ -158,10 +184,12 @@ class _Exchange:
     __slots__ = (
         "_done",
         "body",
+        "called",
         "environ",
         "method",
         "middleware",
         "route",
+        "sent",
         "started",
         "status",
         "upstream",
@@ -184,9 +212,12 @@ class _Exchange:
         self.started = started
         self.status = 500  # until the app says otherwise
         self.body: Iterable[bytes] = ()
+        self.called = False  # the app called start_response
+        self.sent = False  # a non-empty body chunk went to the server: headers are out
         self._done = False
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.called = True
         try:
             self.status = int(status[:3])
         except ValueError:
@@ -195,12 +226,42 @@ class _Exchange:
             return self.upstream(status, headers)
         return self.upstream(status, headers, exc_info)
 
+    def answer(self, error: Exception) -> list[bytes] | None:
+        """Answer ``error`` as its problem document, if it has one and headers are not out.
+
+        Once the server has sent the headers the status cannot change: the error is then
+        re-raised, so the server aborts the response (PEP 3333), and logged as a failure.
+        """
+        rejection = answer_for(error, map_resilience=self.middleware._map_errors)
+        if rejection is None or self.sent:
+            return None
+        path = self.environ.get("PATH_INFO") or "/"
+        body = rejection.body(path)
+        headers = rejection.response_headers(body)
+        try:
+            if self.called:  # replaces the app's headers; raises if they were sent
+                self.upstream(rejection.status_line, headers, sys.exc_info())
+            else:
+                self.upstream(rejection.status_line, headers)
+        except Exception:
+            return None
+        self.called = True
+        self.status = rejection.status
+        log_answer(self.middleware._logger, self.method, path, error, rejection.status)
+        return [b"" if self.method == "HEAD" else body]
+
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self.body
+            for chunk in self.body:
+                if chunk:
+                    self.sent = True
+                yield chunk
         except Exception as exc:
-            self.finish(exc)
-            raise
+            answer = self.answer(exc)
+            if answer is None:
+                self.finish(exc)
+                raise
+            yield from answer
 
     def close(self) -> None:
         try:

@@ -1,0 +1,86 @@
+"""Error handlers registered on the framework the middleware wraps.
+
+Flask turns every exception of a view into a 500 response before a WSGI middleware sees
+it, and so does Starlette's ``ServerErrorMiddleware`` when the ASGI middleware wraps the
+whole app (outer wrapping). The middleware therefore registers, through each framework's
+public API, a handler for the errors of ``_problems`` — only for the classes the app has
+no handler of its own for, so the app's handlers (for these errors or any other) win.
+Registered once, when the middleware is built; a framework the middleware does not know
+is left alone (the middleware then answers the errors that reach it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from ._problems import RESILIENCE_ERRORS, BodyTooLarge, answer_for, log_answer
+
+__all__ = ["install_flask_handlers", "install_starlette_handlers"]
+
+
+def _handled_classes(map_resilience: bool) -> tuple[type[Exception], ...]:
+    return (BodyTooLarge, *RESILIENCE_ERRORS) if map_resilience else (BodyTooLarge,)
+
+
+def install_flask_handlers(app: Any, logger: logging.Logger, map_resilience: bool) -> bool:
+    """Register the handlers on ``app`` if it is a Flask app (or ``app.wsgi_app``'s owner)."""
+    flask = sys.modules.get("flask")
+    owner = getattr(app, "__self__", app)
+    if flask is None or not isinstance(owner, flask.Flask):
+        return False
+
+    def answer(error: Exception) -> Any:
+        rejection = answer_for(error, map_resilience=map_resilience)
+        if rejection is None:  # not one of ours after all: what Flask would have done
+            raise error
+        request = flask.request
+        log_answer(logger, request.method, request.path, error, rejection.status)
+        body = rejection.body(request.path)
+        return owner.response_class(
+            body, status=rejection.status, headers=rejection.response_headers(body)
+        )
+
+    for cls in _handled_classes(map_resilience):
+        # Read, never write: Flask's table is a defaultdict of defaultdicts.
+        if cls in owner.error_handler_spec.get(None, {}).get(None, {}):
+            continue  # the app answers it itself
+        try:
+            owner.register_error_handler(cls, answer)
+        except AssertionError:  # Flask refuses setup once it has served a request
+            logger.warning(
+                "the Flask app has already served requests, so %s raised in its views "
+                "stays a 500: wrap app.wsgi_app before the first request",
+                cls.__name__,
+            )
+            return False
+    return True
+
+
+def install_starlette_handlers(app: Any, logger: logging.Logger, map_resilience: bool) -> bool:
+    """Register the handlers on ``app`` if it is a Starlette (or FastAPI) application."""
+    applications = sys.modules.get("starlette.applications")
+    if applications is None or not isinstance(app, applications.Starlette):
+        return False
+    from starlette.responses import Response
+
+    async def answer(request: Any, error: Exception) -> Any:
+        rejection = answer_for(error, map_resilience=map_resilience)
+        if rejection is None:
+            raise error
+        path = request.url.path
+        log_answer(logger, request.method, path, error, rejection.status)
+        body = rejection.body(path)
+        return Response(body, rejection.status, headers=dict(rejection.response_headers(body)))
+
+    if app.middleware_stack is not None:
+        logger.warning(
+            "the Starlette app has already served requests; errors its routes raise are "
+            "answered only when they reach the middleware"
+        )
+        return False
+    for cls in _handled_classes(map_resilience):
+        if cls not in app.exception_handlers:
+            app.add_exception_handler(cls, answer)
+    return True
