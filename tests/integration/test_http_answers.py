@@ -98,6 +98,14 @@ def flask_app(handler: CoordinationErrorHandler) -> Flask:
     def own_handler(error: KeyError) -> Any:
         return jsonify(app="own handler"), 409
 
+    @app.after_request
+    def late(response: Any) -> Any:
+        from flask import request
+
+        if request.args.get("late"):
+            raise OperationTimeout("audit-log", 0.5)
+        return response
+
     @app.before_request
     def gate() -> Any:
         from flask import request
@@ -119,6 +127,7 @@ def test_flask_answers_resilience_errors_from_views_and_hooks(
     for path, (_, status, retry_after) in CASES.items():
         assert_problem(http.get(path), status, retry_after)
     assert_problem(http.get("/charge?gate=1"), 429, "8")
+    assert_problem(http.get("/charge?late=1"), 504, None)  # outside the view's dispatch
 
     assert http.get("/charge").json == "charged"
     components["error_handler"].circuit_breaker("charge").force_open()  # a real open breaker
@@ -133,7 +142,7 @@ def test_flask_answers_resilience_errors_from_views_and_hooks(
     assert (head.status_code, head.data) == (503, b"")
 
     stats = app.wsgi_app.http_stats()  # type: ignore[attr-defined]
-    assert stats["status_codes"] == {200: 1, 409: 1, 429: 2, 500: 1, 503: 5, 504: 1}
+    assert stats["status_codes"] == {200: 1, 409: 1, 429: 2, 500: 1, 503: 5, 504: 2}
     assert stats["rejected"] == {}
     assert {(r["route"], r["status"]) for r in stats["by_route"]} >= {
         ("/open", "503"),
@@ -142,7 +151,7 @@ def test_flask_answers_resilience_errors_from_views_and_hooks(
         ("/charge", "503"),
     }
     lines = answered_lines(caplog)
-    assert len(lines) == 8  # once per answered error, with its operation
+    assert len(lines) == 9  # once per answered error, with its operation
     assert any("'gatekeeper'" in line and "answered 429" in line for line in lines)
 
 
@@ -157,6 +166,19 @@ def test_flask_apps_own_handler_for_our_error_wins(components: dict[str, Any]) -
     response = BufferedClient(app).get("/open")
     assert (response.status_code, response.json) == (418, {"mine": True})
     assert BufferedClient(app).get("/slow").status_code == 504  # the others are still ours
+
+
+def test_flask_apps_own_500_handler_is_kept(components: dict[str, Any]) -> None:
+    app = flask_app(components["error_handler"])
+
+    @app.errorhandler(500)
+    def server_error(error: Any) -> Any:
+        return jsonify(page="ours"), 500
+
+    app.wsgi_app = CoordinationMiddleware(app.wsgi_app, **components)  # type: ignore[method-assign]
+    http = BufferedClient(app)
+    assert http.get("/bug").json == {"page": "ours"}
+    assert http.get("/open").status_code == 503  # views' errors are still answered
 
 
 def test_flask_mapping_can_be_turned_off(components: dict[str, Any]) -> None:

@@ -42,12 +42,26 @@ def install_flask_handlers(app: Any, logger: logging.Logger, map_resilience: boo
             body, status=rejection.status, headers=rejection.response_headers(body)
         )
 
-    for cls in _handled_classes(map_resilience):
-        # Read, never write: Flask's table is a defaultdict of defaultdicts.
-        if cls in owner.error_handler_spec.get(None, {}).get(None, {}):
-            continue  # the app answers it itself
+    def server_error(error: Any) -> Any:
+        # Errors outside the view's dispatch (an after_request hook, an error handler)
+        # reach Flask's handle_exception, which offers them to the 500 handler only.
+        original = getattr(error, "original_exception", None)
+        if original is None or answer_for(original, map_resilience=map_resilience) is None:
+            return error  # what Flask answers without a 500 handler
+        return answer(original)
+
+    from werkzeug.exceptions import InternalServerError
+
+    # Read, never write: Flask's table is a defaultdict of defaultdicts.
+    own = owner.error_handler_spec.get(None, {})
+    handlers: list[tuple[type[Exception], Any]] = [
+        (cls, answer) for cls in _handled_classes(map_resilience) if cls not in own.get(None, {})
+    ]
+    if InternalServerError not in own.get(500, {}):
+        handlers.append((InternalServerError, server_error))
+    for cls, handler in handlers:  # only where the app has no handler of its own
         try:
-            owner.register_error_handler(cls, answer)
+            owner.register_error_handler(cls, handler)
         except AssertionError:  # Flask refuses setup once it has served a request
             logger.warning(
                 "the Flask app has already served requests, so %s raised in its views "
