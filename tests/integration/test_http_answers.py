@@ -385,3 +385,45 @@ async def test_asgi_mapping_can_be_turned_off(components: dict[str, Any]) -> Non
     for app in placements(components, starlette_app, map_resilience_errors=False):
         async with asgi_client(app) as http:
             assert (await http.get("/open")).status_code == 500
+
+
+@pytest.mark.parametrize("placement", ["add_middleware", "outer"])
+async def test_fastapi_dependency_behind_a_real_open_breaker(
+    components: dict[str, Any], placement: str
+) -> None:
+    """The issue's scenario: a decorated dependency call whose breaker is open."""
+    from fastapi import Depends
+
+    handler: CoordinationErrorHandler = components["error_handler"]
+
+    async def fetch_rates() -> dict[str, float]:
+        return {"EUR": 1.0}
+
+    rates = handler.decorate(fetch_rates, operation_name="rates")
+
+    def sync_quote() -> str:  # FastAPI runs sync endpoints in a thread pool
+        return str(handler.execute_with_error_handling(lambda: "q", operation_name="rates"))
+
+    app = FastAPI()
+
+    @app.get("/rates")
+    async def get_rates(current: dict[str, float] = Depends(rates)) -> dict[str, float]:  # noqa: B008
+        return current
+
+    @app.get("/quote")
+    def quote() -> str:
+        return sync_quote()
+
+    wrapped: Any = app
+    if placement == "outer":
+        wrapped = CoordinationASGIMiddleware(app, **components)
+    else:
+        app.add_middleware(CoordinationASGIMiddleware, **components)
+    async with asgi_client(wrapped) as http:
+        assert (await http.get("/rates")).json() == {"EUR": 1.0}
+        handler.circuit_breaker("rates").force_open()
+        for path in ("/rates", "/quote"):
+            response = await http.get(path)
+            assert_problem(response, 503, response.headers.get("retry-after"))
+            assert 1 <= int(response.headers["retry-after"]) <= 60
+    assert middleware_in(wrapped).http_stats()["status_codes"] == {200: 1, 503: 2}

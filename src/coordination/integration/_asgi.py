@@ -165,24 +165,25 @@ class CoordinationASGIMiddleware(MiddlewareBase):
         error: Exception | None = None
         answered: Rejection | None = None
         try:
-            await self.app(scope, exchange.receive, exchange.send)
-            answered = exchange.overflow  # the app swallowed the overflow it was told of
-        except Exception as exc:
-            if not exchange.responded:
-                answered = exchange.overflow or answer_for(exc, map_resilience=self._map_errors)
-            if answered is None:
-                error = exc
-                self._logger.warning(
-                    "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
-                )
-                raise
-            if not isinstance(exc, BodyTooLarge):  # a client's oversized body is no news
-                log_answer(self._logger, method, scope.get("path"), exc, answered.status)
-        finally:
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+                answered = exchange.overflow  # the app swallowed the overflow it was told of
+            except Exception as exc:
+                if not exchange.responded:
+                    answered = exchange.overflow or answer_for(exc, map_resilience=self._map_errors)
+                if answered is None:
+                    error = exc
+                    self._logger.warning(
+                        "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
+                    )
+                    raise
+                if not isinstance(exc, BodyTooLarge):  # a client's oversized body is no news
+                    log_answer(self._logger, method, scope.get("path"), exc, answered.status)
             if answered is not None:
-                await self._reject(scope, send, answered)
                 exchange.status = answered.status
+                await self._reject(scope, send, answered)
                 exchange.complete = True
+        finally:
             # Also reached when the task is cancelled (the server dropped the connection).
             gone = not exchange.complete and (exchange.disconnected or error is None)
             status = 500 if error is not None else exchange.status
