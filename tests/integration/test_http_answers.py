@@ -427,3 +427,26 @@ async def test_fastapi_dependency_behind_a_real_open_breaker(
             assert_problem(response, 503, response.headers.get("retry-after"))
             assert 1 <= int(response.headers["retry-after"]) <= 60
     assert middleware_in(wrapped).http_stats()["status_codes"] == {200: 1, 503: 2}
+
+
+def test_answers_are_in_the_prometheus_series(components: dict[str, Any]) -> None:
+    from observability.exposition import value
+
+    app = flask_app(components["error_handler"])
+    config = components["config"].replace(expose_endpoints=True)
+    app.wsgi_app = CoordinationMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, **{**components, "config": config}
+    )
+    http = BufferedClient(app)
+    for _ in range(2):
+        assert http.get("/open").status_code == 503
+    assert http.get("/limited").status_code == 429
+    text = http.get("/metrics").get_data(as_text=True)
+    labels = {"component": "http", "method": "GET"}
+    assert (
+        value(text, "coordination_http_requests_total", route="/open", status="503", **labels) == 2
+    )
+    assert (
+        value(text, "coordination_http_requests_total", route="/limited", status="429", **labels)
+        == 1
+    )
