@@ -94,7 +94,7 @@ class CoordinationMiddleware(MiddlewareBase):
         route = None
         try:
             rejection, route = self._check(environ, method)
-        except Exception as exc:  # a broken resolver or validator: counted, then raised
+        except Exception as exc:  # the server's input stream or a limiter failed: counted, raised
             self._logger.exception("checking the request failed")
             self._record(method, None, 500, started, exc)
             raise
