@@ -355,6 +355,57 @@ def test_wsgi_chunked_body_past_the_limit_is_413_on_a_plain_app(
     assert wsgi_call(middleware, chunked_environ(b"z\n" * 10))[:2] == (200, b"20")
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_wsgi_413_replaces_an_apps_catch_all_500(components: dict[str, Any], lazy: bool) -> None:
+    """An app whose catch-all handler answers every error with its own 500 page."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            data = environ["wsgi.input"].read()
+        except Exception:
+            if lazy:  # a generator app: start_response runs when iteration starts
+
+                def page() -> Any:
+                    start_response("500 Internal Server Error", [("Content-Type", "text/html")])
+                    yield b"<h1>Internal Server Error</h1>"
+
+                return page()
+            start_response("500 Internal Server Error", [("Content-Type", "text/html")])
+            return [b"<h1>Internal Server Error</h1>"]
+        start_response("200 OK", [])
+        return [b"%d" % len(data)]
+
+    middleware = CoordinationMiddleware(app, **limited(components))
+    status, answer, headers = wsgi_call(middleware, chunked_environ(b"x" * (LIMIT + 1)))
+    assert (status, json.loads(answer)["status"]) == (413, 413)
+    assert ("Content-Type", "application/problem+json") in headers
+    assert middleware.http_stats()["status_codes"] == {413: 1}
+
+
+def test_flask_blueprint_catch_all_still_gives_413(components: dict[str, Any]) -> None:
+    from flask import Blueprint
+
+    app = Flask(__name__)
+    api = Blueprint("api", __name__)
+
+    @api.post("/upload")
+    def upload() -> Any:
+        return {"bytes": len(request.get_data())}
+
+    @api.errorhandler(Exception)
+    def everything(error: Exception) -> Any:  # searched before the app's own handlers
+        return {"error": "internal"}, 500
+
+    app.register_blueprint(api)
+    app.wsgi_app = CoordinationMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, **limited(components)
+    )
+    status, answer, _ = wsgi_call(app, chunked_environ(b"x" * (LIMIT + 1), "/upload"))
+    assert (status, json.loads(answer)["status"]) == (413, 413)
+    status, answer, _ = wsgi_call(app, chunked_environ(b"x" * 10, "/upload"))
+    assert (status, json.loads(answer)) == (200, {"bytes": 10})
+
+
 def test_asgi_chunked_body_past_the_limit_is_413_in_both_placements(asgi: Any) -> None:
     chunks = [b"z" * 500] * 10
     status, answer, headers = asgi_call(asgi, post_scope("/read"), chunks)

@@ -20,12 +20,15 @@ __all__ = ["BoundedInput"]
 class BoundedInput:
     """A WSGI input stream that reads at most ``limit`` bytes of its body."""
 
-    __slots__ = ("_limit", "_seen", "_stream")
+    __slots__ = ("_limit", "_seen", "_stream", "overflow")
 
     def __init__(self, stream: Any, limit: int) -> None:
         self._stream = stream
         self._limit = limit
         self._seen = 0
+        # Set once the body passed the limit: the middleware answers 413 even when the
+        # app catches the error and answers 5xx itself.
+        self.overflow: BodyTooLarge | None = None
 
     def _room(self, size: int | None) -> int:
         # One byte more than the limit leaves tells "exactly at the limit" from "past it".
@@ -35,7 +38,8 @@ class BoundedInput:
     def _count(self, data: bytes) -> bytes:
         self._seen += len(data)
         if self._seen > self._limit:
-            raise BodyTooLarge(self._seen, self._limit)
+            self.overflow = BodyTooLarge(self._seen, self._limit)
+            raise self.overflow
         return data
 
     def read(self, size: int | None = -1) -> bytes:

@@ -101,6 +101,9 @@ class CoordinationMiddleware(MiddlewareBase):
         if rejection is not None:
             return self._reject(environ, start_response, rejection, method, route, started)
         exchange = _Exchange(self, environ, start_response, method, route, started)
+        stream = environ.get("wsgi.input")
+        if type(stream) is BoundedInput:
+            exchange.bounded = stream
         try:
             body = self.app(environ, exchange.start_response)
         except Exception as exc:
@@ -111,6 +114,8 @@ class CoordinationMiddleware(MiddlewareBase):
             return _ClosingList(answer, exchange)
         exchange.body = body
         if type(body) is list:  # already in memory: iterate it at C speed, keep close()
+            if exchange.replacement is not None:
+                return _ClosingList(exchange.replacement, exchange)
             return _ClosingList(body, exchange)
         return exchange
 
@@ -184,10 +189,12 @@ class _Exchange:
     __slots__ = (
         "_done",
         "body",
+        "bounded",
         "called",
         "environ",
         "method",
         "middleware",
+        "replacement",
         "route",
         "sent",
         "started",
@@ -214,6 +221,8 @@ class _Exchange:
         self.body: Iterable[bytes] = ()
         self.called = False  # the app called start_response
         self.sent = False  # a non-empty body chunk went to the server: headers are out
+        self.bounded: BoundedInput | None = None  # the body stream, when it is bounded
+        self.replacement: list[bytes] | None = None  # the body sent instead of the app's
         self._done = False
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -222,6 +231,16 @@ class _Exchange:
             self.status = int(status[:3])
         except ValueError:
             self.status = 500
+        bounded = self.bounded
+        if bounded is not None and bounded.overflow is not None and self.status >= 500:
+            # The app caught the body limit's error and answered it as its own failure
+            # (a catch-all handler): the client's body was too large, so it gets 413.
+            rejection = answer_for(bounded.overflow, map_resilience=False)
+            if rejection is not None:
+                body = rejection.body(self.environ.get("PATH_INFO") or "/")
+                self.replacement = [b"" if self.method == "HEAD" else body]
+                self.status = rejection.status
+                status, headers = rejection.status_line, rejection.response_headers(body)
         if exc_info is None:
             return self.upstream(status, headers)
         return self.upstream(status, headers, exc_info)
@@ -253,6 +272,8 @@ class _Exchange:
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self.body:
+                if self.replacement is not None:
+                    break  # the app's error page is not sent (close() still closes it)
                 if chunk:
                     self.sent = True
                 yield chunk
@@ -262,6 +283,9 @@ class _Exchange:
                 self.finish(exc)
                 raise
             yield from answer
+            return
+        if self.replacement is not None:
+            yield from self.replacement
 
     def close(self) -> None:
         try:
