@@ -309,7 +309,12 @@ class _Exchange:
             )
         status = 500 if error is not None else self.status
         route = self.middleware.route_after(self.environ, self.route)
-        self.middleware._record(self.method, route, status, self.started, error)
+        bounded = self.bounded
+        # A body past the limit is refused like one with a too large Content-Length.
+        overflowed = bounded is not None and bounded.overflow is not None and status == 413
+        self.middleware._record(
+            self.method, route, status, self.started, error, rejected=overflowed
+        )
 
 
 class _ClosingList(list[bytes]):
