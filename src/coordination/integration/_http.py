@@ -150,19 +150,22 @@ class RequestPolicy:
         """
         if raw is None:
             return None, None
-        value = raw.strip(" \t")
-        if value == "":
-            return None, None
-        if not (value.isascii() and value.isdigit()):
-            return None, Rejection(400, f"Content-Length {truncate(raw, 20)!r} is not a number")
-        digits = value.lstrip("0") or "0"
-        if len(digits) > 18:
-            return None, Rejection(
-                413,
-                f"request body of {len(digits)}-digit length exceeds the limit of "
-                f"{self.max_body} bytes",
-            )
-        length = int(digits)
+        value = raw
+        if not (value.isascii() and value.isdigit()):  # the common value skips all this
+            value = raw.strip(" \t")
+            if value == "":
+                return None, None
+            if not (value.isascii() and value.isdigit()):
+                return None, Rejection(400, f"Content-Length {truncate(raw, 20)!r} is not a number")
+        if len(value) > 18:
+            value = value.lstrip("0") or "0"
+            if len(value) > 18:
+                return None, Rejection(
+                    413,
+                    f"request body of {len(value)}-digit length exceeds the limit of "
+                    f"{self.max_body} bytes",
+                )
+        length = int(value)
         return length, self.too_large(length)
 
     def too_large(self, length: int) -> Rejection | None:
