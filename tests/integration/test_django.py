@@ -66,7 +66,7 @@ def test_the_middleware_entry_answers_resilience_errors(
     with override_settings(MIDDLEWARE=[ENTRY]):
         middleware = CoordinationMiddleware(WSGIHandler(), **components)
     client = Client(middleware)
-    caplog.set_level("WARNING", "coordination.integration")
+    caplog.set_level("INFO", "coordination.integration")
     for path, status, retry_after in [
         ("/unavailable/", 503, "5"),
         ("/limited/", 429, "1"),

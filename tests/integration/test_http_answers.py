@@ -123,7 +123,7 @@ def test_flask_answers_resilience_errors_from_views_and_hooks(
     app = flask_app(components["error_handler"])
     app.wsgi_app = CoordinationMiddleware(app.wsgi_app, **components)  # type: ignore[method-assign]
     http = BufferedClient(app)
-    caplog.set_level(logging.WARNING, "coordination.integration")
+    caplog.set_level(logging.INFO, "coordination.integration")
     for path, (_, status, retry_after) in CASES.items():
         assert_problem(http.get(path), status, retry_after)
     assert_problem(http.get("/charge?gate=1"), 429, "8")
@@ -344,7 +344,7 @@ def middleware_in(app: Any) -> CoordinationASGIMiddleware:
 async def test_asgi_answers_in_both_placements(
     components: dict[str, Any], make: Any, placement: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "coordination.integration")
+    caplog.set_level(logging.INFO, "coordination.integration")
     app = placements(components, make)[placement == "outer"]
     async with asgi_client(app) as http:
         for path, (_, status, retry_after) in CASES.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -16,7 +17,13 @@ from coordination import (
     RateLimitExceeded,
     ValidationError,
 )
-from coordination.integration._problems import BodyTooLarge, answer_for, retry_after_header
+from coordination.integration._problems import (
+    AnswerLog,
+    BodyTooLarge,
+    answer_for,
+    retry_after_header,
+)
+from fakes import FakeClock
 
 
 @given(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
@@ -76,3 +83,29 @@ def test_switched_off_only_the_body_limit_is_answered() -> None:
     rejection = answer_for(BodyTooLarge(11, 10), map_resilience=False)
     assert rejection is not None
     assert rejection.status == 413
+
+
+def test_an_outage_logs_one_warning_per_operation_and_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    log = AnswerLog(logging.getLogger("coordination.integration"), window=10.0, clock=clock)
+    caplog.set_level(logging.INFO, "coordination.integration")
+    for _ in range(50):
+        log("GET", "/pay", CircuitOpenError("payments", 3.0), 503)
+    log("GET", "/quote", CircuitOpenError("pricing", 3.0), 503)  # another operation
+    clock.advance(10.0)
+    log("GET", "/pay", CircuitOpenError("payments", 3.0), 503)
+    records = [r for r in caplog.records if " answered " in r.getMessage()]
+    assert len(records) == 52  # one record per answer, each naming its operation
+    assert all("'payments'" in r.getMessage() or "'pricing'" in r.getMessage() for r in records)
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert warnings[-1].endswith("(49 more answered since the last warning)")
+
+
+def test_the_log_table_stays_bounded() -> None:
+    log = AnswerLog(logging.getLogger("coordination.test"), clock=FakeClock(), max_keys=10)
+    for n in range(1_000):
+        log("GET", "/", OperationTimeout(f"op-{n}", 1.0), 504)
+    assert len(log._last) <= 10

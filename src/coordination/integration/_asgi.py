@@ -25,7 +25,7 @@ from .._time import perf_counter
 from ._base import MiddlewareBase
 from ._framework_errors import install_starlette_handlers
 from ._http import CLIENT_CLOSED, Rejection
-from ._problems import BodyTooLarge, answer_for, log_answer
+from ._problems import BodyTooLarge, answer_for
 from ._routes import asgi_route_resolver
 
 __all__ = ["CoordinationASGIMiddleware"]
@@ -178,7 +178,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
                     )
                     raise
                 if not isinstance(exc, BodyTooLarge):  # a client's oversized body is no news
-                    log_answer(self._logger, method, scope.get("path"), exc, answered.status)
+                    self._answer_log(method, scope.get("path"), exc, answered.status)
             if answered is not None:
                 exchange.status = answered.status
                 await self._reject(scope, send, answered)
@@ -199,7 +199,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             )
 
     def _install_error_answers(self) -> None:
-        install_starlette_handlers(self.app, self._logger, self._map_errors)
+        install_starlette_handlers(self.app, self._answer_log, self._map_errors)
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, Rejection | None, bool]:
         """The whole body (bounded), a 413 rejection, or True when the client left."""

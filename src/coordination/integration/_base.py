@@ -13,6 +13,7 @@ from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
 from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, RequestPolicy
+from ._problems import AnswerLog
 from ._routes import RouteResolver
 
 __all__ = ["MiddlewareBase"]
@@ -71,6 +72,7 @@ class MiddlewareBase(CoordinatedDoor):
         if map_resilience_errors is None:
             map_resilience_errors = cfg.map_resilience_errors
         self._map_errors = bool(map_resilience_errors)
+        self._answer_log = AnswerLog(self._logger)
         self._install_error_answers()
 
     def _install_error_answers(self) -> None:

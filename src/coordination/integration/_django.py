@@ -25,7 +25,7 @@ from typing import Any
 from .._config import resolve_config
 from .._logging import component_logger
 from ._http import PROBLEM_JSON
-from ._problems import answer_for, log_answer
+from ._problems import AnswerLog, answer_for
 
 __all__ = ["CoordinationDjangoMiddleware"]
 
@@ -48,7 +48,7 @@ class CoordinationDjangoMiddleware:
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
-        self._logger = component_logger("integration", debug=config.debug)
+        self._answer_log = AnswerLog(component_logger("integration", debug=config.debug))
 
     def __call__(self, request: Any) -> Any:
         if self._async:
@@ -66,7 +66,7 @@ class CoordinationDjangoMiddleware:
         from django.http import HttpResponse  # type: ignore[import-untyped]
 
         path = request.path
-        log_answer(self._logger, request.method, path, exception, rejection.status)
+        self._answer_log(request.method, path, exception, rejection.status)
         body = rejection.body(path)
         return HttpResponse(
             body,

@@ -11,11 +11,10 @@ is left alone (the middleware then answers the errors that reach it).
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
-from ._problems import RESILIENCE_ERRORS, BodyTooLarge, answer_for, log_answer
+from ._problems import RESILIENCE_ERRORS, AnswerLog, BodyTooLarge, answer_for
 
 __all__ = ["install_flask_handlers", "install_starlette_handlers"]
 
@@ -24,7 +23,7 @@ def _handled_classes(map_resilience: bool) -> tuple[type[Exception], ...]:
     return (BodyTooLarge, *RESILIENCE_ERRORS) if map_resilience else (BodyTooLarge,)
 
 
-def install_flask_handlers(app: Any, logger: logging.Logger, map_resilience: bool) -> bool:
+def install_flask_handlers(app: Any, log: AnswerLog, map_resilience: bool) -> bool:
     """Register the handlers on ``app`` if it is a Flask app (or ``app.wsgi_app``'s owner)."""
     flask = sys.modules.get("flask")
     owner = getattr(app, "__self__", app)
@@ -36,7 +35,7 @@ def install_flask_handlers(app: Any, logger: logging.Logger, map_resilience: boo
         if rejection is None:  # not one of ours after all: what Flask would have done
             raise error
         request = flask.request
-        log_answer(logger, request.method, request.path, error, rejection.status)
+        log(request.method, request.path, error, rejection.status)
         body = rejection.body(request.path)
         return owner.response_class(
             body, status=rejection.status, headers=rejection.response_headers(body)
@@ -63,7 +62,7 @@ def install_flask_handlers(app: Any, logger: logging.Logger, map_resilience: boo
         try:
             owner.register_error_handler(cls, handler)
         except AssertionError:  # Flask refuses setup once it has served a request
-            logger.warning(
+            log.logger.warning(
                 "the Flask app has already served requests, so %s raised in its views "
                 "stays a 500: wrap app.wsgi_app before the first request",
                 cls.__name__,
@@ -72,7 +71,7 @@ def install_flask_handlers(app: Any, logger: logging.Logger, map_resilience: boo
     return True
 
 
-def install_starlette_handlers(app: Any, logger: logging.Logger, map_resilience: bool) -> bool:
+def install_starlette_handlers(app: Any, log: AnswerLog, map_resilience: bool) -> bool:
     """Register the handlers on ``app`` if it is a Starlette (or FastAPI) application."""
     applications = sys.modules.get("starlette.applications")
     if applications is None or not isinstance(app, applications.Starlette):
@@ -84,12 +83,12 @@ def install_starlette_handlers(app: Any, logger: logging.Logger, map_resilience:
         if rejection is None:
             raise error
         path = request.url.path
-        log_answer(logger, request.method, path, error, rejection.status)
+        log(request.method, path, error, rejection.status)
         body = rejection.body(path)
         return Response(body, rejection.status, headers=dict(rejection.response_headers(body)))
 
     if app.middleware_stack is not None:
-        logger.warning(
+        log.logger.warning(
             "the Starlette app has already served requests; errors its routes raise are "
             "answered only when they reach the middleware"
         )

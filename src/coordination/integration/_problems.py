@@ -22,13 +22,14 @@ import logging
 import math
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
+from .._time import Clock, monotonic
 from ._http import Rejection
 
 __all__ = [
     "RESILIENCE_ERRORS",
+    "AnswerLog",
     "BodyTooLarge",
     "answer_for",
-    "log_answer",
     "retry_after_header",
 ]
 
@@ -99,9 +100,58 @@ def answer_for(error: BaseException, *, map_resilience: bool) -> Rejection | Non
     return None
 
 
-def log_answer(
-    logger: logging.Logger, method: str, path: object, error: BaseException, status: int
-) -> None:
-    """The one log line of an error answered for the app (its message names the operation)."""
-    error = _single(error)
-    logger.warning("%s %s answered %d: %s: %s", method, path, status, type(error).__name__, error)
+class AnswerLog:
+    """One log record per answered error, naming its operation — without a flood.
+
+    During an outage every request through an open breaker is answered 503: a WARNING
+    each would bury everything else. The first answer for an (error type, operation)
+    in ``window`` seconds is a WARNING (saying how many were answered quietly since);
+    the others are INFO records. The table of keys is bounded (cleared when full). It
+    takes no lock: under concurrent answers the "how many since" count is approximate.
+    """
+
+    __slots__ = ("_clock", "_last", "_max_keys", "_quiet", "_window", "logger")
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        window: float = 10.0,
+        clock: Clock = monotonic,
+        max_keys: int = 1_000,
+    ) -> None:
+        self.logger = logger
+        self._window = window
+        self._clock = clock
+        self._max_keys = max_keys
+        self._last: dict[tuple[str, str], float] = {}
+        self._quiet: dict[tuple[str, str], int] = {}
+
+    def __call__(self, method: str, path: object, error: BaseException, status: int) -> None:
+        error = _single(error)
+        operation = getattr(error, "operation", None) or getattr(error, "key", None) or ""
+        key = (type(error).__name__, str(operation))
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._window:
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            level = logging.INFO
+            since = ""
+        else:
+            if len(self._last) >= self._max_keys:
+                self._last.clear()
+                self._quiet.clear()
+            self._last[key] = now
+            quiet = self._quiet.pop(key, 0)
+            level = logging.WARNING
+            since = f" ({quiet} more answered since the last warning)" if quiet else ""
+        self.logger.log(
+            level,
+            "%s %s answered %d: %s: %s%s",
+            method,
+            path,
+            status,
+            type(error).__name__,
+            error,
+            since,
+        )

@@ -34,7 +34,7 @@ from ._base import MiddlewareBase
 from ._bounded_input import BoundedInput
 from ._framework_errors import install_flask_handlers
 from ._http import Rejection
-from ._problems import answer_for, log_answer
+from ._problems import answer_for
 from ._routes import wsgi_route_resolver
 
 __all__ = ["CoordinationMiddleware"]
@@ -120,7 +120,7 @@ class CoordinationMiddleware(MiddlewareBase):
         return exchange
 
     def _install_error_answers(self) -> None:
-        install_flask_handlers(self.app, self._logger, self._map_errors)
+        install_flask_handlers(self.app, self._answer_log, self._map_errors)
 
     def _check(self, environ: Environ, method: str) -> tuple[Rejection | None, str | None]:
         policy = self._policy
@@ -266,7 +266,7 @@ class _Exchange:
             return None
         self.called = True
         self.status = rejection.status
-        log_answer(self.middleware._logger, self.method, path, error, rejection.status)
+        self.middleware._answer_log(self.method, path, error, rejection.status)
         return [b"" if self.method == "HEAD" else body]
 
     def __iter__(self) -> Iterator[bytes]:
