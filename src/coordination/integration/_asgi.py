@@ -177,8 +177,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
                         "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
                     )
                     raise
-                if not isinstance(exc, BodyTooLarge):  # a client's oversized body is no news
-                    self._answer_log(method, scope.get("path"), exc, answered.status)
+                self._answer_log(method, scope.get("path"), exc, answered.status)
             if answered is not None:
                 exchange.status = answered.status
                 await self._reject(scope, send, answered)

@@ -129,6 +129,8 @@ class AnswerLog:
 
     def __call__(self, method: str, path: object, error: BaseException, status: int) -> None:
         error = _single(error)
+        if isinstance(error, BodyTooLarge):
+            return  # a client's oversized body, like the middleware's other refusals: counted
         operation = getattr(error, "operation", None) or getattr(error, "key", None) or ""
         key = (type(error).__name__, str(operation))
         now = self._clock()
