@@ -37,8 +37,10 @@ SLOW = settings(
 )
 
 
-def limited(components: dict[str, Any]) -> dict[str, Any]:
-    config = components["config"].replace(max_request_body_bytes=LIMIT, max_header_bytes=8_000)
+def limited(components: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    config = components["config"].replace(
+        max_request_body_bytes=LIMIT, max_header_bytes=8_000, **settings
+    )
     return {**components, "config": config}
 
 
@@ -447,7 +449,13 @@ SEGMENT = st.one_of(
     st.text(max_size=20),
     st.text(alphabet="a%/", min_size=200, max_size=3000),
 )
-PATHS = st.lists(SEGMENT, max_size=6).map(lambda parts: "/" + "/".join(parts))
+PATHS = st.one_of(
+    st.lists(SEGMENT, max_size=6).map(lambda parts: "/" + "/".join(parts)),
+    # the built-in endpoints, served before the checks (and their neighbours)
+    st.sampled_from(
+        ["/metrics", "/health", "/health/ready", "/health/live", "/coordination"]
+    ).flatmap(lambda p: st.sampled_from([p, p + "/", p + "/status.json", p + "%", p + "/x"])),
+)
 JSON_BODIES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
@@ -523,7 +531,9 @@ def test_wsgi_never_raises_or_answers_5xx_itself(
         method, path, content_type = "POST", "/echo", "application/json"
     flask = flask_app()
     for app in (flask.wsgi_app, django_app):
-        middleware = CoordinationMiddleware(app, route_rules=RULES, **limited(components))
+        middleware = CoordinationMiddleware(
+            app, route_rules=RULES, **limited(components, expose_endpoints=True)
+        )
         # WSGI strings are bytes as latin-1: what a server makes of any request line
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method.encode("utf-8", "surrogatepass").decode("latin-1"),
@@ -582,10 +592,11 @@ def test_asgi_never_raises_or_answers_5xx_itself(
     if aimed:
         method, path, content_type = "POST", "/echo", "application/json"
     app: Any = starlette_app()
+    options = limited(components, expose_endpoints=True)
     if outer:
-        app = CoordinationASGIMiddleware(app, route_rules=RULES, **limited(components))
+        app = CoordinationASGIMiddleware(app, route_rules=RULES, **options)
     else:
-        app.add_middleware(CoordinationASGIMiddleware, route_rules=RULES, **limited(components))
+        app.add_middleware(CoordinationASGIMiddleware, route_rules=RULES, **options)
     points = sorted({min(c, len(body)) for c in cuts} | {0, len(body)})
     chunks = [body[a:b] for a, b in itertools.pairwise(points)] or [b""]
     length = _length(framing, body)
