@@ -614,3 +614,27 @@ def test_asgi_never_raises_or_answers_5xx_itself(
     }
     status, answer, _ = asgi_call(app, scope, chunks)
     assert status < 500, (status, answer[:300])
+
+
+def test_a_broken_route_resolver_is_the_apps_error_not_a_skipped_check(
+    components: dict[str, Any],
+) -> None:
+    """Skipping the rule set would let the body through unchecked: it is raised instead."""
+
+    def resolver(request: Any) -> str | None:
+        raise LookupError("resolver bug")
+
+    wsgi = CoordinationMiddleware(
+        flask_app().wsgi_app, route_rules=RULES, route_resolver=resolver, **components
+    )
+    with pytest.raises(LookupError):
+        wsgi_call(wsgi, post_environ(b'{"id": 1}'))
+    asgi = CoordinationASGIMiddleware(
+        starlette_app(), route_rules=RULES, route_resolver=resolver, **components
+    )
+    with pytest.raises(LookupError):
+        asgi_call(asgi, post_scope(), [b'{"id": 1}'])
+    for middleware in (wsgi, asgi):
+        stats = middleware.http_stats()
+        assert (stats["status_codes"], stats["in_flight"]) == ({500: 1}, 0)
+        assert stats["exceptions"] == {"LookupError": 1}

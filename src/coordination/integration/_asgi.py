@@ -144,7 +144,14 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             length, rejection = policy.check_content_length(length_header)
         route = None
         if rejection is None and policy.rules:
-            route = self.route_before(scope)
+            # A resolver that raises is the app's bug; skipping the rule set would let the
+            # body through unchecked, so it is counted and raised, as under WSGI.
+            try:
+                route = self._routes.before(scope) if self._routes else None
+            except Exception as exc:
+                self._logger.exception("checking the request failed")
+                self._record(method, None, 500, started, exc)
+                raise
             rule_set = policy.rules_for(method, route)
             if rule_set is not None:
                 body, rejection, disconnected = await self._read_body(receive)

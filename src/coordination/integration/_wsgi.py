@@ -94,7 +94,7 @@ class CoordinationMiddleware(MiddlewareBase):
         route = None
         try:
             rejection, route = self._check(environ, method)
-        except Exception as exc:  # the server's input stream or a limiter failed: counted, raised
+        except Exception as exc:  # the route resolver or the input stream failed: counted, raised
             self._logger.exception("checking the request failed")
             self._record(method, None, 500, started, exc)
             raise
@@ -135,7 +135,9 @@ class CoordinationMiddleware(MiddlewareBase):
             return rejection, None
         route = None
         if policy.rules and self._routes is not None:
-            route = self.route_before(environ)
+            # A resolver that raises here is the app's bug; skipping the rule set would
+            # let the body through unchecked, so it is counted and raised (see __call__).
+            route = self._routes.before(environ)
             rule_set = policy.rules_for(method, route)
             if rule_set is not None:
                 body, rejection = self._read_body(environ, length)
