@@ -57,6 +57,7 @@ from .error_handling import (
 from .integration import (
     Coordination,
     CoordinationASGIMiddleware,
+    CoordinationDjangoMiddleware,
     CoordinationEventProcessor,
     CoordinationMiddleware,
     CoordinationServiceWrapper,
@@ -118,6 +119,7 @@ __all__ = [
     "CoordinationASGIMiddleware",
     "CoordinationCollector",
     "CoordinationConfig",
+    "CoordinationDjangoMiddleware",
     "CoordinationError",
     "CoordinationErrorHandler",
     "CoordinationEventProcessor",

@@ -281,6 +281,13 @@ class CoordinationConfig:
         "Largest total size of a request's header names and values (larger: 431).",
         minimum=1,
     )
+    map_resilience_errors: bool = _setting(
+        True,
+        bool,
+        "Answer resilience errors raised inside the app as problem+json: an open circuit "
+        "or a full bulkhead 503, a spent rate limit 429 (both with Retry-After), a "
+        "timeout 504 (off: they reach the framework's own error handling).",
+    )
     client_rate_limit: str | None = _setting(
         None,
         str,

@@ -13,6 +13,8 @@ from coordination.error_handling import CoordinationErrorHandler
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator
 
+from .django_site import django_app  # noqa: F401  (a fixture for every test here)
+
 
 @pytest.fixture
 def config(clean_environment: None) -> CoordinationConfig:

@@ -2,65 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import types
 from typing import Any
 
+import httpx
 import pytest
 from werkzeug.test import Client
 
-from coordination.integration import CoordinationMiddleware
+from coordination.integration import CoordinationDjangoMiddleware, CoordinationMiddleware
 
 from .conftest import op_count
-
-django = pytest.importorskip("django")
-
-
-def _urls() -> types.ModuleType:
-    from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
-    from django.urls import path
-
-    def item(request: HttpRequest, pk: int) -> JsonResponse:
-        return JsonResponse({"pk": pk})
-
-    def orders(request: HttpRequest) -> JsonResponse:
-        return JsonResponse({"received": json.loads(request.body)})
-
-    def stream(request: HttpRequest) -> StreamingHttpResponse:
-        return StreamingHttpResponse(b"part %d;" % n for n in range(3))
-
-    def boom(request: HttpRequest) -> JsonResponse:
-        raise RuntimeError("view bug")
-
-    module = types.ModuleType("coordination_test_django_urls")
-    module.urlpatterns = [  # type: ignore[attr-defined]
-        path("items/<int:pk>/", item),
-        path("orders/", orders),
-        path("stream/", stream),
-        path("boom/", boom),
-    ]
-    return module
-
-
-@pytest.fixture(scope="module")
-def django_app() -> Any:
-    from django.conf import settings
-
-    if not settings.configured:
-        sys.modules["coordination_test_django_urls"] = _urls()
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="test-only",
-            ROOT_URLCONF="coordination_test_django_urls",
-            ALLOWED_HOSTS=["localhost", "testserver"],
-            MIDDLEWARE=[],
-            INSTALLED_APPS=[],
-            LOGGING_CONFIG=None,
-        )
-    from django.core.wsgi import get_wsgi_application
-
-    return get_wsgi_application()
 
 
 def test_django_routes_limits_rules_and_errors(django_app: Any, components: dict[str, Any]) -> None:
@@ -102,3 +52,60 @@ def test_django_routes_limits_rules_and_errors(django_app: Any, components: dict
     assert counters["requests"] == 8
     assert counters["rejected"] == {400: 1, 422: 1}
     assert counters["in_flight"] == 0
+
+
+ENTRY = "coordination.integration.CoordinationDjangoMiddleware"
+
+
+def test_the_middleware_entry_answers_resilience_errors(
+    django_app: Any, components: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    with override_settings(MIDDLEWARE=[ENTRY]):
+        middleware = CoordinationMiddleware(WSGIHandler(), **components)
+    client = Client(middleware)
+    caplog.set_level("INFO", "coordination.integration")
+    for path, status, retry_after in [
+        ("/unavailable/", 503, "5"),
+        ("/limited/", 429, "1"),
+        ("/slow/", 504, None),
+    ]:
+        response = client.get(path, buffered=True)
+        assert response.status_code == status
+        assert response.mimetype == "application/problem+json"
+        assert response.headers.get("Retry-After") == retry_after
+        assert response.json["status"] == status
+    assert client.get("/boom/", buffered=True).status_code == 500  # Django's own answer
+    assert client.get("/items/3/", buffered=True).json == {"pk": 3}
+    stats = middleware.http_stats()
+    assert stats["status_codes"] == {200: 1, 429: 1, 500: 1, 503: 1, 504: 1}
+    assert {(r["route"], r["status"]) for r in stats["by_route"]} >= {
+        ("/unavailable/", "503"),
+        ("/limited/", "429"),
+    }
+    assert sum(" answered " in r.getMessage() for r in caplog.records) == 3
+
+
+async def test_the_middleware_entry_in_an_async_stack(django_app: Any) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import override_settings
+
+    with override_settings(MIDDLEWARE=[ENTRY]):
+        app = ASGIHandler()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/unavailable/")
+    assert (response.status_code, response.headers["retry-after"]) == (503, "5")
+
+
+def test_the_entry_steps_aside_when_mapping_is_off(django_app: Any) -> None:
+    from django.core.exceptions import MiddlewareNotUsed
+    from django.test import override_settings
+
+    with (
+        override_settings(COORDINATION={"map_resilience_errors": False}),
+        pytest.raises(MiddlewareNotUsed),
+    ):
+        CoordinationDjangoMiddleware(lambda request: None)

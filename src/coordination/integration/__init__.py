@@ -4,6 +4,8 @@
 * ``coordinate_operation`` — validation → error handling → timing, as one decorator.
 * ``CoordinationMiddleware`` (WSGI) and ``CoordinationASGIMiddleware`` (ASGI) — request
   limits, per-route rule sets, timing per route template, built-in endpoints.
+* ``CoordinationDjangoMiddleware`` — a Django ``MIDDLEWARE`` entry answering resilience
+  errors of views as problem documents (503/429/504).
 * ``CoordinationEventProcessor`` — events validated, retried, timed, and never lost (the
   ``DeadLetterStore``).
 
@@ -17,6 +19,7 @@ from ._asgi import CoordinationASGIMiddleware
 from ._coordination import Coordination, default_coordination
 from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
 from ._decorators import coordinate_operation
+from ._django import CoordinationDjangoMiddleware
 from ._events import CoordinationEventProcessor, EventOutcome
 from ._wrapper import CoordinationServiceWrapper
 from ._wsgi import CoordinationMiddleware
@@ -24,6 +27,7 @@ from ._wsgi import CoordinationMiddleware
 __all__ = [
     "Coordination",
     "CoordinationASGIMiddleware",
+    "CoordinationDjangoMiddleware",
     "CoordinationEventProcessor",
     "CoordinationMiddleware",
     "CoordinationServiceWrapper",

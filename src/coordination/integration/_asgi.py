@@ -8,6 +8,12 @@ see a client disconnect and to count an unannounced (chunked) body. Lifespan, we
 and other non-HTTP scopes pass straight through. A request is timed until the app has sent
 its last body chunk (or the client went away: counted as a disconnect, status 499, not as
 a server failure). As with WSGI, the app is never retried (see ``_wsgi``).
+
+Resilience errors raised inside the app are answered as problem documents (503/429/504,
+see ``_problems``) when they reach the middleware before the response has started — as
+they do through ``add_middleware``, which puts it outside Starlette's exception handling.
+Wrapped *around* a Starlette app, whose ``ServerErrorMiddleware`` would answer them 500
+first, the middleware registers exception handlers on the app instead.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 
 from .._time import perf_counter
 from ._base import MiddlewareBase
+from ._framework_errors import install_starlette_handlers
 from ._http import CLIENT_CLOSED, Rejection
+from ._problems import BodyTooLarge, answer_for
 from ._routes import asgi_route_resolver
 
 __all__ = ["CoordinationASGIMiddleware"]
@@ -29,18 +37,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _BodyTooLarge(Exception):
-    """Raised from ``receive`` when an unannounced body passes the limit."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"request body passed {size} bytes")
-        self.size = size
-
-
 class _Exchange:
     """One request's state, seen through the wrapped ``receive`` and ``send``."""
 
-    __slots__ = ("body_seen", "complete", "disconnected", "receive", "responded", "send", "status")
+    __slots__ = (
+        "body_seen",
+        "complete",
+        "disconnected",
+        "overflow",
+        "receive",
+        "responded",
+        "send",
+        "status",
+    )
 
     def __init__(self, receive: Receive, send: Send, body_limit: int | None) -> None:
         self.status = 500
@@ -48,6 +57,10 @@ class _Exchange:
         self.complete = False
         self.disconnected = False
         self.body_seen = 0
+        # The 413 owed once the app read past the limit. A framework that turns the
+        # error into its own 500 page (Starlette's ServerErrorMiddleware, when the
+        # middleware wraps the whole app) has that page held back: the 413 goes instead.
+        self.overflow: Rejection | None = None
         self.receive = self._counting(receive, body_limit)
         self.send = self._watching(send)
 
@@ -60,7 +73,10 @@ class _Exchange:
             elif limit is not None and kind == "http.request":
                 self.body_seen += len(message.get("body", b""))
                 if self.body_seen > limit:
-                    raise _BodyTooLarge(self.body_seen)
+                    error = BodyTooLarge(self.body_seen, limit)
+                    if not self.responded:
+                        self.overflow = answer_for(error, map_resilience=False)
+                    raise error
             return message
 
         return counted
@@ -68,6 +84,12 @@ class _Exchange:
     def _watching(self, send: Send) -> Send:
         async def watched(message: Message) -> None:
             kind = message["type"]
+            if self.overflow is not None and not self.responded:
+                if kind != "http.response.start":
+                    return  # the body of the 500 page held back
+                if message.get("status", 500) >= 500:
+                    return  # held back: the 413 is sent instead
+                self.overflow = None  # the app answered the overflow itself (a 4xx)
             if kind == "http.response.start":
                 self.status = int(message["status"])
                 self.responded = True
@@ -107,7 +129,10 @@ class CoordinationASGIMiddleware(MiddlewareBase):
         for name, value in headers:
             size += len(name) + len(value)
             if name == b"content-length":
-                length_header = value.decode("latin-1")
+                text = value.decode("latin-1")
+                if length_header is not None and length_header != text:
+                    text = f"{length_header}, {text}"  # disagreeing lengths: refused (400)
+                length_header = text
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
         rejection = policy.check_method(method) or policy.check_header_size(size)
@@ -119,7 +144,14 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             length, rejection = policy.check_content_length(length_header)
         route = None
         if rejection is None and policy.rules:
-            route = self._routes.before(scope) if self._routes else None
+            # A resolver that raises is the app's bug; skipping the rule set would let the
+            # body through unchecked, so it is counted and raised, as under WSGI.
+            try:
+                route = self._routes.before(scope) if self._routes else None
+            except Exception as exc:
+                self._logger.exception("checking the request failed")
+                self._record(method, None, 500, started, exc)
+                raise
             rule_set = policy.rules_for(method, route)
             if rule_set is not None:
                 body, rejection, disconnected = await self._read_body(receive)
@@ -138,25 +170,30 @@ class CoordinationASGIMiddleware(MiddlewareBase):
         # An unannounced (chunked) body is counted as the app reads it.
         exchange = _Exchange(receive, send, policy.max_body if length is None else None)
         error: Exception | None = None
+        answered: Rejection | None = None
         try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except _BodyTooLarge as exc:
-            if exchange.responded:
-                error = exc
-                raise
-            exchange.status = 413
-            await self._reject(scope, send, policy.too_large(exc.size) or Rejection(413, str(exc)))
-        except Exception as exc:
-            error = exc
-            self._logger.warning(
-                "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
-            )
-            raise
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+                answered = exchange.overflow  # the app swallowed the overflow it was told of
+            except Exception as exc:
+                if not exchange.responded:
+                    answered = exchange.overflow or answer_for(exc, map_resilience=self._map_errors)
+                if answered is None:
+                    error = exc
+                    self._logger.warning(
+                        "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
+                    )
+                    raise
+                self._answer_log(method, scope.get("path"), exc, answered.status)
+            if answered is not None:
+                exchange.status = answered.status
+                await self._reject(scope, send, answered)
+                exchange.complete = True
         finally:
             # Also reached when the task is cancelled (the server dropped the connection).
             gone = not exchange.complete and (exchange.disconnected or error is None)
             status = 500 if error is not None else exchange.status
-            if gone and error is None and exchange.status != 413:
+            if gone and error is None:
                 status = CLIENT_CLOSED
             self._record(
                 method,
@@ -164,8 +201,11 @@ class CoordinationASGIMiddleware(MiddlewareBase):
                 status,
                 started,
                 error,
-                rejected=exchange.status == 413 and not exchange.responded,
+                rejected=answered is not None and answered.status == 413,
             )
+
+    def _install_error_answers(self) -> None:
+        install_starlette_handlers(self.app, self._answer_log, self._map_errors)
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, Rejection | None, bool]:
         """The whole body (bounded), a 413 rejection, or True when the client left."""

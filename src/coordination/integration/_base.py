@@ -13,6 +13,7 @@ from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
 from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, RequestPolicy
+from ._problems import AnswerLog
 from ._routes import RouteResolver
 
 __all__ = ["MiddlewareBase"]
@@ -25,6 +26,8 @@ class MiddlewareBase(CoordinatedDoor):
     ``client_rate_limit`` (``"100/s"``) and ``client_rate_limit_key`` (``"address"`` or
     ``"header:X-API-Key"``) override the configuration's; ``rate_limiter`` replaces the
     limiter itself (any ``RateLimiterBackend``, such as ``RedisBackend(...).rate_limiter``).
+    ``map_resilience_errors`` overrides the configuration's: resilience errors raised
+    inside the app become 503/429/504 problem documents (see ``_problems``).
 
     The validator, error handler and monitor are the process's (``default_coordination()``)
     unless ``coordination=`` names another set or they are given one by one; ``config``
@@ -50,6 +53,7 @@ class MiddlewareBase(CoordinatedDoor):
         client_rate_limit_key: str | None = None,
         rate_limiter: RateLimiterBackend | None = None,
         coordination: ComponentSet | None = None,
+        map_resilience_errors: bool | None = None,
         debug: bool = False,
     ) -> None:
         if not callable(app):
@@ -65,6 +69,14 @@ class MiddlewareBase(CoordinatedDoor):
         )
         self._counters = HttpCounters(cfg.max_operation_names)
         self._endpoints = Endpoints(self._components, cfg, self) if cfg.expose_endpoints else None
+        if map_resilience_errors is None:
+            map_resilience_errors = cfg.map_resilience_errors
+        self._map_errors = bool(map_resilience_errors)
+        self._answer_log = AnswerLog(self._logger)
+        self._install_error_answers()
+
+    def _install_error_answers(self) -> None:
+        """Teach the wrapped framework to answer errors it would turn into 500s itself."""
 
     def _record(
         self,

@@ -20,6 +20,7 @@ from typing import Any
 from .._bounded import OVERFLOW_OPERATION, BoundedNames
 from .._config import CoordinationConfig
 from .._errors import ConfigError, ValidationError
+from .._logging import component_logger
 from .._redact import truncate
 from ._components import ValidatorLike, prepare_rules
 
@@ -111,6 +112,7 @@ class RequestPolicy:
                 )
         self._allow_header = (("Allow", ", ".join(sorted(self.allowed_methods))),)
         self.validator = validator
+        self._logger = component_logger("integration")
         self.rules: dict[str, Any] = {}
         if config.enable_validation:
             for key, rule_set in (route_rules or {}).items():
@@ -139,12 +141,31 @@ class RequestPolicy:
         )
 
     def check_content_length(self, raw: str | None) -> tuple[int | None, Rejection | None]:
-        """The declared body length, or the rejection a bad or too large one earns."""
-        if raw is None or raw == "":
+        """The declared body length, or the rejection a bad or too large one earns.
+
+        RFC 9110 allows ASCII digits only: ``str.isdigit()`` alone would take ``"²"``
+        (and ``int()`` would then fail), and ``"+5"``, ``"-5"`` or ``"0x5"`` are not
+        lengths. Surrounding spaces are field whitespace; a value of more digits than
+        any limit is 413 without building the integer (``int()`` refuses 4 300 digits).
+        """
+        if raw is None:
             return None, None
-        if not raw.isdigit():
-            return None, Rejection(400, f"Content-Length {truncate(raw, 20)!r} is not a number")
-        length = int(raw)
+        value = raw
+        if not (value.isascii() and value.isdigit()):  # the common value skips all this
+            value = raw.strip(" \t")
+            if value == "":
+                return None, None
+            if not (value.isascii() and value.isdigit()):
+                return None, Rejection(400, f"Content-Length {truncate(raw, 20)!r} is not a number")
+        if len(value) > 18:
+            value = value.lstrip("0") or "0"
+            if len(value) > 18:
+                return None, Rejection(
+                    413,
+                    f"request body of {len(value)}-digit length exceeds the limit of "
+                    f"{self.max_body} bytes",
+                )
+        length = int(value)
         return length, self.too_large(length)
 
     def too_large(self, length: int) -> Rejection | None:
@@ -166,14 +187,47 @@ class RequestPolicy:
             return Rejection(415, f"expected a JSON body (application/json), got {media!r}")
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            return Rejection(400, f"the request body is not UTF-8 text: {exc.reason}")
+        except json.JSONDecodeError as exc:
             return Rejection(400, f"the request body is not valid JSON: {exc}")
+        except ValueError:  # valid JSON, but an integer longer than int() accepts
+            return Rejection(
+                422,
+                "the request body holds an integer too long to read",
+                ({"code": "number_too_long", "pointer": "", "message": _LONG_INT},),
+            )
+        except RecursionError:  # valid JSON nested deeper than the parser can follow
+            return Rejection(
+                422,
+                "the request body is nested too deeply to read",
+                ({"code": "too_deep", "pointer": "", "message": _DEEP},),
+            )
         try:
             self.validator.ensure_valid(data, rule_set)
         except ValidationError as exc:
             errors = tuple(_error_entry(e) for e in exc.errors)
             return Rejection(422, f"the request body breaks {len(errors)} rule(s)", errors)
+        except Exception as exc:
+            # The validator could not decide (a bug, or input it does not handle). The
+            # body is not let through unchecked, and the client is not told 500: the
+            # answer is 422, and the log has the traceback for the operator.
+            self._logger.error(
+                "the validator raised %s checking a request body; answered 422",
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            return Rejection(
+                422,
+                "the request body could not be checked against its rule set",
+                ({"code": "unverifiable", "pointer": "", "message": _UNVERIFIABLE},),
+            )
         return None
+
+
+_LONG_INT = "an integer in the body has more digits than the server reads"
+_DEEP = "the body nests arrays or objects deeper than the server reads"
+_UNVERIFIABLE = "the body holds a value the rule set's checks cannot handle"
 
 
 def _value(counter: itertools.count[int]) -> int:

@@ -7,6 +7,13 @@ closed (so streamed bodies count in full), under the route template as operation
 Requests that break a structural limit or their route's rule set are answered with
 ``application/problem+json`` before the app runs.
 
+Resilience errors raised inside the app (an open breaker, a full bulkhead, a spent rate
+limit, a timeout) are answered as problem documents (503/429/504, see ``_problems``):
+caught here when they reach the middleware before the response has begun, and through an
+error handler registered on a wrapped Flask app, which would otherwise make them 500s. A
+body without ``Content-Length`` is read through a bounded stream, so an app that reads
+past ``max_request_body_bytes`` gets a 413 answer instead of an unbounded read.
+
 The whole application is **not** retried, unlike the spec's sketch: by the time it fails
 it may have read ``wsgi.input`` (a stream that cannot be rewound), called
 ``start_response`` or done half its side effects, so running it again is unsafe. Put
@@ -18,12 +25,16 @@ framework or server answers it as it always did.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._time import perf_counter
 from ._base import MiddlewareBase
+from ._bounded_input import BoundedInput
+from ._framework_errors import install_flask_handlers
 from ._http import Rejection
+from ._problems import answer_for
 from ._routes import wsgi_route_resolver
 
 __all__ = ["CoordinationMiddleware"]
@@ -36,6 +47,9 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 # Keys servers put in every environ that are not headers. Subtracting them (one C-level
 # set operation) leaves a handful of keys for the Python loop below; a key missing here
 # is still checked, so the list only needs to be good, not complete.
+# Requests that carry no body unless they say so with Transfer-Encoding.
+_BODILESS = frozenset({"GET", "HEAD"})
+
 _NOT_HEADERS = frozenset(
     {
         "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
@@ -80,22 +94,33 @@ class CoordinationMiddleware(MiddlewareBase):
         route = None
         try:
             rejection, route = self._check(environ, method)
-        except Exception as exc:  # a broken resolver or validator: counted, then raised
+        except Exception as exc:  # the route resolver or the input stream failed: counted, raised
             self._logger.exception("checking the request failed")
             self._record(method, None, 500, started, exc)
             raise
         if rejection is not None:
             return self._reject(environ, start_response, rejection, method, route, started)
         exchange = _Exchange(self, environ, start_response, method, route, started)
+        stream = environ.get("wsgi.input")
+        if type(stream) is BoundedInput:
+            exchange.bounded = stream
         try:
             body = self.app(environ, exchange.start_response)
         except Exception as exc:
-            exchange.finish(exc)
-            raise
+            answer = exchange.answer(exc)
+            if answer is None:
+                exchange.finish(exc)
+                raise
+            return _ClosingList(answer, exchange)
         exchange.body = body
         if type(body) is list:  # already in memory: iterate it at C speed, keep close()
+            if exchange.replacement is not None:
+                return _ClosingList(exchange.replacement, exchange)
             return _ClosingList(body, exchange)
         return exchange
+
+    def _install_error_answers(self) -> None:
+        install_flask_handlers(self.app, self._answer_log, self._map_errors)
 
     def _check(self, environ: Environ, method: str) -> tuple[Rejection | None, str | None]:
         policy = self._policy
@@ -108,19 +133,27 @@ class CoordinationMiddleware(MiddlewareBase):
         length, rejection = policy.check_content_length(environ.get("CONTENT_LENGTH"))
         if rejection is not None:
             return rejection, None
-        if not policy.rules or self._routes is None:
-            return None, None
-        route = self._routes.before(environ)
-        rule_set = policy.rules_for(method, route)
-        if rule_set is None:
-            return None, route
-        body, rejection = self._read_body(environ, length)
-        if rejection is None:
-            rejection = policy.check_json(body, environ.get("CONTENT_TYPE"), rule_set)
-        # The app reads the same bytes from a fresh stream.
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return rejection, route
+        route = None
+        if policy.rules and self._routes is not None:
+            # A resolver that raises here is the app's bug; skipping the rule set would
+            # let the body through unchecked, so it is counted and raised (see __call__).
+            route = self._routes.before(environ)
+            rule_set = policy.rules_for(method, route)
+            if rule_set is not None:
+                body, rejection = self._read_body(environ, length)
+                if rejection is None:
+                    rejection = policy.check_json(body, environ.get("CONTENT_TYPE"), rule_set)
+                # The app reads the same bytes from a fresh stream.
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
+                return rejection, route
+        if length is None and (method not in _BODILESS or "HTTP_TRANSFER_ENCODING" in environ):
+            # No length announced: the server reads until the body ends (chunked), so
+            # the limit is enforced as the app reads.
+            stream = environ.get("wsgi.input")
+            if stream is not None:
+                environ["wsgi.input"] = BoundedInput(stream, policy.max_body)
+        return None, route
 
     def _read_body(self, environ: Environ, length: int | None) -> tuple[bytes, Rejection | None]:
         stream = environ.get("wsgi.input")
@@ -158,10 +191,14 @@ class _Exchange:
     __slots__ = (
         "_done",
         "body",
+        "bounded",
+        "called",
         "environ",
         "method",
         "middleware",
+        "replacement",
         "route",
+        "sent",
         "started",
         "status",
         "upstream",
@@ -184,23 +221,73 @@ class _Exchange:
         self.started = started
         self.status = 500  # until the app says otherwise
         self.body: Iterable[bytes] = ()
+        self.called = False  # the app called start_response
+        self.sent = False  # a non-empty body chunk went to the server: headers are out
+        self.bounded: BoundedInput | None = None  # the body stream, when it is bounded
+        self.replacement: list[bytes] | None = None  # the body sent instead of the app's
         self._done = False
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.called = True
         try:
             self.status = int(status[:3])
         except ValueError:
             self.status = 500
+        bounded = self.bounded
+        if bounded is not None and bounded.overflow is not None and self.status >= 500:
+            # The app caught the body limit's error and answered it as its own failure
+            # (a catch-all handler): the client's body was too large, so it gets 413.
+            rejection = answer_for(bounded.overflow, map_resilience=False)
+            if rejection is not None:
+                body = rejection.body(self.environ.get("PATH_INFO") or "/")
+                self.replacement = [b"" if self.method == "HEAD" else body]
+                self.status = rejection.status
+                status, headers = rejection.status_line, rejection.response_headers(body)
         if exc_info is None:
             return self.upstream(status, headers)
         return self.upstream(status, headers, exc_info)
 
+    def answer(self, error: Exception) -> list[bytes] | None:
+        """Answer ``error`` as its problem document, if it has one and headers are not out.
+
+        Once the server has sent the headers the status cannot change: the error is then
+        re-raised, so the server aborts the response (PEP 3333), and logged as a failure.
+        """
+        rejection = answer_for(error, map_resilience=self.middleware._map_errors)
+        if rejection is None or self.sent:
+            return None
+        path = self.environ.get("PATH_INFO") or "/"
+        body = rejection.body(path)
+        headers = rejection.response_headers(body)
+        try:
+            if self.called:  # replaces the app's headers; raises if they were sent
+                self.upstream(rejection.status_line, headers, sys.exc_info())
+            else:
+                self.upstream(rejection.status_line, headers)
+        except Exception:
+            return None
+        self.called = True
+        self.status = rejection.status
+        self.middleware._answer_log(self.method, path, error, rejection.status)
+        return [b"" if self.method == "HEAD" else body]
+
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self.body
+            for chunk in self.body:
+                if self.replacement is not None:
+                    break  # the app's error page is not sent (close() still closes it)
+                if chunk:
+                    self.sent = True
+                yield chunk
         except Exception as exc:
-            self.finish(exc)
-            raise
+            answer = self.answer(exc)
+            if answer is None:
+                self.finish(exc)
+                raise
+            yield from answer
+            return
+        if self.replacement is not None:
+            yield from self.replacement
 
     def close(self) -> None:
         try:
@@ -224,7 +311,12 @@ class _Exchange:
             )
         status = 500 if error is not None else self.status
         route = self.middleware.route_after(self.environ, self.route)
-        self.middleware._record(self.method, route, status, self.started, error)
+        bounded = self.bounded
+        # A body past the limit is refused like one with a too large Content-Length.
+        overflowed = bounded is not None and bounded.overflow is not None and status == 413
+        self.middleware._record(
+            self.method, route, status, self.started, error, rejected=overflowed
+        )
 
 
 class _ClosingList(list[bytes]):
