@@ -153,8 +153,11 @@ def test_rule_set_given_as_a_path(tmp_path: Path) -> None:
     path.write_text("name: one\nrequired_fields: [id]\n")
     validator = CoordinationValidator(tmp_path / "none", config={})
     assert not validator.validate({}, path).is_valid
-    assert validator.validate({"id": 1}, str(path)).is_valid
+    assert validator.validate({"id": 1}, path).is_valid
     assert validator.rule_set(path) is validator.rule_set(path)  # cached while unchanged
+    # a str is a name, never a path of its own (names come from data: event types, ...)
+    with pytest.raises(RuleSetError, match="unknown rule set .*pathlib.Path"):
+        validator.validate({"id": 1}, str(path))
 
 
 def test_reload_picks_up_changes_and_keeps_old_rules_on_error(rules_dir: Path) -> None:

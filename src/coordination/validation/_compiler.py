@@ -18,6 +18,7 @@ import jsonschema_rs
 
 from .._errors import RuleSetError
 from .._quote import quote
+from ._limits import int_digits_limit, int_too_large
 from ._loader import line_of
 
 __all__ = [
@@ -413,8 +414,16 @@ def _constraint_value(
     if keyword == "unique_items":
         return value
     if keyword in ("min", "max", "exclusive_min", "exclusive_max"):
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if int_too_large(value):
+                raise where.error(
+                    f"'{keyword}' must have at most {int_digits_limit()} digits",
+                    field=dotted,
+                    mapping=spec,
+                    key=keyword,
+                )
+            return value
+        if not isinstance(value, float) or not math.isfinite(value):
             raise where.error(
                 f"'{keyword}' must be a finite number, got {quote(value)}",
                 field=dotted,

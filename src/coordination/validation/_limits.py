@@ -3,13 +3,18 @@
 jsonschema-rs walks data recursively in native code: a dict nested 100 000 deep kills the
 process with a native stack overflow, and a cycle never ends. It also lets sets, bytes,
 arbitrary objects and NaN through wherever a schema does not constrain them, and raises a
-bare ``ValueError`` on a non-string key. So depth, cycles, sizes and JSON-compatibility
-are checked here, in bounded time and memory, for every rule set.
+bare ``ValueError`` on a non-string key. It reads an int through its decimal text, so an
+int longer than Python's int-to-string limit (4 300 digits) escapes every bound, and it
+raises ``UnicodeEncodeError`` on a lone surrogate (``"\\ud800"``) in a key or a string —
+but only where a keyword happens to read it. So depth, cycles, sizes, number sizes, text
+and JSON-compatibility are checked here, in bounded time and memory, for every rule set.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +31,13 @@ __all__ = ["MessageLimits", "check_structure", "is_flat_and_clean"]
 _VALUES_PER_ITEM_LIMIT = 10
 # A hostile message can hold millions of bad values; a report of the first ones is enough.
 _MAX_STRUCTURE_ISSUES = 100
+# The longest int (in decimal digits) a message may hold: CPython's default int-to-string
+# limit, lowered to the process's own limit when that is set lower (the engine reads ints
+# through their text). Longer ints are refused (``integer_too_large``), never mis-checked.
+MAX_INT_DIGITS = 4300
+# Ints inside ±2**63 are far below any limit: only larger ones are measured.
+_SMALL_INT = 2**63
+_surrogate = re.compile("[\ud800-\udfff]").search
 
 Path = tuple[str | int, ...]
 
@@ -65,16 +77,48 @@ def is_flat_and_clean(data: dict[Any, Any], limits: MessageLimits) -> bool:
     for key, value in data.items():
         cls = value.__class__
         if cls is str:
-            if len(value) > max_length:
+            # isascii() is one C call and rules out a lone surrogate for nearly every string
+            if len(value) > max_length or not (value.isascii() or _surrogate(value) is None):
                 return False
         elif cls is float:
             if value - value:  # NaN and ±inf give NaN (truthy); finite values give 0.0
                 return False
-        elif cls is not int and cls is not bool and value is not None:
+        elif cls is int:
+            if not -_SMALL_INT < value < _SMALL_INT:
+                return False
+        elif cls is not bool and value is not None:
             return False
-        if key.__class__ is not str:
+        if key.__class__ is not str or not (key.isascii() or _surrogate(key) is None):
             return False
     return True
+
+
+def int_digits_limit() -> int:
+    """The most decimal digits an int may have to be checked exactly (see MAX_INT_DIGITS)."""
+    process_limit = sys.get_int_max_str_digits()
+    return MAX_INT_DIGITS if process_limit == 0 else min(process_limit, MAX_INT_DIGITS)
+
+
+_POWERS_OF_TEN: dict[int, int] = {}
+
+
+def int_too_large(value: int) -> bool:
+    """Whether ``value`` has more digits than ``int_digits_limit()`` (measured without str())."""
+    if -_SMALL_INT < value < _SMALL_INT:
+        return False
+    digits = int_digits_limit()
+    bound = _POWERS_OF_TEN.get(digits)
+    if bound is None:
+        bound = _POWERS_OF_TEN.setdefault(digits, 10**digits)
+    return not -bound < value < bound
+
+
+def lone_surrogate_at(text: str) -> int | None:
+    """The index of the first lone surrogate in ``text`` (not valid Unicode), or None."""
+    if text.isascii():
+        return None
+    found = _surrogate(text)
+    return None if found is None else found.start()
 
 
 def check_structure(
@@ -83,11 +127,14 @@ def check_structure(
     *,
     rule_set: str | None,
     is_secret_path: Callable[[Path], bool],
+    require_mapping: bool = True,
 ) -> list[ValidationIssue]:
     """Every way ``data`` is not a well-formed, in-limit JSON object (empty: it is).
 
-    Iterative (no recursion), so its own stack is never at risk; it stops descending at
-    ``max_depth`` and at cycles, and stops visiting after ``max_values`` values.
+    With ``require_mapping=False`` (a raw JSON Schema), any JSON value is a message: an
+    array, a string, a number, a boolean or null. Iterative (no recursion), so its own
+    stack is never at risk; it stops descending at ``max_depth`` and at cycles, and stops
+    visiting after ``max_values`` values.
     """
     issues: list[ValidationIssue] = []
     wanted = 1 if limits.fail_fast else _MAX_STRUCTURE_ISSUES
@@ -99,7 +146,7 @@ def check_structure(
         )
         return len(issues) >= wanted
 
-    if not isinstance(data, dict):
+    if require_mapping and not isinstance(data, dict):
         add(ErrorCode.NOT_A_MAPPING, (), f"must be a mapping, got {_describe(data, ())}")
         return issues
 
@@ -119,14 +166,29 @@ def check_structure(
             add(ErrorCode.TOO_LARGE, (), f"holds more than {limits.max_values} values in all")
             break
         if isinstance(value, str):
-            if len(value) > limits.max_string_length and add(
-                ErrorCode.STRING_TOO_LONG,
+            if len(value) > limits.max_string_length:
+                if add(
+                    ErrorCode.STRING_TOO_LONG,
+                    path,
+                    f"must be at most {limits.max_string_length} characters, got {len(value)}",
+                ):
+                    break
+            elif (at := lone_surrogate_at(value)) is not None and add(
+                ErrorCode.INVALID_UNICODE,
                 path,
-                f"must be at most {limits.max_string_length} characters, got {len(value)}",
+                f"must be valid Unicode text, got a lone surrogate at character {at}",
             ):
                 break
-        elif value is None or isinstance(value, int):  # bool is an int
+        elif value is None or isinstance(value, bool):
             continue
+        elif isinstance(value, int):
+            if int_too_large(value) and add(
+                ErrorCode.INTEGER_TOO_LARGE,
+                path,
+                f"must have at most {int_digits_limit()} digits, got an integer of about "
+                f"{_approximate_digits(value)} digits",
+            ):
+                break
         elif isinstance(value, float):
             if not math.isfinite(value) and add(
                 ErrorCode.NOT_FINITE, path, f"must be a finite number, got {value!r}"
@@ -147,6 +209,17 @@ def check_structure(
                             ErrorCode.NON_STRING_KEY,
                             (*path, safe_repr(key, 40)),
                             f"keys must be strings, got {type(key).__name__} {safe_repr(key, 40)}",
+                        ):
+                            return issues
+                        continue
+                    at = lone_surrogate_at(key)
+                    if at is not None:
+                        # the key itself cannot be shown (nor encoded): its escaped repr is
+                        if add(
+                            ErrorCode.INVALID_UNICODE,
+                            (*path, safe_repr(key, 40)),
+                            f"keys must be valid Unicode text, got a lone surrogate at "
+                            f"character {at}",
                         ):
                             return issues
                         continue
@@ -187,6 +260,11 @@ def _enter(
             or None
         )
     return False
+
+
+def _approximate_digits(value: int) -> int:
+    # from the bit length: str() of such an int is exactly what cannot be done
+    return int(abs(value).bit_length() * 0.30103) + 1
 
 
 def _describe(value: Any, path: Path, is_secret_path: Callable[[Path], bool] | None = None) -> str:

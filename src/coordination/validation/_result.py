@@ -58,6 +58,8 @@ class ErrorCode(StrEnum):
     NON_STRING_KEY = "non_string_key"
     NOT_JSON = "not_json"
     NOT_FINITE = "not_finite"
+    INTEGER_TOO_LARGE = "integer_too_large"
+    INVALID_UNICODE = "invalid_unicode"
     TOO_DEEP = "too_deep"
     CYCLE = "cycle"
     STRING_TOO_LONG = "string_too_long"

@@ -11,7 +11,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from .._bounded import BoundedNames
@@ -19,9 +19,10 @@ from .._config import CoordinationConfig, resolve_config
 from .._errors import RuleSetError, ValidationError
 from .._logging import component_logger
 from .._status import HealthStatus
+from .._redact import safe_repr, truncate
 from ._compiler import compile_rules
-from ._limits import MessageLimits, check_structure, is_flat_and_clean
-from ._loader import read_rule_sources, rule_files
+from ._limits import MessageLimits, check_structure, is_flat_and_clean, lone_surrogate_at
+from ._loader import RULE_FILE_SUFFIXES, read_rule_sources, rule_files
 from ._messages import secret_part
 from ._result import ValidationIssue, ValidationResult, invalid_result
 from ._ruleset import RuleSet
@@ -143,7 +144,7 @@ class CoordinationValidator:
         if name is None:
             declared = rules.get("name")
             name = declared if isinstance(declared, str) else _inline_name(rules)
-        return RuleSet(name, compile_rules(rules, name=name), source=None)
+        return _compiled(rules, name=name, source=None, where=None)
 
     def rule_set(self, rule_set: RuleSetLike) -> RuleSet:
         """The compiled rule set for a loaded name, inline rules, a rule file or a RuleSet."""
@@ -166,8 +167,10 @@ class CoordinationValidator:
             target = rule_set
         elif isinstance(rule_set, Mapping):
             target = self._inline_rule_set(rule_set)
-        elif isinstance(rule_set, str | os.PathLike):
-            target = self._rule_set_from_path(rule_set)
+        elif isinstance(rule_set, str):
+            target = self._rule_set_by_name(rule_set)
+        elif isinstance(rule_set, os.PathLike):
+            target = self._rule_set_from_file(Path(os.fspath(rule_set)))
         else:
             raise RuleSetError(
                 "rule_set must be a rule set name, a mapping of rules, a path or a RuleSet, "
@@ -183,7 +186,9 @@ class CoordinationValidator:
         return entry
 
     def _inline_rule_set(self, rules: Mapping[str, Any]) -> RuleSet:
-        key = json.dumps(rules, sort_keys=True, default=repr)
+        key = _rules_key(rules)
+        if key is None:  # rules no JSON text can stand for: compiling says what is wrong
+            return self.compile(rules)
         with self._lock:
             cached = self._inline.get(key)
             if cached is not None:
@@ -199,19 +204,57 @@ class CoordinationValidator:
             if len(self._inline) > _INLINE_CACHE_SIZE:
                 self._inline.popitem(last=False)
 
-    def _rule_set_from_path(self, rule_set: str | os.PathLike[str]) -> RuleSet:
-        path = Path(rule_set)
-        if isinstance(rule_set, str) and not path.is_file():
-            known = self.rule_set_names
-            close = difflib.get_close_matches(rule_set, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RuleSetError(
-                f"unknown rule set {rule_set!r}{hint}; loaded from {self.rules_path}: "
-                f"{', '.join(known) or 'none'}",
-                field="rule_set",
-                value=rule_set,
-            )
-        key = f"path:{path.resolve()}:{path.stat().st_mtime_ns if path.exists() else 0}"
+    def _rule_set_by_name(self, name: str) -> RuleSet:
+        """A name that is not loaded: a rule file inside the rules folder, or an error.
+
+        A str is never opened as a path of its own: names often come from data (an event
+        type, a header), and ``"/etc/passwd"`` must not read that file. Only a relative
+        file name (``*.yaml``/``*.yml``) that stays inside ``rules_path`` is read; any
+        other file must be passed as a ``pathlib.Path``.
+        """
+        inside = self._file_in_rules_folder(name)
+        if inside is not None:
+            return self._rule_set_from_file(inside)
+        known = self.rule_set_names
+        close = difflib.get_close_matches(name, known, n=1) if len(name) <= 200 else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RuleSetError(
+            f"unknown rule set {safe_repr(name, 80)}{hint}; loaded from {self.rules_path}: "
+            f"{truncate(', '.join(known), 400) or 'none'} (a rule file elsewhere is passed as "
+            "a pathlib.Path)",
+            field="rule_set",
+            value=truncate(name, 200),
+        )
+
+    def _file_in_rules_folder(self, name: str) -> Path | None:
+        relative = PurePath(name)
+        if (
+            relative.is_absolute()
+            or relative.anchor
+            or ".." in relative.parts
+            or relative.suffix not in RULE_FILE_SUFFIXES
+            or "\x00" in name
+            or lone_surrogate_at(name) is not None
+        ):
+            return None
+        try:
+            root = self.rules_path.resolve()
+            candidate = (root / relative).resolve()
+            if not root.is_dir() or not candidate.is_relative_to(root) or not candidate.is_file():
+                return None
+        except (OSError, ValueError):  # too long, unreadable folder, ...
+            return None
+        return candidate
+
+    def _rule_set_from_file(self, path: Path) -> RuleSet:
+        try:
+            is_file = path.is_file()
+            mtime = path.stat().st_mtime_ns if is_file else 0
+        except (OSError, ValueError) as exc:
+            raise RuleSetError(f"cannot read rule file {path}: {exc}", source=str(path)) from exc
+        if not is_file:
+            raise RuleSetError(f"rule file {path} does not exist (or is not a file)", source=str(path))
+        key = f"path:{path.resolve()}:{mtime}"
         with self._lock:
             cached = self._inline.get(key)
         if cached is not None:
@@ -232,7 +275,10 @@ class CoordinationValidator:
     def validate(self, data: Any, rule_set: RuleSetLike) -> ValidationResult:
         """``data`` checked against ``rule_set`` (a loaded name, a mapping, a path, a RuleSet).
 
-        The message is first checked for depth, cycles, sizes and JSON-compatibility.
+        The message is first checked for depth, cycles, sizes, number sizes, valid Unicode
+        and JSON-compatibility; anything wrong with ``data`` is an issue of the result.
+        Rule sets written in the vocabulary check mappings; a ``schema:`` rule set checks
+        any JSON value (an array, a string, a number, null) as JSON Schema says.
         Raises ``RuleSetError`` only for a rule set that cannot be found or compiled.
         """
         try:
@@ -274,6 +320,7 @@ class CoordinationValidator:
             self._limits,
             rule_set=name,
             is_secret_path=rules.is_secret_path if rules else _secret_by_name,
+            require_mapping=rules is None or not rules.raw,
         )
         if not issues and rules is not None and not rules.is_valid(data):
             issues = rules.issues(data, fail_fast=self._limits.fail_fast)
@@ -391,15 +438,41 @@ def compile_rule_file(file: Path) -> list[RuleSet]:
             )
         if any(r.name == name for r in compiled):
             raise RuleSetError(f"rule set {name!r} at {where} is defined twice", source=where)
-        rules = compile_rules(source.rules, name=name, source=source.file)
-        compiled.append(RuleSet(name, rules, source=where))
+        compiled.append(_compiled(source.rules, name=name, source=source.file, where=where))
     return compiled
 
 
+def _compiled(
+    rules: Mapping[Any, Any], *, name: str, source: str | None, where: str | None
+) -> RuleSet:
+    """``rules`` compiled; whatever is wrong with them is a ``RuleSetError``, never another
+    exception (rules may come from hostile or generated input, like messages)."""
+    try:
+        return RuleSet(name, compile_rules(rules, name=name, source=source), source=where)
+    except RuleSetError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # a huge int or a lone surrogate the engine cannot read, keys of mixed types, ...
+        raise RuleSetError(
+            f"rule set {safe_repr(name, 80)} ({source or 'inline rules'}): cannot compile: "
+            f"{type(exc).__name__}: {truncate(str(exc), 200)}",
+            source=where or source,
+        ) from exc
+
+
+def _rules_key(rules: Mapping[str, Any]) -> str | None:
+    """Inline rules as canonical JSON text (the cache key), or None when they have none."""
+    try:
+        return json.dumps(rules, sort_keys=True, default=repr)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
 def _inline_name(rules: Mapping[str, Any]) -> str:
-    digest = hashlib.sha1(
-        json.dumps(rules, sort_keys=True, default=repr).encode(), usedforsecurity=False
-    ).hexdigest()
+    key = _rules_key(rules)
+    if key is None:
+        return "inline"
+    digest = hashlib.sha1(key.encode(errors="surrogatepass"), usedforsecurity=False).hexdigest()
     return f"inline-{digest[:8]}"
 
 
