@@ -156,7 +156,7 @@ def test_rule_set_given_as_a_path(tmp_path: Path) -> None:
     assert validator.validate({"id": 1}, path).is_valid
     assert validator.rule_set(path) is validator.rule_set(path)  # cached while unchanged
     # a str is a name, never a path of its own (names come from data: event types, ...)
-    with pytest.raises(RuleSetError, match="unknown rule set .*pathlib.Path"):
+    with pytest.raises(RuleSetError, match=r"unknown rule set .*pathlib\.Path"):
         validator.validate({"id": 1}, str(path))
 
 

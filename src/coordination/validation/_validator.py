@@ -18,8 +18,8 @@ from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
 from .._errors import RuleSetError, ValidationError
 from .._logging import component_logger
-from .._status import HealthStatus
 from .._redact import safe_repr, truncate
+from .._status import HealthStatus
 from ._compiler import compile_rules
 from ._limits import MessageLimits, check_structure, is_flat_and_clean, lone_surrogate_at
 from ._loader import RULE_FILE_SUFFIXES, read_rule_sources, rule_files
@@ -253,7 +253,9 @@ class CoordinationValidator:
         except (OSError, ValueError) as exc:
             raise RuleSetError(f"cannot read rule file {path}: {exc}", source=str(path)) from exc
         if not is_file:
-            raise RuleSetError(f"rule file {path} does not exist (or is not a file)", source=str(path))
+            raise RuleSetError(
+                f"rule file {path} does not exist (or is not a file)", source=str(path)
+            )
         key = f"path:{path.resolve()}:{mtime}"
         with self._lock:
             cached = self._inline.get(key)
