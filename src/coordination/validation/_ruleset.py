@@ -33,7 +33,7 @@ from ._messages import (
 )
 from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
-__all__ = ["RuleSet"]
+__all__ = ["RuleSet", "SchemaRetriever"]
 
 Path = tuple[str | int, ...]
 
@@ -48,11 +48,24 @@ _PLANNABLE_KEYWORDS = {
 }  # fmt: skip
 
 
-def _engine(schema: dict[str, Any] | bool, *, formats: bool = True) -> jsonschema_rs.Validator:
+SchemaRetriever = Callable[[str], Any]
+
+
+def _engine(
+    schema: dict[str, Any] | bool, *, formats: bool = True, retriever: SchemaRetriever | None = None
+) -> jsonschema_rs.Validator:
     # Formats are assertions unless a rule set says `formats: annotate` (the vocabulary's
     # datetime, email, ... must be checked);
     # the regex crate is linear-time, so no pattern can backtrack catastrophically;
-    # offline: a rule file never makes the engine fetch a remote $ref.
+    # offline unless the validator was given a retriever: a rule file never makes the
+    # engine fetch a remote $ref by itself.
+    if retriever is not None:
+        return jsonschema_rs.validator_for(
+            schema,
+            validate_formats=formats,
+            pattern_options=jsonschema_rs.RegexOptions(),
+            retriever=retriever,
+        )
     return jsonschema_rs.validator_for(
         schema,
         validate_formats=formats,
@@ -109,7 +122,14 @@ class RuleSet:
     is_valid: Callable[[Any], bool]
     dict_issues: Callable[[dict[str, Any], bool], list[ValidationIssue]]
 
-    def __init__(self, name: str, compiled: CompiledRules, *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        compiled: CompiledRules,
+        *,
+        source: str | None = None,
+        retriever: SchemaRetriever | None = None,
+    ) -> None:
         self.name = name
         self.source = source
         self.schema = compiled.schema
@@ -118,7 +138,7 @@ class RuleSet:
         self._secret_names = frozenset(compiled.secret_names)
         self._formats = compiled.assert_formats
         try:
-            validator = _engine(compiled.schema, formats=self._formats)
+            validator = _engine(compiled.schema, formats=self._formats, retriever=retriever)
         except jsonschema_rs.ValidationError as exc:
             where = json_pointer(tuple(exc.instance_path)) or "/"
             raise RuleSetError(

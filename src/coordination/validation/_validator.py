@@ -25,7 +25,7 @@ from ._limits import MessageLimits, check_structure, is_flat_and_clean, lone_sur
 from ._loader import RULE_FILE_SUFFIXES, read_rule_sources, rule_files
 from ._messages import secret_part
 from ._result import ValidationIssue, ValidationResult, invalid_result
-from ._ruleset import RuleSet
+from ._ruleset import RuleSet, SchemaRetriever
 from ._stats import BATCH as FAILURE_BATCH
 from ._stats import FailureStats, now
 
@@ -80,8 +80,12 @@ class CoordinationValidator:
         *,
         config: CoordinationConfig | Mapping[str, Any] | None = None,
         debug: bool = False,
+        schema_retriever: SchemaRetriever | None = None,
     ) -> None:
         self.config = resolve_config(config)
+        # Resolves a raw schema's $ref to a document outside it (``uri -> schema``); without
+        # one, no rule set ever fetches anything.
+        self._retriever = schema_retriever
         self.rules_path = Path(
             rules_path if rules_path is not None else self.config.validation_rules_path
         )
@@ -117,7 +121,7 @@ class CoordinationValidator:
         Returns the loaded names; raises ``RuleSetError`` naming file, line and problem.
         """
         try:
-            loaded = load_rule_sets(self.rules_path)
+            loaded = load_rule_sets(self.rules_path, schema_retriever=self._retriever)
         except RuleSetError as exc:
             self._load_error = str(exc)
             self._logger.error("rule sets not reloaded: %s", exc)
@@ -144,7 +148,7 @@ class CoordinationValidator:
         if name is None:
             declared = rules.get("name")
             name = declared if isinstance(declared, str) else _inline_name(rules)
-        return _compiled(rules, name=name, source=None, where=None)
+        return _compiled(rules, name=name, source=None, where=None, retriever=self._retriever)
 
     def rule_set(self, rule_set: RuleSetLike) -> RuleSet:
         """The compiled rule set for a loaded name, inline rules, a rule file or a RuleSet."""
@@ -261,7 +265,7 @@ class CoordinationValidator:
             cached = self._inline.get(key)
         if cached is not None:
             return cached
-        loaded = load_rule_sets(path)
+        loaded = load_rule_sets(path, schema_retriever=self._retriever)
         if len(loaded) != 1:
             raise RuleSetError(
                 f"rule file {path} holds {len(loaded)} rule sets ({', '.join(loaded)}); "
@@ -413,11 +417,13 @@ class CoordinationValidator:
         return HealthStatus.DEGRADED if self._load_error else HealthStatus.HEALTHY
 
 
-def load_rule_sets(path: str | os.PathLike[str]) -> dict[str, RuleSet]:
+def load_rule_sets(
+    path: str | os.PathLike[str], *, schema_retriever: SchemaRetriever | None = None
+) -> dict[str, RuleSet]:
     """Every rule set in the file or folder ``path``, compiled; {} when it does not exist."""
     loaded: dict[str, RuleSet] = {}
     for file in rule_files(path):
-        for rule_set in compile_rule_file(file):
+        for rule_set in compile_rule_file(file, schema_retriever=schema_retriever):
             if rule_set.name in loaded:
                 raise RuleSetError(
                     f"rule set {rule_set.name!r} at {rule_set.source} is already defined at "
@@ -428,7 +434,9 @@ def load_rule_sets(path: str | os.PathLike[str]) -> dict[str, RuleSet]:
     return loaded
 
 
-def compile_rule_file(file: Path) -> list[RuleSet]:
+def compile_rule_file(
+    file: Path, *, schema_retriever: SchemaRetriever | None = None
+) -> list[RuleSet]:
     """The rule sets written in one file, compiled (``RuleSetError`` on the first problem)."""
     compiled: list[RuleSet] = []
     for source in read_rule_sources(file):
@@ -440,17 +448,27 @@ def compile_rule_file(file: Path) -> list[RuleSet]:
             )
         if any(r.name == name for r in compiled):
             raise RuleSetError(f"rule set {name!r} at {where} is defined twice", source=where)
-        compiled.append(_compiled(source.rules, name=name, source=source.file, where=where))
+        compiled.append(
+            _compiled(
+                source.rules, name=name, source=source.file, where=where, retriever=schema_retriever
+            )
+        )
     return compiled
 
 
 def _compiled(
-    rules: Mapping[Any, Any], *, name: str, source: str | None, where: str | None
+    rules: Mapping[Any, Any],
+    *,
+    name: str,
+    source: str | None,
+    where: str | None,
+    retriever: SchemaRetriever | None,
 ) -> RuleSet:
     """``rules`` compiled; whatever is wrong with them is a ``RuleSetError``, never another
     exception (rules may come from hostile or generated input, like messages)."""
     try:
-        return RuleSet(name, compile_rules(rules, name=name, source=source), source=where)
+        compiled = compile_rules(rules, name=name, source=source)
+        return RuleSet(name, compiled, source=where, retriever=retriever)
     except RuleSetError:
         raise
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
