@@ -69,9 +69,7 @@ def _cases() -> list[Any]:
 @pytest.fixture(scope="module")
 def validator() -> CoordinationValidator:
     # the suite's documents are deeper than a message would be
-    return CoordinationValidator(
-        config={"validation_max_depth": 1000}, schema_retriever=retrieve
-    )
+    return CoordinationValidator(config={"validation_max_depth": 1000}, schema_retriever=retrieve)
 
 
 @pytest.mark.parametrize(("group", "formats"), _cases())
@@ -103,6 +101,6 @@ def test_the_suite_is_present_in_ci() -> None:
     """Beside a CI checkout the suite must be found, so the test above cannot silently skip."""
     if not any((folder / "shared").is_dir() for folder in REPO.parents):
         pytest.skip(f"no shared/ folder above {REPO}")
-    assert SUITE is not None and SUITE.is_dir(), (
-        f"shared/ exists but the JSON-Schema-Test-Suite is missing ({SUITE_IN_SHARED})"
-    )
+    missing = f"shared/ exists but the JSON-Schema-Test-Suite is missing ({SUITE_IN_SHARED})"
+    assert SUITE is not None, missing
+    assert SUITE.is_dir(), missing
