@@ -15,45 +15,10 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from ._components import ErrorHandlerLike, MonitorLike, ValidatorLike, prepare_rules
 
-__all__ = ["compose", "input_extractor"]
+__all__ = ["compose"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-InputExtractor = Callable[[tuple[Any, ...], dict[str, Any]], Any]
-
-
-def input_extractor(func: Callable[..., Any]) -> InputExtractor:
-    """How a call's arguments become the data a rule set checks.
-
-    A function of one argument (``self``/``cls`` aside) called with a mapping has that
-    mapping checked, as in the spec's ``create_user(user_data)``; otherwise the arguments
-    are checked by parameter name, as in ``update_user_profile(user_id, data)``.
-    """
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):  # some builtins have none: check the raw arguments
-        return lambda args, kwargs: {"args": list(args), "kwargs": kwargs}
-    params = list(signature.parameters.values())
-    skip = 1 if params and params[0].name in ("self", "cls") else 0
-    names = tuple(p.name for p in params)
-    plain = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-    single = len(params) - skip == 1 and plain
-
-    def extract(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if single and not kwargs and len(args) == skip + 1 and isinstance(args[skip], Mapping):
-            return args[skip]
-        if plain and not kwargs and len(args) == len(names):  # the fast, common case
-            return dict(zip(names[skip:], args[skip:], strict=True))
-        # A call that does not fit the signature raises the TypeError the call would.
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        data = dict(bound.arguments)
-        if skip:
-            data.pop(names[0], None)
-        return data
-
-    return extract
 
 
 def compose(
@@ -90,19 +55,23 @@ def _validating(
     validator: ValidatorLike,
     rule_set: Any,
 ) -> Callable[..., Any]:
-    extract = input_extractor(original)
+    # the same rule as validate_input: see coordination.validation._arguments
+    from ..validation._arguments import CallMessages, rule_fields
+
+    message = CallMessages(original).message
+    fields = rule_fields(validator, rule_set)
     ensure_valid = validator.ensure_valid
 
     if inspect.iscoroutinefunction(original):
 
         async def validate_then_await(*args: Any, **kwargs: Any) -> Any:
-            ensure_valid(extract(args, kwargs), rule_set)
+            ensure_valid(message(args, kwargs, fields()), rule_set)
             return await inner(*args, **kwargs)
 
         return validate_then_await
 
     def validate_then_call(*args: Any, **kwargs: Any) -> Any:
-        ensure_valid(extract(args, kwargs), rule_set)
+        ensure_valid(message(args, kwargs, fields()), rule_set)
         return inner(*args, **kwargs)
 
     return validate_then_call

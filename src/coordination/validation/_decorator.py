@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from .._defaults import ComponentSet, ProcessDefault, component_of, process_config
 from .._errors import ValidationError
-from ._ruleset import RuleSet
+from ._arguments import CallMessages, rule_fields
 from ._validator import CoordinationValidator, RuleSetLike
 
 __all__ = ["default_validator", "validate_input"]
@@ -38,8 +38,10 @@ def validate_input(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Validate each call's arguments against ``validation_rules``; raise ``ValidationError``.
 
-    Fields are looked up among the call's arguments by parameter name; a field that is not
-    a parameter name is looked up inside the call's single mapping argument::
+    The message is built from the call as ``coordinate_operation`` and ``wrap_method``
+    build it (see ``coordination.validation._arguments``): the arguments the rules name,
+    by parameter name; or the fields of the single pydantic model, dataclass or mapping
+    argument. Arguments no rule names are never an error, whatever their type::
 
         @validate_input({"required_fields": ["name", "email"]})
         def create_user(user_data): ...
@@ -55,18 +57,14 @@ def validate_input(
     rules: RuleSetLike = (
         validation_rules if isinstance(validation_rules, str) else chosen.rule_set(validation_rules)
     )
+    fields = rule_fields(chosen, rules)
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        signature = inspect.signature(func)
-        parameters = list(signature.parameters.values())
-        if parameters and parameters[0].name in ("self", "cls"):
-            parameters = parameters[1:]
+        messages = CallMessages(func)
+        validate = chosen.validate
 
         def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            message = _message(bound.arguments, parameters, rules, chosen)
-            result = chosen.validate(message, rules)
+            result = validate(messages.message(args, kwargs, fields()), rules)
             if not result.is_valid:
                 raise ValidationError(result.errors, rule_set=result.rule_set)
 
@@ -87,31 +85,3 @@ def validate_input(
         return wrapper
 
     return decorate
-
-
-def _message(
-    arguments: Mapping[str, Any],
-    parameters: list[inspect.Parameter],
-    rules: RuleSetLike,
-    validator: CoordinationValidator,
-) -> dict[str, Any]:
-    """The mapping validated for one call: named arguments, or the single mapping argument."""
-    values: dict[str, Any] = {}
-    for parameter in parameters:
-        if parameter.name not in arguments:
-            continue
-        value = arguments[parameter.name]
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            values.update(value)
-        elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
-            values[parameter.name] = value
-    rule_set = rules if isinstance(rules, RuleSet) else validator.rule_set(rules)
-    fields = rule_set.field_names
-    if fields <= values.keys():
-        return {name: values[name] for name in fields} if fields else values
-    mappings = [v for v in values.values() if isinstance(v, Mapping)]
-    if len(mappings) != 1:
-        return values
-    message = dict(mappings[0])
-    message.update((name, values[name]) for name in fields if name in values)
-    return message

@@ -103,6 +103,7 @@ class RuleSet:
     """
 
     __slots__ = (
+        "_field_names",
         "_forbid_extra",
         "_formats",
         "_iter_errors",
@@ -165,17 +166,16 @@ class RuleSet:
         self._forbid_extra = (
             isinstance(self.schema, dict) and self.schema.get("additionalProperties") is False
         )
+        self._field_names = _named_fields(self.schema)
 
     def __repr__(self) -> str:
         return f"RuleSet({self.name!r}, source={self.source!r})"
 
     @property
     def field_names(self) -> frozenset[str]:
-        """The top-level fields the rules name (``properties`` and ``required``)."""
-        if not isinstance(self.schema, dict):
-            return frozenset()
-        names = set(self.schema.get("properties", {})) | set(self.schema.get("required", []))
-        return frozenset(n for n in names if isinstance(n, str))
+        """The top-level fields the rules name: ``properties``, ``required`` and the
+        dependent and conditional rules (``conditions``, ``requires``, ``excludes``)."""
+        return self._field_names
 
     def is_secret_path(self, path: Path) -> bool:
         """Whether a value at ``path`` must never be shown (a secret-looking name on it)."""
@@ -393,6 +393,44 @@ def _surely_of_type(expected: Any) -> frozenset[type]:
     return frozenset().union(
         *(_SURELY_OF_TYPE.get(n, _NOTHING) for n in names if isinstance(n, str))
     )
+
+
+# Keywords whose subschemas apply to the same object (so their properties are its fields).
+_IN_PLACE = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else")
+
+
+def _named_fields(schema: Any) -> frozenset[str]:
+    """The names of the top-level object's fields the schema mentions anywhere it applies
+    to that object itself (not below a property, nor behind a ``$ref``)."""
+    names: set[str] = set()
+    pending = [schema]
+    seen = 0
+    while pending and seen < 10_000:  # bounded: a raw schema may be large
+        node = pending.pop()
+        seen += 1
+        if not isinstance(node, dict):
+            continue
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            names.update(properties)
+        for key in ("required",):
+            value = node.get(key)
+            if isinstance(value, list):
+                names.update(v for v in value if isinstance(v, str))
+        dependent = node.get("dependentRequired")
+        if isinstance(dependent, dict):
+            names.update(dependent)
+            for needed in dependent.values():
+                if isinstance(needed, list):
+                    names.update(v for v in needed if isinstance(v, str))
+        schemas = node.get("dependentSchemas")
+        if isinstance(schemas, dict):
+            names.update(schemas)
+            pending.extend(schemas.values())
+        for key in _IN_PLACE:
+            sub = node.get(key)
+            pending.extend(sub if isinstance(sub, list) else [sub])
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 def _always_valid(_value: Any) -> bool:
