@@ -12,9 +12,13 @@
     ├── BulkheadFull                     too many concurrent calls to the operation
     ├── RateLimitExceeded                the operation's (or client's) rate limit is spent
     ├── EventDeadLettered                an event was stored as a dead letter instead of processed
+    │   └── InvalidEvent (ValidationError)   ... because it broke its rules (reason "invalid")
     └── StoreError                       a shared-state backend (Redis) failed
 
     ConfigWarning (UserWarning)          a setting is ignored: an unknown COORDINATION_* variable
+
+Every validation failure, wherever it is raised, is a ``ValueError`` (as the spec's examples
+expect): ``ValidationError``, ``InvalidEvent`` (both), ``ConfigError`` and ``RuleSetError``.
 
 Errors that no retry can fix are never retried by default: ``ConfigError``,
 ``ValidationError`` and ``CircuitOpenError`` among them (see ``coordination.error_handling``).
@@ -35,6 +39,7 @@ __all__ = [
     "ConfigWarning",
     "CoordinationError",
     "EventDeadLettered",
+    "InvalidEvent",
     "OperationCancelled",
     "OperationTimeout",
     "RateLimitExceeded",
@@ -192,6 +197,34 @@ class EventDeadLettered(CoordinationError):
         self.reason = reason
         super().__init__(
             f"event of type {event_type!r} was dead-lettered (id {dead_letter_id}): {reason}"
+        )
+
+
+class InvalidEvent(EventDeadLettered, ValidationError):
+    """An event broke its rules and was stored as a dead letter (reason ``"invalid"``).
+
+    Both an ``EventDeadLettered`` (``dead_letter_id``, ``reason``) and a
+    ``ValidationError`` — so a ``ValueError``, as the spec's ``except ValueError`` expects
+    — carrying the ``errors`` and ``rule_set`` of the failed validation (also its cause).
+    """
+
+    def __init__(
+        self,
+        event_type: str,
+        dead_letter_id: str | int,
+        reason: str,
+        *,
+        errors: Sequence[Any] = (),
+        rule_set: str | None = None,
+    ) -> None:
+        # set by hand: the two bases' __init__ take different arguments
+        self.event_type = event_type
+        self.dead_letter_id = dead_letter_id
+        self.reason = reason
+        self.errors = list(errors)
+        self.rule_set = rule_set
+        Exception.__init__(
+            self, f"event of type {event_type!r} was dead-lettered (id {dead_letter_id}): {reason}"
         )
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeVar
 from .._bounded import BoundedNames
 from .._config import CoordinationConfig
 from .._defaults import ComponentSet
-from .._errors import EventDeadLettered, ValidationError
+from .._errors import EventDeadLettered, InvalidEvent, ValidationError
 from .._time import perf_counter
 from ..validation._result import ValidationIssue
 from ._components import (
@@ -416,6 +416,14 @@ class CoordinationEventProcessor(CoordinatedDoor):
             type(error).__name__,
             message,
         )
+        if isinstance(error, ValidationError):  # a ValueError too, as the spec expects
+            return InvalidEvent(
+                event_type,
+                letter_id,
+                f"{reason}: {message}",
+                errors=error.errors,
+                rule_set=error.rule_set,
+            )
         return EventDeadLettered(event_type, letter_id, f"{reason}: {message}")
 
     def _replay_one(self, event: Any, event_type: str) -> Any:
