@@ -124,7 +124,7 @@ def _jsonable(value: Any, depth: int) -> Any:
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, uuid.UUID | decimal.Decimal | PurePath | _IP_TYPES):
+    if isinstance(value, _AS_TEXT):
         return str(value)
     if isinstance(value, bytes):
         try:
@@ -138,7 +138,10 @@ def _jsonable(value: Any, depth: int) -> Any:
     return value
 
 
-_IP_TYPES = (
+_AS_TEXT = (
+    uuid.UUID,
+    decimal.Decimal,
+    PurePath,
     ipaddress.IPv4Address,
     ipaddress.IPv6Address,
     ipaddress.IPv4Network,
@@ -319,8 +322,9 @@ class CallMessages:
             if parameter.name not in bound.arguments:
                 continue
             value = bound.arguments[parameter.name]
-            if parameter.kind is _Plain.VAR_KEYWORD:
-                named.update(value)
+            if parameter.kind is _Plain.VAR_KEYWORD:  # last: a parameter's own name wins
+                for key, item in value.items():
+                    named.setdefault(key, item)
             elif parameter.kind is not _Plain.VAR_POSITIONAL:
                 named[parameter.name] = value
         return named
