@@ -65,11 +65,15 @@ class MessageLimits:
         return self.max_items * _VALUES_PER_ITEM_LIMIT
 
 
-def is_flat_and_clean(data: dict[Any, Any], limits: MessageLimits) -> bool:
+def is_flat_and_clean(
+    data: dict[Any, Any], limits: MessageLimits, known_keys: frozenset[str] = frozenset()
+) -> bool:
     """True for the common message: a dict of string keys and in-limit scalar values.
 
     The hot path of every validation, so it compares exact classes only; anything else
-    (nesting, subclasses, NaN) returns False and goes through ``check_structure``.
+    (nesting, subclasses, NaN, big ints, non-ASCII text holding a lone surrogate) returns
+    False and goes through ``check_structure``. ``known_keys`` (the rule set's own field
+    names, which are clean text) skip the key check: a set lookup costs less than asking.
     """
     if len(data) > limits.max_items:
         return False
@@ -88,7 +92,9 @@ def is_flat_and_clean(data: dict[Any, Any], limits: MessageLimits) -> bool:
                 return False
         elif cls is not bool and value is not None:
             return False
-        if key.__class__ is not str or not (key.isascii() or _surrogate(key) is None):
+        if key not in known_keys and (
+            key.__class__ is not str or not (key.isascii() or _surrogate(key) is None)
+        ):
             return False
     return True
 

@@ -51,6 +51,11 @@ def _secret_by_name(path: tuple[str | int, ...]) -> bool:
 _NO_NAMES: frozenset[str] = frozenset()
 
 
+def _clean_names(names: frozenset[str]) -> frozenset[str]:
+    # exact str, no lone surrogate: what is_flat_and_clean would have checked a key for
+    return frozenset(n for n in names if n.__class__ is str and lone_surrogate_at(n) is None)
+
+
 class _Entry:
     """A rule set as this validator uses it: the rule set and its counter of valid results.
 
@@ -58,12 +63,14 @@ class _Entry:
     atomic under the GIL, so the fast path needs no lock.
     """
 
-    __slots__ = ("name", "rule_set", "valid")
+    __slots__ = ("known_keys", "name", "rule_set", "valid")
 
     def __init__(self, rule_set: RuleSet | None, name: str, valid: itertools.count[int]) -> None:
         self.rule_set = rule_set
         self.name = name
         self.valid = valid
+        # field names the rules were compiled from: known to be clean text
+        self.known_keys = _clean_names(rule_set.field_names) if rule_set else frozenset()
 
 
 class CoordinationValidator:
@@ -294,7 +301,11 @@ class CoordinationValidator:
         if not self._enabled:
             return _VALID
         rules = entry.rule_set
-        if data.__class__ is dict and rules is not None and is_flat_and_clean(data, self._limits):
+        if (
+            data.__class__ is dict
+            and rules is not None
+            and is_flat_and_clean(data, self._limits, entry.known_keys)
+        ):
             if rules.is_valid(data):
                 next(entry.valid)
                 return _VALID
