@@ -41,6 +41,7 @@ CASES: list[tuple[str, Any, int, list[str]]] = [
     ("/batch", {"sku": "a", "qty": 1}, 422, [""]),
     ("/label", "short", 200, []),
     ("/label", "far too long", 422, [""]),
+    ("/label", "\ud800", 422, [""]),  # a lone surrogate: an issue (invalid_unicode), not a 500
     ("/count", 3, 200, []),
     ("/count", None, 200, []),
     ("/count", 11, 422, [""]),
