@@ -23,7 +23,7 @@ from .._config import CoordinationConfig
 from .._redact import REDACTED, safe_repr
 from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
-__all__ = ["MessageLimits", "check_structure", "is_flat_and_clean"]
+__all__ = ["MessageLimits", "check_structure", "flat_checker", "is_flat_and_clean"]
 
 # Shared references are legal (they are not cycles), but expanding them can make a small
 # object describe a huge document; the walk counts every value it visits against this
@@ -65,38 +65,53 @@ class MessageLimits:
         return self.max_items * _VALUES_PER_ITEM_LIMIT
 
 
-def is_flat_and_clean(
-    data: dict[Any, Any], limits: MessageLimits, known_keys: frozenset[str] = frozenset()
-) -> bool:
-    """True for the common message: a dict of string keys and in-limit scalar values.
+def flat_checker(
+    limits: MessageLimits, known_keys: frozenset[str] = frozenset()
+) -> Callable[[dict[Any, Any]], bool]:
+    """``is_clean(data)``: True for the common message, a dict of string keys and in-limit
+    scalar values — made once per rule set, with the limits and keys bound.
 
     The hot path of every validation, so it compares exact classes only; anything else
     (nesting, subclasses, NaN, big ints, non-ASCII text holding a lone surrogate) returns
     False and goes through ``check_structure``. ``known_keys`` (the rule set's own field
     names, which are clean text) skip the key check: a set lookup costs less than asking.
     """
-    if len(data) > limits.max_items:
-        return False
+    max_items = limits.max_items
     max_length = limits.max_string_length
-    for key, value in data.items():
-        cls = value.__class__
-        if cls is str:
-            # isascii() is one C call and rules out a lone surrogate for nearly every string
-            if len(value) > max_length or not (value.isascii() or _surrogate(value) is None):
-                return False
-        elif cls is float:
-            if value - value:  # NaN and ±inf give NaN (truthy); finite values give 0.0
-                return False
-        elif cls is int:
-            if not -_SMALL_INT < value < _SMALL_INT:
-                return False
-        elif cls is not bool and value is not None:
+    small = _SMALL_INT
+    surrogate = _surrogate
+
+    def is_clean(data: dict[Any, Any]) -> bool:
+        if len(data) > max_items:
             return False
-        if key not in known_keys and (
-            key.__class__ is not str or not (key.isascii() or _surrogate(key) is None)
-        ):
-            return False
-    return True
+        for key, value in data.items():
+            cls = value.__class__
+            if cls is str:
+                # isascii() is one C call and rules out a lone surrogate for nearly any string
+                if len(value) > max_length or not (value.isascii() or surrogate(value) is None):
+                    return False
+            elif cls is float:
+                if value - value:  # NaN and ±inf give NaN (truthy); finite values give 0.0
+                    return False
+            elif cls is int:
+                if not -small < value < small:
+                    return False
+            elif cls is not bool and value is not None:
+                return False
+            if key not in known_keys and (
+                key.__class__ is not str or not (key.isascii() or surrogate(key) is None)
+            ):
+                return False
+        return True
+
+    return is_clean
+
+
+def is_flat_and_clean(
+    data: dict[Any, Any], limits: MessageLimits, known_keys: frozenset[str] = frozenset()
+) -> bool:
+    """``flat_checker(limits, known_keys)(data)``, for a single use."""
+    return flat_checker(limits, known_keys)(data)
 
 
 def int_digits_limit() -> int:

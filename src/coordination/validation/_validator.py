@@ -21,7 +21,7 @@ from .._logging import component_logger
 from .._redact import safe_repr, truncate
 from .._status import HealthStatus
 from ._compiler import compile_rules
-from ._limits import MessageLimits, check_structure, is_flat_and_clean, lone_surrogate_at
+from ._limits import MessageLimits, check_structure, flat_checker, lone_surrogate_at
 from ._loader import RULE_FILE_SUFFIXES, read_rule_sources, rule_files
 from ._messages import secret_part
 from ._result import ValidationIssue, ValidationResult, invalid_result
@@ -63,14 +63,21 @@ class _Entry:
     atomic under the GIL, so the fast path needs no lock.
     """
 
-    __slots__ = ("known_keys", "name", "rule_set", "valid")
+    __slots__ = ("is_clean", "name", "rule_set", "valid")
 
-    def __init__(self, rule_set: RuleSet | None, name: str, valid: itertools.count[int]) -> None:
+    def __init__(
+        self,
+        rule_set: RuleSet | None,
+        name: str,
+        valid: itertools.count[int],
+        limits: MessageLimits,
+    ) -> None:
         self.rule_set = rule_set
         self.name = name
         self.valid = valid
-        # field names the rules were compiled from: known to be clean text
-        self.known_keys = _clean_names(rule_set.field_names) if rule_set else frozenset()
+        # the flat check, with the limits and the rule set's own (clean) field names bound
+        known = _clean_names(rule_set.field_names) if rule_set else frozenset()
+        self.is_clean = flat_checker(limits, known)
 
 
 class CoordinationValidator:
@@ -170,7 +177,7 @@ class CoordinationValidator:
     def _new_entry(self, rule_set: RuleSet | None, name: str) -> _Entry:
         admitted = self._names.admit(name)
         counter = self._counters.setdefault(admitted, itertools.count())
-        return _Entry(rule_set, admitted, counter)
+        return _Entry(rule_set, admitted, counter, self._limits)
 
     def _entry_for(self, rule_set: object) -> _Entry:
         """The slow lookup: a compiled RuleSet, inline rules, a path, or an unknown name."""
@@ -301,11 +308,7 @@ class CoordinationValidator:
         if not self._enabled:
             return _VALID
         rules = entry.rule_set
-        if (
-            data.__class__ is dict
-            and rules is not None
-            and is_flat_and_clean(data, self._limits, entry.known_keys)
-        ):
+        if data.__class__ is dict and rules is not None and entry.is_clean(data):
             if rules.is_valid(data):
                 next(entry.valid)
                 return _VALID
