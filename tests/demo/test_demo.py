@@ -43,6 +43,13 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert ("OPEN", "HALF_OPEN") in moves
     assert moves[-1] == ("HALF_OPEN", "CLOSED")
     assert "✔ the breaker opened during the outage and closed again after recovery" in out
+    # The route does not catch CircuitOpenError: while the breaker is open the middleware
+    # answers an order 503 problem+json with Retry-After (not a bare 500).
+    answered = re.search(
+        r"client POST /api/orders → 503 application/problem\+json, Retry-After: (\d+) ", out
+    )
+    assert answered is not None, out
+    assert int(answered.group(1)) >= 1
     # One set of components: the decorated call's open breaker fails the middleware's
     # readiness probe and shows in the middleware's /metrics, with nothing wired by hand.
     assert "middleware GET /health/ready → 503 'fail'" in out
@@ -63,6 +70,7 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert int(codes["201"]) > 0
     assert int(codes["422"]) > 0
     assert int(codes["503"]) > 0
+    assert "500" not in codes  # no error of the library's (or the app's) became a 500
     # The closing sections: health document, metrics excerpt, summary table.
     health = out.split("health document (CoordinationHealthChecker().check_health()):\n", 1)[1]
     document = json.loads(health.split("\n\nmetrics excerpt", 1)[0])
@@ -72,7 +80,8 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     # The health document tells the truth about what ran (it once said 0 and {}).
     sent = int(re.search(r"clients sent (\d+) requests", out).group(1))  # type: ignore[union-attr]
     assert components["validator"]["rule_sets"] == 2  # the two routes' rule sets
-    assert components["validator"]["validations"] == sent
+    # Every client request was validated, and so was the demo's one probe order.
+    assert components["validator"]["validations"] == sent + 1
     assert components["performance_monitor"]["operations"] == 2  # the two routes
     assert components["error_handler"]["operations"] == 1  # inventory.reserve
     assert "coordination_circuit_breaker_state{" in out

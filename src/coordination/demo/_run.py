@@ -226,8 +226,9 @@ def _drive(
                 phase = current
                 story.note(_describe_phase(current, service.faults), at=starts[current])
             if not probed and _breaker_open(service):
-                # What an orchestrator and a scraper see while the decorated call's breaker
-                # is open: the middleware's own endpoints, reading the same components.
+                # What a client, an orchestrator and a scraper see while the decorated
+                # call's breaker is open: the middleware's answer to an order, and its own
+                # endpoints, reading the same components.
                 probed = True
                 for text in _probe_endpoints(base, service.middleware.config):
                     story.note(text)
@@ -256,10 +257,35 @@ def _breaker_open(service: DemoService) -> bool:
     return state is not None and state.value == "OPEN"
 
 
+def _probe_order(base: str) -> str:
+    """One order while the breaker is open: the middleware's answer, as a line."""
+    order = urllib.request.Request(
+        base + "/api/orders",
+        data=json.dumps({"item": "apple", "quantity": 1}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(order, timeout=5) as response:
+            code, headers = response.status, response.headers
+    except urllib.error.HTTPError as refused:  # 503 is the answer we expect here
+        code, headers = refused.code, refused.headers
+        refused.read()
+    except OSError as exc:
+        return f"client POST /api/orders: unreachable ({exc})"
+    retry_after = headers.get("Retry-After")
+    waits = f", Retry-After: {retry_after}" if retry_after is not None else ""
+    return (
+        f"client POST /api/orders → {code} {headers.get('Content-Type', '?')}{waits} "
+        "(the open breaker's CircuitOpenError, answered by the middleware)"
+    )
+
+
 def _probe_endpoints(base: str, config: CoordinationConfig) -> list[str]:
-    """One GET of the middleware's readiness probe and metrics, as a line each."""
+    """One order, then one GET of the middleware's readiness probe and metrics, as a
+    line each."""
     ready = f"{config.health_path.rstrip('/')}/ready"
-    lines = []
+    lines = [_probe_order(base)]
     try:
         with urllib.request.urlopen(base + ready, timeout=5) as response:
             code, body = response.status, response.read()
