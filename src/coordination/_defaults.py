@@ -14,6 +14,7 @@ Tests start over with ``coordination.testing.reset_default_coordination()``.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -23,7 +24,9 @@ __all__ = [
     "ComponentSet",
     "ProcessDefault",
     "component_of",
+    "http_doors",
     "process_config",
+    "register_http_door",
     "reset_process_defaults",
 ]
 
@@ -128,3 +131,27 @@ def component_of(coordination: object, part: str, given: T | None, given_name: s
         raise TypeError(
             f"coordination must be a coordination.Coordination, not {type(coordination).__name__}"
         ) from None
+
+
+# The HTTP doors (middlewares) built on each monitor, in the order they were built: their
+# request counters live in the door, not in the three components, so a metrics exporter
+# given no components finds them here. Weak both ways: a dropped app or set is forgotten.
+_HTTP_DOORS: weakref.WeakKeyDictionary[object, list[weakref.ref[object]]] = (
+    weakref.WeakKeyDictionary()
+)
+_HTTP_DOORS_LOCK = threading.Lock()
+
+
+def register_http_door(monitor: object, door: object) -> None:
+    """Remember ``door`` as serving HTTP through the set whose monitor is ``monitor``."""
+    with _HTTP_DOORS_LOCK:
+        doors = _HTTP_DOORS.setdefault(monitor, [])
+        doors[:] = [ref for ref in doors if ref() is not None]
+        doors.append(weakref.ref(door))
+
+
+def http_doors(monitor: object) -> list[object]:
+    """The live HTTP doors built on ``monitor``'s set, oldest first."""
+    with _HTTP_DOORS_LOCK:
+        refs = list(_HTTP_DOORS.get(monitor, ()))
+    return [door for door in (ref() for ref in refs) if door is not None]

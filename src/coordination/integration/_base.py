@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet
+from .._defaults import ComponentSet, register_http_door
 from .._time import perf_counter
 from ..error_handling import Rate, RateLimiterBackend
 from ._client_limit import build_client_limit
@@ -74,6 +74,8 @@ class MiddlewareBase(CoordinatedDoor):
         self._map_errors = bool(map_resilience_errors)
         self._answer_log = AnswerLog(self._logger)
         self._install_error_answers()
+        # So CoordinationMetricsExporter() with no components shows this door's requests.
+        register_http_door(self.performance_monitor, self)
 
     def _install_error_answers(self) -> None:
         """Teach the wrapped framework to answer errors it would turn into 500s itself."""

@@ -8,17 +8,17 @@ whichever door it came through; ``coordination=`` names another set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet, process_config
+from .._defaults import ComponentSet, http_doors, process_config
 from ..error_handling import default_error_handler
 from ..performance import default_monitor
 from ..validation import default_validator
 from ._collector import component_mapping
 
-__all__ = ["reader_components"]
+__all__ = ["LiveHttpDoors", "reader_components"]
 
 
 def reader_components(
@@ -52,3 +52,34 @@ def reader_components(
         "performance_monitor": default_monitor(),
     }
     return process, process_config() if config is None else config
+
+
+class LiveHttpDoors(Mapping[str, object]):
+    """The three components, and the middlewares built on them as of now.
+
+    The middleware's request counters are its own, so an exporter given no components
+    looks them up at every scrape (an app built after the exporter shows too): ``http``
+    for the first middleware of the set, ``http_2``, ``http_3`` ... for later ones.
+    """
+
+    __slots__ = ("_components",)
+
+    def __init__(self, components: Mapping[str, object]) -> None:
+        self._components = dict(components)
+
+    def _current(self) -> dict[str, object]:
+        current = dict(self._components)
+        monitor = current.get("performance_monitor")
+        if monitor is not None:
+            for number, door in enumerate(http_doors(monitor), start=1):
+                current["http" if number == 1 else f"http_{number}"] = door
+        return current
+
+    def __getitem__(self, name: str) -> object:
+        return self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())

@@ -32,7 +32,7 @@ from ._collector import (
     DurationType,
     RedisErrorsCollector,
 )
-from ._components import reader_components
+from ._components import LiveHttpDoors, reader_components
 from ._health_http import ASGIApp, WSGIApp
 from ._multiprocess import MergedSnapshotsCollector, SnapshotWriter
 
@@ -74,8 +74,13 @@ class CoordinationMetricsExporter:
         snapshot_interval: float = 5.0,
         durations: DurationType = "histogram",
     ) -> None:
-        self.components, config = reader_components(
+        components, config = reader_components(
             "CoordinationMetricsExporter", coordination_components, coordination, config
+        )
+        # The set's middlewares count the HTTP requests: show them too, so the exporter
+        # shows the whole service as the middleware's own /metrics does.
+        self.components: Mapping[str, object] = (
+            LiveHttpDoors(components) if coordination_components is None else components
         )
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(
