@@ -166,7 +166,7 @@ def test_flask_dependency_down_open_breaker_answers_503_and_shows_everywhere() -
         return charge(order_id)
 
     app.wsgi_app = CoordinationMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-    # The spec's line takes no config; the endpoints are turned on the documented way.
+    # The spec's line as written: no config, so the built-in endpoints stay off.
     client = app.test_client()
     assert client.post("/orders/1", buffered=True).get_json() == {"order_id": "1", "charged": "yes"}
     upstream["up"] = False
