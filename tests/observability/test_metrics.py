@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +201,57 @@ async def test_asgi_metrics_app() -> None:
         response = await client.get("/metrics")
     assert response.status_code == 200
     assert value(response.text, "coordination_total_operations", component="h") == 5
+
+
+async def asgi_get(app: Any, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> Any:
+    """One raw ASGI GET (httpx would refuse to send bytes that are not valid UTF-8)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/metrics",
+        "raw_path": b"/metrics",
+        "query_string": query,
+        "headers": headers,
+    }
+    await app(scope, receive, send)
+    start, body = sent
+    return start["status"], dict(start["headers"]), body["body"]
+
+
+async def test_asgi_metrics_app_serves_requests_whose_bytes_are_not_utf8() -> None:
+    """prometheus_client decodes every header name and the query string as UTF-8; a
+    client's stray byte must not turn the scrape into a 500."""
+    app = CoordinationMetricsExporter({"h": Handler()}).make_asgi_app()
+    status, headers, body = await asgi_get(
+        app, [(b"\x80\xff", b"x"), (b"x-note", b"\xfe")], query=b"name[]=\xff"
+    )
+    assert status == 200
+    assert value(body.decode(), "coordination_total_operations", component="h") == 5
+    # A bad Accept value is no preference: the default text format.
+    status, headers, body = await asgi_get(app, [(b"accept", b"\xff")])
+    assert status == 200
+    assert headers[b"Content-Type"].startswith(b"text/plain")
+    # The headers that negotiate still do, whatever their case.
+    status, headers, body = await asgi_get(
+        app, [(b"Accept", b"application/openmetrics-text"), (b"\x80", b"")]
+    )
+    assert headers[b"Content-Type"].startswith(b"application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    status, headers, body = await asgi_get(
+        app, [(b"accept-encoding", b"gzip")], query=b"name[]=coordination_total_operations"
+    )
+    assert headers[b"Content-Encoding"] == b"gzip"
+    text = gzip.decompress(body).decode()
+    assert value(text, "coordination_total_operations", component="h") == 5
+    assert "coordination_errors" not in text  # the name[] filter was honoured
 
 
 def test_wsgi_metrics_app() -> None:

@@ -132,8 +132,14 @@ class CoordinationMetricsExporter:
         return app
 
     def make_asgi_app(self) -> ASGIApp:
-        """prometheus_client's ASGI metrics app for this registry."""
-        app: ASGIApp = make_asgi_app(self.registry)
+        """prometheus_client's ASGI metrics app for this registry, shown only the request
+        parts it reads, each valid UTF-8 (it decodes every header name and the query
+        string as UTF-8, so one header such as ``b"\x80"`` would make it raise: a 500)."""
+        served: ASGIApp = make_asgi_app(self.registry)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await served(_negotiation_only(scope), receive, send)
+
         return app
 
     def close(self) -> None:
@@ -143,3 +149,25 @@ class CoordinationMetricsExporter:
             self.registry.unregister(self._redis_errors)
         if self.snapshot_writer is not None:
             self.snapshot_writer.stop()
+
+
+_NEGOTIATION_HEADERS = frozenset({b"accept", b"accept-encoding"})
+
+
+def _negotiation_only(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """``scope`` with only the headers that choose the format and compression, and a
+    query string (``name[]=`` filters) that is valid UTF-8; the rest is not read."""
+    headers = []
+    for name, value in scope.get("headers") or ():
+        if bytes(name).lower() in _NEGOTIATION_HEADERS:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # no usable preference: the default format, uncompressed
+            headers.append((bytes(name).lower(), value))
+    query = scope.get("query_string") or b""
+    try:
+        query.decode("utf-8")
+    except UnicodeDecodeError:
+        query = b""  # not a filter any metric name could match: show everything
+    return {**scope, "headers": headers, "query_string": query}
