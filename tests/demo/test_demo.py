@@ -85,6 +85,15 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert components["performance_monitor"]["operations"] == 2  # the two routes
     assert components["error_handler"]["operations"] == 1  # inventory.reserve
     assert "coordination_circuit_breaker_state{" in out
+    # The excerpt counts the middleware's 503 answers by status: every one the clients
+    # saw, and the demo's own probe order.
+    answered = re.search(
+        r'^coordination_http_requests_total\{[^}]*route="/api/orders",status="503"\} (\S+)$',
+        out,
+        re.M,
+    )
+    assert answered is not None, out
+    assert float(answered.group(1)) == int(codes["503"]) + 1
     summary = out.split("summary:\n", 1)[1]
     assert re.search(r"^inventory\.reserve\s+\d+\s+\d+.*CLOSED$", summary, re.M)
     assert re.search(r"^POST /api/orders\s+\d+", summary, re.M)

@@ -42,8 +42,9 @@ _METRIC_FAMILIES = (
     "coordination_retries",
     "coordination_operations_total",
     "coordination_http_requests_total",
-    "coordination_validation",
+    "coordination_validations_total",
 )
+_EXCERPT_LINES = 32  # enough for every family above, the HTTP answers by status included
 
 
 def demo_config(**overrides: Any) -> CoordinationConfig:
@@ -317,7 +318,7 @@ def _conclude(
     console.json(CoordinationHealthChecker(config=config).check_health())
     exposition = CoordinationMetricsExporter(config=config).export_metrics()
     console.say(f"\nmetrics excerpt (full text at {config.metrics_path}):")
-    console.say(metrics_excerpt(exposition, _METRIC_FAMILIES))
+    console.say(metrics_excerpt(exposition, _METRIC_FAMILIES, limit=_EXCERPT_LINES))
     snapshot = page.snapshot()
     rows = [
         (
