@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordination import add_redaction_pattern, redact, remove_redaction_pattern
-from coordination._redact import is_secret_name, redact_mapping
+from coordination._redact import is_secret_name, redact_mapping, safe_repr
 from secret_forms import FORMS, Planted, leaked, planted_in_text
 
 
@@ -216,3 +216,21 @@ def test_adversarial_input_takes_linear_time(name: str) -> None:
 @settings(max_examples=25, deadline=None)
 def test_generated_adversarial_text_is_fast(text: str) -> None:
     assert _seconds(text * 10) < 0.5
+
+
+@given(
+    padding=st.integers(0, 120),
+    limit=st.integers(8, 120),
+    password=st.text(alphabet="ABCDEF0123456789", min_size=6, max_size=12),
+    wrap=st.sampled_from(["plain", "dict", "list"]),
+)
+def test_safe_repr_never_cuts_a_secret_in_half_before_redacting(
+    padding: int, limit: int, password: str, wrap: str
+) -> None:
+    """It redacts before it shortens: a cut before the '@' of a URL's userinfo would
+    otherwise leave the password visible and no longer recognisable."""
+    text = "-" * padding + f" rediss://default:{password}@cache"
+    value: object = {"plain": text, "dict": {"note": text}, "list": [text]}[wrap]
+    shown = safe_repr(value, limit)
+    assert password not in shown
+    assert len(shown) <= limit + 40  # bounded: the limit and the note of what was cut

@@ -526,10 +526,19 @@ def truncate(text: str, limit: int = 200) -> str:
     return f"{text[:limit]}… [{len(text) - limit} more characters]"
 
 
+# safe_repr redacts before it cuts (cutting first can split a token or a URL's userinfo
+# so that the policy no longer recognises it, and show its first half); past this many
+# characters beyond the limit nothing can be shown, so nothing more is redacted.
+_SAFE_REPR_WINDOW = 4096
+
+
 def safe_repr(value: Any, limit: int = 80) -> str:
-    """A short ``repr`` for messages: bounded in length and never raising."""
+    """A short ``repr`` for messages: redacted, bounded in length and never raising."""
     try:
-        if isinstance(value, str | bytes) and len(value) > limit:
+        if isinstance(value, str) and len(value) > limit:
+            shown = redact(value[: limit + _SAFE_REPR_WINDOW])[:limit]
+            text = repr(shown) + f"… [{len(value)} in all]"
+        elif isinstance(value, bytes) and len(value) > limit:
             text = repr(value[:limit]) + f"… [{len(value)} in all]"
         elif isinstance(value, list | tuple | set | frozenset | dict) and len(value) > 20:
             text = f"<{type(value).__name__} of {len(value)} items>"
@@ -537,4 +546,7 @@ def safe_repr(value: Any, limit: int = 80) -> str:
             text = repr(value)
     except Exception:  # a hostile __repr__ must not break error reporting
         text = f"<{type(value).__name__} object>"
-    return truncate(text, limit)
+    if len(text) > limit + _SAFE_REPR_WINDOW:
+        shown = redact(text[: limit + _SAFE_REPR_WINDOW])[:limit]
+        return f"{shown}… [{len(text) - limit} more characters]"
+    return truncate(redact(text), limit)
