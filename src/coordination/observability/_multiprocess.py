@@ -335,7 +335,9 @@ def prefork_master() -> int | None:
     """
     if os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
         return os.getppid()
-    if "uvicorn" in sys.modules:
+    # uvicorn's supervisors start each worker with uvicorn._subprocess.subprocess_started
+    # as its multiprocessing target; other children of a process that uses uvicorn don't.
+    if "uvicorn._subprocess" in sys.modules:
         parent = multiprocessing.parent_process()
         if parent is not None and parent.pid is not None:
             return parent.pid
