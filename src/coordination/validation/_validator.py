@@ -345,7 +345,7 @@ class CoordinationValidator:
             "enabled": self._enabled,
             "rule_sets": len(in_use),
             "loaded_rule_sets": len(self._rule_sets),
-            "validations": sum(map(_count_value, counters)) + sum(self._stats.invalid.values()),
+            "validations": sum(map(count_value, counters)) + sum(self._stats.invalid.values()),
         }
         if self._load_error:
             status["error"] = self._load_error
