@@ -53,12 +53,14 @@ class SyncCallCheck:
         self._limit = limit
 
     def returns_awaitable(self, operation: Any) -> bool:
-        func = operation.__func__ if type(operation) is MethodType else operation
-        if type(func) is not FunctionType or func.__dict__:
+        kind = type(operation)
+        if (kind is FunctionType or kind is MethodType) and not operation.__dict__:
+            # a method's __code__ and __dict__ are its function's
+            if operation.__code__ in self._sync_codes:
+                return False
+        else:
             return returns_awaitable(operation)
-        code = func.__code__
-        if code in self._sync_codes:
-            return False
+        code = operation.__code__
         if returns_awaitable(operation):
             return True
         if len(self._sync_codes) >= self._limit:
