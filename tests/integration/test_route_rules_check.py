@@ -19,10 +19,6 @@ from coordination import ConfigError
 from coordination.integration import CoordinationASGIMiddleware, CoordinationMiddleware
 from coordination.integration._routes import KnownRoute, _django_routes, unmatched_route_rules
 
-from .test_django import django_app
-
-__all__ = ["django_app"]  # the fixture, shared with the Django tests
-
 RULES = {"required_fields": ["name"]}
 WARNING = "coordination"
 
