@@ -432,7 +432,7 @@ class AutoMultiprocess:
         root: Path | None = None,
     ) -> None:
         self._sources = _Sources(collectors)
-        self.logger = logger or logging.getLogger("coordination.observability")
+        self.logger = logger or component_logger("observability")
         self._interval = interval
         self._master = master
         self._root = root
