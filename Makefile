@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench install clean
+.PHONY: demo test test-py lint typecheck pytest bench install clean
 
 # Reinstall whenever the declared dependencies change.
 $(STAMP): pyproject.toml
@@ -27,12 +27,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
+# pytest exits 5 when it collected no test: make fails on it like on any other failure.
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# The suite on another interpreter, in a venv of its own (lint and mypy run once, in test):
+#   make test-py PYTHON=$(pyenv prefix 3.13.0)/bin/python3 VENV=.venv-3.13
+test-py: pytest
 
 # Benchmarks compare this library with its peers in one run; see bench/README.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache build dist

@@ -150,6 +150,7 @@ async def test_apoll_awaits_the_processors_async_twin(
     assert processor.dead_letters.count() == 1
     assert src.pending() == 0
     await src.aclose()
+    processor.close()
 
 
 async def test_arun_runs_a_sync_processor_in_a_thread(

@@ -68,3 +68,26 @@ def components(
 def op_count(monitor: CoordinationPerformanceMonitor, name: str) -> int:
     stats = monitor.operation_stats().get(name)
     return 0 if stats is None else stats.count
+
+
+@pytest.fixture(autouse=True)
+def _close_dead_letter_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every dead-letter store opened during a test is closed after it.
+
+    Many tests make an event processor (or a set's door) and drop it; Python 3.13 warns of
+    each sqlite connection collected unclosed, and the suite turns warnings into errors of
+    whichever test runs at that moment. Closing twice is harmless.
+    """
+    from coordination.integration import DeadLetterStore
+
+    opened: list[DeadLetterStore] = []
+    original = DeadLetterStore.__init__
+
+    def tracked(self: DeadLetterStore, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(DeadLetterStore, "__init__", tracked)
+    yield
+    for store in opened:
+        store.close()

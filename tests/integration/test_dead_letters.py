@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,22 @@ import pytest
 from coordination import ConfigError
 from coordination.integration import DeadLetterStore
 
+_OPENED: list[DeadLetterStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """Every store a test opens is closed after it (3.13 warns of unclosed sqlite)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+def _opened(path: str | Path) -> DeadLetterStore:
+    store = DeadLetterStore(path)
+    _OPENED.append(store)
+    return store
+
 
 def _fail(message: str) -> ValueError:
     return ValueError(message)
@@ -21,7 +39,7 @@ def _fail(message: str) -> ValueError:
 
 def test_file_store_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "letters.sqlite3"
-    store = DeadLetterStore(path)
+    store = _opened(path)
     letter_id = store.dead_letter(
         None,
         {"id": 1, "when": "now"},
@@ -32,9 +50,10 @@ def test_file_store_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
         key=None,
     )
     store.close()
-    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
-    reopened = DeadLetterStore(path)
+    reopened = _opened(path)
     (letter,) = reopened.list()
     assert letter.id == letter_id
     assert letter.event == {"id": 1, "when": "now"}
@@ -44,7 +63,7 @@ def test_file_store_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
 
 
 def test_count_and_list_filter_by_type_and_keep_order() -> None:
-    store = DeadLetterStore(":memory:")
+    store = _opened(":memory:")
     for n in range(5):
         store.dead_letter(
             None,
@@ -64,7 +83,7 @@ def test_count_and_list_filter_by_type_and_keep_order() -> None:
 
 
 def test_values_json_cannot_hold_are_kept_as_text() -> None:
-    store = DeadLetterStore(":memory:")
+    store = _opened(":memory:")
     store.dead_letter(
         None,
         {"path": Path("/tmp/x"), "n": 1},
@@ -79,11 +98,11 @@ def test_values_json_cannot_hold_are_kept_as_text() -> None:
 
 def test_replay_needs_a_processor() -> None:
     with pytest.raises(RuntimeError, match="not bound"):
-        DeadLetterStore(":memory:").replay()
+        _opened(":memory:").replay()
 
 
 def test_replay_removes_successes_and_updates_failures() -> None:
-    store = DeadLetterStore(":memory:")
+    store = _opened(":memory:")
     seen: list[Any] = []
 
     def process(event: Any, event_type: str) -> None:
@@ -106,7 +125,7 @@ def test_replay_removes_successes_and_updates_failures() -> None:
 
 
 def test_replay_skips_keys_already_processed() -> None:
-    store = DeadLetterStore(":memory:")
+    store = _opened(":memory:")
     calls: list[Any] = []
     store.bind(lambda event, event_type: calls.append(event))
     (pending,) = store.begin([({"n": 1}, "t", "t:1")])
@@ -127,7 +146,7 @@ def test_journal_entries_of_a_dead_process_become_dead_letters(tmp_path: Path) -
         "DeadLetterStore(sys.argv[1]).begin([({'n': 1}, 't', None), ({'n': 2}, 't', 'k2')])"
     )
     subprocess.run([sys.executable, "-c", child, str(path)], check=True)
-    store = DeadLetterStore(path)
+    store = _opened(path)
     assert store.pending_count() == 2
     assert store.recover_interrupted() == 2
     assert store.pending_count() == 0
@@ -138,7 +157,7 @@ def test_journal_entries_of_a_dead_process_become_dead_letters(tmp_path: Path) -
 
 
 def test_journal_entries_of_this_process_are_left_alone() -> None:
-    store = DeadLetterStore(":memory:")
+    store = _opened(":memory:")
     store.begin([({"n": 1}, "t", None)])
     assert store.recover_interrupted() == 0
     assert store.pending_count() == 1
@@ -147,11 +166,11 @@ def test_journal_entries_of_this_process_are_left_alone() -> None:
 
 def test_an_empty_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="dead_letter_path"):
-        DeadLetterStore("")
+        _opened("")
 
 
 def test_purge_and_delete() -> None:
-    store = DeadLetterStore(":memory:")
+    store = _opened(":memory:")
     first = store.dead_letter(None, 1, "t", reason="failed", error=_fail("x"), attempts=1, key=None)
     store.dead_letter(None, 2, "t", reason="failed", error=_fail("x"), attempts=1, key=None)
     assert store.delete(first) is True

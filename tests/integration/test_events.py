@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,9 +20,22 @@ EVENTS = [
 RULES = {"user_activity": {"required_fields": ["user_id", "action"]}}
 
 
+_MADE: list[CoordinationEventProcessor] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_processors() -> Iterator[None]:
+    """Every processor a test makes is closed (its dead-letter journal with it)."""
+    yield
+    while _MADE:
+        _MADE.pop().close()
+
+
 def make(components: dict[str, Any], **kwargs: Any) -> CoordinationEventProcessor:
     kwargs.setdefault("dead_letter_path", ":memory:")
-    return CoordinationEventProcessor(**kwargs, **components)
+    processor = CoordinationEventProcessor(**kwargs, **components)
+    _MADE.append(processor)
+    return processor
 
 
 def test_without_a_handler_events_are_processed_as_in_the_spec(components: dict[str, Any]) -> None:
@@ -54,8 +68,8 @@ def test_handlers_by_type_then_default_then_subclass(components: dict[str, Any])
         def _process_event_internal(self, event_data: Any, event_type: str) -> Any:
             return {"handled_by": "subclass", "id": event_data["id"]}
 
-    sub = Orders(dead_letter_path=":memory:", **components)
-    assert sub.process_event({"id": 9}, "order") == {"handled_by": "subclass", "id": 9}
+    with Orders(dead_letter_path=":memory:", **components) as sub:
+        assert sub.process_event({"id": 9}, "order") == {"handled_by": "subclass", "id": 9}
 
 
 def test_invalid_events_are_dead_lettered_without_a_handler_call(

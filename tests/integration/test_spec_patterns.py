@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from coordination.integration import CoordinationEventProcessor
 
 PATTERN_1 = """
 from coordination.integration import CoordinationServiceWrapper
@@ -93,15 +96,24 @@ for event in events:
 
 
 @pytest.fixture
-def run(clean_environment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def run(clean_environment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(tmp_path)  # the event processor's default dead-letter file lands here
+
+    namespaces: list[dict[str, Any]] = []
 
     def execute(source: str) -> dict[str, Any]:
         namespace: dict[str, Any] = {"__name__": "spec_example"}
+        namespaces.append(namespace)
         exec(compile(textwrap.dedent(source), "<spec example>", "exec"), namespace)
         return namespace
 
-    return execute
+    yield execute
+    # The spec's code never closes what it makes; the test closes the event processors
+    # (and so their dead-letter journals' sqlite connections) on its behalf.
+    for namespace in namespaces:
+        for value in namespace.values():
+            if isinstance(value, CoordinationEventProcessor):
+                value.close()
 
 
 def test_pattern_1_service_wrapper(run: Any) -> None:

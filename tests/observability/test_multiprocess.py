@@ -166,9 +166,7 @@ def test_snapshots_merge_in_one_process(tmp_path: Path) -> None:
 
     writer = SnapshotWriter(other.collector, tmp_path)
     writer.write()
-    (tmp_path / f"coordination_{os.getpid()}.json").rename(
-        tmp_path / f"coordination_{int(dead.stdout)}.json"
-    )
+    writer.path().rename(tmp_path / f"coordination_{int(dead.stdout)}-0badcafe.json")
     values = samples(exporter.export_metrics())
     op = frozenset({("component", "h"), ("operation", "op"), ("outcome", "success")})
     assert values[("coordination_operations_total", op)] == 8  # dead worker's counts kept

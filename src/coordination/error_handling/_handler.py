@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from .. import _time
 from .._bounded import BoundedNames
+from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from ._async_plan import AsyncPlan
@@ -37,7 +38,7 @@ __all__ = ["CoordinationErrorHandler"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_CO_ASYNC = 0x80 | 0x100 | 0x200  # CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
+_CALLS = SyncCallCheck()  # which operations must go through aexecute_with_error_handling
 _MAX_PLANS = 4096
 
 
@@ -105,8 +106,7 @@ class CoordinationErrorHandler:
         """Call ``operation(*args, **kwargs)`` through the operation's pipeline."""
         if not callable(operation):
             raise TypeError(f"operation must be callable, not {type(operation).__name__}")
-        code = getattr(operation, "__code__", None)
-        if code is not None and code.co_flags & _CO_ASYNC:
+        if _CALLS.returns_awaitable(operation):
             raise TypeError(
                 f"{_name_of(operation)} is a coroutine function: "
                 "use aexecute_with_error_handling (or await handle_errors(...)-decorated code)"

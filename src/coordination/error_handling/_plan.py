@@ -4,17 +4,17 @@ A ``Plan`` holds the resolved options and the operation's state (breaker, limite
 bulkhead, counters); ``run`` / ``arun`` execute a call through it. Everything that can be
 decided when the plan is built is decided then, so a call only does per-call work. The
 success path with the default in-memory breaker in its CLOSED state is: one attribute read,
-the call, one attribute store and one ``next()`` on an ``itertools.count`` (atomic, so the
-counts stay exact across threads without a lock).
+the call, one attribute store and one ``next()`` on a ``ReadableCount`` (an
+``itertools.count``: atomic, so the counts stay exact across threads without a lock).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from itertools import count
 from typing import TYPE_CHECKING, Any, cast
 
+from .._counting import ReadableCount, count_value
 from .._errors import (
     BulkheadFull,
     CircuitOpenError,
@@ -57,9 +57,7 @@ NOT_COUNTED = (
 _NOTE = "coordination: "
 
 
-def counter_value(counter: count[int]) -> int:
-    """The next value ``counter`` would return, without advancing it."""
-    return int(repr(counter)[6:-1])
+counter_value = count_value  # how many times ``next()`` was called on a ReadableCount
 
 
 class OperationState:
@@ -91,14 +89,14 @@ class OperationState:
         self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
         self.pool_workers = 0  # its size, fixed with the operation's other settings
         self.severity = severity
-        self.successes = count()
-        self.failures = count()  # calls that ended in an exception or a fallback
-        self.retries = count()
-        self.rejections = count()  # by the open breaker
-        self.timeouts = count()
-        self.bulkhead_rejections = count()
-        self.rate_limited = count()
-        self.fallbacks = count()
+        self.successes = ReadableCount()
+        self.failures = ReadableCount()  # calls that ended in an exception or a fallback
+        self.retries = ReadableCount()
+        self.rejections = ReadableCount()  # by the open breaker
+        self.timeouts = ReadableCount()
+        self.bulkhead_rejections = ReadableCount()
+        self.rate_limited = ReadableCount()
+        self.fallbacks = ReadableCount()
 
     def stats(self) -> dict[str, Any]:
         successes = counter_value(self.successes)

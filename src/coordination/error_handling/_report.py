@@ -13,9 +13,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import count
 from typing import Any
 
+from .._counting import ReadableCount
 from .._redact import redact
 from .._status import HealthStatus
 from .._time import utc_timestamp
@@ -58,16 +58,16 @@ class ErrorRecord:
 class ErrorLog:
     """Counts of failed attempts by type and severity, and the last failed calls.
 
-    The failure path stays cheap: counts are ``itertools.count`` objects (``next`` is
-    atomic, so no lock once a type has its counter), and a failed call is kept as a raw
+    The failure path stays cheap: counts are ``ReadableCount`` objects (``itertools.count``:
+    ``next`` is atomic, so no lock once a type has its counter), and a failed call is kept as a raw
     tuple (``deque.append`` is atomic); timestamps are formatted and messages redacted only
     when a report or an alert hook asks for them.
     """
 
     def __init__(self, max_recent: int) -> None:
         self._lock = threading.Lock()
-        self._by_type: dict[str, count[int]] = {}
-        self._by_severity = {severity.value: count() for severity in ErrorSeverity}
+        self._by_type: dict[str, ReadableCount] = {}
+        self._by_severity = {severity.value: ReadableCount() for severity in ErrorSeverity}
         self._recent: deque[_Raw] = deque(maxlen=max(1, max_recent))
         self._type_limit = 200  # distinct type names kept; the rest count under "other"
 
@@ -77,14 +77,14 @@ class ErrorLog:
             counter = self._new_type(error_type)
         next(counter)
 
-    def severity_counter(self, severity: ErrorSeverity) -> count[int]:
+    def severity_counter(self, severity: ErrorSeverity) -> ReadableCount:
         return self._by_severity[severity.value]
 
-    def _new_type(self, error_type: str) -> count[int]:
+    def _new_type(self, error_type: str) -> ReadableCount:
         with self._lock:
             if error_type not in self._by_type and len(self._by_type) >= self._type_limit:
                 error_type = "other"
-            return self._by_type.setdefault(error_type, count())
+            return self._by_type.setdefault(error_type, ReadableCount())
 
     def add(
         self, operation: str, exc: BaseException, severity: ErrorSeverity, attempts: int

@@ -14,7 +14,7 @@ from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, Validat
 from ._endpoints import Endpoints
 from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, RequestPolicy
 from ._problems import AnswerLog
-from ._routes import RouteResolver
+from ._routes import RouteResolver, check_route_rules
 
 __all__ = ["MiddlewareBase"]
 
@@ -62,7 +62,9 @@ class MiddlewareBase(CoordinatedDoor):
         self._set_up(config, validator, error_handler, performance_monitor, debug, coordination)
         cfg = self.config
         self._policy = RequestPolicy(cfg, self.validator, route_rules, allowed_methods)
-        self._routes: RouteResolver | None = type(self)._resolver(app, route_resolver)
+        self._routes: RouteResolver | None = check_route_rules(
+            type(self)._resolver(app, route_resolver), list(self._policy.rules), self._logger
+        )
         self._monitor = self.performance_monitor if cfg.enable_performance_monitoring else None
         self._client_limit = build_client_limit(
             cfg, client_rate_limit, client_rate_limit_key, rate_limiter

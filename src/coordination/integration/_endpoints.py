@@ -7,14 +7,21 @@ app operations (a scrape every few seconds would otherwise dominate the report).
 The metrics endpoint also reads the middleware itself, as component ``http``: its
 ``coordination_http_*`` series (requests by method, route and status, rejections, rate
 limits, durations) appear beside the components'.
+
+Under a pre-fork server (gunicorn, uvicorn ``--workers``) the metrics endpoint shows the
+whole service, with no setting: at its first request each worker starts sharing its
+numbers with the others (``observability._multiprocess.AutoMultiprocess``), and a scrape,
+whichever worker answers it, merges them all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._config import CoordinationConfig
 from .._errors import ConfigError
+from .._logging import component_logger
 from ._components import Components
 
 __all__ = ["Endpoints"]
@@ -23,16 +30,34 @@ __all__ = ["Endpoints"]
 class Endpoints:
     """Path → (WSGI app, ASGI app) for the enabled endpoints."""
 
-    __slots__ = ("_exact", "_health_prefix", "paths")
+    __slots__ = (
+        "_exact",
+        "_health_prefix",
+        "_share",
+        "_shared",
+        "asgi_app",
+        "paths",
+        "wsgi_app",
+    )
+
+    # ``wsgi_app(path)`` / ``asgi_app(path)``: the endpoint app for a path, or None. Both
+    # start as ``_first_*``, which lets a pre-fork worker start sharing its metrics at its
+    # first request, then swap themselves for the plain lookups (nothing more per request).
+    wsgi_app: Callable[[str], Any]
+    asgi_app: Callable[[str], Any]
 
     def __init__(
         self, components: Components, config: CoordinationConfig, middleware: object
     ) -> None:
+        from prometheus_client import make_asgi_app, make_wsgi_app
+
         from ..observability import (
             CoordinationHealthChecker,
             CoordinationMetricsExporter,
             StatusPage,
         )
+        from ..observability._collector import RedisErrorsCollector
+        from ..observability._multiprocess import AutoMultiprocess
 
         named = components.as_mapping()
         for field in ("metrics_path", "health_path", "status_page_path"):
@@ -45,12 +70,31 @@ class Endpoints:
                     source="configuration",
                 )
         exporter = CoordinationMetricsExporter({**named, "http": middleware}, config=config)
+        logger = component_logger("observability", debug=config.debug)
+        shared = AutoMultiprocess((exporter.collector, RedisErrorsCollector()), logger=logger)
+        self._shared = shared
+        own_wsgi, own_asgi = exporter.make_wsgi_app(), exporter.make_asgi_app()
+        merged: list[Any] = []  # (WSGI app, ASGI app) over the merged registry, once shared
+
+        def metrics_wsgi(environ: Any, start_response: Any) -> Any:
+            app = merged[0] if merged else own_wsgi
+            return app(environ, start_response)
+
+        async def metrics_asgi(scope: Any, receive: Any, send: Any) -> None:
+            app = merged[1] if merged else own_asgi
+            await app(scope, receive, send)
+
+        def share() -> None:
+            if shared.activate() and not merged:
+                merged.extend((make_wsgi_app(shared.registry), make_asgi_app(shared.registry)))
+
+        self._share = share
         checker = CoordinationHealthChecker(named, config=config)
         page = StatusPage(named, config=config)
         health = (checker.make_wsgi_app(), checker.make_asgi_app())
         status = (page.make_wsgi_app(), page.make_asgi_app())
         self._exact: dict[str, tuple[Any, Any]] = {
-            config.metrics_path: (exporter.make_wsgi_app(), exporter.make_asgi_app()),
+            config.metrics_path: (metrics_wsgi, metrics_asgi),
             config.health_path: health,
             page.path: status,
             page.path + "/": status,
@@ -61,11 +105,28 @@ class Endpoints:
         for probe in ("live", "ready"):
             self._exact[self._health_prefix + probe] = health
         self.paths = tuple(sorted(self._exact))
+        self.wsgi_app = self._first_wsgi
+        self.asgi_app = self._first_asgi
 
-    def wsgi_app(self, path: str) -> Any:
+    def _first_wsgi(self, path: str) -> Any:
+        self._first_request()
+        return self._wsgi(path)
+
+    def _first_asgi(self, path: str) -> Any:
+        self._first_request()
+        return self._asgi(path)
+
+    def _first_request(self) -> None:
+        self.wsgi_app, self.asgi_app = self._wsgi, self._asgi
+        try:
+            self._share()
+        except Exception:  # metrics must never fail a request
+            self._shared.logger.exception("metrics are this worker's alone")
+
+    def _wsgi(self, path: str) -> Any:
         entry = self._exact.get(path)
         return None if entry is None else entry[0]
 
-    def asgi_app(self, path: str) -> Any:
+    def _asgi(self, path: str) -> Any:
         entry = self._exact.get(path)
         return None if entry is None else entry[1]

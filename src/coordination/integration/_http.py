@@ -8,7 +8,6 @@ list), 431 headers too large — and never a 500.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 
 from .._bounded import OVERFLOW_OPERATION, BoundedNames
 from .._config import CoordinationConfig
+from .._counting import ReadableCount, count_value
 from .._errors import ConfigError, ValidationError
 from .._logging import component_logger
 from .._redact import truncate
@@ -230,11 +230,6 @@ _DEEP = "the body nests arrays or objects deeper than the server reads"
 _UNVERIFIABLE = "the body holds a value the rule set's checks cannot handle"
 
 
-def _value(counter: itertools.count[int]) -> int:
-    # How far an itertools.count has counted (its pickling state), without advancing it.
-    return int(counter.__reduce__()[1][0])
-
-
 # Codes of the HTTP range (RFC 9110: 100-599, nginx's 499 and Cloudflare's 52x included)
 # keep their number as a label, at most 500 values; anything else is grouped ("7xx").
 _KNOWN_STATUSES = frozenset(range(100, 600))
@@ -250,11 +245,11 @@ def status_label(status: int) -> str:
 class HttpCounters:
     """Exact request counts for ``get_middleware_status()`` and the exporters.
 
-    The hot path is lock-free: ``next()`` on an ``itertools.count`` is one C call, atomic
-    under the GIL. A lock is taken only the first time a status code (at most 500 of
-    them), a (method, route, status) triple or an exception type (at most 100 names) is
-    seen. Triples are bounded too: beyond ``max_routes`` label sets, new routes share the
-    overflow route ``__overflow__``.
+    The hot path is lock-free: ``next()`` on a ``ReadableCount`` (an ``itertools.count``)
+    is one C call, atomic under the GIL. A lock is taken only the first time a status code
+    (at most 500 of them), a (method, route, status) triple or an exception type (at most
+    100 names) is seen. Triples are bounded too: beyond ``max_routes`` label sets, new
+    routes share the overflow route ``__overflow__``.
     """
 
     __slots__ = (
@@ -271,14 +266,14 @@ class HttpCounters:
     )
 
     def __init__(self, max_routes: int = 1000) -> None:
-        self._started = itertools.count()
-        self._rate_limited = itertools.count()
-        self._statuses: dict[int, itertools.count[int]] = {}
-        self._rejected: dict[int, itertools.count[int]] = {}
-        self._exceptions: dict[str, itertools.count[int]] = {}
+        self._started = ReadableCount()
+        self._rate_limited = ReadableCount()
+        self._statuses: dict[int, ReadableCount] = {}
+        self._rejected: dict[int, ReadableCount] = {}
+        self._exceptions: dict[str, ReadableCount] = {}
         # (method, route or None, status) as recorded -> the counter of its label set
-        self._by_key: dict[tuple[str, str | None, int], itertools.count[int]] = {}
-        self._by_label: dict[RequestKey, itertools.count[int]] = {}
+        self._by_key: dict[tuple[str, str | None, int], ReadableCount] = {}
+        self._by_label: dict[RequestKey, ReadableCount] = {}
         self._max_routes = max_routes
         self._lock = threading.Lock()
         self._names = BoundedNames(100)
@@ -298,24 +293,24 @@ class HttpCounters:
             counter = self._admit(method, route, status)
         next(counter)
 
-    def _admit(self, method: str, route: str | None, status: int) -> itertools.count[int]:
+    def _admit(self, method: str, route: str | None, status: int) -> ReadableCount:
         with self._lock:
             label = (method, route or UNMATCHED, status_label(status))
             counter = self._by_label.get(label)
             if counter is None:
                 if len(self._by_label) >= self._max_routes:
                     label = (method, OVERFLOW_OPERATION, label[2])
-                counter = self._by_label.setdefault(label, itertools.count())
+                counter = self._by_label.setdefault(label, ReadableCount())
             # Remember the key as recorded, unless a hostile resolver floods us with them.
             if len(self._by_key) < 4 * self._max_routes:
                 self._by_key[method, route, status] = counter
             return counter
 
-    def _bump(self, table: dict[Any, itertools.count[int]], key: Any) -> None:
+    def _bump(self, table: dict[Any, ReadableCount], key: Any) -> None:
         counter = table.get(key)
         if counter is None:
             with self._lock:
-                counter = table.setdefault(key, itertools.count())
+                counter = table.setdefault(key, ReadableCount())
         next(counter)
 
     def finished(
@@ -340,22 +335,22 @@ class HttpCounters:
         with self._lock:
             labels = list(self._by_label.items())
         return [
-            {"method": m, "route": r, "status": s, "count": _value(c)}
+            {"method": m, "route": r, "status": s, "count": count_value(c)}
             for (m, r, s), c in sorted(labels)
         ]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            statuses = {code: _value(c) for code, c in sorted(self._statuses.items())}
-            rejected = {code: _value(c) for code, c in sorted(self._rejected.items())}
-            exceptions = {name: _value(c) for name, c in self._exceptions.items()}
+            statuses = {code: count_value(c) for code, c in sorted(self._statuses.items())}
+            rejected = {code: count_value(c) for code, c in sorted(self._rejected.items())}
+            exceptions = {name: count_value(c) for name, c in self._exceptions.items()}
         finished = sum(statuses.values())
         return {
-            "requests": _value(self._started),
-            "in_flight": _value(self._started) - finished,
+            "requests": count_value(self._started),
+            "in_flight": count_value(self._started) - finished,
             "status_codes": statuses,
             "rejected": rejected,
-            "rate_limited": _value(self._rate_limited),
+            "rate_limited": count_value(self._rate_limited),
             "exceptions": exceptions,
             "client_disconnects": statuses.get(CLIENT_CLOSED, 0),
             "by_route": self.by_route(),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from typing import Any
 
 from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
+from .._counting import ReadableCount, count_value
 from .._errors import RuleSetError, ValidationError
 from .._logging import component_logger
 from .._redact import safe_repr, truncate
@@ -59,8 +59,8 @@ def _clean_names(names: frozenset[str]) -> frozenset[str]:
 class _Entry:
     """A rule set as this validator uses it: the rule set and its counter of valid results.
 
-    Valid results are counted with ``itertools.count``: ``next()`` on it is one C call,
-    atomic under the GIL, so the fast path needs no lock.
+    Valid results are counted with a ``ReadableCount`` (an ``itertools.count``): ``next()``
+    on it is one C call, atomic under the GIL, so the fast path needs no lock.
     """
 
     __slots__ = ("is_clean", "name", "rule_set", "valid")
@@ -69,7 +69,7 @@ class _Entry:
         self,
         rule_set: RuleSet | None,
         name: str,
-        valid: itertools.count[int],
+        valid: ReadableCount,
         limits: MessageLimits,
     ) -> None:
         self.rule_set = rule_set
@@ -108,16 +108,12 @@ class CoordinationValidator:
         self._enabled = self.config.enable_validation
         self._lock = threading.Lock()
         self._names = BoundedNames(self.config.max_operation_names, logger=self._logger)
-        self._counters: dict[str, itertools.count[int]] = {}
+        self._counters: dict[str, ReadableCount] = {}
         self._entries: dict[object, _Entry] = {}
         self._inline: OrderedDict[str, RuleSet] = OrderedDict()
         self._rule_sets: dict[str, RuleSet] = {}
         self._stats = FailureStats(self.config.max_operation_names, self._names.admit)
         self._failures = self._stats.pending
-        # logging.Logger keeps its isEnabledFor answers in ``_cache`` (CPython >= 3.7); an
-        # empty dict of our own (always "ask") stands in should a version ever drop it.
-        cache = getattr(self._logger, "_cache", None)
-        self._log_cache: dict[int, bool] = cache if isinstance(cache, dict) else {}
         self._load_error: str | None = None
         self._structure = self._new_entry(None, STRUCTURE_RULE_SET)
         self.reload_rules()
@@ -176,7 +172,7 @@ class CoordinationValidator:
 
     def _new_entry(self, rule_set: RuleSet | None, name: str) -> _Entry:
         admitted = self._names.admit(name)
-        counter = self._counters.setdefault(admitted, itertools.count())
+        counter = self._counters.setdefault(admitted, ReadableCount())
         return _Entry(rule_set, admitted, counter, self._limits)
 
     def _entry_for(self, rule_set: object) -> _Entry:
@@ -357,12 +353,7 @@ class CoordinationValidator:
         pending.append((now(), entry.name, name, errors))
         if len(pending) >= FAILURE_BATCH:
             self._stats.flush()
-        # Logger.isEnabledFor without its call: the logger's own cache of that answer
-        # (cleared by logging whenever a level changes), asked only when it has none.
-        debug = self._log_cache.get(logging.DEBUG)
-        if debug is None:
-            debug = self._logger.isEnabledFor(logging.DEBUG)
-        if debug:
+        if self._logger.isEnabledFor(logging.DEBUG):
             text = "; ".join(map(str, errors))
             self._logger.debug("validation against %r failed: %s", name, text)
         return invalid_result(errors, name)
@@ -374,7 +365,7 @@ class CoordinationValidator:
         stats = self._stats
         stats.flush()
         with self._lock:
-            valid = {name: _count_value(counter) for name, counter in self._counters.items()}
+            valid = {name: count_value(counter) for name, counter in self._counters.items()}
         invalid = dict(stats.invalid)
         report: dict[str, Any] = {
             "status": self._status(),
@@ -421,7 +412,7 @@ class CoordinationValidator:
             "enabled": self._enabled,
             "rule_sets": len(in_use),
             "loaded_rule_sets": len(self._rule_sets),
-            "validations": sum(map(_count_value, counters)) + sum(self._stats.invalid.values()),
+            "validations": sum(map(count_value, counters)) + sum(self._stats.invalid.values()),
         }
         if self._load_error:
             status["error"] = self._load_error
@@ -508,8 +499,3 @@ def _inline_name(rules: Mapping[str, Any]) -> str:
         return "inline"
     digest = hashlib.sha1(key.encode(errors="surrogatepass"), usedforsecurity=False).hexdigest()
     return f"inline-{digest[:8]}"
-
-
-def _count_value(counter: itertools.count[int]) -> int:
-    # repr is "count(N)": the only public way to read a count without advancing it
-    return int(repr(counter)[6:-1])
