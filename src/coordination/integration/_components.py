@@ -238,6 +238,31 @@ def _port(parts: SplitResult) -> int | None:
         return None
 
 
+def components_of_set(
+    coordination: ComponentSet,
+    base: CoordinationConfig,
+    shared: dict[str, CoordinationConfig],
+    validator: ValidatorLike | None,
+    error_handler: ErrorHandlerLike | None,
+    performance_monitor: MonitorLike | None,
+) -> tuple[ValidatorLike, ErrorHandlerLike, MonitorLike]:
+    """The components given, the others taken from ``coordination``.
+
+    A component given replaces that part of the set; each taken from the set has its
+    config noted in ``shared``, so a door's own keys can be checked against it.
+    """
+    if validator is None:
+        validator = component_of(coordination, "validator", None, "validator")
+        shared["validator"] = _config_of(validator, base)
+    if error_handler is None:
+        error_handler = component_of(coordination, "error_handler", None, "error_handler")
+        shared["error_handler"] = _config_of(error_handler, base)
+    if performance_monitor is None:
+        performance_monitor = component_of(coordination, "monitor", None, "monitor")
+        shared["performance_monitor"] = _config_of(performance_monitor, base)
+    return validator, error_handler, performance_monitor
+
+
 class CoordinatedDoor:
     """What every door (wrapper, middleware, event processor) sets up the same way.
 
@@ -281,15 +306,9 @@ class CoordinatedDoor:
                 shared["performance_monitor"] = performance_monitor.config
         else:
             base = _set_config(coordination)
-            if validator is None:
-                validator = component_of(coordination, "validator", None, "validator")
-                shared["validator"] = _config_of(validator, base)
-            if error_handler is None:
-                error_handler = component_of(coordination, "error_handler", None, "error_handler")
-                shared["error_handler"] = _config_of(error_handler, base)
-            if performance_monitor is None:
-                performance_monitor = component_of(coordination, "monitor", None, "monitor")
-                shared["performance_monitor"] = _config_of(performance_monitor, base)
+            validator, error_handler, performance_monitor = components_of_set(
+                coordination, base, shared, validator, error_handler, performance_monitor
+            )
         cfg, named = door_config(base, config)
         check_shared_keys(door_name, cfg, named, shared, self._own_component_keys)
         debug = debug or cfg.debug

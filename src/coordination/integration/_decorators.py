@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet, component_of
+from .._defaults import ComponentSet
 from ..error_handling import default_error_handler
 from ..performance import default_monitor
 from ..validation import default_validator
@@ -29,6 +29,7 @@ from ._components import (
     _config_of,
     _set_config,
     check_shared_keys,
+    components_of_set,
     door_config,
     policy_overrides,
 )
@@ -73,15 +74,9 @@ def coordinate_operation(
     else:
         # As for every door: a component given replaces that part of the set.
         base = _set_config(coordination)
-        if validator is None:
-            validator = component_of(coordination, "validator", None, "validator")
-            shared["validator"] = _config_of(validator, base)
-        if error_handler is None:
-            error_handler = component_of(coordination, "error_handler", None, "error_handler")
-            shared["error_handler"] = _config_of(error_handler, base)
-        if performance_monitor is None:
-            performance_monitor = component_of(coordination, "monitor", None, "monitor")
-            shared["performance_monitor"] = _config_of(performance_monitor, base)
+        validator, error_handler, performance_monitor = components_of_set(
+            coordination, base, shared, validator, error_handler, performance_monitor
+        )
     cfg, named = door_config(base, config)
     if coordination is None:
         # Only the process's components that this decorator will use are shared here.
