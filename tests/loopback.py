@@ -1,4 +1,4 @@
-"""What tests need of this machine's loopback: a free port, and the shared Redis.
+"""What tests need of this machine's loopback: a free port, the shared Redis, a uvicorn.
 
 Without a reachable Redis the Redis tests are skipped with the reason shown in the
 summary, unless COORDINATION_REQUIRE_REDIS=1 (CI), which turns that into a failure.
@@ -6,8 +6,13 @@ summary, unless COORDINATION_REQUIRE_REDIS=1 (CI), which turns that into a failu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -41,3 +46,29 @@ def require_redis() -> str:
             pytest.fail(f"{message} and COORDINATION_REQUIRE_REDIS=1", pytrace=False)
         pytest.skip(f"{message}; set COORDINATION_REQUIRE_REDIS=1 to make this a failure")
     return REDIS_URL
+
+
+@contextlib.contextmanager
+def uvicorn_in_thread(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on a free loopback port; yields its base URL.
+
+    The server runs on a daemon thread and is stopped (and joined) when the block ends,
+    whatever happens inside it.
+    """
+    import uvicorn
+
+    port = free_port()
+    options.setdefault("log_level", "warning")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped before it started"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

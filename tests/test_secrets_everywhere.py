@@ -473,14 +473,10 @@ def test_the_redis_guard_and_stream_dead_letters_mask_their_error_text(
 def test_under_uvicorn_the_apps_own_exception_is_logged_masked(
     captured: Captured, components: dict[str, Any]
 ) -> None:
-    import threading
-    import time
-
     import httpx
-    import uvicorn
 
     from coordination import CoordinationASGIMiddleware
-    from loopback import free_port
+    from loopback import uvicorn_in_thread
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -493,23 +489,12 @@ def test_under_uvicorn_the_apps_own_exception_is_logged_masked(
             'body {"api_key": "k-s3cret"}'
         )
 
-    port = free_port()
     wrapped = CoordinationASGIMiddleware(app, debug=True, **components)
-    server = uvicorn.Server(
-        uvicorn.Config(wrapped, host="127.0.0.1", port=port, log_level="critical")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            assert http.get("/orders").status_code == 500
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        uvicorn_in_thread(wrapped, log_level="critical") as url,
+        httpx.Client(base_url=url) as http,
+    ):
+        assert http.get("/orders").status_code == 500
     shown = captured.text()
     assert "GET /orders raised RuntimeError: db login failed: password=[redacted]" in shown
     assert "redis://app:***@cache/0" in shown

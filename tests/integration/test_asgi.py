@@ -6,19 +6,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from coordination.integration import CoordinationASGIMiddleware
-from loopback import free_port
+from loopback import uvicorn_in_thread
 
 from .conftest import op_count
 
@@ -197,30 +194,13 @@ async def test_a_client_disconnect_is_counted_not_failed(components: dict[str, A
 
 def test_under_uvicorn_on_loopback(components: dict[str, Any]) -> None:
     app = make_app(components)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            assert http.get("/items/5").json() == {"item_id": 5}
-            with http.stream("GET", "/stream") as response:
-                assert b"".join(response.iter_bytes()) == b"chunk 0\nchunk 1\nchunk 2\n"
-            assert (
-                http.post(
-                    "/orders", content=b"{", headers={"content-type": "application/json"}
-                ).status_code
-                == 400
-            )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with uvicorn_in_thread(app, lifespan="on") as url, httpx.Client(base_url=url) as http:
+        assert http.get("/items/5").json() == {"item_id": 5}
+        with http.stream("GET", "/stream") as response:
+            assert b"".join(response.iter_bytes()) == b"chunk 0\nchunk 1\nchunk 2\n"
+        invalid = b"{"
+        headers = {"content-type": "application/json"}
+        assert http.post("/orders", content=invalid, headers=headers).status_code == 400
     status = middleware_of(app).get_middleware_status()["middleware"]
     assert status["status_codes"] == {200: 2, 400: 1}
     assert status["in_flight"] == 0

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import threading
-import time
 from typing import Any
 
 import httpx
 import pydantic
 import pytest
-import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -26,7 +23,7 @@ from coordination.error_handling import CoordinationErrorHandler
 from coordination.integration import CoordinationServiceWrapper, coordinate_operation
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator, ValidationError
-from loopback import free_port
+from loopback import uvicorn_in_thread
 
 USER_RULES = {
     "fields": {
@@ -166,22 +163,10 @@ def test_a_list_of_models_meets_an_array_schema_and_a_dataclass_its_rules() -> N
 
 def test_under_uvicorn_on_loopback() -> None:
     app, _ = make_app()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        good = {"name": "Bo", "email": "bo@example.com", "signed_up": "2026-01-01T10:00:00Z"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            assert http.post("/users", json=good).status_code == 200
-            assert http.post("/users", json={**good, "email": "x"}).status_code == 422
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    good = {"name": "Bo", "email": "bo@example.com", "signed_up": "2026-01-01T10:00:00Z"}
+    with uvicorn_in_thread(app) as url, httpx.Client(base_url=url) as http:
+        assert http.post("/users", json=good).status_code == 200
+        assert http.post("/users", json={**good, "email": "x"}).status_code == 422
 
 
 def test_wrap_method_takes_the_same_rule() -> None:

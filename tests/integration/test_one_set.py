@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from flask import Flask
 from werkzeug.test import Client
@@ -33,7 +32,7 @@ from coordination import (
     default_error_handler,
     handle_errors,
 )
-from loopback import free_port
+from loopback import free_port, uvicorn_in_thread
 from observability.exposition import samples
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -412,23 +411,12 @@ def test_under_gunicorn(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_under_uvicorn() -> None:
     app = fastapi_service(Upstream())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            assert http.get("/health/ready").status_code == 200
-            assert [_status(http, "POST", "/pay") for _ in range(3)] == [502, 502, 503]
-            ready = http.get("/health/ready")
-            metrics = http.get("/metrics").text
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        uvicorn_in_thread(app, lifespan="on") as url,
+        httpx.Client(base_url=url, timeout=5) as http,
+    ):
+        assert http.get("/health/ready").status_code == 200
+        assert [_status(http, "POST", "/pay") for _ in range(3)] == [502, 502, 503]
+        ready = http.get("/health/ready")
+        metrics = http.get("/metrics").text
     assert_breaker_visible(ready.status_code, ready.json(), metrics)
