@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-py lint typecheck pytest bench install clean
+.PHONY: demo test test-py lint layers typecheck pytest bench install clean
 
 # Reinstall whenever the declared dependencies change.
 $(STAMP): pyproject.toml
@@ -18,11 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/coordination demo
 
-test: lint typecheck pytest
+test: lint layers typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/ruff format --check src tests bench examples tools
+
+# The import layers declared in pyproject.toml ([tool.importlinter]).
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src

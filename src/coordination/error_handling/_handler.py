@@ -17,6 +17,7 @@ from .._bounded import BoundedNames
 from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
+from .._shared_state import shared_state_for
 from ._async_plan import AsyncPlan
 from ._backends import (
     BreakerFactory,
@@ -70,12 +71,11 @@ class CoordinationErrorHandler:
         self._clock = clock or _time.monotonic
         self._sleep = sleep or _time.sleep
         self._async_sleep = async_sleep or _time.async_sleep
-        if (breaker_factory is None or rate_limiter_factory is None) and config.redis_url:
-            from ..backends.redis import RedisBackend
-
-            backend = RedisBackend.from_config(config)
-            breaker_factory = breaker_factory or backend.breaker
-            rate_limiter_factory = rate_limiter_factory or backend.rate_limiter
+        if breaker_factory is None or rate_limiter_factory is None:
+            shared = shared_state_for(config)  # redis_url's backend, found by its scheme
+            if shared is not None:
+                breaker_factory = breaker_factory or shared.breaker
+                rate_limiter_factory = rate_limiter_factory or shared.rate_limiter
         self._breaker_factory: BreakerFactory = breaker_factory or memory_breaker_factory
         self._rate_limiter_factory = rate_limiter_factory
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)

@@ -20,9 +20,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _time
 from .._config import CoordinationConfig
 from .._errors import ConfigError
 from .._logging import component_logger
+from .._shared_state import shared_state_for
 from ..error_handling import InMemoryRateLimiter, Rate, RateLimiterBackend
 from ._http import Rejection
 
@@ -163,10 +165,7 @@ def build_client_limit(
     if text is None:
         return None
     parsed = Rate.parse(text, field="client_rate_limit")
-    if config.redis_url:
-        from .._time import monotonic
-        from ..backends.redis import RedisBackend
-
-        shared = RedisBackend.from_config(config).rate_limiter(parsed, clock=monotonic)
-        return ClientRateLimit(shared, key)
+    shared = shared_state_for(config)  # redis_url's backend, found by its scheme
+    if shared is not None:
+        return ClientRateLimit(shared.rate_limiter(parsed, clock=_time.monotonic), key)
     return ClientRateLimit(InMemoryRateLimiter(parsed), key)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from prometheus_client.metrics_core import Metric
 
 from .._logging import component_logger
+from .._shared_state import error_collectors
 from ._families import FamilyBuilder
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "CoordinationCollector",
     "DurationType",
     "RedisErrorsCollector",
-    "component_mapping",
 ]
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -78,21 +78,6 @@ _BREAKER_STATES = {"CLOSED": 0.0, "HALF_OPEN": 1.0, "OPEN": 2.0}
 _STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
 # The middleware names its operations "<METHOD> <route template>".
 _HTTP_OPERATION = re.compile(r"^(?P<method>[A-Z]+) (?P<route>/\S*)$")
-
-
-def component_mapping(components: object) -> dict[str, object]:
-    """The ``coordination_components`` argument checked: a mapping with string names."""
-    if components is None:
-        return {}
-    if not isinstance(components, Mapping):
-        raise TypeError(
-            "coordination_components must be a mapping of names to components, "
-            f"not {type(components).__name__}"
-        )
-    for name in components:
-        if not isinstance(name, str):
-            raise TypeError(f"component names must be strings, got {name!r}")
-    return dict(components)
 
 
 def _number(value: Any) -> float:
@@ -180,11 +165,9 @@ class RedisErrorsCollector:
         return ()  # nothing before Redis is used: registering never clashes
 
     def collect(self) -> Iterator[Metric]:
-        from ..backends.redis._connection import existing_redis_errors
-
-        counter = existing_redis_errors()
-        if counter is not None:
-            yield from counter.collect()
+        # Each backend in use says which counters it has (_shared_state: no backend import).
+        for source in error_collectors():
+            yield from source.collect()
 
 
 def _read_component(

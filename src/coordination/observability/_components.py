@@ -16,9 +16,23 @@ from .._defaults import ComponentSet, http_doors, process_config
 from ..error_handling import default_error_handler
 from ..performance import default_monitor
 from ..validation import default_validator
-from ._collector import component_mapping
 
-__all__ = ["LiveHttpDoors", "reader_components"]
+__all__ = ["LiveHttpDoors", "component_mapping", "reader_components"]
+
+
+def component_mapping(components: object) -> dict[str, object]:
+    """The ``coordination_components`` argument checked: a mapping with string names."""
+    if components is None:
+        return {}
+    if not isinstance(components, Mapping):
+        raise TypeError(
+            "coordination_components must be a mapping of names to components, "
+            f"not {type(components).__name__}"
+        )
+    for name in components:
+        if not isinstance(name, str):
+            raise TypeError(f"component names must be strings, got {name!r}")
+    return dict(components)
 
 
 def reader_components(

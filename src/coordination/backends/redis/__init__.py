@@ -13,6 +13,7 @@ does. See docs/scaling-out.md for the outage policy and the delivery guarantees.
 from ._backend import RedisBackend
 from ._breaker import RedisCircuitBreaker
 from ._connection import OutagePolicy, RedisGuard, connect, connect_async
+from ._provider import RedisProvider
 from ._rate_limit import RedisRateLimiter
 from ._streams import EventProcessor, RedisStreamSource, StreamBatch
 
@@ -22,6 +23,7 @@ __all__ = [
     "RedisBackend",
     "RedisCircuitBreaker",
     "RedisGuard",
+    "RedisProvider",
     "RedisRateLimiter",
     "RedisStreamSource",
     "StreamBatch",
