@@ -444,7 +444,7 @@ def test_every_library_logger_is_made_by_the_redacting_helpers() -> None:
 
 
 def test_the_status_page_masks_a_failing_components_error() -> None:
-    from coordination import StatusPage
+    from coordination.observability import StatusPage
 
     class Broken:
         def get_health_status(self) -> dict[str, Any]:

@@ -1,17 +1,21 @@
 """coordination: validation, fault tolerance and observability for existing services.
 
-Every public name is importable from here and listed in ``__all__``; the subpackages
-(``coordination.validation``, ``coordination.error_handling``,
+The names a service uses are here and in ``__all__``: the spec's classes and decorators,
+the configuration, the exceptions, the middlewares and ``Coordination``. Everything else
+lives in its subpackage (``coordination.validation``, ``coordination.error_handling``,
 ``coordination.performance``, ``coordination.integration``,
-``coordination.observability``) mirror the spec's modules.
+``coordination.observability``, ``coordination.backends.redis``,
+``coordination.testing``).
+
+``import coordination`` is cheap: the exceptions are imported at once, every other name
+when it is first used (PEP 562), so PyYAML, jsonschema-rs, prometheus_client, asyncio and
+the web frameworks are loaded by the part that needs them, not by the import.
 """
 
-from ._config import (
-    CoordinationConfig,
-    config_settings,
-    describe_config,
-    load_coordination_config,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ._errors import (
     BulkheadFull,
     CircuitOpenError,
@@ -27,98 +31,46 @@ from ._errors import (
     StoreError,
     ValidationError,
 )
-from ._redact import add_redaction_pattern, redact, remove_redaction_pattern
-from ._status import HealthStatus
+from ._lazy import lazy_attributes as _lazy_attributes
 from ._version import __version__
-from .backends.redis import OutagePolicy, RedisBackend, RedisStreamSource
-from .error_handling import (
-    Backoff,
-    BreakerFactory,
-    BreakerSettings,
-    BreakerSnapshot,
-    BreakerTransition,
-    Cancellation,
-    CircuitBreaker,
-    CircuitBreakerBackend,
-    CircuitState,
-    CoordinationErrorHandler,
-    ErrorRecord,
-    ErrorSeverity,
-    InMemoryRateLimiter,
-    Rate,
-    RateLimiterBackend,
-    RateLimiterFactory,
-    TransitionHook,
-    default_error_handler,
-    handle_errors,
-    memory_breaker_factory,
-    memory_rate_limiter_factory,
-    retry_after_seconds,
-)
-from .integration import (
-    Coordination,
-    CoordinationASGIMiddleware,
-    CoordinationDjangoMiddleware,
-    CoordinationEventProcessor,
-    CoordinationMiddleware,
-    CoordinationServiceWrapper,
-    DeadLetter,
-    DeadLetterStore,
-    EventOutcome,
-    ReplayFailure,
-    ReplayReport,
-    coordinate_operation,
-    default_coordination,
-)
-from .observability import (
-    CoordinationCollector,
-    CoordinationHealthChecker,
-    CoordinationMetricsExporter,
-    OpenTelemetryBridge,
-    StatusPage,
-)
-from .performance import (
-    CoordinationPerformanceMonitor,
-    LatencySketch,
-    OperationStats,
-    PerformanceAlert,
-    PerformanceAlertHook,
-    PerformanceThresholds,
-    ResourceSampler,
-    ThresholdBreach,
-    default_monitor,
-    track_performance,
-)
-from .validation import (
-    CoordinationValidator,
-    ErrorCode,
-    RuleSet,
-    ValidationIssue,
-    ValidationResult,
-    default_validator,
-    load_rule_sets,
-    validate_input,
-)
 
-# Each capability below adds its public names to the imports above and to __all__.
+if TYPE_CHECKING:
+    from ._config import (
+        CoordinationConfig,
+        config_settings,
+        describe_config,
+        load_coordination_config,
+    )
+    from ._redact import add_redaction_pattern, redact, remove_redaction_pattern
+    from ._status import HealthStatus
+    from .error_handling import (
+        CircuitState,
+        CoordinationErrorHandler,
+        ErrorSeverity,
+        handle_errors,
+    )
+    from .integration import (
+        Coordination,
+        CoordinationASGIMiddleware,
+        CoordinationDjangoMiddleware,
+        CoordinationEventProcessor,
+        CoordinationMiddleware,
+        CoordinationServiceWrapper,
+        coordinate_operation,
+        default_coordination,
+    )
+    from .observability import CoordinationHealthChecker, CoordinationMetricsExporter
+    from .performance import CoordinationPerformanceMonitor, track_performance
+    from .validation import CoordinationValidator, validate_input
 
 __all__ = [
-    "Backoff",
-    "BreakerFactory",
-    "BreakerSettings",
-    "BreakerSnapshot",
-    "BreakerTransition",
     "BulkheadFull",
-    "Cancellation",
-    "CircuitBreaker",
-    "CircuitBreakerBackend",
     "CircuitOpenError",
     "CircuitState",
     "ConfigError",
     "ConfigWarning",
     "Coordination",
     "CoordinationASGIMiddleware",
-    "CoordinationCollector",
     "CoordinationConfig",
     "CoordinationDjangoMiddleware",
     "CoordinationError",
@@ -130,60 +82,122 @@ __all__ = [
     "CoordinationPerformanceMonitor",
     "CoordinationServiceWrapper",
     "CoordinationValidator",
-    "DeadLetter",
-    "DeadLetterStore",
-    "ErrorCode",
-    "ErrorRecord",
     "ErrorSeverity",
     "EventDeadLettered",
-    "EventOutcome",
     "HealthStatus",
-    "InMemoryRateLimiter",
     "InvalidEvent",
-    "LatencySketch",
-    "OpenTelemetryBridge",
     "OperationCancelled",
-    "OperationStats",
     "OperationTimeout",
-    "OutagePolicy",
-    "PerformanceAlert",
-    "PerformanceAlertHook",
-    "PerformanceThresholds",
-    "Rate",
     "RateLimitExceeded",
-    "RateLimiterBackend",
-    "RateLimiterFactory",
-    "RedisBackend",
-    "RedisStreamSource",
-    "ReplayFailure",
-    "ReplayReport",
-    "ResourceSampler",
-    "RuleSet",
     "RuleSetError",
-    "StatusPage",
     "StoreError",
-    "ThresholdBreach",
-    "TransitionHook",
     "ValidationError",
-    "ValidationIssue",
-    "ValidationResult",
     "__version__",
     "add_redaction_pattern",
     "config_settings",
     "coordinate_operation",
     "default_coordination",
-    "default_error_handler",
-    "default_monitor",
-    "default_validator",
     "describe_config",
     "handle_errors",
     "load_coordination_config",
-    "load_rule_sets",
-    "memory_breaker_factory",
-    "memory_rate_limiter_factory",
     "redact",
     "remove_redaction_pattern",
-    "retry_after_seconds",
     "track_performance",
     "validate_input",
 ]
+
+# The public names not imported above: each is imported from its module on first use.
+_LAZY = {
+    "CoordinationConfig": "._config",
+    "config_settings": "._config",
+    "describe_config": "._config",
+    "load_coordination_config": "._config",
+    "add_redaction_pattern": "._redact",
+    "redact": "._redact",
+    "remove_redaction_pattern": "._redact",
+    "HealthStatus": "._status",
+    "CircuitState": ".error_handling",
+    "CoordinationErrorHandler": ".error_handling",
+    "ErrorSeverity": ".error_handling",
+    "handle_errors": ".error_handling",
+    "Coordination": ".integration",
+    "CoordinationASGIMiddleware": ".integration",
+    "CoordinationDjangoMiddleware": ".integration",
+    "CoordinationEventProcessor": ".integration",
+    "CoordinationMiddleware": ".integration",
+    "CoordinationServiceWrapper": ".integration",
+    "coordinate_operation": ".integration",
+    "default_coordination": ".integration",
+    "CoordinationHealthChecker": ".observability",
+    "CoordinationMetricsExporter": ".observability",
+    "CoordinationPerformanceMonitor": ".performance",
+    "track_performance": ".performance",
+    "CoordinationValidator": ".validation",
+    "validate_input": ".validation",
+}
+
+# Names that left the top level in 0.x (docs/migration.md, "Moved names"): still found here
+# for one release, with a DeprecationWarning naming their place; not in __all__ or dir().
+_MOVED = {
+    **dict.fromkeys(
+        (
+            "Backoff",
+            "BreakerFactory",
+            "BreakerSettings",
+            "BreakerSnapshot",
+            "BreakerTransition",
+            "Cancellation",
+            "CircuitBreaker",
+            "CircuitBreakerBackend",
+            "ErrorRecord",
+            "InMemoryRateLimiter",
+            "Rate",
+            "RateLimiterBackend",
+            "RateLimiterFactory",
+            "TransitionHook",
+            "default_error_handler",
+            "memory_breaker_factory",
+            "memory_rate_limiter_factory",
+            "retry_after_seconds",
+        ),
+        "coordination.error_handling",
+    ),
+    **dict.fromkeys(
+        ("DeadLetter", "DeadLetterStore", "EventOutcome", "ReplayFailure", "ReplayReport"),
+        "coordination.integration",
+    ),
+    **dict.fromkeys(
+        ("CoordinationCollector", "OpenTelemetryBridge", "StatusPage"),
+        "coordination.observability",
+    ),
+    **dict.fromkeys(
+        (
+            "LatencySketch",
+            "OperationStats",
+            "PerformanceAlert",
+            "PerformanceAlertHook",
+            "PerformanceThresholds",
+            "ResourceSampler",
+            "ThresholdBreach",
+            "default_monitor",
+        ),
+        "coordination.performance",
+    ),
+    **dict.fromkeys(
+        (
+            "ErrorCode",
+            "RuleSet",
+            "ValidationIssue",
+            "ValidationResult",
+            "default_validator",
+            "load_rule_sets",
+        ),
+        "coordination.validation",
+    ),
+    **dict.fromkeys(
+        ("OutagePolicy", "RedisBackend", "RedisStreamSource"), "coordination.backends.redis"
+    ),
+}
+
+
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, _MOVED)

@@ -27,12 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ._errors import ConfigError, ConfigWarning
 from ._quote import quote
 from ._redact import redact
-from ._yaml import BoundedSafeLoader, yaml_problem
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
@@ -641,6 +638,11 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
         raise ConfigError(
             f"cannot read configuration file {path}: {exc}", source=str(path)
         ) from exc
+    # PyYAML only when there is a file to read (most processes have none).
+    import yaml
+
+    from ._yaml import BoundedSafeLoader, yaml_problem
+
     loader: BoundedSafeLoader | None = None
     try:
         loader = BoundedSafeLoader(text)  # the reader checks the characters here already

@@ -152,9 +152,7 @@ def error_collectors() -> list[MetricSource]:
     """
     with _lock:
         targets = set(_providers)
-    targets.update(
-        target for target in BUILTIN.values() if target.partition(":")[0] in sys.modules
-    )
+    targets.update(target for target in BUILTIN.values() if target.partition(":")[0] in sys.modules)
     sources: list[MetricSource] = []
     seen: set[int] = set()
     for target in sorted(targets):

@@ -6,7 +6,6 @@ timestamps shown to people (reports, health documents).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
@@ -18,7 +17,13 @@ AsyncSleep: TypeAlias = Callable[[float], Awaitable[None]]
 monotonic: Clock = time.monotonic
 perf_counter: Clock = time.perf_counter
 sleep: Sleep = time.sleep
-async_sleep: AsyncSleep = asyncio.sleep
+
+
+async def async_sleep(seconds: float) -> None:
+    """``asyncio.sleep``; asyncio is imported when first awaited, not with the library."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 def utc_timestamp() -> str:

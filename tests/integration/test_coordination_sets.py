@@ -29,15 +29,15 @@ from coordination import (
     CoordinationServiceWrapper,
     CoordinationValidator,
     EventDeadLettered,
-    StatusPage,
     coordinate_operation,
     default_coordination,
-    default_error_handler,
     handle_errors,
     track_performance,
     validate_input,
 )
+from coordination.error_handling import default_error_handler
 from coordination.integration._components import POLICY_OPTIONS, door_config, policy_overrides
+from coordination.observability import StatusPage
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

@@ -27,11 +27,11 @@ from coordination import (
     CoordinationHealthChecker,
     CoordinationMetricsExporter,
     CoordinationMiddleware,
-    StatusPage,
     default_coordination,
-    default_error_handler,
     handle_errors,
 )
+from coordination.error_handling import default_error_handler
+from coordination.observability import StatusPage
 from loopback import free_port, uvicorn_in_thread
 from observability.exposition import samples
 
@@ -283,7 +283,7 @@ def test_readers_with_no_arguments_show_every_door_of_the_process() -> None:
     assert {*expected, "timed.job", "unmatched"} <= page_rows
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from coordination import OpenTelemetryBridge
+    from coordination.observability import OpenTelemetryBridge
 
     bridge = OpenTelemetryBridge(meter_provider=MeterProvider())
     assert bridge.collector.components == coordination.components()

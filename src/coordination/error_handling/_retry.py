@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._config import JITTER_KINDS
@@ -156,6 +155,8 @@ def retry_after_seconds(exc: BaseException, now: Callable[[], float] | None = No
             return max(0.0, float(text))
         except ValueError:
             pass
+        from email.utils import parsedate_to_datetime  # an HTTP date: rare, and email is big
+
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):

@@ -15,14 +15,19 @@ Every door shares one set of components per process (``default_coordination()``)
 See docs/patterns/ for one guide per pattern.
 """
 
-from ._asgi import CoordinationASGIMiddleware
-from ._coordination import Coordination, default_coordination
-from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
-from ._decorators import coordinate_operation
-from ._django import CoordinationDjangoMiddleware
-from ._events import CoordinationEventProcessor, EventOutcome
-from ._wrapper import CoordinationServiceWrapper
-from ._wsgi import CoordinationMiddleware
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes as _lazy_attributes
+
+if TYPE_CHECKING:
+    from ._asgi import CoordinationASGIMiddleware
+    from ._coordination import Coordination, default_coordination
+    from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
+    from ._decorators import coordinate_operation
+    from ._django import CoordinationDjangoMiddleware
+    from ._events import CoordinationEventProcessor, EventOutcome
+    from ._wrapper import CoordinationServiceWrapper
+    from ._wsgi import CoordinationMiddleware
 
 __all__ = [
     "Coordination",
@@ -39,3 +44,24 @@ __all__ = [
     "coordinate_operation",
     "default_coordination",
 ]
+
+# Each door is imported when first used: a WSGI app never loads the ASGI middleware, the
+# event processor's SQLite journal or the Django adapter.
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    {
+        "Coordination": "._coordination",
+        "CoordinationASGIMiddleware": "._asgi",
+        "CoordinationDjangoMiddleware": "._django",
+        "CoordinationEventProcessor": "._events",
+        "CoordinationMiddleware": "._wsgi",
+        "CoordinationServiceWrapper": "._wrapper",
+        "DeadLetter": "._dead_letters",
+        "DeadLetterStore": "._dead_letters",
+        "EventOutcome": "._events",
+        "ReplayFailure": "._dead_letters",
+        "ReplayReport": "._dead_letters",
+        "coordinate_operation": "._decorators",
+        "default_coordination": "._coordination",
+    },
+)

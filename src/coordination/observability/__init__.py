@@ -5,11 +5,16 @@ built on the real client libraries; see docs/observability.md for every series, 
 document, the endpoints, multi-process servers and the OpenTelemetry bridge.
 """
 
-from ._collector import CoordinationCollector
-from ._exporter import CoordinationMetricsExporter
-from ._health import CoordinationHealthChecker
-from ._otel import OpenTelemetryBridge
-from ._status_page import StatusPage
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes as _lazy_attributes
+
+if TYPE_CHECKING:
+    from ._collector import CoordinationCollector
+    from ._exporter import CoordinationMetricsExporter
+    from ._health import CoordinationHealthChecker
+    from ._otel import OpenTelemetryBridge
+    from ._status_page import StatusPage
 
 __all__ = [
     "CoordinationCollector",
@@ -18,3 +23,15 @@ __all__ = [
     "OpenTelemetryBridge",
     "StatusPage",
 ]
+
+# Each reader is imported when first used: a health check never loads prometheus_client.
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    {
+        "CoordinationCollector": "._collector",
+        "CoordinationHealthChecker": "._health",
+        "CoordinationMetricsExporter": "._exporter",
+        "OpenTelemetryBridge": "._otel",
+        "StatusPage": "._status_page",
+    },
+)
