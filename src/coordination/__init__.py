@@ -139,64 +139,26 @@ _LAZY = {
 # Names that left the top level in 0.x (docs/migration.md, "Moved names"): still found here
 # for one release, with a DeprecationWarning naming their place; not in __all__ or dir().
 _MOVED = {
-    **dict.fromkeys(
-        (
-            "Backoff",
-            "BreakerFactory",
-            "BreakerSettings",
-            "BreakerSnapshot",
-            "BreakerTransition",
-            "Cancellation",
-            "CircuitBreaker",
-            "CircuitBreakerBackend",
-            "ErrorRecord",
-            "InMemoryRateLimiter",
-            "Rate",
-            "RateLimiterBackend",
-            "RateLimiterFactory",
-            "TransitionHook",
-            "default_error_handler",
-            "memory_breaker_factory",
-            "memory_rate_limiter_factory",
-            "retry_after_seconds",
-        ),
-        "coordination.error_handling",
-    ),
-    **dict.fromkeys(
-        ("DeadLetter", "DeadLetterStore", "EventOutcome", "ReplayFailure", "ReplayReport"),
-        "coordination.integration",
-    ),
-    **dict.fromkeys(
-        ("CoordinationCollector", "OpenTelemetryBridge", "StatusPage"),
-        "coordination.observability",
-    ),
-    **dict.fromkeys(
-        (
-            "LatencySketch",
-            "OperationStats",
-            "PerformanceAlert",
-            "PerformanceAlertHook",
-            "PerformanceThresholds",
-            "ResourceSampler",
-            "ThresholdBreach",
-            "default_monitor",
-        ),
-        "coordination.performance",
-    ),
-    **dict.fromkeys(
-        (
-            "ErrorCode",
-            "RuleSet",
-            "ValidationIssue",
-            "ValidationResult",
-            "default_validator",
-            "load_rule_sets",
-        ),
-        "coordination.validation",
-    ),
-    **dict.fromkeys(
-        ("OutagePolicy", "RedisBackend", "RedisStreamSource"), "coordination.backends.redis"
-    ),
+    name: place
+    for place, names in {
+        "coordination.error_handling": """
+            Backoff BreakerFactory BreakerSettings BreakerSnapshot BreakerTransition
+            Cancellation CircuitBreaker CircuitBreakerBackend ErrorRecord InMemoryRateLimiter
+            Rate RateLimiterBackend RateLimiterFactory TransitionHook default_error_handler
+            memory_breaker_factory memory_rate_limiter_factory retry_after_seconds
+        """,
+        "coordination.integration": "DeadLetter DeadLetterStore EventOutcome ReplayFailure "
+        "ReplayReport",
+        "coordination.observability": "CoordinationCollector OpenTelemetryBridge StatusPage",
+        "coordination.performance": """
+            LatencySketch OperationStats PerformanceAlert PerformanceAlertHook
+            PerformanceThresholds ResourceSampler ThresholdBreach default_monitor
+        """,
+        "coordination.validation": "ErrorCode RuleSet ValidationIssue ValidationResult "
+        "default_validator load_rule_sets",
+        "coordination.backends.redis": "OutagePolicy RedisBackend RedisStreamSource",
+    }.items()
+    for name in names.split()
 }
 
 
