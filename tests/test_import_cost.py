@@ -101,7 +101,15 @@ def test_import_coordination_loads_none_of_its_subpackages() -> None:
         # a health check is no Prometheus scrape
         ("from coordination import CoordinationHealthChecker", ("prometheus_client", "sqlite3")),
         # a WSGI app does not load the event processor's SQLite journal
-        ("from coordination import CoordinationMiddleware", ("sqlite3", "prometheus_client")),
+        (
+            "from coordination import CoordinationMiddleware",
+            ("sqlite3", "prometheus_client", "flask", "werkzeug", "redis"),
+        ),
+        # the adapters name their frameworks' objects without importing the frameworks
+        (
+            "from coordination import CoordinationASGIMiddleware, CoordinationDjangoMiddleware",
+            ("starlette", "fastapi", "django", "flask", "sqlite3"),
+        ),
     ],
 )
 def test_a_part_loads_only_what_it_needs(statement: str, absent: tuple[str, ...]) -> None:
@@ -114,3 +122,12 @@ def test_names_still_resolve_after_the_cheap_import() -> None:
         "import coordination; coordination.CoordinationMetricsExporter; coordination.redact"
     )
     assert "prometheus_client" in modules  # loaded by the exporter, on first use
+
+
+def test_subpackages_are_attributes_after_the_cheap_import() -> None:
+    modules = loaded_after(
+        "import coordination; coordination.validation.CoordinationValidator; "
+        "assert 'error_handling' in dir(coordination)"
+    )
+    assert "coordination.validation" in modules
+    assert "coordination.observability" not in modules

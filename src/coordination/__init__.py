@@ -162,4 +162,18 @@ _MOVED = {
 }
 
 
-__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, _MOVED)
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    _LAZY,
+    _MOVED,
+    subpackages=(
+        "backends",
+        "demo",
+        "error_handling",
+        "integration",
+        "observability",
+        "performance",
+        "testing",
+        "validation",
+    ),
+)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
 from typing import Any
 
@@ -22,20 +22,29 @@ __all__ = ["lazy_attributes"]
 
 
 def lazy_attributes(
-    package: str, lazy: Mapping[str, str], moved: Mapping[str, str] | None = None
+    package: str,
+    lazy: Mapping[str, str],
+    moved: Mapping[str, str] | None = None,
+    *,
+    subpackages: Iterable[str] = (),
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of ``package`` (its ``__name__``).
 
     ``lazy`` maps a name to the module defining it, relative to ``package``; ``moved`` maps
-    a name that left it to the absolute module that exports it now.
+    a name that left it to the absolute module that exports it now; ``subpackages`` are
+    reached as attributes too (``coordination.validation`` after ``import coordination``).
     """
     lazy = dict(lazy)
     moved = dict(moved or {})
+    subpackages = frozenset(subpackages)
 
     def __getattr__(name: str) -> Any:
         where = lazy.get(name)
-        if where is not None:
-            value = getattr(import_module(where, package), name)
+        if where is not None or name in subpackages:
+            if where is None:
+                value = import_module(f".{name}", package)
+            else:
+                value = getattr(import_module(where, package), name)
             # Cached on the package: the next access is a plain attribute read.
             setattr(sys.modules[package], name, value)
             return value
@@ -51,6 +60,6 @@ def lazy_attributes(
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *lazy})
+        return sorted({*vars(sys.modules[package]), *lazy, *subpackages})
 
     return __getattr__, __dir__
