@@ -62,6 +62,9 @@ _SHOWN_DUNDERS = frozenset(
 _QUALIFIER = re.compile(
     r"(?<![\w.])(?:coordination(?:\.\w+)*|_\w+|typing|collections\.abc)\.(?=[A-Za-z_])"
 )
+# "pathlib._local.Path" (3.13) → "pathlib.Path": a module's private parts are not where
+# its names are imported from, and they move between Python versions.
+_PRIVATE_PART = re.compile(r"\b([a-z]\w*)(?:\._\w+)+\.")
 _LITERALS = (type(None), bool, int, float, complex, str, bytes)
 
 
@@ -135,7 +138,7 @@ def annotation(value: object) -> str:
     if isinstance(value, typing.ForwardRef):  # a NamedTuple's field under postponed annotations
         value = value.__forward_arg__
     text = value if isinstance(value, str) else inspect.formatannotation(value)
-    return _QUALIFIER.sub("", text)
+    return _QUALIFIER.sub("", _PRIVATE_PART.sub(r"\1.", text))
 
 
 def default(value: object) -> str:
@@ -157,7 +160,7 @@ def default(value: object) -> str:
         module = getattr(value, "__module__", None) or ""
         if module in ("builtins", "") or module.startswith(PACKAGE):
             return qualname
-        return f"{module}.{qualname}"
+        return _PRIVATE_PART.sub(r"\1.", f"{module}.{qualname}")
     return "..."
 
 

@@ -63,7 +63,8 @@ def test_the_stubs_render_values_and_names() -> None:
     assert render(len) == "len"
     assert render(object()) == "..."
     assert render(lambda: 0) == "..."
-    assert render(Path) == "pathlib.Path"
+    assert render(Path) == "pathlib.Path"  # pathlib._local.Path on 3.13
+    assert api_reference.annotation(Path) == "pathlib.Path"
     from coordination.error_handling import ErrorSeverity
 
     assert render(ErrorSeverity.HIGH) == "ErrorSeverity.HIGH"
