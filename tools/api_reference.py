@@ -515,7 +515,7 @@ def render() -> str:
         "",
     ]
     for module in modules:
-        summary = first_paragraph(own_doc(module))
+        summary = first_paragraph(own_doc(module)).removeprefix(f"{module.__name__}: ")
         out.append(f"- [`{module.__name__}`](#{module_anchor[module.__name__]}) — {summary}")
     for module in modules:
         out.extend(_module_section(module, homes, elsewhere, anchors))
