@@ -92,9 +92,9 @@ def test_booleans_from_the_environment(
 
 
 def test_optional_fields_accept_none_from_the_environment() -> None:
-    env = {"COORDINATION_OPERATION_TIMEOUT": "2.5", "COORDINATION_RETRY_TIME_BUDGET": "none"}
+    env = {"COORDINATION_TIMEOUT": "2.5", "COORDINATION_RETRY_TIME_BUDGET": "none"}
     config = CoordinationConfig.from_environment(env)
-    assert config.operation_timeout == 2.5
+    assert config.timeout == 2.5
     assert config.retry_time_budget is None
 
 
@@ -272,5 +272,5 @@ def test_config_error_is_a_value_error() -> None:
 
 
 def test_to_dict_round_trips_through_from_mapping() -> None:
-    config = CoordinationConfig(max_retries=1, operation_timeout=2.0)
+    config = CoordinationConfig(max_retries=1, timeout=2.0)
     assert CoordinationConfig.from_mapping(config.to_dict()) == config

@@ -6,19 +6,19 @@ four; ``from_environment()`` and ``load_coordination_config()`` behave as in the
 A component's ``config=`` mapping is the top layer the same way (``resolve_config``): it
 overrides only the keys it names, so the file and the environment still apply beneath it.
 
-Every value is checked where it enters, and a bad one raises ``ConfigError`` naming the
-field, the value and its source (``environment variable COORDINATION_MAX_RETRIES``,
-``config/coordination.yaml, line 3``, ``keyword argument``).
+The settings themselves (type, default, check, doc, variable, old spellings) are declared
+once, in ``_settings.py``; the per-call options of ``handle_errors`` read the same
+declarations. Every value is checked where it enters, and a bad one raises ``ConfigError``
+naming the field, the value and its source (``environment variable
+COORDINATION_MAX_RETRIES``, ``config/coordination.yaml, line 3``, ``keyword argument``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
-import math
+import functools
 import os
-import re
 import sys
 import threading
 import warnings
@@ -30,10 +30,20 @@ from typing import Any
 from ._errors import ConfigError, ConfigWarning
 from ._quote import quote
 from ._redact import redact
+from ._settings import (
+    ALIASES,
+    ENVIRONMENT_PREFIX,
+    JITTER_KINDS,
+    SETTINGS,
+    Setting,
+    canonical_name,
+    warn_renamed,
+)
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "DEFAULT_CONFIG_PATH",
+    "JITTER_KINDS",
     "ConfigSetting",
     "CoordinationConfig",
     "config_settings",
@@ -45,55 +55,18 @@ __all__ = [
 
 CONFIG_FILE_VARIABLE = "COORDINATION_CONFIG_FILE"
 DEFAULT_CONFIG_PATH = "config/coordination.yaml"  # the spec's; missing there means defaults
-ENVIRONMENT_PREFIX = "COORDINATION_"
 # Variables with the prefix that are not settings, yet are ours: no "unknown" warning.
 _OTHER_VARIABLES = {
     CONFIG_FILE_VARIABLE: "names the YAML configuration file",
     "COORDINATION_REQUIRE_REDIS": "makes this project's Redis tests mandatory (CI)",
 }
-JITTER_KINDS = ("none", "full", "equal", "decorrelated")
-# Values with a grammar of their own are checked by the parser that will read them, so
-# the configuration can neither accept what the component later refuses nor the reverse.
-_RATE_PARSER = "coordination.error_handling._backends:Rate.parse"
-# How the middleware names a client: its address, or a header (an RFC 9110 token name).
-_CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
+ConfigSetting = Setting  # the name this module gave it before the schema moved to the core
 
 
-# --- how one field is described ------------------------------------------------------
-
-
-def _setting(
-    default: Any,
-    kind: type,
-    doc: str,
-    *,
-    env: str | None = None,
-    optional: bool = False,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-    choices: tuple[str, ...] | None = None,
-    pattern: re.Pattern[str] | None = None,
-    pattern_hint: str = "",
-    parser: str | None = None,
-) -> Any:
-    """A dataclass field whose metadata says how to parse, check and document it."""
-    return dataclasses.field(
-        default=default,
-        metadata={
-            "kind": kind,
-            "doc": doc,
-            "env": env,
-            "optional": optional,
-            "minimum": minimum,
-            "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum,
-            "choices": choices,
-            "pattern": pattern,
-            "pattern_hint": pattern_hint,
-            "parser": parser,
-        },
-    )
+def _field(name: str) -> Any:
+    """The dataclass field of setting ``name``: its default, and the setting as metadata."""
+    setting = SETTINGS[name]
+    return dataclasses.field(default=setting.default, metadata={"setting": setting})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,250 +80,79 @@ class CoordinationConfig:
     """
 
     # --- the spec's fields, with the spec's names, defaults and variables ---
-    enable_validation: bool = _setting(
-        True,
-        bool,
-        "Validate inputs against rule sets; off turns validation into a no-op everywhere.",
-        env="COORDINATION_ENABLE_VALIDATION",
-    )
-    validation_rules_path: str = _setting(
-        "src/core/validation/rules",
-        str,
-        "File or folder of YAML rule sets loaded by CoordinationValidator "
-        "(a missing path loads none).",
-        env="COORDINATION_RULES_PATH",
-    )
-    max_retries: int = _setting(
-        3,
-        int,
-        "Retries after the first attempt (3 means at most 4 calls).",
-        minimum=0,
-    )
-    base_delay: float = _setting(1.0, float, "Seconds to wait before the first retry.", minimum=0)
-    backoff_multiplier: float = _setting(
-        2.0, float, "Each retry waits this many times longer than the one before.", minimum=1
-    )
-    circuit_breaker_threshold: int = _setting(
-        5, int, "Consecutive failures that open an operation's circuit breaker.", minimum=1
-    )
-    enable_performance_monitoring: bool = _setting(
-        True,
-        bool,
-        "Record latency and outcomes; off turns monitoring into a no-op everywhere.",
-        env="COORDINATION_ENABLE_PERFORMANCE",
-    )
-    collection_interval: float = _setting(
-        5.0,
-        float,
-        "Seconds between resource samples taken by the monitor's background thread.",
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    max_data_points: int = _setting(
-        1000, int, "Resource samples (and windowed points) kept in memory at most.", minimum=1
-    )
+    enable_validation: bool = _field("enable_validation")
+    validation_rules_path: str = _field("validation_rules_path")
+    max_retries: int = _field("max_retries")
+    base_delay: float = _field("base_delay")
+    backoff_multiplier: float = _field("backoff_multiplier")
+    circuit_breaker_threshold: int = _field("circuit_breaker_threshold")
+    enable_performance_monitoring: bool = _field("enable_performance_monitoring")
+    collection_interval: float = _field("collection_interval")
+    max_data_points: int = _field("max_data_points")
 
-    # --- error handling: retry, breaker, timeout, bulkhead, rate limit ---
-    max_delay: float = _setting(60.0, float, "Cap on one backoff wait, in seconds.", minimum=0)
-    jitter: str = _setting(
-        "full",
-        str,
-        "Randomisation of backoff waits: none, full (uniform 0..wait), equal "
-        "(wait/2 + uniform 0..wait/2) or decorrelated.",
-        choices=JITTER_KINDS,
-    )
-    retry_time_budget: float | None = _setting(
-        None,
-        float,
-        "Overall seconds an operation may spend retrying (none: no budget).",
-        optional=True,
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    circuit_breaker_timeout: float = _setting(
-        30.0,
-        float,
-        "Seconds an open breaker rejects calls before admitting trial calls.",
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    circuit_breaker_half_open_calls: int = _setting(
-        1, int, "Trial calls a half-open breaker admits; all must succeed to close it.", minimum=1
-    )
-    operation_timeout: float | None = _setting(
-        None,
-        float,
-        "Seconds one attempt may take (none: no timeout).",
-        optional=True,
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    max_concurrent: int | None = _setting(
-        None,
-        int,
-        "Bulkhead: concurrent calls allowed per operation (none: unlimited).",
-        optional=True,
-        minimum=1,
-    )
-    rate_limit: str | None = _setting(
-        None,
-        str,
-        'Calls allowed per operation, such as "100/s", "20/m" or "5/10s" (none: unlimited).',
-        optional=True,
-        parser=_RATE_PARSER,
-    )
+    # --- retry ---
+    max_delay: float = _field("max_delay")
+    jitter: str = _field("jitter")
+    retry_time_budget: float | None = _field("retry_time_budget")
+    error_severity: str = _field("error_severity")
+
+    # --- circuit breaker ---
+    circuit_breaker_timeout: float = _field("circuit_breaker_timeout")
+    half_open_calls: int = _field("half_open_calls")
+    half_open_trial_timeout: float | None = _field("half_open_trial_timeout")
+    failure_rate_threshold: float | None = _field("failure_rate_threshold")
+    slow_call_duration: float | None = _field("slow_call_duration")
+    slow_call_rate_threshold: float | None = _field("slow_call_rate_threshold")
+    window_type: str = _field("window_type")
+    window_size: int = _field("window_size")
+    minimum_calls: int = _field("minimum_calls")
+
+    # --- timeout, bulkhead and rate limit ---
+    timeout: float | None = _field("timeout")
+    timeout_workers: int | None = _field("timeout_workers")
+    max_concurrent: int | None = _field("max_concurrent")
+    bulkhead_wait: float = _field("bulkhead_wait")
+    rate_limit: str | None = _field("rate_limit")
 
     # --- performance monitoring ---
-    max_operation_names: int = _setting(
-        1000,
-        int,
-        "Distinct operation names tracked; later names share the overflow name __overflow__.",
-        minimum=1,
-    )
-    latency_p95_threshold_ms: float | None = _setting(
-        None,
-        float,
-        "p95 latency above which an operation is DEGRADED (none: no threshold).",
-        optional=True,
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    latency_p99_threshold_ms: float | None = _setting(
-        None,
-        float,
-        "p99 latency above which an operation is UNHEALTHY (none: no threshold).",
-        optional=True,
-        minimum=0,
-        exclusive_minimum=True,
-    )
-    error_rate_threshold: float | None = _setting(
-        None,
-        float,
-        "Recent error rate (0..1) above which an operation is UNHEALTHY (none: no threshold).",
-        optional=True,
-        minimum=0,
-        maximum=1,
-    )
-    operation_thresholds: str | None = _setting(
-        None,
-        str,
-        'Thresholds for named operations over the defaults above, such as "checkout: '
-        'p95_ms=250 p99_ms=800 error_rate=0.05; search: p99_ms=1000" (keys: p95_ms, p99_ms, '
-        "error_rate, min_samples).",
-        optional=True,
-        parser="coordination.performance._thresholds:parse_operation_thresholds",
-    )
+    max_operation_names: int = _field("max_operation_names")
+    latency_p95_threshold_ms: float | None = _field("latency_p95_threshold_ms")
+    latency_p99_threshold_ms: float | None = _field("latency_p99_threshold_ms")
+    error_rate_threshold: float | None = _field("error_rate_threshold")
+    operation_thresholds: str | None = _field("operation_thresholds")
 
-    # --- validation limits on messages (checked before any rule runs) ---
-    validation_max_depth: int = _setting(
-        64, int, "Deepest nesting of mappings and lists a message may have.", minimum=1
-    )
-    validation_max_string_length: int = _setting(
-        1_000_000, int, "Longest string (in characters) a message may contain.", minimum=1
-    )
-    validation_max_items: int = _setting(
-        100_000, int, "Most entries one mapping or list in a message may have.", minimum=1
-    )
-    validation_fail_fast: bool = _setting(
-        False, bool, "Stop at the first validation error instead of collecting all."
-    )
+    # --- validation limits ---
+    validation_max_depth: int = _field("validation_max_depth")
+    validation_max_string_length: int = _field("validation_max_string_length")
+    validation_max_items: int = _field("validation_max_items")
+    validation_fail_fast: bool = _field("validation_fail_fast")
 
     # --- events ---
-    dead_letter_path: str | None = _setting(
-        None,
-        str,
-        'SQLite file that keeps events which could not be processed (":memory:" keeps '
-        "them in memory only; none: dead-letters.sqlite3 in the platform's state "
-        "directory, ~/.local/state/coordination on Linux).",
-        optional=True,
-    )
+    dead_letter_path: str | None = _field("dead_letter_path")
 
-    # --- HTTP middleware: structural request limits (checked before the app runs) ---
-    max_request_body_bytes: int = _setting(
-        10_485_760,
-        int,
-        "Largest request body the WSGI/ASGI middleware lets through (larger: 413).",
-        minimum=0,
-    )
-    max_header_bytes: int = _setting(
-        32_768,
-        int,
-        "Largest total size of a request's header names and values (larger: 431).",
-        minimum=1,
-    )
-    map_resilience_errors: bool = _setting(
-        True,
-        bool,
-        "Answer resilience errors raised inside the app as problem+json: an open circuit "
-        "or a full bulkhead 503, a spent rate limit 429 (both with Retry-After), a "
-        "timeout 504 (off: they reach the framework's own error handling).",
-    )
-    client_rate_limit: str | None = _setting(
-        None,
-        str,
-        'Requests allowed per client through the WSGI/ASGI middleware, such as "100/s" or '
-        '"600/m" (none: unlimited); beyond it: 429 with Retry-After. Shared through Redis '
-        "when redis_url is set.",
-        optional=True,
-        parser=_RATE_PARSER,
-    )
-    client_rate_limit_key: str = _setting(
-        "address",
-        str,
-        'How the middleware tells clients apart for client_rate_limit: "address" (the peer '
-        'address) or "header:<Name>", such as "header:X-API-Key" (its value is hashed, '
-        "never stored; requests without the header fall back to their address).",
-        pattern=_CLIENT_KEY,
-        pattern_hint='"address" or "header:<Name>", such as "header:X-API-Key"',
-    )
+    # --- HTTP middleware ---
+    max_request_body_bytes: int = _field("max_request_body_bytes")
+    max_header_bytes: int = _field("max_header_bytes")
+    map_resilience_errors: bool = _field("map_resilience_errors")
+    client_rate_limit: str | None = _field("client_rate_limit")
+    client_rate_limit_key: str = _field("client_rate_limit_key")
 
-    # --- observability and built-in HTTP endpoints ---
-    expose_endpoints: bool = _setting(
-        False,
-        bool,
-        "Serve the metrics, health and status-page endpoints from the middleware.",
-    )
-    metrics_path: str = _setting("/metrics", str, "Path of the Prometheus metrics endpoint.")
-    health_path: str = _setting(
-        "/health", str, "Path of the health endpoint (with /live and /ready below it)."
-    )
-    status_page_path: str = _setting("/coordination", str, "Path of the live status page.")
-    health_details: bool = _setting(
-        False, bool, "Show component details in the /health document (off: status only)."
-    )
-    health_cache_seconds: float = _setting(
-        1.0, float, "Seconds a health check's result is reused.", minimum=0
-    )
-    health_check_timeout: float = _setting(
-        2.0,
-        float,
-        "Seconds a custom health check may take before it counts as failed.",
-        minimum=0,
-        exclusive_minimum=True,
-    )
+    # --- observability and endpoints ---
+    expose_endpoints: bool = _field("expose_endpoints")
+    metrics_path: str = _field("metrics_path")
+    health_path: str = _field("health_path")
+    status_page_path: str = _field("status_page_path")
+    health_details: bool = _field("health_details")
+    health_cache_seconds: float = _field("health_cache_seconds")
+    health_check_timeout: float = _field("health_check_timeout")
 
     # --- scale-out ---
-    redis_url: str | None = _setting(
-        None,
-        str,
-        "Redis URL for shared breaker state and rate limits (none: state stays in-process).",
-        optional=True,
-    )
-    redis_namespace: str = _setting(
-        "coordination", str, "Prefix of every Redis key this library writes."
-    )
-    redis_outage_policy: str = _setting(
-        "local",
-        str,
-        "What shared breakers and rate limits do while Redis is unreachable: local (use "
-        "this process's own state), allow (admit every call) or raise (StoreError).",
-        choices=("local", "allow", "raise"),
-    )
+    redis_url: str | None = _field("redis_url")
+    redis_namespace: str = _field("redis_namespace")
+    redis_outage_policy: str = _field("redis_outage_policy")
 
     # --- diagnostics ---
-    debug: bool = _setting(
-        False, bool, "Turn on DEBUG logging for every component's coordination.* logger."
-    )
+    debug: bool = _field("debug")
 
     def __post_init__(self) -> None:
         for spec in _SETTINGS.values():
@@ -398,9 +200,8 @@ class CoordinationConfig:
 
     def replace(self, **changes: Any) -> CoordinationConfig:
         """A copy with ``changes`` applied (checked like keyword arguments)."""
-        for key in changes:
-            _lookup(key, "keyword argument")
-        return dataclasses.replace(self, **changes)
+        named = {_lookup(key, "keyword argument").name: value for key, value in changes.items()}
+        return dataclasses.replace(self, **named)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field and its value, JSON-serialisable (unmasked: this is data, not a view)."""
@@ -411,187 +212,55 @@ class CoordinationConfig:
         fields = ", ".join(f"{name}={shown_value(getattr(self, name))!r}" for name in _SETTINGS)
         return f"{type(self).__name__}({fields})"
 
-
-# --- parsing and checking --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigSetting:
-    """How one configuration field is parsed, checked and documented."""
-
-    name: str
-    kind: type
-    default: Any
-    doc: str
-    env: str
-    optional: bool
-    minimum: float | None
-    maximum: float | None
-    exclusive_minimum: bool
-    choices: tuple[str, ...] | None
-    pattern: re.Pattern[str] | None
-    pattern_hint: str
-    parser: str | None
+    # --- old spellings, for one release ---------------------------------------------------
 
     @property
-    def type_name(self) -> str:
-        base = {bool: "bool", int: "int", float: "float", str: "str"}[self.kind]
-        return f"{base} | None" if self.optional else base
+    def operation_timeout(self) -> float | None:
+        """Deprecated spelling of ``timeout``."""
+        warn_renamed("operation_timeout", "timeout", "attribute access")
+        return self.timeout
 
-    def coerce(self, value: Any, source: str) -> Any:
-        """``value`` as this field's type (from YAML or code), else ``ConfigError``."""
-        if value is None and self.optional:
-            return None
-        kind = self.kind
-        ok = (
-            (kind is bool and isinstance(value, bool))
-            or (kind is int and isinstance(value, int) and not isinstance(value, bool))
-            or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
-            or (kind is str and isinstance(value, str))
-        )
-        if not ok:
-            raise self._error(value, source, f"expected {self._expected()}")
-        if kind is float:
-            try:
-                value = float(value)
-            except OverflowError:  # an int too large for a float
-                raise self._error(value, source, "expected a finite number") from None
-        self.check(value, source)
-        return value
-
-    def parse_text(self, text: str, source: str) -> Any:
-        """``text`` (an environment variable's value) as this field's type."""
-        stripped = text.strip()
-        if self.optional and stripped.lower() in ("", "none", "null"):
-            return None
-        try:
-            if self.kind is bool:
-                value: Any = _parse_bool(stripped)
-            elif self.kind is int:
-                value = int(stripped)
-            elif self.kind is float:
-                value = float(stripped)
-            else:
-                value = text
-        except ValueError:
-            raise self._error(text, source, f"expected {self._expected()}") from None
-        problem = self._problem(value)
-        if problem is not None:
-            # Quote the variable's text as written, not the parsed number.
-            raise self._error(text, source, problem)
-        return value
-
-    def check(self, value: Any, source: str) -> None:
-        """Raise ``ConfigError`` unless ``value`` is of the right type and in range."""
-        problem = self._problem(value)
-        if problem is not None:
-            raise self._error(value, source, problem)
-
-    def _problem(self, value: Any) -> str | None:
-        """What is wrong with ``value`` for this field, or None."""
-        if value is None:
-            return None if self.optional else f"expected {self._expected()}"
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            try:
-                value = float(value)
-            except OverflowError:  # an int too large for a float
-                return "expected a finite number"
-        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
-            return f"expected {self._expected()}"
-        return self._range_problem(value)
-
-    def _range_problem(self, value: Any) -> str | None:
-        if isinstance(value, float) and not math.isfinite(value):
-            return "expected a finite number"
-        if self.minimum is not None:
-            if self.exclusive_minimum and value <= self.minimum:
-                return f"must be greater than {self.minimum:g}"
-            if value < self.minimum:
-                return f"must be at least {self.minimum:g}"
-        if self.maximum is not None and value > self.maximum:
-            return f"must be at most {self.maximum:g}"
-        if self.choices is not None and value not in self.choices:
-            return f"must be one of {', '.join(self.choices)}"
-        if self.pattern is not None and not self.pattern.match(value):
-            return f"expected {self.pattern_hint}"
-        if self.parser is not None:
-            return _parser_problem(self.parser, self.name, value)
-        return None
-
-    def _expected(self) -> str:
-        what = {
-            bool: "true or false",
-            int: "a whole number",
-            float: "a number",
-            str: "a string",
-        }[self.kind]
-        return f"{what} (or none)" if self.optional else what
-
-    def _error(self, value: Any, source: str, problem: str) -> ConfigError:
-        return ConfigError(
-            f"invalid {self.name} = {quote(value)} from {source}: {problem}",
-            field=self.name,
-            value=value,
-            source=source,
-        )
+    @property
+    def circuit_breaker_half_open_calls(self) -> int:
+        """Deprecated spelling of ``half_open_calls``."""
+        warn_renamed("circuit_breaker_half_open_calls", "half_open_calls", "attribute access")
+        return self.half_open_calls
 
 
-def _parser_problem(path: str, name: str, value: Any) -> str | None:
-    """What the owning component's parser (``"module:qualified.name"``) says of ``value``.
+def _accept_old_keywords(init: Any) -> Any:
+    """``CoordinationConfig(operation_timeout=5)`` still works, with a DeprecationWarning."""
 
-    Imported when a value is checked, not when this module is: the parsers live in the
-    capability packages, which themselves import this module.
-    """
-    module_name, _, qualname = path.partition(":")
-    parse: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        parse = getattr(parse, part)
-    try:
-        parse(value)
-    except ConfigError as exc:
-        # The caller names the field, value and source itself: drop the parser's echo,
-        # and keep what is left short (it may quote parts of a huge value).
-        return _shorten(str(exc).removeprefix(f"invalid {name} = {value!r}: "), 300)
-    return None
+    @functools.wraps(init)
+    def __init__(self: CoordinationConfig, *args: Any, **kwargs: Any) -> None:
+        if not ALIASES.keys().isdisjoint(kwargs):
+            kwargs = {_lookup(key, "keyword argument").name: value for key, value in kwargs.items()}
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... [{len(text)} characters]"
+# The generated __init__ keeps the typed signature (type checkers flag the old spellings);
+# the wrapper only renames them at run time.
+CoordinationConfig.__init__ = _accept_old_keywords(CoordinationConfig.__init__)  # type: ignore[method-assign]
+
+_SETTINGS = SETTINGS
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(text)
+def _fields_match_the_schema() -> None:
+    """The class spells out each setting's field (for type checkers and readers); that
+    spelling must be the schema's, name for name and type for type, in order."""
+    declared = [(f.name, f.type) for f in dataclasses.fields(CoordinationConfig)]
+    expected = [(s.name, s.type_name) for s in SETTINGS.values()]
+    if declared != expected:  # pragma: no cover - a development error, caught at import
+        raise TypeError(f"CoordinationConfig's fields differ from the schema's: {declared}")
 
 
-def _build_settings() -> dict[str, ConfigSetting]:
-    settings: dict[str, ConfigSetting] = {}
-    for f in dataclasses.fields(CoordinationConfig):
-        meta = f.metadata
-        settings[f.name] = ConfigSetting(
-            name=f.name,
-            kind=meta["kind"],
-            default=f.default,
-            doc=meta["doc"],
-            env=meta["env"] or f"COORDINATION_{f.name.upper()}",
-            optional=meta["optional"],
-            minimum=meta["minimum"],
-            maximum=meta["maximum"],
-            exclusive_minimum=meta["exclusive_minimum"],
-            choices=meta["choices"],
-            pattern=meta["pattern"],
-            pattern_hint=meta["pattern_hint"],
-            parser=meta["parser"],
-        )
-    return settings
-
-
-_SETTINGS = _build_settings()
+_fields_match_the_schema()
 _VARIABLES = {spec.env: spec for spec in _SETTINGS.values()}
+# An old spelling's variable, with the setting it sets now.
+_OLD_VARIABLES = {
+    variable: spec for spec in _SETTINGS.values() for variable in spec.alias_variables
+}
 
 
 def config_settings() -> Iterator[ConfigSetting]:
@@ -600,8 +269,10 @@ def config_settings() -> Iterator[ConfigSetting]:
 
 
 def _lookup(key: object, source: str) -> ConfigSetting:
-    if isinstance(key, str) and key in _SETTINGS:
-        return _SETTINGS[key]
+    if isinstance(key, str):
+        name = canonical_name(key, source)  # an old spelling warns here
+        if name is not None:
+            return _SETTINGS[name]
     # A key longer than any field name cannot be a typo of one worth suggesting.
     close = (
         difflib.get_close_matches(key, list(_SETTINGS), n=1, cutoff=0.6)
@@ -716,6 +387,8 @@ def unknown_environment_variables(
     for name in sorted(env):
         if not name.startswith(ENVIRONMENT_PREFIX) or name in _VARIABLES:
             continue
+        if name in _OLD_VARIABLES:  # still read, with a DeprecationWarning
+            continue
         if name in _OTHER_VARIABLES:
             continue
         suffix = name.removeprefix(ENVIRONMENT_PREFIX)
@@ -770,10 +443,16 @@ def _resolve(
 
     _warn_unknown_variables(env)
     for spec in _SETTINGS.values():
-        if spec.env in env:
-            source = f"environment variable {spec.env}"
-            values[spec.name] = spec.parse_text(env[spec.env], source)
-            sources[spec.name] = source
+        variable = spec.env
+        if variable not in env:
+            # An old spelling's variable, when the new one is not set: read, and warned of.
+            variable = next((old for old in spec.alias_variables if old in env), "")
+            if not variable:
+                continue
+            warn_renamed(variable, spec.env, "the environment")
+        source = f"environment variable {variable}"
+        values[spec.name] = spec.parse_text(env[variable], source)
+        sources[spec.name] = source
 
     for key, value in overrides.items():
         spec = _lookup(key, overrides_source)

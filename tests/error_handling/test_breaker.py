@@ -224,8 +224,10 @@ def test_slow_calls_are_timed_through_the_handler(
 @pytest.mark.parametrize(
     ("settings", "field"),
     [
-        ({"failure_threshold": 0}, "failure_threshold"),
-        ({"open_seconds": 0}, "open_seconds"),
+        # Named by the setting (configuration and per-call name) the attribute holds.
+        ({"failure_threshold": 0}, "circuit_breaker_threshold"),
+        ({"open_seconds": 0}, "circuit_breaker_timeout"),
+        ({"trial_timeout": 0}, "half_open_trial_timeout"),
         ({"failure_rate_threshold": 1.5}, "failure_rate_threshold"),
         ({"window_type": "sliding"}, "window_type"),
         ({"half_open_calls": 0}, "half_open_calls"),

@@ -32,13 +32,13 @@ calls ``acquire_with_limit(limiter, key)`` once, before the first attempt, inste
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol, cast, runtime_checkable
 
-from .._errors import ConfigError
+from .._rate import Rate
+from .._settings import SETTINGS, default_of
 from .._time import Clock
 
 __all__ = [
@@ -55,6 +55,21 @@ __all__ = [
     "TransitionHook",
     "combined_limit_check",
 ]
+
+
+# BreakerSettings' attributes and the settings (configuration and per-call names) they hold.
+_BREAKER_SETTINGS = (
+    ("failure_threshold", "circuit_breaker_threshold"),
+    ("open_seconds", "circuit_breaker_timeout"),
+    ("half_open_calls", "half_open_calls"),
+    ("failure_rate_threshold", "failure_rate_threshold"),
+    ("slow_call_duration", "slow_call_duration"),
+    ("slow_call_rate_threshold", "slow_call_rate_threshold"),
+    ("window_type", "window_type"),
+    ("window_size", "window_size"),
+    ("minimum_calls", "minimum_calls"),
+    ("trial_timeout", "half_open_trial_timeout"),
+)
 
 
 class CircuitState(StrEnum):
@@ -83,43 +98,21 @@ class BreakerSettings:
     half-open forever.
     """
 
-    failure_threshold: int = 5
-    open_seconds: float = 30.0
-    half_open_calls: int = 1
-    failure_rate_threshold: float | None = None
-    slow_call_duration: float | None = None
-    slow_call_rate_threshold: float | None = None
-    window_type: Literal["count", "time"] = "count"
-    window_size: int = 100
-    minimum_calls: int = 10
-    trial_timeout: float | None = None
+    failure_threshold: int = default_of("circuit_breaker_threshold")
+    open_seconds: float = default_of("circuit_breaker_timeout")
+    half_open_calls: int = default_of("half_open_calls")
+    failure_rate_threshold: float | None = default_of("failure_rate_threshold")
+    slow_call_duration: float | None = default_of("slow_call_duration")
+    slow_call_rate_threshold: float | None = default_of("slow_call_rate_threshold")
+    window_type: Literal["count", "time"] = default_of("window_type")
+    window_size: int = default_of("window_size")
+    minimum_calls: int = default_of("minimum_calls")
+    trial_timeout: float | None = default_of("half_open_trial_timeout")
 
     def __post_init__(self) -> None:
-        _at_least("failure_threshold", self.failure_threshold, 1)
-        _positive("open_seconds", self.open_seconds)
-        _at_least("half_open_calls", self.half_open_calls, 1)
-        _at_least("window_size", self.window_size, 1)
-        _at_least("minimum_calls", self.minimum_calls, 1)
-        for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and 0 < value <= 1):
-                raise ConfigError(
-                    f"invalid {name} = {value!r}: expected a fraction in (0, 1]",
-                    field=name,
-                    value=value,
-                    source="keyword argument",
-                )
-        if self.slow_call_duration is not None:
-            _positive("slow_call_duration", self.slow_call_duration)
-        if self.trial_timeout is not None:
-            _positive("half_open_trial_timeout", self.trial_timeout)
-        if self.window_type not in ("count", "time"):
-            raise ConfigError(
-                f"invalid window_type = {self.window_type!r}: expected 'count' or 'time'",
-                field="window_type",
-                value=self.window_type,
-                source="keyword argument",
-            )
+        # The schema's checks, in its words (the settings of the same meaning).
+        for attribute, name in _BREAKER_SETTINGS:
+            SETTINGS[name].check(getattr(self, attribute), f"BreakerSettings({attribute}=...)")
 
     @property
     def trial_seconds(self) -> float:
@@ -254,65 +247,6 @@ class BreakerFactory(Protocol):
     ) -> CircuitBreakerBackend: ...
 
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
-_UNIT_SECONDS = {
-    "ms": 0.001,
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """``count`` calls per ``period`` seconds; ``Rate.parse("100/s")``, ``"5/10s"``, ``"20/m"``.
-
-    As a GCRA limit it allows a burst of ``count`` calls, then one every
-    ``period / count`` seconds.
-    """
-
-    count: float
-    period: float
-
-    def __post_init__(self) -> None:
-        if not (self.count > 0 and self.period > 0):
-            raise ConfigError(
-                f"invalid rate {self.count:g}/{self.period:g}s: count and period must be "
-                "greater than 0",
-                field="rate_limit",
-                value=f"{self.count}/{self.period}s",
-                source="keyword argument",
-            )
-
-    @classmethod
-    def parse(cls, text: str | Rate, *, field: str = "rate_limit") -> Rate:
-        if isinstance(text, Rate):
-            return text
-        match = _RATE.match(text) if isinstance(text, str) else None
-        if match is None or match.group(3) not in _UNIT_SECONDS:
-            raise ConfigError(
-                f'invalid {field} = {text!r}: expected a rate such as "100/s", "20/m", "5/10s"',
-                field=field,
-                value=text,
-                source="keyword argument",
-            )
-        count, multiple, unit = match.groups()
-        return cls(float(count), float(multiple or 1) * _UNIT_SECONDS[unit])
-
-    @property
-    def interval(self) -> float:
-        """Seconds between calls at the sustained rate (GCRA's emission interval)."""
-        return self.period / self.count
-
-    def __str__(self) -> str:
-        return f"{self.count:g}/{self.period:g}s"
-
-
 @runtime_checkable
 class RateLimiterBackend(Protocol):
     """A GCRA limiter keyed by operation (or client); memory by default, Redis when shared."""
@@ -330,24 +264,3 @@ class RateLimiterFactory(Protocol):
     """Makes the limiter for one rate; called once per operation with a rate limit."""
 
     def __call__(self, rate: Rate, *, clock: Clock) -> RateLimiterBackend: ...
-
-
-def _at_least(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(
-            f"invalid {name} = {value!r}: expected a whole number of at least {minimum}",
-            field=name,
-            value=value,
-            source="keyword argument",
-        )
-
-
-def _positive(name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    if not ok or value != value or value == float("inf"):
-        raise ConfigError(
-            f"invalid {name} = {value!r}: expected a finite number of seconds greater than 0",
-            field=name,
-            value=value,
-            source="keyword argument",
-        )

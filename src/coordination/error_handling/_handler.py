@@ -99,7 +99,7 @@ class CoordinationErrorHandler:
         kwargs: Mapping[str, Any] | None = None,
         *,
         max_retries: int | None = None,
-        error_severity: str | ErrorSeverity = "MEDIUM",
+        error_severity: str | ErrorSeverity | None = None,
         operation_name: str | None = None,
         **overrides: Any,
     ) -> Any:
@@ -121,7 +121,7 @@ class CoordinationErrorHandler:
         kwargs: Mapping[str, Any] | None = None,
         *,
         max_retries: int | None = None,
-        error_severity: str | ErrorSeverity = "MEDIUM",
+        error_severity: str | ErrorSeverity | None = None,
         operation_name: str | None = None,
         **overrides: Any,
     ) -> Any:
@@ -196,14 +196,15 @@ class CoordinationErrorHandler:
         self,
         operation: Callable[..., Any],
         max_retries: int | None,
-        severity: str | ErrorSeverity,
+        severity: str | ErrorSeverity | None,
         operation_name: str | None,
         overrides: dict[str, Any],
     ) -> AsyncPlan:
         name = operation_name or _name_of(operation)
         if max_retries is not None:
             overrides["max_retries"] = max_retries
-        overrides["error_severity"] = severity
+        if severity is not None:  # None: the configuration's error_severity
+            overrides["error_severity"] = severity
         try:
             key: Any = (name, frozenset(overrides.items()))
             plan = self._plans.get(key)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import JITTER_KINDS
 from .._errors import CircuitOpenError, ConfigError, OperationCancelled, ValidationError
+from .._settings import SETTINGS, default_of
 
 __all__ = [
     "NOT_RETRIED",
@@ -42,6 +42,13 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (
 )
 
 ErrorMatcher = Callable[[Exception], bool]
+# Backoff's attributes and the settings they hold.
+_BACKOFF_SETTINGS = (
+    ("base_delay", "base_delay"),
+    ("multiplier", "backoff_multiplier"),
+    ("max_delay", "max_delay"),
+    ("jitter", "jitter"),
+)
 
 
 def as_matcher(spec: Any, field: str) -> ErrorMatcher | None:
@@ -77,34 +84,16 @@ def as_matcher(spec: Any, field: str) -> ErrorMatcher | None:
 class Backoff:
     """The wait before each retry; ``delay(n, previous)`` for the n-th retry (0-based)."""
 
-    base_delay: float = 1.0
-    multiplier: float = 2.0
-    max_delay: float = 60.0
-    jitter: str = "full"
+    base_delay: float = default_of("base_delay")
+    multiplier: float = default_of("backoff_multiplier")
+    max_delay: float = default_of("max_delay")
+    jitter: str = default_of("jitter")
 
     def __post_init__(self) -> None:
-        if self.jitter not in JITTER_KINDS:
-            raise ConfigError(
-                f"invalid jitter = {self.jitter!r}: must be one of {', '.join(JITTER_KINDS)}",
-                field="jitter",
-                value=self.jitter,
-                source="keyword argument",
-            )
-        for name, minimum in (("base_delay", 0.0), ("multiplier", 1.0), ("max_delay", 0.0)):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not (minimum <= value < float("inf"))
-            ):
-                field = "backoff_multiplier" if name == "multiplier" else name
-                raise ConfigError(
-                    f"invalid {field} = {value!r}: expected a finite number of at least "
-                    f"{minimum:g}",
-                    field=field,
-                    value=value,
-                    source="keyword argument",
-                )
+        # The schema's checks, in its words: a Backoff built by hand is refused exactly
+        # as the same values in the configuration or in handle_errors(...) would be.
+        for attribute, name in _BACKOFF_SETTINGS:
+            SETTINGS[name].check(getattr(self, attribute), f"Backoff({attribute}=...)")
 
     @property
     def never_waits(self) -> bool:

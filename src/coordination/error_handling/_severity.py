@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
-from .._errors import ConfigError
+from .._settings import SETTINGS
 
 __all__ = ["ErrorSeverity"]
 
@@ -28,18 +28,8 @@ class ErrorSeverity(StrEnum):
     def parse(cls, value: object) -> ErrorSeverity:
         if isinstance(value, ErrorSeverity):
             return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().upper())
-            except ValueError:
-                pass
-        raise ConfigError(
-            f"invalid error_severity = {value!r}: expected one of LOW, MEDIUM, HIGH, CRITICAL "
-            "(any case)",
-            field="error_severity",
-            value=value,
-            source="keyword argument",
-        )
+        # The schema's check and words, as for the configuration's error_severity.
+        return cls(SETTINGS["error_severity"].coerce(value, "keyword argument"))
 
     @property
     def log_level(self) -> int:

@@ -18,6 +18,7 @@ from .._defaults import ComponentSet, component_of
 from .._errors import ConfigError
 from .._logging import component_logger
 from .._redact import REDACTED, safe_repr
+from .._settings import ALIASES, SETTINGS
 from ..error_handling import CoordinationErrorHandler, default_error_handler
 from ..performance import CoordinationPerformanceMonitor, default_monitor
 from ..validation import CoordinationValidator, default_validator
@@ -132,19 +133,11 @@ class Components:
 #   * every other key is the door's own (switches, paths, limits, endpoints, debug).
 
 POLICY_OPTIONS: Mapping[str, str] = {
-    # configuration field -> the error-handling option it is the default of
-    "max_retries": "max_retries",
-    "base_delay": "base_delay",
-    "backoff_multiplier": "backoff_multiplier",
-    "max_delay": "max_delay",
-    "jitter": "jitter",
-    "retry_time_budget": "retry_time_budget",
-    "operation_timeout": "timeout",
-    "max_concurrent": "max_concurrent",
-    "rate_limit": "rate_limit",
-    "circuit_breaker_threshold": "circuit_breaker_threshold",
-    "circuit_breaker_timeout": "circuit_breaker_timeout",
-    "circuit_breaker_half_open_calls": "half_open_calls",
+    # configuration field -> the error-handling option it is the default of: since the
+    # schema gives each setting one spelling, every per-call setting, under its own name
+    setting.name: setting.name
+    for setting in SETTINGS.values()
+    if setting.per_call
 }
 
 # Keys that configure one shared component as a whole, by the component they configure.
@@ -180,7 +173,8 @@ def door_config(
     if not isinstance(config, Mapping):
         resolve_config(config)  # raises the ConfigError that names the wrong type
     parsed = CoordinationConfig.from_mapping(config)
-    named = frozenset(str(key) for key in config)
+    # By the settings' names now (from_mapping has warned of any old spelling).
+    named = frozenset(ALIASES[key].name if key in ALIASES else str(key) for key in config)
     return base.replace(**{key: getattr(parsed, key) for key in named}), named
 
 

@@ -8,14 +8,14 @@ an error rate above theirs makes it UNHEALTHY. Alert hooks see each change of st
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
+from .._quote import quote
 from .._status import HealthStatus, worst_status
+from .._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds, threshold_problem
 from ._operation import OperationStats
 
 __all__ = [
@@ -44,16 +44,12 @@ class PerformanceThresholds:
     min_samples: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("p95_ms", "p99_ms"):
+        # The limits (and their words) are the core's, shared with the configuration.
+        for name in THRESHOLD_KEYS:
             value = getattr(self, name)
-            if value is not None and not (_is_number(value) and 0 < value < math.inf):
-                raise _invalid(name, value, "expected a positive number of milliseconds")
-        rate = self.error_rate
-        if rate is not None and not (_is_number(rate) and 0 <= rate <= 1):
-            raise _invalid("error_rate", rate, "expected a fraction between 0 and 1")
-        samples = self.min_samples
-        if not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1):
-            raise _invalid("min_samples", samples, "expected a whole number of at least 1")
+            problem = threshold_problem(name, value)
+            if problem is not None:
+                raise _invalid(name, value, problem)
 
     def over(self, default: PerformanceThresholds) -> PerformanceThresholds:
         """These limits, with ``default``'s where this one sets none."""
@@ -130,15 +126,9 @@ class PerformanceAlert:
 
 PerformanceAlertHook = Callable[[PerformanceAlert], object]
 
-_NUMBER = r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
-_ITEM = re.compile(rf"(p95_ms|p99_ms|error_rate|min_samples)\s*=\s*({_NUMBER})")
-_ENTRY = re.compile(
-    rf"\s*([^;:=\s][^;:=]*?)\s*:\s*((?:{_ITEM.pattern})(?:\s*,?\s*(?:{_ITEM.pattern}))*)\s*"
-)
-
 
 def parse_operation_thresholds(
-    text: str, source: str = "operation_thresholds"
+    text: str, source: str = "keyword argument"
 ) -> dict[str, PerformanceThresholds]:
     """Per-operation thresholds from the configuration's compact form.
 
@@ -147,30 +137,17 @@ def parse_operation_thresholds(
     {'checkout': PerformanceThresholds(p95_ms=250.0, p99_ms=800.0, error_rate=None, min_samples=10),
      'search': PerformanceThresholds(p95_ms=None, p99_ms=None, error_rate=0.1, min_samples=10)}
     """
-    result: dict[str, PerformanceThresholds] = {}
-    for number, entry in enumerate(filter(str.strip, text.split(";")), start=1):
-        match = _ENTRY.fullmatch(entry)
-        if match is None:
-            raise ConfigError(
-                f"invalid operation_thresholds entry {number} {entry.strip()!r} from {source}: "
-                'expected "name: p95_ms=250 p99_ms=800 error_rate=0.05 min_samples=20"',
-                field="operation_thresholds",
-                value=text,
-                source=source,
-            )
-        values: dict[str, Any] = {}
-        for key, raw in _ITEM.findall(match.group(2)):
-            values[key] = int(float(raw)) if key == "min_samples" else float(raw)
-        try:
-            result[match.group(1)] = PerformanceThresholds(**values)
-        except ConfigError as exc:
-            raise ConfigError(
-                f"invalid operation_thresholds for {match.group(1)!r} from {source}: {exc}",
-                field="operation_thresholds",
-                value=text,
-                source=source,
-            ) from exc
-    return result
+    try:
+        parsed = read_operation_thresholds(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid operation_thresholds = {quote(text)} from {source}: {exc}",
+            field="operation_thresholds",
+            value=text,
+            source=source,
+        ) from None
+    # The grammar has checked every value already: these cannot fail.
+    return {name: PerformanceThresholds(**values) for name, values in parsed.items()}  # type: ignore[arg-type]
 
 
 def thresholds_from_mapping(data: Mapping[str, Any], where: str) -> PerformanceThresholds:
@@ -180,10 +157,6 @@ def thresholds_from_mapping(data: Mapping[str, Any], where: str) -> PerformanceT
     if unknown:
         raise _invalid(unknown[0], data[unknown[0]], f"unknown threshold in {where}")
     return PerformanceThresholds(**data)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _invalid(name: str, value: object, problem: str) -> ConfigError:

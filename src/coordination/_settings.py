@@ -1,0 +1,741 @@
+"""Every setting of the library, declared once: name, type, default, check, doc, variable.
+
+``CoordinationConfig``'s fields (code, YAML, ``COORDINATION_*`` variables) and the
+per-call options of ``handle_errors`` / ``execute_with_error_handling`` are both read from
+the ``SETTINGS`` below, so a value is accepted or refused the same way, in the same words,
+wherever it enters::
+
+    invalid window_size = 0 from keyword argument: must be at least 1
+    invalid window_size = '0' from environment variable COORDINATION_WINDOW_SIZE: must be at least 1
+    invalid window_size = 0 from config/coordination.yaml, line 3: must be at least 1
+
+Each setting has one spelling; an old one (``aliases``) is still accepted, for one
+release, with a ``DeprecationWarning`` naming the new one.
+
+>>> SETTINGS["window_size"].default
+100
+>>> SETTINGS["window_size"].coerce(0, "keyword argument")
+Traceback (most recent call last):
+...
+coordination._errors.ConfigError: invalid window_size = 0 from keyword argument: must be at least 1
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+from ._quote import quote
+from ._rate import read_rate
+from ._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds
+
+__all__ = [
+    "ALIASES",
+    "JITTER_KINDS",
+    "SETTINGS",
+    "SEVERITIES",
+    "Setting",
+    "canonical_name",
+    "default_of",
+]
+
+JITTER_KINDS = ("none", "full", "equal", "decorrelated")
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+WINDOW_TYPES = ("count", "time")
+ENVIRONMENT_PREFIX = "COORDINATION_"
+# How the middleware names a client: its address, or a header (an RFC 9110 token name).
+_CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+_EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How one setting is parsed, checked and documented, wherever its value comes from."""
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    group: str
+    env: str = ""  # "": COORDINATION_<NAME>
+    optional: bool = False  # None ("none" in the environment) is a value: "not set"
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] | None = None
+    fold_case: bool = False  # choices in any case (stored in the case of ``choices``)
+    pattern: re.Pattern[str] | None = None
+    pattern_hint: str = ""
+    # A grammar of the value's own (a core parser): raises ValueError saying the problem.
+    grammar: Callable[[str], object] | None = None
+    per_call: bool = False  # also a per-call option of handle_errors & co, same name
+    # Per call, None means "not set" (no timeout, ...) rather than "the configuration's".
+    none_unsets: bool = False
+    aliases: tuple[str, ...] = ()  # old spellings, accepted with a DeprecationWarning
+
+    def __post_init__(self) -> None:
+        if not self.env:
+            object.__setattr__(self, "env", f"{ENVIRONMENT_PREFIX}{self.name.upper()}")
+
+    @property
+    def type_name(self) -> str:
+        base = _KINDS[self.kind]
+        return f"{base} | None" if self.optional else base
+
+    @property
+    def alias_variables(self) -> tuple[str, ...]:
+        return tuple(f"{ENVIRONMENT_PREFIX}{alias.upper()}" for alias in self.aliases)
+
+    def coerce(self, value: Any, source: str) -> Any:
+        """``value`` (from code or YAML) as this setting's type, checked; else ``ConfigError``."""
+        if value is None:
+            if self.optional:
+                return None
+            raise self.error(value, source, f"expected {self.expected()}")
+        problem = self._type_problem(value)
+        if problem is not None:
+            raise self.error(value, source, problem)
+        if self.kind is float:
+            try:
+                value = float(value)
+            except OverflowError:  # an int too large for a float
+                raise self.error(value, source, "expected a finite number") from None
+        problem = self._range_problem(value)
+        if problem is not None:
+            raise self.error(value, source, problem)
+        if self.fold_case:
+            return value.strip().upper()
+        return value
+
+    def parse_text(self, text: str, source: str) -> Any:
+        """``text`` (an environment variable's value) as this setting's type, checked."""
+        stripped = text.strip()
+        if self.optional and stripped.lower() in ("", "none", "null"):
+            return None
+        try:
+            if self.kind is bool:
+                value: Any = _parse_bool(stripped)
+            elif self.kind is int:
+                value = int(stripped)
+            elif self.kind is float:
+                value = float(stripped)
+            else:
+                value = text
+        except ValueError:
+            raise self.error(text, source, f"expected {self.expected()}") from None
+        problem = self._range_problem(value)
+        if problem is not None:
+            # Quote the variable's text as written, not the parsed number.
+            raise self.error(text, source, problem)
+        return value.strip().upper() if self.fold_case else value
+
+    def check(self, value: Any, source: str) -> None:
+        """Raise ``ConfigError`` unless ``value`` is of the right type and in range."""
+        problem = self.problem(value)
+        if problem is not None:
+            raise self.error(value, source, problem)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` for this setting, or None."""
+        if value is None:
+            return None if self.optional else f"expected {self.expected()}"
+        problem = self._type_problem(value)
+        if problem is not None:
+            return problem
+        if self.kind is float:
+            try:
+                value = float(value)
+            except OverflowError:
+                return "expected a finite number"
+        return self._range_problem(value)
+
+    def _type_problem(self, value: Any) -> str | None:
+        kind = self.kind
+        ok = (
+            (kind is bool and isinstance(value, bool))
+            or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+            or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind is str and isinstance(value, str))
+        )
+        return None if ok else f"expected {self.expected()}"
+
+    def _range_problem(self, value: Any) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "expected a finite number"
+        if self.minimum is not None:
+            if self.exclusive_minimum and value <= self.minimum:
+                return f"must be greater than {self.minimum:g}"
+            if value < self.minimum:
+                return f"must be at least {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum:g}"
+        if self.choices is not None:
+            given = value.strip().upper() if self.fold_case else value
+            if given not in self.choices:
+                case = " (any case)" if self.fold_case else ""
+                return f"must be one of {', '.join(self.choices)}{case}"
+        if self.pattern is not None and not self.pattern.match(value):
+            return f"expected {self.pattern_hint}"
+        if self.grammar is not None:
+            try:
+                self.grammar(value)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    def expected(self) -> str:
+        what = _EXPECTED[self.kind]
+        return f"{what} (or none)" if self.optional else what
+
+    def error(self, value: Any, source: str, problem: str) -> ConfigError:
+        return ConfigError(
+            f"invalid {self.name} = {quote(value)} from {source}: {problem}",
+            field=self.name,
+            value=value,
+            source=source,
+        )
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _seconds(name: str, default: float | None, doc: str, group: str, **more: Any) -> Setting:
+    """A duration in seconds; optional ones (default None) must be greater than 0."""
+    if default is None:
+        more.setdefault("optional", True)
+        more.setdefault("exclusive_minimum", True)
+    return Setting(name, float, default, doc, group, minimum=0, **more)
+
+
+def _fraction(name: str, doc: str, group: str, **more: Any) -> Setting:
+    """An optional fraction in (0, 1]."""
+    return Setting(
+        name,
+        float,
+        None,
+        doc,
+        group,
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=1,
+        **more,
+    )
+
+
+_SPEC = "spec"
+_RETRY = "retry"
+_BREAKER = "circuit breaker"
+_LIMITS = "timeout, bulkhead and rate limit"
+_MONITOR = "performance monitoring"
+_VALIDATION = "validation limits"
+_EVENTS = "events"
+_HTTP = "HTTP middleware"
+_OBSERVE = "observability and endpoints"
+_SCALE = "scale-out"
+_DIAGNOSTICS = "diagnostics"
+
+_DECLARED = (
+    # --- the spec's fields, with the spec's names, defaults and variables ---
+    Setting(
+        "enable_validation",
+        bool,
+        True,
+        "Validate inputs against rule sets; off turns validation into a no-op everywhere.",
+        _SPEC,
+    ),
+    Setting(
+        "validation_rules_path",
+        str,
+        "src/core/validation/rules",
+        "File or folder of YAML rule sets loaded by CoordinationValidator "
+        "(a missing path loads none).",
+        _SPEC,
+        env="COORDINATION_RULES_PATH",
+    ),
+    Setting(
+        "max_retries",
+        int,
+        3,
+        "Retries after the first attempt (3 means at most 4 calls).",
+        _SPEC,
+        minimum=0,
+        per_call=True,
+    ),
+    _seconds("base_delay", 1.0, "Seconds to wait before the first retry.", _SPEC, per_call=True),
+    Setting(
+        "backoff_multiplier",
+        float,
+        2.0,
+        "Each retry waits this many times longer than the one before.",
+        _SPEC,
+        minimum=1,
+        per_call=True,
+    ),
+    Setting(
+        "circuit_breaker_threshold",
+        int,
+        5,
+        "Consecutive failures that open an operation's circuit breaker.",
+        _SPEC,
+        minimum=1,
+        per_call=True,
+    ),
+    Setting(
+        "enable_performance_monitoring",
+        bool,
+        True,
+        "Record latency and outcomes; off turns monitoring into a no-op everywhere.",
+        _SPEC,
+        env="COORDINATION_ENABLE_PERFORMANCE",
+    ),
+    Setting(
+        "collection_interval",
+        float,
+        5.0,
+        "Seconds between resource samples taken by the monitor's background thread.",
+        _SPEC,
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Setting(
+        "max_data_points",
+        int,
+        1000,
+        "Resource samples (and windowed points) kept in memory at most.",
+        _SPEC,
+        minimum=1,
+    ),
+    # --- retry ---
+    _seconds("max_delay", 60.0, "Cap on one backoff wait, in seconds.", _RETRY, per_call=True),
+    Setting(
+        "jitter",
+        str,
+        "full",
+        "Randomisation of backoff waits: none, full (uniform 0..wait), equal "
+        "(wait/2 + uniform 0..wait/2) or decorrelated.",
+        _RETRY,
+        choices=JITTER_KINDS,
+        per_call=True,
+    ),
+    _seconds(
+        "retry_time_budget",
+        None,
+        "Overall seconds an operation may spend retrying (none: no budget).",
+        _RETRY,
+        per_call=True,
+        none_unsets=True,
+    ),
+    Setting(
+        "error_severity",
+        str,
+        "MEDIUM",
+        "How much an operation's failures matter: LOW, MEDIUM, HIGH or CRITICAL (any case); "
+        "sets the log level of a final failure, and CRITICAL fires the alert hooks.",
+        _RETRY,
+        choices=SEVERITIES,
+        fold_case=True,
+        per_call=True,
+    ),
+    # --- circuit breaker ---
+    Setting(
+        "circuit_breaker_timeout",
+        float,
+        30.0,
+        "Seconds an open breaker rejects calls before admitting trial calls.",
+        _BREAKER,
+        minimum=0,
+        exclusive_minimum=True,
+        per_call=True,
+    ),
+    Setting(
+        "half_open_calls",
+        int,
+        1,
+        "Trial calls a half-open breaker admits; all must succeed to close it.",
+        _BREAKER,
+        minimum=1,
+        per_call=True,
+        aliases=("circuit_breaker_half_open_calls",),
+    ),
+    _seconds(
+        "half_open_trial_timeout",
+        None,
+        "Seconds the trial calls of a half-open breaker may run before they count as failed "
+        "(none: circuit_breaker_timeout).",
+        _BREAKER,
+        per_call=True,
+        none_unsets=True,
+    ),
+    _fraction(
+        "failure_rate_threshold",
+        "Failure rate (0..1] over the window at which the breaker also opens, "
+        "resilience4j-style (none: consecutive failures only).",
+        _BREAKER,
+        per_call=True,
+        none_unsets=True,
+    ),
+    _seconds(
+        "slow_call_duration",
+        None,
+        "Seconds above which a call counts as slow for slow_call_rate_threshold "
+        "(none: no call is slow).",
+        _BREAKER,
+        per_call=True,
+        none_unsets=True,
+    ),
+    _fraction(
+        "slow_call_rate_threshold",
+        "Rate (0..1] of slow calls over the window at which the breaker opens "
+        "(none: slowness never opens it).",
+        _BREAKER,
+        per_call=True,
+        none_unsets=True,
+    ),
+    Setting(
+        "window_type",
+        str,
+        "count",
+        "The breaker's sliding window: count (the last window_size calls) or time "
+        "(the last window_size seconds).",
+        _BREAKER,
+        choices=WINDOW_TYPES,
+        per_call=True,
+    ),
+    Setting(
+        "window_size",
+        int,
+        100,
+        "Calls (or seconds, for a time window) the breaker's failure rates are taken over.",
+        _BREAKER,
+        minimum=1,
+        per_call=True,
+    ),
+    Setting(
+        "minimum_calls",
+        int,
+        10,
+        "Outcomes the window must hold before a failure or slow-call rate can open the breaker.",
+        _BREAKER,
+        minimum=1,
+        per_call=True,
+    ),
+    # --- timeout, bulkhead, rate limit ---
+    _seconds(
+        "timeout",
+        None,
+        "Seconds one attempt may take (none: no timeout).",
+        _LIMITS,
+        per_call=True,
+        none_unsets=True,
+        aliases=("operation_timeout",),
+    ),
+    Setting(
+        "timeout_workers",
+        int,
+        None,
+        "Worker threads for an operation's sync attempts with a timeout "
+        "(none: one per concurrent call, up to max_concurrent).",
+        _LIMITS,
+        optional=True,
+        minimum=1,
+        per_call=True,
+        none_unsets=True,
+    ),
+    Setting(
+        "max_concurrent",
+        int,
+        None,
+        "Bulkhead: concurrent calls allowed per operation (none: unlimited).",
+        _LIMITS,
+        optional=True,
+        minimum=1,
+        per_call=True,
+    ),
+    _seconds(
+        "bulkhead_wait",
+        0.0,
+        "Seconds a call waits for a bulkhead slot before BulkheadFullError (0: none).",
+        _LIMITS,
+        per_call=True,
+    ),
+    Setting(
+        "rate_limit",
+        str,
+        None,
+        'Calls allowed per operation, such as "100/s", "20/m" or "5/10s" (none: unlimited).',
+        _LIMITS,
+        optional=True,
+        grammar=read_rate,
+        per_call=True,
+    ),
+    # --- performance monitoring ---
+    Setting(
+        "max_operation_names",
+        int,
+        1000,
+        "Distinct operation names tracked; later names share the overflow name __overflow__.",
+        _MONITOR,
+        minimum=1,
+    ),
+    Setting(
+        "latency_p95_threshold_ms",
+        float,
+        None,
+        "p95 latency above which an operation is DEGRADED (none: no threshold).",
+        _MONITOR,
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Setting(
+        "latency_p99_threshold_ms",
+        float,
+        None,
+        "p99 latency above which an operation is UNHEALTHY (none: no threshold).",
+        _MONITOR,
+        optional=True,
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Setting(
+        "error_rate_threshold",
+        float,
+        None,
+        "Recent error rate (0..1) above which an operation is UNHEALTHY (none: no threshold).",
+        _MONITOR,
+        optional=True,
+        minimum=0,
+        maximum=1,
+    ),
+    Setting(
+        "operation_thresholds",
+        str,
+        None,
+        'Thresholds for named operations over the defaults above, such as "checkout: '
+        'p95_ms=250 p99_ms=800 error_rate=0.05; search: p99_ms=1000" '
+        f"(keys: {', '.join(THRESHOLD_KEYS)}).",
+        _MONITOR,
+        optional=True,
+        grammar=read_operation_thresholds,
+    ),
+    # --- validation limits on messages (checked before any rule runs) ---
+    Setting(
+        "validation_max_depth",
+        int,
+        64,
+        "Deepest nesting of mappings and lists a message may have.",
+        _VALIDATION,
+        minimum=1,
+    ),
+    Setting(
+        "validation_max_string_length",
+        int,
+        1_000_000,
+        "Longest string (in characters) a message may contain.",
+        _VALIDATION,
+        minimum=1,
+    ),
+    Setting(
+        "validation_max_items",
+        int,
+        100_000,
+        "Most entries one mapping or list in a message may have.",
+        _VALIDATION,
+        minimum=1,
+    ),
+    Setting(
+        "validation_fail_fast",
+        bool,
+        False,
+        "Stop at the first validation error instead of collecting all.",
+        _VALIDATION,
+    ),
+    # --- events ---
+    Setting(
+        "dead_letter_path",
+        str,
+        None,
+        'SQLite file that keeps events which could not be processed (":memory:" keeps '
+        "them in memory only; none: dead-letters.sqlite3 in the platform's state "
+        "directory, ~/.local/state/coordination on Linux).",
+        _EVENTS,
+        optional=True,
+    ),
+    # --- HTTP middleware: structural request limits (checked before the app runs) ---
+    Setting(
+        "max_request_body_bytes",
+        int,
+        10_485_760,
+        "Largest request body the WSGI/ASGI middleware lets through (larger: 413).",
+        _HTTP,
+        minimum=0,
+    ),
+    Setting(
+        "max_header_bytes",
+        int,
+        32_768,
+        "Largest total size of a request's header names and values (larger: 431).",
+        _HTTP,
+        minimum=1,
+    ),
+    Setting(
+        "map_resilience_errors",
+        bool,
+        True,
+        "Answer resilience errors raised inside the app as problem+json: an open circuit "
+        "or a full bulkhead 503, a spent rate limit 429 (both with Retry-After), a "
+        "timeout 504 (off: they reach the framework's own error handling).",
+        _HTTP,
+    ),
+    Setting(
+        "client_rate_limit",
+        str,
+        None,
+        'Requests allowed per client through the WSGI/ASGI middleware, such as "100/s" or '
+        '"600/m" (none: unlimited); beyond it: 429 with Retry-After. Shared through Redis '
+        "when redis_url is set.",
+        _HTTP,
+        optional=True,
+        grammar=read_rate,
+    ),
+    Setting(
+        "client_rate_limit_key",
+        str,
+        "address",
+        'How the middleware tells clients apart for client_rate_limit: "address" (the peer '
+        'address) or "header:<Name>", such as "header:X-API-Key" (its value is hashed, '
+        "never stored; requests without the header fall back to their address).",
+        _HTTP,
+        pattern=_CLIENT_KEY,
+        pattern_hint='"address" or "header:<Name>", such as "header:X-API-Key"',
+    ),
+    # --- observability and built-in HTTP endpoints ---
+    Setting(
+        "expose_endpoints",
+        bool,
+        False,
+        "Serve the metrics, health and status-page endpoints from the middleware.",
+        _OBSERVE,
+    ),
+    Setting("metrics_path", str, "/metrics", "Path of the Prometheus metrics endpoint.", _OBSERVE),
+    Setting(
+        "health_path",
+        str,
+        "/health",
+        "Path of the health endpoint (with /live and /ready below it).",
+        _OBSERVE,
+    ),
+    Setting("status_page_path", str, "/coordination", "Path of the live status page.", _OBSERVE),
+    Setting(
+        "health_details",
+        bool,
+        False,
+        "Show component details in the /health document (off: status only).",
+        _OBSERVE,
+    ),
+    _seconds("health_cache_seconds", 1.0, "Seconds a health check's result is reused.", _OBSERVE),
+    Setting(
+        "health_check_timeout",
+        float,
+        2.0,
+        "Seconds a custom health check may take before it counts as failed.",
+        _OBSERVE,
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    # --- scale-out ---
+    Setting(
+        "redis_url",
+        str,
+        None,
+        "Redis URL for shared breaker state and rate limits (none: state stays in-process).",
+        _SCALE,
+        optional=True,
+    ),
+    Setting(
+        "redis_namespace",
+        str,
+        "coordination",
+        "Prefix of every Redis key this library writes.",
+        _SCALE,
+    ),
+    Setting(
+        "redis_outage_policy",
+        str,
+        "local",
+        "What shared breakers and rate limits do while Redis is unreachable: local (use "
+        "this process's own state), allow (admit every call) or raise (StoreError).",
+        _SCALE,
+        choices=("local", "allow", "raise"),
+    ),
+    # --- diagnostics ---
+    Setting(
+        "debug",
+        bool,
+        False,
+        "Turn on DEBUG logging for every component's coordination.* logger.",
+        _DIAGNOSTICS,
+    ),
+)
+
+SETTINGS: Mapping[str, Setting] = {setting.name: setting for setting in _DECLARED}
+# Old spelling -> the setting it names now.
+ALIASES: Mapping[str, Setting] = {
+    alias: setting for setting in _DECLARED for alias in setting.aliases
+}
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def default_of(name: str) -> Any:
+    """The default of setting ``name`` (the one place defaults are written)."""
+    return SETTINGS[name].default
+
+
+def canonical_name(key: str, source: str) -> str | None:
+    """``key``'s setting name: itself, or (with a ``DeprecationWarning``) the new spelling
+    of an old one; None when ``key`` names no setting."""
+    if key in SETTINGS:
+        return key
+    setting = ALIASES.get(key)
+    if setting is None:
+        return None
+    warn_renamed(key, setting.name, source)
+    return setting.name
+
+
+def warn_renamed(old: str, new: str, source: str) -> None:
+    """The ``DeprecationWarning`` for an old spelling, pointing at the caller's line."""
+    message = (
+        f"{old!r} (in {source}) is deprecated and will be removed in the next release: use {new!r}"
+    )
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, DeprecationWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+    else:  # pragma: no cover - exercised on 3.11 only
+        warnings.warn(message, DeprecationWarning, stacklevel=_outside_level())
+
+
+def _outside_level() -> int:
+    """The ``stacklevel`` of the first caller outside this package (3.11 has no
+    ``skip_file_prefixes``); walked only when an old spelling is used."""
+    level, frame = 1, inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # warn_renamed's own frame
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level += 1
+        frame = frame.f_back
+    return level
