@@ -155,8 +155,13 @@ class CoordinationConfig:
     debug: bool = _field("debug")
 
     def __post_init__(self) -> None:
+        # Checked, and held in the setting's own form (a float for 1, "HIGH" for "high"),
+        # exactly as the same value given per call would be.
         for spec in _SETTINGS.values():
-            spec.check(getattr(self, spec.name), "keyword argument")
+            value = getattr(self, spec.name)
+            checked = spec.coerce(value, "keyword argument")
+            if checked is not value:
+                object.__setattr__(self, spec.name, checked)
 
     # --- constructors -----------------------------------------------------------------
 

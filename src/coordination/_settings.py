@@ -449,8 +449,8 @@ _DECLARED = (
         "timeout_workers",
         int,
         None,
-        "Worker threads for an operation's sync attempts with a timeout "
-        "(none: one per concurrent call, up to max_concurrent).",
+        "Worker threads of an operation's sync attempts with a timeout "
+        "(none: max_concurrent, else min(32, CPUs + 4)).",
         _LIMITS,
         optional=True,
         minimum=1,
