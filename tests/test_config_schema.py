@@ -343,3 +343,23 @@ def test_the_deprecation_warning_points_at_the_callers_line() -> None:
     with pytest.warns(DeprecationWarning, match="use 'timeout'") as caught:
         CoordinationConfig(operation_timeout=1.0)  # type: ignore[call-arg]
     assert caught[0].filename == __file__
+
+
+def test_the_core_value_types_are_re_exported_where_they_were() -> None:
+    from coordination import _rate, error_handling
+    from coordination.error_handling import _backends
+
+    assert error_handling.Rate is _backends.Rate is _rate.Rate
+
+
+def test_the_configuration_imports_no_capability() -> None:
+    """The parsers it checks values with are the core's: nothing imported by name."""
+    source = Path(__file__).resolve().parent.parent / "src" / "coordination" / "_config.py"
+    imports = [
+        line
+        for line in source.read_text(encoding="utf-8").splitlines()
+        if line.startswith(("import ", "from "))
+    ]
+    assert imports, "no imports found: the test reads the wrong file"
+    assert not [line for line in imports if "importlib" in line or line.startswith("from ..")]
+    assert not [line for line in imports if "error_handling" in line or "performance" in line]

@@ -97,6 +97,8 @@ class Setting:
 
     def coerce(self, value: Any, source: str) -> Any:
         """``value`` (from code or YAML) as this setting's type, checked; else ``ConfigError``."""
+        if self._plainly_valid(value):
+            return value
         if value is None:
             if self.optional:
                 return None
@@ -140,6 +142,8 @@ class Setting:
 
     def check(self, value: Any, source: str) -> None:
         """Raise ``ConfigError`` unless ``value`` is of the right type and in range."""
+        if self._plainly_valid(value):  # the common case, without building a message
+            return
         problem = self.problem(value)
         if problem is not None:
             raise self.error(value, source, problem)
@@ -157,6 +161,25 @@ class Setting:
             except OverflowError:
                 return "expected a finite number"
         return self._range_problem(value)
+
+    def _plainly_valid(self, value: Any) -> bool:
+        """True for a value of exactly the setting's type, in range, with no grammar to
+        consult; False means "ask ``problem``", not "invalid"."""
+        if value is None:
+            return self.optional
+        kind = type(value)
+        if kind is not self.kind or self.grammar is not None or self.pattern is not None:
+            return False
+        if kind is bool:
+            return True
+        if kind is str:
+            return self.choices is None or (not self.fold_case and value in self.choices)
+        if kind is float and not math.isfinite(value):
+            return False
+        low = self.minimum
+        if low is not None and (value <= low if self.exclusive_minimum else value < low):
+            return False
+        return self.maximum is None or value <= self.maximum
 
     def _type_problem(self, value: Any) -> str | None:
         kind = self.kind
