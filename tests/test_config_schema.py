@@ -24,7 +24,7 @@ from coordination._errors import ConfigError
 from coordination._rate import Rate, read_rate
 from coordination._settings import ALIASES, SETTINGS, Setting
 from coordination._threshold_grammar import read_operation_thresholds
-from coordination.error_handling import CoordinationErrorHandler
+from coordination.error_handling import CoordinationErrorHandler, handle_errors
 from coordination.error_handling._options import Options, resolve_options
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -200,6 +200,10 @@ def test_an_invalid_value_is_refused_by_every_path_in_the_same_words(
     if setting.per_call:
         sources["per call"] = "keyword argument"
         attempts["per call"] = lambda: resolve_options(CoordinationConfig(), {setting.name: bad})
+        sources["decorator"] = "keyword argument"
+        attempts["decorator"] = lambda: handle_errors(
+            handler=CoordinationErrorHandler(CoordinationConfig()), **{setting.name: bad}
+        )
     for path, attempt in attempts.items():
         with pytest.raises(ConfigError) as caught:
             attempt()
@@ -363,3 +367,15 @@ def test_the_configuration_imports_no_capability() -> None:
     assert imports, "no imports found: the test reads the wrong file"
     assert not [line for line in imports if "importlib" in line or line.startswith("from ..")]
     assert not [line for line in imports if "error_handling" in line or "performance" in line]
+
+
+def test_the_configurations_error_severity_is_the_default_of_every_door() -> None:
+    handler = CoordinationErrorHandler({"error_severity": "high", "max_retries": 0})
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    for severity in (None, "low"):
+        with pytest.raises(ConnectionError):
+            handler.execute_with_error_handling(down, error_severity=severity)
+    assert handler.get_error_report()["errors_by_severity"] == {"HIGH": 1, "LOW": 1}
