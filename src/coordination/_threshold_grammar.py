@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from ._quote import quote
 
@@ -39,31 +40,29 @@ def threshold_problem(name: str, value: object) -> str | None:
         return None if ok else "expected a whole number of at least 1"
     if value is None:
         return None
-    number = isinstance(value, int | float) and not isinstance(value, bool)
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
     if name == "error_rate":
-        if number and 0 <= value <= 1:  # type: ignore[operator]
-            return None
-        return "expected a fraction between 0 and 1"
-    if number and 0 < value < math.inf:  # type: ignore[operator]
-        return None
-    return "expected a positive number of milliseconds"
+        ok = number is not None and 0 <= number <= 1
+        return None if ok else "expected a fraction between 0 and 1"
+    ok = number is not None and 0 < number < math.inf
+    return None if ok else "expected a positive number of milliseconds"
 
 
-def read_operation_thresholds(text: str) -> dict[str, dict[str, float | int]]:
+def read_operation_thresholds(text: str) -> dict[str, dict[str, Any]]:
     """Each operation's thresholds from the compact form, checked.
 
     ``ValueError`` says what is wrong (the entry and the expected form, or the threshold
     and its limit) without quoting the whole of ``text``: the caller names the field, the
     value and the source.
     """
-    result: dict[str, dict[str, float | int]] = {}
+    result: dict[str, dict[str, Any]] = {}
     for number, entry in enumerate(filter(str.strip, text.split(";")), start=1):
         match = _ENTRY.fullmatch(entry)
         if match is None:
             raise ValueError(
                 f"entry {number} {quote(entry.strip())} is not of the form {THRESHOLD_EXAMPLE}"
             )
-        values: dict[str, float | int] = {}
+        values: dict[str, Any] = {}  # float, or int for min_samples
         for key, raw in _ITEM.findall(match.group(2)):
             values[key] = int(float(raw)) if key == "min_samples" else float(raw)
             problem = threshold_problem(key, values[key])

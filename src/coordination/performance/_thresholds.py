@@ -147,7 +147,7 @@ def parse_operation_thresholds(
             source=source,
         ) from None
     # The grammar has checked every value already: these cannot fail.
-    return {name: PerformanceThresholds(**values) for name, values in parsed.items()}  # type: ignore[arg-type]
+    return {name: PerformanceThresholds(**values) for name, values in parsed.items()}
 
 
 def thresholds_from_mapping(data: Mapping[str, Any], where: str) -> PerformanceThresholds:
