@@ -42,9 +42,6 @@ DYNAMIC_IMPORTS_ALLOWED = {
     "coordination._lazy",
     "coordination._shared_state",
     "coordination._cli",
-    # The options schema resolves its parsers by "module:attribute" until issue 14's
-    # options change moves Rate and the threshold grammar into the core.
-    "coordination._config",
 }
 # Strings naming a higher layer on purpose: the table of the one wiring point.
 WIRING_POINT = "coordination._shared_state"
@@ -136,8 +133,6 @@ def test_no_import_by_name_reaches_a_higher_layer(path: Path) -> None:
         for line, target in found
         if target.split(".")[0] == "coordination" and layer_of(target) > rank
     ]
-    if importer == "coordination._config":
-        pytest.xfail("issue 14: helper options moves the parsers _config names into the core")
     assert not upward, f"{importer} imports a higher layer by name: {upward}"
     if importer not in DYNAMIC_IMPORTS_ALLOWED:
         assert not dynamic, f"{importer} imports by a computed name at lines {dynamic}"
