@@ -22,7 +22,6 @@ coordination._errors.ConfigError: invalid window_size = 0 from keyword argument:
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import sys
@@ -756,6 +755,8 @@ def warn_renamed(old: str, new: str, source: str) -> None:
 def _outside_level() -> int:
     """The ``stacklevel`` of the first caller outside this package (3.11 has no
     ``skip_file_prefixes``); walked only when an old spelling is used."""
+    import inspect  # only here: the module is not small, and this runs on 3.11 only
+
     level, frame = 1, inspect.currentframe()
     frame = frame.f_back if frame is not None else None  # warn_renamed's own frame
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
