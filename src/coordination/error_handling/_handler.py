@@ -31,8 +31,14 @@ from ._bulkhead import Bulkhead
 from ._options import Options, resolve_options
 from ._plan import OperationState
 from ._ratelimit import memory_rate_limiter_factory
-from ._report import ErrorLog, ErrorRecord, build_report, health_of, to_record
+from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
 from ._severity import ErrorSeverity
+from ._snapshot import (
+    HandlerSnapshot,
+    OperationErrorSnapshot,
+    handler_snapshot,
+    operation_snapshot,
+)
 from ._workers import AttemptPool, default_workers
 
 __all__ = ["CoordinationErrorHandler"]
@@ -138,20 +144,22 @@ class CoordinationErrorHandler:
         wrapped: Callable[P, R] = wrap_function(self, func, error_config)
         return wrapped
 
+    def snapshot(self) -> HandlerSnapshot:
+        """Every operation's counts and breaker, and the errors counted and kept, frozen."""
+        by_type, by_severity, recent = self._log.copy()
+        return handler_snapshot(self._operation_snapshots(), by_type, by_severity, recent)
+
     def get_error_report(self) -> dict[str, Any]:
         """Counts, errors by type and severity, recent errors, breakers and ``status``."""
-        return build_report(self._snapshot_operations(), self._log)
+        return build_report(self.snapshot())
 
     def get_health_status(self) -> dict[str, Any]:
         """``{"status": ..., "reason": ..., "open_breakers": [...]}`` (rule in the guide)."""
-        return health_of(self._snapshot_operations())
+        return health_of(self._operation_snapshots())
 
     def operation_stats(self) -> dict[str, dict[str, Any]]:
         """Per-operation counts and breaker state: the exporters' snapshot."""
-        operations: dict[str, dict[str, Any]] = build_report(
-            self._snapshot_operations(), self._log
-        )["operations"]
-        return operations
+        return operation_stats(self._operation_snapshots())
 
     def reset_circuit_breaker(self, name: str | None = None) -> None:
         """Close one operation's breaker (``name``) or every breaker (``None``)."""
@@ -265,8 +273,10 @@ class CoordinationErrorHandler:
                 op.name,
             )
 
-    def _snapshot_operations(self) -> list[tuple[OperationState, Any]]:
-        return [(op, op.breaker.snapshot()) for op in list(self._operations.values())]
+    def _operation_snapshots(self) -> list[OperationErrorSnapshot]:
+        return [
+            operation_snapshot(op, op.breaker.snapshot()) for op in list(self._operations.values())
+        ]
 
     def _attempt_pool(self, op: OperationState, options: Options) -> AttemptPool:
         """The operation's own timeout workers, made on its first timed sync attempt."""

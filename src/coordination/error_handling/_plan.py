@@ -37,6 +37,7 @@ from ._cancellation import Cancellation, current_cancellation
 from ._options import MISSING, Options
 from ._retry import NOT_RETRIED, retry_after_seconds
 from ._severity import ErrorSeverity
+from ._snapshot import COUNTERS, operation_counts
 from ._workers import Abandoned, AttemptPool
 
 if TYPE_CHECKING:
@@ -99,18 +100,9 @@ class OperationState:
         self.fallbacks = ReadableCount()
 
     def stats(self) -> dict[str, Any]:
-        successes = counter_value(self.successes)
-        failures = counter_value(self.failures)
+        """The counters and the severity, as ``_snapshot.OperationErrorSnapshot.counts()``."""
         return {
-            "calls": successes + failures,
-            "successes": successes,
-            "failures": failures,
-            "retries": counter_value(self.retries),
-            "rejections": counter_value(self.rejections),
-            "timeouts": counter_value(self.timeouts),
-            "bulkhead_rejections": counter_value(self.bulkhead_rejections),
-            "rate_limited": counter_value(self.rate_limited),
-            "fallbacks": counter_value(self.fallbacks),
+            **dict(zip(COUNTERS, operation_counts(self), strict=True)),
             "severity": self.severity,
         }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +20,20 @@ from .._counting import ReadableCount
 from .._redact import redact
 from .._status import HealthStatus
 from .._time import utc_timestamp
-from ._backends import BreakerSnapshot, CircuitState
-from ._plan import OperationState, counter_value
+from ._backends import CircuitState
+from ._plan import counter_value
 from ._severity import ErrorSeverity
+from ._snapshot import HandlerSnapshot, OperationErrorSnapshot
 
-__all__ = ["ErrorLog", "ErrorRecord", "build_report", "health_of", "redact_text", "to_record"]
+__all__ = [
+    "ErrorLog",
+    "ErrorRecord",
+    "build_report",
+    "health_of",
+    "operation_stats",
+    "redact_text",
+    "to_record",
+]
 
 _MESSAGE_LIMIT = 300
 
@@ -124,45 +134,45 @@ def to_record(raw: _Raw) -> ErrorRecord:
     )
 
 
-def build_report(
-    operations: list[tuple[OperationState, BreakerSnapshot]], log: ErrorLog
-) -> dict[str, Any]:
+def build_report(snapshot: HandlerSnapshot) -> dict[str, Any]:
+    """``get_error_report()``: the snapshot as the spec's dict."""
     per_operation: dict[str, dict[str, Any]] = {}
     breakers: dict[str, dict[str, Any]] = {}
-    totals = dict.fromkeys(("calls", "successes", "failures", "retries", "rejections"), 0)
-    for op, snapshot in operations:
-        stats = op.stats()
-        stats["circuit_state"] = snapshot.state.value
-        per_operation[op.name] = stats
-        breakers[op.name] = snapshot.as_dict()
-        for key in totals:
-            totals[key] += stats[key]
-    by_type, by_severity, recent = log.copy()
+    for name, op in snapshot.operations.items():
+        per_operation[name] = {**op.counts(), "circuit_state": op.breaker.state.value}
+        breakers[name] = op.breaker.as_dict()
     return {
-        "status": health_of(operations)["status"],
-        "total_operations": totals["calls"],
-        "successful_operations": totals["successes"],
-        "failed_operations": totals["failures"],
-        "total_retries": totals["retries"],
-        "rejected_by_circuit_breaker": totals["rejections"],
-        "errors_by_type": by_type,
-        "errors_by_severity": by_severity,
-        "recent_errors": [record.as_dict() for record in recent],
+        "status": health_of(snapshot.operations.values())["status"],
+        "total_operations": snapshot.total("calls"),
+        "successful_operations": snapshot.total("successes"),
+        "failed_operations": snapshot.total("failures"),
+        "total_retries": snapshot.total("retries"),
+        "rejected_by_circuit_breaker": snapshot.total("rejections"),
+        "errors_by_type": dict(snapshot.errors_by_type),
+        "errors_by_severity": dict(snapshot.errors_by_severity),
+        "recent_errors": [record.as_dict() for record in snapshot.recent_errors],
         "circuit_breakers": breakers,
         "operations": per_operation,
         "timestamp": utc_timestamp(),
     }
 
 
-def health_of(operations: list[tuple[OperationState, BreakerSnapshot]]) -> dict[str, Any]:
-    open_names = [op.name for op, snap in operations if snap.state is CircuitState.OPEN]
-    half_open = [op.name for op, snap in operations if snap.state is CircuitState.HALF_OPEN]
+def operation_stats(operations: Iterable[OperationErrorSnapshot]) -> dict[str, dict[str, Any]]:
+    """``operation_stats()``: each operation's counts and its breaker's state."""
+    return {op.name: {**op.counts(), "circuit_state": op.breaker.state.value} for op in operations}
+
+
+def health_of(operations: Iterable[OperationErrorSnapshot]) -> dict[str, Any]:
+    """``get_health_status()``, by the rule in the module docstring."""
+    ops = list(operations)
+    open_names = [op.name for op in ops if op.breaker.state is CircuitState.OPEN]
+    half_open = [op.name for op in ops if op.breaker.state is CircuitState.HALF_OPEN]
     critical_open = [
         op.name
-        for op, snap in operations
-        if snap.state is CircuitState.OPEN and op.severity == ErrorSeverity.CRITICAL.value
+        for op in ops
+        if op.breaker.state is CircuitState.OPEN and op.severity == ErrorSeverity.CRITICAL.value
     ]
-    if critical_open or (open_names and len(open_names) == len(operations)):
+    if critical_open or (open_names and len(open_names) == len(ops)):
         status, reason = (
             HealthStatus.UNHEALTHY,
             (
@@ -180,5 +190,5 @@ def health_of(operations: list[tuple[OperationState, BreakerSnapshot]]) -> dict[
         "reason": reason,
         "open_breakers": open_names,
         "half_open_breakers": half_open,
-        "operations": len(operations),
+        "operations": len(ops),
     }

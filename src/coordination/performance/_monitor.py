@@ -10,7 +10,7 @@ import math
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from .. import _time
@@ -18,8 +18,8 @@ from .._bounded import BoundedNames
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._status import HealthStatus, worst_status
-from ._operation import FLUSH_SIZE, OperationRecorder, OperationStats
-from ._report import operation_entry, summary_entry
+from ._operation import FLUSH_SIZE, MonitorSnapshot, OperationRecorder, OperationSnapshot
+from ._report import performance_report
 from ._sampler import ResourceSampler
 from ._thresholds import (
     PerformanceAlertHook,
@@ -241,30 +241,28 @@ class CoordinationPerformanceMonitor:
 
     # --- reading ---------------------------------------------------------------------
 
-    def operation_stats(self) -> dict[str, OperationStats]:
-        """A consistent snapshot of every operation, for exporters (seconds)."""
+    def snapshot(self) -> MonitorSnapshot:
+        """Every operation's ``OperationSnapshot`` and the latest resource sample, frozen.
+
+        The one read every reader (report, exporters, status page) builds on.
+        """
         now = self._clock()
-        return {name: r.snapshot(now) for name, r in list(self._recorders.items())}
+        operations = {name: r.snapshot(now) for name, r in list(self._recorders.items())}
+        latest = self._sampler.latest()
+        return MonitorSnapshot(
+            enabled=self.enabled,
+            uptime_seconds=now - self._started,
+            operations=MappingProxyType(operations),
+            resources=None if latest is None else MappingProxyType(dict(latest)),
+        )
+
+    def operation_stats(self) -> dict[str, OperationSnapshot]:
+        """``snapshot().operations`` as a plain dict: a snapshot of every operation."""
+        return dict(self.snapshot().operations)
 
     def get_performance_report(self) -> dict[str, Any]:
         """JSON-serialisable statistics; latencies in milliseconds, as in the spec."""
-        stats = self.operation_stats()
-        statuses = {name: self._watch.judge(s) for name, s in stats.items()}
-        status = worst_status(*statuses.values()) if self.enabled else HealthStatus.UNKNOWN
-        return {
-            "status": status.value,
-            "enabled": self.enabled,
-            "uptime_seconds": self._clock() - self._started,
-            **summary_entry(stats.values()),
-            "operations": {
-                name: operation_entry(s, statuses[name], self._watch.breaches(name))
-                for name, s in stats.items()
-            },
-            "thresholds": self._watch.describe(),
-            "alerts": self._watch.recent_alerts(),
-            "system": self._sampler.summary(),
-            "timestamp": _time.utc_timestamp(),
-        }
+        return performance_report(self.snapshot(), self._watch, self._sampler.summary())
 
     def get_health_status(self) -> dict[str, Any]:
         """``status`` (worst over operations), how many operations are timed, and those

@@ -18,10 +18,18 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ._sketch import LatencySketch
 
-__all__ = ["FLUSH_SIZE", "WINDOW_SLOTS", "OperationRecorder", "OperationStats"]
+__all__ = [
+    "FLUSH_SIZE",
+    "WINDOW_SLOTS",
+    "MonitorSnapshot",
+    "OperationRecorder",
+    "OperationSnapshot",
+    "OperationStats",
+]
 
 FLUSH_SIZE = 512  # per operation: at most 512 pending floats (~16 KB) between flushes
 WINDOW_SLOTS = 6
@@ -53,8 +61,12 @@ class _Slot:
 
 
 @dataclass(frozen=True, slots=True)
-class OperationStats:
+class OperationSnapshot:
     """A consistent snapshot of one operation, for exporters and reports (times in seconds).
+
+    Frozen and owned by the reader: the counts are copied, ``errors_by_type`` is a
+    read-only mapping and the two sketches are copies no writer touches, so a snapshot
+    never changes after it is taken, whatever the monitor records meanwhile.
 
     ``count = successes + failures`` counts every outcome; ``timed_count`` counts those that
     came with a duration (``record_success``/``record_failure`` carry none), and
@@ -113,6 +125,24 @@ class OperationStats:
         if not self.timed_count:
             return 0.0
         return min(max(value, self.min_seconds), self.max_seconds)
+
+
+OperationStats = OperationSnapshot  # the name before the snapshots were named for all
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSnapshot:
+    """Everything a reader takes from a performance monitor, at one moment.
+
+    ``operations`` maps names to ``OperationSnapshot`` (read-only); ``resources`` is the
+    latest process sample (CPU, memory, threads, descriptors) while sampling has run, else
+    ``None``; ``uptime_seconds`` is measured on the monitor's clock.
+    """
+
+    enabled: bool
+    uptime_seconds: float
+    operations: Mapping[str, OperationSnapshot]
+    resources: Mapping[str, float] | None
 
 
 class OperationRecorder:
@@ -251,7 +281,7 @@ class OperationRecorder:
 
     # --- reading --------------------------------------------------------------------
 
-    def snapshot(self, now: float) -> OperationStats:
+    def snapshot(self, now: float) -> OperationSnapshot:
         """Flush, then copy everything a report or exporter needs, under the lock."""
         self.flush(now)
         with self._lock:
@@ -270,7 +300,7 @@ class OperationRecorder:
                 recent_total += slot.total_seconds
             lifetime.merge(recent)
             covered = now - max(oldest, self.created)
-            return OperationStats(
+            return OperationSnapshot(
                 name=self.name,
                 count=self.count,
                 successes=self.successes,
@@ -279,7 +309,7 @@ class OperationRecorder:
                 total_seconds=self.total_seconds,
                 min_seconds=self.min_seconds if self.timed_count else 0.0,
                 max_seconds=self.max_seconds,
-                errors_by_type=dict(self.errors_by_type),
+                errors_by_type=MappingProxyType(dict(self.errors_by_type)),
                 window_seconds=self._slot_seconds * WINDOW_SLOTS,
                 recent_count=recent_count,
                 recent_failures=recent_failures,

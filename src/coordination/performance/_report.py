@@ -1,21 +1,25 @@
-"""The report's pieces: latency in milliseconds, counts and rates, from snapshots."""
+"""The spec's performance report, built from a ``MonitorSnapshot`` (latency in ms)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._status import HealthStatus
-from ._operation import OperationStats
+from .. import _time
+from .._status import HealthStatus, worst_status
+from ._operation import MonitorSnapshot, OperationSnapshot
 from ._sketch import LatencySketch
 from ._thresholds import ThresholdBreach
 
-__all__ = ["operation_entry", "response_times", "summary_entry"]
+if TYPE_CHECKING:
+    from ._watch import ThresholdWatch
+
+__all__ = ["operation_entry", "performance_report", "response_times", "summary_entry"]
 
 _REPORTED = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
 
 
-def response_times(stats: Sequence[OperationStats], *, recent: bool) -> dict[str, float]:
+def response_times(stats: Sequence[OperationSnapshot], *, recent: bool) -> dict[str, float]:
     """``count``, ``mean``, ``min``, ``max``, ``p50``…``p99`` in ms over ``stats`` together.
 
     Every value is 0.0 while nothing was timed, so the spec's exporter (which divides
@@ -51,7 +55,7 @@ def _rates(count: int, failures: int) -> dict[str, float]:
     }
 
 
-def summary_entry(all_stats: Iterable[OperationStats]) -> dict[str, Any]:
+def summary_entry(all_stats: Iterable[OperationSnapshot]) -> dict[str, Any]:
     """The report's top level: totals, rates, throughput and latency over all operations."""
     stats = list(all_stats)
     count = sum(s.count for s in stats)
@@ -78,7 +82,7 @@ def summary_entry(all_stats: Iterable[OperationStats]) -> dict[str, Any]:
 
 
 def operation_entry(
-    stats: OperationStats, status: HealthStatus, breaches: Sequence[ThresholdBreach]
+    stats: OperationSnapshot, status: HealthStatus, breaches: Sequence[ThresholdBreach]
 ) -> dict[str, Any]:
     """One operation in the report."""
     return {
@@ -98,4 +102,27 @@ def operation_entry(
             "response_times": response_times((stats,), recent=True),
         },
         "breaches": [b.to_dict() for b in breaches],
+    }
+
+
+def performance_report(
+    snapshot: MonitorSnapshot, watch: ThresholdWatch, system: dict[str, Any]
+) -> dict[str, Any]:
+    """``get_performance_report()``: the snapshot judged against the thresholds."""
+    stats = snapshot.operations
+    statuses = {name: watch.judge(s) for name, s in stats.items()}
+    status = worst_status(*statuses.values()) if snapshot.enabled else HealthStatus.UNKNOWN
+    return {
+        "status": status.value,
+        "enabled": snapshot.enabled,
+        "uptime_seconds": snapshot.uptime_seconds,
+        **summary_entry(stats.values()),
+        "operations": {
+            name: operation_entry(s, statuses[name], watch.breaches(name))
+            for name, s in stats.items()
+        },
+        "thresholds": watch.describe(),
+        "alerts": watch.recent_alerts(),
+        "system": system,
+        "timestamp": _time.utc_timestamp(),
     }

@@ -162,6 +162,11 @@ class ResourceSampler:
         """The samples kept (at most ``max_points``), oldest first."""
         return list(self._samples)
 
+    def latest(self) -> dict[str, Any] | None:
+        """The newest sample, or ``None`` before the first."""
+        samples = self._samples
+        return samples[-1] if samples else None  # one read: safe against the sampler thread
+
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable: availability, the latest sample and averages over those kept."""
         samples = list(self._samples)

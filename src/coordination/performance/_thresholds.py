@@ -16,7 +16,7 @@ from .._errors import ConfigError
 from .._quote import quote
 from .._status import HealthStatus, worst_status
 from .._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds, threshold_problem
-from ._operation import OperationStats
+from ._operation import OperationSnapshot
 
 __all__ = [
     "PerformanceAlert",
@@ -64,7 +64,7 @@ class PerformanceThresholds:
     def is_empty(self) -> bool:
         return self.p95_ms is None and self.p99_ms is None and self.error_rate is None
 
-    def evaluate(self, stats: OperationStats) -> tuple[HealthStatus, tuple[ThresholdBreach, ...]]:
+    def evaluate(self, stats: OperationSnapshot) -> tuple[HealthStatus, tuple[ThresholdBreach, ...]]:
         """The operation's status under these limits, and the limits it breaks."""
         breaches: list[ThresholdBreach] = []
         if stats.recent_timed_count >= self.min_samples:

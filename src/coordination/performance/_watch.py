@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import _time
 from .._status import HealthStatus
-from ._operation import OperationStats
+from ._operation import OperationSnapshot
 from ._thresholds import (
     PerformanceAlert,
     PerformanceAlertHook,
@@ -76,7 +76,7 @@ class ThresholdWatch:
         """Without limits an operation is HEALTHY; it is judged only to note a recovery."""
         return not self.limits_for(name).is_empty or name in self._statuses
 
-    def judge(self, stats: OperationStats) -> HealthStatus:
+    def judge(self, stats: OperationSnapshot) -> HealthStatus:
         """The operation's status now; alerts the hooks if it changed."""
         status, breaches = self.limits_for(stats.name).evaluate(stats)
         with self._lock:
