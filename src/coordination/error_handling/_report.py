@@ -18,12 +18,10 @@ from typing import Any
 
 from .._counting import ReadableCount
 from .._redact import redact
-from .._status import HealthStatus
 from .._time import utc_timestamp
-from ._backends import CircuitState
 from ._plan import counter_value
 from ._severity import ErrorSeverity
-from ._snapshot import HandlerSnapshot, OperationErrorSnapshot
+from ._snapshot import HandlerSnapshot, OperationErrorSnapshot, breaker_health
 
 __all__ = [
     "ErrorLog",
@@ -136,14 +134,9 @@ def to_record(raw: _Raw) -> ErrorRecord:
 
 def build_report(snapshot: HandlerSnapshot) -> dict[str, Any]:
     """``get_error_report()``: the snapshot as the spec's dict."""
-    per_operation: dict[str, dict[str, Any]] = {}
-    breakers: dict[str, dict[str, Any]] = {}
-    for name, op in snapshot.operations.items():
-        per_operation[name] = {**op.counts(), "circuit_state": op.breaker.state.value}
-        breakers[name] = op.breaker.as_dict()
     return {
-        "status": health_of(snapshot.operations.values())["status"],
-        "total_operations": snapshot.total("calls"),
+        "status": snapshot.health().status.value,
+        "total_operations": snapshot.total_operations,
         "successful_operations": snapshot.total("successes"),
         "failed_operations": snapshot.total("failures"),
         "total_retries": snapshot.total("retries"),
@@ -151,44 +144,25 @@ def build_report(snapshot: HandlerSnapshot) -> dict[str, Any]:
         "errors_by_type": dict(snapshot.errors_by_type),
         "errors_by_severity": dict(snapshot.errors_by_severity),
         "recent_errors": [record.as_dict() for record in snapshot.recent_errors],
-        "circuit_breakers": breakers,
-        "operations": per_operation,
+        "circuit_breakers": {name: b.as_dict() for name, b in snapshot.breakers.items()},
+        "operations": operation_stats(snapshot.operations.values()),
         "timestamp": utc_timestamp(),
     }
 
 
 def operation_stats(operations: Iterable[OperationErrorSnapshot]) -> dict[str, dict[str, Any]]:
     """``operation_stats()``: each operation's counts and its breaker's state."""
-    return {op.name: {**op.counts(), "circuit_state": op.breaker.state.value} for op in operations}
+    return {op.name: op.stats() for op in operations}
 
 
 def health_of(operations: Iterable[OperationErrorSnapshot]) -> dict[str, Any]:
-    """``get_health_status()``, by the rule in the module docstring."""
+    """``get_health_status()``: ``breaker_health`` as the spec's dict."""
     ops = list(operations)
-    open_names = [op.name for op in ops if op.breaker.state is CircuitState.OPEN]
-    half_open = [op.name for op in ops if op.breaker.state is CircuitState.HALF_OPEN]
-    critical_open = [
-        op.name
-        for op in ops
-        if op.breaker.state is CircuitState.OPEN and op.severity == ErrorSeverity.CRITICAL.value
-    ]
-    if critical_open or (open_names and len(open_names) == len(ops)):
-        status, reason = (
-            HealthStatus.UNHEALTHY,
-            (
-                f"critical operation breaker open: {', '.join(critical_open)}"
-                if critical_open
-                else "every operation's breaker is open"
-            ),
-        )
-    elif open_names or half_open:
-        status, reason = HealthStatus.DEGRADED, "some circuit breakers are open or half-open"
-    else:
-        status, reason = HealthStatus.HEALTHY, "all circuit breakers closed"
+    health = breaker_health(ops)
     return {
-        "status": status.value,
-        "reason": reason,
-        "open_breakers": open_names,
-        "half_open_breakers": half_open,
+        "status": health.status.value,
+        "reason": health.reason,
+        "open_breakers": list(health.open_breakers),
+        "half_open_breakers": list(health.half_open_breakers),
         "operations": len(ops),
     }

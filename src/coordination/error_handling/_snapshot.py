@@ -16,19 +16,30 @@ so it is exact for that moment, and nothing in it changes afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .._counting import count_value
+from .._status import HealthStatus
 from ._backends import BreakerSnapshot, CircuitState
+from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
     from ._plan import OperationState
     from ._report import ErrorRecord
 
-__all__ = ["HandlerSnapshot", "OperationErrorSnapshot", "operation_counts", "operation_snapshot"]
+__all__ = [
+    "COUNTERS",
+    "BreakerHealth",
+    "HandlerSnapshot",
+    "OperationErrorSnapshot",
+    "breaker_from_dict",
+    "handler_snapshot",
+    "operation_counts",
+    "operation_snapshot",
+]
 
 # The per-operation counters, in the order the report lists them.
 COUNTERS = (
@@ -51,6 +62,7 @@ class OperationErrorSnapshot:
     ``calls = successes + failures`` (a fallback's answer counts as a failure and a
     fallback); ``rejections`` are the open breaker's, ``rate_limited`` and
     ``bulkhead_rejections`` the admission's; ``severity`` is the configured name.
+    ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
     name: str
@@ -64,11 +76,7 @@ class OperationErrorSnapshot:
     rate_limited: int
     fallbacks: int
     severity: str
-    breaker: BreakerSnapshot
-
-    @property
-    def circuit_state(self) -> CircuitState:
-        return self.breaker.state
+    breaker: BreakerSnapshot | None
 
     def counts(self) -> dict[str, Any]:
         """The counters and the severity: ``get_error_report()["operations"][name]``."""
@@ -85,30 +93,147 @@ class OperationErrorSnapshot:
             "severity": self.severity,
         }
 
+    def stats(self) -> dict[str, Any]:
+        """``counts()`` and the breaker's state: ``operation_stats()[name]``."""
+        state = CircuitState.CLOSED if self.breaker is None else self.breaker.state
+        return {**self.counts(), "circuit_state": state.value}
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerHealth:
+    """The handler's health rule applied to its breakers (see ``_report``)."""
+
+    status: HealthStatus
+    reason: str
+    open_breakers: tuple[str, ...]
+    half_open_breakers: tuple[str, ...]
+
 
 @dataclass(frozen=True, slots=True)
 class HandlerSnapshot:
     """Every operation of a handler, and the errors it counted and kept, at one moment.
 
-    ``errors_by_type`` and ``errors_by_severity`` count failed attempts (a retried error
-    counts each time); ``recent_errors`` are the last failed calls, oldest first, with
-    their messages already redacted.
+    ``breakers`` holds each operation's breaker by operation name. ``errors_by_type`` and
+    ``errors_by_severity`` count failed attempts (a retried error counts each time);
+    ``recent_errors`` are the last failed calls, oldest first, messages redacted.
+    ``total_operations`` is the calls of every operation.
     """
 
     operations: Mapping[str, OperationErrorSnapshot]
+    breakers: Mapping[str, BreakerSnapshot]
     errors_by_type: Mapping[str, int]
     errors_by_severity: Mapping[str, int]
     recent_errors: tuple[ErrorRecord, ...]
-
-    @property
-    def total_operations(self) -> int:
-        return sum(op.calls for op in self.operations.values())
+    total_operations: int
 
     def total(self, counter: str) -> int:
         """One counter (``"retries"``, ``"rejections"``…) summed over the operations."""
         if counter not in COUNTERS:
             raise ValueError(f"no counter named {counter!r}; the counters are {COUNTERS}")
         return sum(getattr(op, counter) for op in self.operations.values())
+
+    def health(self) -> BreakerHealth:
+        """UNHEALTHY when a CRITICAL operation's breaker is open or every breaker is open;
+        DEGRADED when any is open or half-open; else HEALTHY."""
+        return breaker_health(self.operations.values())
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, Any]) -> HandlerSnapshot:
+        """The snapshot an error report stands for (the spec's duck-typed components).
+
+        The inverse of ``get_error_report()`` as far as a report tells: a counter it does
+        not give is 0, a breaker field it does not give is its default, and the recent
+        errors are left out (no reader of a snapshot needs them).
+        """
+        breakers = {
+            str(name): breaker_from_dict(str(name), info)
+            for name, info in (report.get("circuit_breakers") or {}).items()
+        }
+        operations = {}
+        for name, counts in (report.get("operations") or {}).items():
+            name = str(name)
+            values = {key: _count(counts.get(key, 0)) for key in COUNTERS[1:]}
+            calls = _count(counts.get("calls", values["successes"] + values["failures"]))
+            severity = str(counts.get("severity", ErrorSeverity.MEDIUM.value))
+            operations[name] = OperationErrorSnapshot(
+                name, calls, **values, severity=severity, breaker=breakers.get(name)
+            )
+        total = report.get("total_operations")
+        return cls(
+            operations=MappingProxyType(operations),
+            breakers=MappingProxyType(breakers),
+            errors_by_type=_counts(report.get("errors_by_type")),
+            errors_by_severity=_counts(report.get("errors_by_severity")),
+            recent_errors=(),
+            total_operations=(
+                sum(op.calls for op in operations.values()) if total is None else _count(total)
+            ),
+        )
+
+
+def _count(value: object) -> int:
+    """A report's count; anything else is a component bug worth reporting."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number in the report, got {value!r}")
+    return int(value)
+
+
+def _counts(mapping: Mapping[Any, Any] | None) -> Mapping[str, int]:
+    return MappingProxyType(
+        {str(getattr(k, "value", k)): _count(v) for k, v in (mapping or {}).items()}
+    )
+
+
+def breaker_from_dict(name: str, info: object) -> BreakerSnapshot:
+    """A breaker snapshot from ``BreakerSnapshot.as_dict()``, or from a bare state."""
+    data: Mapping[str, Any] = info if isinstance(info, Mapping) else {"state": info}
+    state = data.get("state")
+    state_name = str(getattr(state, "name", state)).upper()
+    if state_name not in CircuitState.__members__:
+        raise ValueError(f"breaker {name!r}: unknown circuit state {state!r}")
+    return BreakerSnapshot(
+        name=name,
+        state=CircuitState[state_name],
+        consecutive_failures=int(data.get("consecutive_failures", 0)),
+        failure_rate=data.get("failure_rate"),
+        slow_call_rate=data.get("slow_call_rate"),
+        window_calls=int(data.get("window_calls", 0)),
+        retry_after=float(data.get("retry_after", 0.0)),
+        forced_open=bool(data.get("forced_open", False)),
+        transitions={str(k): _count(v) for k, v in (data.get("transitions") or {}).items()},
+        backend=str(data.get("backend", "reported")),
+    )
+
+
+def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealth:
+    ops = list(operations)
+    with_breaker = [(op, op.breaker) for op in ops if op.breaker is not None]
+    open_names = tuple(op.name for op, b in with_breaker if b.state is CircuitState.OPEN)
+    half_open = tuple(op.name for op, b in with_breaker if b.state is CircuitState.HALF_OPEN)
+    critical_open = [
+        op.name
+        for op, b in with_breaker
+        if b.state is CircuitState.OPEN and op.severity == ErrorSeverity.CRITICAL.value
+    ]
+    if critical_open:
+        return BreakerHealth(
+            HealthStatus.UNHEALTHY,
+            f"critical operation breaker open: {', '.join(critical_open)}",
+            open_names,
+            half_open,
+        )
+    if open_names and len(open_names) == len(ops):
+        return BreakerHealth(
+            HealthStatus.UNHEALTHY, "every operation's breaker is open", open_names, half_open
+        )
+    if open_names or half_open:
+        return BreakerHealth(
+            HealthStatus.DEGRADED,
+            "some circuit breakers are open or half-open",
+            open_names,
+            half_open,
+        )
+    return BreakerHealth(HealthStatus.HEALTHY, "all circuit breakers closed", open_names, half_open)
 
 
 # One int per name of COUNTERS.
@@ -143,9 +268,14 @@ def handler_snapshot(
     errors_by_severity: dict[str, int],
     recent_errors: list[ErrorRecord],
 ) -> HandlerSnapshot:
+    """The handler's snapshot from its operations' and its error log's."""
     return HandlerSnapshot(
         operations=MappingProxyType({op.name: op for op in operations}),
+        breakers=MappingProxyType(
+            {op.name: op.breaker for op in operations if op.breaker is not None}
+        ),
         errors_by_type=MappingProxyType(errors_by_type),
         errors_by_severity=MappingProxyType(errors_by_severity),
         recent_errors=tuple(recent_errors),
+        total_operations=sum(op.calls for op in operations),
     )
