@@ -1,15 +1,21 @@
 """``CoordinationCollector``: a prometheus_client Collector that reads the components.
 
 Nothing is counted twice: the components already count on their hot paths, so a scrape
-only reads their reports and ``operation_stats()`` snapshots and turns them into metric
-families. Each component is read on its own: one that raises gets
-``coordination_export_error{component=…} 1`` and contributes nothing else, and the
-others are exported as usual (the spec's rule, kept).
+only takes their frozen snapshots (``_readings``) and turns them into metric families. Each
+component is read on its own: one that raises gets ``coordination_export_error{component=…}
+1`` and contributes nothing else, and the others are exported as usual (the spec's rule,
+kept).
+
+``SERIES`` is the one catalogue of what can be exported: name, type, help, labels and the
+snapshot field each series reads; docs/observability.md lists the same (a test checks).
+There is one reader per snapshot type: ``_read_performance`` (``PerformanceReading``),
+``_read_handler`` (``HandlerSnapshot``), ``_read_validation`` (``ValidationSnapshot``), and
+the HTTP reader (the middleware's counters and per-route timings).
 
 The spec's three series keep their names and meaning (gauges, as in the spec):
 ``coordination_response_time_seconds``, ``coordination_total_operations`` and
 ``coordination_export_error``. Every other series follows Prometheus naming (base units,
-``_total`` for counters); docs/observability.md lists them all.
+``_total`` for counters).
 """
 
 from __future__ import annotations
@@ -17,28 +23,44 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 
 from .._logging import component_logger
 from .._shared_state import error_collectors
+from .._status import HealthStatus
+from ..error_handling._snapshot import HandlerSnapshot
+from ..validation._snapshot import ValidationSnapshot
 from ._families import FamilyBuilder
+from ._readings import (
+    OperationTimings,
+    PerformanceReading,
+    ReportsHealth,
+    component_status,
+    handler_of,
+    performance_of,
+    validation_of,
+)
 
 __all__ = [
     "ADDITIVE_GAUGES",
     "BUCKETS",
     "FAMILIES",
     "QUANTILES",
+    "SERIES",
     "CoordinationCollector",
     "DurationType",
     "RedisErrorsCollector",
+    "Series",
 ]
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 # The semantic conventions' advice for http.server.request.duration, in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 DurationType = Literal["histogram", "summary"]
+SeriesType = Literal["counter", "gauge", "duration"]
 _BOUNDED_LABELS = frozenset(
     {
         "operation",
@@ -52,30 +74,232 @@ _BOUNDED_LABELS = frozenset(
         "status",
     }
 )
-_HANDLER_COUNTERS = (
-    # report key, series, help
-    ("retries", "coordination_retries", "Retries made after failed attempts."),
-    (
-        "rejections",
-        "coordination_circuit_breaker_rejections",
-        "Calls rejected because the operation's circuit breaker was open.",
-    ),
-    ("timeouts", "coordination_timeouts", "Attempts stopped by the operation's timeout."),
-    (
-        "bulkhead_rejections",
-        "coordination_bulkhead_rejections",
-        "Calls rejected because the operation's bulkhead was full.",
-    ),
-    ("fallbacks", "coordination_fallbacks", "Calls answered by the operation's fallback."),
-    ("rate_limited", "coordination_rate_limited", "Calls refused by the operation's rate limit."),
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One exported series: its name (counters get ``_total``), type, help, the labels
+    besides ``component``, and the snapshot field it reads. ``duration`` is a histogram,
+    or a summary with ``durations="summary"``."""
+
+    name: str
+    type: SeriesType
+    help: str
+    labels: tuple[str, ...]
+    source: str
+
+
+def _s(name: str, typ: SeriesType, labels: tuple[str, ...], source: str, doc: str) -> Series:
+    return Series("coordination_" + name, typ, doc, labels, source)
+
+
+EXPORT_ERROR = _s(
+    "export_error",
+    "gauge",
+    (),
+    "the read itself",
+    "1 when reading the component for this scrape failed, else 0.",
 )
+RESPONSE_TIME = _s(
+    "response_time_seconds",
+    "gauge",
+    (),
+    "PerformanceReading.mean_seconds",
+    "Mean response time of every operation the component recorded (the spec's).",
+)
+TOTAL_OPERATIONS = _s(
+    "total_operations",
+    "gauge",
+    (),
+    "HandlerSnapshot.total_operations",
+    "Operations the component handled since it started (the spec's; a gauge).",
+)
+OPERATIONS = _s(
+    "operations",
+    "counter",
+    ("operation", "outcome"),
+    "OperationSnapshot / OperationErrorSnapshot .successes, .failures",
+    "Operations finished, by outcome.",
+)
+ERRORS = _s(
+    "errors",
+    "counter",
+    ("error_type",),
+    "HandlerSnapshot.errors_by_type",
+    "Errors raised by protected operations, by exception type.",
+)
+ERRORS_BY_SEVERITY = _s(
+    "errors_by_severity",
+    "counter",
+    ("severity",),
+    "HandlerSnapshot.errors_by_severity",
+    "Errors raised by protected operations, by configured severity.",
+)
+BREAKER_STATE = _s(
+    "circuit_breaker_state",
+    "gauge",
+    ("breaker",),
+    "BreakerSnapshot.state",
+    "The breaker's state: 0 CLOSED, 1 HALF_OPEN, 2 OPEN.",
+)
+BREAKER_TRANSITIONS = _s(
+    "circuit_breaker_transitions",
+    "counter",
+    ("breaker", "transition"),
+    "BreakerSnapshot.transitions",
+    "Breaker state changes, such as CLOSED->OPEN.",
+)
+VALIDATIONS = _s(
+    "validations",
+    "counter",
+    ("rule_set", "result"),
+    "ValidationSnapshot.by_rule_set",
+    "Messages validated, by rule set and result.",
+)
+VALIDATION_FAILURES = _s(
+    "validation_failures",
+    "counter",
+    ("rule_set", "code"),
+    "ValidationSnapshot.failures",
+    "Validation errors found, by rule set and error code.",
+)
+OPERATION_DURATION = _s(
+    "operation_duration_seconds",
+    "duration",
+    ("operation",),
+    "OperationSnapshot.timed_count, .total_seconds, .cumulative_counts(), .quantile()",
+    "Time taken, read from the monitor's latency sketch.",
+)
+COMPONENT_STATUS = _s(
+    "component_status",
+    "gauge",
+    ("status",),
+    "the component's health status",
+    "1 for the component's current health status, 0 for the others.",
+)
+HTTP_SERIES = (
+    _s(
+        "http_responses",
+        "counter",
+        ("status",),
+        "HTTP stats: status_codes",
+        "HTTP responses sent through the middleware, by status code.",
+    ),
+    _s(
+        "http_rejected_requests",
+        "counter",
+        ("status",),
+        "HTTP stats: rejected",
+        "Requests the middleware refused before the app (problem+json), by status code.",
+    ),
+    _s(
+        "http_requests_in_flight",
+        "gauge",
+        (),
+        "HTTP stats: in_flight",
+        "Requests being served right now.",
+    ),
+    _s(
+        "http_request_duration_seconds",
+        "duration",
+        ("method", "route"),
+        "the middleware monitor's OperationSnapshot per route",
+        "Time taken, read from the monitor's latency sketch.",
+    ),
+    _s(
+        "http_requests",
+        "counter",
+        ("method", "route", "status"),
+        "HTTP stats: by_route",
+        "HTTP requests served, by method, route template and status code (codes "
+        "outside the standard ones grouped by class, such as 7xx).",
+    ),
+    _s(
+        "http_rate_limited",
+        "counter",
+        (),
+        "HTTP stats: rate_limited",
+        "Requests refused with 429 because their client's rate limit was spent.",
+    ),
+)
+# The error handler's per-operation counters: (OperationErrorSnapshot field, series).
 # Retries and breaker rejections concern every protected operation; timeouts, bulkheads,
 # fallbacks and rate limits only those configured with them, so those counters appear
 # from their first count on (1 000 operations would otherwise carry 4 000 zero series).
+_HANDLER_COUNTERS = tuple(
+    (field, _s(name, "counter", ("operation",), f"OperationErrorSnapshot.{field}", doc))
+    for field, name, doc in (
+        ("retries", "retries", "Retries made after failed attempts."),
+        (
+            "rejections",
+            "circuit_breaker_rejections",
+            "Calls rejected because the operation's circuit breaker was open.",
+        ),
+        ("timeouts", "timeouts", "Attempts stopped by the operation's timeout."),
+        (
+            "bulkhead_rejections",
+            "bulkhead_rejections",
+            "Calls rejected because the operation's bulkhead was full.",
+        ),
+        ("fallbacks", "fallbacks", "Calls answered by the operation's fallback."),
+        ("rate_limited", "rate_limited", "Calls refused by the operation's rate limit."),
+    )
+)
 _ALWAYS_SHOWN = frozenset({"retries", "rejections"})
+# The monitor's resource sample: (sample key, scale, series); additive across workers.
+_RESOURCES = tuple(
+    (key, scale, _s(name, "gauge", (), f"MonitorSnapshot.resources[{key!r}]", doc))
+    for key, name, scale, doc in (
+        (
+            "cpu_percent",
+            "process_cpu_usage_ratio",
+            0.01,
+            "CPU used by the process at the last sample (1.0 is one core busy).",
+        ),
+        (
+            "memory_rss_bytes",
+            "process_resident_memory_bytes",
+            1.0,
+            "Resident memory of the process at the last sample.",
+        ),
+        ("threads", "process_threads", 1.0, "Threads of the process at the last sample."),
+        (
+            "open_files",
+            "process_open_fds",
+            1.0,
+            "Open file descriptors of the process at the last sample.",
+        ),
+    )
+)
+
+SERIES: tuple[Series, ...] = (
+    EXPORT_ERROR,
+    RESPONSE_TIME,
+    TOTAL_OPERATIONS,
+    OPERATIONS,
+    ERRORS,
+    ERRORS_BY_SEVERITY,
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS,
+    VALIDATIONS,
+    VALIDATION_FAILURES,
+    OPERATION_DURATION,
+    COMPONENT_STATUS,
+    *HTTP_SERIES,
+    *(series for _, series in _HANDLER_COUNTERS),
+    *(series for _, _, series in _RESOURCES),
+)
+FAMILIES = tuple((series.name, series.type) for series in SERIES)
+# Gauges whose values from several processes add up (the others merge by maximum).
+ADDITIVE_GAUGES = frozenset(
+    {TOTAL_OPERATIONS.name, "coordination_http_requests_in_flight"}
+    | {series.name for _, _, series in _RESOURCES}
+)
 # One series per breaker whose value is the state, so "> 0" alerts on any trouble.
 _BREAKER_STATES = {"CLOSED": 0.0, "HALF_OPEN": 1.0, "OPEN": 2.0}
-_STATUSES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
+_STATUSES = tuple(
+    HealthStatus[name] for name in ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
+)
 # The middleware names its operations "<METHOD> <route template>".
 _HTTP_OPERATION = re.compile(r"^(?P<method>[A-Z]+) (?P<route>/\S*)$")
 
@@ -87,9 +311,11 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def _name(value: Any) -> str:
-    """An enum member's name, else the value as text (CircuitState.OPEN -> "OPEN")."""
-    return str(getattr(value, "name", value))
+def _put(out: FamilyBuilder, series: Series, labels: dict[str, str], value: float) -> None:
+    if series.type == "counter":
+        out.counter(series.name, series.help, labels, value)
+    else:
+        out.gauge(series.name, series.help, labels, value)
 
 
 class CoordinationCollector:
@@ -119,7 +345,7 @@ class CoordinationCollector:
     def describe(self) -> Iterable[Metric]:
         """The fixed names, so a registry can refuse a clash without reading components."""
         return [
-            Metric(name, "", self.durations if typ == "duration" else typ) for name, typ in FAMILIES
+            Metric(s.name, "", self.durations if s.type == "duration" else s.type) for s in SERIES
         ]
 
     def collect(self) -> Iterator[Metric]:
@@ -139,12 +365,7 @@ class CoordinationCollector:
             else:
                 read.append(one)
                 failed = False
-            errors.gauge(
-                "coordination_export_error",
-                "1 when reading the component for this scrape failed, else 0.",
-                {"component": name},
-                float(failed),
-            )
+            _put(errors, EXPORT_ERROR, {"component": name}, float(failed))
         # Each component's series carry its own component label, so they never collide.
         yield from FamilyBuilder.combine([*read, errors])
 
@@ -174,151 +395,69 @@ def _read_component(
     out: FamilyBuilder, name: str, component: object, durations: DurationType
 ) -> None:
     comp = {"component": name}
-    mean = None
-    # The error handler's snapshots hold the counts its report already gives: skip them.
-    if hasattr(component, "operation_stats") and not hasattr(component, "get_error_report"):
-        mean = _read_operation_stats(out, comp, component.operation_stats(), durations)
-    if mean is None and hasattr(component, "get_performance_report"):
-        # only when the snapshots cannot give the mean: the full report costs far more
-        mean_ms = component.get_performance_report().get("response_times", {}).get("mean")
-        mean = None if mean_ms is None else _number(mean_ms) / 1000.0
-    if mean is not None:
-        out.gauge(
-            "coordination_response_time_seconds",
-            "Mean response time of every operation the component recorded (the spec's).",
-            comp,
-            mean,
-        )
-    if hasattr(component, "get_error_report"):
-        _read_error_report(out, comp, component.get_error_report())
-    if hasattr(component, "get_validation_report"):
-        _read_validation_report(out, comp, component.get_validation_report())
+    performance = performance_of(component)
+    if performance is not None:
+        _read_performance(out, comp, performance, durations)
+    handler = handler_of(component)
+    if handler is not None:
+        _read_handler(out, comp, handler)
+    validation = validation_of(component)
+    if validation is not None:
+        _read_validation(out, comp, validation)
     if hasattr(component, "get_middleware_status"):
         _read_middleware(out, comp, component, durations)
-    sampler = getattr(component, "sampler", None)
-    if sampler is not None and hasattr(sampler, "summary"):
-        _read_resources(out, comp, sampler.summary().get("latest"))
-    if hasattr(component, "get_health_status"):
-        health = component.get_health_status()
-        status = _name(health.get("status") if isinstance(health, Mapping) else health)
+    if isinstance(component, ReportsHealth):
+        status = component_status(component, handler)
         for candidate in _STATUSES:
-            out.gauge(
-                "coordination_component_status",
-                "1 for the component's current health status, 0 for the others.",
-                {**comp, "status": candidate},
-                float(candidate == status.upper()),
-            )
+            _put(out, COMPONENT_STATUS, {**comp, "status": candidate.value}, candidate is status)
 
 
-# sample key -> series, scale, help (the monitor's psutil sampler; additive across workers)
-_RESOURCES = (
-    (
-        "cpu_percent",
-        "coordination_process_cpu_usage_ratio",
-        0.01,
-        "CPU used by the process at the last sample (1.0 is one core busy).",
-    ),
-    (
-        "memory_rss_bytes",
-        "coordination_process_resident_memory_bytes",
-        1.0,
-        "Resident memory of the process at the last sample.",
-    ),
-    ("threads", "coordination_process_threads", 1.0, "Threads of the process at the last sample."),
-    (
-        "open_files",
-        "coordination_process_open_fds",
-        1.0,
-        "Open file descriptors of the process at the last sample.",
-    ),
-)
+def _read_performance(
+    out: FamilyBuilder, comp: dict[str, str], reading: PerformanceReading, durations: DurationType
+) -> None:
+    """Durations and outcomes per operation, the spec's mean, the process resources."""
+    for operation, timings in reading.operations.items():
+        labels = {**comp, "operation": operation}
+        _duration(out, OPERATION_DURATION.name, labels, timings, durations)
+        _put(out, OPERATIONS, {**labels, "outcome": "success"}, timings.successes)
+        _put(out, OPERATIONS, {**labels, "outcome": "failure"}, timings.failures)
+    if reading.mean_seconds is not None:
+        _put(out, RESPONSE_TIME, comp, reading.mean_seconds)
+    if reading.resources is not None:
+        for key, scale, series in _RESOURCES:
+            if key in reading.resources:
+                _put(out, series, comp, _number(reading.resources[key]) * scale)
 
 
-# Gauges whose values from several processes add up (the others merge by maximum).
-ADDITIVE_GAUGES = frozenset(
-    {"coordination_total_operations", "coordination_http_requests_in_flight"}
-    | {series for _, series, _, _ in _RESOURCES}
-)
+def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSnapshot) -> None:
+    _put(out, TOTAL_OPERATIONS, comp, snapshot.total_operations)
+    for operation, op in snapshot.operations.items():
+        labels = {**comp, "operation": operation}
+        _put(out, OPERATIONS, {**labels, "outcome": "success"}, op.successes)
+        _put(out, OPERATIONS, {**labels, "outcome": "failure"}, op.failures)
+        for field, series in _HANDLER_COUNTERS:
+            count = getattr(op, field)
+            if count or field in _ALWAYS_SHOWN:
+                _put(out, series, labels, count)
+    for error_type, count in snapshot.errors_by_type.items():
+        _put(out, ERRORS, {**comp, "error_type": error_type}, count)
+    for severity, count in snapshot.errors_by_severity.items():
+        _put(out, ERRORS_BY_SEVERITY, {**comp, "severity": severity}, count)
+    for breaker, info in snapshot.breakers.items():
+        labels = {**comp, "breaker": breaker}
+        _put(out, BREAKER_STATE, labels, _BREAKER_STATES[info.state.name])
+        for transition, count in info.transitions.items():
+            _put(out, BREAKER_TRANSITIONS, {**labels, "transition": transition}, count)
 
 
-def _read_resources(out: FamilyBuilder, comp: dict[str, str], latest: Any) -> None:
-    """The monitor's latest resource sample (only while its sampler has run)."""
-    if not isinstance(latest, Mapping):
-        return
-    for key, series, scale, doc in _RESOURCES:
-        if key in latest:
-            out.gauge(series, doc, comp, _number(latest[key]) * scale)
-
-
-def _read_error_report(out: FamilyBuilder, comp: dict[str, str], report: Any) -> None:
-    if "total_operations" in report:
-        out.gauge(
-            "coordination_total_operations",
-            "Operations the component handled since it started (the spec's; a gauge).",
-            comp,
-            _number(report["total_operations"]),
-        )
-    for operation, counts in report.get("operations", {}).items():
-        labels = {**comp, "operation": str(operation)}
-        for outcome, key in (("success", "successes"), ("failure", "failures")):
-            if key in counts:
-                out.counter(
-                    "coordination_operations",
-                    "Operations finished, by outcome.",
-                    {**labels, "outcome": outcome},
-                    _number(counts[key]),
-                )
-        for key, series, doc in _HANDLER_COUNTERS:
-            if key in counts and (key in _ALWAYS_SHOWN or counts[key]):
-                out.counter(series, doc, labels, _number(counts[key]))
-    for error_type, count in report.get("errors_by_type", {}).items():
-        out.counter(
-            "coordination_errors",
-            "Errors raised by protected operations, by exception type.",
-            {**comp, "error_type": str(error_type)},
-            _number(count),
-        )
-    for severity, count in report.get("errors_by_severity", {}).items():
-        out.counter(
-            "coordination_errors_by_severity",
-            "Errors raised by protected operations, by configured severity.",
-            {**comp, "severity": _name(severity)},
-            _number(count),
-        )
-    for breaker, info in report.get("circuit_breakers", {}).items():
-        state = _name(info.get("state")).upper()
-        out.gauge(
-            "coordination_circuit_breaker_state",
-            "The breaker's state: 0 CLOSED, 1 HALF_OPEN, 2 OPEN.",
-            {**comp, "breaker": str(breaker)},
-            _BREAKER_STATES[state],
-        )
-        for transition, count in info.get("transitions", {}).items():
-            out.counter(
-                "coordination_circuit_breaker_transitions",
-                "Breaker state changes, such as CLOSED->OPEN.",
-                {**comp, "breaker": str(breaker), "transition": str(transition)},
-                _number(count),
-            )
-
-
-def _read_validation_report(out: FamilyBuilder, comp: dict[str, str], report: Any) -> None:
-    for rule_set, counts in report.get("by_rule_set", {}).items():
-        for result in ("valid", "invalid"):
-            if result in counts:
-                out.counter(
-                    "coordination_validations",
-                    "Messages validated, by rule set and result.",
-                    {**comp, "rule_set": str(rule_set), "result": result},
-                    _number(counts[result]),
-                )
-    for failure in report.get("failures_by_rule_set_and_code", ()):
-        out.counter(
-            "coordination_validation_failures",
-            "Validation errors found, by rule set and error code.",
-            {**comp, "rule_set": str(failure["rule_set"]), "code": str(failure["code"])},
-            _number(failure["count"]),
-        )
+def _read_validation(
+    out: FamilyBuilder, comp: dict[str, str], snapshot: ValidationSnapshot
+) -> None:
+    for rule_set, counts in snapshot.by_rule_set.items():
+        for result, count in counts.items():
+            _put(out, VALIDATIONS, {**comp, "rule_set": rule_set, "result": result}, count)
+    for rule_set, code, count in snapshot.failures:
+        _put(out, VALIDATION_FAILURES, {**comp, "rule_set": rule_set, "code": code}, count)
 
 
 def _read_middleware(
@@ -382,66 +521,22 @@ def _read_middleware(
 
 
 def _duration(
-    out: FamilyBuilder, series: str, labels: dict[str, str], snapshot: Any, durations: str
+    out: FamilyBuilder,
+    series: str,
+    labels: dict[str, str],
+    snapshot: OperationTimings,
+    durations: str,
 ) -> None:
-    doc = "Time taken, read from the monitor's latency sketch."
+    doc = OPERATION_DURATION.help
     # total_seconds covers the timed calls only (record_success() alone has no duration)
-    count = _number(getattr(snapshot, "timed_count", snapshot.count))
-    total = _number(snapshot.total_seconds)
+    count = snapshot.timed_count
+    total = snapshot.total_seconds
     if durations == "summary":
         quantiles = {q: _number(snapshot.quantile(q)) for q in QUANTILES} if count else {}
         out.summary(series, doc, labels, count=count, total=total, quantiles=quantiles)
         return
-    buckets: list[tuple[float, float]] = []
-    cumulative = getattr(snapshot, "cumulative_counts", None)
-    if cumulative is not None:
-        counts = (_number(c) for c in cumulative(BUCKETS))
-        buckets = list(zip(BUCKETS, counts, strict=True))
+    cumulative = snapshot.cumulative_counts(BUCKETS)
+    buckets: list[tuple[float, float]] = (
+        list(zip(BUCKETS, map(float, cumulative), strict=True)) if cumulative else []
+    )
     out.histogram(series, doc, labels, buckets=buckets, count=count, total=total)
-
-
-def _read_operation_stats(
-    out: FamilyBuilder, comp: dict[str, str], stats: Any, durations: DurationType
-) -> float | None:
-    """The duration series; returns the mean over every timed call (None: no timings)."""
-    timed = 0.0
-    total = 0.0
-    for operation, snapshot in stats.items():
-        if not hasattr(snapshot, "quantile"):
-            continue  # plain counts (the error handler's): its report is read already
-        labels = {**comp, "operation": str(operation)}
-        _duration(out, "coordination_operation_duration_seconds", labels, snapshot, durations)
-        timed += _number(getattr(snapshot, "timed_count", snapshot.count))
-        total += _number(snapshot.total_seconds)
-        for outcome, value in (("success", snapshot.successes), ("failure", snapshot.failures)):
-            out.counter(
-                "coordination_operations",
-                "Operations finished, by outcome.",
-                {**labels, "outcome": outcome},
-                _number(value),
-            )
-    return total / timed if timed else None
-
-
-FAMILIES = (
-    ("coordination_export_error", "gauge"),
-    ("coordination_response_time_seconds", "gauge"),
-    ("coordination_total_operations", "gauge"),
-    ("coordination_operations", "counter"),
-    ("coordination_errors", "counter"),
-    ("coordination_errors_by_severity", "counter"),
-    ("coordination_circuit_breaker_state", "gauge"),
-    ("coordination_circuit_breaker_transitions", "counter"),
-    ("coordination_validations", "counter"),
-    ("coordination_validation_failures", "counter"),
-    ("coordination_operation_duration_seconds", "duration"),
-    ("coordination_component_status", "gauge"),
-    ("coordination_http_responses", "counter"),
-    ("coordination_http_rejected_requests", "counter"),
-    ("coordination_http_requests_in_flight", "gauge"),
-    ("coordination_http_request_duration_seconds", "duration"),
-    ("coordination_http_requests", "counter"),
-    ("coordination_http_rate_limited", "counter"),
-    *((series, "counter") for _, series, _ in _HANDLER_COUNTERS),
-    *((series, "gauge") for _, series, _, _ in _RESOURCES),
-)

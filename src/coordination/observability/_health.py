@@ -20,8 +20,9 @@ from .._logging import component_logger
 from .._redact import error_text, truncate
 from .._status import HealthStatus, worst_status
 from .._time import Clock, monotonic, utc_timestamp
-from ._checks import CheckResult, HealthCheck, interpret_status
+from ._checks import CheckResult, HealthCheck
 from ._components import reader_components
+from ._readings import component_health
 
 if TYPE_CHECKING:
     from ._health_http import ASGIApp, WSGIApp
@@ -29,19 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["CoordinationHealthChecker"]
 
 _FAILING = (HealthStatus.UNHEALTHY, HealthStatus.ERROR)
-
-
-def _component_health(component: object) -> dict[str, Any]:
-    """One component's health as a dict with a ``HealthStatus`` under ``"status"``."""
-    if hasattr(component, "get_health_status"):
-        reported = component.get_health_status()
-    elif hasattr(component, "get_error_report"):
-        reported = component.get_error_report()
-    else:
-        return {"status": HealthStatus.UNKNOWN}
-    if isinstance(reported, Mapping):
-        return {**reported, "status": interpret_status(reported.get("status"))}
-    return {"status": interpret_status(reported)}
 
 
 class CoordinationHealthChecker:
@@ -175,7 +163,7 @@ class CoordinationHealthChecker:
         read: dict[str, dict[str, Any]] = {}
         for name, component in self.components.items():
             try:
-                read[name] = _component_health(component)
+                read[name] = component_health(component)
             except Exception as exc:
                 self._logger.debug("health of component %r failed", name, exc_info=True)
                 read[name] = {

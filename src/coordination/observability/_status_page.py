@@ -1,9 +1,10 @@
 """The live status page: one self-contained HTML page and the JSON document it polls.
 
 ``StatusPage(components)`` reads the same components as the health checker and the
-metrics exporter -- anything with ``operation_stats()`` / ``get_performance_report()``,
-``get_error_report()``, ``get_validation_report()``, ``get_health_status()`` -- when the
-page asks, never on the hot path. It serves ``GET <path>`` (the page) and
+metrics exporter, through the same frozen snapshots (``_readings``: a monitor's
+``PerformanceReading``, a handler's ``HandlerSnapshot``, a validator's
+``ValidationSnapshot``, each component's health status), when the page asks, never on the
+hot path. It serves ``GET <path>`` (the page) and
 ``GET <path>/status.json`` (the data) as a WSGI app and as an ASGI app.
 
 The charts need history that the components do not keep, so each ``snapshot()`` (one per
@@ -38,6 +39,13 @@ from .._status import HealthStatus, worst_status
 from .._time import Clock
 from ._components import reader_components
 from ._health_http import acknowledge_lifespan
+from ._readings import (
+    OperationTimings,
+    component_status,
+    handler_of,
+    performance_of,
+    validation_of,
+)
 from ._status_page_html import PAGE_SCRIPT, PAGE_STYLE, PAGE_TEMPLATE
 
 __all__ = ["StatusPage"]
@@ -177,12 +185,12 @@ class StatusPage:
         for name, component in self.components.items():
             try:
                 statuses[name] = self._read_component(name, component, rows, totals)
-                if hasattr(component, "get_validation_report"):
-                    report = component.get_validation_report()
+                counts = validation_of(component)
+                if counts is not None:
                     validation = validation or {"total": 0, "valid": 0, "invalid": 0}
-                    validation["total"] += int(report.get("total_validations", 0))
-                    validation["valid"] += int(report.get("valid", 0))
-                    validation["invalid"] += int(report.get("invalid", 0))
+                    validation["total"] += counts.total
+                    validation["valid"] += counts.valid
+                    validation["invalid"] += counts.invalid
             except Exception as exc:  # a broken component shows as ERROR, never breaks the page
                 statuses[name] = HealthStatus.ERROR.value
                 errors[name] = f"{type(exc).__name__}: {safe_repr(error_text(exc), 200)}"
@@ -219,44 +227,29 @@ class StatusPage:
                 entry.sources.append(name)
             return entry
 
-        # A monitor's operation_stats() holds timing snapshots (with quantile()); an error
-        # handler's holds plain counts, which its error report below already gives.
-        timed = False
-        stats_of = getattr(component, "operation_stats", None)
-        if callable(stats_of):
-            for op, stats in stats_of().items():
-                if callable(getattr(stats, "quantile", None)):
-                    self._from_stats(row(str(op)), stats)
-                    timed = True
-        if not timed and hasattr(component, "get_performance_report"):
-            report = component.get_performance_report()
-            for op, data in (report.get("operations") or {}).items():
+        performance = performance_of(component)
+        if performance is not None:
+            for op, timings in performance.operations.items():
+                self._from_stats(row(op), timings)
+            for op, data in performance.reported_operations.items():
                 self._from_report(row(str(op)), data)
-        status: Any = HealthStatus.UNKNOWN.value
-        if hasattr(component, "get_error_report"):
-            report = component.get_error_report()
-            status = report.get("status", status)
-            totals["retries"] += int(report.get("total_retries", 0))
-            totals["rejected_by_circuit_breaker"] += int(
-                report.get("rejected_by_circuit_breaker", 0)
-            )
-            for op, data in (report.get("operations") or {}).items():
-                entry = row(str(op))
-                entry.retries += int(data.get("retries", 0))
-                entry.rejections += int(data.get("rejections", 0))
-                entry.handler_calls += int(data.get("calls", 0))
-                entry.handler_failures += int(data.get("failures", 0))
-            for op, breaker in (report.get("circuit_breakers") or {}).items():
-                state = breaker.get("state") if isinstance(breaker, Mapping) else breaker
-                row(str(op)).breaker = str(getattr(state, "value", state))
-        health = getattr(component, "get_health_status", None)
-        if callable(health):  # the health checker's order: health, else the error report
-            status = health()
-            status = status.get("status") if isinstance(status, Mapping) else status
-        return str(getattr(status, "value", status) or HealthStatus.UNKNOWN.value)
+        handler = handler_of(component)
+        if handler is not None:
+            totals["retries"] += handler.total("retries")
+            totals["rejected_by_circuit_breaker"] += handler.total("rejections")
+            for op, counts in handler.operations.items():
+                entry = row(op)
+                entry.retries += counts.retries
+                entry.rejections += counts.rejections
+                entry.handler_calls += counts.calls
+                entry.handler_failures += counts.failures
+            for op, breaker in handler.breakers.items():
+                row(op).breaker = breaker.state.value
+        status = component_status(component, handler)
+        return (status or HealthStatus.UNKNOWN).value
 
     @staticmethod
-    def _from_stats(entry: _Row, stats: Any) -> None:
+    def _from_stats(entry: _Row, stats: OperationTimings) -> None:
         count = int(stats.count)
         entry.timed = True
         entry.count += count

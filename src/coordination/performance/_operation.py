@@ -144,6 +144,13 @@ class MonitorSnapshot:
     operations: Mapping[str, OperationSnapshot]
     resources: Mapping[str, float] | None
 
+    @property
+    def mean_seconds(self) -> float | None:
+        """Mean duration over every timed call of every operation (``None``: none timed)."""
+        timed = sum(s.timed_count for s in self.operations.values())
+        total = sum(s.total_seconds for s in self.operations.values())
+        return total / timed if timed else None
+
 
 class OperationRecorder:
     """The mutable statistics of one operation name. Internal: the monitor owns these."""

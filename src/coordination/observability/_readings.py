@@ -1,0 +1,237 @@
+"""What the readers take from one component: typed, frozen snapshots, read one way.
+
+The collector, the health checker and the status page read components only through the
+functions here. The library's own components hand out their snapshots:
+``CoordinationPerformanceMonitor.snapshot()`` (a ``MonitorSnapshot``),
+``CoordinationErrorHandler.snapshot()`` (a ``HandlerSnapshot``), and the validator's report
+read as a ``ValidationSnapshot``. Any other object is read by the spec's rule — by the
+report methods it has, the ``Reports*`` protocols below — and adapted here, once, into the
+same types, so each reader has one path per snapshot type and never asks an object what it
+can do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+from .._status import HealthStatus
+from ..error_handling import CoordinationErrorHandler
+from ..error_handling._snapshot import HandlerSnapshot
+from ..performance import CoordinationPerformanceMonitor
+from ..validation._snapshot import ValidationSnapshot
+from ._checks import interpret_status
+
+__all__ = [
+    "OperationTimings",
+    "PerformanceReading",
+    "ReportsErrors",
+    "ReportsHealth",
+    "ReportsOperationStats",
+    "ReportsPerformance",
+    "ReportsValidation",
+    "component_health",
+    "component_status",
+    "handler_of",
+    "performance_of",
+    "validation_of",
+]
+
+
+# --- the spec's reader contracts: what a component of any kind may offer ---------------
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    def get_health_status(self) -> Any: ...
+
+
+@runtime_checkable
+class ReportsErrors(Protocol):
+    def get_error_report(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class ReportsPerformance(Protocol):
+    def get_performance_report(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class ReportsOperationStats(Protocol):
+    def operation_stats(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class ReportsValidation(Protocol):
+    def get_validation_report(self) -> Mapping[str, Any]: ...
+
+
+# --- the snapshot types the readers read --------------------------------------------------
+
+
+class OperationTimings(Protocol):
+    """What a reader reads of one operation's timings; ``OperationSnapshot`` is one.
+
+    ``cumulative_counts`` is empty when the counts per bucket are not known.
+    """
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def successes(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def timed_count(self) -> int: ...
+    @property
+    def total_seconds(self) -> float: ...
+    @property
+    def max_seconds(self) -> float: ...
+    def quantile(self, q: float) -> float: ...
+    def cumulative_counts(self, bounds: tuple[float, ...]) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceReading:
+    """A monitor as the readers see it.
+
+    ``operations``: each operation's timings (a ``MonitorSnapshot``'s, or another
+    object's ``operation_stats()`` entries); ``mean_seconds``: the mean over every timed
+    call, or the report's ``response_times.mean`` when nothing else tells (``None``: no
+    mean at all); ``resources``: the latest process sample; ``reported_operations``: a
+    report's per-operation entries (milliseconds), for objects that give no timings.
+    """
+
+    operations: Mapping[str, OperationTimings]
+    mean_seconds: float | None
+    resources: Mapping[str, Any] | None
+    reported_operations: Mapping[str, Mapping[str, Any]]
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportedTimings:
+    """Another object's ``operation_stats()`` entry, read the way the spec describes it."""
+
+    count: int
+    successes: int
+    failures: int
+    timed_count: int
+    total_seconds: float
+    max_seconds: float
+    _quantile: Callable[[float], float]
+    _cumulative: Callable[[tuple[float, ...]], list[int]] | None
+
+    def quantile(self, q: float) -> float:
+        return self._quantile(q)
+
+    def cumulative_counts(self, bounds: tuple[float, ...]) -> list[int]:
+        return [] if self._cumulative is None else list(self._cumulative(bounds))
+
+    @classmethod
+    def of(cls, stats: Any) -> _ReportedTimings | None:
+        quantile = getattr(stats, "quantile", None)
+        if not callable(quantile):
+            return None  # plain counts (an error handler's): not timings
+        count = int(stats.count)
+        return cls(
+            count=count,
+            successes=int(stats.successes),
+            failures=int(stats.failures),
+            timed_count=int(getattr(stats, "timed_count", count)),
+            total_seconds=float(stats.total_seconds),
+            max_seconds=float(stats.max_seconds),
+            _quantile=quantile,
+            _cumulative=getattr(stats, "cumulative_counts", None),
+        )
+
+
+# --- reading a component -------------------------------------------------------------------
+
+
+def performance_of(component: object) -> PerformanceReading | None:
+    """The component's timings, or ``None`` when it times nothing."""
+    if isinstance(component, CoordinationPerformanceMonitor):
+        snapshot = component.snapshot()
+        mean = snapshot.mean_seconds
+        # 0.0 while nothing is timed, as the report's response_times.mean says
+        return PerformanceReading(
+            snapshot.operations, 0.0 if mean is None else mean, snapshot.resources, _NOTHING
+        )
+    timings: dict[str, OperationTimings] = {}
+    if isinstance(component, ReportsOperationStats) and not isinstance(component, ReportsErrors):
+        for name, stats in component.operation_stats().items():
+            read = _ReportedTimings.of(stats)
+            if read is not None:
+                timings[str(name)] = read
+    if timings:
+        timed = sum(t.timed_count for t in timings.values())
+        mean = sum(t.total_seconds for t in timings.values()) / timed if timed else None
+        return PerformanceReading(MappingProxyType(timings), mean, None, _NOTHING)
+    if isinstance(component, ReportsPerformance):
+        # only when no snapshot gives timings: the spec's report (milliseconds)
+        report = component.get_performance_report()
+        mean_ms = (report.get("response_times") or {}).get("mean")
+        return PerformanceReading(
+            _NOTHING,
+            None if mean_ms is None else _seconds(mean_ms),
+            None,
+            MappingProxyType(dict(report.get("operations") or {})),
+        )
+    return None
+
+
+def handler_of(component: object) -> HandlerSnapshot | None:
+    """The component's error-handling snapshot, or ``None`` when it handles no errors."""
+    if isinstance(component, CoordinationErrorHandler):
+        return component.snapshot()
+    if isinstance(component, ReportsErrors):
+        return HandlerSnapshot.from_report(component.get_error_report())
+    return None
+
+
+def validation_of(component: object) -> ValidationSnapshot | None:
+    """The component's validation counts, or ``None`` when it validates nothing."""
+    if isinstance(component, ReportsValidation):
+        return ValidationSnapshot.from_report(component.get_validation_report())
+    return None
+
+
+def component_health(component: object) -> dict[str, Any]:
+    """The spec's rule: ``get_health_status()``, else ``get_error_report()``'s status, else
+    UNKNOWN; a dict with a ``HealthStatus`` under ``"status"``."""
+    if isinstance(component, ReportsHealth):
+        reported = component.get_health_status()
+    elif isinstance(component, ReportsErrors):
+        reported = component.get_error_report()
+    else:
+        return {"status": HealthStatus.UNKNOWN}
+    if isinstance(reported, Mapping):
+        return {**reported, "status": interpret_status(reported.get("status"))}
+    return {"status": interpret_status(reported)}
+
+
+def component_status(
+    component: object, handler: HandlerSnapshot | None = None
+) -> HealthStatus | None:
+    """The component's health status (``None``: it reports none), by the spec's rule.
+
+    For the library's error handler, ``handler`` (its snapshot just taken) gives the status
+    without reading every breaker a second time.
+    """
+    if handler is not None and isinstance(component, CoordinationErrorHandler):
+        return handler.health().status
+    if not isinstance(component, ReportsHealth | ReportsErrors):
+        return None
+    status: HealthStatus = component_health(component)["status"]
+    return status
+
+
+def _seconds(milliseconds: object) -> float:
+    if isinstance(milliseconds, bool) or not isinstance(milliseconds, int | float):
+        raise TypeError(f"expected a number in the report, got {milliseconds!r}")
+    return float(milliseconds) / 1000.0
