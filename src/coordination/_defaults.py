@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._config import CoordinationConfig
 
 __all__ = [
     "ComponentSet",
+    "ErrorHandlerLike",
+    "MonitorLike",
     "ProcessDefault",
+    "ValidationResultLike",
+    "ValidatorLike",
+    "checked_component",
     "component_of",
     "http_doors",
     "process_config",
@@ -102,6 +108,84 @@ def process_config() -> CoordinationConfig:
     return _CONFIG.get()
 
 
+class ValidationResultLike(Protocol):
+    """What a door reads of a validation result."""
+
+    @property
+    def is_valid(self) -> bool: ...
+    @property
+    def errors(self) -> Any: ...
+
+
+class ValidatorLike(Protocol):
+    """Exactly what the doors call on a validator (``coordination.CoordinationValidator``).
+
+    ``compile`` once per inline rule mapping; ``ensure_valid`` per call or request (raises
+    ``ValidationError``); ``validate_message_structure`` per event; the report for
+    ``status()``.
+    """
+
+    def compile(self, rules: Any, *, name: str | None = None) -> Any: ...
+    def ensure_valid(self, data: Any, rule_set: Any) -> None: ...
+    def validate_message_structure(self, data: Any, rules: Any = None) -> ValidationResultLike: ...
+    def get_validation_report(self) -> dict[str, Any]: ...
+
+
+class ErrorHandlerLike(Protocol):
+    """Exactly what the doors call on an error handler (``CoordinationErrorHandler``)."""
+
+    def decorate(self, func: Callable[..., Any], **error_config: Any) -> Callable[..., Any]: ...
+    def execute_with_error_handling(
+        self,
+        operation: Callable[..., Any],
+        args: Any = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Any: ...
+    async def aexecute_with_error_handling(
+        self,
+        operation: Callable[..., Any],
+        args: Any = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Any: ...
+    def get_error_report(self) -> dict[str, Any]: ...
+    def reset_circuit_breaker(self, name: str | None = None) -> None: ...
+
+
+class MonitorLike(Protocol):
+    """Exactly what the doors call on a monitor (``CoordinationPerformanceMonitor``).
+
+    ``record_operation`` times a decorated call (the library's own monitor is given a
+    faster path, but any object with these methods works); ``record_duration`` records a
+    request or event timed by the door; the report for ``status()``.
+    """
+
+    def record_operation(self, name: str) -> AbstractContextManager[Any]: ...
+    def record_duration(
+        self, name: str, seconds: float, success: bool = True, error: Any = None
+    ) -> None: ...
+    def get_performance_report(self) -> dict[str, Any]: ...
+
+
+def checked_component(component: T, protocol: type, role: str) -> T:
+    """``component`` if it has every method of ``protocol``; else a ``TypeError`` now,
+    naming what is missing, rather than an ``AttributeError`` at the first call."""
+    missing = [
+        name
+        for name, member in vars(protocol).items()
+        if not name.startswith("_")
+        and callable(member)
+        and not callable(getattr(component, name, None))
+    ]
+    if missing:
+        raise TypeError(
+            f"{role} must provide {protocol.__name__}'s methods; "
+            f"{type(component).__name__} lacks {', '.join(missing)}"
+        )
+    return component
+
+
 class ComponentSet(Protocol):
     """A set of the three components, as a door reads it (``coordination.Coordination``).
 
@@ -112,11 +196,11 @@ class ComponentSet(Protocol):
     @property
     def config(self) -> CoordinationConfig: ...
     @property
-    def validator(self) -> Any: ...
+    def validator(self) -> ValidatorLike: ...
     @property
-    def error_handler(self) -> Any: ...
+    def error_handler(self) -> ErrorHandlerLike: ...
     @property
-    def monitor(self) -> Any: ...
+    def monitor(self) -> MonitorLike: ...
 
 
 def component_of(coordination: object, part: str, given: T | None, given_name: str) -> Any:

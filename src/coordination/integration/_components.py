@@ -2,19 +2,27 @@
 
 Every door shares the process's three components (``default_validator()``,
 ``default_error_handler()``, ``default_monitor()``: ``default_coordination()``) unless it is
-given a set (``coordination=``) or components of its own. The protocols below name only
-the calls made here, so a user may also pass a compatible object of their own.
+given a set (``coordination=``) or components of its own. The protocols
+(``ValidatorLike``, ``ErrorHandlerLike``, ``MonitorLike``, in ``coordination._defaults``)
+name exactly the calls the doors make, so a user may also pass a compatible object of
+their own; one that lacks a method is refused when the door is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from .._config import CoordinationConfig, resolve_config
-from .._defaults import ComponentSet, component_of
+from .._defaults import (
+    ComponentSet,
+    ErrorHandlerLike,
+    MonitorLike,
+    ValidatorLike,
+    checked_component,
+    component_of,
+)
 from .._errors import ConfigError
 from .._logging import component_logger
 from .._redact import REDACTED, safe_repr
@@ -39,53 +47,6 @@ __all__ = [
 ]
 
 
-class ValidationResultLike(Protocol):
-    @property
-    def is_valid(self) -> bool: ...
-    @property
-    def errors(self) -> Any: ...
-
-
-class ValidatorLike(Protocol):
-    def compile(self, rules: Any, *, name: str | None = None) -> Any: ...
-    def validate(self, data: Any, rule_set: Any) -> Any: ...
-    def ensure_valid(self, data: Any, rule_set: Any) -> None: ...
-    def validate_message_structure(self, data: Any, rules: Any = None) -> Any: ...
-    def get_validation_report(self) -> dict[str, Any]: ...
-
-
-class ErrorHandlerLike(Protocol):
-    def decorate(self, func: Callable[..., Any], **error_config: Any) -> Callable[..., Any]: ...
-    def execute_with_error_handling(
-        self,
-        operation: Callable[..., Any],
-        args: Any = (),
-        kwargs: Mapping[str, Any] | None = None,
-        **overrides: Any,
-    ) -> Any: ...
-    async def aexecute_with_error_handling(
-        self,
-        operation: Callable[..., Any],
-        args: Any = (),
-        kwargs: Mapping[str, Any] | None = None,
-        **overrides: Any,
-    ) -> Any: ...
-    def get_error_report(self) -> dict[str, Any]: ...
-    def reset_circuit_breaker(self, name: str | None = None) -> None: ...
-
-
-class MonitorLike(Protocol):
-    def record_operation(self, name: str) -> AbstractContextManager[Any]: ...
-    def record_success(self, name: str) -> None: ...
-    def record_failure(self, name: str, error: Any) -> None: ...
-    def record_duration(
-        self, name: str, seconds: float, success: bool = True, error: Any = None
-    ) -> None: ...
-    def start_monitoring(self) -> None: ...
-    def stop_monitoring(self) -> None: ...
-    def get_performance_report(self) -> dict[str, Any]: ...
-
-
 class Components:
     """The validator, error handler and monitor of one door, built once."""
 
@@ -99,9 +60,9 @@ class Components:
         monitor: MonitorLike,
     ) -> None:
         self.config = config
-        self.validator = validator
-        self.error_handler = error_handler
-        self.monitor = monitor
+        self.validator = checked_component(validator, ValidatorLike, "validator")
+        self.error_handler = checked_component(error_handler, ErrorHandlerLike, "error_handler")
+        self.monitor = checked_component(monitor, MonitorLike, "performance_monitor")
 
     def status(self) -> dict[str, Any]:
         """The spec's status document: each component's own report."""

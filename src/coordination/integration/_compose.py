@@ -40,8 +40,9 @@ def compose(
     if monitor is not None:
         from ..performance import track_performance
 
-        # The monitor's own decorator is its fastest path (it must be the real monitor).
-        wrapped = track_performance(name, monitor=cast(Any, monitor))(wrapped)
+        # The monitor's own decorator: the library's monitor gets its fastest path, any
+        # other MonitorLike is timed through record_operation().
+        wrapped = track_performance(name, monitor=monitor)(wrapped)
     if validator is not None and rules is not None:
         wrapped = _validating(func, wrapped, validator, prepare_rules(validator, rules, name))
     if wrapped is not func:

@@ -7,7 +7,14 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._defaults import ComponentSet, ProcessDefault, component_of, process_config
+from .._defaults import (
+    ComponentSet,
+    MonitorLike,
+    ProcessDefault,
+    checked_component,
+    component_of,
+    process_config,
+)
 from ._monitor import CoordinationPerformanceMonitor
 from ._operation import FLUSH_SIZE
 
@@ -39,7 +46,7 @@ def track_performance(
 def track_performance(
     name: str | None = None,
     *,
-    monitor: CoordinationPerformanceMonitor | None = None,
+    monitor: MonitorLike | None = None,
     coordination: ComponentSet | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
@@ -47,7 +54,7 @@ def track_performance(
 def track_performance(
     name: str | Callable[P, R] | None = None,
     *,
-    monitor: CoordinationPerformanceMonitor | None = None,
+    monitor: MonitorLike | None = None,
     coordination: ComponentSet | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Record each call's duration and outcome as operation ``name`` (default: the
@@ -80,6 +87,9 @@ def track_performance(
             )
         target = monitor if monitor is not None else default_monitor()
         operation = name if isinstance(name, str) else getattr(func, "__qualname__", repr(func))
+        if not isinstance(target, CoordinationPerformanceMonitor):
+            # another MonitorLike: timed through its record_operation() context manager
+            return _timed_by(checked_component(target, MonitorLike, "monitor"), operation, func)
         hot = target.hot_path(operation)
         if hot is None:
             return func
@@ -129,3 +139,24 @@ def track_performance(
         return wrapper
 
     return decorate
+
+
+def _timed_by(monitor: MonitorLike, operation: str, func: Callable[P, R]) -> Callable[P, R]:
+    """``func`` timed by ``monitor.record_operation(operation)`` around each call."""
+    record = monitor.record_operation
+    if inspect.iscoroutinefunction(func):
+        async_func = cast(Callable[P, Awaitable[Any]], func)
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with record(operation):
+                return await async_func(*args, **kwargs)
+
+        return cast(Callable[P, R], async_wrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with record(operation):
+            return func(*args, **kwargs)
+
+    return wrapper
