@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet
+from .._defaults import ComponentSet, checked_component
 from ..error_handling import default_error_handler
 from ..performance import default_monitor
 from ..validation import default_validator
@@ -87,6 +87,13 @@ def coordinate_operation(
         if performance_monitor is None and cfg.enable_performance_monitoring:
             shared["performance_monitor"] = default_monitor().config
     check_shared_keys("coordinate_operation", cfg, named, shared)
+    # a component that cannot do what the layers call is refused now, not at first call
+    if validator is not None:
+        checked_component(validator, ValidatorLike, "validator")
+    if error_handler is not None:
+        checked_component(error_handler, ErrorHandlerLike, "error_handler")
+    if performance_monitor is not None:
+        checked_component(performance_monitor, MonitorLike, "performance_monitor")
     handler_config = _config_of(error_handler or default_error_handler(), base)
     defaults = policy_overrides(cfg, named, handler_config)
     # As in the spec, error_config is what adds the error handler.
