@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from coordination.error_handling import CoordinationErrorHandler
-from coordination.observability._collector import FAMILIES, SERIES, CoordinationCollector
+from coordination.observability import CoordinationCollector
+from coordination.observability._series import FAMILIES, SERIES
 from coordination.performance import CoordinationPerformanceMonitor
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"

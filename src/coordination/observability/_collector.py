@@ -6,8 +6,8 @@ component is read on its own: one that raises gets ``coordination_export_error{c
 1`` and contributes nothing else, and the others are exported as usual (the spec's rule,
 kept).
 
-``SERIES`` is the one catalogue of what can be exported: name, type, help, labels and the
-snapshot field each series reads; docs/observability.md lists the same (a test checks).
+``_series.SERIES`` is the one catalogue of what can be exported (name, type, help, labels
+and the snapshot field each series reads); docs/observability.md lists the same.
 There is one reader per snapshot type: ``_read_performance`` (``PerformanceReading``),
 ``_read_handler`` (``HandlerSnapshot``), ``_read_validation`` (``ValidationSnapshot``), and
 the HTTP reader (the middleware's counters and per-route timings).
@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
@@ -43,6 +42,29 @@ from ._readings import (
     performance_of,
     validation_of,
 )
+from ._series import (
+    ADDITIVE_GAUGES,
+    ALWAYS_SHOWN,
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS,
+    BUCKETS,
+    COMPONENT_STATUS,
+    ERRORS,
+    ERRORS_BY_SEVERITY,
+    EXPORT_ERROR,
+    FAMILIES,
+    HANDLER_COUNTERS,
+    OPERATION_DURATION,
+    OPERATIONS,
+    QUANTILES,
+    RESOURCES,
+    RESPONSE_TIME,
+    SERIES,
+    TOTAL_OPERATIONS,
+    VALIDATION_FAILURES,
+    VALIDATIONS,
+    Series,
+)
 
 __all__ = [
     "ADDITIVE_GAUGES",
@@ -56,11 +78,7 @@ __all__ = [
     "Series",
 ]
 
-QUANTILES = (0.5, 0.9, 0.95, 0.99)
-# The semantic conventions' advice for http.server.request.duration, in seconds.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 DurationType = Literal["histogram", "summary"]
-SeriesType = Literal["counter", "gauge", "duration"]
 _BOUNDED_LABELS = frozenset(
     {
         "operation",
@@ -76,226 +94,6 @@ _BOUNDED_LABELS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Series:
-    """One exported series: its name (counters get ``_total``), type, help, the labels
-    besides ``component``, and the snapshot field it reads. ``duration`` is a histogram,
-    or a summary with ``durations="summary"``."""
-
-    name: str
-    type: SeriesType
-    help: str
-    labels: tuple[str, ...]
-    source: str
-
-
-def _s(name: str, typ: SeriesType, labels: tuple[str, ...], source: str, doc: str) -> Series:
-    return Series("coordination_" + name, typ, doc, labels, source)
-
-
-EXPORT_ERROR = _s(
-    "export_error",
-    "gauge",
-    (),
-    "the read itself",
-    "1 when reading the component for this scrape failed, else 0.",
-)
-RESPONSE_TIME = _s(
-    "response_time_seconds",
-    "gauge",
-    (),
-    "PerformanceReading.mean_seconds",
-    "Mean response time of every operation the component recorded (the spec's).",
-)
-TOTAL_OPERATIONS = _s(
-    "total_operations",
-    "gauge",
-    (),
-    "HandlerSnapshot.total_operations",
-    "Operations the component handled since it started (the spec's; a gauge).",
-)
-OPERATIONS = _s(
-    "operations",
-    "counter",
-    ("operation", "outcome"),
-    "OperationSnapshot / OperationErrorSnapshot .successes, .failures",
-    "Operations finished, by outcome.",
-)
-ERRORS = _s(
-    "errors",
-    "counter",
-    ("error_type",),
-    "HandlerSnapshot.errors_by_type",
-    "Errors raised by protected operations, by exception type.",
-)
-ERRORS_BY_SEVERITY = _s(
-    "errors_by_severity",
-    "counter",
-    ("severity",),
-    "HandlerSnapshot.errors_by_severity",
-    "Errors raised by protected operations, by configured severity.",
-)
-BREAKER_STATE = _s(
-    "circuit_breaker_state",
-    "gauge",
-    ("breaker",),
-    "BreakerSnapshot.state",
-    "The breaker's state: 0 CLOSED, 1 HALF_OPEN, 2 OPEN.",
-)
-BREAKER_TRANSITIONS = _s(
-    "circuit_breaker_transitions",
-    "counter",
-    ("breaker", "transition"),
-    "BreakerSnapshot.transitions",
-    "Breaker state changes, such as CLOSED->OPEN.",
-)
-VALIDATIONS = _s(
-    "validations",
-    "counter",
-    ("rule_set", "result"),
-    "ValidationSnapshot.by_rule_set",
-    "Messages validated, by rule set and result.",
-)
-VALIDATION_FAILURES = _s(
-    "validation_failures",
-    "counter",
-    ("rule_set", "code"),
-    "ValidationSnapshot.failures",
-    "Validation errors found, by rule set and error code.",
-)
-OPERATION_DURATION = _s(
-    "operation_duration_seconds",
-    "duration",
-    ("operation",),
-    "OperationSnapshot.timed_count, .total_seconds, .cumulative_counts(), .quantile()",
-    "Time taken, read from the monitor's latency sketch.",
-)
-COMPONENT_STATUS = _s(
-    "component_status",
-    "gauge",
-    ("status",),
-    "the component's health status",
-    "1 for the component's current health status, 0 for the others.",
-)
-HTTP_SERIES = (
-    _s(
-        "http_responses",
-        "counter",
-        ("status",),
-        "HTTP stats: status_codes",
-        "HTTP responses sent through the middleware, by status code.",
-    ),
-    _s(
-        "http_rejected_requests",
-        "counter",
-        ("status",),
-        "HTTP stats: rejected",
-        "Requests the middleware refused before the app (problem+json), by status code.",
-    ),
-    _s(
-        "http_requests_in_flight",
-        "gauge",
-        (),
-        "HTTP stats: in_flight",
-        "Requests being served right now.",
-    ),
-    _s(
-        "http_request_duration_seconds",
-        "duration",
-        ("method", "route"),
-        "the middleware monitor's OperationSnapshot per route",
-        "Time taken, read from the monitor's latency sketch.",
-    ),
-    _s(
-        "http_requests",
-        "counter",
-        ("method", "route", "status"),
-        "HTTP stats: by_route",
-        "HTTP requests served, by method, route template and status code (codes "
-        "outside the standard ones grouped by class, such as 7xx).",
-    ),
-    _s(
-        "http_rate_limited",
-        "counter",
-        (),
-        "HTTP stats: rate_limited",
-        "Requests refused with 429 because their client's rate limit was spent.",
-    ),
-)
-# The error handler's per-operation counters: (OperationErrorSnapshot field, series).
-# Retries and breaker rejections concern every protected operation; timeouts, bulkheads,
-# fallbacks and rate limits only those configured with them, so those counters appear
-# from their first count on (1 000 operations would otherwise carry 4 000 zero series).
-_HANDLER_COUNTERS = tuple(
-    (field, _s(name, "counter", ("operation",), f"OperationErrorSnapshot.{field}", doc))
-    for field, name, doc in (
-        ("retries", "retries", "Retries made after failed attempts."),
-        (
-            "rejections",
-            "circuit_breaker_rejections",
-            "Calls rejected because the operation's circuit breaker was open.",
-        ),
-        ("timeouts", "timeouts", "Attempts stopped by the operation's timeout."),
-        (
-            "bulkhead_rejections",
-            "bulkhead_rejections",
-            "Calls rejected because the operation's bulkhead was full.",
-        ),
-        ("fallbacks", "fallbacks", "Calls answered by the operation's fallback."),
-        ("rate_limited", "rate_limited", "Calls refused by the operation's rate limit."),
-    )
-)
-_ALWAYS_SHOWN = frozenset({"retries", "rejections"})
-# The monitor's resource sample: (sample key, scale, series); additive across workers.
-_RESOURCES = tuple(
-    (key, scale, _s(name, "gauge", (), f"MonitorSnapshot.resources[{key!r}]", doc))
-    for key, name, scale, doc in (
-        (
-            "cpu_percent",
-            "process_cpu_usage_ratio",
-            0.01,
-            "CPU used by the process at the last sample (1.0 is one core busy).",
-        ),
-        (
-            "memory_rss_bytes",
-            "process_resident_memory_bytes",
-            1.0,
-            "Resident memory of the process at the last sample.",
-        ),
-        ("threads", "process_threads", 1.0, "Threads of the process at the last sample."),
-        (
-            "open_files",
-            "process_open_fds",
-            1.0,
-            "Open file descriptors of the process at the last sample.",
-        ),
-    )
-)
-
-SERIES: tuple[Series, ...] = (
-    EXPORT_ERROR,
-    RESPONSE_TIME,
-    TOTAL_OPERATIONS,
-    OPERATIONS,
-    ERRORS,
-    ERRORS_BY_SEVERITY,
-    BREAKER_STATE,
-    BREAKER_TRANSITIONS,
-    VALIDATIONS,
-    VALIDATION_FAILURES,
-    OPERATION_DURATION,
-    COMPONENT_STATUS,
-    *HTTP_SERIES,
-    *(series for _, series in _HANDLER_COUNTERS),
-    *(series for _, _, series in _RESOURCES),
-)
-FAMILIES = tuple((series.name, series.type) for series in SERIES)
-# Gauges whose values from several processes add up (the others merge by maximum).
-ADDITIVE_GAUGES = frozenset(
-    {TOTAL_OPERATIONS.name, "coordination_http_requests_in_flight"}
-    | {series.name for _, _, series in _RESOURCES}
-)
-# One series per breaker whose value is the state, so "> 0" alerts on any trouble.
 _BREAKER_STATES = {"CLOSED": 0.0, "HALF_OPEN": 1.0, "OPEN": 2.0}
 _STATUSES = tuple(
     HealthStatus[name] for name in ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
@@ -424,7 +222,7 @@ def _read_performance(
     if reading.mean_seconds is not None:
         _put(out, RESPONSE_TIME, comp, reading.mean_seconds)
     if reading.resources is not None:
-        for key, scale, series in _RESOURCES:
+        for key, scale, series in RESOURCES:
             if key in reading.resources:
                 _put(out, series, comp, _number(reading.resources[key]) * scale)
 
@@ -435,9 +233,9 @@ def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSna
         labels = {**comp, "operation": operation}
         _put(out, OPERATIONS, {**labels, "outcome": "success"}, op.successes)
         _put(out, OPERATIONS, {**labels, "outcome": "failure"}, op.failures)
-        for field, series in _HANDLER_COUNTERS:
+        for field, series in HANDLER_COUNTERS:
             count = getattr(op, field)
-            if count or field in _ALWAYS_SHOWN:
+            if count or field in ALWAYS_SHOWN:
                 _put(out, series, labels, count)
     for error_type, count in snapshot.errors_by_type.items():
         _put(out, ERRORS, {**comp, "error_type": error_type}, count)
