@@ -168,20 +168,22 @@ def performance_of(component: object) -> PerformanceReading | None:
             read = _ReportedTimings.of(stats)
             if read is not None:
                 timings[str(name)] = read
-    if timings:
-        timed = sum(t.timed_count for t in timings.values())
-        mean = sum(t.total_seconds for t in timings.values()) / timed if timed else None
+    timed = sum(t.timed_count for t in timings.values())
+    if timed:
+        mean = sum(t.total_seconds for t in timings.values()) / timed
         return PerformanceReading(MappingProxyType(timings), mean, None, _NOTHING)
     if isinstance(component, ReportsPerformance):
-        # only when no snapshot gives timings: the spec's report (milliseconds)
+        # only when no snapshot gives a timed call: the spec's report (milliseconds)
         report = component.get_performance_report()
         mean_ms = (report.get("response_times") or {}).get("mean")
         return PerformanceReading(
-            _NOTHING,
+            MappingProxyType(timings),
             None if mean_ms is None else _seconds(mean_ms),
             None,
-            MappingProxyType(dict(report.get("operations") or {})),
+            _NOTHING if timings else MappingProxyType(dict(report.get("operations") or {})),
         )
+    if timings:
+        return PerformanceReading(MappingProxyType(timings), None, None, _NOTHING)
     return None
 
 
