@@ -226,3 +226,36 @@ def test_a_monitor_missing_one_method_is_named() -> None:
 
     with pytest.raises(TypeError, match="NoReport lacks get_performance_report"):
         coordinate_operation(performance_monitor=NoReport())  # type: ignore[arg-type]
+
+
+def test_the_wsgi_middleware_with_minimal_components() -> None:
+    from werkzeug.test import Client
+
+    from coordination.integration import CoordinationMiddleware
+
+    validator, handler, monitor = MinimalValidator(), MinimalHandler(), MinimalMonitor()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    middleware = CoordinationMiddleware(
+        app,
+        {"expose_endpoints": True},
+        validator=validator,
+        error_handler=handler,
+        performance_monitor=monitor,
+    )
+    client = Client(middleware)
+    response = client.get("/hello")
+    assert response.status_code == 200
+    assert response.get_data() == b"hello"
+    response.close()  # the request is timed until its body has been sent
+    assert [success for _, success in monitor.durations] == [True]
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert b'coordination_total_operations{component="error_handler"}' in metrics.get_data()
+    assert b'coordination_http_requests_total{component="http"' in metrics.get_data()
+    health = client.get("/health")
+    assert health.json is not None  # the health document, not the app's "hello"
+    assert health.json["status"] == "pass"  # application/health+json
