@@ -64,7 +64,9 @@ class PerformanceThresholds:
     def is_empty(self) -> bool:
         return self.p95_ms is None and self.p99_ms is None and self.error_rate is None
 
-    def evaluate(self, stats: OperationSnapshot) -> tuple[HealthStatus, tuple[ThresholdBreach, ...]]:
+    def evaluate(
+        self, stats: OperationSnapshot
+    ) -> tuple[HealthStatus, tuple[ThresholdBreach, ...]]:
         """The operation's status under these limits, and the limits it breaks."""
         breaches: list[ThresholdBreach] = []
         if stats.recent_timed_count >= self.min_samples:
