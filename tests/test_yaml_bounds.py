@@ -191,6 +191,7 @@ def test_a_bomb_value_under_the_bound_is_refused_fast_and_quoted_short(tmp_path:
         ('max_delay: !!float ""\n', "cannot read this float value"),
         ("debug: !!bool maybe\n", "cannot read this bool value"),
         ("max_retries: !!int abc\n", "cannot read this int value: invalid literal"),
+        ("max_retries: !!timestamp 0\n", "cannot read this timestamp value"),
     ],
 )
 def test_values_python_cannot_build_are_config_errors(

@@ -133,12 +133,13 @@ class BoundedSafeLoader(yaml.SafeLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # A scalar may match YAML's int or timestamp pattern and still be no value Python
         # can build (an int past the int-to-string limit, month 13), or carry an explicit
-        # tag that does not fit it (!!int "", !!bool maybe): PyYAML's constructors then
-        # let ValueError, IndexError or KeyError out bare. Make each a YAML error at the
+        # tag that does not fit it (!!int "", !!bool maybe, !!timestamp 0): PyYAML's
+        # constructors then let ValueError, IndexError, KeyError or, where a pattern did
+        # not match, AttributeError out bare. Make each a YAML error at the
         # node, like any other (yaml_problem drops any text of the file it quotes).
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError, LookupError, TypeError) as exc:
+        except (ValueError, OverflowError, LookupError, TypeError, AttributeError) as exc:
             detail = f": {_short(str(exc), 100)}" if isinstance(exc, ValueError) else ""
             raise yaml.constructor.ConstructorError(
                 None,
