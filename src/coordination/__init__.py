@@ -1,7 +1,8 @@
 """coordination: validation, fault tolerance and observability for existing services.
 
-The names a service uses are here and in ``__all__``: the spec's classes and decorators,
-the configuration, the exceptions, the middlewares and ``Coordination``. Everything else
+The names a service uses are here and in ``__all__``: the components (validator, error
+handler, performance monitor, health checker, metrics exporter) and their decorators, the
+configuration, the exceptions, the middlewares and ``Coordination``. Everything else
 lives in its subpackage (``coordination.validation``, ``coordination.error_handling``,
 ``coordination.performance``, ``coordination.integration``,
 ``coordination.observability``, ``coordination.backends.redis``,

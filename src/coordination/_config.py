@@ -2,7 +2,8 @@
 
 Precedence, lowest first: the defaults < a YAML file < ``COORDINATION_*`` environment
 variables < keyword arguments given in code. ``CoordinationConfig.load()`` combines all
-four; ``from_environment()`` and ``load_coordination_config()`` behave as in the spec.
+four; ``from_environment()`` reads the environment alone and
+``load_coordination_config(path)`` a file alone.
 A component's ``config=`` mapping is the top layer the same way (``resolve_config``): it
 overrides only the keys it names, so the file and the environment still apply beneath it.
 
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 CONFIG_FILE_VARIABLE = "COORDINATION_CONFIG_FILE"
-DEFAULT_CONFIG_PATH = "config/coordination.yaml"  # the spec's; missing there means defaults
+DEFAULT_CONFIG_PATH = "config/coordination.yaml"  # missing there means defaults
 # Variables with the prefix that are not settings, yet are ours: no "unknown" warning.
 _OTHER_VARIABLES = {
     CONFIG_FILE_VARIABLE: "names the YAML configuration file",
@@ -79,7 +80,7 @@ class CoordinationConfig:
     1.0
     """
 
-    # --- the spec's fields, with the spec's names, defaults and variables ---
+    # --- the first nine fields (names, defaults, variables kept from the integration spec) ---
     enable_validation: bool = _field("enable_validation")
     validation_rules_path: str = _field("validation_rules_path")
     max_retries: int = _field("max_retries")
@@ -469,11 +470,11 @@ def _resolve(
 def load_coordination_config(
     config_path: str | os.PathLike[str] = DEFAULT_CONFIG_PATH,
 ) -> CoordinationConfig:
-    """The spec's loader: the YAML file over the defaults.
+    """The YAML file over the defaults.
 
-    As in the spec, a missing file at the default path (``config/coordination.yaml``) gives
-    the defaults; any other path names a file on purpose, so a missing one is a
-    ``ConfigError`` rather than a silent fall back to defaults.
+    A missing file at the default path (``config/coordination.yaml``) gives the defaults;
+    any other path names a file on purpose, so a missing one is a ``ConfigError`` rather
+    than a silent fall back to defaults.
     """
     path = Path(config_path)
     if not path.exists() and path == Path(DEFAULT_CONFIG_PATH):
@@ -511,7 +512,7 @@ def resolve_config(
 
     - ``None``: defaults < the file named by ``COORDINATION_CONFIG_FILE`` < ``COORDINATION_*``
       environment variables (``CoordinationConfig.load()``).
-    - a mapping (such as the spec's middleware ``config={...}``): the same layers, with the
+    - a mapping (``config={"enable_validation": False}``): the same layers, with the
       mapping on top, overriding only the keys it names; each key is checked.
     - a ``CoordinationConfig``: exactly that configuration, nothing else is read.
 

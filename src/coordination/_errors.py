@@ -17,8 +17,8 @@
 
     ConfigWarning (UserWarning)          a setting is ignored: an unknown COORDINATION_* variable
 
-Every validation failure, wherever it is raised, is a ``ValueError`` (as the spec's examples
-expect): ``ValidationError``, ``InvalidEvent`` (both), ``ConfigError`` and ``RuleSetError``.
+Every validation failure, wherever it is raised, is a ``ValueError``: ``ValidationError``,
+``InvalidEvent`` (both), ``ConfigError`` and ``RuleSetError``.
 
 Errors that no retry can fix are never retried by default: ``ConfigError``,
 ``ValidationError`` and ``CircuitOpenError`` among them (see ``coordination.error_handling``).
@@ -204,8 +204,8 @@ class InvalidEvent(EventDeadLettered, ValidationError):
     """An event broke its rules and was stored as a dead letter (reason ``"invalid"``).
 
     Both an ``EventDeadLettered`` (``dead_letter_id``, ``reason``) and a
-    ``ValidationError`` — so a ``ValueError``, as the spec's ``except ValueError`` expects
-    — carrying the ``errors`` and ``rule_set`` of the failed validation (also its cause).
+    ``ValidationError`` (so a ``ValueError``), carrying the ``errors`` and ``rule_set`` of
+    the failed validation (also its cause).
     """
 
     def __init__(

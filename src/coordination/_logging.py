@@ -106,7 +106,7 @@ def component_logger(component: str, *, debug: bool = False) -> logging.Logger:
 
     Handlers stay the application's business: without any, Python's last-resort handler
     shows warnings and errors only, so debug output appears once the application
-    configures logging (as the spec's debug-mode example does).
+    configures logging (``logging.basicConfig``).
     """
     logger = library_logger(f"coordination.{component}")
     if debug:

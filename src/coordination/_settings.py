@@ -273,7 +273,7 @@ _SCALE = "scale-out"
 _DIAGNOSTICS = "diagnostics"
 
 _DECLARED = (
-    # --- the spec's fields, with the spec's names, defaults and variables ---
+    # --- the first nine fields (names, defaults, variables kept from the integration spec) ---
     Setting(
         "enable_validation",
         bool,

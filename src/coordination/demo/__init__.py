@@ -1,4 +1,4 @@
-"""``coordination demo``: the spec's Flask app, a failing dependency, and the library coping.
+"""``coordination demo``: a Flask app, a failing dependency, and the library coping.
 
 Run it with ``coordination demo`` (or ``make demo``); ``--serve`` keeps the app running
 for the status page and a Prometheus scrape afterwards.

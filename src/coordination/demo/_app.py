@@ -1,6 +1,6 @@
-"""The demo's service: the spec's Flask application under ``CoordinationMiddleware``.
+"""The demo's service: a Flask application under ``CoordinationMiddleware``.
 
-``POST /api/users`` is the spec's route as written. ``POST /api/orders`` is what makes
+``POST /api/users`` is a plain route. ``POST /api/orders`` is what makes
 the story: its body is validated by the middleware (a rule set per route), and its handler
 reserves stock from a downstream inventory service -- the fault injector -- through a
 function decorated with ``handle_errors``, so retries and the circuit breaker protect the
@@ -81,7 +81,7 @@ class DemoService:
 def build_service(
     faults: FaultInjector, *, duration: float, middleware_config: Any = None
 ) -> DemoService:
-    """The spec's Flask app; its orders route reserves stock through a decorated call.
+    """A Flask app; its orders route reserves stock through a decorated call.
 
     The decorator and the middleware are written as in any app, with no components
     passed: both use ``default_coordination()``.
@@ -96,7 +96,7 @@ def build_service(
 
     @app.route("/api/users", methods=["POST"])
     def create_user() -> Any:
-        # Business logic here (the spec's route, unchanged)
+        # Business logic here (a plain route)
         return {"status": "success"}
 
     @app.route("/api/orders", methods=["POST"])

@@ -1,7 +1,7 @@
 """Bounded load for the demo: a few client threads posting to the app on loopback.
 
 The mix is mostly valid orders, some invalid ones (for validation to reject) and some
-calls to the spec's ``/api/users`` route. Each thread keeps its own pace so the total rate
+calls to the plain ``/api/users`` route. Each thread keeps its own pace so the total rate
 stays near ``rate`` requests per second, and everything stops at ``duration`` seconds.
 """
 

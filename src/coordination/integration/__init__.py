@@ -1,4 +1,4 @@
-"""The spec's four integration patterns, shipped by the library.
+"""The four doors into a service: wrapper, decorator, middleware, event processor.
 
 * ``CoordinationServiceWrapper`` — wrap an existing service's methods.
 * ``coordinate_operation`` — validation → error handling → timing, as one decorator.

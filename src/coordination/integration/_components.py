@@ -65,7 +65,8 @@ class Components:
         self.monitor = checked_component(monitor, MonitorLike, "performance_monitor")
 
     def status(self) -> dict[str, Any]:
-        """The spec's status document: each component's own report."""
+        """``{"validation": ..., "error_handling": ..., "performance": ...}``: the three
+        components' reports."""
         return {
             "validation": self.validator.get_validation_report(),
             "error_handling": self.error_handler.get_error_report(),

@@ -47,7 +47,15 @@ class Coordination:
     mapping over the environment's settings, or None for the environment); any of them
     may be given instead. Doors built from the set (``wsgi``, ``asgi``, ``wrap``,
     ``event_processor``, the decorators, ``health_checker``, ``metrics_exporter``,
-    ``status_page``) use its components; every door class also takes ``coordination=``.
+    ``status_page``) use its components.
+
+    Every door, decorator and reader also takes ``coordination=``: a ``Coordination``, or
+    anything with its ``config``, ``validator``, ``error_handler`` and ``monitor`` (one
+    without them is a ``TypeError``). A door (wrapper, middlewares, event processor,
+    ``coordinate_operation``) given a component as well uses it in place of that part of
+    the set; a one-component decorator (``handle_errors``, ``track_performance``,
+    ``validate_input``) or a reader (health checker, metrics exporter, status page,
+    OpenTelemetry bridge) given both is a ``TypeError``.
     """
 
     __slots__ = ("config", "error_handler", "monitor", "validator")
@@ -83,7 +91,8 @@ class Coordination:
         }
 
     def status(self) -> dict[str, Any]:
-        """The spec's status document: the three components' reports."""
+        """``{"validation": ..., "error_handling": ..., "performance": ...}``: the three
+        components' reports."""
         return {
             "validation": self.validator.get_validation_report(),
             "error_handling": self.error_handler.get_error_report(),

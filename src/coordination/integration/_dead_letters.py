@@ -430,6 +430,7 @@ class DeadLetterStore:
             )
 
     def pending_count(self) -> int:
+        """How many events are journaled and not yet finished (running, or interrupted)."""
         return int(self._query("SELECT COUNT(*) FROM pending")[0][0])
 
     def recover_interrupted(self) -> int:

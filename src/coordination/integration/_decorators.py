@@ -1,4 +1,4 @@
-"""``coordinate_operation``: the spec's combined decorator, composed once when decorating.
+"""``coordinate_operation``: validation, error handling and timing in one decorator.
 
 >>> @coordinate_operation(validation_rules={"required_fields": ["user_id"]})
 ... def update(user_id, data=None):
@@ -6,10 +6,10 @@
 >>> update("7")["status"]
 'updated'
 
-The spec's sketch builds a validator and both decorators again on every call; here the
-rule set is compiled and the layers are stacked once. Validation runs first and is never
-retried; the error handler retries and guards with its breaker; the monitor times the
-whole protected call (retries included, as the caller waits for them).
+The rule set is compiled and the layers are stacked once, when decorating. Validation
+runs first and is never retried; the error handler retries and guards with its breaker;
+the monitor times the whole protected call (retries included, as the caller waits for
+them).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def coordinate_operation(
         checked_component(performance_monitor, MonitorLike, "performance_monitor")
     handler_config = _config_of(error_handler or default_error_handler(), base)
     defaults = policy_overrides(cfg, named, handler_config)
-    # As in the spec, error_config is what adds the error handler.
+    # Only error_config adds the error handler.
     options = None if error_config is None else {**defaults, **error_config}
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:

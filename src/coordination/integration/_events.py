@@ -93,7 +93,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
     Handlers are called as ``handler(event, event_type)``: the one registered for the type
     with ``@processor.on(type)``, else the ``handler`` given here, else the method
     ``_process_event_internal`` (override it in a subclass), which by default returns
-    ``{"status": "processed", "event_type": event_type}`` as in the spec.
+    ``{"status": "processed", "event_type": event_type}``.
     """
 
     def __init__(
@@ -416,7 +416,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
             type(error).__name__,
             message,
         )
-        if isinstance(error, ValidationError):  # a ValueError too, as the spec expects
+        if isinstance(error, ValidationError):  # also a ValueError
             return InvalidEvent(
                 event_type,
                 letter_id,
@@ -516,8 +516,10 @@ class CoordinationEventProcessor(CoordinatedDoor):
     # --- status ----------------------------------------------------------------------
 
     def get_processor_status(self) -> dict[str, Any]:
-        """The spec's three reports, plus the dead-letter and journal counts and the events
-        that came without their idempotency key field."""
+        """The three components' reports (``validation``, ``error_handling``,
+        ``performance``), plus the dead-letter and journal counts (``dead_letters``:
+        ``count``, ``pending``, ``path``) and the events that came without their
+        idempotency key field (``idempotency``)."""
         status = self._components.status()
         status["dead_letters"] = {
             "count": self.dead_letters.count(),

@@ -26,11 +26,9 @@ __all__ = ["CoordinationServiceWrapper"]
 class CoordinationServiceWrapper(CoordinatedDoor):
     """Wraps methods of ``service`` with the validator, error handler and monitor.
 
-    The spec's sketch calls ``validate_message_structure`` without the rules it was given,
-    so its ``validation_rules`` never took effect; here the rules are compiled once per
-    wrapped method and checked on every call (a single mapping argument is checked itself,
-    other calls by parameter name). Validation failures raise ``ValidationError`` (a
-    ``ValueError``) and are never retried.
+    ``validation_rules`` are compiled once per wrapped method and checked on every call (a
+    single mapping argument is checked itself, other calls by parameter name). Validation
+    failures raise ``ValidationError`` (a ``ValueError``) and are never retried.
 
     The components are the process's (``default_coordination()``) unless ``coordination=``
     names another set or they are given one by one. Error-policy keys of ``config``
