@@ -141,4 +141,4 @@ def test_route_label_sets_are_bounded() -> None:
         ("__overflow__", "200"): 7,
         ("__overflow__", "7xx"): 1,
     }
-    assert sum(counters.snapshot()["status_codes"].values()) == 11
+    assert sum(counters.snapshot().status_codes.values()) == 11

@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from coordination._http_snapshot import HttpSnapshot, RouteSnapshot
 from coordination.error_handling import CoordinationErrorHandler
 from coordination.observability import OpenTelemetryBridge
 from coordination.performance import CoordinationPerformanceMonitor
@@ -44,8 +45,18 @@ def test_http_request_duration_in_seconds_from_the_middleware_monitor(
         def __init__(self) -> None:
             self.performance_monitor = CoordinationPerformanceMonitor(config={})
 
-        def get_middleware_status(self) -> dict[str, Any]:
-            return {"middleware": {"status_codes": {200: 3, 503: 1}, "in_flight": 2}}
+        def http_snapshot(self) -> HttpSnapshot:
+            timings = self.performance_monitor.operation_stats()["GET /items/{id}"]
+            route = RouteSnapshot("GET", "/items/{id}", {"200": 3}, timings)
+            return HttpSnapshot(
+                requests=6,
+                in_flight=2,
+                status_codes={200: 3, 503: 1},
+                rejected={},
+                rate_limited=0,
+                exceptions={},
+                routes=(route,),
+            )
 
     http = Middleware()
     for seconds in (0.1, 0.2, 0.3):

@@ -18,14 +18,14 @@ first, the middleware registers exception handlers on the app instead.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .._time import perf_counter
 from ._base import MiddlewareBase
 from ._framework_errors import install_starlette_handlers
-from ._http import CLIENT_CLOSED, Rejection
+from ._http import CLIENT_CLOSED, Rejection, RequestPolicy
 from ._problems import BodyTooLarge, answer_for
+from ._request import CHECK_CLIENT, READ_BODY, Exchange, RequestCore
 from ._routes import asgi_route_resolver
 
 __all__ = ["CoordinationASGIMiddleware"]
@@ -109,130 +109,119 @@ class CoordinationASGIMiddleware(MiddlewareBase):
 
     kind = "ASGI"
     _resolver = staticmethod(asgi_route_resolver)
+    _client_key_name = "asgi_client"
+    _endpoint_name = "asgi_app"
+    _awaits = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._endpoints is not None:
-            endpoint = self._endpoints.asgi_app(scope.get("path") or "/")
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-                return
-        started = perf_counter()
-        self._counters.started()
-        method = scope.get("method") or "GET"
-        policy = self._policy
-        headers = scope.get("headers") or ()
-        length_header = content_type = None
-        size = 0
-        for name, value in headers:
-            size += len(name) + len(value)
-            if name == b"content-length":
-                text = value.decode("latin-1")
-                if length_header is not None and length_header != text:
-                    text = f"{length_header}, {text}"  # disagreeing lengths: refused (400)
-                length_header = text
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-        rejection = policy.check_method(method) or policy.check_header_size(size)
-        if rejection is None and self._client_limit is not None:
-            limit = self._client_limit
-            rejection = await limit.acheck(limit.asgi_client(scope))
-        length = None
-        if rejection is None:
-            length, rejection = policy.check_content_length(length_header)
-        route = None
-        if rejection is None and policy.rules:
-            # A resolver that raises is the app's bug; skipping the rule set would let the
-            # body through unchecked, so it is counted and raised, as under WSGI.
-            try:
-                route = self._routes.before(scope) if self._routes else None
-            except Exception as exc:
-                self._logger.exception("checking the request failed")
-                self._record(method, None, 500, started, exc)
-                raise
-            rule_set = policy.rules_for(method, route)
-            if rule_set is not None:
-                body, rejection, disconnected = await self._read_body(receive)
-                if disconnected:
-                    self._record(method, route, CLIENT_CLOSED, started, None)
-                    return
-                if rejection is None:
-                    rejection = policy.check_json(body, content_type, rule_set)
-                receive = _replaying(body, receive)
-        if rejection is not None:
-            await self._reject(scope, send, rejection)
-            if route is None:
-                route = self.route_before(scope)
-            self._record(method, route, rejection.status, started, None, rejected=True)
+        core = self._core
+        path = scope.get("path") or "/"
+        endpoint = core.endpoint(path)
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
             return
-        # An unannounced (chunked) body is counted as the app reads it.
-        exchange = _Exchange(receive, send, policy.max_body if length is None else None)
-        error: Exception | None = None
-        answered: Rejection | None = None
-        try:
-            try:
-                await self.app(scope, exchange.receive, exchange.send)
-                answered = exchange.overflow  # the app swallowed the overflow it was told of
-            except Exception as exc:
-                if not exchange.responded:
-                    answered = exchange.overflow or answer_for(exc, map_resilience=self._map_errors)
-                if answered is None:
-                    error = exc
-                    self._logger.warning(
-                        "%s %s raised %s: %s", method, scope.get("path"), type(exc).__name__, exc
-                    )
-                    raise
-                self._answer_log(method, scope.get("path"), exc, answered.status)
-            if answered is not None:
-                exchange.status = answered.status
-                await self._reject(scope, send, answered)
-                exchange.complete = True
-        finally:
-            # Also reached when the task is cancelled (the server dropped the connection).
-            gone = not exchange.complete and (exchange.disconnected or error is None)
-            status = 500 if error is not None else exchange.status
-            if gone and error is None:
-                status = CLIENT_CLOSED
-            self._record(
-                method,
-                self.route_after(scope, route),
-                status,
-                started,
-                error,
-                rejected=answered is not None and answered.status == 413,
-            )
+        request = Exchange(scope, scope.get("method") or "GET", path)
+        size, length, content_type = _header_facts(scope.get("headers") or ())
+        decision = core.admit(request, size, length)
+        if decision is CHECK_CLIENT:
+            decision = core.admit_checked(request, await core.acheck_client(request), length)
+        if decision is READ_BODY:
+            body, decision, disconnected = await _read_body(receive, core.policy)
+            if disconnected:
+                core.finish(request, CLIENT_CLOSED)
+                return
+            if decision is None:
+                decision = core.check_body(request, body, content_type)
+            receive = _replaying(body, receive)
+        if decision is not None:
+            await _send_problem(send, decision, request)  # type: ignore[arg-type]
+            core.rejected(request, decision)  # type: ignore[arg-type]
+            return
+        await _run(self.app, core, request, scope, receive, send)
 
     def _install_error_answers(self) -> None:
         install_starlette_handlers(self.app, self._answer_log, self._map_errors)
 
-    async def _read_body(self, receive: Receive) -> tuple[bytes, Rejection | None, bool]:
-        """The whole body (bounded), a 413 rejection, or True when the client left."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return b"", None, True
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._policy.max_body:
-                return b"", self._policy.too_large(size), False
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks), None, False
 
-    async def _reject(self, scope: Scope, send: Send, rejection: Rejection) -> None:
-        body = rejection.body(scope.get("path") or "/")
-        headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in rejection.response_headers(body)
-        ]
-        await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body}
-        )
+def _header_facts(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None, str | None]:
+    """The headers' size as sent, the Content-Length (joined if repeated) and type."""
+    length = content_type = None
+    size = 0
+    for name, value in headers:
+        size += len(name) + len(value)
+        if name == b"content-length":
+            text = value.decode("latin-1")
+            if length is not None and length != text:
+                text = f"{length}, {text}"  # disagreeing lengths: refused (400)
+            length = text
+        elif name == b"content-type":
+            content_type = value.decode("latin-1")
+    return size, length, content_type
+
+
+async def _run(
+    app: ASGIApp, core: RequestCore, request: Exchange, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run the app on an admitted request, answer what it raised, count the outcome."""
+    # An unannounced (chunked) body is counted as the app reads it.
+    exchange = _Exchange(receive, send, core.max_body if request.length is None else None)
+    error: Exception | None = None
+    answered: Rejection | None = None
+    try:
+        try:
+            await app(scope, exchange.receive, exchange.send)
+            answered = exchange.overflow  # the app swallowed the overflow it was told of
+        except Exception as exc:
+            if not exchange.responded:
+                answered = exchange.overflow or core.answer(exc)
+            if answered is None:
+                error = exc
+                core.failure_log(request, exc)
+                raise
+            core.answered(request, exc, answered.status)
+        if answered is not None:
+            exchange.status = answered.status
+            await _send_problem(send, answered, request)
+            exchange.complete = True
+    finally:
+        # Also reached when the task is cancelled (the server dropped the connection).
+        gone = not exchange.complete and (exchange.disconnected or error is None)
+        status = 500 if error is not None else exchange.status
+        if gone and error is None:
+            status = CLIENT_CLOSED
+        core.finish(request, status, error, answered is not None and answered.status == 413)
+
+
+async def _read_body(
+    receive: Receive, policy: RequestPolicy
+) -> tuple[bytes, Rejection | None, bool]:
+    """The whole body (bounded), a 413 rejection, or True when the client left."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", None, True
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > policy.max_body:
+            return b"", policy.too_large(size), False
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), None, False
+
+
+async def _send_problem(send: Send, rejection: Rejection, request: Exchange) -> None:
+    body = rejection.body(request.path)
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in rejection.response_headers(body)
+    ]
+    await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if request.method == "HEAD" else body})
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

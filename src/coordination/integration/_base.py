@@ -7,16 +7,21 @@ from typing import Any, ClassVar
 
 from .._config import CoordinationConfig
 from .._defaults import ComponentSet, register_http_door
-from .._time import perf_counter
+from .._http_snapshot import HttpSnapshot
 from ..error_handling import Rate, RateLimiterBackend
 from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
-from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, RequestPolicy
+from ._http import HttpCounters, RequestPolicy
 from ._problems import AnswerLog
+from ._request import RequestCore
 from ._routes import RouteResolver, check_route_rules
 
 __all__ = ["MiddlewareBase"]
+
+
+def _no_client(request: Mapping[str, Any]) -> str:
+    return ""
 
 
 class MiddlewareBase(CoordinatedDoor):
@@ -35,6 +40,11 @@ class MiddlewareBase(CoordinatedDoor):
     """
 
     kind: ClassVar[str]
+    # The protocol's translations, named once: how the client limit keys a request, which
+    # endpoint lookup serves it, and whether the adapter awaits the client limit.
+    _client_key_name: ClassVar[str]
+    _endpoint_name: ClassVar[str]
+    _awaits: ClassVar[bool]
     _own_component_keys = frozenset({"redis_url", "redis_namespace", "redis_outage_policy"})
     _resolver: ClassVar[Callable[[Any, Any], RouteResolver | None]]
 
@@ -66,15 +76,30 @@ class MiddlewareBase(CoordinatedDoor):
             type(self)._resolver(app, route_resolver), list(self._policy.rules), self._logger
         )
         self._monitor = self.performance_monitor if cfg.enable_performance_monitoring else None
-        self._client_limit = build_client_limit(
-            cfg, client_rate_limit, client_rate_limit_key, rate_limiter
-        )
+        limit = build_client_limit(cfg, client_rate_limit, client_rate_limit_key, rate_limiter)
+        self._core_client_limit = limit
         self._counters = HttpCounters(cfg.max_operation_names)
         self._endpoints = Endpoints(self._components, cfg, self) if cfg.expose_endpoints else None
         if map_resilience_errors is None:
             map_resilience_errors = cfg.map_resilience_errors
         self._map_errors = bool(map_resilience_errors)
         self._answer_log = AnswerLog(self._logger)
+        client_key = _no_client if limit is None else getattr(limit, self._client_key_name)
+        endpoints = self._endpoints
+        endpoint = None if endpoints is None else getattr(endpoints, self._endpoint_name)
+        self._core = RequestCore(
+            self._policy,
+            self._routes,
+            self._counters,
+            self._monitor,
+            limit,
+            client_key,
+            endpoint,
+            self._map_errors,
+            self._answer_log,
+            self._logger,
+            awaits=self._awaits,
+        )
         self._install_error_answers()
         # So CoordinationMetricsExporter() with no components shows this door's requests.
         register_http_door(self.performance_monitor, self)
@@ -82,61 +107,18 @@ class MiddlewareBase(CoordinatedDoor):
     def _install_error_answers(self) -> None:
         """Teach the wrapped framework to answer errors it would turn into 500s itself."""
 
-    def _record(
-        self,
-        method: str,
-        route: str | None,
-        status: int,
-        started: float,
-        error: BaseException | None,
-        *,
-        rejected: bool = False,
-    ) -> None:
-        """Count the finished request and give its duration to the monitor."""
-        counters = self._counters
-        if error is None and not rejected:  # the common case: the method was allowed
-            counters.count(method, route, status)
-        else:
-            # A rejected method is whatever the client sent: never a label of its own.
-            if method not in self._policy.allowed_methods:
-                method = OTHER_METHOD
-            counters.finished(method, route, status, rejected=rejected, error=error)
-        monitor = self._monitor
-        if monitor is None:
-            return
-        name = f"{method} {route}" if route else UNMATCHED
-        if error is None and status < 500:
-            monitor.record_duration(name, perf_counter() - started)
-        else:
-            failure = error if error is not None else f"HTTP {status}"
-            monitor.record_duration(name, perf_counter() - started, False, failure)
-
-    def route_after(self, request: Mapping[str, Any], route: str | None) -> str | None:
-        """``route`` if found before the app ran, else what the framework matched."""
-        if route is None and self._routes is not None:
-            try:
-                return self._routes.after(request)
-            except Exception:
-                self._logger.exception("route resolver failed; naming the request 'unmatched'")
-        return route
-
-    def route_before(self, request: Mapping[str, Any]) -> str | None:
-        """The route template of a request refused before the app ran (for its label)."""
-        if self._routes is None:
-            return None
-        try:
-            return self._routes.before(request)
-        except Exception:
-            self._logger.exception("route resolver failed; naming the request 'unmatched'")
-            return None
+    def http_snapshot(self) -> HttpSnapshot:
+        """The request counters, with each route's timings (what the exporters read)."""
+        limit = self._core_client_limit
+        return self._counters.snapshot(
+            self._monitor,
+            client_rate_limit=None if limit is None else limit.status(),
+            endpoints=() if self._endpoints is None else self._endpoints.paths,
+        )
 
     def http_stats(self) -> dict[str, Any]:
-        """The request counters alone (what exporters read; cheaper than the status)."""
-        return {
-            **self._counters.snapshot(),
-            "client_rate_limit": self._client_limit.status() if self._client_limit else None,
-            "endpoints": list(self._endpoints.paths) if self._endpoints else [],
-        }
+        """The request counters alone, as a dictionary (cheaper than the status)."""
+        return self.http_snapshot().as_dict()
 
     def get_middleware_status(self) -> dict[str, Any]:
         """The three component reports and this middleware's request counters."""

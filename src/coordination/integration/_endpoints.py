@@ -16,7 +16,6 @@ whichever worker answers it, merges them all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from .._config import CoordinationConfig
@@ -30,21 +29,7 @@ __all__ = ["Endpoints"]
 class Endpoints:
     """Path → (WSGI app, ASGI app) for the enabled endpoints."""
 
-    __slots__ = (
-        "_exact",
-        "_health_prefix",
-        "_share",
-        "_shared",
-        "asgi_app",
-        "paths",
-        "wsgi_app",
-    )
-
-    # ``wsgi_app(path)`` / ``asgi_app(path)``: the endpoint app for a path, or None. Both
-    # start as ``_first_*``, which lets a pre-fork worker start sharing its metrics at its
-    # first request, then swap themselves for the plain lookups (nothing more per request).
-    wsgi_app: Callable[[str], Any]
-    asgi_app: Callable[[str], Any]
+    __slots__ = ("_exact", "_health_prefix", "_pending", "_share", "_shared", "paths")
 
     def __init__(
         self, components: Components, config: CoordinationConfig, middleware: object
@@ -105,28 +90,25 @@ class Endpoints:
         for probe in ("live", "ready"):
             self._exact[self._health_prefix + probe] = health
         self.paths = tuple(sorted(self._exact))
-        self.wsgi_app = self._first_wsgi
-        self.asgi_app = self._first_asgi
+        self._pending = True  # the first request lets a pre-fork worker share its metrics
 
-    def _first_wsgi(self, path: str) -> Any:
-        self._first_request()
-        return self._wsgi(path)
+    def wsgi_app(self, path: str) -> Any:
+        """The WSGI endpoint app serving ``path``, or None."""
+        if self._pending:
+            self._first_request()
+        entry = self._exact.get(path)
+        return None if entry is None else entry[0]
 
-    def _first_asgi(self, path: str) -> Any:
-        self._first_request()
-        return self._asgi(path)
+    def asgi_app(self, path: str) -> Any:
+        """The ASGI endpoint app serving ``path``, or None."""
+        if self._pending:
+            self._first_request()
+        entry = self._exact.get(path)
+        return None if entry is None else entry[1]
 
     def _first_request(self) -> None:
-        self.wsgi_app, self.asgi_app = self._wsgi, self._asgi
+        self._pending = False
         try:
             self._share()
         except Exception:  # metrics must never fail a request
             self._shared.logger.exception("metrics are this worker's alone")
-
-    def _wsgi(self, path: str) -> Any:
-        entry = self._exact.get(path)
-        return None if entry is None else entry[0]
-
-    def _asgi(self, path: str) -> Any:
-        entry = self._exact.get(path)
-        return None if entry is None else entry[1]

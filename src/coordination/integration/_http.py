@@ -20,6 +20,7 @@ from .._bounded import OVERFLOW_OPERATION, BoundedNames
 from .._config import CoordinationConfig
 from .._counting import ReadableCount, count_value
 from .._errors import ConfigError, ValidationError
+from .._http_snapshot import HttpSnapshot, LatencyLike, RouteSnapshot
 from .._logging import component_logger
 from .._redact import truncate
 from ._components import ValidatorLike, prepare_rules
@@ -236,6 +237,8 @@ _KNOWN_STATUSES = frozenset(range(100, 600))
 OTHER_METHOD = "_OTHER"  # the label of a method that is not allowed (OpenTelemetry's name)
 
 RequestKey = tuple[str, str, str]  # method, route template, status label
+# Label sets the monitor has no timings of under their own name.
+_NO_TIMINGS = frozenset({UNMATCHED, OVERFLOW_OPERATION})
 
 
 def status_label(status: int) -> str:
@@ -332,26 +335,52 @@ class HttpCounters:
 
     def by_route(self) -> list[dict[str, Any]]:
         """``[{"method", "route", "status", "count"}]``, one per label set seen."""
-        with self._lock:
-            labels = list(self._by_label.items())
         return [
-            {"method": m, "route": r, "status": s, "count": count_value(c)}
-            for (m, r, s), c in sorted(labels)
+            {"method": r.method, "route": r.route, "status": status, "count": count}
+            for r in self._routes(None)
+            for status, count in r.statuses.items()
         ]
 
-    def snapshot(self) -> dict[str, Any]:
+    def _routes(self, latency: Mapping[str, LatencyLike] | None) -> tuple[RouteSnapshot, ...]:
+        with self._lock:
+            labels = sorted(self._by_label.items())
+        routes: list[RouteSnapshot] = []
+        statuses: dict[str, int] = {}
+        for index, ((method, route, status), counter) in enumerate(labels):
+            statuses[status] = count_value(counter)
+            following = labels[index + 1][0] if index + 1 < len(labels) else None
+            if following is not None and following[:2] == (method, route):
+                continue  # more statuses of the same label set follow
+            timed = None
+            if latency is not None and route not in _NO_TIMINGS and method != OTHER_METHOD:
+                timed = latency.get(f"{method} {route}")  # the name finish() records under
+            routes.append(RouteSnapshot(method, route, statuses, timed))
+            statuses = {}
+        return tuple(routes)
+
+    def snapshot(
+        self,
+        monitor: object = None,
+        *,
+        client_rate_limit: Mapping[str, Any] | None = None,
+        endpoints: tuple[str, ...] = (),
+    ) -> HttpSnapshot:
+        """A consistent read, each route with ``monitor``'s timings of it (if it has any)."""
+        stats = getattr(monitor, "operation_stats", None)
+        latency = None if stats is None else stats()
         with self._lock:
             statuses = {code: count_value(c) for code, c in sorted(self._statuses.items())}
             rejected = {code: count_value(c) for code, c in sorted(self._rejected.items())}
             exceptions = {name: count_value(c) for name, c in self._exceptions.items()}
-        finished = sum(statuses.values())
-        return {
-            "requests": count_value(self._started),
-            "in_flight": count_value(self._started) - finished,
-            "status_codes": statuses,
-            "rejected": rejected,
-            "rate_limited": count_value(self._rate_limited),
-            "exceptions": exceptions,
-            "client_disconnects": statuses.get(CLIENT_CLOSED, 0),
-            "by_route": self.by_route(),
-        }
+        started = count_value(self._started)
+        return HttpSnapshot(
+            requests=started,
+            in_flight=started - sum(statuses.values()),
+            status_codes=statuses,
+            rejected=rejected,
+            rate_limited=count_value(self._rate_limited),
+            exceptions=exceptions,
+            routes=self._routes(latency),
+            client_rate_limit=client_rate_limit,
+            endpoints=endpoints,
+        )

@@ -29,12 +29,12 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._time import perf_counter
 from ._base import MiddlewareBase
 from ._bounded_input import BoundedInput
 from ._framework_errors import install_flask_handlers
-from ._http import Rejection
+from ._http import Rejection, RequestPolicy
 from ._problems import answer_for
+from ._request import READ_BODY, Exchange, RequestCore
 from ._routes import wsgi_route_resolver
 
 __all__ = ["CoordinationMiddleware"]
@@ -44,12 +44,12 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
-# Keys servers put in every environ that are not headers. Subtracting them (one C-level
-# set operation) leaves a handful of keys for the Python loop below; a key missing here
-# is still checked, so the list only needs to be good, not complete.
 # Requests that carry no body unless they say so with Transfer-Encoding.
 _BODILESS = frozenset({"GET", "HEAD"})
 
+# Keys servers put in every environ that are not headers. Subtracting them (one C-level
+# set operation) leaves a handful of keys for the Python loop below; a key missing here
+# is still checked, so the list only needs to be good, not complete.
 _NOT_HEADERS = frozenset(
     {
         "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
@@ -82,27 +82,32 @@ class CoordinationMiddleware(MiddlewareBase):
 
     kind = "WSGI"
     _resolver = staticmethod(wsgi_route_resolver)
+    _client_key_name = "wsgi_client"
+    _endpoint_name = "wsgi_app"
+    _awaits = False
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self._endpoints is not None:
-            endpoint = self._endpoints.wsgi_app(environ.get("PATH_INFO") or "/")
-            if endpoint is not None:
-                return endpoint(environ, start_response)  # type: ignore[no-any-return]
-        started = perf_counter()
-        self._counters.started()
-        method = environ.get("REQUEST_METHOD") or "GET"
-        route = None
-        try:
-            rejection, route = self._check(environ, method)
-        except Exception as exc:  # the route resolver or the input stream failed: counted, raised
-            self._logger.exception("checking the request failed")
-            self._record(method, None, 500, started, exc)
-            raise
-        if rejection is not None:
-            return self._reject(environ, start_response, rejection, method, route, started)
-        exchange = _Exchange(self, environ, start_response, method, route, started)
+        core = self._core
+        path = environ.get("PATH_INFO") or "/"
+        endpoint = core.endpoint(path)
+        if endpoint is not None:
+            return endpoint(environ, start_response)  # type: ignore[no-any-return]
+        exchange = _Exchange(core, environ, start_response, path)
+        decision = core.admit(exchange, _header_bytes(environ), environ.get("CONTENT_LENGTH"))
+        if decision is READ_BODY:
+            decision = _check_body(core, exchange, environ)
+        elif decision is None and exchange.length is None:
+            method = exchange.method
+            if method not in _BODILESS or "HTTP_TRANSFER_ENCODING" in environ:
+                # No length announced: the server reads until the body ends (chunked),
+                # so the limit is enforced as the app reads.
+                stream = environ.get("wsgi.input")
+                if stream is not None:
+                    environ["wsgi.input"] = BoundedInput(stream, core.max_body)
+        if decision is not None:
+            return _reject(core, exchange, decision)  # type: ignore[arg-type]
         stream = environ.get("wsgi.input")
-        if type(stream) is BoundedInput:
+        if type(stream) is BoundedInput:  # ours, or an outer middleware's
             exchange.bounded = stream
         try:
             body = self.app(environ, exchange.start_response)
@@ -122,70 +127,53 @@ class CoordinationMiddleware(MiddlewareBase):
     def _install_error_answers(self) -> None:
         install_flask_handlers(self.app, self._answer_log, self._map_errors)
 
-    def _check(self, environ: Environ, method: str) -> tuple[Rejection | None, str | None]:
-        policy = self._policy
-        rejection = policy.check_method(method) or policy.check_header_size(_header_bytes(environ))
-        if rejection is None and self._client_limit is not None:
-            limit = self._client_limit
-            rejection = limit.check(limit.wsgi_client(environ))
-        if rejection is not None:
-            return rejection, None
-        length, rejection = policy.check_content_length(environ.get("CONTENT_LENGTH"))
-        if rejection is not None:
-            return rejection, None
-        route = None
-        if policy.rules and self._routes is not None:
-            # A resolver that raises here is the app's bug; skipping the rule set would
-            # let the body through unchecked, so it is counted and raised (see __call__).
-            route = self._routes.before(environ)
-            rule_set = policy.rules_for(method, route)
-            if rule_set is not None:
-                body, rejection = self._read_body(environ, length)
-                if rejection is None:
-                    rejection = policy.check_json(body, environ.get("CONTENT_TYPE"), rule_set)
-                # The app reads the same bytes from a fresh stream.
-                environ["wsgi.input"] = io.BytesIO(body)
-                environ["CONTENT_LENGTH"] = str(len(body))
-                return rejection, route
-        if length is None and (method not in _BODILESS or "HTTP_TRANSFER_ENCODING" in environ):
-            # No length announced: the server reads until the body ends (chunked), so
-            # the limit is enforced as the app reads.
-            stream = environ.get("wsgi.input")
-            if stream is not None:
-                environ["wsgi.input"] = BoundedInput(stream, policy.max_body)
-        return None, route
 
-    def _read_body(self, environ: Environ, length: int | None) -> tuple[bytes, Rejection | None]:
-        stream = environ.get("wsgi.input")
-        if stream is None:
-            return b"", None
-        if length is None:
-            if not environ.get("wsgi.input_terminated"):
-                return b"", None  # no length and no end marker: reading could block forever
-            body = stream.read(self._policy.max_body + 1)
-            if len(body) > self._policy.max_body:
-                return b"", self._policy.too_large(len(body))
-            return body, None
-        return stream.read(length), None
-
-    def _reject(
-        self,
-        environ: Environ,
-        start_response: StartResponse,
-        rejection: Rejection,
-        method: str,
-        route: str | None,
-        started: float,
-    ) -> list[bytes]:
-        body = rejection.body(environ.get("PATH_INFO") or "/")
-        start_response(rejection.status_line, rejection.response_headers(body))
-        if route is None:
-            route = self.route_before(environ)
-        self._record(method, route, rejection.status, started, None, rejected=True)
-        return [b"" if method == "HEAD" else body]
+def _check_body(core: RequestCore, exchange: _Exchange, environ: Environ) -> Rejection | None:
+    """The ``READ_BODY`` step: read the body, check it, give the app the same bytes."""
+    try:
+        body, rejection = _read_body(environ, exchange.length, core.policy)
+    except Exception as exc:  # the input stream failed: counted, raised
+        core.failed(exchange, exc)
+        raise
+    if rejection is None:
+        rejection = core.check_body(exchange, body, environ.get("CONTENT_TYPE"))
+    # The app reads the same bytes from a fresh stream.
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return rejection
 
 
-class _Exchange:
+def _read_body(
+    environ: Environ, length: int | None, policy: RequestPolicy
+) -> tuple[bytes, Rejection | None]:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b"", None
+    if length is None:
+        if not environ.get("wsgi.input_terminated"):
+            return b"", None  # no length and no end marker: reading could block forever
+        body = stream.read(policy.max_body + 1)
+        if len(body) > policy.max_body:
+            return b"", policy.too_large(len(body))
+        return body, None
+    return stream.read(length), None
+
+
+def _reject(core: RequestCore, exchange: _Exchange, rejection: Rejection) -> list[bytes]:
+    body = rejection.body(exchange.path)
+    exchange.upstream(rejection.status_line, rejection.response_headers(body))
+    core.rejected(exchange, rejection)
+    return [b"" if exchange.method == "HEAD" else body]
+
+
+def _current_status(status: str) -> int:
+    try:
+        return int(status[:3])
+    except ValueError:
+        return 500
+
+
+class _Exchange(Exchange):
     """One request: the ``start_response`` wrapper and the closing, timing body iterable."""
 
     __slots__ = (
@@ -193,32 +181,19 @@ class _Exchange:
         "body",
         "bounded",
         "called",
-        "environ",
-        "method",
-        "middleware",
+        "core",
         "replacement",
-        "route",
         "sent",
-        "started",
         "status",
         "upstream",
     )
 
     def __init__(
-        self,
-        middleware: CoordinationMiddleware,
-        environ: Environ,
-        upstream: StartResponse,
-        method: str,
-        route: str | None,
-        started: float,
+        self, core: RequestCore, environ: Environ, upstream: StartResponse, path: str
     ) -> None:
-        self.middleware = middleware
-        self.environ = environ
+        Exchange.__init__(self, environ, environ.get("REQUEST_METHOD") or "GET", path)
+        self.core = core
         self.upstream = upstream
-        self.method = method
-        self.route = route
-        self.started = started
         self.status = 500  # until the app says otherwise
         self.body: Iterable[bytes] = ()
         self.called = False  # the app called start_response
@@ -229,17 +204,14 @@ class _Exchange:
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         self.called = True
-        try:
-            self.status = int(status[:3])
-        except ValueError:
-            self.status = 500
+        self.status = _current_status(status)
         bounded = self.bounded
         if bounded is not None and bounded.overflow is not None and self.status >= 500:
             # The app caught the body limit's error and answered it as its own failure
             # (a catch-all handler): the client's body was too large, so it gets 413.
             rejection = answer_for(bounded.overflow, map_resilience=False)
             if rejection is not None:
-                body = rejection.body(self.environ.get("PATH_INFO") or "/")
+                body = rejection.body(self.path)
                 self.replacement = [b"" if self.method == "HEAD" else body]
                 self.status = rejection.status
                 status, headers = rejection.status_line, rejection.response_headers(body)
@@ -253,11 +225,10 @@ class _Exchange:
         Once the server has sent the headers the status cannot change: the error is then
         re-raised, so the server aborts the response (PEP 3333), and logged as a failure.
         """
-        rejection = answer_for(error, map_resilience=self.middleware._map_errors)
+        rejection = self.core.answer(error)
         if rejection is None or self.sent:
             return None
-        path = self.environ.get("PATH_INFO") or "/"
-        body = rejection.body(path)
+        body = rejection.body(self.path)
         headers = rejection.response_headers(body)
         try:
             if self.called:  # replaces the app's headers; raises if they were sent
@@ -268,7 +239,7 @@ class _Exchange:
             return None
         self.called = True
         self.status = rejection.status
-        self.middleware._answer_log(self.method, path, error, rejection.status)
+        self.core.answered(self, error, rejection.status)
         return [b"" if self.method == "HEAD" else body]
 
     def __iter__(self) -> Iterator[bytes]:
@@ -302,21 +273,13 @@ class _Exchange:
             return
         self._done = True
         if error is not None:
-            self.middleware._logger.warning(
-                "%s %s raised %s: %s",
-                self.method,
-                self.environ.get("PATH_INFO"),
-                type(error).__name__,
-                error,
-            )
-        status = 500 if error is not None else self.status
-        route = self.middleware.route_after(self.environ, self.route)
+            self.core.failure_log(self, error)
+            self.core.finish(self, 500, error)
+            return
         bounded = self.bounded
         # A body past the limit is refused like one with a too large Content-Length.
-        overflowed = bounded is not None and bounded.overflow is not None and status == 413
-        self.middleware._record(
-            self.method, route, status, self.started, error, rejected=overflowed
-        )
+        overflowed = bounded is not None and bounded.overflow is not None and self.status == 413
+        self.core.finish(self, self.status, None, overflowed)
 
 
 class _ClosingList(list[bytes]):

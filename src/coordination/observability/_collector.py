@@ -21,12 +21,12 @@ The spec's three series keep their names and meaning (gauges, as in the spec):
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 
+from .._http_snapshot import HttpSnapshot, LatencyLike
 from .._logging import component_logger
 from .._shared_state import error_collectors
 from .._status import HealthStatus
@@ -34,7 +34,6 @@ from ..error_handling._snapshot import HandlerSnapshot
 from ..validation._snapshot import ValidationSnapshot
 from ._families import FamilyBuilder
 from ._readings import (
-    OperationTimings,
     PerformanceReading,
     ReportsHealth,
     component_status,
@@ -54,6 +53,7 @@ from ._series import (
     EXPORT_ERROR,
     FAMILIES,
     HANDLER_COUNTERS,
+    HTTP_SERIES,
     OPERATION_DURATION,
     OPERATIONS,
     QUANTILES,
@@ -98,8 +98,6 @@ _BREAKER_STATES = {"CLOSED": 0.0, "HALF_OPEN": 1.0, "OPEN": 2.0}
 _STATUSES = tuple(
     HealthStatus[name] for name in ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN", "ERROR")
 )
-# The middleware names its operations "<METHOD> <route template>".
-_HTTP_OPERATION = re.compile(r"^(?P<method>[A-Z]+) (?P<route>/\S*)$")
 
 
 def _number(value: Any) -> float:
@@ -202,8 +200,8 @@ def _read_component(
     validation = validation_of(component)
     if validation is not None:
         _read_validation(out, comp, validation)
-    if hasattr(component, "get_middleware_status"):
-        _read_middleware(out, comp, component, durations)
+    if hasattr(component, "http_snapshot"):
+        read_http_snapshot(out, comp, component.http_snapshot(), durations)
     if isinstance(component, ReportsHealth):
         status = component_status(component, handler)
         for candidate in _STATUSES:
@@ -258,71 +256,45 @@ def _read_validation(
         _put(out, VALIDATION_FAILURES, {**comp, "rule_set": rule_set, "code": code}, count)
 
 
-def _read_middleware(
-    out: FamilyBuilder, comp: dict[str, str], middleware: Any, durations: DurationType
+# The middleware's series, in the catalogue's order.
+(
+    _HTTP_RESPONSES,
+    _HTTP_REJECTED,
+    _HTTP_IN_FLIGHT,
+    _HTTP_DURATION,
+    _HTTP_REQUESTS,
+    _HTTP_RATE_LIMITED,
+) = HTTP_SERIES
+
+
+def read_http_snapshot(
+    out: FamilyBuilder, comp: dict[str, str], http: HttpSnapshot, durations: DurationType
 ) -> None:
-    """HTTP series: counters from the middleware, per-route timings from its monitor."""
-    if hasattr(middleware, "http_stats"):  # the counters alone, without three reports
-        counters = middleware.http_stats()
-    else:
-        counters = middleware.get_middleware_status().get("middleware", {})
-    for status, count in counters.get("status_codes", {}).items():
-        out.counter(
-            "coordination_http_responses",
-            "HTTP responses sent through the middleware, by status code.",
-            {**comp, "status": str(status)},
-            _number(count),
-        )
-    for status, count in counters.get("rejected", {}).items():
-        out.counter(
-            "coordination_http_rejected_requests",
-            "Requests the middleware refused before the app (problem+json), by status code.",
-            {**comp, "status": str(status)},
-            _number(count),
-        )
-    if "rate_limited" in counters:
-        out.counter(
-            "coordination_http_rate_limited",
-            "Requests refused with 429 because their client's rate limit was spent.",
-            comp,
-            _number(counters["rate_limited"]),
-        )
-    if "in_flight" in counters:
-        out.gauge(
-            "coordination_http_requests_in_flight",
-            "Requests being served right now.",
-            comp,
-            _number(counters["in_flight"]),
-        )
-    for entry in counters.get("by_route", ()):
-        out.counter(
-            "coordination_http_requests",
-            "HTTP requests served, by method, route template and status code (codes "
-            "outside the standard ones grouped by class, such as 7xx).",
-            {
-                **comp,
-                "method": str(entry["method"]),
-                "route": str(entry["route"]),
-                "status": str(entry["status"]),
-            },
-            _number(entry["count"]),
-        )
-    monitor = getattr(middleware, "performance_monitor", None)
-    if monitor is None or not hasattr(monitor, "operation_stats"):
-        return
-    for operation, snapshot in monitor.operation_stats().items():
-        match = _HTTP_OPERATION.match(str(operation))
-        if match is None or not hasattr(snapshot, "quantile"):
-            continue
-        labels = {**comp, "method": match["method"], "route": match["route"]}
-        _duration(out, "coordination_http_request_duration_seconds", labels, snapshot, durations)
+    """The HTTP series of one middleware: its counters, and each route's timings.
+
+    Method and route are fields of each ``RouteSnapshot``; the timings are the monitor's
+    snapshot of that route, so nothing is parsed back out of an operation name.
+    """
+    for series, counts in ((_HTTP_RESPONSES, http.status_codes), (_HTTP_REJECTED, http.rejected)):
+        for status, count in counts.items():
+            _put(out, series, {**comp, "status": str(status)}, float(count))
+    _put(out, _HTTP_RATE_LIMITED, comp, float(http.rate_limited))
+    _put(out, _HTTP_IN_FLIGHT, comp, float(http.in_flight))
+    for route in http.routes:
+        labels = {**comp, "method": route.method, "route": route.route}
+        for label, count in route.statuses.items():
+            _put(out, _HTTP_REQUESTS, {**labels, "status": label}, float(count))
+    for route in http.routes:  # after every count, in the order the families had before
+        if route.latency is not None:
+            labels = {**comp, "method": route.method, "route": route.route}
+            _duration(out, _HTTP_DURATION.name, labels, route.latency, durations)
 
 
 def _duration(
     out: FamilyBuilder,
     series: str,
     labels: dict[str, str],
-    snapshot: OperationTimings,
+    snapshot: LatencyLike,  # what both the operation and the HTTP readers pass
     durations: str,
 ) -> None:
     doc = OPERATION_DURATION.help

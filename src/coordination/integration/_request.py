@@ -1,0 +1,289 @@
+"""The middleware's algorithm once, without I/O: request facts in, decisions out.
+
+In the spirit of h11's sans-IO core, ``RequestCore`` never reads a socket, an environ or a
+scope by itself. A protocol adapter (``_wsgi``, ``_asgi``) makes one ``Exchange`` per
+request, fills in the facts its protocol carries, and asks the core what to do:
+
+``admit(exchange, header_size, content_length)`` answers
+
+- ``None``: let the app run (``exchange.length`` and ``exchange.route`` are set);
+- a ``Rejection``: answer it (a ready problem+json document), then ``rejected()``;
+- ``CHECK_CLIENT``: the client rate limit must be awaited (an async adapter; a Redis
+  limiter does I/O): ``await acheck_client()``, then ``admit_checked()`` with its answer;
+- ``READ_BODY``: the route has a rule set: the adapter reads the whole body (bounded by
+  ``max_body``) and hands it to ``check_body()``.
+
+The built-in endpoints are looked up before (``endpoint``). When the request ends the
+adapter reports the outcome — ``finish(exchange, status, error)`` — and the core counts it
+and times it. Errors the app raised are turned into answers by ``answer()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from .._time import perf_counter
+from ._client_limit import ClientRateLimit
+from ._components import MonitorLike
+from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, Rejection, RequestPolicy
+from ._problems import AnswerLog, answer_for
+from ._routes import RouteResolver
+
+__all__ = ["CHECK_CLIENT", "READ_BODY", "Exchange", "RequestCore", "Step"]
+
+
+class Step:
+    """An I/O step the adapter performs before the core can decide."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+CHECK_CLIENT: Final = Step("CHECK_CLIENT")
+READ_BODY: Final = Step("READ_BODY")
+
+Decision = Rejection | Step | None
+
+
+class Exchange:
+    """One request's facts, as the core reads them; adapters subclass it with their state.
+
+    ``request`` is the protocol's own mapping (the WSGI environ, the ASGI scope), handed
+    unread to the route resolver and the client key function of that protocol.
+    """
+
+    __slots__ = ("length", "method", "path", "request", "route", "rule_set", "started")
+
+    def __init__(self, request: Mapping[str, Any], method: str, path: str) -> None:
+        self.request = request
+        self.method = method
+        self.path = path
+        self.route: str | None = None  # the template, when known before the app ran
+        self.length: int | None = None  # the declared Content-Length, once admitted
+        self.rule_set: Any = None  # the route's rule set, when its body must be checked
+        self.started = 0.0
+
+
+def _no_endpoint(path: str) -> None:
+    return None
+
+
+class RequestCore:
+    """Request policy, client limit, routes, counters and monitor: the one algorithm.
+
+    ``client_key`` and ``routes`` are the protocol's (they read its request mapping);
+    ``endpoint(path)`` returns the built-in endpoint app of the protocol, or None.
+    """
+
+    __slots__ = (
+        "_allowed",
+        "_client_key",
+        "_limit",
+        "_limit_sync",
+        "_logger",
+        "_max_headers",
+        "_monitor",
+        "answer_log",
+        "counters",
+        "endpoint",
+        "map_errors",
+        "max_body",
+        "policy",
+        "routes",
+    )
+
+    def __init__(
+        self,
+        policy: RequestPolicy,
+        routes: RouteResolver | None,
+        counters: HttpCounters,
+        monitor: MonitorLike | None,
+        client_limit: ClientRateLimit | None,
+        client_key: Callable[[Mapping[str, Any]], str],
+        endpoint: Callable[[str], Any] | None,
+        map_errors: bool,
+        answer_log: AnswerLog,
+        logger: logging.Logger,
+        *,
+        awaits: bool,
+    ) -> None:
+        self.policy = policy
+        self.routes = routes
+        self.counters = counters
+        self._monitor = monitor
+        self._limit = client_limit
+        self._client_key = client_key
+        # An async adapter awaits the limit (a Redis limiter does I/O; acheck() calls an
+        # in-memory one directly).
+        self._limit_sync = not awaits
+        self.endpoint: Callable[[str], Any] = endpoint or _no_endpoint
+        self.map_errors = map_errors
+        self.answer_log = answer_log
+        self._logger = logger
+        self._allowed = policy.allowed_methods
+        self._max_headers = policy.max_headers
+        self.max_body = policy.max_body
+
+    # --- admission -----------------------------------------------------------------------
+
+    def admit(self, exchange: Exchange, header_size: int, content_length: str | None) -> Decision:
+        """The first decision on a request: its method, headers, client and body length."""
+        exchange.started = perf_counter()
+        self.counters.started()
+        method = exchange.method
+        if method not in self._allowed or header_size > self._max_headers:
+            policy = self.policy
+            rejection = policy.check_method(method) or policy.check_header_size(header_size)
+            if rejection is not None:
+                return rejection
+        limit = self._limit
+        if limit is not None:
+            if not self._limit_sync:
+                return CHECK_CLIENT
+            rejection = limit.check(self._client_key(exchange.request))
+            if rejection is not None:
+                return rejection
+        return self._body(exchange, content_length)
+
+    async def acheck_client(self, exchange: Exchange) -> Rejection | None:
+        """The client rate limit, awaited (the ``CHECK_CLIENT`` step)."""
+        limit = self._limit
+        if limit is None:  # CHECK_CLIENT is only asked for with a limit
+            return None
+        return await limit.acheck(self._client_key(exchange.request))
+
+    def admit_checked(
+        self, exchange: Exchange, rejection: Rejection | None, content_length: str | None
+    ) -> Decision:
+        """``admit`` resumed once the awaited client rate limit answered ``rejection``."""
+        if rejection is not None:
+            return rejection
+        return self._body(exchange, content_length)
+
+    def _body(self, exchange: Exchange, raw: str | None) -> Decision:
+        if raw is None:
+            length = None
+        elif raw.isdigit() and raw.isascii() and len(raw) <= 18:  # the common value
+            length = int(raw)
+            if length > self.max_body:
+                return self.policy.too_large(length)
+        else:
+            length, rejection = self.policy.check_content_length(raw)
+            if rejection is not None:
+                return rejection
+        exchange.length = length
+        policy = self.policy
+        if policy.rules and self.routes is not None:
+            try:
+                route = self.routes.before(exchange.request)
+            except Exception as exc:
+                # A resolver that raises is the app's bug; skipping the rule set would let
+                # the body through unchecked, so it is counted and raised.
+                self.failed(exchange, exc)
+                raise
+            exchange.route = route
+            rule_set = policy.rules_for(exchange.method, route)
+            if rule_set is not None:
+                exchange.rule_set = rule_set
+                return READ_BODY
+        return None
+
+    def check_body(
+        self, exchange: Exchange, body: bytes, content_type: str | None
+    ) -> Rejection | None:
+        """The ``READ_BODY`` step's answer: the body against the route's rule set."""
+        rule_set, exchange.rule_set = exchange.rule_set, None
+        return self.policy.check_json(body, content_type, rule_set)
+
+    # --- answers -------------------------------------------------------------------------
+
+    def answer(self, error: BaseException) -> Rejection | None:
+        """The problem document an error of the app earns, or None to let it propagate."""
+        return answer_for(error, map_resilience=self.map_errors)
+
+    def answered(self, exchange: Exchange, error: BaseException, status: int) -> None:
+        self.answer_log(exchange.method, exchange.path, error, status)
+
+    # --- outcomes ------------------------------------------------------------------------
+
+    def failed(self, exchange: Exchange, error: Exception) -> None:
+        """Count a request whose checks failed (the route resolver or the body stream
+        raised); the adapter re-raises ``error``."""
+        self._logger.exception("checking the request failed", exc_info=error)
+        self._record(exchange.method, None, 500, exchange.started, error)
+
+    def failure_log(self, exchange: Exchange, error: BaseException) -> None:
+        """The warning for an error of the app that no answer handles (it propagates)."""
+        self._logger.warning(
+            "%s %s raised %s: %s", exchange.method, exchange.path, type(error).__name__, error
+        )
+
+    def rejected(self, exchange: Exchange, rejection: Rejection) -> None:
+        """Count a request answered with ``rejection`` before the app ran."""
+        route = exchange.route
+        if route is None and self.routes is not None:
+            route = self._resolve(self.routes.before, exchange.request)
+        self._record(exchange.method, route, rejection.status, exchange.started, None, True)
+
+    def finish(
+        self,
+        exchange: Exchange,
+        status: int,
+        error: BaseException | None = None,
+        rejected: bool = False,
+    ) -> None:
+        """Count and time a request the app ran (``error``: what it raised, if anything)."""
+        route = exchange.route
+        if route is None and self.routes is not None:
+            route = self._resolve(self.routes.after, exchange.request)
+        if error is None and not rejected:  # the common case: the method was allowed
+            self.counters.count(exchange.method, route, status)
+            monitor = self._monitor
+            if monitor is not None:
+                name = f"{exchange.method} {route}" if route else UNMATCHED
+                if status < 500:
+                    monitor.record_duration(name, perf_counter() - exchange.started)
+                else:
+                    duration = perf_counter() - exchange.started
+                    monitor.record_duration(name, duration, False, f"HTTP {status}")
+            return
+        self._record(exchange.method, route, status, exchange.started, error, rejected)
+
+    def _record(
+        self,
+        method: str,
+        route: str | None,
+        status: int,
+        started: float,
+        error: BaseException | None,
+        rejected: bool = False,
+    ) -> None:
+        # A rejected method is whatever the client sent: never a label of its own.
+        if method not in self._allowed:
+            method = OTHER_METHOD
+        self.counters.finished(method, route, status, rejected=rejected, error=error)
+        monitor = self._monitor
+        if monitor is None:
+            return
+        name = f"{method} {route}" if route else UNMATCHED
+        if error is None and status < 500:
+            monitor.record_duration(name, perf_counter() - started)
+        else:
+            failure = error if error is not None else f"HTTP {status}"
+            monitor.record_duration(name, perf_counter() - started, False, failure)
+
+    def _resolve(
+        self, resolve: Callable[[Mapping[str, Any]], str | None], request: Mapping[str, Any]
+    ) -> str | None:
+        try:
+            return resolve(request)
+        except Exception:
+            self._logger.exception("route resolver failed; naming the request 'unmatched'")
+            return None
