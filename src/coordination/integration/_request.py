@@ -242,19 +242,24 @@ class RequestCore:
         """Count and time a request the app ran (``error``: what it raised, if anything)."""
         route = exchange.route
         if route is None and self.routes is not None:
-            route = self._resolve(self.routes.after, exchange.request)
-        if error is None and not rejected:  # the common case: the method was allowed
-            self.counters.count(exchange.method, route, status)
-            monitor = self._monitor
-            if monitor is not None:
-                name = f"{exchange.method} {route}" if route else UNMATCHED
-                if status < 500:
-                    monitor.record_duration(name, perf_counter() - exchange.started)
-                else:
-                    duration = perf_counter() - exchange.started
-                    monitor.record_duration(name, duration, False, f"HTTP {status}")
+            try:
+                route = self.routes.after(exchange.request)
+            except Exception:
+                self._logger.exception("route resolver failed; naming the request 'unmatched'")
+        if error is not None or rejected:
+            self._record(exchange.method, route, status, exchange.started, error, rejected)
             return
-        self._record(exchange.method, route, status, exchange.started, error, rejected)
+        # The common case: the method was allowed, nothing was raised.
+        method = exchange.method
+        self.counters.count(method, route, status)
+        monitor = self._monitor
+        if monitor is not None:
+            name = f"{method} {route}" if route else UNMATCHED
+            if status < 500:
+                monitor.record_duration(name, perf_counter() - exchange.started)
+            else:
+                duration = perf_counter() - exchange.started
+                monitor.record_duration(name, duration, False, f"HTTP {status}")
 
     def _record(
         self,

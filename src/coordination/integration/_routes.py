@@ -65,20 +65,24 @@ _MISSING = object()
 
 
 class _FlaskRoutes:
-    __slots__ = ("_app",)
+    __slots__ = ("_app", "_request")
 
     def __init__(self, app: Any) -> None:
-        self._app = app
-        # Flask clears its request from the environ when the request ends, so a hook that
-        # runs first among the app's before_request functions leaves the matched rule.
-        app.before_request_funcs.setdefault(None, []).insert(0, self._remember)
-
-    @staticmethod
-    def _remember() -> None:
         from flask import request
 
-        rule = request.url_rule
-        request.environ[_ROUTE_KEY] = None if rule is None else str(rule.rule)
+        self._app = app
+        self._request: Any = request  # the proxy; _get_current_object() is its public API
+        # Flask clears its request from the environ when the request ends, so a function
+        # that runs before the app's own hooks leaves the matched rule there. A URL value
+        # preprocessor is that function: Flask calls it first in preprocess_request, for
+        # every request (a 404 too), and directly — a before_request hook would also cost
+        # an ensure_sync() and its coroutine check per request.
+        app.url_value_preprocessors.setdefault(None, []).insert(0, self._remember)
+
+    def _remember(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
+        current = self._request._get_current_object()  # one context lookup, not three
+        rule = current.url_rule
+        current.environ[_ROUTE_KEY] = None if rule is None else rule.rule
 
     def before(self, environ: Mapping[str, Any]) -> str | None:
         from werkzeug.exceptions import HTTPException

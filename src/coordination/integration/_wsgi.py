@@ -116,12 +116,12 @@ class CoordinationMiddleware(MiddlewareBase):
             if answer is None:
                 exchange.finish(exc)
                 raise
-            return _ClosingList(answer, exchange)
+            return _closing(answer, exchange)
         exchange.body = body
         if type(body) is list:  # already in memory: iterate it at C speed, keep close()
             if exchange.replacement is not None:
-                return _ClosingList(exchange.replacement, exchange)
-            return _ClosingList(body, exchange)
+                return _closing(exchange.replacement, exchange)
+            return _closing(body, exchange)
         return exchange
 
     def _install_error_answers(self) -> None:
@@ -166,11 +166,18 @@ def _reject(core: RequestCore, exchange: _Exchange, rejection: Rejection) -> lis
     return [b"" if exchange.method == "HEAD" else body]
 
 
-def _current_status(status: str) -> int:
+# Status lines seen, parsed once: frameworks send the same few ("200 OK") every time.
+_STATUS_CODES: dict[str, int] = {}
+
+
+def _status_code(status: str) -> int:
     try:
-        return int(status[:3])
+        code = int(status[:3])
     except ValueError:
         return 500
+    if len(_STATUS_CODES) < 256 and type(status) is str:  # bounded: a cache, not a log
+        _STATUS_CODES[status] = code
+    return code
 
 
 class _Exchange(Exchange):
@@ -188,23 +195,37 @@ class _Exchange(Exchange):
         "upstream",
     )
 
+    body: Iterable[bytes]
+    bounded: BoundedInput | None
+    replacement: list[bytes] | None
+
     def __init__(
         self, core: RequestCore, environ: Environ, upstream: StartResponse, path: str
     ) -> None:
-        Exchange.__init__(self, environ, environ.get("REQUEST_METHOD") or "GET", path)
+        # Exchange's fields set here directly: one call per request, not two.
+        self.request = environ
+        self.method = environ.get("REQUEST_METHOD") or "GET"
+        self.path = path
+        self.route = None
+        self.length = None
+        self.rule_set = None
+        self.started = 0.0
         self.core = core
         self.upstream = upstream
         self.status = 500  # until the app says otherwise
-        self.body: Iterable[bytes] = ()
+        self.body = ()
         self.called = False  # the app called start_response
         self.sent = False  # a non-empty body chunk went to the server: headers are out
-        self.bounded: BoundedInput | None = None  # the body stream, when it is bounded
-        self.replacement: list[bytes] | None = None  # the body sent instead of the app's
+        self.bounded = None  # the body stream, when it is bounded
+        self.replacement = None  # the body sent instead of the app's
         self._done = False
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         self.called = True
-        self.status = _current_status(status)
+        code = _STATUS_CODES.get(status)
+        if code is None:
+            code = _status_code(status)
+        self.status = code
         bounded = self.bounded
         if bounded is not None and bounded.overflow is not None and self.status >= 500:
             # The app caught the body limit's error and answered it as its own failure
@@ -287,9 +308,14 @@ class _ClosingList(list[bytes]):
 
     __slots__ = ("_exchange",)
 
-    def __init__(self, body: list[bytes], exchange: _Exchange) -> None:
-        super().__init__(body)
-        self._exchange = exchange
+    _exchange: _Exchange
 
     def close(self) -> None:
         self._exchange.finish(None)
+
+
+def _closing(body: list[bytes], exchange: _Exchange) -> _ClosingList:
+    # list's own constructor (C) and one attribute: no __init__ of ours per request.
+    closing = _ClosingList(body)
+    closing._exchange = exchange
+    return closing
