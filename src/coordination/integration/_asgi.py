@@ -119,7 +119,7 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             return
         core = self._core
         path = scope.get("path") or "/"
-        endpoint = core.endpoint(path)
+        endpoint = None if core.endpoint is None else core.endpoint(path)
         if endpoint is not None:
             await endpoint(scope, receive, send)
             return

@@ -71,10 +71,6 @@ class Exchange:
         self.started = 0.0
 
 
-def _no_endpoint(path: str) -> None:
-    return None
-
-
 class RequestCore:
     """Request policy, client limit, routes, counters and monitor: the one algorithm.
 
@@ -84,6 +80,7 @@ class RequestCore:
 
     __slots__ = (
         "_allowed",
+        "_body_checks",
         "_client_key",
         "_limit",
         "_limit_sync",
@@ -96,6 +93,7 @@ class RequestCore:
         "map_errors",
         "max_body",
         "policy",
+        "responding",
         "routes",
     )
 
@@ -116,6 +114,8 @@ class RequestCore:
     ) -> None:
         self.policy = policy
         self.routes = routes
+        # What the resolver reads when the app starts its response (Flask's rule), if any.
+        self.responding: Callable[[Any], None] | None = getattr(routes, "responding", None)
         self.counters = counters
         self._monitor = monitor
         self._limit = client_limit
@@ -123,13 +123,15 @@ class RequestCore:
         # An async adapter awaits the limit (a Redis limiter does I/O; acheck() calls an
         # in-memory one directly).
         self._limit_sync = not awaits
-        self.endpoint: Callable[[str], Any] = endpoint or _no_endpoint
+        # None when the endpoints are off: the adapters skip the lookup altogether.
+        self.endpoint: Callable[[str], Any] | None = endpoint
         self.map_errors = map_errors
         self.answer_log = answer_log
         self._logger = logger
         self._allowed = policy.allowed_methods
         self._max_headers = policy.max_headers
         self.max_body = policy.max_body
+        self._body_checks = bool(policy.rules) and routes is not None  # bodies to check
 
     # --- admission -----------------------------------------------------------------------
 
@@ -150,6 +152,14 @@ class RequestCore:
             rejection = limit.check(self._client_key(exchange.request))
             if rejection is not None:
                 return rejection
+        elif not self._body_checks:  # the common case, inline: a plain length, no rules
+            if content_length is None:
+                return None
+            if content_length.isdigit() and content_length.isascii() and len(content_length) < 19:
+                length = int(content_length)
+                if length <= self.max_body:
+                    exchange.length = length
+                    return None
         return self._body(exchange, content_length)
 
     async def acheck_client(self, exchange: Exchange) -> Rejection | None:

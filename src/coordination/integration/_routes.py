@@ -65,24 +65,23 @@ _MISSING = object()
 
 
 class _FlaskRoutes:
-    __slots__ = ("_app", "_request")
+    __slots__ = ("_app",)
 
     def __init__(self, app: Any) -> None:
-        from flask import request
-
         self._app = app
-        self._request: Any = request  # the proxy; _get_current_object() is its public API
-        # Flask clears its request from the environ when the request ends, so a function
-        # that runs before the app's own hooks leaves the matched rule there. A URL value
-        # preprocessor is that function: Flask calls it first in preprocess_request, for
-        # every request (a 404 too), and directly — a before_request hook would also cost
-        # an ensure_sync() and its coroutine check per request.
-        app.url_value_preprocessors.setdefault(None, []).insert(0, self._remember)
 
-    def _remember(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
-        current = self._request._get_current_object()  # one context lookup, not three
-        rule = current.url_rule
-        current.environ[_ROUTE_KEY] = None if rule is None else rule.rule
+    @staticmethod
+    def responding(environ: dict[str, Any]) -> None:
+        """Remember the matched rule while Flask's request is still in the environ.
+
+        The WSGI middleware calls it from ``start_response``, which Flask calls inside its
+        request context; when the request ends Flask sets ``environ["werkzeug.request"]``
+        (werkzeug's documented ``populate_request``) to None, so ``after`` reads the rule
+        remembered here — no hook in the app, nothing Flask runs per request for it.
+        """
+        rule: Any = getattr(environ.get("werkzeug.request"), "url_rule", _MISSING)
+        if rule is not _MISSING:
+            environ[_ROUTE_KEY] = None if rule is None else rule.rule
 
     def before(self, environ: Mapping[str, Any]) -> str | None:
         from werkzeug.exceptions import HTTPException
@@ -110,7 +109,7 @@ class _FlaskRoutes:
 
     def after(self, environ: Mapping[str, Any]) -> str | None:
         route = environ.get(_ROUTE_KEY, _MISSING)
-        if route is _MISSING:  # the app answered before its hooks ran (or no hook ran)
+        if route is _MISSING:  # no response from inside Flask's request (it raised)
             return self.before(environ)
         return None if route is None else str(route)
 
@@ -265,6 +264,7 @@ class _CheckedRoutes:
         self._checked = False
         self.after = resolver.after
         self.known_routes = resolver.known_routes
+        self.responding = getattr(resolver, "responding", None)
         self.before: Callable[[Mapping[str, Any]], str | None] = self._first_before
         self.problems: list[str] = []
 

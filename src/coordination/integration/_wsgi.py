@@ -47,29 +47,36 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 # Requests that carry no body unless they say so with Transfer-Encoding.
 _BODILESS = frozenset({"GET", "HEAD"})
 
-# Keys servers put in every environ that are not headers. Subtracting them (one C-level
-# set operation) leaves a handful of keys for the Python loop below; a key missing here
-# is still checked, so the list only needs to be good, not complete.
-_NOT_HEADERS = frozenset(
-    {
-        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
-        "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
-        "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_HOST", "REMOTE_USER", "REQUEST_URI", "RAW_URI",
-        "GATEWAY_INTERFACE", "HTTPS", "wsgi.version", "wsgi.url_scheme", "wsgi.input",
-        "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
-        "wsgi.file_wrapper", "wsgi.input_terminated", "gunicorn.socket", "werkzeug.socket",
-        "werkzeug.request", "werkzeug.server.shutdown", "uwsgi.version", "uwsgi.node",
-    }
-)  # fmt: skip
+# The environ's keys as a server builds them (its own keys, then one per header, in the
+# order the client sent them) -> the header keys among them and their names' size. A
+# client sends the same headers request after request, so the scan of every key is made
+# once per shape and the per-request work is a tuple, a lookup and C-level sums. Bounded:
+# shapes past the cap (a client inventing header names) are scanned each time.
+_SHAPES: dict[tuple[Any, ...], tuple[int, tuple[str, ...]]] = {}
+_MAX_SHAPES = 64
+
+
+def _header_shape(keys: tuple[Any, ...]) -> tuple[int, tuple[str, ...]]:
+    names = tuple(key for key in keys if type(key) is str and key[:5] == "HTTP_")
+    shape = (sum(len(name) - 5 for name in names), names)  # names as sent, no HTTP_
+    if len(_SHAPES) < _MAX_SHAPES:
+        _SHAPES[keys] = shape
+    return shape
 
 
 def _header_bytes(environ: Environ) -> int:
     """Header names and values, as sent (``HTTP_`` prefixes aside)."""
-    size = len(environ.get("CONTENT_TYPE") or "") + len(environ.get("CONTENT_LENGTH") or "")
-    for key in environ.keys() - _NOT_HEADERS:
-        if key[:5] == "HTTP_":
-            size += len(key) + len(environ[key]) - 5
-    return size
+    keys = tuple(environ)
+    shape = _SHAPES.get(keys)
+    if shape is None:
+        shape = _header_shape(keys)
+    names_size, names = shape
+    return (
+        names_size
+        + sum(map(len, map(environ.__getitem__, names)))
+        + len(environ.get("CONTENT_TYPE") or "")
+        + len(environ.get("CONTENT_LENGTH") or "")
+    )
 
 
 class CoordinationMiddleware(MiddlewareBase):
@@ -89,7 +96,7 @@ class CoordinationMiddleware(MiddlewareBase):
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         core = self._core
         path = environ.get("PATH_INFO") or "/"
-        endpoint = core.endpoint(path)
+        endpoint = None if core.endpoint is None else core.endpoint(path)
         if endpoint is not None:
             return endpoint(environ, start_response)  # type: ignore[no-any-return]
         exchange = _Exchange(core, environ, start_response, path)
@@ -222,6 +229,9 @@ class _Exchange(Exchange):
 
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         self.called = True
+        responding = self.core.responding
+        if responding is not None:
+            responding(self.request)
         code = _STATUS_CODES.get(status)
         if code is None:
             code = _status_code(status)
