@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -266,10 +267,13 @@ class HttpCounters:
         "_rejected",
         "_started",
         "_statuses",
+        "started",
     )
 
     def __init__(self, max_routes: int = 1000) -> None:
         self._started = ReadableCount()
+        # One request began: next() on the count, called from C (no Python frame).
+        self.started: Callable[[], object] = partial(next, self._started)
         self._rate_limited = ReadableCount()
         self._statuses: dict[int, ReadableCount] = {}
         self._rejected: dict[int, ReadableCount] = {}
@@ -280,9 +284,6 @@ class HttpCounters:
         self._max_routes = max_routes
         self._lock = threading.Lock()
         self._names = BoundedNames(100)
-
-    def started(self) -> None:
-        next(self._started)
 
     def count(self, method: str, route: str | None, status: int) -> None:
         """One finished request; ``method`` must already be an allowed one or ``_OTHER``."""

@@ -111,7 +111,7 @@ class _FlaskRoutes:
         route = environ.get(_ROUTE_KEY, _MISSING)
         if route is _MISSING:  # no response from inside Flask's request (it raised)
             return self.before(environ)
-        return None if route is None else str(route)
+        return route  # type: ignore[no-any-return]  # a str or None, as responding() left it
 
 
 class _DjangoRoutes:
