@@ -114,8 +114,11 @@ class RequestCore:
     ) -> None:
         self.policy = policy
         self.routes = routes
-        # What the resolver reads when the app starts its response (Flask's rule), if any.
-        self.responding: Callable[[Any], None] | None = getattr(routes, "responding", None)
+        # The route as the resolver reads it when the app starts its response (Flask's
+        # rule), where it can: then nothing is resolved when the request ends.
+        self.responding: Callable[[Any], str | None] | None = getattr(
+            routes, "responding", None
+        )
         self.counters = counters
         self._monitor = monitor
         self._limit = client_limit

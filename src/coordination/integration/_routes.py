@@ -71,17 +71,22 @@ class _FlaskRoutes:
         self._app = app
 
     @staticmethod
-    def responding(environ: dict[str, Any]) -> None:
-        """Remember the matched rule while Flask's request is still in the environ.
+    def responding(environ: dict[str, Any]) -> str | None:
+        """The matched rule, read while Flask's request is still in the environ.
 
         The WSGI middleware calls it from ``start_response``, which Flask calls inside its
         request context; when the request ends Flask sets ``environ["werkzeug.request"]``
-        (werkzeug's documented ``populate_request``) to None, so ``after`` reads the rule
-        remembered here — no hook in the app, nothing Flask runs per request for it.
+        (werkzeug's documented ``populate_request``) to None. So the rule is read here —
+        no hook in the app, nothing Flask runs per request for it — and a request that
+        matched no rule is remembered for ``after`` as unmatched.
         """
         rule: Any = getattr(environ.get("werkzeug.request"), "url_rule", _MISSING)
-        if rule is not _MISSING:
-            environ[_ROUTE_KEY] = None if rule is None else rule.rule
+        if rule is _MISSING:
+            return None  # not inside Flask's request: after() matches the URL itself
+        if rule is None:
+            environ[_ROUTE_KEY] = None
+            return None
+        return rule.rule  # type: ignore[no-any-return]
 
     def before(self, environ: Mapping[str, Any]) -> str | None:
         from werkzeug.exceptions import HTTPException

@@ -219,8 +219,7 @@ class _Exchange(Exchange):
         self.started = 0.0
         self.core = core
         self.upstream = upstream
-        self.status = 500  # until the app says otherwise
-        self.body = ()
+        self.status = 500  # until the app says otherwise (``body``: set once it returns)
         self.called = False  # the app called start_response
         self.sent = False  # a non-empty body chunk went to the server: headers are out
         self.bounded = None  # the body stream, when it is bounded
@@ -230,8 +229,8 @@ class _Exchange(Exchange):
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         self.called = True
         responding = self.core.responding
-        if responding is not None:
-            responding(self.request)
+        if responding is not None and self.route is None:
+            self.route = responding(self.request)
         code = _STATUS_CODES.get(status)
         if code is None:
             code = _status_code(status)
