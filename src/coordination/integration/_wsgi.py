@@ -302,14 +302,16 @@ class _Exchange(Exchange):
         if self._done:
             return
         self._done = True
-        if error is not None:
+        bounded = self.bounded
+        if error is None and bounded is None:  # the common case
+            self.core.finish(self, self.status)
+        elif error is not None:
             self.core.failure_log(self, error)
             self.core.finish(self, 500, error)
-            return
-        bounded = self.bounded
-        # A body past the limit is refused like one with a too large Content-Length.
-        overflowed = bounded is not None and bounded.overflow is not None and self.status == 413
-        self.core.finish(self, self.status, None, overflowed)
+        else:
+            # A body past the limit is refused like one with a too large Content-Length.
+            overflowed = bounded is not None and bounded.overflow is not None
+            self.core.finish(self, self.status, None, overflowed and self.status == 413)
 
 
 class _ClosingList(list[bytes]):
