@@ -116,9 +116,7 @@ class RequestCore:
         self.routes = routes
         # The route as the resolver reads it when the app starts its response (Flask's
         # rule), where it can: then nothing is resolved when the request ends.
-        self.responding: Callable[[Any], str | None] | None = getattr(
-            routes, "responding", None
-        )
+        self.responding: Callable[[Any], str | None] | None = getattr(routes, "responding", None)
         self.counters = counters
         self._monitor = monitor
         self._limit = client_limit
