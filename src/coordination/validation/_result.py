@@ -8,8 +8,10 @@ secret-looking fields never reach a message.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from enum import StrEnum
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ErrorCode",
@@ -18,6 +20,7 @@ __all__ = [
     "field_label",
     "invalid_result",
     "json_pointer",
+    "lazy_issue",
 ]
 
 
@@ -78,36 +81,109 @@ def field_label(path: tuple[str | int, ...]) -> str:
     return text if len(text) <= 120 else f"{text[:60]}…{text[-59:]}"
 
 
-class ValidationIssue(NamedTuple):
-    """One problem found in the data (an immutable named tuple: cheap to make).
+class ValidationIssue:
+    """One problem found in the data: immutable, compared, hashed and unpacked like the
+    5-tuple ``(code, path, pointer, rule_set, message)`` it holds.
 
     >>> ValidationIssue("required", ("email",), "/email", "users", "email: is required").code
     'required'
+
+    A rule set's planned checks (see ``_ruleset``) make issues with ``lazy_issue``: the
+    message is phrased from the failing value when it is first read, so an invalid message
+    whose issues are only counted or looked at by code never pays for the text (the same
+    text either way: the renderer is fixed when the rule set is compiled and the value is
+    an immutable scalar).
     """
 
-    code: str
-    path: tuple[str | int, ...]
-    pointer: str
-    rule_set: str | None
-    message: str
+    __slots__ = ("_code", "_message", "_path", "_pointer", "_render", "_rule_set", "_value")
+
+    if TYPE_CHECKING:
+        code: str
+        path: tuple[str | int, ...]
+        pointer: str
+        rule_set: str | None
+    else:  # C-level getters: read-only, and cheaper than Python properties
+        code = property(attrgetter("_code"), doc="The stable error code (see ``ErrorCode``).")
+        path = property(attrgetter("_path"), doc="Where: a tuple, like pydantic's ``loc``.")
+        pointer = property(attrgetter("_pointer"), doc="The same place as a JSON pointer.")
+        rule_set = property(attrgetter("_rule_set"), doc="The rule set that was broken.")
+
+    def __init__(
+        self,
+        code: str,
+        path: tuple[str | int, ...],
+        pointer: str,
+        rule_set: str | None,
+        message: str,
+    ) -> None:
+        self._code = code
+        self._path = path
+        self._pointer = pointer
+        self._rule_set = rule_set
+        self._message: str | None = message
+        self._render: Callable[[Any], str] | None = None
+        self._value: Any = None
+
+    @property
+    def message(self) -> str:
+        """What is wrong: the field, what was expected and what was found."""
+        message = self._message
+        if message is None:
+            # Two threads may both phrase it: they produce the same text.
+            message = self._message = self._render(self._value)  # type: ignore[misc]
+        return message
 
     @property
     def field(self) -> str:
         """The path as dotted text (``address.city``, ``tags.0``); ``<message>`` at the root."""
-        return field_label(self.path)
+        return field_label(self._path)
+
+    def _astuple(self) -> tuple[str, tuple[str | int, ...], str, str | None, str]:
+        return (self._code, self._path, self._pointer, self._rule_set, self.message)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``path`` becomes a list)."""
         return {
-            "code": str(self.code),
-            "path": list(self.path),
-            "pointer": self.pointer,
-            "rule_set": self.rule_set,
+            "code": str(self._code),
+            "path": list(self._path),
+            "pointer": self._pointer,
+            "rule_set": self._rule_set,
             "message": self.message,
         }
 
     def __str__(self) -> str:
         return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"ValidationIssue(code={self._code!r}, path={self._path!r}, "
+            f"pointer={self._pointer!r}, rule_set={self._rule_set!r}, message={self.message!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ValidationIssue):
+            return NotImplemented
+        return self._astuple() == other._astuple()
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, ValidationIssue):
+            return NotImplemented
+        return self._astuple() < other._astuple()
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._astuple())
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, index: int) -> Any:
+        return self._astuple()[index]
+
+    def __reduce__(self) -> tuple[type[ValidationIssue], tuple[Any, ...]]:
+        return (ValidationIssue, self._astuple())  # the text, never the value behind it
 
 
 class ValidationResult:
@@ -183,3 +259,27 @@ def invalid_result(errors: tuple[ValidationIssue, ...], rule_set: str | None) ->
     result._errors = errors
     result._rule_set = rule_set
     return result
+
+
+def lazy_issue(
+    code: str,
+    path: tuple[str | int, ...],
+    pointer: str,
+    rule_set: str | None,
+    render: Callable[[Any], str],
+    value: Any,
+) -> ValidationIssue:
+    """An issue whose message is ``render(value)``, phrased when first read.
+
+    ``value`` must be immutable (the planned path only sees str, int, float, bool, None),
+    so the text cannot depend on when it is read. Callers on the hot path inline this.
+    """
+    issue: ValidationIssue = _new_object(ValidationIssue)
+    issue._code = code
+    issue._path = path
+    issue._pointer = pointer
+    issue._rule_set = rule_set
+    issue._message = None
+    issue._render = render
+    issue._value = value
+    return issue

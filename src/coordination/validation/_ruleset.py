@@ -40,7 +40,7 @@ Path = tuple[str | int, ...]
 _REQUIRED = ErrorCode.REQUIRED.value
 _TYPE = ErrorCode.TYPE.value
 _TYPE_OR_REQUIRED = "type or required"  # a marker, compared by identity
-_tuple_new = tuple.__new__
+_new_issue = object.__new__
 _PLANNABLE_ROOT = {"$schema", "type", "properties", "required", "additionalProperties"}
 _PLANNABLE_KEYWORDS = {
     "type", "format", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum",
@@ -91,6 +91,7 @@ class _FieldCheck:
     keywords: tuple[tuple[Callable[[Any], bool], str, Render, frozenset[type], bool], ...] | None
     iter_errors: Callable[[Any], Iterator[jsonschema_rs.ValidationError]]
     note: FieldNote | None
+    missing: ValidationIssue  # the issue when the field is required and absent (shared)
 
 
 class RuleSet:
@@ -155,10 +156,9 @@ class RuleSet:
         self.is_valid = validator.is_valid
         self._iter_errors = validator.iter_errors
         self._plan = self._make_plan()
-        self._rows = tuple(
-            (c.name, c.required, c.is_valid, c.keywords, c.path, c.pointer, c)
-            for c in self._plan or ()
-        )
+        # (name, is_valid, check): what every present field needs, unpacked in C; the rest
+        # is read from the check only when the field fails or is missing
+        self._rows = tuple((c.name, c.is_valid, c) for c in self._plan or ())
         # ``issues`` for a dict already known to be one, chosen once (the invalid hot path)
         self.dict_issues = self._planned_issues if self._plan is not None else self._engine_issues
         properties = self.schema.get("properties", {}) if isinstance(self.schema, dict) else {}
@@ -234,6 +234,9 @@ class RuleSet:
             keywords=None if engine else (),
             iter_errors=engine.iter_errors if engine else _no_errors,
             note=note,
+            missing=ValidationIssue(
+                _REQUIRED, path, json_pointer(path), self.name, f"{field_label(path)}: is required"
+            ),
         )
 
     def _keyword(
@@ -255,17 +258,18 @@ class RuleSet:
         issues: list[ValidationIssue] = []
         append = issues.append
         rule_set = self.name
-        # Rows are plain tuples unpacked in C; an issue is made with tuple.__new__ directly
-        # (the named tuple's own __new__ and _make are Python functions, 2-3x the cost).
-        for name, required, is_valid, keywords, path, pointer, check in self._rows:
+        # Rows are plain tuples unpacked in C. A failing keyword's issue keeps its renderer
+        # and the value (an immutable scalar: the message is flat and clean) and phrases the
+        # message when it is read: rendering is most of an issue's cost.
+        for name, is_valid, check in self._rows:
             if name not in data:
-                if required:
-                    text = check.prefix + "is required"
-                    append(_tuple_new(ValidationIssue, (_REQUIRED, path, pointer, rule_set, text)))
+                if check.required:
+                    append(check.missing)  # immutable, made once with the plan
             else:
                 value = data[name]
                 if is_valid(value):
                     continue
+                keywords = check.keywords
                 if keywords is None:
                     for error in check.iter_errors(value):
                         issues.extend(self._translate(error, (name,), ("properties", name)))
@@ -275,6 +279,8 @@ class RuleSet:
                     # no need to ask. Nor for a type keyword the value's exact class
                     # satisfies (a str is a JSON string, ...: see _SURELY_OF_TYPE).
                     failed = False
+                    path = check.path
+                    pointer = check.pointer
                     for keyword_is_valid, code, render, surely, last in keywords:
                         if (last and not failed) or (
                             value.__class__ not in surely and not keyword_is_valid(value)
@@ -282,8 +288,20 @@ class RuleSet:
                             failed = True
                             if code is _TYPE_OR_REQUIRED:
                                 code = _REQUIRED if value is None else _TYPE
-                            issue = (code, path, pointer, rule_set, render(value))
-                            append(_tuple_new(ValidationIssue, issue))
+                            # lazy_issue, inlined; the message is rendered when first read
+                            issue: ValidationIssue = _new_issue(ValidationIssue)
+                            issue._code = code
+                            issue._path = path
+                            issue._pointer = pointer
+                            issue._rule_set = rule_set
+                            if value.__class__ in _IMMUTABLE:
+                                issue._message = None
+                                issue._render = render
+                                issue._value = value
+                            else:  # a container may change after validating: phrase it now
+                                issue._message = render(value)
+                                issue._render = issue._value = None
+                            append(issue)
             if fail_fast and issues:
                 return issues[:1]
         if self._forbid_extra:
@@ -386,6 +404,8 @@ _SURELY_OF_TYPE: dict[str, frozenset[type]] = {
     "array": frozenset({list}),
 }
 _NOTHING: frozenset[type] = frozenset()
+# Values whose message may be phrased later: the exact immutable scalars of a flat message.
+_IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 
 
 def _surely_of_type(expected: Any) -> frozenset[type]:

@@ -24,7 +24,7 @@ from ._compiler import compile_rules
 from ._limits import MessageLimits, check_structure, flat_checker, lone_surrogate_at
 from ._loader import RULE_FILE_SUFFIXES, read_rule_sources, rule_files
 from ._messages import secret_part
-from ._result import ValidationIssue, ValidationResult, invalid_result
+from ._result import ValidationIssue, ValidationResult
 from ._ruleset import RuleSet, SchemaRetriever
 from ._stats import BATCH as FAILURE_BATCH
 from ._stats import FailureStats, now
@@ -41,6 +41,7 @@ RuleSetLike = str | os.PathLike[str] | Mapping[str, Any] | RuleSet
 STRUCTURE_RULE_SET = "message_structure"  # the report's name for rule-less structure checks
 
 _VALID = ValidationResult(True, ())
+_new_result = object.__new__
 _INLINE_CACHE_SIZE = 256
 
 
@@ -356,7 +357,12 @@ class CoordinationValidator:
         if self._logger.isEnabledFor(logging.DEBUG):
             text = "; ".join(map(str, errors))
             self._logger.debug("validation against %r failed: %s", name, text)
-        return invalid_result(errors, name)
+        # invalid_result(errors, name), inlined: one call fewer on the invalid path
+        result: ValidationResult = _new_result(ValidationResult)
+        result._is_valid = False
+        result._errors = errors
+        result._rule_set = name
+        return result
 
     # --- reading state ------------------------------------------------------------------
 
