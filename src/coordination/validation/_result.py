@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from enum import StrEnum
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __all__ = [
     "ErrorCode",
@@ -88,25 +87,11 @@ class ValidationIssue:
     >>> ValidationIssue("required", ("email",), "/email", "users", "email: is required").code
     'required'
 
-    A rule set's planned checks (see ``_ruleset``) make issues with ``lazy_issue``: the
-    message is phrased from the failing value when it is first read, so an invalid message
-    whose issues are only counted or looked at by code never pays for the text (the same
-    text either way: the renderer is fixed when the rule set is compiled and the value is
-    an immutable scalar).
+    The message of a failing field of a flat message is phrased when first read (the same
+    text whenever that is), so issues that are only counted or read by code cost no text.
     """
 
     __slots__ = ("_code", "_message", "_path", "_pointer", "_render", "_rule_set", "_value")
-
-    if TYPE_CHECKING:
-        code: str
-        path: tuple[str | int, ...]
-        pointer: str
-        rule_set: str | None
-    else:  # C-level getters: read-only, and cheaper than Python properties
-        code = property(attrgetter("_code"), doc="The stable error code (see ``ErrorCode``).")
-        path = property(attrgetter("_path"), doc="Where: a tuple, like pydantic's ``loc``.")
-        pointer = property(attrgetter("_pointer"), doc="The same place as a JSON pointer.")
-        rule_set = property(attrgetter("_rule_set"), doc="The rule set that was broken.")
 
     def __init__(
         self,
@@ -123,6 +108,26 @@ class ValidationIssue:
         self._message: str | None = message
         self._render: Callable[[Any], str] | None = None
         self._value: Any = None
+
+    @property
+    def code(self) -> str:
+        """The stable error code (equal to an ``ErrorCode`` member)."""
+        return self._code
+
+    @property
+    def path(self) -> tuple[str | int, ...]:
+        """Where, as a tuple of keys and indexes (like pydantic's ``loc``)."""
+        return self._path
+
+    @property
+    def pointer(self) -> str:
+        """The same place as an RFC 6901 JSON pointer."""
+        return self._pointer
+
+    @property
+    def rule_set(self) -> str | None:
+        """The name of the rule set that was broken."""
+        return self._rule_set
 
     @property
     def message(self) -> str:
