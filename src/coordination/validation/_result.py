@@ -19,7 +19,6 @@ __all__ = [
     "field_label",
     "invalid_result",
     "json_pointer",
-    "lazy_issue",
 ]
 
 
@@ -264,27 +263,3 @@ def invalid_result(errors: tuple[ValidationIssue, ...], rule_set: str | None) ->
     result._errors = errors
     result._rule_set = rule_set
     return result
-
-
-def lazy_issue(
-    code: str,
-    path: tuple[str | int, ...],
-    pointer: str,
-    rule_set: str | None,
-    render: Callable[[Any], str],
-    value: Any,
-) -> ValidationIssue:
-    """An issue whose message is ``render(value)``, phrased when first read.
-
-    ``value`` must be immutable (the planned path only sees str, int, float, bool, None),
-    so the text cannot depend on when it is read. Callers on the hot path inline this.
-    """
-    issue: ValidationIssue = _new_object(ValidationIssue)
-    issue._code = code
-    issue._path = path
-    issue._pointer = pointer
-    issue._rule_set = rule_set
-    issue._message = None
-    issue._render = render
-    issue._value = value
-    return issue

@@ -288,7 +288,7 @@ class RuleSet:
                             failed = True
                             if code is _TYPE_OR_REQUIRED:
                                 code = _REQUIRED if value is None else _TYPE
-                            # lazy_issue, inlined; the message is rendered when first read
+                            # the message is rendered when first read (ValidationIssue.message)
                             issue: ValidationIssue = _new_issue(ValidationIssue)
                             issue._code = code
                             issue._path = path
