@@ -126,6 +126,6 @@ def test_an_open_breaker_refuses_the_remembered_shape(handler: CoordinationError
     for _ in range(3):
         with pytest.raises(CircuitOpenError):
             handler.execute_with_error_handling(down, max_retries=0)
-    assert handler.execute_with_error_handling(down, max_retries=0, fallback=None) is None
+    assert handler.execute_with_error_handling(down, max_retries=0, fallback="spare") == "spare"
     stats = handler.operation_stats()[down.__qualname__]
     assert (stats["rejections"], stats["fallbacks"]) == (4, 1)

@@ -284,13 +284,14 @@ class CoordinationErrorHandler:
         """The cached shape of these calls; the key of the common one (no overrides) is
         the tuple ``execute_with_error_handling`` looks up before it gets here."""
         name = operation_name or name_of(operation)
+        others = bool(overrides)  # options beyond the common three: keyed by all of them
         key: Any = (name, max_retries, severity)
         if max_retries is not None:
             overrides["max_retries"] = max_retries
         if severity is not None:  # None: the configuration's error_severity
             overrides["error_severity"] = severity
         try:
-            if len(overrides) > 1 + (max_retries is not None):
+            if others:
                 key = (name, frozenset(overrides.items()))
             calls = self._calls.get(key)
         except TypeError:  # an unhashable override (a list of types): built each time
