@@ -31,6 +31,7 @@ from ._plan import (
     RetryState,
     Steps,
     Stopped,
+    advance,
 )
 from ._runner import Runner
 
@@ -107,12 +108,7 @@ class AsyncRunner(Runner):
         value: Any = None
         failure: Exception | None = None
         plain = state.cancellation is None and self.plan.timeout is None
-        while True:
-            try:
-                command = steps.send(value) if failure is None else steps.throw(failure)
-            except StopIteration as end:
-                ending: int = end.value
-                break
+        while (command := advance(steps, value, failure)) >= 0:
             value = failure = None
             try:
                 if command == CALL:
@@ -135,6 +131,7 @@ class AsyncRunner(Runner):
                 if command in (CALL, SLEEP):
                     await self._release()
                 raise
+        ending = -1 - command
         outcome = self.plan.conclude(state, ending)
         if ending != DONE and inspect.isawaitable(outcome):  # an async fallback
             return await outcome

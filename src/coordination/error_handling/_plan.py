@@ -53,6 +53,7 @@ __all__ = [
     "RetryState",
     "Steps",
     "Stopped",
+    "advance",
     "counter_value",
 ]
 
@@ -485,6 +486,16 @@ class Plan:
 # Three isinstance checks against tuples cost more than the rest of a failed attempt.
 _KINDS: dict[type, tuple[bool, bool, bool, str]] = {}
 _MAX_KINDS = 1024
+
+
+def advance(steps: Steps, value: Any, failure: Exception | None) -> int:
+    """The next command of ``steps``, told the last one's ``value`` (or with its
+    ``failure`` thrown in); when the steps end, ``-1 - ending`` (always negative)."""
+    try:
+        return steps.send(value) if failure is None else steps.throw(failure)
+    except StopIteration as end:
+        ending: int = end.value
+        return -1 - ending
 
 
 def error_kind(cls: type[BaseException]) -> tuple[bool, bool, bool, str]:

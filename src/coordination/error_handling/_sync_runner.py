@@ -16,7 +16,7 @@ from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimi
 from ._backends import RAISE
 from ._bulkhead import Bulkhead
 from ._cancellation import _current
-from ._plan import GIVE_UP, SLEEP, Plan, Refused, RetryState, Stopped
+from ._plan import GIVE_UP, SLEEP, Plan, Refused, RetryState, Stopped, advance
 from ._runner import Runner
 from ._workers import Abandoned
 
@@ -114,12 +114,7 @@ class SyncRunner(Runner):
             call_once=None if self.timeout is None else self._call_once,
         )
         failure: Exception | None = None
-        while True:
-            try:
-                command = steps.send(None) if failure is None else steps.throw(failure)
-            except StopIteration as end:
-                ending: int = end.value
-                break
+        while (command := advance(steps, None, failure)) >= 0:
             failure = None
             if command == SLEEP:
                 self._sleep(state)
@@ -128,6 +123,7 @@ class SyncRunner(Runner):
                     cast(Bulkhead, plan.op.bulkhead).enter()
                 except BulkheadFull as exc:
                     failure = exc
+        ending = -1 - command
         if ending == GIVE_UP:  # here, not in conclude: one frame fewer for the error to unwind
             return plan.give_up(cast(Exception, state.error), state.attempt)
         return plan.conclude(state, ending)
