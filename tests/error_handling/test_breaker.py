@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from coordination import CircuitOpenError, ConfigError, ValidationError
@@ -13,6 +15,7 @@ from coordination.error_handling import (
     CircuitState,
     CoordinationErrorHandler,
 )
+from coordination.error_handling._backends import RAISE
 
 from .conftest import FakeClock
 
@@ -330,3 +333,45 @@ def test_transition_hooks_fire_and_a_broken_hook_is_harmless(clock: FakeClock) -
     handler.circuit_breaker("x").force_open()
     handler.reset_circuit_breaker("x")
     assert seen == ["OPEN", "CLOSED"]
+
+
+def test_the_guard_is_the_closed_breakers_own_path(clock: FakeClock) -> None:
+    """``guard``: closed → the call and its success; a failure handed over; open → refused
+    without calling; half-open → the full path (through ``acquire``)."""
+    breaker = CircuitBreaker(
+        "g", BreakerSettings(failure_threshold=1, open_seconds=5.0), clock=clock
+    )
+    successes = itertools.count()
+    seen: list[str] = []
+
+    def failed(func: object, args: tuple[object, ...], kwargs: object, exc: Exception) -> str:
+        breaker.record_failure(0.0)  # the pipeline's retry loop tells the breaker
+        return f"failed: {exc}"
+
+    def otherwise(func: object, args: tuple[object, ...], kwargs: object) -> str:
+        breaker.acquire()
+        return "full path"
+
+    def refused(exc: CircuitOpenError) -> object:
+        seen.append(f"refused for {exc.retry_after:g}s")
+        return RAISE if len(seen) == 1 else "fallback"
+
+    def work(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x * 2
+
+    guarded = breaker.guard(
+        work, successes=successes, failed=failed, otherwise=otherwise, refused=refused
+    )
+    assert guarded(21) == 42
+    assert next(successes) == 1  # one success counted before this read
+    assert guarded(-1) == "failed: negative"
+    assert breaker.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        guarded(1)
+    assert guarded(1) == "fallback"
+    assert seen == ["refused for 5s", "refused for 5s"]
+    clock.advance(5.0)
+    assert guarded(1) == "full path"
+    assert breaker.state is CircuitState.HALF_OPEN

@@ -24,10 +24,13 @@ whose ``blocking`` is true does I/O: async pipelines then await ``aacquire``,
 ``arecord_success``, ``arecord_failure`` and ``arelease`` instead, so no event loop waits on
 a socket. State transitions are reported to the ``on_transition`` hook given to the factory.
 
-Optionally a breaker can also take the operation's rate-limit check in its acquire
-(``CombinedLimitCheck``: a shared store answers both in one round trip); the pipeline then
-calls ``acquire_with_limit(limiter, key)`` once, before the first attempt, instead of
-``limiter.try_acquire(key)`` and ``acquire()``.
+A call's rate-limit check is a ``LimitCheck``, run once, before the first attempt, by the
+pipeline's admission step. Optionally a breaker can take that check into its own acquire
+(a shared store answers both in one round trip): it then offers
+``limit_check(limiter, key) -> LimitCheck | None``, whose ``acquires_breaker`` is true, and
+the pipeline skips the first attempt's ``acquire()``. A breaker may also offer its own
+lock-free closed path, ``guard(func, ...)`` / ``aguard(func, ...)`` (see
+``CircuitBreaker.guard``); the pipeline uses it when nothing comes before a call.
 """
 
 from __future__ import annotations
@@ -35,26 +38,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol, cast, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from .._rate import Rate
 from .._settings import SETTINGS, default_of
 from .._time import Clock
 
 __all__ = [
+    "RAISE",
     "BreakerFactory",
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerTransition",
     "CircuitBreakerBackend",
     "CircuitState",
-    "CombinedLimitCheck",
+    "LimitCheck",
     "Rate",
     "RateLimiterBackend",
     "RateLimiterFactory",
     "TransitionHook",
-    "combined_limit_check",
 ]
+
+# What a pipeline's refusal handler returns to a breaker's ``guard`` to have the refusal
+# raised from the guard's own frame (one short unwind), rather than a fallback's value.
+RAISE: object = type("_Raise", (), {"__repr__": lambda self: "<raise the refusal>"})()
 
 
 # BreakerSettings' attributes and the settings (configuration and per-call names) they hold.
@@ -207,31 +214,22 @@ class CircuitBreakerBackend(Protocol):
     def snapshot(self) -> BreakerSnapshot: ...
 
 
-class CombinedLimitCheck(Protocol):
-    """Optional extension of a breaker: the rate limit's check and ``acquire`` in one step.
+class LimitCheck(Protocol):
+    """One operation's rate-limit check, as the admission step runs it before a call.
 
-    ``acquire_with_limit(limiter, key)`` answers as ``limiter.try_acquire(key)`` followed
-    (when it allowed the call) by ``acquire()``: it returns the limit's wait (``0.0``: both
-    admitted the call, which now holds a breaker permit) or raises ``CircuitOpenError``.
-    Unlike the two separate calls, a refusal by either spends nothing of the other.
+    ``check()`` returns ``0.0`` when the call is allowed (and counted), else the seconds
+    until it would be; ``acheck()`` is the same for async pipelines when ``blocking`` (it
+    does I/O). When ``acquires_breaker`` is true the check is a breaker's combined one: an
+    allowed call also holds a breaker permit (a refusal by the breaker raises
+    ``CircuitOpenError``), and a refusal by either spends nothing of the other.
     """
 
-    def combines_with(self, limiter: RateLimiterBackend) -> bool:
-        """Whether ``limiter``'s check can be taken together with this breaker's."""
+    acquires_breaker: bool
+    blocking: bool
 
-    def acquire_with_limit(self, limiter: RateLimiterBackend, key: str) -> float: ...
+    def check(self) -> float: ...
 
-    async def aacquire_with_limit(self, limiter: RateLimiterBackend, key: str) -> float: ...
-
-
-def combined_limit_check(
-    breaker: CircuitBreakerBackend, limiter: RateLimiterBackend | None
-) -> CombinedLimitCheck | None:
-    """``breaker`` when it can take ``limiter``'s check in its acquire, else None."""
-    combines = getattr(breaker, "combines_with", None)
-    if limiter is None or combines is None or not combines(limiter):
-        return None
-    return cast(CombinedLimitCheck, breaker)
+    async def acheck(self) -> float: ...
 
 
 class BreakerFactory(Protocol):

@@ -1,8 +1,9 @@
 """The in-memory circuit breaker: consecutive failures, or a resilience4j-style window.
 
 Why the closed-state success path takes no lock: it reads ``_state`` (one attribute load)
-in ``acquire`` and, in consecutive-failure mode, stores ``0`` into ``_consecutive`` in
-``record_success``. Under the GIL a single attribute load or store is atomic, so neither
+in ``acquire`` (and in the callables ``guard`` / ``aguard`` make) and, in
+consecutive-failure mode, stores ``0`` into ``_consecutive`` in ``record_success``.
+Under the GIL a single attribute load or store is atomic, so neither
 can tear. The only race is a success's store landing between a concurrent failure's
 read and write of ``_consecutive`` (which happens under the lock); then one failure is
 forgotten, which is what "consecutive" means when calls overlap anyway. Every transition,
@@ -14,13 +15,23 @@ the handler's job (``itertools.count``, whose ``next`` is atomic).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from .._errors import CircuitOpenError
 from .._time import Clock, monotonic
-from ._backends import BreakerSettings, BreakerSnapshot, BreakerTransition, CircuitState
+from ._backends import (
+    RAISE,
+    BreakerSettings,
+    BreakerSnapshot,
+    BreakerTransition,
+    CircuitState,
+)
 
 __all__ = ["CircuitBreaker", "memory_breaker_factory"]
+
+# What a pipeline hands ``guard`` / ``aguard``: (func, args, kwargs[, exc or result]) -> value
+Handover = Callable[..., Any]
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
@@ -201,6 +212,94 @@ class CircuitBreaker:
         if self._state is OPEN and not self._forced:
             return self._opened_at + self.settings.open_seconds - self._clock()
         return 0.0
+
+    def guard(
+        self,
+        func: Callable[..., Any],
+        *,
+        successes: Iterator[int],
+        failed: Handover,
+        otherwise: Handover,
+        refused: Callable[[CircuitOpenError], Any],
+        on_result: Handover | None = None,
+    ) -> Callable[..., Any]:
+        """``func`` behind this breaker's lock-free closed path, for a pipeline with nothing
+        to do before a call (no rate limit, bulkhead or timeout, no durations to measure).
+
+        While CLOSED: the call, its success recorded (one atomic store in consecutive
+        mode), then ``next(successes)`` and the result, or ``on_result(func, args,
+        kwargs, result)`` when given. A call that raised goes to ``failed(func, args,
+        kwargs, exc)``, which must tell this breaker. While OPEN the call is refused at once:
+        ``refused(CircuitOpenError)`` counts it and answers (a fallback's value, or
+        ``RAISE``: the error is raised here). Else (half-open, forced open, an open period over)
+        ``otherwise(func, args, kwargs)``: the full path, through ``acquire``.
+        """
+        simple = self._window is None
+        record_success = self.record_success
+        name = self.name
+        open_seconds = self.settings.open_seconds
+        clock = self._clock
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self._state is not CLOSED:
+                if self._state is OPEN and not self._forced:
+                    # lock-free: _opened_at is written before _state turns OPEN
+                    remaining = self._opened_at + open_seconds - clock()
+                    if remaining > 0:
+                        refusal = CircuitOpenError(name, remaining)
+                        answer = refused(refusal)
+                        if answer is not RAISE:
+                            return answer
+                        try:
+                            raise refusal
+                        finally:  # no cycle error -> traceback -> this frame -> error
+                            del refusal
+                return otherwise(func, args, kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                return failed(func, args, kwargs, exc)
+            if simple:
+                self._consecutive = 0  # an atomic store; see the module docstring
+            else:
+                record_success(0.0)
+            if on_result is not None:
+                return on_result(func, args, kwargs, result)
+            next(successes)
+            return result
+
+        return guarded
+
+    def aguard(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        successes: Iterator[int],
+        failed: Callable[..., Awaitable[Any]],
+        otherwise: Callable[..., Awaitable[Any]],
+        bypass: Callable[[], object],
+        on_result: Callable[..., Awaitable[Any]] | None = None,
+    ) -> Callable[..., Awaitable[Any]]:
+        """``guard`` for a coroutine function: while CLOSED and ``bypass()`` is None, the
+        awaited call and its success recorded; anything else (not CLOSED, a failure, a
+        result to look at) is awaited from the pipeline's ``otherwise`` / ``failed`` /
+        ``on_result``, as in ``guard``."""
+        record_success = self.record_success
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self._state is not CLOSED or bypass() is not None:
+                return await otherwise(func, args, kwargs)
+            try:
+                value = await func(*args, **kwargs)
+            except Exception as exc:
+                return await failed(func, args, kwargs, exc)
+            record_success(0.0)
+            if on_result is None:
+                next(successes)
+                return value
+            return await on_result(func, args, kwargs, value)
+
+        return guarded
 
     def record_success(self, duration: float) -> None:
         if self._state is CLOSED and self._window is None:

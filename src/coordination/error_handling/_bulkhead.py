@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import cast
 
 from .._errors import BulkheadFull
 
@@ -30,6 +32,10 @@ class _Waiter:
         self.loop = loop
         self.future = future
         self.granted = False
+
+
+def _thread_waiter() -> _Waiter:
+    return _Waiter(event=threading.Event())
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -61,27 +67,18 @@ class Bulkhead:
         return False
 
     def enter(self) -> None:
-        with self._lock:
-            if self._try_enter():
-                return
-            if self.wait <= 0:
-                raise BulkheadFull(self.name, self.max_concurrent)
-            event = threading.Event()
-            waiter = _Waiter(event=event)
-            self._waiters.append(waiter)
-        event.wait(self.wait)
+        waiter = self._join(_thread_waiter)
+        if waiter is None:
+            return
+        cast(threading.Event, waiter.event).wait(self.wait)
         self._settle(waiter)
 
     async def aenter(self) -> None:
-        with self._lock:
-            if self._try_enter():
-                return
-            if self.wait <= 0:
-                raise BulkheadFull(self.name, self.max_concurrent)
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            waiter = _Waiter(loop=loop, future=future)
-            self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter = self._join(lambda: _Waiter(loop=loop, future=loop.create_future()))
+        if waiter is None:
+            return
+        future = cast("asyncio.Future[None]", waiter.future)
         try:
             await asyncio.wait_for(asyncio.shield(future), self.wait)
         except TimeoutError:
@@ -95,6 +92,18 @@ class Bulkhead:
                 self.leave()  # we were handed a slot we will not use: pass it on
             raise
         self._settle(waiter)
+
+    def _join(self, make_waiter: Callable[[], _Waiter]) -> _Waiter | None:
+        """A free slot (None: the caller holds it), else the queued waiter the caller waits
+        on for at most ``wait`` seconds; ``BulkheadFull`` when it may not wait."""
+        with self._lock:
+            if self._try_enter():
+                return None
+            if self.wait <= 0:
+                raise BulkheadFull(self.name, self.max_concurrent)
+            waiter = make_waiter()
+            self._waiters.append(waiter)
+            return waiter
 
     def _settle(self, waiter: _Waiter) -> None:
         """After waiting: keep a granted slot, or leave the queue and report the bulkhead full."""

@@ -7,13 +7,12 @@ calls that use the same operation name on that handler).
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .._defaults import ComponentSet, ProcessDefault, component_of, process_config
-from ._handler import CoordinationErrorHandler, _name_of
+from ._handler import CoordinationErrorHandler
+from ._wrap import wrap_function
 
 __all__ = ["default_error_handler", "handle_errors", "wrap_function"]
 
@@ -29,41 +28,6 @@ def default_error_handler() -> CoordinationErrorHandler:
     """The process-wide handler, part of ``default_coordination()`` (made on first use from
     the file and the environment)."""
     return _DEFAULT.get()
-
-
-def wrap_function(
-    handler: CoordinationErrorHandler, func: Any, error_config: dict[str, Any]
-) -> Any:
-    """``func`` behind ``handler``'s pipeline for it; the plan is built here, once."""
-    if isinstance(func, staticmethod | classmethod):
-        return type(func)(wrap_function(handler, func.__func__, error_config))
-    if not callable(func):
-        raise TypeError(f"handle_errors decorates functions and methods, not {func!r}")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise TypeError(
-            f"handle_errors cannot protect the generator function {_name_of(func)}: its "
-            "body runs only while it is iterated, after the call has returned; decorate "
-            "the function that fetches the data instead"
-        )
-    options = dict(error_config)
-    name = options.pop("operation_name", None) or _name_of(func)
-    if not isinstance(name, str):
-        raise TypeError(f"operation_name must be a string, not {type(name).__name__}")
-    plan = handler.plan(name, options)
-    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        type(func).__call__  # an object with an async __call__
-    ):
-        arun = plan.arun
-
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
-            return await arun(func, args, kwargs)
-
-        return functools.update_wrapper(call_async, func)
-    wrapped = plan.wrap(func)
-    try:
-        return functools.update_wrapper(wrapped, func)
-    except AttributeError:  # a callable object without a __dict__: keep what we can
-        return wrapped
 
 
 @overload

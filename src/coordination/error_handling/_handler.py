@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from types import MethodType
 from typing import Any, ParamSpec, TypeVar
 
 from .. import _time
@@ -18,7 +20,7 @@ from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._shared_state import shared_state_for
-from ._async_plan import AsyncPlan
+from ._async_runner import AsyncRunner
 from ._backends import (
     BreakerFactory,
     BreakerTransition,
@@ -29,9 +31,10 @@ from ._backends import (
 from ._breaker import memory_breaker_factory
 from ._bulkhead import Bulkhead
 from ._options import Options, resolve_options
-from ._plan import OperationState
+from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
+from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import (
     HandlerSnapshot,
@@ -39,14 +42,43 @@ from ._snapshot import (
     handler_snapshot,
     operation_snapshot,
 )
+from ._sync_runner import Refusal, SyncRunner
 from ._workers import AttemptPool, default_workers
+from ._wrap import name_of, wrap_function
 
 __all__ = ["CoordinationErrorHandler"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 _CALLS = SyncCallCheck()  # which operations must go through aexecute_with_error_handling
-_MAX_PLANS = 4096
+_MAX_PLANS = 4096  # cached shapes of execute_with_error_handling calls
+
+
+class _Calls:
+    """One shape of ``execute_with_error_handling`` calls (operation name and options):
+    its plan, its runners (made on first use), and the first operation called with it,
+    wrapped once like a decorated function (``last``: one tuple, replaced atomically)."""
+
+    __slots__ = ("_async", "_sync", "alast", "last", "plan")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._sync: SyncRunner | None = None
+        self._async: AsyncRunner | None = None
+        self.last: tuple[Any, Any] = (None, None)
+        self.alast: tuple[Any, Any] = (None, None)
+
+    def sync(self) -> SyncRunner:
+        runner = self._sync
+        if runner is None:
+            runner = self._sync = SyncRunner(self.plan)
+        return runner
+
+    def async_(self) -> AsyncRunner:
+        runner = self._async
+        if runner is None:
+            runner = self._async = AsyncRunner(self.plan)
+        return runner
 
 
 class CoordinationErrorHandler:
@@ -87,8 +119,16 @@ class CoordinationErrorHandler:
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
-        self._plans: dict[Any, AsyncPlan] = {}
+        self._calls: dict[Any, _Calls] = {}
+        # (operation, operation_name, max_retries, error_severity) -> the first operation
+        # of each call shape, wrapped: at most one entry per entry of _calls
+        self._wrapped: dict[Any, Callable[..., Any]] = {}
         self._log = ErrorLog(max_recent_errors)
+        # what every plan is given instead of this handler
+        services = (self._attempt_pool, self._record_final_error)
+        self._runtime = Runtime(
+            self._clock, self._sleep, self._async_sleep, self._logger, self._log, *services
+        )
         self._transition_hooks: list[Callable[[BreakerTransition], None]] = []
         if on_transition is not None:
             self._transition_hooks.append(on_transition)
@@ -110,37 +150,70 @@ class CoordinationErrorHandler:
         **overrides: Any,
     ) -> Any:
         """Call ``operation(*args, **kwargs)`` through the operation's pipeline."""
+        common = not overrides
+        if common:  # the spec's per-request shape: one lookup, then the wrapped call
+            try:
+                wrapped = self._wrapped.get(
+                    (operation, operation_name, max_retries, error_severity)
+                )
+            except Exception:  # an unhashable value (or a failing __hash__): the long way
+                wrapped = None
+            if wrapped is not None:
+                result = wrapped(*args, **kwargs) if kwargs else wrapped(*args)
+                if type(result) is Refusal:  # the open breaker's: raised from this frame
+                    error, result = result.error, None
+                    try:
+                        raise error
+                    finally:  # no cycle error -> traceback -> this frame -> error
+                        del error
+                return result
         if not callable(operation):
             raise TypeError(f"operation must be callable, not {type(operation).__name__}")
         if _CALLS.returns_awaitable(operation):
             raise TypeError(
-                f"{_name_of(operation)} is a coroutine function: "
+                f"{name_of(operation)} is a coroutine function: "
                 "use aexecute_with_error_handling (or await handle_errors(...)-decorated code)"
             )
-        plan = self._plan_for(operation, max_retries, error_severity, operation_name, overrides)
-        return plan.run(operation, args, kwargs or {})
+        calls = self._calls_for(operation, max_retries, error_severity, operation_name, overrides)
+        last, wrapped = calls.last
+        if last is None:  # the first operation of this shape: wrapped once, kept
+            wrapped = calls.sync().wrap(operation, refusals_returned=True)
+            calls.last = (operation, wrapped)
+            if common:
+                with contextlib.suppress(Exception):  # unhashable: found by name only
+                    self._wrapped[operation, operation_name, max_retries, error_severity] = wrapped
+        elif not _same(operation, last):
+            return calls.sync().run(operation, args, kwargs or {})
+        result = wrapped(*args, **kwargs) if kwargs else wrapped(*args)
+        if type(result) is Refusal:
+            raise result.error  # the slow path: a cycle here is rare enough
+        return result
 
     async def aexecute_with_error_handling(
         self,
         operation: Callable[..., Any],
         args: Any = (),
         kwargs: Mapping[str, Any] | None = None,
-        *,
-        max_retries: int | None = None,
-        error_severity: str | ErrorSeverity | None = None,
-        operation_name: str | None = None,
-        **overrides: Any,
+        **error_config: Any,
     ) -> Any:
-        """The async twin: ``await operation(*args, **kwargs)`` through the pipeline."""
+        """The async twin: ``await operation(*args, **kwargs)`` through the pipeline (the
+        same keyword options: ``max_retries``, ``error_severity``, ``operation_name``, ...)."""
         if not callable(operation):
             raise TypeError(f"operation must be callable, not {type(operation).__name__}")
-        plan = self._plan_for(operation, max_retries, error_severity, operation_name, overrides)
-        return await plan.arun(operation, args, kwargs or {})
+        max_retries = error_config.pop("max_retries", None)
+        severity = error_config.pop("error_severity", None)
+        name = error_config.pop("operation_name", None)
+        calls = self._calls_for(operation, max_retries, severity, name, error_config)
+        last, wrapped = calls.alast
+        if last is None:
+            wrapped = calls.async_().wrap(operation)
+            calls.alast = (operation, wrapped)
+        elif not _same(operation, last):
+            return await calls.async_().run(operation, args, kwargs or {})
+        return await (wrapped(*args, **kwargs) if kwargs else wrapped(*args))
 
     def decorate(self, func: Callable[P, R], **error_config: Any) -> Callable[P, R]:
         """``func`` (sync or async) behind its pipeline, composed once; signature kept."""
-        from ._decorate import wrap_function
-
         wrapped: Callable[P, R] = wrap_function(self, func, error_config)
         return wrapped
 
@@ -195,35 +268,41 @@ class CoordinationErrorHandler:
 
     # --- building plans -------------------------------------------------------------------
 
-    def plan(self, name: str, overrides: Mapping[str, Any]) -> AsyncPlan:
+    def plan(self, name: str, overrides: Mapping[str, Any]) -> Plan:
         """A new plan for operation ``name`` (the decorators keep theirs)."""
         options = resolve_options(self.config, overrides)
-        return AsyncPlan(self, self._operation(name, options), options)
+        return Plan(self._runtime, self._operation(name, options), options)
 
-    def _plan_for(
+    def _calls_for(
         self,
         operation: Callable[..., Any],
         max_retries: int | None,
         severity: str | ErrorSeverity | None,
         operation_name: str | None,
         overrides: dict[str, Any],
-    ) -> AsyncPlan:
-        name = operation_name or _name_of(operation)
+    ) -> _Calls:
+        """The cached shape of these calls; the key of the common one (no overrides) is
+        the tuple ``execute_with_error_handling`` looks up before it gets here."""
+        name = operation_name or name_of(operation)
+        others = bool(overrides)  # options beyond the common three: keyed by all of them
+        key: Any = (name, max_retries, severity)
         if max_retries is not None:
             overrides["max_retries"] = max_retries
         if severity is not None:  # None: the configuration's error_severity
             overrides["error_severity"] = severity
         try:
-            key: Any = (name, frozenset(overrides.items()))
-            plan = self._plans.get(key)
-        except TypeError:  # an unhashable override (a list of types): build it each time
-            return self.plan(name, overrides)
-        if plan is None:
-            plan = self.plan(name, overrides)
-            if len(self._plans) >= _MAX_PLANS:
-                self._plans.clear()
-            self._plans[key] = plan
-        return plan
+            if others:
+                key = (name, frozenset(overrides.items()))
+            calls = self._calls.get(key)
+        except TypeError:  # an unhashable override (a list of types): built each time
+            return _Calls(self.plan(name, overrides))
+        if calls is None:
+            calls = _Calls(self.plan(name, overrides))
+            if len(self._calls) >= _MAX_PLANS:
+                self._calls.clear()
+                self._wrapped.clear()
+            self._calls[key] = calls
+        return calls
 
     def _operation(self, name: str, options: Options | None) -> OperationState:
         """The state of operation ``name``; the first plan's options fix its breaker,
@@ -338,14 +417,13 @@ class CoordinationErrorHandler:
             self._logger.exception("%s hook %r failed", kind, hook)
 
 
+def _same(operation: Any, seen: Any) -> bool:
+    """``operation`` is the callable ``seen`` (a bound method is made anew at each access,
+    equal when its object and function are the same; compared without user code)."""
+    return operation is seen or (type(operation) is MethodType and operation == seen)
+
+
 def _pool_workers(options: Options) -> int:
     """Worker threads for the operation's sync attempts with a timeout: ``timeout_workers``,
     else ``max_concurrent`` (a bulkhead never lets more attempts run), else the default."""
     return options.timeout_workers or options.max_concurrent or default_workers()
-
-
-def _name_of(operation: Callable[..., Any]) -> str:
-    name = getattr(operation, "__qualname__", None)
-    if isinstance(name, str):
-        return name
-    return type(operation).__qualname__

@@ -1,18 +1,26 @@
-"""One operation's pipeline, composed once: rate limit → bulkhead → breaker → retry → timeout.
+"""One operation's pipeline, composed once: admission → breaker → retry → timeout.
 
-A ``Plan`` holds the resolved options and the operation's state (breaker, limiter,
-bulkhead, counters); ``run`` / ``arun`` execute a call through it. Everything that can be
-decided when the plan is built is decided then, so a call only does per-call work. The
-success path with the default in-memory breaker in its CLOSED state is: one attribute read,
-the call, one attribute store and one ``next()`` on a ``ReadableCount`` (an
-``itertools.count``: atomic, so the counts stay exact across threads without a lock).
+A ``Plan`` holds the resolved options, the operation's state (breaker, limiter, bulkhead,
+counters) and every decision of a call: whether an error is retried, how long to wait,
+when to give up, and what a rejected, refused or cancelled call ends with. The retry loop
+itself is written once, as ``steps``: a generator that yields what it needs done (call the
+operation, sleep, take a bulkhead slot, talk to a breaker that does I/O) and is told the
+outcome. Two runners drive it, ``SyncRunner`` (``_sync_runner``) and ``AsyncRunner``
+(``_async_runner``); only the waiting, the calling (timeouts, cancellation) and the
+awaiting differ between them. The plan knows neither runner nor the handler: it is given
+a ``Runtime`` (clock, sleeps, logger, error log, timeout workers, the error recorder).
+
+The closed breaker's success path is the breaker's own (``CircuitBreaker.guard``); with
+the default in-memory breaker in its CLOSED state it is one attribute read, the call, one
+attribute store and one ``next()`` on a ``ReadableCount`` (an ``itertools.count``: atomic,
+so the counts stay exact across threads without a lock).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Generator
+from typing import Any, cast
 
 from .._counting import ReadableCount, count_value
 from .._errors import (
@@ -25,27 +33,30 @@ from .._errors import (
     ValidationError,
 )
 from . import _testmode
-from ._backends import (
-    CircuitBreakerBackend,
-    CircuitState,
-    RateLimiterBackend,
-    combined_limit_check,
-)
-from ._breaker import CircuitBreaker
+from ._admission import Admission, admission_for
+from ._backends import RAISE, CircuitBreakerBackend, RateLimiterBackend
 from ._bulkhead import Bulkhead
-from ._cancellation import Cancellation, current_cancellation
+from ._cancellation import Cancellation
 from ._options import MISSING, Options
 from ._retry import NOT_RETRIED, retry_after_seconds
+from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import COUNTERS, operation_counts
-from ._workers import Abandoned, AttemptPool
+from ._workers import AttemptPool
 
-if TYPE_CHECKING:
-    from ._handler import CoordinationErrorHandler
+__all__ = [
+    "FAILED",
+    "NOT_COUNTED",
+    "OperationState",
+    "Plan",
+    "Refused",
+    "RetryState",
+    "Steps",
+    "Stopped",
+    "advance",
+    "counter_value",
+]
 
-__all__ = ["NOT_COUNTED", "OperationState", "Plan", "RetryState", "counter_value"]
-
-CLOSED = CircuitState.CLOSED
 # Errors that say nothing about the dependency's health: they never move the breaker.
 NOT_COUNTED = (
     ValidationError,
@@ -56,6 +67,17 @@ NOT_COUNTED = (
     OperationCancelled,
 )
 _NOTE = "coordination: "
+
+# What ``Plan.steps`` yields: the runner does it and sends the outcome back (a call's value,
+# or its exception thrown in). The breaker commands are yielded only to a runner that
+# must await a breaker doing I/O; otherwise the steps call the breaker themselves.
+CALL, SLEEP, ENTER, ACQUIRE, SUCCESS, FAILURE, RELEASE = range(7)
+# What a runner sends back for a CALL that raised (the exception is in ``state.error``):
+# cheaper than throwing it into the steps, and its traceback stays the runner's.
+FAILED: Any = type("_Failed", (), {"__repr__": lambda self: "<the attempt raised>"})()
+# How ``Plan.steps`` ends (its return value); ``Plan.conclude`` turns it into the outcome.
+DONE, GIVE_UP, REJECTED, STOPPED, REFUSED = range(5)
+Steps = Generator[int, Any, int]  # what ``Plan.steps`` makes
 
 
 counter_value = count_value  # how many times ``next()`` was called on a ReadableCount
@@ -110,30 +132,60 @@ class OperationState:
 class RetryState:
     """Where one call's retry loop is: attempts made, first failure's time, last wait,
     and whether the call holds its bulkhead slot (an attempt abandoned by its timeout
-    keeps the slot until it really ends; the next attempt then needs a slot of its own)."""
+    keeps the slot until it really ends; the next attempt then needs a slot of its own).
+    ``wait`` and ``duration`` are the arguments of the step the loop asks for; ``result``
+    and ``error`` what the call ends with; ``cancellation`` the caller's scope."""
 
-    __slots__ = ("attempt", "holds_slot", "last", "previous", "started")
+    __slots__ = (
+        "attempt",
+        "cancellation",
+        "duration",
+        "error",
+        "holds_slot",
+        "last",
+        "previous",
+        "result",
+        "started",
+        "wait",
+    )
 
     def __init__(
-        self, attempt: int, started: float | None, previous: float, last: Exception | None
+        self,
+        attempt: int,
+        started: float | None,
+        previous: float,
+        last: Exception | None,
+        cancellation: Cancellation | None = None,
     ) -> None:
         self.attempt = attempt
         self.started = started
         self.previous = previous
         self.last = last
         self.holds_slot = False
+        self.cancellation = cancellation
+        self.wait = 0.0
+        self.duration = 0.0
+        self.result: Any = None
+        self.error: Exception | None = None
+
+
+class Stopped(Exception):
+    """A runner's signal: the caller's ``Cancellation`` scope ended a running attempt."""
+
+
+class Refused(Exception):
+    """A runner's signal: no timeout worker for the attempt; carries the BulkheadFull."""
 
 
 class Plan:
-    """The composed pipeline of one operation with one set of options."""
+    """The composed pipeline of one operation with one set of options: its decisions."""
 
-    def __init__(
-        self, handler: CoordinationErrorHandler, op: OperationState, options: Options
-    ) -> None:
-        self.handler = handler
+    def __init__(self, runtime: Runtime, op: OperationState, options: Options) -> None:
+        self.runtime = runtime
         self.op = op
         self.options = options
         self.breaker = op.breaker
+        self.admission: Admission | None = admission_for(op)
         self.timeout = options.timeout
         self.fallback = options.fallback
         self.timed = options.timeout is not None or op.breaker.tracks_duration
@@ -142,21 +194,11 @@ class Plan:
         self.note_prefix = f"{_NOTE}operation {op.name!r} failed after "
         self.log_level = options.severity.log_level
         self.critical = options.severity is ErrorSeverity.CRITICAL
-        self.severity_counter = handler._log.severity_counter(options.severity)
-        # the fast path: nothing to do before the call but look at the breaker's state
-        self.fast = (
-            op.limiter is None
-            and op.bulkhead is None
-            and options.timeout is None
-            and type(op.breaker) is CircuitBreaker
-            and not op.breaker.tracks_duration
-        )
-        self.memory_breaker = cast(CircuitBreaker, op.breaker) if self.fast else None
-        # The breaker takes the rate limit's check in its own acquire (one round trip to a
-        # shared store) when it can and no bulkhead has to come between the two.
-        self.limited = combined_limit_check(op.breaker, op.limiter) if op.bulkhead is None else None
+        self.severity_counter = runtime.error_log.severity_counter(options.severity)
+        # nothing to do before a call but ask the breaker: its guard may take the call
+        self.direct = self.admission is None and options.timeout is None
 
-    # --- decisions shared by the sync and async paths -----------------------------------
+    # --- what an error, a result, a wait mean -------------------------------------------
 
     def should_retry(self, exc: Exception) -> bool:
         options = self.options
@@ -190,7 +232,7 @@ class Plan:
         else:
             wait = options.backoff.delay(attempt, previous)
         budget = options.time_budget
-        if budget is not None and self.handler._clock() - started + wait > budget:
+        if budget is not None and self.runtime.clock() - started + wait > budget:
             return -1.0
         return wait
 
@@ -198,7 +240,7 @@ class Plan:
         """After attempt ``state.attempt`` failed with ``error`` (or its result asked for a
         retry): the wait before the next one, or -1.0 to stop; ``state`` moves on."""
         if state.started is None:
-            state.started = self.handler._clock()
+            state.started = self.runtime.clock()
         wait = self.next_wait(error, state.attempt, state.previous, state.started)
         state.attempt += 1
         if error is not None:
@@ -213,28 +255,182 @@ class Plan:
         check = self.options.retry_if_result
         return check is not None and check(result) and self.retry_wait(state, None) >= 0
 
-    def failed_attempt(self, exc: Exception, duration: float, tell_breaker: bool = True) -> None:
-        """Tell the breaker (unless the caller already has) and the records about one
-        failed attempt; lock-free counting once the error type is known."""
+    def new_state(self, cancellation: Cancellation | None) -> RetryState:
+        return RetryState(0, None, self.options.backoff.base_delay, None, cancellation)
+
+    def result_state(self, result: Any, cancellation: Cancellation | None) -> RetryState | None:
+        """A first attempt succeeded with ``result`` (its success already told the
+        breaker): None when the call is over (counted), else the state to retry from."""
+        state = self.new_state(cancellation)
+        if self.wants_retry(result, state):
+            state.wait = state.previous
+            return state
+        next(self.op.successes)
+        return None
+
+    def counted_failure(self, exc: Exception) -> bool:
+        """Count one failed attempt in the records; True when it counts against the
+        breaker (else the breaker is only released). Lock-free once the type is known."""
         _, counted, timed_out, type_name = _KINDS.get(type(exc)) or error_kind(type(exc))
-        if not tell_breaker:
-            pass
-        elif counted:
-            self.breaker.record_failure(duration)
-        else:
-            self.breaker.release()
         if timed_out:
             next(self.op.timeouts)
-        handler = self.handler
-        handler._log.count_type(type_name)
+        runtime = self.runtime
+        runtime.error_log.count_type(type_name)
         next(self.severity_counter)
-        if handler._logger.isEnabledFor(logging.DEBUG):
-            handler._logger.debug("operation %r attempt failed: %r", self.op.name, exc)
+        if runtime.logger.isEnabledFor(logging.DEBUG):
+            runtime.logger.debug("operation %r attempt failed: %r", self.op.name, exc)
+        return counted
+
+    def too_late(self, cancellation: Cancellation, wait: float) -> bool:
+        """The scope is cancelled, or its deadline comes before the next attempt would start."""
+        left = cancellation.remaining()
+        return cancellation.cancelled or (left is not None and left < wait)
+
+    # --- the retry loop, written once ---------------------------------------------------
+
+    def steps(
+        self,
+        state: RetryState,
+        *,
+        io: bool = False,
+        bounded_first: bool = False,
+        acquired: bool = False,
+        pending: Exception | None = None,
+        call: tuple[Callable[..., Any], Any, Any] | None = None,
+        call_once: Callable[[Callable[..., Any], Any, Any, RetryState], Any] | None = None,
+    ) -> Steps:
+        """The retry loop: yields commands (``CALL``, ``SLEEP``, ...), returns an ending.
+
+        ``io``: yield the breaker's commands, for a runner that awaits a breaker doing
+        I/O. ``bounded_first``: the caller's scope is checked before the first attempt too
+        (an async attempt can be cancelled, so a scope bounds it). ``acquired``: the
+        admission already took the first attempt's breaker permit. ``pending``: the error
+        of a first attempt already made (by the breaker's guard), handled here, once.
+        ``call``: a sync runner's ``(func, args, kwargs)``, called here instead of
+        yielding ``CALL`` (a generator resumed per attempt costs as much as the rest of a
+        failed attempt), through ``call_once`` when given (an attempt with a timeout).
+        """
+        breaker = self.breaker
+        bulkhead = self.op.bulkhead
+        clock = self.runtime.clock
+        timed = self.timed
+        cancellation = state.cancellation
+        while True:
+            if pending is None:
+                if (
+                    cancellation is not None
+                    and (bounded_first or state.attempt > 0)
+                    and self.too_late(cancellation, state.wait)
+                ):
+                    if acquired:
+                        yield from self._release(io)
+                    return STOPPED
+                # ask the breaker before waiting: no backoff is spent on an open breaker
+                if acquired:
+                    acquired = False
+                else:
+                    try:
+                        if io:
+                            yield ACQUIRE
+                        else:
+                            breaker.acquire()
+                    except CircuitOpenError as exc:
+                        state.error = exc
+                        return REJECTED
+                if state.attempt > 0:
+                    next(self.op.retries)
+                if state.wait > 0:
+                    yield SLEEP  # the runner gives the permit back if the sleep is interrupted
+                    if cancellation is not None and cancellation.cancelled:
+                        yield from self._release(io)
+                        return STOPPED
+                if bulkhead is not None and not state.holds_slot:
+                    try:  # our abandoned attempt still holds the call's slot: take another
+                        yield ENTER
+                    except BulkheadFull as exc:
+                        yield from self._release(io)
+                        state.error = exc
+                        return REFUSED
+                    state.holds_slot = True
+                begin = clock() if timed else 0.0
+                if call is None:
+                    result = yield CALL
+                else:
+                    try:
+                        if call_once is None:
+                            result = call[0](*call[1], **call[2])
+                        else:
+                            result = call_once(*call, state)
+                    except Exception as exc:
+                        state.error, result = exc, FAILED
+                    except BaseException:  # cancelled or interrupted: not the dependency's
+                        breaker.release()
+                        raise
+                state.duration = clock() - begin if timed else 0.0
+                if result is FAILED:  # the attempt raised: the runner left it in state.error
+                    pending, state.error = state.error, None
+                    if type(pending) is Stopped:  # the scope ended it, not the dependency
+                        yield from self._release(io)
+                        return STOPPED
+                    if type(pending) is Refused:  # no worker for it: refused, not retried
+                        yield from self._release(io)
+                        state.error = pending.args[0]
+                        return REFUSED
+                else:
+                    if io:
+                        yield SUCCESS
+                    else:
+                        breaker.record_success(state.duration)
+                    if self.wants_retry(result, state):
+                        state.wait = state.previous
+                        continue
+                    state.result = result
+                    return DONE
+            error, pending = cast(Exception, pending), None
+            if not self.counted_failure(error):
+                yield from self._release(io)
+            elif io:
+                yield FAILURE
+            else:
+                breaker.record_failure(state.duration)
+            state.wait = self.retry_wait(state, error)
+            if state.wait < 0:  # no retry left: the real error, even if the scope ended
+                state.error = error
+                return GIVE_UP
+
+    def _release(self, io: bool) -> Generator[int, Any, None]:
+        if io:
+            yield RELEASE
+        else:
+            self.breaker.release()
+
+    # --- how a call ends ----------------------------------------------------------------
+
+    def conclude(self, state: RetryState, ending: int) -> Any:
+        """The outcome of a call whose ``steps`` ended with ``ending``."""
+        if ending == DONE:
+            next(self.op.successes)
+            return state.result
+        error = cast(Exception, state.error)
+        if ending == GIVE_UP:
+            return self.give_up(error, state.attempt)
+        if ending == REJECTED:
+            return self.rejected(cast(CircuitOpenError, error), state.last)
+        if ending == REFUSED:
+            return self.refused_retry(cast(BulkheadFull, error), state)
+        return self.stopped(cast(Cancellation, state.cancellation), state.last)
+
+    def not_admitted(self, exc: Exception) -> Any:
+        """The admission refused the call (rate limit, bulkhead, or a combined check's
+        open breaker): no attempt was made."""
+        if isinstance(exc, CircuitOpenError):
+            return self.rejected(exc)
+        return self.give_up(exc, 0)
 
     def give_up(self, exc: Exception, attempts: int) -> Any:
         """The call is over: count it, then the fallback's value or the original error."""
         next(self.op.failures)
-        self.handler._record_final_error(
+        self.runtime.record_final_error(
             self.op, exc, self.options.severity, attempts, self.log_level, self.critical
         )
         if self.fallback is MISSING:
@@ -244,7 +440,7 @@ class Plan:
         next(self.op.fallbacks)
         return self.fallback(exc) if callable(self.fallback) else self.fallback
 
-    def rejected(self, exc: CircuitOpenError, last: Exception | None) -> Any:
+    def rejected(self, exc: CircuitOpenError, last: Exception | None = None) -> Any:
         """The breaker refused the call: counted, never logged or kept (it would flood
         ``recent_errors`` and hide the failures that opened it)."""
         op = self.op
@@ -254,6 +450,17 @@ class Plan:
             exc.__cause__ = last
         if self.fallback is MISSING:
             raise exc
+        next(op.fallbacks)
+        return self.fallback(exc) if callable(self.fallback) else self.fallback
+
+    def refusal(self, exc: CircuitOpenError) -> Any:
+        """``rejected`` for a breaker's guard: ``RAISE`` instead of raising (the guard
+        raises from its own frame)."""
+        op = self.op
+        next(op.rejections)
+        next(op.failures)
+        if self.fallback is MISSING:
+            return RAISE
         next(op.fallbacks)
         return self.fallback(exc) if callable(self.fallback) else self.fallback
 
@@ -270,241 +477,25 @@ class Plan:
         exc.__cause__ = state.last
         return self.give_up(exc, state.attempt)
 
-    def admit(self) -> bool:
-        """The checks before the breaker: the rate limit, then the bulkhead. True when the
-        breaker took the rate limit's check and so has already admitted the first attempt
-        (else ``CircuitOpenError``)."""
-        op = self.op
-        if self.limited is not None:
-            wait = self.limited.acquire_with_limit(cast(RateLimiterBackend, op.limiter), op.name)
-            if wait > 0:
-                next(op.rate_limited)
-                raise RateLimitExceeded(op.name, wait)
-            return True
-        if op.limiter is not None:
-            wait = op.limiter.try_acquire(op.name)
-            if wait > 0:
-                next(op.rate_limited)
-                raise RateLimitExceeded(op.name, wait)
-        if op.bulkhead is not None:
-            try:
-                op.bulkhead.enter()
-            except BulkheadFull:
-                next(op.bulkhead_rejections)
-                raise
-        return False
-
-    # --- sync ---------------------------------------------------------------------------
-
-    def wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """``func`` behind this plan, with the closed-breaker success path inlined."""
-        run = self.run
-        if not self.fast:
-
-            def call(*args: Any, **kwargs: Any) -> Any:
-                return run(func, args, kwargs)
-
-            return call
-
-        breaker = cast(CircuitBreaker, self.breaker)  # self.fast guarantees the type
-        simple = not breaker.settings.uses_window
-        record_success = breaker.record_success
-        successes = self.op.successes
-        check_result = self.options.retry_if_result
-        attempts = self._attempts
-        retry_result = self._retry_result
-
-        rejects_for = breaker.rejects_for
-        name = self.op.name
-        rejections = self.op.rejections
-        failures = self.op.failures
-        has_fallback = self.fallback is not MISSING
-        rejected = self.rejected
-
-        def fast_call(*args: Any, **kwargs: Any) -> Any:
-            if breaker._state is not CLOSED:
-                remaining = rejects_for()
-                if remaining <= 0:
-                    return run(func, args, kwargs)
-                # rejected: raised from this frame, so the refusal costs one short unwind
-                if has_fallback:
-                    return rejected(CircuitOpenError(name, remaining), None)
-                next(rejections)
-                next(failures)
-                raise CircuitOpenError(name, remaining)
-            try:
-                result = func(*args, **kwargs)
-            except Exception as exc:  # the first attempt failed: on to the retry loop
-                return attempts(func, args, kwargs, None, 0.0, exc)
-            if simple:
-                breaker._consecutive = 0  # atomic store; see _breaker's docstring
-            else:
-                record_success(0.0)
-            if check_result is not None and check_result(result):
-                return retry_result(func, args, kwargs, result)
-            next(successes)
-            return result
-
-        return fast_call
-
-    def _retry_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
-        """The fast path's first result asks for a retry: retry if one is left."""
-        state = RetryState(0, None, self.options.backoff.base_delay, None)
-        if self.retry_wait(state, None) < 0:
-            next(self.op.successes)
-            return result
-        return self._attempts(func, args, kwargs, state, state.previous)
-
-    def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        """One call through the whole pipeline."""
-        acquired = False
-        if not self.fast:
-            try:
-                acquired = self.admit()
-            except (RateLimitExceeded, BulkheadFull) as exc:
-                return self.give_up(exc, 0)
-            except CircuitOpenError as exc:  # from the combined check only
-                return self.rejected(exc, None)
-        state = RetryState(0, None, self.options.backoff.base_delay, None)
-        state.holds_slot = self.op.bulkhead is not None
-        try:
-            return self._attempts(func, args, kwargs, state, acquired=acquired)
-        finally:
-            if state.holds_slot:
-                cast(Bulkhead, self.op.bulkhead).leave()
-
-    def _attempts(
-        self,
-        func: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        state: RetryState | None = None,
-        wait: float = 0.0,
-        pending: Exception | None = None,
-        acquired: bool = False,
-    ) -> Any:
-        """The retry loop; ``pending`` is the error of an attempt the fast path already
-        made (so its failure is handled here, once); ``acquired``: the breaker has already
-        admitted the first attempt."""
-        handler = self.handler
-        breaker = self.breaker
-        bulkhead = self.op.bulkhead
-        clock = handler._clock
-        cancellation = current_cancellation()
-        if state is None:
-            state = RetryState(0, None, self.options.backoff.base_delay, None)
-        duration = 0.0
-        while True:
-            if pending is None:
-                if cancellation is not None and state.attempt > 0:
-                    if cancellation.cancelled:
-                        return self.stopped(cancellation, state.last)
-                    left = cancellation.remaining()
-                    if left is not None and left < wait:  # the retry would start too late
-                        return self.stopped(cancellation, state.last)
-                # ask the breaker before waiting: no backoff is spent on an open breaker
-                if acquired:
-                    acquired = False
-                else:
-                    try:
-                        breaker.acquire()
-                    except CircuitOpenError as exc:
-                        return self.rejected(exc, state.last)
-                if state.attempt > 0:
-                    next(self.op.retries)
-                if wait > 0:
-                    try:
-                        if cancellation is None:
-                            handler._sleep(wait)
-                        else:
-                            cancellation.sleep(wait, handler._sleep)
-                    except BaseException:
-                        breaker.release()
-                        raise
-                    if cancellation is not None and cancellation.cancelled:
-                        breaker.release()
-                        return self.stopped(cancellation, state.last)
-                if bulkhead is not None and not state.holds_slot:
-                    try:  # our abandoned attempt still holds the call's slot: take another
-                        bulkhead.enter()
-                    except BulkheadFull as exc:
-                        breaker.release()
-                        return self.refused_retry(exc, state)
-                    state.holds_slot = True
-                begin = clock() if self.timed else 0.0
-                try:
-                    if self.timeout is None:  # no extra frame for the common case
-                        result = func(*args, **kwargs)
-                    else:
-                        result = self._call_once(func, args, kwargs, state, cancellation)
-                except Exception as exc:
-                    pending = exc
-                    duration = clock() - begin if self.timed else 0.0
-                except BaseException:
-                    breaker.release()  # cancelled or interrupted: not the dependency's fault
-                    raise
-                else:
-                    breaker.record_success(clock() - begin if self.timed else 0.0)
-                    if self.wants_retry(result, state):
-                        wait = state.previous
-                        continue
-                    next(self.op.successes)
-                    return result
-            error, pending = pending, None
-            if type(error) is _Stopped:  # the scope ended the attempt, not the dependency
-                breaker.release()
-                return self.stopped(cast(Cancellation, cancellation), state.last)
-            if type(error) is _Refused:  # no worker for the attempt: refused, not retried
-                breaker.release()
-                return self.refused_retry(error.args[0], state)
-            self.failed_attempt(error, duration)
-            wait = self.retry_wait(state, error)
-            if wait < 0:  # no retry left: the real error, even if the scope ended meanwhile
-                return self.give_up(error, state.attempt)
-
-    def _call_once(
-        self,
-        func: Callable[..., Any],
-        args: Any,
-        kwargs: Any,
-        state: RetryState,
-        cancellation: Cancellation | None,
-    ) -> Any:
-        """One attempt with a timeout, on the operation's own worker threads.
-
-        A thread cannot be cancelled: the caller stops waiting at the deadline and the
-        attempt's late result is discarded. Until it really ends, the abandoned attempt
-        keeps its worker and the call's bulkhead slot (released by the worker)."""
-        timeout = cast(float, self.timeout)
-        op = self.op
-        pool = op.attempt_pool or self.handler._attempt_pool(op, self.options)
-        bulkhead = op.bulkhead
-        on_end = bulkhead.leave if bulkhead is not None and state.holds_slot else None
-        try:
-            attempt = pool.start(func, args, kwargs)
-        except BulkheadFull as exc:  # every worker is busy: refused before it started
-            raise _Refused(exc) from None
-        try:
-            return pool.finish(attempt, timeout, on_end, cancellation)
-        except Abandoned:
-            state.holds_slot = False  # handed to the running attempt, released at its end
-            if cancellation is not None and cancellation.cancelled:
-                raise _Stopped from None
-            raise OperationTimeout(op.name, timeout) from None
-
-
-class _Stopped(Exception):
-    """Internal: the caller's ``Cancellation`` scope ended a running attempt."""
-
-
-class _Refused(Exception):
-    """Internal: the operation's timeout workers are all busy; carries the BulkheadFull."""
+    def attempt_pool(self) -> AttemptPool:
+        """The operation's timeout workers (made on its first timed sync attempt)."""
+        return self.op.attempt_pool or self.runtime.attempt_pool_for(self.op, self.options)
 
 
 # Per exception type: (retried by default, counted by the breaker, a timeout of ours, name).
 # Three isinstance checks against tuples cost more than the rest of a failed attempt.
 _KINDS: dict[type, tuple[bool, bool, bool, str]] = {}
 _MAX_KINDS = 1024
+
+
+def advance(steps: Steps, value: Any, failure: Exception | None) -> int:
+    """The next command of ``steps``, told the last one's ``value`` (or with its
+    ``failure`` thrown in); when the steps end, ``-1 - ending`` (always negative)."""
+    try:
+        return steps.send(value) if failure is None else steps.throw(failure)
+    except StopIteration as end:
+        ending: int = end.value
+        return -1 - ending
 
 
 def error_kind(cls: type[BaseException]) -> tuple[bool, bool, bool, str]:

@@ -104,7 +104,7 @@ class Backoff:
         if self.jitter == "decorrelated":
             low = min(self.base_delay, cap)
             high = min(cap, max(low, previous * 3))
-            return low + (high - low) * rng()
+            return min(high, low + (high - low) * rng())  # rounding may pass high by an ulp
         try:
             wait = min(cap, self.base_delay * self.multiplier**retry)
         except OverflowError:  # a huge retry count: the cap is the answer

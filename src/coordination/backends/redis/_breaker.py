@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..._errors import CircuitOpenError, StoreError
 from ..._time import Clock
@@ -24,6 +24,8 @@ from ...error_handling._backends import (
     BreakerTransition,
     CircuitBreakerBackend,
     CircuitState,
+    LimitCheck,
+    RateLimiterBackend,
     TransitionHook,
 )
 from ._connection import OutagePolicy, RedisGuard
@@ -178,13 +180,20 @@ class RedisCircuitBreaker:
         else:
             self._recorded(reply)
 
-    # --- the rate limit and the breaker in one round trip (CombinedLimitCheck) ----------
+    # --- the rate limit and the breaker in one round trip (a combined LimitCheck) -------
 
     def combines_with(self, limiter: object) -> bool:
         """True for a Redis limiter on this breaker's own backend (so the same server)."""
         from ._rate_limit import RedisRateLimiter
 
         return isinstance(limiter, RedisRateLimiter) and limiter.backend is self._backend
+
+    def limit_check(self, limiter: RateLimiterBackend, key: str) -> LimitCheck | None:
+        """The pipeline's admission asks: ``limiter``'s check for ``key`` taken together with
+        this breaker's acquire (``acquire_with_limit``), or None when they cannot combine."""
+        if not self.combines_with(limiter):
+            return None
+        return _CombinedCheck(self, cast("RedisRateLimiter", limiter), key)
 
     def acquire_with_limit(self, limiter: RedisRateLimiter, key: str) -> float:
         """``limiter.try_acquire(key)`` then ``acquire()`` as one script (``LIMITED_ACQUIRE``):
@@ -400,6 +409,26 @@ class RedisCircuitBreaker:
             transitions=dict(self._transitions),
             backend="redis" if not self._guard.down else "redis (unavailable)",
         )
+
+
+class _CombinedCheck:
+    """A ``LimitCheck`` answered with the breaker's acquire, in one round trip."""
+
+    __slots__ = ("breaker", "key", "limiter")
+
+    acquires_breaker = True
+    blocking = True
+
+    def __init__(self, breaker: RedisCircuitBreaker, limiter: RedisRateLimiter, key: str) -> None:
+        self.breaker = breaker
+        self.limiter = limiter
+        self.key = key
+
+    def check(self) -> float:
+        return self.breaker.acquire_with_limit(self.limiter, self.key)
+
+    async def acheck(self) -> float:
+        return await self.breaker.aacquire_with_limit(self.limiter, self.key)
 
 
 def _nothing_to_report(outcome: str, state: int, failures: int) -> bool:

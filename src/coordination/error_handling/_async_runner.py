@@ -1,0 +1,186 @@
+"""``AsyncRunner``: a plan's retry loop driven for coroutine functions.
+
+The same steps and decisions as ``SyncRunner`` (they are the plan's); only the doing
+differs: ``asyncio`` sleeps, the bulkhead's ``aenter``, real cancellation at a timeout or
+at the caller's ``Cancellation`` deadline (so the first attempt too is bounded by a
+scope), and, for a breaker or limiter that does I/O (``blocking``), the awaited ``a*``
+methods, so no event loop waits on a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
+from ._bulkhead import Bulkhead
+from ._cancellation import current_cancellation
+from ._plan import (
+    ACQUIRE,
+    CALL,
+    DONE,
+    ENTER,
+    FAILED,
+    FAILURE,
+    RELEASE,
+    SLEEP,
+    SUCCESS,
+    Plan,
+    RetryState,
+    Steps,
+    Stopped,
+    advance,
+)
+from ._runner import Runner
+
+__all__ = ["AsyncRunner"]
+
+
+class AsyncRunner(Runner):
+    """Runs calls of coroutine functions through ``plan``."""
+
+    __slots__ = ("io",)
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan)
+        self.io = plan.breaker.blocking  # the breaker does I/O: await its a* methods
+
+    def wrap(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
+        (inside a ``Cancellation`` scope it hands them on: a scope bounds the first
+        attempt too), else the whole pipeline."""
+        aguard = self.breaker_guard("aguard")
+        if aguard is None:
+            run = self.run
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await run(func, args, kwargs)
+
+            return call
+        wrapped: Callable[..., Awaitable[Any]] = aguard(
+            func,
+            bypass=current_cancellation,
+            **self.handovers(self.run, self.failed, self.on_result),
+        )
+        return wrapped
+
+    async def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """One call through the whole pipeline."""
+        plan = self.plan
+        state = plan.new_state(current_cancellation())
+        admission = plan.admission
+        acquired = False
+        if admission is not None:
+            try:
+                await admission.aadmit()
+            except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
+                refusal = plan.not_admitted(exc)
+                return await refusal if inspect.isawaitable(refusal) else refusal
+            acquired = admission.acquires_breaker
+            state.holds_slot = admission.bulkhead is not None
+        try:
+            steps = plan.steps(state, io=self.io, bounded_first=True, acquired=acquired)
+            return await self.drive(steps, state, func, args, kwargs)
+        finally:
+            if state.holds_slot:
+                cast(Bulkhead, plan.op.bulkhead).leave()
+
+    async def failed(self, func: Callable[..., Any], args: Any, kwargs: Any, exc: Exception) -> Any:
+        """The guard's first attempt raised ``exc``: on to the retry loop."""
+        state = self.plan.new_state(current_cancellation())
+        steps = self.plan.steps(state, io=self.io, bounded_first=True, pending=exc)
+        return await self.drive(steps, state, func, args, kwargs)
+
+    async def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
+        """The guard's first attempt returned ``result``: retry if it asks for one."""
+        state = self.plan.result_state(result, current_cancellation())
+        if state is None:
+            return result
+        steps = self.plan.steps(state, io=self.io, bounded_first=True)
+        return await self.drive(steps, state, func, args, kwargs)
+
+    async def drive(
+        self, steps: Steps, state: RetryState, func: Any, args: Any, kwargs: Any
+    ) -> Any:
+        """Do what ``steps`` asks, awaiting, until it ends; then the plan concludes."""
+        value: Any = None
+        failure: Exception | None = None
+        plain = state.cancellation is None and self.plan.timeout is None
+        while (command := advance(steps, value, failure)) >= 0:
+            value = failure = None
+            try:
+                if command == CALL:
+                    value = await (
+                        func(*args, **kwargs) if plain else self._attempt(func, args, kwargs, state)
+                    )
+                elif command == SLEEP:
+                    await self.plan.runtime.async_sleep(state.wait)
+                else:
+                    await self._other(command, state)
+            except Exception as exc:
+                if command == SLEEP:
+                    await self._release()
+                    raise
+                if command == CALL:  # a failed attempt: left for the steps in state.error
+                    state.error, value = exc, FAILED
+                else:  # thrown into the steps: an open breaker, a full bulkhead, ...
+                    failure = exc
+            except BaseException:  # cancelled: give the permit back, not the dependency's fault
+                if command in (CALL, SLEEP):
+                    await self._release()
+                raise
+        ending = -1 - command
+        outcome = self.plan.conclude(state, ending)
+        if ending != DONE and inspect.isawaitable(outcome):  # an async fallback
+            return await outcome
+        return outcome
+
+    async def _other(self, command: int, state: RetryState) -> None:
+        breaker = self.breaker
+        if command == ACQUIRE:
+            await breaker.aacquire()
+        elif command == SUCCESS:
+            await breaker.arecord_success(state.duration)
+        elif command == FAILURE:
+            await breaker.arecord_failure(state.duration)
+        elif command == RELEASE:
+            await breaker.arelease()
+        elif command == ENTER:
+            await cast(Bulkhead, self.plan.op.bulkhead).aenter()
+
+    async def _release(self) -> None:
+        if self.io:
+            await self.breaker.arelease()
+        else:
+            self.breaker.release()
+
+    async def _attempt(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, state: RetryState
+    ) -> Any:
+        """The attempt, cancelled at the nearer of its timeout and the scope's deadline."""
+        cancellation = state.cancellation
+        timeout = self.plan.timeout
+        left = None if cancellation is None else cancellation.remaining()
+        if left is not None and (timeout is None or left < timeout):
+            return await self._bounded(func(*args, **kwargs), left, scope_ended=True)
+        if timeout is None:
+            return await func(*args, **kwargs)
+        return await self._bounded(func(*args, **kwargs), timeout, scope_ended=False)
+
+    async def _bounded(
+        self, awaitable: Awaitable[Any], seconds: float, *, scope_ended: bool
+    ) -> Any:
+        """``awaitable`` cancelled after ``seconds``: then ``Stopped`` (the scope's deadline,
+        not the dependency) or ``OperationTimeout``."""
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if not scope.expired():
+                raise  # a TimeoutError of the operation's own
+            if scope_ended:
+                raise Stopped from None
+            raise OperationTimeout(self.plan.op.name, seconds) from None

@@ -1,0 +1,166 @@
+"""``SyncRunner``: a plan's retry loop driven for plain functions.
+
+It does what ``Plan.steps`` asks: calls the operation (on the operation's timeout workers
+when it has a timeout), sleeps (waking early when the caller's ``Cancellation`` is
+cancelled) and takes a bulkhead slot for a retry; the decisions are the plan's. When the
+plan has nothing to do before a call, the breaker's own ``guard`` takes the call, and the
+loop starts only after a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
+from ._backends import RAISE
+from ._bulkhead import Bulkhead
+from ._cancellation import _current
+from ._plan import GIVE_UP, SLEEP, Plan, Refused, RetryState, Stopped, advance
+from ._runner import Runner
+from ._workers import Abandoned
+
+__all__ = ["Refusal", "SyncRunner"]
+
+
+class Refusal:
+    """What a wrapper made with ``refusals_returned`` returns for a refused call: the
+    caller raises ``error`` from its own frame (every frame an exception unwinds costs
+    about as much as the rest of a rejection)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: CircuitOpenError) -> None:
+        self.error = error
+
+
+class SyncRunner(Runner):
+    """Runs calls of plain functions through ``plan``."""
+
+    __slots__ = ("timeout",)
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan)
+        self.timeout = plan.timeout
+
+    def wrap(
+        self, func: Callable[..., Any], *, refusals_returned: bool = False
+    ) -> Callable[..., Any]:
+        """``func`` behind the plan: the breaker's guard when it can take the calls (it
+        raises a refusal from its own frame, or returns it as a ``Refusal`` when
+        ``refusals_returned``), else the whole pipeline."""
+        guard = self.breaker_guard("guard")
+        if guard is not None:
+            refused = self._returned if refusals_returned else self.plan.refusal
+            handovers = self.handovers(self.run, self.attempts, self.on_result)
+            wrapped: Callable[..., Any] = guard(func, refused=refused, **handovers)
+            return wrapped
+        run = self.run
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return run(func, args, kwargs)
+
+        return call
+
+    def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """One call through the whole pipeline."""
+        admission = self.plan.admission
+        if admission is None:
+            return self.attempts(func, args, kwargs)
+        try:
+            admission.admit()
+        except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
+            return self.plan.not_admitted(exc)
+        state = self.plan.new_state(_current.get())
+        state.holds_slot = admission.bulkhead is not None
+        try:
+            return self.attempts(func, args, kwargs, None, state, admission.acquires_breaker)
+        finally:
+            if state.holds_slot:
+                cast(Bulkhead, admission.bulkhead).leave()
+
+    def _returned(self, exc: CircuitOpenError) -> Any:
+        answer = self.plan.refusal(exc)
+        return Refusal(exc) if answer is RAISE else answer
+
+    def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
+        """The guard's first attempt returned ``result``: retry if it asks for one."""
+        state = self.plan.result_state(result, _current.get())
+        if state is None:
+            return result
+        return self.attempts(func, args, kwargs, None, state)
+
+    def attempts(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        pending: Exception | None = None,
+        state: RetryState | None = None,
+        acquired: bool = False,
+    ) -> Any:
+        """The retry loop: do what the plan's steps ask until they end, then conclude.
+        ``pending``: the error of a first attempt the guard made (its ``failed``);
+        ``state``: where the call already is; ``acquired``: the admission holds the
+        first attempt's breaker permit."""
+        plan = self.plan
+        if state is None:
+            state = plan.new_state(_current.get())
+        steps = plan.steps(  # the steps make the attempts: no resume per attempt
+            state,
+            acquired=acquired,
+            pending=pending,
+            call=(func, args, kwargs),
+            call_once=None if self.timeout is None else self._call_once,
+        )
+        failure: Exception | None = None
+        while (command := advance(steps, None, failure)) >= 0:
+            failure = None
+            if command == SLEEP:
+                self._sleep(state)
+            else:  # ENTER: a slot for a retry (the steps call a sync breaker themselves)
+                try:
+                    cast(Bulkhead, plan.op.bulkhead).enter()
+                except BulkheadFull as exc:
+                    failure = exc
+        ending = -1 - command
+        if ending == GIVE_UP:  # here, not in conclude: one frame fewer for the error to unwind
+            return plan.give_up(cast(Exception, state.error), state.attempt)
+        return plan.conclude(state, ending)
+
+    def _sleep(self, state: RetryState) -> None:
+        sleep = self.plan.runtime.sleep
+        try:
+            if state.cancellation is None:
+                sleep(state.wait)
+            else:
+                state.cancellation.sleep(state.wait, sleep)
+        except BaseException:
+            self.breaker.release()
+            raise
+
+    def _call_once(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, state: RetryState
+    ) -> Any:
+        """One attempt with a timeout, on the operation's own worker threads.
+
+        A thread cannot be cancelled: the caller stops waiting at the deadline and the
+        attempt's late result is discarded. Until it really ends, the abandoned attempt
+        keeps its worker and the call's bulkhead slot (released by the worker)."""
+        timeout = cast(float, self.timeout)
+        plan = self.plan
+        pool = plan.attempt_pool()
+        bulkhead = plan.op.bulkhead
+        cancellation = state.cancellation
+        on_end = bulkhead.leave if bulkhead is not None and state.holds_slot else None
+        try:
+            attempt = pool.start(func, args, kwargs)
+        except BulkheadFull as exc:  # every worker is busy: refused before it started
+            raise Refused(exc) from None
+        try:
+            return pool.finish(attempt, timeout, on_end, cancellation)
+        except Abandoned:
+            state.holds_slot = False  # handed to the running attempt, released at its end
+            if cancellation is not None and cancellation.cancelled:
+                raise Stopped from None
+            raise OperationTimeout(plan.op.name, timeout) from None
