@@ -45,7 +45,16 @@ class RouteSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class HttpSnapshot:
-    """A consistent read of one middleware's counters (counts since it was built)."""
+    """A consistent read of one middleware's counters (counts since it was built).
+
+    ``requests`` begun and ``in_flight``; ``status_codes`` and ``rejected`` map a status
+    code to its count (rejected: answered by the middleware's own checks with a problem
+    document); ``rate_limited``: refused by the client rate limit; ``exceptions``: errors
+    that propagated (counted as 500s, not those answered as problems), by type name;
+    ``routes``: one ``RouteSnapshot`` per label set;
+    ``client_rate_limit``: the limit's settings (``None`` without one); ``endpoints``: the
+    built-in paths the middleware serves.
+    """
 
     requests: int
     in_flight: int

@@ -103,8 +103,9 @@ class _Exchange:
 class CoordinationASGIMiddleware(MiddlewareBase):
     """Validation, timing and counting around an ASGI application (Starlette, FastAPI).
 
-    Takes the same options as ``CoordinationMiddleware``; route templates come from
-    Starlette's router (``scope["route"]``), rule sets are keyed by them.
+    Takes the same options and serves the same built-in endpoints as
+    ``CoordinationMiddleware``; route templates come from Starlette's router
+    (``scope["route"]``), rule sets are keyed by them.
     """
 
     kind = "ASGI"

@@ -117,7 +117,15 @@ class MiddlewareBase(CoordinatedDoor):
         )
 
     def http_stats(self) -> dict[str, Any]:
-        """The request counters alone, as a dictionary (cheaper than the status)."""
+        """The request counters alone, as a dictionary (cheaper than the status):
+        ``requests``, ``in_flight``, ``status_codes`` and ``rejected`` (``{code: n}``;
+        rejected: answered by the middleware's own checks), ``rate_limited`` (refused by
+        the client rate limit), ``exceptions`` (``{type name: n}``, errors that
+        propagated), ``client_disconnects``, ``by_route`` (``[{"method", "route",
+        "status", "count"}]``: ``status`` a string, ``"7xx"``-style outside 100–599; a
+        method not allowed is ``_OTHER``; a request without a template is ``unmatched``;
+        label sets beyond ``max_operation_names`` share ``__overflow__``),
+        ``client_rate_limit`` and ``endpoints``."""
         return self.http_snapshot().as_dict()
 
     def get_middleware_status(self) -> dict[str, Any]:

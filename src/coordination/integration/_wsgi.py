@@ -14,9 +14,9 @@ error handler registered on a wrapped Flask app, which would otherwise make them
 body without ``Content-Length`` is read through a bounded stream, so an app that reads
 past ``max_request_body_bytes`` gets a 413 answer instead of an unbounded read.
 
-The whole application is **not** retried, unlike the spec's sketch: by the time it fails
-it may have read ``wsgi.input`` (a stream that cannot be rewound), called
-``start_response`` or done half its side effects, so running it again is unsafe. Put
+The whole application is **not** retried: by the time it fails it may have read
+``wsgi.input`` (a stream that cannot be rewound), called ``start_response`` or done half
+its side effects, so running it again is unsafe. Put
 retries around the downstream calls inside the app (``coordinate_operation``). An
 exception from the app is recorded (counters, monitor, log) and re-raised, so the
 framework or server answers it as it always did.
@@ -85,6 +85,15 @@ class CoordinationMiddleware(MiddlewareBase):
     ``route_rules`` maps route templates (``"/api/users"``, or ``"POST /api/users"``) to
     rule sets for JSON bodies; ``route_resolver(environ)`` names routes for frameworks
     other than Flask and Django; ``allowed_methods`` replaces the standard methods.
+
+    The validator, error handler and monitor are the process's (``default_coordination()``)
+    unless ``coordination=`` names another set; one given by itself replaces that part of
+    the set. ``config`` configures this middleware, not them.
+
+    With ``expose_endpoints`` the middleware answers ``metrics_path``, ``health_path``
+    (with ``/live`` and ``/ready`` under it) and the status page at ``status_page_path``
+    (its data at ``<path>/status.json``) itself, before the app, reading the same
+    components; those requests are not counted or timed.
     """
 
     kind = "WSGI"

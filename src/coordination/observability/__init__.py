@@ -1,8 +1,9 @@
 """Observability: health checks and probes, Prometheus metrics, OpenTelemetry.
 
-``CoordinationHealthChecker`` and ``CoordinationMetricsExporter`` are the spec's classes,
-built on the real client libraries; see docs/observability.md for every series, the health
-document, the endpoints, multi-process servers and the OpenTelemetry bridge.
+``CoordinationHealthChecker`` and ``CoordinationMetricsExporter`` read the components when
+asked, on prometheus_client (and opentelemetry-api for the bridge); see
+docs/observability.md for every series, the health document, the endpoints, multi-process
+servers and the OpenTelemetry bridge.
 """
 
 from typing import TYPE_CHECKING

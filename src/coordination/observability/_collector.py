@@ -3,8 +3,7 @@
 Nothing is counted twice: the components already count on their hot paths, so a scrape
 only takes their frozen snapshots (``_readings``) and turns them into metric families. Each
 component is read on its own: one that raises gets ``coordination_export_error{component=…}
-1`` and contributes nothing else, and the others are exported as usual (the spec's rule,
-kept).
+1`` and contributes nothing else, and the others are exported as usual.
 
 ``_series.SERIES`` is the one catalogue of what can be exported (name, type, help, labels
 and the snapshot field each series reads); docs/observability.md lists the same.
@@ -12,10 +11,9 @@ There is one reader per snapshot type: ``_read_performance`` (``PerformanceReadi
 ``_read_handler`` (``HandlerSnapshot``), ``_read_validation`` (``ValidationSnapshot``), and
 the HTTP reader (the middleware's counters and per-route timings).
 
-The spec's three series keep their names and meaning (gauges, as in the spec):
-``coordination_response_time_seconds``, ``coordination_total_operations`` and
-``coordination_export_error``. Every other series follows Prometheus naming (base units,
-``_total`` for counters).
+Three summary gauges per component, ``coordination_response_time_seconds``,
+``coordination_total_operations`` and ``coordination_export_error``, sit beside the rest;
+every other series follows Prometheus naming (base units, ``_total`` for counters).
 """
 
 from __future__ import annotations
@@ -211,7 +209,7 @@ def _read_component(
 def _read_performance(
     out: FamilyBuilder, comp: dict[str, str], reading: PerformanceReading, durations: DurationType
 ) -> None:
-    """Durations and outcomes per operation, the spec's mean, the process resources."""
+    """Durations and outcomes per operation, the mean response time, the process resources."""
     for operation, timings in reading.operations.items():
         labels = {**comp, "operation": operation}
         _duration(out, OPERATION_DURATION.name, labels, timings, durations)

@@ -1,9 +1,8 @@
-"""``CoordinationMetricsExporter``: the spec's exporter, on prometheus_client.
+"""``CoordinationMetricsExporter``: the components' metrics, on prometheus_client.
 
-The spec formatted Prometheus text by hand (no ``# TYPE`` lines, unescaped label values,
-a crash on a report without ``"mean"``); here prometheus_client generates every byte from
-``CoordinationCollector``, and serves it with content negotiation (the OpenMetrics format
-for scrapers that ask for it, gzip when accepted).
+prometheus_client generates every byte from ``CoordinationCollector``, and serves it with
+content negotiation (the OpenMetrics format for scrapers that ask for it, gzip when
+accepted).
 """
 
 from __future__ import annotations
@@ -59,7 +58,8 @@ class CoordinationMetricsExporter:
     latency sketch's quantiles, within 1 %).
 
     With no components it reads the process's set (``default_coordination()``), which
-    every door shares by default; ``coordination=`` reads another set.
+    every door shares by default; ``coordination=`` reads another set (components given
+    as well are a ``TypeError``).
     """
 
     def __init__(

@@ -1,10 +1,9 @@
-"""``CoordinationHealthChecker``: the spec's health rules, custom checks, probes.
+"""``CoordinationHealthChecker``: health rules, custom checks, probes.
 
-The spec's rules, kept: each component is asked ``get_health_status()``, else its
-``get_error_report()`` (whose ``status`` counts), else it is UNKNOWN; one that raises is
-ERROR and makes the whole UNHEALTHY. Fixed: the spec let a later DEGRADED component
-overwrite an earlier UNHEALTHY one (the worst status now always wins), used local naive
-time (the timestamp is now UTC), and crashed on a component whose status was not a dict.
+Each component is asked ``get_health_status()``, else its ``get_error_report()`` (whose
+``status`` counts), else it is UNKNOWN; one that raises is ERROR and makes the whole
+UNHEALTHY. The worst status wins, whatever the order; any status is normalised (an Enum
+or a string is accepted instead of a dict); the timestamp is UTC.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ class CoordinationHealthChecker:
     <HealthStatus.HEALTHY: 'HEALTHY'>
 
     With no components it reads the process's set (``default_coordination()``), which
-    every door shares by default; ``coordination=`` reads another set.
+    every door shares by default; ``coordination=`` reads another set (components given
+    as well are a ``TypeError``).
     """
 
     def __init__(
@@ -109,7 +109,8 @@ class CoordinationHealthChecker:
     # --- the checks ---------------------------------------------------------------------
 
     def check_health(self) -> dict[str, Any]:
-        """The spec's document: ``overall_status``, ``components``, ``checks``, ``timestamp``.
+        """``{"overall_status", "components", "checks", "timestamp"}``: the worst status of
+        the components and checks, each one's own document, and the UTC time.
 
         Custom checks run concurrently, so the call takes at most the longest timeout.
         """

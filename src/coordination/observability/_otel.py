@@ -70,7 +70,8 @@ class OpenTelemetryBridge:
     >>> bridge = OpenTelemetryBridge({"error_handler": handler}, meter_provider=provider)
 
     With no components it reads the process's set (``default_coordination()``), like the
-    health checker and the exporter; ``coordination=`` reads another set.
+    health checker and the exporter; ``coordination=`` reads another set (components
+    given as well are a ``TypeError``).
     """
 
     def __init__(

@@ -4,10 +4,9 @@ The collector, the health checker and the status page read components only throu
 functions here. The library's own components hand out their snapshots:
 ``CoordinationPerformanceMonitor.snapshot()`` (a ``MonitorSnapshot``),
 ``CoordinationErrorHandler.snapshot()`` (a ``HandlerSnapshot``), and the validator's report
-read as a ``ValidationSnapshot``. Any other object is read by the spec's rule — by the
-report methods it has, the ``Reports*`` protocols below — and adapted here, once, into the
-same types, so each reader has one path per snapshot type and never asks an object what it
-can do.
+read as a ``ValidationSnapshot``. Any other object is read by the report methods it has
+(the ``Reports*`` protocols below) and adapted here, once, into the same types, so each
+reader has one path per snapshot type and never asks an object what it can do.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ __all__ = [
 ]
 
 
-# --- the spec's reader contracts: what a component of any kind may offer ---------------
+# --- the report methods: what a component of any kind may offer ------------------------
 
 
 @runtime_checkable
@@ -115,7 +114,8 @@ _NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class _ReportedTimings:
-    """Another object's ``operation_stats()`` entry, read the way the spec describes it."""
+    """Another object's ``operation_stats()`` entry: its counts, ``total_seconds``,
+    ``max_seconds`` and ``quantile(q)`` (``timed_count`` and ``cumulative_counts`` if any)."""
 
     count: int
     successes: int
@@ -173,7 +173,7 @@ def performance_of(component: object) -> PerformanceReading | None:
         mean = sum(t.total_seconds for t in timings.values()) / timed
         return PerformanceReading(MappingProxyType(timings), mean, None, _NOTHING)
     if isinstance(component, ReportsPerformance):
-        # only when no snapshot gives a timed call: the spec's report (milliseconds)
+        # only when no snapshot gives a timed call: the report (milliseconds)
         report = component.get_performance_report()
         mean_ms = (report.get("response_times") or {}).get("mean")
         return PerformanceReading(
@@ -204,8 +204,8 @@ def validation_of(component: object) -> ValidationSnapshot | None:
 
 
 def component_health(component: object) -> dict[str, Any]:
-    """The spec's rule: ``get_health_status()``, else ``get_error_report()``'s status, else
-    UNKNOWN; a dict with a ``HealthStatus`` under ``"status"``."""
+    """``get_health_status()``, else ``get_error_report()``'s status, else UNKNOWN; a dict
+    with a ``HealthStatus`` under ``"status"``."""
     if isinstance(component, ReportsHealth):
         reported = component.get_health_status()
     elif isinstance(component, ReportsErrors):
@@ -220,7 +220,8 @@ def component_health(component: object) -> dict[str, Any]:
 def component_status(
     component: object, handler: HandlerSnapshot | None = None
 ) -> HealthStatus | None:
-    """The component's health status (``None``: it reports none), by the spec's rule.
+    """The component's health status (``None``: it reports none), as ``component_health``
+    reads it.
 
     For the library's error handler, ``handler`` (its snapshot just taken) gives the status
     without reading every breaker a second time.

@@ -126,7 +126,8 @@ class StatusPage:
     page is served (default ``config.status_page_path``); its data is at
     ``<path>/status.json``. The page polls every ``refresh_seconds``. With no components it
     reads the process's set (``default_coordination()``), which every door shares by
-    default; ``coordination=`` reads another set.
+    default; ``coordination=`` reads another set (components given as well are a
+    ``TypeError``).
     """
 
     def __init__(
@@ -176,7 +177,9 @@ class StatusPage:
     # --- the data -------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The JSON document the page shows (and a new history point, when one is due)."""
+        """The JSON document the page shows. Each call, at most one per ``min_interval``
+        seconds, adds a history point (a bounded ring), so the charts fill while the page
+        is open; no background thread."""
         rows: dict[str, _Row] = {}
         statuses: dict[str, str] = {}
         errors: dict[str, str] = {}

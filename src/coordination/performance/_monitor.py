@@ -1,4 +1,4 @@
-"""``CoordinationPerformanceMonitor``: the spec's performance monitor.
+"""``CoordinationPerformanceMonitor``: latency, outcomes and throughput per operation.
 
 Recording touches only the operation's own recorder (see ``_operation``); everything that
 reads — reports, health, exporters, threshold checks — takes snapshots when asked.
@@ -261,7 +261,15 @@ class CoordinationPerformanceMonitor:
         return dict(self.snapshot().operations)
 
     def get_performance_report(self) -> dict[str, Any]:
-        """JSON-serialisable statistics; latencies in milliseconds, as in the spec."""
+        """JSON-serialisable statistics; latencies in milliseconds. Keys: ``status`` (the
+        worst operation's; UNKNOWN when disabled), ``enabled``, ``uptime_seconds``,
+        ``total_operations``, ``successes``, ``failures``, ``success_rate``,
+        ``error_rate``, ``throughput_per_second``, ``response_times`` (``{count, mean,
+        min, max, p50, p90, p95, p99}``), ``recent`` (the same over the recent window,
+        with ``window_seconds``), ``operations`` (``{name: {...}}``: each one's counts,
+        rates, ``errors_by_type``, ``response_times``, ``recent`` and ``breaches``),
+        ``thresholds``, ``alerts``, ``system`` and ``timestamp`` (UTC, ISO-8601). Every
+        latency is ``0.0`` before anything is timed."""
         return performance_report(self.snapshot(), self._watch, self._sampler.summary())
 
     def get_health_status(self) -> dict[str, Any]:
@@ -308,4 +316,4 @@ def _error_type(error: object) -> str:
         return error.__qualname__
     if isinstance(error, str) and _ERROR_NAME.match(error):
         return error  # a category such as "timeout" or "HTTP 503"
-    return "Error"  # a free-text message (as the spec passes str(e)): unbounded otherwise
+    return "Error"  # a free-text message (such as str(e)): unbounded otherwise

@@ -1,4 +1,4 @@
-"""The spec's performance report, built from a ``MonitorSnapshot`` (latency in ms)."""
+"""The performance report, built from a ``MonitorSnapshot`` (latency in ms)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ _REPORTED = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
 def response_times(stats: Sequence[OperationSnapshot], *, recent: bool) -> dict[str, float]:
     """``count``, ``mean``, ``min``, ``max``, ``p50``…``p99`` in ms over ``stats`` together.
 
-    Every value is 0.0 while nothing was timed, so the spec's exporter (which divides
-    ``mean`` by 1000) keeps working on a fresh monitor.
+    Every value is 0.0 while nothing was timed, so arithmetic on them (``mean / 1000``)
+    works on a fresh monitor.
     """
     merged = LatencySketch()
     total = 0.0
