@@ -1,4 +1,4 @@
-"""``CoordinationErrorHandler``: the spec's error handler, one pipeline per operation.
+"""``CoordinationErrorHandler``: one pipeline per operation.
 
 >>> handler = CoordinationErrorHandler({"base_delay": 0})
 >>> handler.execute_with_error_handling(len, args=("abc",), error_severity="LOW")
@@ -136,7 +136,7 @@ class CoordinationErrorHandler:
         if on_alert is not None:
             self._alert_hooks.append(on_alert)
 
-    # --- the spec's API -------------------------------------------------------------------
+    # --- calling through the handler ------------------------------------------------------
 
     def execute_with_error_handling(
         self,
@@ -151,7 +151,7 @@ class CoordinationErrorHandler:
     ) -> Any:
         """Call ``operation(*args, **kwargs)`` through the operation's pipeline."""
         common = not overrides
-        if common:  # the spec's per-request shape: one lookup, then the wrapped call
+        if common:  # the usual per-request shape: one lookup, then the wrapped call
             try:
                 wrapped = self._wrapped.get(
                     (operation, operation_name, max_retries, error_severity)

@@ -1,6 +1,6 @@
 """The error handler's frozen snapshots: what every reader of the handler is built on.
 
-``CoordinationErrorHandler.snapshot()`` returns a ``HandlerSnapshot``; the spec's
+``CoordinationErrorHandler.snapshot()`` returns a ``HandlerSnapshot``; the
 ``get_error_report()``, ``get_health_status()`` and ``operation_stats()`` dicts are built
 from it (``_report``), and so are the Prometheus series and the status page. A snapshot is
 taken without a lock on the hot path: each count is one read of an ``itertools.count``,
@@ -139,7 +139,8 @@ class HandlerSnapshot:
 
     @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> HandlerSnapshot:
-        """The snapshot an error report stands for (the spec's duck-typed components).
+        """The snapshot an error report stands for (for a component that offers only
+        ``get_error_report()``).
 
         The inverse of ``get_error_report()`` as far as a report tells: a counter it does
         not give is 0, a breaker field it does not give is its default, and the recent
