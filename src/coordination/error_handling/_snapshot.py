@@ -79,7 +79,7 @@ class OperationErrorSnapshot:
     breaker: BreakerSnapshot | None
 
     def counts(self) -> dict[str, Any]:
-        """The counters and the severity: ``get_error_report()["operations"][name]``."""
+        """The counters and the severity (``stats()`` without the breaker's state)."""
         return {
             "calls": self.calls,
             "successes": self.successes,
@@ -94,14 +94,15 @@ class OperationErrorSnapshot:
         }
 
     def stats(self) -> dict[str, Any]:
-        """``counts()`` and the breaker's state: ``operation_stats()[name]``."""
+        """``counts()`` and ``circuit_state``: ``operation_stats()[name]``, also
+        ``get_error_report()["operations"][name]``."""
         state = CircuitState.CLOSED if self.breaker is None else self.breaker.state
         return {**self.counts(), "circuit_state": state.value}
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerHealth:
-    """The handler's health rule applied to its breakers (see ``_report``)."""
+    """The handler's health rule applied to its breakers (see ``breaker_health``)."""
 
     status: HealthStatus
     reason: str
