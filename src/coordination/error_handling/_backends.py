@@ -18,8 +18,9 @@ Breaker protocol, per protected call::
     else:
         breaker.record_success(duration)
 
-``duration`` is the attempt's seconds when the breaker's ``tracks_duration`` is true (slow
-calls count against it), else ``0.0`` (the pipeline then skips the clock reads). A breaker
+``duration`` is the attempt's seconds whenever the breaker's ``tracks_duration`` is true
+(slow calls count against it); otherwise it may be ``0.0`` (the pipeline reads the clock
+only when the breaker or a ``timeout`` needs it). A breaker
 whose ``blocking`` is true does I/O: async pipelines then await ``aacquire``,
 ``arecord_success``, ``arecord_failure`` and ``arelease`` instead, so no event loop waits on
 a socket. State transitions are reported to the ``on_transition`` hook given to the factory.
@@ -162,6 +163,7 @@ class BreakerSnapshot:
     backend: str  # "memory", "redis", ...
 
     def as_dict(self) -> dict[str, object]:
+        """The snapshot as JSON: ``get_error_report()["circuit_breakers"][name]``."""
         return {
             "state": self.state.value,
             "consecutive_failures": self.consecutive_failures,
@@ -177,7 +179,21 @@ class BreakerSnapshot:
 
 @runtime_checkable
 class CircuitBreakerBackend(Protocol):
-    """One operation's circuit breaker, wherever its state lives."""
+    """One operation's circuit breaker, wherever its state lives.
+
+    After ``acquire()`` admits an attempt, exactly one of ``record_success(duration)``,
+    ``record_failure(duration)`` or ``release()`` follows. ``release`` ends an attempt
+    without an outcome that tells about the dependency (cancelled or interrupted, or an
+    error that does not count, such as ``ValidationError``, ``ConfigError``,
+    ``BulkheadFull``, ``RateLimitExceeded`` or ``OperationCancelled``), and gives back a
+    half-open trial slot. ``duration`` is the attempt's seconds whenever
+    ``tracks_duration`` is true (slow-call mode); otherwise it may be ``0.0``. When
+    ``blocking`` is true (the breaker does I/O), async pipelines await the ``a*`` twins
+    instead. A refusal raises ``CircuitOpenError`` whose ``retry_after`` is greater than
+    0. Every state change goes to the ``on_transition`` hook the factory was given. What a
+    shared breaker does while its store is unreachable is its own policy (the Redis
+    breaker's ``OutagePolicy``: this process's own state by default).
+    """
 
     name: str
     settings: BreakerSettings
@@ -185,25 +201,32 @@ class CircuitBreakerBackend(Protocol):
     blocking: bool  # true when the methods do I/O: async pipelines use the a* methods
 
     @property
-    def state(self) -> CircuitState: ...
+    def state(self) -> CircuitState:
+        """The state the next call will see."""
 
     def acquire(self) -> None:
         """Admit one call or raise ``CircuitOpenError`` carrying ``retry_after``."""
 
-    def record_success(self, duration: float) -> None: ...
+    def record_success(self, duration: float) -> None:
+        """The admitted attempt succeeded (``duration``: its seconds, or ``0.0``)."""
 
-    def record_failure(self, duration: float) -> None: ...
+    def record_failure(self, duration: float) -> None:
+        """The admitted attempt failed with an error that counts against the breaker."""
 
     def release(self) -> None:
         """The admitted call ended without a countable outcome (cancelled, ignored error)."""
 
-    async def aacquire(self) -> None: ...
+    async def aacquire(self) -> None:
+        """``acquire`` for async pipelines; awaited when ``blocking`` is true."""
 
-    async def arecord_success(self, duration: float) -> None: ...
+    async def arecord_success(self, duration: float) -> None:
+        """``record_success`` for async pipelines; awaited when ``blocking`` is true."""
 
-    async def arecord_failure(self, duration: float) -> None: ...
+    async def arecord_failure(self, duration: float) -> None:
+        """``record_failure`` for async pipelines; awaited when ``blocking`` is true."""
 
-    async def arelease(self) -> None: ...
+    async def arelease(self) -> None:
+        """``release`` for async pipelines; awaited when ``blocking`` is true."""
 
     def reset(self) -> None:
         """Back to CLOSED with empty counters (also clears a forced open)."""
@@ -211,7 +234,8 @@ class CircuitBreakerBackend(Protocol):
     def force_open(self) -> None:
         """Reject every call until ``reset()`` (maintenance, a known-bad dependency)."""
 
-    def snapshot(self) -> BreakerSnapshot: ...
+    def snapshot(self) -> BreakerSnapshot:
+        """The breaker's state and counts now, for reports, health checks and exporters."""
 
 
 class LimitCheck(Protocol):
@@ -233,7 +257,12 @@ class LimitCheck(Protocol):
 
 
 class BreakerFactory(Protocol):
-    """Makes the breaker of one operation; called once per operation name."""
+    """Makes the breaker of one operation; called once per operation name.
+
+    The breaker calls ``on_transition(BreakerTransition(name, old, new, reason, at))`` on
+    every state change it makes or sees (the handler logs it and calls its transition
+    hooks); it counts its transitions itself, for ``snapshot().transitions``.
+    """
 
     def __call__(
         self,
@@ -247,7 +276,12 @@ class BreakerFactory(Protocol):
 
 @runtime_checkable
 class RateLimiterBackend(Protocol):
-    """A GCRA limiter keyed by operation (or client); memory by default, Redis when shared."""
+    """A GCRA limiter keyed by operation (or client); memory by default, Redis when shared.
+
+    The error-handling pipeline calls ``try_acquire(operation_name)`` once per call, before
+    the first attempt, and raises ``RateLimitExceeded(operation_name, retry_after)`` when it
+    answers more than 0.
+    """
 
     rate: Rate
     blocking: bool  # true when the methods do I/O: async pipelines use atry_acquire
@@ -255,7 +289,8 @@ class RateLimiterBackend(Protocol):
     def try_acquire(self, key: str, cost: int = 1) -> float:
         """``0.0`` when the call is allowed (and counted), else seconds until it would be."""
 
-    async def atry_acquire(self, key: str, cost: int = 1) -> float: ...
+    async def atry_acquire(self, key: str, cost: int = 1) -> float:
+        """``try_acquire`` for async pipelines; awaited when ``blocking`` is true."""
 
 
 class RateLimiterFactory(Protocol):

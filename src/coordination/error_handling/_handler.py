@@ -1,4 +1,4 @@
-"""``CoordinationErrorHandler``: the spec's error handler, one pipeline per operation.
+"""``CoordinationErrorHandler``: one pipeline per operation.
 
 >>> handler = CoordinationErrorHandler({"base_delay": 0})
 >>> handler.execute_with_error_handling(len, args=("abc",), error_severity="LOW")
@@ -85,9 +85,20 @@ class CoordinationErrorHandler:
     """Retry, circuit breaker, timeout, bulkhead, fallback and rate limit, per operation.
 
     Each operation name gets its own breaker (one failing dependency does not open the
-    others), built by ``breaker_factory`` (in memory by default; Redis when
-    ``config.redis_url`` is set or a factory is given). ``on_transition`` hooks see every
-    breaker state change; ``on_alert`` sees every CRITICAL failure.
+    others), made by ``breaker_factory``, and, when it has a ``rate_limit``, its own
+    limiter, made by ``rate_limiter_factory``. A factory left ``None`` is the backend of
+    ``config.redis_url`` when that is set (found by the URL's scheme), else the in-memory
+    one: ``CircuitBreaker`` (its closed-state success path takes no lock) and
+    ``InMemoryRateLimiter`` (GCRA). ``on_transition`` hooks see every breaker state change;
+    ``on_alert`` sees every CRITICAL failure.
+
+    A sync call with a ``timeout`` runs each attempt on the operation's own bounded pool of
+    daemon threads (``timeout_workers``, else ``max_concurrent``, else
+    ``min(32, CPUs + 4)``); when every worker is busy past ``bulkhead_wait`` the attempt is
+    refused with ``BulkheadFull``. Inside a ``Cancellation`` scope a call ends with
+    ``OperationCancelled`` before its next attempt once the scope is cancelled or its
+    deadline would pass (a backoff wait wakes early; a timed sync attempt stops being
+    waited for).
     """
 
     def __init__(
@@ -136,7 +147,7 @@ class CoordinationErrorHandler:
         if on_alert is not None:
             self._alert_hooks.append(on_alert)
 
-    # --- the spec's API -------------------------------------------------------------------
+    # --- calling through the handler ------------------------------------------------------
 
     def execute_with_error_handling(
         self,
@@ -151,7 +162,7 @@ class CoordinationErrorHandler:
     ) -> Any:
         """Call ``operation(*args, **kwargs)`` through the operation's pipeline."""
         common = not overrides
-        if common:  # the spec's per-request shape: one lookup, then the wrapped call
+        if common:  # the usual per-request shape: one lookup, then the wrapped call
             try:
                 wrapped = self._wrapped.get(
                     (operation, operation_name, max_retries, error_severity)
@@ -223,15 +234,26 @@ class CoordinationErrorHandler:
         return handler_snapshot(self._operation_snapshots(), by_type, by_severity, recent)
 
     def get_error_report(self) -> dict[str, Any]:
-        """Counts, errors by type and severity, recent errors, breakers and ``status``."""
+        """The snapshot as a JSON-serialisable dict: ``status`` (``get_health_status()``'s),
+        ``total_operations``, ``successful_operations``, ``failed_operations``,
+        ``total_retries``, ``rejected_by_circuit_breaker``, ``errors_by_type`` and
+        ``errors_by_severity`` (failed attempts), ``recent_errors`` (the last failed calls,
+        messages redacted), ``circuit_breakers`` (``{name: {"state": "CLOSED",
+        "transitions": {"CLOSED->OPEN": n, ...}, ...}}``), ``operations``
+        (``operation_stats()``) and ``timestamp`` (UTC, ISO 8601)."""
         return build_report(self.snapshot())
 
     def get_health_status(self) -> dict[str, Any]:
-        """``{"status": ..., "reason": ..., "open_breakers": [...]}`` (rule in the guide)."""
+        """``{"status", "reason", "open_breakers", "half_open_breakers", "operations"}``:
+        UNHEALTHY when a CRITICAL operation's breaker is open or every operation's breaker
+        is open; DEGRADED when any breaker is open or half-open; else HEALTHY. Error counts
+        alone do not change it."""
         return health_of(self._operation_snapshots())
 
     def operation_stats(self) -> dict[str, dict[str, Any]]:
-        """Per-operation counts and breaker state: the exporters' snapshot."""
+        """``{name: {"calls", "successes", "failures", "retries", "rejections", "timeouts",
+        "bulkhead_rejections", "rate_limited", "fallbacks", "severity", "circuit_state"}}``
+        (the counters as ``OperationErrorSnapshot`` defines them)."""
         return operation_stats(self._operation_snapshots())
 
     def reset_circuit_breaker(self, name: str | None = None) -> None:

@@ -133,7 +133,7 @@ def to_record(raw: _Raw) -> ErrorRecord:
 
 
 def build_report(snapshot: HandlerSnapshot) -> dict[str, Any]:
-    """``get_error_report()``: the snapshot as the spec's dict."""
+    """``get_error_report()``: the snapshot as a JSON-serialisable dict."""
     return {
         "status": snapshot.health().status.value,
         "total_operations": snapshot.total_operations,
@@ -156,7 +156,7 @@ def operation_stats(operations: Iterable[OperationErrorSnapshot]) -> dict[str, d
 
 
 def health_of(operations: Iterable[OperationErrorSnapshot]) -> dict[str, Any]:
-    """``get_health_status()``: ``breaker_health`` as the spec's dict."""
+    """``get_health_status()``: ``breaker_health`` as a dict."""
     ops = list(operations)
     health = breaker_health(ops)
     return {

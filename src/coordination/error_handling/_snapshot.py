@@ -1,6 +1,6 @@
 """The error handler's frozen snapshots: what every reader of the handler is built on.
 
-``CoordinationErrorHandler.snapshot()`` returns a ``HandlerSnapshot``; the spec's
+``CoordinationErrorHandler.snapshot()`` returns a ``HandlerSnapshot``; the
 ``get_error_report()``, ``get_health_status()`` and ``operation_stats()`` dicts are built
 from it (``_report``), and so are the Prometheus series and the status page. A snapshot is
 taken without a lock on the hot path: each count is one read of an ``itertools.count``,
@@ -79,7 +79,7 @@ class OperationErrorSnapshot:
     breaker: BreakerSnapshot | None
 
     def counts(self) -> dict[str, Any]:
-        """The counters and the severity: ``get_error_report()["operations"][name]``."""
+        """The counters and the severity (``stats()`` without the breaker's state)."""
         return {
             "calls": self.calls,
             "successes": self.successes,
@@ -94,14 +94,15 @@ class OperationErrorSnapshot:
         }
 
     def stats(self) -> dict[str, Any]:
-        """``counts()`` and the breaker's state: ``operation_stats()[name]``."""
+        """``counts()`` and ``circuit_state``: ``operation_stats()[name]``, also
+        ``get_error_report()["operations"][name]``."""
         state = CircuitState.CLOSED if self.breaker is None else self.breaker.state
         return {**self.counts(), "circuit_state": state.value}
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerHealth:
-    """The handler's health rule applied to its breakers (see ``_report``)."""
+    """The handler's health rule applied to its breakers (see ``breaker_health``)."""
 
     status: HealthStatus
     reason: str
@@ -139,7 +140,8 @@ class HandlerSnapshot:
 
     @classmethod
     def from_report(cls, report: Mapping[str, Any]) -> HandlerSnapshot:
-        """The snapshot an error report stands for (the spec's duck-typed components).
+        """The snapshot an error report stands for (for a component that offers only
+        ``get_error_report()``).
 
         The inverse of ``get_error_report()`` as far as a report tells: a counter it does
         not give is 0, a breaker field it does not give is its default, and the recent

@@ -7,7 +7,7 @@ all use ``CallMessages``. The rule, for a rule set that names the fields ``F``:
    (defaults applied), as in ``update_user_profile(user_id, data)``.
 2. Otherwise the fields come from the call's single *record* argument — a pydantic model
    (its JSON-mode ``model_dump``), a dataclass (``dataclasses.asdict``, made JSON), or a
-   mapping, in that order of preference — plus the arguments ``F`` names, as in the spec's
+   mapping, in that order of preference — plus the arguments ``F`` names, as in
    ``create_user(user_data)`` and in a FastAPI endpoint taking a pydantic model.
 3. Otherwise the message is the arguments ``F`` names (the missing ones are reported).
 

@@ -290,7 +290,10 @@ class CoordinationValidator:
     # --- validating ---------------------------------------------------------------------
 
     def validate(self, data: Any, rule_set: RuleSetLike) -> ValidationResult:
-        """``data`` checked against ``rule_set`` (a loaded name, a mapping, a path, a RuleSet).
+        """``data`` checked against ``rule_set``: a mapping of rules, a ``RuleSet``, a rule
+        file as a ``pathlib.Path``, or a ``str``, which names a loaded rule set or a
+        ``*.yaml``/``*.yml`` file inside ``rules_path`` and is never opened as a path
+        otherwise.
 
         The message is first checked for depth, cycles, sizes, number sizes, valid Unicode
         and JSON-compatibility; anything wrong with ``data`` is an issue of the result.
@@ -367,7 +370,13 @@ class CoordinationValidator:
     # --- reading state ------------------------------------------------------------------
 
     def get_validation_report(self) -> dict[str, Any]:
-        """Totals, counts per rule set, code and field, and recent failures (redacted)."""
+        """Totals, counts per rule set, code and field, and recent failures (redacted):
+        ``status``, ``rule_sets`` (the names loaded from files), ``total_validations``,
+        ``valid``, ``invalid``, ``by_rule_set`` (``{name: {"valid": n, "invalid": n}}``),
+        ``by_error_code``, ``by_field``, ``failures_by_rule_set_and_code``
+        (``[{"rule_set", "code", "count"}]``, most frequent first), ``recent_failures``
+        (``[{"timestamp", "rule_set", "errors", "error_count"}]``, newest last) and
+        ``limits``."""
         stats = self._stats
         stats.flush()
         with self._lock:
