@@ -496,6 +496,21 @@ def advance(steps: Steps, value: Any, failure: Exception | None) -> int:
     except StopIteration as end:
         ending: int = end.value
         return -1 - ending
+    except RuntimeError as error:
+        escaped = _escaped(error)
+        if escaped is None:
+            raise
+    raise escaped  # outside the handler: the RuntimeError is not added as its context
+
+
+def _escaped(error: RuntimeError) -> StopIteration | None:
+    # A StopIteration that a user's callable (retry_on, give_up_on, retry_if_result, a
+    # breaker backend, the clock) raised into the steps: the generator turned it into this
+    # RuntimeError (PEP 479). Only when made at the steps' own boundary (nothing below this
+    # frame in its traceback): a user's RuntimeError, even one made so, passes unchanged.
+    cause, trace = error.__cause__, error.__traceback__
+    made_by_steps = type(error) is RuntimeError and trace is not None and trace.tb_next is None
+    return cause if made_by_steps and isinstance(cause, StopIteration) else None
 
 
 def error_kind(cls: type[BaseException]) -> tuple[bool, bool, bool, str]:
