@@ -9,6 +9,7 @@ The breaker and rate-limiter backends are pluggable through the Protocols in
 ``_backends`` (memory by default, Redis when configured). See docs/error-handling.md.
 """
 
+from .._rate import Rate
 from ._backends import (
     BreakerFactory,
     BreakerSettings,
@@ -16,7 +17,6 @@ from ._backends import (
     BreakerTransition,
     CircuitBreakerBackend,
     CircuitState,
-    Rate,
     RateLimiterBackend,
     RateLimiterFactory,
     TransitionHook,

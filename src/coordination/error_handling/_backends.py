@@ -54,7 +54,6 @@ __all__ = [
     "CircuitBreakerBackend",
     "CircuitState",
     "LimitCheck",
-    "Rate",
     "RateLimiterBackend",
     "RateLimiterFactory",
     "TransitionHook",

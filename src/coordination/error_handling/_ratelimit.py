@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import threading
 
+from .._rate import Rate
 from .._time import Clock, monotonic
-from ._backends import Rate
 
 __all__ = ["InMemoryRateLimiter", "memory_rate_limiter_factory"]
 

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from .._config import CoordinationConfig
 from .._defaults import ComponentSet, register_http_door
 from .._http_snapshot import HttpSnapshot
-from ..error_handling import Rate, RateLimiterBackend
+from .._rate import Rate
+from ..error_handling import RateLimiterBackend
 from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints

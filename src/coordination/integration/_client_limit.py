@@ -24,8 +24,9 @@ from .. import _time
 from .._config import CoordinationConfig
 from .._errors import ConfigError
 from .._logging import component_logger
+from .._rate import Rate
 from .._shared_state import shared_state_for
-from ..error_handling import InMemoryRateLimiter, Rate, RateLimiterBackend
+from ..error_handling import InMemoryRateLimiter, RateLimiterBackend
 from ._http import Rejection
 
 __all__ = ["ClientRateLimit", "build_client_limit"]

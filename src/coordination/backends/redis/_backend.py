@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..._config import CoordinationConfig, resolve_config
 from ..._errors import ConfigError
+from ..._rate import Rate
 from ..._time import Clock
 from ...error_handling._backends import (
     BreakerSettings,
     CircuitBreakerBackend,
-    Rate,
     RateLimiterBackend,
     TransitionHook,
 )

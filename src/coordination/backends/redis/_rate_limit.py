@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..._errors import ConfigError, StoreError
-from ...error_handling._backends import Rate, RateLimiterBackend
+from ..._rate import Rate
+from ...error_handling._backends import RateLimiterBackend
 from ._connection import OutagePolicy
 from ._scripts import GCRA
 
