@@ -1,14 +1,18 @@
-"""`__all__` stays honest: what is listed exists, what is public is listed; the top level
-holds the user-facing names only (at most 40) and the names that left it still work, for
-one release, with a DeprecationWarning naming their new place."""
+"""`__all__` stays honest: what is listed exists, what is public is listed; a subpackage
+exports the types its public objects hand out (the snapshots); the top level holds the
+user-facing names only (at most 40), not every subpackage name, and the names that left it
+still work, for one release, with a DeprecationWarning naming their new place."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import pkgutil
+import typing
 import warnings
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -68,6 +72,77 @@ def test_subpackage_all_is_honest(name: str) -> None:
 
 def test_redis_backend_all_is_honest() -> None:
     check_module(importlib.import_module("coordination.backends.redis"))
+
+
+# The public methods whose return types users name (annotations, isinstance): the types
+# they return, the types of those types' fields and of their methods' results, and so on.
+SNAPSHOT_DOORS = {
+    "error_handling": [("CoordinationErrorHandler", "snapshot")],
+    "performance": [("CoordinationPerformanceMonitor", "snapshot")],
+    "integration": [
+        ("CoordinationMiddleware", "http_snapshot"),
+        ("CoordinationASGIMiddleware", "http_snapshot"),
+    ],
+}
+
+
+def exported_names() -> dict[str, Any]:
+    names: dict[str, Any] = {}
+    for package in (*CAPABILITIES, *OWN_MODULES, "backends.redis"):
+        module = importlib.import_module(f"coordination.{package}")
+        names.update({name: getattr(module, name) for name in module.__all__})
+    return names
+
+
+def classes_named(hint: Any) -> set[type]:
+    found = {hint} if isinstance(hint, type) else set()
+    for argument in typing.get_args(hint):
+        found |= classes_named(argument)
+    return found
+
+
+def handed_out(cls: type, names: dict[str, Any]) -> set[type]:
+    """The library's classes an instance of ``cls`` hands out: fields and results."""
+    hints: list[Any] = []
+    if dataclasses.is_dataclass(cls):
+        hints += typing.get_type_hints(cls, localns=names).values()
+    for name, member in vars(cls).items():
+        function = member.fget if isinstance(member, property) else member
+        if not name.startswith("_") and inspect.isfunction(function):
+            hints.append(typing.get_type_hints(function, localns=names).get("return"))
+    return {
+        found
+        for hint in hints
+        for found in classes_named(hint)
+        if found.__module__.startswith("coordination") and not getattr(found, "_is_protocol", False)
+    }
+
+
+@pytest.mark.parametrize("package", sorted(SNAPSHOT_DOORS))
+def test_a_subpackage_exports_the_snapshot_types_it_hands_out(package: str) -> None:
+    """Each door's return type is in its own subpackage's ``__all__``; every class reached
+    from it is exported somewhere (its subpackage or, if user-facing, the top level).
+    Protocols (``LatencyLike``) describe what a reader may rely on: not required."""
+    module = importlib.import_module(f"coordination.{package}")
+    names = {
+        **exported_names(),
+        **{name: getattr(coordination, name) for name in coordination.__all__},
+    }
+    returned = {
+        found
+        for owner, method in SNAPSHOT_DOORS[package]
+        for found in classes_named(
+            typing.get_type_hints(getattr(getattr(module, owner), method), localns=names)["return"]
+        )
+    }
+    assert {cls.__qualname__ for cls in returned} <= set(module.__all__)
+    pending, reached = set(returned), set()
+    while pending:
+        cls = pending.pop()
+        reached.add(cls)
+        pending |= handed_out(cls, names) - reached
+    unexported = {cls.__qualname__ for cls in reached} - set(names)
+    assert not unexported, f"handed out by coordination.{package}, exported nowhere: {unexported}"
 
 
 def test_top_level_names_are_their_subpackages_objects() -> None:

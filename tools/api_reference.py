@@ -109,7 +109,7 @@ def entries(modules: list[ModuleType]) -> tuple[dict[str, list[Entry]], dict[str
         home_module, home_name = _home(obj, places)
         homes[home_module.__name__].append(Entry(home_name, obj, home_module.__name__))
         for module, name in places:
-            if module is not home_module:
+            if module is not home_module or name != home_name:  # another place, or an alias
                 elsewhere[module.__name__].append(Entry(name, obj, home_module.__name__))
     for table in (homes, elsewhere):
         for found in table.values():
@@ -125,8 +125,9 @@ def _home(obj: object, places: list[tuple[ModuleType, str]]) -> tuple[ModuleType
         for place in places
         if defined_in == place[0].__name__ or defined_in.startswith(place[0].__name__ + ".")
     ]
-    if inside:
-        return max(inside, key=lambda place: len(place[0].__name__))
+    if inside:  # and of two names in one module, the object's own (not an alias)
+        own = getattr(obj, "__name__", None)
+        return max(inside, key=lambda place: (len(place[0].__name__), place[1] == own))
     deeper = [place for place in places if place[0].__name__ != PACKAGE]
     return (deeper or places)[0]
 

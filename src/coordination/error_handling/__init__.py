@@ -29,10 +29,12 @@ from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
 from ._report import ErrorRecord
 from ._retry import Backoff, retry_after_seconds
 from ._severity import ErrorSeverity
+from ._snapshot import BreakerHealth, HandlerSnapshot, OperationErrorSnapshot
 
 __all__ = [
     "Backoff",
     "BreakerFactory",
+    "BreakerHealth",
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerTransition",
@@ -43,7 +45,9 @@ __all__ = [
     "CoordinationErrorHandler",
     "ErrorRecord",
     "ErrorSeverity",
+    "HandlerSnapshot",
     "InMemoryRateLimiter",
+    "OperationErrorSnapshot",
     "Rate",
     "RateLimiterBackend",
     "RateLimiterFactory",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
+    from .._http_snapshot import HttpSnapshot, RouteSnapshot
     from ._asgi import CoordinationASGIMiddleware
     from ._coordination import Coordination, default_coordination
     from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
@@ -39,8 +40,10 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStore",
     "EventOutcome",
+    "HttpSnapshot",
     "ReplayFailure",
     "ReplayReport",
+    "RouteSnapshot",
     "coordinate_operation",
     "default_coordination",
 ]
@@ -59,8 +62,10 @@ __getattr__, __dir__ = _lazy_attributes(
         "DeadLetter": "._dead_letters",
         "DeadLetterStore": "._dead_letters",
         "EventOutcome": "._events",
+        "HttpSnapshot": ".._http_snapshot",
         "ReplayFailure": "._dead_letters",
         "ReplayReport": "._dead_letters",
+        "RouteSnapshot": ".._http_snapshot",
         "coordinate_operation": "._decorators",
         "default_coordination": "._coordination",
     },

@@ -10,7 +10,7 @@
 
 from ._decorator import default_monitor, track_performance
 from ._monitor import CoordinationPerformanceMonitor
-from ._operation import OperationStats
+from ._operation import MonitorSnapshot, OperationSnapshot, OperationStats
 from ._sampler import ResourceSampler
 from ._sketch import LatencySketch
 from ._thresholds import (
@@ -23,6 +23,8 @@ from ._thresholds import (
 __all__ = [
     "CoordinationPerformanceMonitor",
     "LatencySketch",
+    "MonitorSnapshot",
+    "OperationSnapshot",
     "OperationStats",
     "PerformanceAlert",
     "PerformanceAlertHook",
