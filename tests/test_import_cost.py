@@ -92,7 +92,7 @@ def test_import_coordination_loads_none_of_its_subpackages() -> None:
         ("from coordination import CoordinationConfig; CoordinationConfig()", ("yaml",)),
         (
             "from coordination import CoordinationErrorHandler",
-            ("prometheus_client", "yaml", "jsonschema_rs", "sqlite3", "email", "redis"),
+            ("prometheus_client", "yaml", "jsonschema_rs", "sqlite3", "email", "redis", "asyncio"),
         ),
         (
             "from coordination import CoordinationPerformanceMonitor",
@@ -115,6 +115,23 @@ def test_import_coordination_loads_none_of_its_subpackages() -> None:
 def test_a_part_loads_only_what_it_needs(statement: str, absent: tuple[str, ...]) -> None:
     modules = loaded_after(statement)
     assert [name for name in absent if name in modules] == []
+
+
+# ``from coordination import handle_errors``: 195 modules while the error-handling modules
+# imported asyncio at load time, 144 since it comes with the first async function; the rest
+# is the standard library's dataclasses, logging, pathlib and the pipeline's own modules.
+MAX_HANDLE_ERRORS_MODULES = 150
+
+
+def test_handle_errors_loads_no_asyncio_until_an_async_function_is_decorated() -> None:
+    sync = loaded_after("from coordination import handle_errors; handle_errors(lambda: 1)()")
+    assert len(sync) <= MAX_HANDLE_ERRORS_MODULES, f"{len(sync)} modules: {sorted(sync)}"
+    assert heavy_in(sync) == []
+    asynchronous = loaded_after(
+        "import asyncio; from coordination import handle_errors; "
+        "assert asyncio.run(handle_errors(asyncio.sleep)(0, 7)) == 7"
+    )
+    assert "coordination.error_handling._async_runner" in asynchronous
 
 
 def test_names_still_resolve_after_the_cheap_import() -> None:

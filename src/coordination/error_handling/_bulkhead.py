@@ -8,13 +8,15 @@ no slot is lost or granted twice even when a waiter times out at the same moment
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from .._errors import BulkheadFull
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Bulkhead"]
 
@@ -74,6 +76,8 @@ class Bulkhead:
         self._settle(waiter)
 
     async def aenter(self) -> None:
+        import asyncio  # loaded by the async runner already: a lookup, not an import
+
         loop = asyncio.get_running_loop()
         waiter = self._join(lambda: _Waiter(loop=loop, future=loop.create_future()))
         if waiter is None:

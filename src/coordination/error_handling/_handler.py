@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from types import MethodType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .. import _time
 from .._bounded import BoundedNames
@@ -20,7 +20,6 @@ from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._shared_state import shared_state_for
-from ._async_runner import AsyncRunner
 from ._backends import (
     BreakerFactory,
     BreakerTransition,
@@ -45,6 +44,9 @@ from ._snapshot import (
 from ._sync_runner import Refusal, SyncRunner
 from ._workers import AttemptPool, default_workers
 from ._wrap import name_of, wrap_function
+
+if TYPE_CHECKING:  # imported with the first async call (it loads asyncio)
+    from ._async_runner import AsyncRunner
 
 __all__ = ["CoordinationErrorHandler"]
 
@@ -77,6 +79,8 @@ class _Calls:
     def async_(self) -> AsyncRunner:
         runner = self._async
         if runner is None:
+            from ._async_runner import AsyncRunner
+
             runner = self._async = AsyncRunner(self.plan)
         return runner
 

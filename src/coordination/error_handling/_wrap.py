@@ -12,7 +12,6 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ._async_runner import AsyncRunner
 from ._plan import Plan
 from ._sync_runner import SyncRunner
 
@@ -53,6 +52,8 @@ def wrap_function(planner: Planner, func: Any, error_config: Mapping[str, Any]) 
     if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         type(func).__call__  # an object with an async __call__
     ):
+        from ._async_runner import AsyncRunner  # asyncio loaded with the first async function
+
         return functools.update_wrapper(AsyncRunner(plan).wrap(func), func)
     wrapped = SyncRunner(plan).wrap(func)
     try:
