@@ -69,28 +69,6 @@ def sync_doors(
     ]
 
 
-@pytest.mark.parametrize("extra", EXTRAS)
-@pytest.mark.parametrize(("option", "make", "func"), SHAPES)
-@pytest.mark.parametrize("kind", [Mine, KeyError])
-def test_a_sync_callable_s_exception_reaches_the_caller_as_it_is(
-    kind: type[BaseException],
-    option: str,
-    make: Callable[[BaseException], Any],
-    func: Callable[[], None],
-    extra: dict[str, Any],
-) -> None:
-    for door in range(2):
-        handler = CoordinationErrorHandler({"base_delay": 0, "max_retries": 2})
-        mine = kind("the user's")
-        options = {option: make(mine), **extra}
-        call = sync_doors(handler, func, options)[door]
-        with pytest.raises(kind) as caught:
-            call()
-        assert caught.value is mine
-        assert not isinstance(caught.value.__context__, RuntimeError)
-        handler.close()
-
-
 def test_a_user_s_own_runtime_error_is_not_unwrapped() -> None:
     """A RuntimeError the user's code got from a generator of its own (PEP 479, below the
     retry loop) is the user's exception: it reaches the caller as it is."""
@@ -138,7 +116,12 @@ def async_doors(
 
 @pytest.mark.parametrize("extra", EXTRAS)
 @pytest.mark.parametrize(("option", "make", "func"), SHAPES)
-def test_an_async_callable_s_exception_reaches_the_caller_as_it_is(
+@pytest.mark.parametrize(
+    ("kind", "asynchronous"), [(Mine, False), (KeyError, False), (KeyError, True)]
+)
+def test_a_callable_s_exception_reaches_the_caller_as_it_is(
+    kind: type[BaseException],
+    asynchronous: bool,
     option: str,
     make: Callable[[BaseException], Any],
     func: Callable[[], None],
@@ -146,11 +129,16 @@ def test_an_async_callable_s_exception_reaches_the_caller_as_it_is(
 ) -> None:
     for door in range(2):
         handler = CoordinationErrorHandler({"base_delay": 0, "max_retries": 2})
-        mine = KeyError("the user's")
-        call = async_doors(handler, ASYNC_FUNCS[func], {option: make(mine), **extra})[door]
-        with pytest.raises(KeyError) as caught:
+        mine = kind("the user's")
+        options = {option: make(mine), **extra}
+        if asynchronous:
+            call = async_doors(handler, ASYNC_FUNCS[func], options)[door]
+        else:
+            call = sync_doors(handler, func, options)[door]
+        with pytest.raises(kind) as caught:
             call()
         assert caught.value is mine
+        assert not isinstance(caught.value.__context__, RuntimeError)
         handler.close()
 
 
