@@ -132,11 +132,19 @@ class CircuitOpenError(CoordinationError):
     """
 
     # Raised on every rejected call while a dependency is down, so construction stays
-    # cheap: the message is formatted only when someone reads it.
+    # cheap: the message is formatted only when someone reads it, and the attributes
+    # live in slots (an instance dict would cost more than the rest of the error).
     # (BaseException.__new__ already stores the arguments as ``args``.)
+    __slots__ = ("operation", "retry_after")
+
     def __init__(self, operation: str, retry_after: float) -> None:
         self.operation = operation
         self.retry_after = retry_after if retry_after > 0.0 else 0.0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # what BaseException.__reduce__ made of the attributes in the instance dict
+        state = {"operation": self.operation, "retry_after": self.retry_after}
+        return type(self), self.args, {**state, **self.__dict__}
 
     def __str__(self) -> str:
         return redact(

@@ -60,7 +60,9 @@ __all__ = [
 ]
 
 # What a pipeline's refusal handler returns to a breaker's ``guard`` to have the refusal
-# raised from the guard's own frame (one short unwind), rather than a fallback's value.
+# raised from the guard's own frame (one short unwind), rather than a fallback's value; a
+# guard made with ``refusals_returned=True`` returns ``[RAISE, error]`` instead, and its
+# caller raises ``error`` from its own frame.
 RAISE: object = type("_Raise", (), {"__repr__": lambda self: "<raise the refusal>"})()
 
 

@@ -33,6 +33,7 @@ __all__ = ["CircuitBreaker", "memory_breaker_factory"]
 # What a pipeline hands ``guard`` / ``aguard``: (func, args, kwargs[, exc or result]) -> value
 Handover = Callable[..., Any]
 
+_new = BaseException.__new__
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
@@ -222,6 +223,7 @@ class CircuitBreaker:
         otherwise: Handover,
         refused: Callable[[CircuitOpenError], Any],
         on_result: Handover | None = None,
+        refusals_returned: bool = False,
     ) -> Callable[..., Any]:
         """``func`` behind this breaker's lock-free closed path, for a pipeline with nothing
         to do before a call (no rate limit, bulkhead or timeout, no durations to measure).
@@ -231,35 +233,40 @@ class CircuitBreaker:
         kwargs, result)`` when given. A call that raised goes to ``failed(func, args,
         kwargs, exc)``, which must tell this breaker. While OPEN the call is refused at once:
         ``refused(CircuitOpenError)`` counts it and answers (a fallback's value, or
-        ``RAISE``: the error is raised here). Else (half-open, forced open, an open period over)
-        ``otherwise(func, args, kwargs)``: the full path, through ``acquire``.
+        ``RAISE``: the error is raised here, or with ``refusals_returned`` returned as
+        ``[RAISE, error]``, for a caller that raises ``error`` from its own frame). Else
+        (half-open, forced open, an open period over) ``otherwise(func, args, kwargs)``:
+        the full path, through ``acquire``.
         """
-        simple = self._window is None
-        record_success = self.record_success
-        name = self.name
-        open_seconds = self.settings.open_seconds
+        # every variable of this closure is copied at each call: only what a call needs
+        record_success = None if self._window is None else self.record_success
         clock = self._clock
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if self._state is not CLOSED:
                 if self._state is OPEN and not self._forced:
                     # lock-free: _opened_at is written before _state turns OPEN
-                    remaining = self._opened_at + open_seconds - clock()
+                    remaining = self._opened_at + self.settings.open_seconds - clock()
                     if remaining > 0:
-                        refusal = CircuitOpenError(name, remaining)
+                        refusal = _new(CircuitOpenError, self.name, remaining)
+                        refusal.operation = self.name
+                        refusal.retry_after = remaining
                         answer = refused(refusal)
                         if answer is not RAISE:
                             return answer
-                        try:
-                            raise refusal
-                        finally:  # no cycle error -> traceback -> this frame -> error
-                            del refusal
+                        returned = [RAISE, refusal]
+                        if refusals_returned:
+                            return returned
+                        # raised from the list: no cycle error -> traceback -> this frame
+                        # -> error (cheaper than try/finally: del)
+                        del refusal
+                        raise returned.pop()
                 return otherwise(func, args, kwargs)
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
                 return failed(func, args, kwargs, exc)
-            if simple:
+            if record_success is None:
                 self._consecutive = 0  # an atomic store; see the module docstring
             else:
                 record_success(0.0)

@@ -21,6 +21,7 @@ from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._shared_state import shared_state_for
 from ._backends import (
+    RAISE,
     BreakerFactory,
     BreakerTransition,
     CircuitBreakerBackend,
@@ -41,7 +42,7 @@ from ._snapshot import (
     handler_snapshot,
     operation_snapshot,
 )
-from ._sync_runner import Refusal, SyncRunner
+from ._sync_runner import SyncRunner
 from ._workers import AttemptPool, default_workers
 from ._wrap import name_of, wrap_function
 
@@ -175,12 +176,10 @@ class CoordinationErrorHandler:
                 wrapped = None
             if wrapped is not None:
                 result = wrapped(*args, **kwargs) if kwargs else wrapped(*args)
-                if type(result) is Refusal:  # the open breaker's: raised from this frame
-                    error, result = result.error, None
-                    try:
-                        raise error
-                    finally:  # no cycle error -> traceback -> this frame -> error
-                        del error
+                if type(result) is list and result and result[0] is RAISE:
+                    # the open breaker's refusal, raised from this frame; popped, so no
+                    # cycle error -> traceback -> this frame -> result -> error
+                    raise result.pop()
                 return result
         if not callable(operation):
             raise TypeError(f"operation must be callable, not {type(operation).__name__}")
@@ -200,8 +199,8 @@ class CoordinationErrorHandler:
         elif not _same(operation, last):
             return calls.sync().run(operation, args, kwargs or {})
         result = wrapped(*args, **kwargs) if kwargs else wrapped(*args)
-        if type(result) is Refusal:
-            raise result.error  # the slow path: a cycle here is rare enough
+        if type(result) is list and result and result[0] is RAISE:
+            raise result.pop()
         return result
 
     async def aexecute_with_error_handling(

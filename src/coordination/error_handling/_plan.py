@@ -222,7 +222,11 @@ class Plan:
         if testing.enabled:
             return 0.0
         # most exceptions carry no attributes at all: skip the hint lookup for them
-        hint = retry_after_seconds(exc) if exc is not None and exc.__dict__ else None
+        hint = (
+            retry_after_seconds(exc)
+            if exc is not None and (exc.__dict__ or isinstance(exc, CircuitOpenError))
+            else None
+        )
         if hint is not None:
             if hint > options.backoff.max_delay:
                 return -1.0  # the dependency asks for longer than we may wait

@@ -126,6 +126,8 @@ def retry_after_seconds(exc: BaseException, now: Callable[[], float] | None = No
     # this runs on every failed attempt
     attributes = getattr(exc, "__dict__", None) or {}
     value = attributes.get("retry_after")
+    if value is None and isinstance(exc, CircuitOpenError):  # kept in a slot
+        value = exc.retry_after
     if value is None:
         response = attributes.get("response")
         headers = getattr(response, "headers", None)

@@ -13,25 +13,13 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
-from ._backends import RAISE
 from ._bulkhead import Bulkhead
 from ._cancellation import _current
 from ._plan import GIVE_UP, SLEEP, Plan, Refused, RetryState, Stopped, advance
 from ._runner import Runner
 from ._workers import Abandoned
 
-__all__ = ["Refusal", "SyncRunner"]
-
-
-class Refusal:
-    """What a wrapper made with ``refusals_returned`` returns for a refused call: the
-    caller raises ``error`` from its own frame (every frame an exception unwinds costs
-    about as much as the rest of a rejection)."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: CircuitOpenError) -> None:
-        self.error = error
+__all__ = ["SyncRunner"]
 
 
 class SyncRunner(Runner):
@@ -47,13 +35,14 @@ class SyncRunner(Runner):
         self, func: Callable[..., Any], *, refusals_returned: bool = False
     ) -> Callable[..., Any]:
         """``func`` behind the plan: the breaker's guard when it can take the calls (it
-        raises a refusal from its own frame, or returns it as a ``Refusal`` when
-        ``refusals_returned``), else the whole pipeline."""
+        raises a refusal from its own frame, or returns it as ``[RAISE, error]`` when
+        ``refusals_returned``: see ``CircuitBreaker.guard``), else the whole pipeline."""
         guard = self.breaker_guard("guard")
         if guard is not None:
-            refused = self._returned if refusals_returned else self.plan.refusal
             handovers = self.handovers(self.run, self.attempts, self.on_result)
-            wrapped: Callable[..., Any] = guard(func, refused=refused, **handovers)
+            if refusals_returned:
+                handovers["refusals_returned"] = True
+            wrapped: Callable[..., Any] = guard(func, refused=self.plan.refusal, **handovers)
             return wrapped
         run = self.run
 
@@ -78,10 +67,6 @@ class SyncRunner(Runner):
         finally:
             if state.holds_slot:
                 cast(Bulkhead, admission.bulkhead).leave()
-
-    def _returned(self, exc: CircuitOpenError) -> Any:
-        answer = self.plan.refusal(exc)
-        return Refusal(exc) if answer is RAISE else answer
 
     def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
         """The guard's first attempt returned ``result``: retry if it asks for one."""
