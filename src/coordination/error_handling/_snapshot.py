@@ -80,18 +80,9 @@ class OperationErrorSnapshot:
 
     def counts(self) -> dict[str, Any]:
         """The counters and the severity (``stats()`` without the breaker's state)."""
-        return {
-            "calls": self.calls,
-            "successes": self.successes,
-            "failures": self.failures,
-            "retries": self.retries,
-            "rejections": self.rejections,
-            "timeouts": self.timeouts,
-            "bulkhead_rejections": self.bulkhead_rejections,
-            "rate_limited": self.rate_limited,
-            "fallbacks": self.fallbacks,
-            "severity": self.severity,
-        }
+        counts: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        counts["severity"] = self.severity
+        return counts
 
     def stats(self) -> dict[str, Any]:
         """``counts()`` and ``circuit_state``: ``operation_stats()[name]``, also

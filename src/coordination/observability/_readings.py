@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from .._http_snapshot import LatencyLike
 from .._status import HealthStatus
 from ..error_handling import CoordinationErrorHandler
 from ..error_handling._snapshot import HandlerSnapshot
@@ -70,8 +71,9 @@ class ReportsValidation(Protocol):
 # --- the snapshot types the readers read --------------------------------------------------
 
 
-class OperationTimings(Protocol):
-    """What a reader reads of one operation's timings; ``OperationSnapshot`` is one.
+class OperationTimings(LatencyLike, Protocol):
+    """What a reader reads of one operation's timings; ``OperationSnapshot`` is one:
+    a route's latency as the exporters read it, plus the outcome counts and the maximum.
 
     ``cumulative_counts`` is empty when the counts per bucket are not known.
     """
@@ -83,13 +85,7 @@ class OperationTimings(Protocol):
     @property
     def failures(self) -> int: ...
     @property
-    def timed_count(self) -> int: ...
-    @property
-    def total_seconds(self) -> float: ...
-    @property
     def max_seconds(self) -> float: ...
-    def quantile(self, q: float) -> float: ...
-    def cumulative_counts(self, bounds: tuple[float, ...]) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
