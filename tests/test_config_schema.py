@@ -8,6 +8,7 @@ an old spelling must keep working with a ``DeprecationWarning``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import textwrap
 import warnings
@@ -120,6 +121,13 @@ def write_yaml(tmp_path: Path, text: str) -> Path:
 
 
 # --- a valid value arrives through every path -----------------------------------------
+
+
+def test_the_config_fields_are_the_schemas_settings_in_order() -> None:
+    # CoordinationConfig spells out each setting's field for type checkers and readers;
+    # that spelling must be the schema's, name for name and type for type, in order.
+    declared = [(field.name, field.type) for field in dataclasses.fields(CoordinationConfig)]
+    assert declared == [(setting.name, setting.type_name) for setting in SETTINGS.values()]
 
 
 @pytest.mark.parametrize("setting", EVERY)

@@ -158,7 +158,7 @@ class CoordinationConfig:
     def __post_init__(self) -> None:
         # Checked, and held in the setting's own form (a float for 1, "HIGH" for "high"),
         # exactly as the same value given per call would be.
-        for spec in _SETTINGS.values():
+        for spec in SETTINGS.values():
             value = getattr(self, spec.name)
             checked = spec.coerce(value, "keyword argument")
             if checked is not value:
@@ -211,11 +211,11 @@ class CoordinationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field and its value, JSON-serialisable (unmasked: this is data, not a view)."""
-        return {name: getattr(self, name) for name in _SETTINGS}
+        return {name: getattr(self, name) for name in SETTINGS}
 
     def __repr__(self) -> str:
         # Shown in logs and tracebacks: a redis_url's password appears as ***.
-        fields = ", ".join(f"{name}={shown_value(getattr(self, name))!r}" for name in _SETTINGS)
+        fields = ", ".join(f"{name}={shown_value(getattr(self, name))!r}" for name in SETTINGS)
         return f"{type(self).__name__}({fields})"
 
     # --- old spellings, for one release ---------------------------------------------------
@@ -249,39 +249,24 @@ def _accept_old_keywords(init: Any) -> Any:
 # the wrapper only renames them at run time.
 CoordinationConfig.__init__ = _accept_old_keywords(CoordinationConfig.__init__)  # type: ignore[method-assign]
 
-_SETTINGS = SETTINGS
-
-
-def _fields_match_the_schema() -> None:
-    """The class spells out each setting's field (for type checkers and readers); that
-    spelling must be the schema's, name for name and type for type, in order."""
-    declared = [(f.name, f.type) for f in dataclasses.fields(CoordinationConfig)]
-    expected = [(s.name, s.type_name) for s in SETTINGS.values()]
-    if declared != expected:  # pragma: no cover - a development error, caught at import
-        raise TypeError(f"CoordinationConfig's fields differ from the schema's: {declared}")
-
-
-_fields_match_the_schema()
-_VARIABLES = {spec.env: spec for spec in _SETTINGS.values()}
+_VARIABLES = {spec.env: spec for spec in SETTINGS.values()}
 # An old spelling's variable, with the setting it sets now.
-_OLD_VARIABLES = {
-    variable: spec for spec in _SETTINGS.values() for variable in spec.alias_variables
-}
+_OLD_VARIABLES = {variable: spec for spec in SETTINGS.values() for variable in spec.alias_variables}
 
 
 def config_settings() -> Iterator[ConfigSetting]:
     """Every configuration field's description, in declaration order."""
-    return iter(_SETTINGS.values())
+    return iter(SETTINGS.values())
 
 
 def _lookup(key: object, source: str) -> ConfigSetting:
     if isinstance(key, str):
         name = canonical_name(key, source)  # an old spelling warns here
         if name is not None:
-            return _SETTINGS[name]
+            return SETTINGS[name]
     # A key longer than any field name cannot be a typo of one worth suggesting.
     close = (
-        difflib.get_close_matches(key, list(_SETTINGS), n=1, cutoff=0.6)
+        difflib.get_close_matches(key, list(SETTINGS), n=1, cutoff=0.6)
         if isinstance(key, str) and len(key) <= 80
         else []
     )
@@ -438,7 +423,7 @@ def _resolve(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    sources = dict.fromkeys(_SETTINGS, "default")
+    sources = dict.fromkeys(SETTINGS, "default")
 
     if read_file:
         named_by = "argument"
@@ -448,7 +433,7 @@ def _resolve(
             values.update(_file_values(_must_exist(Path(path), named_by), sources))
 
     _warn_unknown_variables(env)
-    for spec in _SETTINGS.values():
+    for spec in SETTINGS.values():
         variable = spec.env
         if variable not in env:
             # An old spelling's variable, when the new one is not set: read, and warned of.
@@ -495,7 +480,7 @@ def describe_config(
     """
     values, sources = _resolve(path=path, environ=environ, overrides=overrides, read_file=True)
     config = CoordinationConfig(**values)
-    return [(name, shown_value(getattr(config, name)), sources[name]) for name in _SETTINGS]
+    return [(name, shown_value(getattr(config, name)), sources[name]) for name in SETTINGS]
 
 
 def shown_value(value: Any) -> Any:
