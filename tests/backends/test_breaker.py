@@ -184,7 +184,7 @@ def test_a_healthy_call_costs_one_round_trip_and_creates_no_key(
     assert len(evalsha) == 5
     assert len(sent) <= 6  # at most one SCRIPT LOAD on a fresh server
     client = closing(redis.Redis.from_url(redis_url))
-    assert client.exists(f"{namespace}:breaker:payments") == 0
+    assert client.exists(f"{namespace}:{{payments}}:breaker") == 0
 
 
 def test_state_keys_expire_when_unused(
@@ -193,7 +193,7 @@ def test_state_keys_expire_when_unused(
     a = Process(redis_url, namespace, clock, key_ttl=30)
     closing(a.backend)
     a.call(False)
-    ttl = closing(redis.Redis.from_url(redis_url)).pttl(f"{namespace}:breaker:payments")
+    ttl = closing(redis.Redis.from_url(redis_url)).pttl(f"{namespace}:{{payments}}:breaker")
     assert 0 < ttl <= 30_000
 
 

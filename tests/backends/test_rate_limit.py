@@ -72,7 +72,7 @@ def test_the_key_expires_once_the_burst_allowance_is_whole(
     )
     assert limiter.try_acquire("idle") == 0.0
     client = closing(redis.Redis.from_url(redis_url))
-    keys = list(client.scan_iter(match=f"{namespace}:rate:*"))
+    keys = list(client.scan_iter(match=f"{namespace}:*:rate:*"))
     assert len(keys) == 1
     assert 0 < client.pttl(keys[0]) <= 500
 

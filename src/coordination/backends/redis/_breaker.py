@@ -28,7 +28,7 @@ from ...error_handling._backends import (
     RateLimiterBackend,
     TransitionHook,
 )
-from ._connection import OutagePolicy, RedisGuard
+from ._connection import OutagePolicy, RedisGuard, owned_key
 from ._scripts import BREAKER_ACQUIRE, BREAKER_RECORD, LIMITED_ACQUIRE
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class RedisCircuitBreaker:
         self.name = name
         self.settings = settings
         self._backend = backend
-        self._key = f"{backend.prefix}breaker:{name}"
+        self._key = owned_key(backend.prefix, name, "breaker")
         self._guard: RedisGuard = backend.breaker_guard
         self._clock = clock
         self._on_transition = on_transition

@@ -99,14 +99,30 @@ class OutagePolicy(StrEnum):
 
 
 def key_prefix(namespace: str) -> str:
-    """``namespace`` checked (non-empty, no spaces) and ending in ``:``."""
-    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+    """``namespace`` checked (non-empty, no spaces or braces) and ending in ``:``."""
+    if (
+        not isinstance(namespace, str)
+        or not namespace
+        or any(c.isspace() or c in "{}" for c in namespace)
+    ):
         raise ConfigError(
-            f"redis namespace: expected a non-empty string without spaces, got {namespace!r}",
+            "redis namespace: expected a non-empty string without spaces or braces, "
+            f"got {namespace!r}",
             field="redis_namespace",
             value=namespace,
         )
     return namespace if namespace.endswith(":") else namespace + ":"
+
+
+def owned_key(prefix: str, owner: str, kind: str) -> str:
+    """The key of ``owner``'s (an operation's, a client's) state of ``kind``.
+
+    ``owner`` is the key's hash tag (``coordination:{payments}:breaker``): every key of one
+    owner lands in the same Redis Cluster slot, so a script touching several of them (the
+    breaker's combined rate-limit check, a limit of several windows) stays single-slot.
+    The namespace may hold no brace, so the owner's first ``{`` opens the tag.
+    """
+    return f"{prefix}{{{owner}}}:{kind}"
 
 
 def _client_options(socket_timeout: float) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..._errors import ConfigError, StoreError
 from ..._rate import Rate
 from ...error_handling._backends import RateLimiterBackend
-from ._connection import OutagePolicy
+from ._connection import OutagePolicy, owned_key
 from ._scripts import GCRA
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class RedisRateLimiter:
         self.backend = backend
         self.guard = backend.rate_limit_guard
         # The rate is part of the key, so two limits on one client name never share a cell.
-        self._prefix = f"{backend.prefix}rate:{rate}:"
+        self._kind = f"rate:{rate}"
         self._interval_us = max(1, round(rate.interval * 1_000_000))
         self._period_us = max(1, round(rate.period * 1_000_000))
         self._make_local = local
@@ -75,7 +75,7 @@ class RedisRateLimiter:
         passes them on to ``LIMITED_ACQUIRE``)."""
         _check_cost(cost)
         now = self.backend.now_us()
-        return (self._prefix + key, now, self._interval_us, self._period_us, cost)
+        return (owned_key(self.backend.prefix, key, self._kind), now, self._interval_us, self._period_us, cost)
 
     def answer(self, reply: list[int] | tuple[int, int]) -> float:
         """Seconds to wait (0.0: allowed) from the script's ``{allowed, wait_us}``."""
