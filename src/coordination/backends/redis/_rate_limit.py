@@ -75,7 +75,13 @@ class RedisRateLimiter:
         passes them on to ``LIMITED_ACQUIRE``)."""
         _check_cost(cost)
         now = self.backend.now_us()
-        return (owned_key(self.backend.prefix, key, self._kind), now, self._interval_us, self._period_us, cost)
+        return (
+            owned_key(self.backend.prefix, key, self._kind),
+            now,
+            self._interval_us,
+            self._period_us,
+            cost,
+        )
 
     def answer(self, reply: list[int] | tuple[int, int]) -> float:
         """Seconds to wait (0.0: allowed) from the script's ``{allowed, wait_us}``."""
