@@ -9,6 +9,7 @@ an old spelling must keep working with a ``DeprecationWarning``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import textwrap
 import warnings
@@ -67,6 +68,8 @@ IN_OPTIONS: dict[str, Callable[[Options], object]] = {
 
 def valid_value(setting: Setting) -> Any:
     """A value of ``setting`` that is valid and differs from its default."""
+    if setting.reader is not None:  # the operations: mapping (JSON is YAML's flow form too)
+        return {"payments": {"max_retries": 5}}
     if setting.grammar is not None:
         return GRAMMAR_SAMPLES[setting.grammar][0]
     if setting.choices is not None:
@@ -100,6 +103,8 @@ def invalid_value(setting: Setting) -> Any:
 
 
 def as_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

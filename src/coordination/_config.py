@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError, ConfigWarning
+from ._operations import merge_operations
 from ._quote import quote
 from ._redact import redact
 from ._settings import (
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigSetting",
     "CoordinationConfig",
     "config_settings",
+    "deprecated_environment_variables",
     "describe_config",
     "load_coordination_config",
     "resolve_config",
@@ -67,6 +69,11 @@ ConfigSetting = Setting  # the name this module gave it before the schema moved 
 def _field(name: str) -> Any:
     """The dataclass field of setting ``name``: its default, and the setting as metadata."""
     setting = SETTINGS[name]
+    if isinstance(setting.default, Mapping):  # read-only, but not hashable on 3.11
+        default = setting.default
+        return dataclasses.field(
+            default_factory=lambda: default, metadata={"setting": setting}, hash=False
+        )
     return dataclasses.field(default=setting.default, metadata={"setting": setting})
 
 
@@ -155,6 +162,9 @@ class CoordinationConfig:
     # --- diagnostics ---
     debug: bool = _field("debug")
 
+    # --- per operation (docs/configuration.md, "Per-operation settings") ---
+    operations: Mapping[str, Mapping[str, Any]] = _field("operations")
+
     def __post_init__(self) -> None:
         # Checked, and held in the setting's own form (a float for 1, "HIGH" for "high"),
         # exactly as the same value given per call would be.
@@ -211,7 +221,9 @@ class CoordinationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field and its value, JSON-serialisable (unmasked: this is data, not a view)."""
-        return {name: getattr(self, name) for name in SETTINGS}
+        values = {name: getattr(self, name) for name in SETTINGS}
+        values["operations"] = {name: dict(o) for name, o in self.operations.items()}
+        return values
 
     def __repr__(self) -> str:
         # Shown in logs and tracebacks: a redis_url's password appears as ***.
@@ -282,8 +294,9 @@ def _lookup(key: object, source: str) -> ConfigSetting:
 # --- the sources ----------------------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
-    """The file's settings, each with a ``"<file>, line N"`` source.
+def _read_yaml(path: Path) -> dict[str, tuple[Any, str, dict[tuple[str, ...], int]]]:
+    """The file's settings, each with a ``"<file>, line N"`` source (and the line of each
+    key nested in it, two levels deep: the ``operations:`` mapping's options).
 
     Read with the bounded safe loader: an alias bomb or a 100 000-deep document is a
     ``ConfigError`` naming the file and line, at once. No message quotes the file's text.
@@ -331,12 +344,29 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
             f"not a {type(data).__name__}",
             source=str(path),
         )
-    lines = {
-        key_node.value: key_node.start_mark.line + 1
-        for key_node, _ in root.value
-        if isinstance(key_node, yaml.ScalarNode)
+    lines: dict[Any, int] = {}
+    nested: dict[Any, dict[tuple[str, ...], int]] = {}
+    for key_node, value_node in root.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            lines[key_node.value] = key_node.start_mark.line + 1
+            nested[key_node.value] = _nested_lines(value_node, yaml)
+    return {
+        key: (value, f"{path}, line {lines.get(key, '?')}", nested.get(key, {}))
+        for key, value in data.items()
     }
-    return {key: (value, f"{path}, line {lines.get(key, '?')}") for key, value in data.items()}
+
+
+def _nested_lines(node: Any, yaml: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """The line of each key of a mapping node and of the mappings in it, by key path."""
+    found: dict[tuple[str, ...], int] = {}
+    if not isinstance(node, yaml.MappingNode) or len(prefix) >= 2:
+        return found
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            path = (*prefix, str(key_node.value))
+            found[path] = key_node.start_mark.line + 1
+            found.update(_nested_lines(value_node, yaml, path))
+    return found
 
 
 def _must_exist(path: Path, named_by: str) -> Path:
@@ -351,11 +381,25 @@ def _must_exist(path: Path, named_by: str) -> Path:
     return path
 
 
-def _file_values(path: Path, sources: dict[str, str] | None = None) -> dict[str, Any]:
+def _file_values(
+    path: Path,
+    sources: dict[str, str] | None = None,
+    operation_sources: dict[tuple[str, str], str] | None = None,
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, (value, source) in _read_yaml(path).items():
+    for key, (value, source, lines) in _read_yaml(path).items():
         spec = _lookup(key, source)
-        values[spec.name] = spec.coerce(value, source)
+        if spec.reader is not None:  # each nested key checked with its own line
+
+            def locate(at: tuple[str, ...], lines: Any = lines, source: str = source) -> str:
+                line = lines.get(at) or lines.get(at[:1])
+                return f"{path}, line {line}" if line else source
+
+            values[spec.name] = spec.reader(
+                value, source, locate=locate, data=True, sources=operation_sources
+            )
+        else:
+            values[spec.name] = spec.coerce(value, source)
         if sources is not None:
             sources[spec.name] = source
     return values
@@ -420,17 +464,33 @@ def _resolve(
     overrides: Mapping[Any, Any],
     read_file: bool,
     overrides_source: str = "keyword argument",
+    operation_sources: dict[tuple[str, str], str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each setting's value and source, layer over layer. The ``operations:`` mapping
+    merges option by option (each layer overrides only what it names); the source of
+    each of its options goes to ``operation_sources``."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources = dict.fromkeys(SETTINGS, "default")
+    by_option = {} if operation_sources is None else operation_sources
+
+    def layer(spec: Setting, value: Any, source: str) -> None:
+        if spec.reader is not None:  # the operations: mapping
+            for operation, options in value.items():
+                for option in options:
+                    by_option[operation, option] = source
+            if values.get(spec.name):  # merged: the mapping has several sources
+                source = f"{sources[spec.name]}; {source}"
+            value = merge_operations(values.get(spec.name) or {}, value)
+        values[spec.name] = value
+        sources[spec.name] = source
 
     if read_file:
         named_by = "argument"
         if path is None and env.get(CONFIG_FILE_VARIABLE):
             path, named_by = env[CONFIG_FILE_VARIABLE], CONFIG_FILE_VARIABLE
         if path is not None:
-            values.update(_file_values(_must_exist(Path(path), named_by), sources))
+            values.update(_file_values(_must_exist(Path(path), named_by), sources, by_option))
 
     _warn_unknown_variables(env)
     for spec in SETTINGS.values():
@@ -442,13 +502,11 @@ def _resolve(
                 continue
             warn_renamed(variable, spec.env, "the environment")
         source = f"environment variable {variable}"
-        values[spec.name] = spec.parse_text(env[variable], source)
-        sources[spec.name] = source
+        layer(spec, spec.parse_text(env[variable], source), source)
 
     for key, value in overrides.items():
         spec = _lookup(key, overrides_source)
-        values[spec.name] = spec.coerce(value, overrides_source)
-        sources[spec.name] = overrides_source
+        layer(spec, spec.coerce(value, overrides_source), overrides_source)
     return values, sources
 
 
@@ -477,15 +535,70 @@ def describe_config(
 
     Values are shown as people see them: a secret inside one (the password of a
     ``redis_url``) is masked; ``CoordinationConfig.load(...).to_dict()`` has the real ones.
+    The ``operations:`` mapping, when set, is shown option by option, each with its own
+    source: ``("operations.payments.max_retries", 5, "coordination.yaml, line 12")``.
     """
-    values, sources = _resolve(path=path, environ=environ, overrides=overrides, read_file=True)
+    rows, options = describe_layers(path, environ=environ, overrides=overrides)
+    if not options:
+        return rows
+    return [row for row in rows if row[0] != "operations"] + [
+        (f"operations.{operation}.{option}", value, source)
+        for operation, option, value, source in options
+    ]
+
+
+def describe_layers(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[list[tuple[str, Any, str]], list[tuple[str, str, Any, str]]]:
+    """``describe_config``'s rows, and apart from them each option of the ``operations:``
+    mapping as ``(operation, option, value, source)`` (what ``coordination config``
+    shows)."""
+    by_option: dict[tuple[str, str], str] = {}
+    values, sources = _resolve(
+        path=path,
+        environ=environ,
+        overrides=overrides or {},
+        read_file=True,
+        operation_sources=by_option,
+    )
     config = CoordinationConfig(**values)
-    return [(name, shown_value(getattr(config, name)), sources[name]) for name in SETTINGS]
+    rows = [(name, shown_value(getattr(config, name)), sources[name]) for name in SETTINGS]
+    options = [
+        (operation, option, shown_value(value), by_option.get((operation, option), "?"))
+        for operation, entry in config.operations.items()
+        for option, value in entry.items()
+    ]
+    return rows, options
+
+
+def deprecated_environment_variables(
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, str, bool]]:
+    """Each old spelling's ``COORDINATION_*`` variable that is set: ``(it, the variable
+    to use now, whether it is read)`` (it is not when the new variable is set too).
+
+    >>> deprecated_environment_variables({"COORDINATION_OPERATION_TIMEOUT": "5"})
+    [('COORDINATION_OPERATION_TIMEOUT', 'COORDINATION_TIMEOUT', True)]
+    """
+    env = os.environ if environ is None else environ
+    return [
+        (old, spec.env, spec.env not in env)
+        for old, spec in sorted(_OLD_VARIABLES.items())
+        if old in env
+    ]
 
 
 def shown_value(value: Any) -> Any:
-    """A setting's value as shown to people: strings under the redaction policy."""
-    return redact(value) if isinstance(value, str) else value
+    """A setting's value as shown to people: strings under the redaction policy (inside
+    the ``operations:`` mapping too)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: shown_value(item) for key, item in value.items()}
+    return value
 
 
 def resolve_config(

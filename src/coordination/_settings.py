@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from ._operations import ANNOTATION, EMPTY, parse_operations_text, read_operations
 from ._quote import quote
 from ._rate import read_rate
 from ._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds
@@ -54,6 +55,7 @@ ENVIRONMENT_PREFIX = "COORDINATION_"
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
 _KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+_EXPECTED[dict] = "a mapping"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,11 @@ class Setting:
     # Per call, None means "not set" (no timeout, ...) rather than "the configuration's".
     none_unsets: bool = False
     aliases: tuple[str, ...] = ()  # old spellings, accepted with a DeprecationWarning
+    # A structured value (the operations: mapping) is read by its own reader:
+    # (value, source, **where) -> the checked value, else ConfigError; JSON in the
+    # environment. ``annotation`` is then its field's type.
+    reader: Callable[..., Any] | None = None
+    annotation: str = ""
 
     def __post_init__(self) -> None:
         if not self.env:
@@ -87,6 +94,8 @@ class Setting:
 
     @property
     def type_name(self) -> str:
+        if self.annotation:
+            return self.annotation
         base = _KINDS[self.kind]
         return f"{base} | None" if self.optional else base
 
@@ -96,6 +105,8 @@ class Setting:
 
     def coerce(self, value: Any, source: str) -> Any:
         """``value`` (from code or YAML) as this setting's type, checked; else ``ConfigError``."""
+        if self.reader is not None:
+            return self.reader(value, source)
         if self._plainly_valid(value):
             return value
         if value is None:
@@ -120,6 +131,8 @@ class Setting:
     def parse_text(self, text: str, source: str) -> Any:
         """``text`` (an environment variable's value) as this setting's type, checked."""
         stripped = text.strip()
+        if self.reader is not None:
+            return self.reader(parse_operations_text(text, source), source, data=True)
         if self.optional and stripped.lower() in ("", "none", "null"):
             return None
         try:
@@ -149,6 +162,12 @@ class Setting:
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` for this setting, or None."""
+        if self.reader is not None:
+            try:
+                self.reader(value, "value")
+            except ConfigError as exc:
+                return str(exc)
+            return None
         if value is None:
             return None if self.optional else f"expected {self.expected()}"
         problem = self._type_problem(value)
@@ -166,6 +185,8 @@ class Setting:
         consult; False means "ask ``problem``", not "invalid"."""
         if value is None:
             return self.optional
+        if self.reader is not None:
+            return False
         kind = type(value)
         if kind is not self.kind or self.grammar is not None or self.pattern is not None:
             return False
@@ -271,6 +292,15 @@ _HTTP = "HTTP middleware"
 _OBSERVE = "observability and endpoints"
 _SCALE = "scale-out"
 _DIAGNOSTICS = "diagnostics"
+_OPERATIONS = "per operation"
+
+
+def _read_operations(value: Any, source: str, **where: Any) -> Any:
+    """The ``operations:`` mapping, each option checked by its per-call setting."""
+    return read_operations(
+        value, source, settings=SETTINGS, aliases=ALIASES, warn_renamed=warn_renamed, **where
+    )
+
 
 _DECLARED = (
     # --- the first nine fields (names, defaults, variables kept from the integration spec) ---
@@ -713,6 +743,19 @@ _DECLARED = (
         False,
         "Turn on DEBUG logging for every component's coordination.* logger.",
         _DIAGNOSTICS,
+    ),
+    # --- per operation: the per-call settings again, for named operations ---
+    Setting(
+        "operations",
+        dict,
+        EMPTY,
+        "Per-call options of named operations, over the settings above and under the "
+        "options the code gives for the operation, such as "
+        '{"payments": {"max_retries": 5, "timeout": 2}} (in the environment: JSON; '
+        "see Per-operation settings).",
+        _OPERATIONS,
+        reader=_read_operations,
+        annotation=ANNOTATION,
     ),
 )
 
