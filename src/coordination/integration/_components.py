@@ -116,7 +116,10 @@ COMPONENT_KEYS: Mapping[str, frozenset[str]] = {
     "performance_monitor": frozenset(
         {"collection_interval", "max_data_points", "error_rate_threshold", "operation_thresholds"}
     ),
-    "error_handler": frozenset({"redis_url", "redis_namespace", "redis_outage_policy"}),
+    # operations: the shared handler's per-operation options (by name: not a door's own)
+    "error_handler": frozenset(
+        {"redis_url", "redis_namespace", "redis_outage_policy", "operations"}
+    ),
 }
 
 
