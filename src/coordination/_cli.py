@@ -73,28 +73,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_config(args: argparse.Namespace) -> int:
-    from ._config import describe_config, unknown_environment_variables
+    from ._config import (
+        deprecated_environment_variables,
+        describe_layers,
+        unknown_environment_variables,
+    )
 
-    with warnings.catch_warnings():
-        # The unknown variables are listed below, not warned about as well.
+    with warnings.catch_warnings(record=True) as caught:
+        # The unknown and the deprecated variables are listed below, not warned about
+        # as well; an old spelling in the file is warned about on stderr, once.
         warnings.simplefilter("ignore", ConfigWarning)
-        rows = describe_config(args.file)
+        warnings.simplefilter("always", DeprecationWarning)
+        rows, options = describe_layers(args.file)
     unknown = unknown_environment_variables()
+    deprecated = deprecated_environment_variables()
+    old_variables = tuple(f"{old!r} " for old, _, _ in deprecated)
+    for warning in caught:
+        text = str(warning.message)
+        if issubclass(warning.category, DeprecationWarning) and not text.startswith(old_variables):
+            print(f"coordination: warning: {text}", file=sys.stderr)
     if args.format == "json":
         shown: dict[str, Any] = {name: {"value": v, "source": s} for name, v, s in rows}
+        by_operation: dict[str, dict[str, Any]] = {}
+        for operation, option, value, source in options:
+            by_operation.setdefault(operation, {})[option] = {"value": value, "source": source}
+        shown["operations"] = {"value": by_operation, "source": shown["operations"]["source"]}
         if unknown:
             shown["unknown_environment_variables"] = [
                 {"name": name, "did_you_mean": close} for name, close in unknown
             ]
-        print(json.dumps(shown, indent=2))
+        if deprecated:
+            shown["deprecated_environment_variables"] = [
+                {"name": old, "use": new, "read": read} for old, new, read in deprecated
+            ]
+        print(json.dumps(shown, indent=2, default=repr))
         return 0
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
+        if name == "operations" and options:
+            value = f"<{len({operation for operation, *_ in options})} operation(s), below>"
+            print(f"{name:<{width}}  {value:<36}  {source}")
+            continue
         print(f"{name:<{width}}  {value!r:<36}  {source}")
+    if options:
+        print("\noperations (over the settings above; the code's own options win):")
+        names = max(len(operation) for operation, *_ in options)
+        keys = max(len(option) for _, option, _, _ in options)
+        for operation, option, value, source in options:
+            print(f"  {operation:<{names}}  {option:<{keys}}  {value!r:<20}  {source}")
     if unknown:
         print("\nunknown environment variables (ignored):")
         for name, close in unknown:
             print(f"  {name}" + (f"  did you mean {close}?" if close else ""))
+    if deprecated:
+        print("\ndeprecated environment variables (renamed; read for one more release):")
+        for old, new, read in deprecated:
+            state = "read" if read else f"ignored: {new} is set"
+            print(f"  {old}  use {new}  ({state})")
     return 0
 
 
