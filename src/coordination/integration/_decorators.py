@@ -55,9 +55,10 @@ def coordinate_operation(
     """Validate the arguments, then run with retries and breaker, timed; sync or async.
 
     ``validation_rules`` checks the arguments by parameter name (or the single mapping
-    argument); ``error_config`` (such as ``{"max_retries": 3}``) adds the error handler;
-    timing goes to the monitor under ``operation_name`` (default: the function's qualified
-    name). The components are the given ones, else those of ``coordination``, else the
+    argument); ``error_config`` (such as ``{"max_retries": 3}``) adds the error handler,
+    as does an entry for the operation in the handler's ``operations:`` setting; timing
+    goes to the monitor under ``operation_name`` (default: the function's qualified name).
+    The components are the given ones, else those of ``coordination``, else the
     process's (``default_coordination()``). ``enable_validation`` and
     ``enable_performance_monitoring`` in ``config`` leave those layers out entirely; its
     error-policy keys (``max_retries``, …) are defaults under ``error_config``.
@@ -104,15 +105,15 @@ def coordinate_operation(
             raise TypeError(f"coordinate_operation decorates callables, not {func!r}")
         name = operation_name or getattr(func, "__qualname__", None) or repr(func)
         use_rules = cfg.enable_validation and validation_rules is not None
+        # ... or the configuration's operations: entry for it (the operator asked for it)
+        protect = options is not None or name in handler_config.operations
         return compose(
             func,
             name=name,
             validator=(validator or default_validator()) if use_rules else None,
             rules=validation_rules,
-            error_handler=(error_handler or default_error_handler())
-            if options is not None
-            else None,
-            error_config=options,
+            error_handler=(error_handler or default_error_handler()) if protect else None,
+            error_config=options if options is not None else defaults,
             monitor=(performance_monitor or default_monitor())
             if cfg.enable_performance_monitoring
             else None,
