@@ -340,3 +340,44 @@ def test_the_file_and_the_environment_check_each_option_like_code(
     assert by_env[0] == by_code[0]
     if by_code[0] == "ok":
         assert by_env[1] == by_code[1]
+
+
+LAYER = st.dictionaries(
+    st.sampled_from(["payments", "search", "POST /orders"]),
+    st.dictionaries(
+        st.sampled_from(["max_retries", "window_size", "half_open_calls"]),
+        st.integers(min_value=1, max_value=9),
+        max_size=3,
+    ),
+    max_size=3,
+)
+
+
+@given(file=LAYER, env=LAYER, code=LAYER)
+def test_each_layer_overrides_only_the_options_it_names(
+    file: dict[str, dict[str, int]], env: dict[str, dict[str, int]], code: dict[str, dict[str, int]]
+) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "coordination.yaml"
+        path.write_text(json.dumps({"operations": file}), encoding="utf-8")  # JSON is YAML
+        environ = {"COORDINATION_CONFIG_FILE": str(path)}
+        if env:
+            environ["COORDINATION_OPERATIONS"] = json.dumps(env)
+        overrides = {"operations": code} if code else {}
+        config = CoordinationConfig.load(environ=environ, **overrides)
+        _, options = describe_layers(environ=environ, overrides=overrides)
+    model: dict[str, dict[str, int]] = {}
+    sources: dict[tuple[str, str], str] = {}
+    layers = [(file, "file"), (env, "environment variable"), (code, "keyword argument")]
+    for layer, source in layers:
+        for operation, entry in layer.items():
+            model.setdefault(operation, {}).update(entry)
+            for option in entry:
+                sources[operation, option] = source
+    assert {name: dict(entry) for name, entry in config.operations.items()} == model
+    for operation, option, value, source in options:
+        assert value == model[operation][option]
+        expected = sources[operation, option]
+        assert source.startswith(str(path) if expected == "file" else expected), source
