@@ -55,7 +55,6 @@ ENVIRONMENT_PREFIX = "COORDINATION_"
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
 _KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
 _EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
-_EXPECTED[dict] = "a mapping"
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +292,7 @@ _OBSERVE = "observability and endpoints"
 _SCALE = "scale-out"
 _DIAGNOSTICS = "diagnostics"
 _OPERATIONS = "per operation"
+_EXPECTED[dict] = "a mapping"  # the operations: mapping (read by its reader)
 
 
 def _read_operations(value: Any, source: str, **where: Any) -> Any:

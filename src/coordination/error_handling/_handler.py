@@ -18,10 +18,7 @@ from .. import _time
 from .._bounded import BoundedNames
 from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
-from .._errors import ConfigError
 from .._logging import component_logger
-from .._operations import entry_name
-from .._settings import ALIASES, SETTINGS
 from .._shared_state import shared_state_for
 from ._backends import (
     RAISE,
@@ -33,6 +30,7 @@ from ._backends import (
 )
 from ._breaker import memory_breaker_factory
 from ._bulkhead import Bulkhead
+from ._configured import check_operations, over_configured
 from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
@@ -124,7 +122,7 @@ class CoordinationErrorHandler:
         max_recent_errors: int = 100,
     ) -> None:
         self.config = config = resolve_config(config)
-        _check_operations(config)
+        check_operations(config)
         self._logger = component_logger("error_handling", debug=debug or config.debug)
         self._clock = clock or _time.monotonic
         self._sleep = sleep or _time.sleep
@@ -300,7 +298,7 @@ class CoordinationErrorHandler:
     def plan(self, name: str, overrides: Mapping[str, Any]) -> Plan:
         """A new plan for operation ``name`` (the decorators keep theirs): ``overrides``
         over the configuration's ``operations[name]`` over its settings."""
-        options = resolve_options(self.config, _over_configured(self.config, name, overrides))
+        options = resolve_options(self.config, over_configured(self.config, name, overrides))
         return Plan(self._runtime, self._operation(name, options), options)
 
     def _calls_for(
@@ -341,13 +339,14 @@ class CoordinationErrorHandler:
         given, name = name, self._names.admit(name)
         op = self._operations.get(name)
         if op is None:
+            # resolved outside the lock (it may import the dotted names an entry gives)
+            chosen = options or resolve_options(
+                self.config, over_configured(self.config, given, {})
+            )
             with self._lock:
                 op = self._operations.get(name)
                 if op is None:
-                    if options is None:
-                        configured = _over_configured(self.config, given, {})
-                        options = resolve_options(self.config, configured)
-                    op = self._new_operation(name, options)
+                    op = self._new_operation(name, chosen)
                     self._operations[name] = op
                     return op
         if options is not None:
@@ -449,51 +448,6 @@ class CoordinationErrorHandler:
             hook(arg)
         except Exception:  # a broken hook must never break the protected call
             self._logger.exception("%s hook %r failed", kind, hook)
-
-
-def _over_configured(
-    config: CoordinationConfig, name: str, overrides: Mapping[str, Any]
-) -> Mapping[str, Any]:
-    """``overrides`` over the configuration's options for operation ``name``. A ``None``
-    the code gives keeps its per-call meaning: "not set" where the schema says so
-    (``timeout``), else "the configuration's value", which is now the operation's."""
-    configured = config.operations.get(name)
-    if not configured:
-        return overrides
-    merged = dict(configured)
-    for key, value in overrides.items():
-        setting = SETTINGS.get(key) or ALIASES.get(key)
-        if value is None and setting is not None and setting.per_call and not setting.none_unsets:
-            continue
-        if setting is not None and setting.name != key:  # the call's old spelling wins
-            merged.pop(setting.name, None)
-        merged[key] = value
-    return merged
-
-
-def _check_operations(config: CoordinationConfig) -> None:
-    """Every entry of ``config.operations`` checked as per-call options are, now: a file's
-    were checked when it was read; code may have given options that take code."""
-    for name, configured in config.operations.items():
-        where = f"the configuration's {entry_name(name)}"
-        if "operation_name" in configured:
-            raise ConfigError(
-                f"operation_name in {where} cannot be set: the entry's key is the operation's name",
-                field="operation_name",
-                value=configured["operation_name"],
-                source=where,
-            )
-        try:
-            resolve_options(config, configured)
-        except ConfigError as exc:
-            # resolve_options names its source "keyword argument": here it is the entry
-            message = str(exc)
-            said = f" from {exc.source}" if exc.source else ""
-            if said and said in message:
-                message = message.replace(said, f" from {where}", 1)
-            else:
-                message = f"{message} (in {where})"
-            raise ConfigError(message, field=exc.field, value=exc.value, source=where) from None
 
 
 def _same(operation: Any, seen: Any) -> bool:
