@@ -76,7 +76,7 @@ class AsyncRunner(Runner):
             try:
                 await admission.aadmit()
             except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
-                refusal = plan.not_admitted(exc)
+                refusal = plan.not_admitted(exc, args, kwargs)
                 return await refusal if inspect.isawaitable(refusal) else refusal
             acquired = admission.acquires_breaker
             state.holds_slot = admission.bulkhead is not None
@@ -132,7 +132,7 @@ class AsyncRunner(Runner):
                     await self._release()
                 raise
         ending = -1 - command
-        outcome = self.plan.conclude(state, ending)
+        outcome = self.plan.conclude(state, ending, args, kwargs)
         if ending != DONE and inspect.isawaitable(outcome):  # an async fallback
             return await outcome
         return outcome

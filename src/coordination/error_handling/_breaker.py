@@ -221,7 +221,7 @@ class CircuitBreaker:
         successes: Iterator[int],
         failed: Handover,
         otherwise: Handover,
-        refused: Callable[[CircuitOpenError], Any],
+        refused: Callable[[CircuitOpenError, tuple[Any, ...], dict[str, Any]], Any],
         on_result: Handover | None = None,
         refusals_returned: bool = False,
     ) -> Callable[..., Any]:
@@ -232,7 +232,7 @@ class CircuitBreaker:
         mode), then ``next(successes)`` and the result, or ``on_result(func, args,
         kwargs, result)`` when given. A call that raised goes to ``failed(func, args,
         kwargs, exc)``, which must tell this breaker. While OPEN the call is refused at once:
-        ``refused(CircuitOpenError)`` counts it and answers (a fallback's value, or
+        ``refused(CircuitOpenError, args, kwargs)`` counts it and answers (a fallback's value, or
         ``RAISE``: the error is raised here, or with ``refusals_returned`` returned as
         ``[RAISE, error]``, for a caller that raises ``error`` from its own frame). Else
         (half-open, forced open, an open period over) ``otherwise(func, args, kwargs)``:
@@ -251,7 +251,7 @@ class CircuitBreaker:
                         refusal = _new(CircuitOpenError, self.name, remaining)
                         refusal.operation = self.name
                         refusal.retry_after = remaining
-                        answer = refused(refusal)
+                        answer = refused(refusal, args, kwargs)
                         if answer is not RAISE:
                             return answer
                         returned = [RAISE, refusal]

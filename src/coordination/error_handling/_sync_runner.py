@@ -59,7 +59,7 @@ class SyncRunner(Runner):
         try:
             admission.admit()
         except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
-            return self.plan.not_admitted(exc)
+            return self.plan.not_admitted(exc, args, kwargs)
         state = self.plan.new_state(_current.get())
         state.holds_slot = admission.bulkhead is not None
         try:
@@ -110,8 +110,8 @@ class SyncRunner(Runner):
                     failure = exc
         ending = -1 - command
         if ending == GIVE_UP:  # here, not in conclude: one frame fewer for the error to unwind
-            return plan.give_up(cast(Exception, state.error), state.attempt)
-        return plan.conclude(state, ending)
+            return plan.give_up(cast(Exception, state.error), state.attempt, args, kwargs)
+        return plan.conclude(state, ending, args, kwargs)
 
     def _sleep(self, state: RetryState) -> None:
         sleep = self.plan.runtime.sleep
