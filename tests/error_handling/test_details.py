@@ -427,14 +427,30 @@ def test_the_budget_counts_the_first_attempt_too() -> None:
     assert len(relaxed.calls) == 2
 
 
-def test_a_plan_with_a_budget_leaves_the_guard_and_still_succeeds_at_once() -> None:
+@pytest.mark.parametrize("window", [False, True], ids=["consecutive", "window"])
+def test_a_plan_with_a_budget_keeps_the_breakers_fast_path(window: bool) -> None:
+    """The guard reads the clock first (one read): the budget does not cost the loop."""
     clock = FakeClock()
-    handler = _handler(clock)
-    assert handler.plan("with", {"retry_time_budget": 5.0}).direct is False
-    assert handler.plan("without", {}).direct is True
-    work = Script(clock, "ok")
-    assert handler.execute_with_error_handling(work, retry_time_budget=5.0) == "ok"
-    assert handler.operation_stats()["Script"]["successes"] == 1
+    handler = _handler(clock, base_delay=1.0, circuit_breaker_threshold=2)
+    options: dict[str, Any] = {"retry_time_budget": 5.0, "max_retries": 3}
+    if window:
+        options.update(failure_rate_threshold=0.9, minimum_calls=3, window_size=10)
+    work = Script(clock, "ok", ConnectionError(), ConnectionError(), takes=2.0)
+    call = handler.decorate(work, operation_name="op", **options)
+    assert call.__code__.co_name == "from_start"  # type: ignore[attr-defined]
+    assert call() == "ok"
+    with pytest.raises(ConnectionError):
+        call()  # 2 s + 1 s fits in 5 s; 5 s + 2 s does not
+    assert clock.sleeps == [1.0]
+    assert handler.circuit_breaker("op").state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):  # the open breaker refuses from the guard
+        call()
+    stats = handler.operation_stats()["op"]
+    assert (stats["successes"], stats["failures"], stats["rejections"]) == (1, 2, 1)
+    clock.advance(60.0)
+    work.answers = ["ok"]
+    assert call() == "ok"  # half-open: the full path, which times its attempts
+    assert handler.circuit_breaker("op").state is CircuitState.CLOSED
 
 
 async def test_the_budget_counts_the_first_attempt_on_async_calls() -> None:

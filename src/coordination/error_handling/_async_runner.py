@@ -51,7 +51,8 @@ class AsyncRunner(Runner):
         """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
         (inside a ``Cancellation`` scope it hands them on: a scope bounds the first
         attempt too), else the whole pipeline."""
-        aguard = self.breaker_guard("aguard")
+        # a time budget counts from the call's start, which aguard does not read
+        aguard = None if self.plan.from_start else self.breaker_guard("aguard")
         if aguard is None:
             run = self.run
 

@@ -277,6 +277,42 @@ class CircuitBreaker:
 
         return guarded
 
+    def guard_from_start(
+        self,
+        func: Callable[..., Any],
+        *,
+        failed_since: Handover,
+        **handovers: Any,
+    ) -> Callable[..., Any]:
+        """``guard`` that reads the clock before a CLOSED call, for a pipeline whose time
+        budget counts from the start of the call: a first attempt that raised goes to
+        ``failed_since(func, args, kwargs, exc, started)`` (``started`` left out when the
+        breaker closed between two reads). Not CLOSED: ``guard``'s path."""
+        guarded = self.guard(func, failed=failed_since, **handovers)
+        successes: Iterator[int] = handovers["successes"]
+        on_result: Handover | None = handovers.get("on_result")
+        record_success = None if self._window is None else self.record_success
+        clock = self._clock
+
+        def from_start(*args: Any, **kwargs: Any) -> Any:
+            if self._state is not CLOSED:
+                return guarded(*args, **kwargs)
+            started = clock()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                return failed_since(func, args, kwargs, exc, started)
+            if record_success is None:
+                self._consecutive = 0  # an atomic store; see the module docstring
+            else:
+                record_success(0.0)
+            if on_result is not None:
+                return on_result(func, args, kwargs, result)
+            next(successes)
+            return result
+
+        return from_start
+
     def aguard(
         self,
         func: Callable[..., Awaitable[Any]],

@@ -212,10 +212,9 @@ class Plan:
         self.critical = options.severity is ErrorSeverity.CRITICAL
         self.severity_counter = runtime.error_log.severity_counter(options.severity)
         # nothing to do before a call but ask the breaker: its guard may take the call
-        # (it reads no clock, so a time budget, counted from the call's start, needs the loop)
-        self.direct = (
-            self.admission is None and options.timeout is None and options.time_budget is None
-        )
+        self.direct = self.admission is None and options.timeout is None
+        # a time budget counts from the call's start: a guard must read the clock first
+        self.from_start = options.time_budget is not None
 
     # --- what an error, a result, a wait mean -------------------------------------------
 
