@@ -453,6 +453,20 @@ def test_a_plan_with_a_budget_keeps_the_breakers_fast_path(window: bool) -> None
     assert handler.circuit_breaker("op").state is CircuitState.CLOSED
 
 
+async def test_an_async_plan_with_a_budget_keeps_the_breakers_fast_path() -> None:
+    clock = FakeClock()
+    handler = _handler(clock, base_delay=1.0)
+    work = Script(clock, "ok", ConnectionError(), ConnectionError(), takes=2.0)
+    call = handler.decorate(work.coroutine, operation_name="aop", retry_time_budget=5.0)
+    assert call.__code__.co_name == "from_start"  # type: ignore[attr-defined]
+    assert await call() == "ok"
+    with pytest.raises(ConnectionError):
+        await call()  # 2 s + 1 s fits in 5 s; 5 s + 2 s does not
+    assert clock.sleeps == [1.0]
+    stats = handler.operation_stats()["aop"]
+    assert (stats["successes"], stats["failures"], stats["retries"]) == (1, 1, 1)
+
+
 async def test_the_budget_counts_the_first_attempt_on_async_calls() -> None:
     clock = FakeClock()
     handler = _handler(clock, base_delay=1.0)

@@ -344,6 +344,38 @@ class CircuitBreaker:
 
         return guarded
 
+    def aguard_from_start(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        successes: Iterator[int],
+        failed_since: Callable[..., Awaitable[Any]],
+        otherwise: Callable[..., Awaitable[Any]],
+        bypass: Callable[[], object],
+        on_result: Callable[..., Awaitable[Any]] | None = None,
+    ) -> Callable[..., Awaitable[Any]]:
+        """``aguard`` that reads the clock before a CLOSED call (see ``guard_from_start``):
+        a first attempt that raised goes to ``failed_since(func, args, kwargs, exc,
+        started)``."""
+        record_success = self.record_success
+        clock = self._clock
+
+        async def from_start(*args: Any, **kwargs: Any) -> Any:
+            if self._state is not CLOSED or bypass() is not None:
+                return await otherwise(func, args, kwargs)
+            started = clock()
+            try:
+                value = await func(*args, **kwargs)
+            except Exception as exc:
+                return await failed_since(func, args, kwargs, exc, started)
+            record_success(0.0)
+            if on_result is None:
+                next(successes)
+                return value
+            return await on_result(func, args, kwargs, value)
+
+        return from_start
+
     def record_success(self, duration: float) -> None:
         if self._state is CLOSED and self._window is None:
             self._consecutive = 0  # an atomic store; see the module docstring
