@@ -388,7 +388,8 @@ _DECLARED = (
     _seconds(
         "retry_time_budget",
         None,
-        "Overall seconds an operation may spend retrying (none: no budget).",
+        "Overall seconds a call may take with its retries, counted from the start of its "
+        "first attempt: a retry whose wait would end past it is not made (none: no budget).",
         _RETRY,
         per_call=True,
         none_unsets=True,

@@ -8,7 +8,12 @@ import inspect
 import pytest
 
 from coordination import BulkheadFull, CircuitOpenError, OperationTimeout
-from coordination.error_handling import CircuitState, CoordinationErrorHandler, handle_errors
+from coordination.error_handling import (
+    CircuitState,
+    CoordinationErrorHandler,
+    FallbackDetails,
+    handle_errors,
+)
 
 from .conftest import FakeClock
 
@@ -38,13 +43,13 @@ async def test_aexecute_with_error_handling_and_fallback(handler: CoordinationEr
     async def down() -> str:
         raise ConnectionError("down")
 
-    async def cached(exc: Exception) -> str:
-        return f"cached after {type(exc).__name__}"
+    async def cached(details: FallbackDetails) -> str:
+        return f"cached after {type(details.exception).__name__} x{details.attempts}"
 
     result = await handler.aexecute_with_error_handling(
-        down, max_retries=1, fallback=cached, operation_name="prices"
+        down, max_retries=1, base_delay=0, fallback=cached, operation_name="prices"
     )
-    assert result == "cached after ConnectionError"
+    assert result == "cached after ConnectionError x2"
     assert handler.operation_stats()["prices"]["fallbacks"] == 1
 
 

@@ -352,8 +352,8 @@ def test_the_guard_is_the_closed_breakers_own_path(clock: FakeClock) -> None:
         breaker.acquire()
         return "full path"
 
-    def refused(exc: CircuitOpenError) -> object:
-        seen.append(f"refused for {exc.retry_after:g}s")
+    def refused(exc: CircuitOpenError, args: tuple[object, ...], kwargs: object) -> object:
+        seen.append(f"refused {args} for {exc.retry_after:g}s")
         return RAISE if len(seen) == 1 else "fallback"
 
     def work(x: int) -> int:
@@ -370,8 +370,8 @@ def test_the_guard_is_the_closed_breakers_own_path(clock: FakeClock) -> None:
     assert breaker.state is CircuitState.OPEN
     with pytest.raises(CircuitOpenError):
         guarded(1)
-    assert guarded(1) == "fallback"
-    assert seen == ["refused for 5s", "refused for 5s"]
+    assert guarded(2) == "fallback"
+    assert seen == ["refused (1,) for 5s", "refused (2,) for 5s"]
     clock.advance(5.0)
     assert guarded(1) == "full path"
     assert breaker.state is CircuitState.HALF_OPEN

@@ -112,7 +112,7 @@ def test_fallback_value_and_callable(handler: CoordinationErrorHandler) -> None:
     assert handler.execute_with_error_handling(down, max_retries=0, fallback=[]) == []
     assert (
         handler.execute_with_error_handling(
-            down, max_retries=0, fallback=lambda exc: f"default ({exc})"
+            down, max_retries=0, fallback=lambda details: f"default ({details.exception})"
         )
         == "default (down)"
     )

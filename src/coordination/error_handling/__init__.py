@@ -24,6 +24,13 @@ from ._backends import (
 from ._breaker import CircuitBreaker, memory_breaker_factory
 from ._cancellation import Cancellation
 from ._decorate import default_error_handler, handle_errors
+from ._details import (
+    NO_RESULT,
+    FallbackDetails,
+    RetryDetails,
+    get_on_retry_hooks,
+    set_on_retry_hooks,
+)
 from ._handler import CoordinationErrorHandler
 from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
 from ._report import ErrorRecord
@@ -32,6 +39,7 @@ from ._severity import ErrorSeverity
 from ._snapshot import BreakerHealth, HandlerSnapshot, OperationErrorSnapshot
 
 __all__ = [
+    "NO_RESULT",
     "Backoff",
     "BreakerFactory",
     "BreakerHealth",
@@ -45,16 +53,20 @@ __all__ = [
     "CoordinationErrorHandler",
     "ErrorRecord",
     "ErrorSeverity",
+    "FallbackDetails",
     "HandlerSnapshot",
     "InMemoryRateLimiter",
     "OperationErrorSnapshot",
     "Rate",
     "RateLimiterBackend",
     "RateLimiterFactory",
+    "RetryDetails",
     "TransitionHook",
     "default_error_handler",
+    "get_on_retry_hooks",
     "handle_errors",
     "memory_breaker_factory",
     "memory_rate_limiter_factory",
     "retry_after_seconds",
+    "set_on_retry_hooks",
 ]

@@ -51,7 +51,8 @@ class AsyncRunner(Runner):
         """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
         (inside a ``Cancellation`` scope it hands them on: a scope bounds the first
         attempt too), else the whole pipeline."""
-        aguard = self.breaker_guard("aguard")
+        from_start = self.plan.from_start  # a time budget: the guard reads the clock first
+        aguard = self.breaker_guard("aguard_from_start" if from_start else "aguard")
         if aguard is None:
             run = self.run
 
@@ -59,10 +60,12 @@ class AsyncRunner(Runner):
                 return await run(func, args, kwargs)
 
             return call
+        handovers = self.handovers(self.run, self.failed, self.on_result)
+        if from_start:
+            del handovers["failed"]
+            handovers["failed_since"] = self.failed_since
         wrapped: Callable[..., Awaitable[Any]] = aguard(
-            func,
-            bypass=current_cancellation,
-            **self.handovers(self.run, self.failed, self.on_result),
+            func, bypass=current_cancellation, **handovers
         )
         return wrapped
 
@@ -76,7 +79,7 @@ class AsyncRunner(Runner):
             try:
                 await admission.aadmit()
             except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
-                refusal = plan.not_admitted(exc)
+                refusal = plan.not_admitted(exc, args, kwargs)
                 return await refusal if inspect.isawaitable(refusal) else refusal
             acquired = admission.acquires_breaker
             state.holds_slot = admission.bulkhead is not None
@@ -90,6 +93,15 @@ class AsyncRunner(Runner):
     async def failed(self, func: Callable[..., Any], args: Any, kwargs: Any, exc: Exception) -> Any:
         """The guard's first attempt raised ``exc``: on to the retry loop."""
         state = self.plan.new_state(current_cancellation())
+        steps = self.plan.steps(state, io=self.io, bounded_first=True, pending=exc)
+        return await self.drive(steps, state, func, args, kwargs)
+
+    async def failed_since(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, exc: Exception, started: float
+    ) -> Any:
+        """The guard's first attempt, begun at ``started``, raised ``exc``: retry."""
+        state = self.plan.new_state(current_cancellation())
+        state.started = started
         steps = self.plan.steps(state, io=self.io, bounded_first=True, pending=exc)
         return await self.drive(steps, state, func, args, kwargs)
 
@@ -132,7 +144,7 @@ class AsyncRunner(Runner):
                     await self._release()
                 raise
         ending = -1 - command
-        outcome = self.plan.conclude(state, ending)
+        outcome = self.plan.conclude(state, ending, args, kwargs)
         if ending != DONE and inspect.isawaitable(outcome):  # an async fallback
             return await outcome
         return outcome

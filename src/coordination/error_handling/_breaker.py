@@ -221,7 +221,7 @@ class CircuitBreaker:
         successes: Iterator[int],
         failed: Handover,
         otherwise: Handover,
-        refused: Callable[[CircuitOpenError], Any],
+        refused: Callable[[CircuitOpenError, tuple[Any, ...], dict[str, Any]], Any],
         on_result: Handover | None = None,
         refusals_returned: bool = False,
     ) -> Callable[..., Any]:
@@ -232,7 +232,7 @@ class CircuitBreaker:
         mode), then ``next(successes)`` and the result, or ``on_result(func, args,
         kwargs, result)`` when given. A call that raised goes to ``failed(func, args,
         kwargs, exc)``, which must tell this breaker. While OPEN the call is refused at once:
-        ``refused(CircuitOpenError)`` counts it and answers (a fallback's value, or
+        ``refused(CircuitOpenError, args, kwargs)`` counts it and answers (a fallback's value, or
         ``RAISE``: the error is raised here, or with ``refusals_returned`` returned as
         ``[RAISE, error]``, for a caller that raises ``error`` from its own frame). Else
         (half-open, forced open, an open period over) ``otherwise(func, args, kwargs)``:
@@ -251,7 +251,7 @@ class CircuitBreaker:
                         refusal = _new(CircuitOpenError, self.name, remaining)
                         refusal.operation = self.name
                         refusal.retry_after = remaining
-                        answer = refused(refusal)
+                        answer = refused(refusal, args, kwargs)
                         if answer is not RAISE:
                             return answer
                         returned = [RAISE, refusal]
@@ -276,6 +276,42 @@ class CircuitBreaker:
             return result
 
         return guarded
+
+    def guard_from_start(
+        self,
+        func: Callable[..., Any],
+        *,
+        failed_since: Handover,
+        **handovers: Any,
+    ) -> Callable[..., Any]:
+        """``guard`` that reads the clock before a CLOSED call, for a pipeline whose time
+        budget counts from the start of the call: a first attempt that raised goes to
+        ``failed_since(func, args, kwargs, exc, started)`` (``started`` left out when the
+        breaker closed between two reads). Not CLOSED: ``guard``'s path."""
+        guarded = self.guard(func, failed=failed_since, **handovers)
+        successes: Iterator[int] = handovers["successes"]
+        on_result: Handover | None = handovers.get("on_result")
+        record_success = None if self._window is None else self.record_success
+        clock = self._clock
+
+        def from_start(*args: Any, **kwargs: Any) -> Any:
+            if self._state is not CLOSED:
+                return guarded(*args, **kwargs)
+            started = clock()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                return failed_since(func, args, kwargs, exc, started)
+            if record_success is None:
+                self._consecutive = 0  # an atomic store; see the module docstring
+            else:
+                record_success(0.0)
+            if on_result is not None:
+                return on_result(func, args, kwargs, result)
+            next(successes)
+            return result
+
+        return from_start
 
     def aguard(
         self,
@@ -307,6 +343,38 @@ class CircuitBreaker:
             return await on_result(func, args, kwargs, value)
 
         return guarded
+
+    def aguard_from_start(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        successes: Iterator[int],
+        failed_since: Callable[..., Awaitable[Any]],
+        otherwise: Callable[..., Awaitable[Any]],
+        bypass: Callable[[], object],
+        on_result: Callable[..., Awaitable[Any]] | None = None,
+    ) -> Callable[..., Awaitable[Any]]:
+        """``aguard`` that reads the clock before a CLOSED call (see ``guard_from_start``):
+        a first attempt that raised goes to ``failed_since(func, args, kwargs, exc,
+        started)``."""
+        record_success = self.record_success
+        clock = self._clock
+
+        async def from_start(*args: Any, **kwargs: Any) -> Any:
+            if self._state is not CLOSED or bypass() is not None:
+                return await otherwise(func, args, kwargs)
+            started = clock()
+            try:
+                value = await func(*args, **kwargs)
+            except Exception as exc:
+                return await failed_since(func, args, kwargs, exc, started)
+            record_success(0.0)
+            if on_result is None:
+                next(successes)
+                return value
+            return await on_result(func, args, kwargs, value)
+
+        return from_start
 
     def record_success(self, duration: float) -> None:
         if self._state is CLOSED and self._window is None:

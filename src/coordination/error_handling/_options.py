@@ -18,6 +18,7 @@ from .._quote import quote
 from .._rate import Rate
 from .._settings import ALIASES, SETTINGS, Setting, warn_renamed
 from ._backends import BreakerSettings
+from ._details import RetryHook, RetryWait, as_hooks, as_wait
 from ._retry import Backoff, ErrorMatcher, as_matcher
 from ._severity import ErrorSeverity
 
@@ -30,7 +31,11 @@ CALL_ONLY_OPTIONS: Mapping[str, str] = {
     "retry_on": "an exception type, a tuple of them, or a predicate: the errors retried",
     "give_up_on": "an exception type, a tuple of them, or a predicate: never retried",
     "retry_if_result": "a predicate on the result: true retries the call",
-    "fallback": "a value, or a callable given the exception, returned after the last failure",
+    "fallback": "a value, or a callable given a FallbackDetails, answering after the last failure",
+    "wait": "a callable given a RetryDetails, returning the seconds before the retry (None: "
+    "the backoff's); replaces the backoff, a Retry-After hint still comes first",
+    "on_retry": "a callable given a RetryDetails, or a sequence of them: run before each "
+    "retry's wait",
     "operation_name": "the operation's name (default: the function's qualified name)",
 }
 # The settings that are also per-call options, under the same name (the schema says which).
@@ -60,6 +65,8 @@ class Options:
     fallback: Any
     rate_limit: Rate | None
     breaker: BreakerSettings
+    wait: RetryWait | None = None
+    on_retry: tuple[RetryHook, ...] = ()
 
 
 def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) -> Options:
@@ -128,6 +135,8 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             window_size=get("window_size"),
             minimum_calls=get("minimum_calls"),
         ),
+        wait=as_wait(overrides.get("wait"), _SOURCE),
+        on_retry=as_hooks(overrides.get("on_retry"), _SOURCE),
     )
 
 

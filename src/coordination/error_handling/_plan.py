@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from types import MappingProxyType
 from typing import Any, cast
 
 from .._counting import ReadableCount, count_value
@@ -32,11 +33,13 @@ from .._errors import (
     RateLimitExceeded,
     ValidationError,
 )
+from .._quote import quote
 from . import _testmode
 from ._admission import Admission, admission_for
 from ._backends import RAISE, CircuitBreakerBackend, RateLimiterBackend
 from ._bulkhead import Bulkhead
 from ._cancellation import Cancellation
+from ._details import NO_RESULT, FallbackDetails, RetryDetails, get_on_retry_hooks
 from ._options import MISSING, Options
 from ._retry import NOT_RETRIED, retry_after_seconds
 from ._runtime import Runtime
@@ -67,6 +70,7 @@ NOT_COUNTED = (
     OperationCancelled,
 )
 _NOTE = "coordination: "
+_INF = float("inf")
 
 # What ``Plan.steps`` yields: the runner does it and sends the outcome back (a call's value,
 # or its exception thrown in). The breaker commands are yielded only to a runner that
@@ -93,6 +97,7 @@ class OperationState:
         "bulkhead_rejections",
         "failures",
         "fallbacks",
+        "hook_errors",
         "limiter",
         "name",
         "pool_workers",
@@ -120,6 +125,7 @@ class OperationState:
         self.bulkhead_rejections = ReadableCount()
         self.rate_limited = ReadableCount()
         self.fallbacks = ReadableCount()
+        self.hook_errors = ReadableCount()  # on_retry hooks and waits that failed
 
     def stats(self) -> dict[str, Any]:
         """The counters and the severity, as ``_snapshot.OperationErrorSnapshot.counts()``."""
@@ -134,11 +140,13 @@ class RetryState:
     and whether the call holds its bulkhead slot (an attempt abandoned by its timeout
     keeps the slot until it really ends; the next attempt then needs a slot of its own).
     ``wait`` and ``duration`` are the arguments of the step the loop asks for; ``result``
-    and ``error`` what the call ends with; ``cancellation`` the caller's scope."""
+    and ``error`` what the call ends with; ``cancellation`` the caller's scope;
+    ``details`` the retry the ``on_retry`` hooks are told of, when there are any."""
 
     __slots__ = (
         "attempt",
         "cancellation",
+        "details",
         "duration",
         "error",
         "holds_slot",
@@ -167,6 +175,7 @@ class RetryState:
         self.duration = 0.0
         self.result: Any = None
         self.error: Exception | None = None
+        self.details: RetryDetails | None = None
 
 
 class Stopped(Exception):
@@ -188,8 +197,15 @@ class Plan:
         self.admission: Admission | None = admission_for(op)
         self.timeout = options.timeout
         self.fallback = options.fallback
-        self.timed = options.timeout is not None or op.breaker.tracks_duration
+        # a time budget counts from the first attempt's start: the attempts are timed
+        self.timed = (
+            options.timeout is not None
+            or op.breaker.tracks_duration
+            or options.time_budget is not None
+        )
         self.zero_wait = options.backoff.never_waits
+        self.wait = options.wait
+        self.retry_hooks = options.on_retry
         self.default_retry = options.retry_on is None and options.give_up_on is None
         self.note_prefix = f"{_NOTE}operation {op.name!r} failed after "
         self.log_level = options.severity.log_level
@@ -197,6 +213,8 @@ class Plan:
         self.severity_counter = runtime.error_log.severity_counter(options.severity)
         # nothing to do before a call but ask the breaker: its guard may take the call
         self.direct = self.admission is None and options.timeout is None
+        # a time budget counts from the call's start: a guard must read the clock first
+        self.from_start = options.time_budget is not None
 
     # --- what an error, a result, a wait mean -------------------------------------------
 
@@ -210,42 +228,83 @@ class Plan:
             return options.retry_on(exc)
         return not isinstance(exc, NOT_RETRIED)
 
-    def next_wait(
-        self, exc: Exception | None, attempt: int, previous: float, started: float
-    ) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based), or -1.0 to give up."""
+    def next_wait(self, exc: Exception | None, state: RetryState, result: Any, now: float) -> float:
+        """Seconds to wait before retry number ``state.attempt`` (0-based), or -1.0 to give
+        up. ``exc`` is the attempt's error, or ``None`` when ``retry_if_result`` asked for
+        the retry with ``result``; ``now`` the clock, ``state.started`` the call's start."""
         options = self.options
+        attempt = state.attempt
         testing = _testmode.current
         limit = testing.max_retries(options.max_retries) if testing.enabled else options.max_retries
         if attempt >= limit or (exc is not None and not self.should_retry(exc)):
             return -1.0
+        elapsed = now - cast(float, state.started)
         if testing.enabled:
-            return 0.0
-        # most exceptions carry no attributes at all: skip the hint lookup for them
-        hint = (
-            retry_after_seconds(exc)
-            if exc is not None and (exc.__dict__ or isinstance(exc, CircuitOpenError))
-            else None
-        )
-        if hint is not None:
-            if hint > options.backoff.max_delay:
-                return -1.0  # the dependency asks for longer than we may wait
-            wait = hint
-        elif self.zero_wait:
             wait = 0.0
         else:
-            wait = options.backoff.delay(attempt, previous)
-        budget = options.time_budget
-        if budget is not None and self.runtime.clock() - started + wait > budget:
-            return -1.0
+            # most exceptions carry no attributes at all: skip the hint lookup for them
+            hint = (
+                retry_after_seconds(exc)
+                if exc is not None and (exc.__dict__ or isinstance(exc, CircuitOpenError))
+                else None
+            )
+            if hint is not None:  # the dependency's own hint comes before any wait of ours
+                if hint > options.backoff.max_delay:
+                    return -1.0  # the dependency asks for longer than we may wait
+                wait = hint
+            else:
+                wait = 0.0 if self.zero_wait else options.backoff.delay(attempt, state.previous)
+                if self.wait is not None:
+                    wait = self.chosen_wait(exc, result, attempt, wait, elapsed)
+            budget = options.time_budget
+            if budget is not None and elapsed + wait > budget:
+                return -1.0
+        if self.retry_hooks or get_on_retry_hooks():
+            state.details = RetryDetails(self.op.name, attempt + 1, wait, exc, result, elapsed)
         return wait
 
-    def retry_wait(self, state: RetryState, error: Exception | None) -> float:
-        """After attempt ``state.attempt`` failed with ``error`` (or its result asked for a
-        retry): the wait before the next one, or -1.0 to stop; ``state`` moves on."""
+    def chosen_wait(
+        self, exc: Exception | None, result: Any, attempt: int, backoff: float, elapsed: float
+    ) -> float:
+        """The ``wait`` callable's answer, capped at ``max_delay``; the backoff's wait when
+        it answers ``None``, or (logged and counted in ``hook_errors``) when it raises or
+        answers anything but a number of seconds >= 0."""
+        details = RetryDetails(self.op.name, attempt + 1, backoff, exc, result, elapsed)
+        logger = self.runtime.logger
+        try:
+            value = cast(Callable[[RetryDetails], Any], self.wait)(details)
+        except Exception:
+            next(self.op.hook_errors)
+            logger.exception(
+                "operation %r: wait %r failed; the backoff's wait is used", self.op.name, self.wait
+            )
+            return backoff
+        if value is None:
+            return backoff
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < _INF:
+            next(self.op.hook_errors)
+            logger.error(
+                "operation %r: wait %r returned %s, not a finite number of seconds >= 0; "
+                "the backoff's wait is used",
+                self.op.name,
+                self.wait,
+                quote(value),
+            )
+            return backoff
+        return min(float(value), self.options.backoff.max_delay)
+
+    def retry_wait(
+        self, state: RetryState, error: Exception | None, result: Any = NO_RESULT
+    ) -> float:
+        """After attempt ``state.attempt`` failed with ``error`` (or its ``result`` asked for
+        a retry): the wait before the next one, or -1.0 to stop; ``state`` moves on.
+
+        The call's start is set at its first failure: the first attempt's start when the
+        attempts are timed (``state.duration`` is then that attempt's), else that failure."""
+        now = self.runtime.clock()
         if state.started is None:
-            state.started = self.runtime.clock()
-        wait = self.next_wait(error, state.attempt, state.previous, state.started)
+            state.started = now - state.duration
+        wait = self.next_wait(error, state, result, now)
         state.attempt += 1
         if error is not None:
             state.last = error
@@ -253,11 +312,25 @@ class Plan:
             state.previous = wait
         return wait
 
+    def retried(self, state: RetryState) -> None:
+        """A retry is decided and admitted by the breaker, its wait comes next: tell the
+        ``on_retry`` hooks, the operation's own then the process's (outside any lock); one
+        that raises is logged and counted in ``hook_errors``, never breaks the call."""
+        details, state.details = cast(RetryDetails, state.details), None
+        for hook in self.retry_hooks + get_on_retry_hooks():
+            try:
+                hook(details)
+            except Exception:
+                next(self.op.hook_errors)
+                self.runtime.logger.exception(
+                    "operation %r: on_retry hook %r failed", self.op.name, hook
+                )
+
     def wants_retry(self, result: Any, state: RetryState) -> bool:
         """True when ``retry_if_result`` asks for another attempt and one is left (its
         wait is then ``state.previous``)."""
         check = self.options.retry_if_result
-        return check is not None and check(result) and self.retry_wait(state, None) >= 0
+        return check is not None and check(result) and self.retry_wait(state, None, result) >= 0
 
     def new_state(self, cancellation: Cancellation | None) -> RetryState:
         return RetryState(0, None, self.options.backoff.base_delay, None, cancellation)
@@ -343,6 +416,12 @@ class Plan:
                         return REJECTED
                 if state.attempt > 0:
                     next(self.op.retries)
+                    if state.details is not None:  # on_retry hooks to tell, before the wait
+                        try:
+                            self.retried(state)
+                        except BaseException:  # interrupted in a hook: give the permit back
+                            yield from self._release(io)
+                            raise
                 if state.wait > 0:
                     yield SLEEP  # the runner gives the permit back if the sleep is interrupted
                     if cancellation is not None and cancellation.cancelled:
@@ -410,29 +489,30 @@ class Plan:
 
     # --- how a call ends ----------------------------------------------------------------
 
-    def conclude(self, state: RetryState, ending: int) -> Any:
-        """The outcome of a call whose ``steps`` ended with ``ending``."""
+    def conclude(self, state: RetryState, ending: int, args: Any, kwargs: Any) -> Any:
+        """The outcome of a call of ``(*args, **kwargs)`` whose ``steps`` ended with
+        ``ending``."""
         if ending == DONE:
             next(self.op.successes)
             return state.result
         error = cast(Exception, state.error)
         if ending == GIVE_UP:
-            return self.give_up(error, state.attempt)
+            return self.give_up(error, state.attempt, args, kwargs)
         if ending == REJECTED:
-            return self.rejected(cast(CircuitOpenError, error), state.last)
+            return self.rejected(cast(CircuitOpenError, error), args, kwargs, state)
         if ending == REFUSED:
-            return self.refused_retry(cast(BulkheadFull, error), state)
+            return self.refused_retry(cast(BulkheadFull, error), state, args, kwargs)
         return self.stopped(cast(Cancellation, state.cancellation), state.last)
 
-    def not_admitted(self, exc: Exception) -> Any:
+    def not_admitted(self, exc: Exception, args: Any, kwargs: Any) -> Any:
         """The admission refused the call (rate limit, bulkhead, or a combined check's
         open breaker): no attempt was made."""
         if isinstance(exc, CircuitOpenError):
-            return self.rejected(exc)
-        return self.give_up(exc, 0)
+            return self.rejected(exc, args, kwargs)
+        return self.give_up(exc, 0, args, kwargs)
 
-    def give_up(self, exc: Exception, attempts: int) -> Any:
-        """The call is over: count it, then the fallback's value or the original error."""
+    def give_up(self, exc: Exception, attempts: int, args: Any, kwargs: Any) -> Any:
+        """The call is over: count it, then the fallback's answer or the original error."""
         next(self.op.failures)
         self.runtime.record_final_error(
             self.op, exc, self.options.severity, attempts, self.log_level, self.critical
@@ -441,23 +521,24 @@ class Plan:
             if attempts > 0:
                 _note(exc, f"{self.note_prefix}{attempts} attempt(s)")
             raise exc
-        next(self.op.fallbacks)
-        return self.fallback(exc) if callable(self.fallback) else self.fallback
+        return self.fallen_back(exc, attempts, args, kwargs)
 
-    def rejected(self, exc: CircuitOpenError, last: Exception | None = None) -> Any:
-        """The breaker refused the call: counted, never logged or kept (it would flood
+    def rejected(
+        self, exc: CircuitOpenError, args: Any, kwargs: Any, state: RetryState | None = None
+    ) -> Any:
+        """The breaker refused the call (before its first attempt, or a retry when
+        ``state`` is given): counted, never logged or kept (it would flood
         ``recent_errors`` and hide the failures that opened it)."""
         op = self.op
         next(op.rejections)
         next(op.failures)
-        if last is not None:
-            exc.__cause__ = last
+        if state is not None and state.last is not None:
+            exc.__cause__ = state.last
         if self.fallback is MISSING:
             raise exc
-        next(op.fallbacks)
-        return self.fallback(exc) if callable(self.fallback) else self.fallback
+        return self.fallen_back(exc, 0 if state is None else state.attempt, args, kwargs)
 
-    def refusal(self, exc: CircuitOpenError) -> Any:
+    def refusal(self, exc: CircuitOpenError, args: Any, kwargs: Any) -> Any:
         """``rejected`` for a breaker's guard: ``RAISE`` instead of raising (the guard
         raises from its own frame)."""
         op = self.op
@@ -465,8 +546,23 @@ class Plan:
         next(op.failures)
         if self.fallback is MISSING:
             return RAISE
-        next(op.fallbacks)
-        return self.fallback(exc) if callable(self.fallback) else self.fallback
+        return self.fallen_back(exc, 0, args, kwargs)
+
+    def fallen_back(self, exc: Exception, attempts: int, args: Any, kwargs: Any) -> Any:
+        """The fallback's answer: its value, or what the callable answers to the call's
+        ``FallbackDetails`` (an awaitable, from an async fallback, is the runner's to await)."""
+        next(self.op.fallbacks)
+        fallback = self.fallback
+        if not callable(fallback):
+            return fallback
+        details = FallbackDetails(
+            exc,
+            args if type(args) is tuple else tuple(args),
+            MappingProxyType(kwargs if isinstance(kwargs, dict) else dict(kwargs or {})),
+            self.op.name,
+            attempts,
+        )
+        return fallback(details)
 
     def stopped(self, cancellation: Cancellation, last: Exception | None) -> Any:
         """The caller's ``Cancellation`` scope ended the call: no fallback (the caller no
@@ -474,12 +570,12 @@ class Plan:
         next(self.op.failures)
         raise OperationCancelled(self.op.name, cancellation.reason or "cancelled") from last
 
-    def refused_retry(self, exc: BulkheadFull, state: RetryState) -> Any:
+    def refused_retry(self, exc: BulkheadFull, state: RetryState, args: Any, kwargs: Any) -> Any:
         """The bulkhead has no slot for a retry (an abandoned attempt still holds the
         call's): the call ends with ``BulkheadFull``, caused by the last failure."""
         next(self.op.bulkhead_rejections)
         exc.__cause__ = state.last
-        return self.give_up(exc, state.attempt)
+        return self.give_up(exc, state.attempt, args, kwargs)
 
     def attempt_pool(self) -> AttemptPool:
         """The operation's timeout workers (made on its first timed sync attempt)."""

@@ -52,6 +52,7 @@ COUNTERS = (
     "bulkhead_rejections",
     "rate_limited",
     "fallbacks",
+    "hook_errors",
 )
 
 
@@ -61,7 +62,9 @@ class OperationErrorSnapshot:
 
     ``calls = successes + failures`` (a fallback's answer counts as a failure and a
     fallback); ``rejections`` are the open breaker's, ``rate_limited`` and
-    ``bulkhead_rejections`` the admission's; ``severity`` is the configured name.
+    ``bulkhead_rejections`` the admission's; ``hook_errors`` the ``on_retry`` hooks and
+    ``wait`` callables that raised or answered a bad value; ``severity`` is the configured
+    name.
     ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
@@ -75,6 +78,7 @@ class OperationErrorSnapshot:
     bulkhead_rejections: int
     rate_limited: int
     fallbacks: int
+    hook_errors: int
     severity: str
     breaker: BreakerSnapshot | None
 
@@ -230,7 +234,7 @@ def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealt
 
 
 # One int per name of COUNTERS.
-Counts = tuple[int, int, int, int, int, int, int, int, int]
+Counts = tuple[int, int, int, int, int, int, int, int, int, int]
 
 
 def operation_counts(op: OperationState) -> Counts:
@@ -247,6 +251,7 @@ def operation_counts(op: OperationState) -> Counts:
         count_value(op.bulkhead_rejections),
         count_value(op.rate_limited),
         count_value(op.fallbacks),
+        count_value(op.hook_errors),
     )
 
 

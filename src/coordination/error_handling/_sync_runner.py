@@ -37,9 +37,13 @@ class SyncRunner(Runner):
         """``func`` behind the plan: the breaker's guard when it can take the calls (it
         raises a refusal from its own frame, or returns it as ``[RAISE, error]`` when
         ``refusals_returned``: see ``CircuitBreaker.guard``), else the whole pipeline."""
-        guard = self.breaker_guard("guard")
+        from_start = self.plan.from_start  # a time budget: the guard reads the clock first
+        guard = self.breaker_guard("guard_from_start" if from_start else "guard")
         if guard is not None:
             handovers = self.handovers(self.run, self.attempts, self.on_result)
+            if from_start:
+                del handovers["failed"]
+                handovers["failed_since"] = self.failed_since
             if refusals_returned:
                 handovers["refusals_returned"] = True
             wrapped: Callable[..., Any] = guard(func, refused=self.plan.refusal, **handovers)
@@ -59,7 +63,7 @@ class SyncRunner(Runner):
         try:
             admission.admit()
         except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
-            return self.plan.not_admitted(exc)
+            return self.plan.not_admitted(exc, args, kwargs)
         state = self.plan.new_state(_current.get())
         state.holds_slot = admission.bulkhead is not None
         try:
@@ -67,6 +71,19 @@ class SyncRunner(Runner):
         finally:
             if state.holds_slot:
                 cast(Bulkhead, admission.bulkhead).leave()
+
+    def failed_since(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        exc: Exception,
+        started: float | None = None,
+    ) -> Any:
+        """The guard's first attempt, begun at ``started``, raised ``exc``: retry."""
+        state = self.plan.new_state(_current.get())
+        state.started = started
+        return self.attempts(func, args, kwargs, exc, state)
 
     def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
         """The guard's first attempt returned ``result``: retry if it asks for one."""
@@ -110,8 +127,8 @@ class SyncRunner(Runner):
                     failure = exc
         ending = -1 - command
         if ending == GIVE_UP:  # here, not in conclude: one frame fewer for the error to unwind
-            return plan.give_up(cast(Exception, state.error), state.attempt)
-        return plan.conclude(state, ending)
+            return plan.give_up(cast(Exception, state.error), state.attempt, args, kwargs)
+        return plan.conclude(state, ending, args, kwargs)
 
     def _sleep(self, state: RetryState) -> None:
         sleep = self.plan.runtime.sleep

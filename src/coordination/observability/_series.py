@@ -212,6 +212,12 @@ HANDLER_COUNTERS = tuple(
         ),
         ("fallbacks", "fallbacks", "Calls answered by the operation's fallback."),
         ("rate_limited", "rate_limited", "Calls refused by the operation's rate limit."),
+        (
+            "hook_errors",
+            "hook_errors",
+            "The operation's on_retry hooks and wait callables that raised or answered a "
+            "bad value (logged; the call went on).",
+        ),
     )
 )
 ALWAYS_SHOWN = frozenset({"retries", "rejections"})
