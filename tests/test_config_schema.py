@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from coordination import CoordinationConfig
 from coordination._errors import ConfigError
-from coordination._rate import Rate, read_rate
+from coordination._rate import Rate, RateLimit, read_rate_limit
 from coordination._settings import ALIASES, SETTINGS, Setting
 from coordination._threshold_grammar import read_operation_thresholds
 from coordination.error_handling import CoordinationErrorHandler, handle_errors
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 
 # A valid value for each grammar (a new grammar fails here until it gets one).
 GRAMMAR_SAMPLES: dict[Callable[[str], object], tuple[str, str]] = {
-    read_rate: ("7/s", "lots"),
+    read_rate_limit: ("7/1s;100/3600s", "lots"),
     read_operation_thresholds: ("checkout: p95_ms=250", "checkout p95_ms"),
 }
 
@@ -61,8 +61,8 @@ IN_OPTIONS: dict[str, Callable[[Options], object]] = {
     "timeout_workers": lambda o: o.timeout_workers,
     "max_concurrent": lambda o: o.max_concurrent,
     "bulkhead_wait": lambda o: o.bulkhead_wait,
-    # the configuration holds the text, the pipeline the parsed Rate
-    "rate_limit": lambda o: None if o.rate_limit is None else f"{o.rate_limit.count:g}/s",
+    # the configuration holds the text, the pipeline the parsed RateLimit (str round-trips)
+    "rate_limit": lambda o: None if o.rate_limit is None else str(o.rate_limit),
 }
 
 
@@ -294,7 +294,9 @@ def test_backoff_checks_in_the_schemas_words(name: str, value: Any) -> None:
 
 def test_a_rate_object_is_accepted_per_call() -> None:
     options = resolve_options(CoordinationConfig(), {"rate_limit": Rate(3, 1.0)})
-    assert options.rate_limit == Rate(3, 1.0)
+    assert options.rate_limit == RateLimit((Rate(3, 1.0),))
+    limit = RateLimit.parse("3/s;100/h")
+    assert resolve_options(CoordinationConfig(), {"rate_limit": limit}).rate_limit is limit
 
 
 def test_none_per_call_means_the_configuration_or_not_set_as_the_schema_says() -> None:
@@ -366,7 +368,8 @@ def test_the_core_value_types_are_re_exported_where_they_were() -> None:
     from coordination import _rate, error_handling
     from coordination.error_handling import _backends
 
-    assert error_handling.Rate is _backends.Rate is _rate.Rate
+    assert error_handling.Rate is _rate.Rate
+    assert error_handling.RateLimit is _backends.RateLimit is _rate.RateLimit
 
 
 def test_the_configuration_imports_no_capability() -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._operations import ANNOTATION, EMPTY, parse_operations_text, read_operations
 from ._quote import quote
-from ._rate import read_rate
+from ._rate import read_rate_limit
 from ._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds
 
 __all__ = [
@@ -531,10 +531,12 @@ _DECLARED = (
         "rate_limit",
         str,
         None,
-        'Calls allowed per operation, such as "100/s", "20/m" or "5/10s" (none: unlimited).',
+        'Calls allowed per operation, such as "100/s", "20/m" or "5/10s", or several windows '
+        'at once, such as "100/s;5000/h" (allowed only when every window allows it; none: '
+        "unlimited).",
         _LIMITS,
         optional=True,
-        grammar=read_rate,
+        grammar=read_rate_limit,
         per_call=True,
     ),
     # --- performance monitoring ---
@@ -661,11 +663,11 @@ _DECLARED = (
         str,
         None,
         'Requests allowed per client through the WSGI/ASGI middleware, such as "100/s" or '
-        '"600/m" (none: unlimited); beyond it: 429 with Retry-After. Shared through Redis '
-        "when redis_url is set.",
+        '"600/m", or several windows such as "100/s;5000/h" (none: unlimited); beyond it: 429 '
+        "with Retry-After. Shared through Redis when redis_url is set.",
         _HTTP,
         optional=True,
-        grammar=read_rate,
+        grammar=read_rate_limit,
     ),
     Setting(
         "client_rate_limit_key",

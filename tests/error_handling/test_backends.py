@@ -15,6 +15,7 @@ from coordination.error_handling import (
     CircuitState,
     CoordinationErrorHandler,
     Rate,
+    RateLimit,
     RateLimiterBackend,
     TransitionHook,
 )
@@ -146,7 +147,7 @@ async def test_async_code_awaits_a_blocking_breaker(clock: FakeClock) -> None:
 class CountingLimiter:
     blocking = False
 
-    def __init__(self, rate: Rate) -> None:
+    def __init__(self, rate: RateLimit) -> None:
         self.rate = rate
         self.keys: list[str] = []
 
@@ -161,7 +162,7 @@ class CountingLimiter:
 def test_a_custom_rate_limiter_is_used(clock: FakeClock) -> None:
     made: list[CountingLimiter] = []
 
-    def factory(rate: Rate, *, clock: Callable[[], float]) -> RateLimiterBackend:
+    def factory(rate: RateLimit, *, clock: Callable[[], float]) -> RateLimiterBackend:
         limiter = CountingLimiter(rate)
         made.append(limiter)
         return limiter
@@ -174,5 +175,5 @@ def test_a_custom_rate_limiter_is_used(clock: FakeClock) -> None:
     assert caught.value.retry_after == 9.0
     [limiter] = made
     assert isinstance(limiter, RateLimiterBackend)
-    assert limiter.rate == Rate(10, 1.0)
+    assert limiter.rate == RateLimit((Rate(10, 1.0),))  # factories are given a RateLimit
     assert limiter.keys == ["api", "api", "api"]

@@ -9,7 +9,7 @@ The breaker and rate-limiter backends are pluggable through the Protocols in
 ``_backends`` (memory by default, Redis when configured). See docs/error-handling.md.
 """
 
-from .._rate import Rate
+from .._rate import Quota, Rate, RateLimit, WindowQuota
 from ._backends import (
     BreakerFactory,
     BreakerSettings,
@@ -17,6 +17,7 @@ from ._backends import (
     BreakerTransition,
     CircuitBreakerBackend,
     CircuitState,
+    QuotaLimiter,
     RateLimiterBackend,
     RateLimiterFactory,
     TransitionHook,
@@ -57,11 +58,15 @@ __all__ = [
     "HandlerSnapshot",
     "InMemoryRateLimiter",
     "OperationErrorSnapshot",
+    "Quota",
+    "QuotaLimiter",
     "Rate",
+    "RateLimit",
     "RateLimiterBackend",
     "RateLimiterFactory",
     "RetryDetails",
     "TransitionHook",
+    "WindowQuota",
     "default_error_handler",
     "get_on_retry_hooks",
     "handle_errors",

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
-from .._rate import Rate
+from .._rate import Quota, RateLimit
 from .._settings import SETTINGS, default_of
 from .._time import Clock
 
@@ -54,6 +54,7 @@ __all__ = [
     "CircuitBreakerBackend",
     "CircuitState",
     "LimitCheck",
+    "QuotaLimiter",
     "RateLimiterBackend",
     "RateLimiterFactory",
     "TransitionHook",
@@ -279,12 +280,14 @@ class BreakerFactory(Protocol):
 class RateLimiterBackend(Protocol):
     """A GCRA limiter keyed by operation (or client); memory by default, Redis when shared.
 
-    The error-handling pipeline calls ``try_acquire(operation_name)`` once per call, before
-    the first attempt, and raises ``RateLimitExceeded(operation_name, retry_after)`` when it
-    answers more than 0.
+    ``rate`` is its ``RateLimit``: one or more windows, each a GCRA limit; a call is allowed
+    only when every window allows it, and then counts in all of them (atomically: a refused
+    call spends nothing). The error-handling pipeline calls ``try_acquire(operation_name)``
+    once per call, before the first attempt, and raises
+    ``RateLimitExceeded(operation_name, retry_after)`` when it answers more than 0.
     """
 
-    rate: Rate
+    rate: RateLimit
     blocking: bool  # true when the methods do I/O: async pipelines use atry_acquire
 
     def try_acquire(self, key: str, cost: int = 1) -> float:
@@ -294,7 +297,27 @@ class RateLimiterBackend(Protocol):
         """``try_acquire`` for async pipelines; awaited when ``blocking`` is true."""
 
 
-class RateLimiterFactory(Protocol):
-    """Makes the limiter for one rate; called once per operation with a rate limit."""
+@runtime_checkable
+class QuotaLimiter(RateLimiterBackend, Protocol):
+    """A limiter that also answers with a ``Quota``: what is left of each window (the
+    middleware's ``RateLimit`` headers) and permits reserved ahead (``rate_limit_wait``).
 
-    def __call__(self, rate: Rate, *, clock: Clock) -> RateLimiterBackend: ...
+    ``acquire_quota(key, cost, max_wait)``: when the call is allowed now, or would be
+    within ``max_wait`` seconds, it is counted now and ``Quota.delay`` says how long the
+    caller waits before making it (reservations are served in the order they were made);
+    otherwise nothing is counted and ``Quota.retry_after`` is greater than 0. Both
+    built-in limiters implement it; a limiter without it still works everywhere but the
+    headers and the wait (which then polls ``try_acquire``).
+    """
+
+    def acquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:
+        """The decision for ``key`` and what is left of each window after it."""
+
+    async def aacquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:
+        """``acquire_quota`` for async pipelines; awaited when ``blocking`` is true."""
+
+
+class RateLimiterFactory(Protocol):
+    """Makes the limiter for one limit; called once per operation with a rate limit."""
+
+    def __call__(self, rate: RateLimit, *, clock: Clock) -> RateLimiterBackend: ...

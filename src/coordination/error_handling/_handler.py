@@ -19,6 +19,7 @@ from .._bounded import BoundedNames
 from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
+from .._rate import RateLimit
 from .._shared_state import shared_state_for
 from ._backends import (
     RAISE,
@@ -371,7 +372,7 @@ class CoordinationErrorHandler:
     def _warn_if_different(self, op: OperationState, options: Options) -> None:
         """Say so when a later plan asks an operation for other breaker/bulkhead/limits."""
         bulkhead = op.bulkhead.max_concurrent if op.bulkhead is not None else None
-        rate = op.limiter.rate if op.limiter is not None else None
+        rate = RateLimit.of(op.limiter.rate) if op.limiter is not None else None
         if (
             op.breaker.settings != options.breaker
             or bulkhead != options.max_concurrent

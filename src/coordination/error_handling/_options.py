@@ -15,7 +15,7 @@ from typing import Any
 from .._config import CoordinationConfig
 from .._errors import ConfigError
 from .._quote import quote
-from .._rate import Rate
+from .._rate import Rate, RateLimit
 from .._settings import ALIASES, SETTINGS, Setting, warn_renamed
 from ._backends import BreakerSettings
 from ._details import RetryHook, RetryWait, as_hooks, as_wait
@@ -63,7 +63,7 @@ class Options:
     max_concurrent: int | None
     bulkhead_wait: float
     fallback: Any
-    rate_limit: Rate | None
+    rate_limit: RateLimit | None
     breaker: BreakerSettings
     wait: RetryWait | None = None
     on_retry: tuple[RetryHook, ...] = ()
@@ -86,8 +86,8 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             setting = _old_or_unknown(key, value)
         if value is None and not setting.none_unsets:
             continue
-        if isinstance(value, Rate) and setting.name == "rate_limit":
-            given["rate_limit"] = value  # a Rate object is accepted per call as it is
+        if isinstance(value, Rate | RateLimit) and setting.name == "rate_limit":
+            given["rate_limit"] = value  # a Rate / RateLimit is accepted per call as it is
             continue
         given[setting.name] = setting.coerce(value, _SOURCE)
 
@@ -122,7 +122,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
         max_concurrent=get("max_concurrent"),
         bulkhead_wait=get("bulkhead_wait"),
         fallback=overrides.get("fallback", MISSING),
-        rate_limit=None if rate is None else Rate.parse(rate),
+        rate_limit=None if rate is None else RateLimit.parse(rate),
         breaker=BreakerSettings(
             failure_threshold=get("circuit_breaker_threshold"),
             open_seconds=get("circuit_breaker_timeout"),

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from .._config import CoordinationConfig
 from .._defaults import ComponentSet, register_http_door
 from .._http_snapshot import HttpSnapshot
-from .._rate import Rate
+from .._rate import Rate, RateLimit
 from ..error_handling import RateLimiterBackend
 from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
@@ -60,7 +60,7 @@ class MiddlewareBase(CoordinatedDoor):
         validator: ValidatorLike | None = None,
         error_handler: ErrorHandlerLike | None = None,
         performance_monitor: MonitorLike | None = None,
-        client_rate_limit: str | Rate | None = None,
+        client_rate_limit: str | Rate | RateLimit | None = None,
         client_rate_limit_key: str | None = None,
         rate_limiter: RateLimiterBackend | None = None,
         coordination: ComponentSet | None = None,

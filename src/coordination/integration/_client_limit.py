@@ -24,7 +24,7 @@ from .. import _time
 from .._config import CoordinationConfig
 from .._errors import ConfigError
 from .._logging import component_logger
-from .._rate import Rate
+from .._rate import Rate, RateLimit
 from .._shared_state import shared_state_for
 from ..error_handling import InMemoryRateLimiter, RateLimiterBackend
 from ._http import Rejection
@@ -55,7 +55,7 @@ class ClientRateLimit:
     __slots__ = ("_asgi_header", "_blocking", "_limiter", "_logger", "_wsgi_header", "key", "rate")
 
     def __init__(self, limiter: RateLimiterBackend, key: str) -> None:
-        self.rate = limiter.rate
+        self.rate = RateLimit.of(limiter.rate)
         self.key = key
         self._limiter = limiter
         self._blocking = bool(getattr(limiter, "blocking", False))
@@ -144,7 +144,7 @@ def _environ_name(header: str) -> str:
 
 def build_client_limit(
     config: CoordinationConfig,
-    rate: str | Rate | None,
+    rate: str | Rate | RateLimit | None,
     key: str | None,
     limiter: RateLimiterBackend | None,
 ) -> ClientRateLimit | None:
@@ -165,7 +165,7 @@ def build_client_limit(
     text = config.client_rate_limit if rate is None else rate
     if text is None:
         return None
-    parsed = Rate.parse(text, field="client_rate_limit")
+    parsed = RateLimit.parse(text, field="client_rate_limit")
     shared = shared_state_for(config)  # redis_url's backend, found by its scheme
     if shared is not None:
         return ClientRateLimit(shared.rate_limiter(parsed, clock=_time.monotonic), key)

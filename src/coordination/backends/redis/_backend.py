@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._config import CoordinationConfig, resolve_config
 from ..._errors import ConfigError
-from ..._rate import Rate
+from ..._rate import Rate, RateLimit
 from ..._time import Clock
 from ...error_handling._backends import (
     BreakerSettings,
@@ -155,8 +155,9 @@ class RedisBackend:
             self, name, settings, clock=clock, on_transition=on_transition, local=local
         )
 
-    def rate_limiter(self, rate: Rate, *, clock: Clock) -> RedisRateLimiter:
-        """A ``RateLimiterFactory``: a GCRA limit of ``rate`` per key, shared in Redis."""
+    def rate_limiter(self, rate: Rate | RateLimit, *, clock: Clock) -> RedisRateLimiter:
+        """A ``RateLimiterFactory``: a GCRA limit of ``rate`` (every window) per key,
+        shared in Redis."""
         from ._rate_limit import RedisRateLimiter
 
         def local() -> RateLimiterBackend:

@@ -230,18 +230,9 @@ class RedisCircuitBreaker:
         return wait
 
     def _limited_args(self, limiter: RedisRateLimiter, key: str) -> tuple[int | str, ...]:
-        limit_key, now_us, interval_us, period_us, cost = limiter.script_args(key, 1)
+        limit_key, *limit_args = limiter.script_args(key, 1)  # the limit's last four
         now_ms = self._backend.now_ms()
-        return (
-            self._key,
-            limit_key,
-            now_ms,
-            *self._acquire_args,
-            now_us,
-            interval_us,
-            period_us,
-            cost,
-        )
+        return (self._key, limit_key, now_ms, *self._acquire_args, *limit_args)
 
     def _run_limited(self, limiter: RedisRateLimiter, key: str) -> list[int]:
         backend = self._backend

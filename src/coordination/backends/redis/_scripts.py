@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["BREAKER_ACQUIRE", "BREAKER_RECORD", "GCRA", "LIMITED_ACQUIRE", "LuaScript"]
+__all__ = [
+    "BREAKER_ACQUIRE",
+    "BREAKER_RECORD",
+    "GCRA",
+    "GCRA_QUOTA",
+    "LIMITED_ACQUIRE",
+    "LuaScript",
+]
 
 
 class LuaScript:
@@ -203,41 +210,104 @@ return {state, failures, gen, opened}
 """
 )
 
-# Generic cell rate algorithm: one key per limited client holding its theoretical arrival
-# time (TAT, in microseconds). A call is allowed when, after adding its emission interval,
-# the TAT is at most one period ahead of now (a burst of ``count`` calls, as in
-# ``InMemoryRateLimiter``). The key expires when the TAT is reached, so idle clients cost
-# nothing.
+# Generic cell rate algorithm: one key per limited client holding the theoretical arrival
+# time (TAT, in microseconds) of each window of its limit, space-separated (one window:
+# one number, as it always was). A call is allowed when, after adding each window's
+# emission interval, every TAT is at most that window's period ahead of now (a burst of
+# ``count`` calls, as in ``InMemoryRateLimiter``); then it counts in every window. The key
+# expires when the last TAT is reached, so idle clients cost nothing.
+#
+# A limit's arguments are always the last four of ARGV, so a script that also does other
+# work (LIMITED_ACQUIRE) finds them whatever comes before: now_us or "", the windows as
+# "interval_us period_us interval_us period_us ...", cost, max_wait_us.
 _GCRA_FUNCTIONS = """
--- How far ahead of now the key's TAT would be after a call costing ``cost``.
-local function gcra_ahead(key, now, interval, cost)
-  local tat = tonumber(redis.call('GET', key)) or now
-  if tat < now then tat = now end
-  return tat + interval * cost - now
+local function gcra_windows(spec)
+  local windows = {}
+  local numbers = {}
+  for n in string.gmatch(spec, '%d+') do numbers[#numbers + 1] = tonumber(n) end
+  for i = 1, #numbers, 2 do windows[#windows + 1] = {numbers[i], numbers[i + 1]} end
+  return windows
 end
-local function gcra_spend(key, now, ahead)
-  redis.call('SET', key, string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
+-- The wait before a call costing ``cost`` is allowed (<= 0: now), and the stored TATs.
+local function gcra_wait(key, now, windows, cost)
+  local stored = redis.call('GET', key)
+  local tats = {}
+  if stored then
+    for t in string.gmatch(stored, '%S+') do tats[#tats + 1] = tonumber(t) end
+  end
+  local wait = 0
+  for i, w in ipairs(windows) do
+    local tat = tats[i] or now
+    if tat < now then tat = now end
+    local ahead = tat + w[1] * cost - w[2] - now
+    if ahead > wait then wait = ahead end
+  end
+  return wait, tats
+end
+-- Count a call made at ``at`` (now, or a reserved time ahead) in every window.
+local function gcra_spend(key, now, at, windows, tats, cost)
+  local parts = {}
+  local longest = 1
+  for i, w in ipairs(windows) do
+    local tat = tats[i] or at
+    if tat < at then tat = at end
+    tat = tat + w[1] * cost
+    tats[i] = tat
+    parts[i] = string.format('%.0f', tat)
+    if tat - now > longest then longest = tat - now end
+  end
+  redis.call('SET', key, table.concat(parts, ' '), 'PX', math.ceil(longest / 1000))
+end
+-- {remaining, reset_us} of each window, flattened, after the decision.
+local function gcra_left(now, windows, tats, reply)
+  for i, w in ipairs(windows) do
+    local ahead = (tats[i] or now) - now
+    if ahead < 0 then ahead = 0 end
+    local left = math.floor((w[2] - ahead) / w[1])
+    if left < 0 then left = 0 end
+    reply[#reply + 1] = left
+    reply[#reply + 1] = ahead
+  end
+  return reply
+end
+local function gcra_args()
+  local n = #ARGV
+  local now = tonumber(ARGV[n - 3])
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return now, gcra_windows(ARGV[n - 2]), tonumber(ARGV[n - 1]), tonumber(ARGV[n])
 end
 """
 
 # KEYS[1] the limiter key
-# ARGV: now_us or "", interval_us, period_us, cost
-# Returns {allowed (0/1), retry_after_us}
+# ARGV: now_us or "", windows, cost, max_wait_us
+# Returns {allowed (0/1), retry_after_us, delay_us}
 GCRA = LuaScript(
-    """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-"""
-    + _GCRA_FUNCTIONS
+    _GCRA_FUNCTIONS
     + """
-local period = tonumber(ARGV[3])
-local ahead = gcra_ahead(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[4]))
-if ahead > period then return {0, ahead - period} end
-gcra_spend(KEYS[1], now, ahead)
-return {1, 0}
+local now, windows, cost, max_wait = gcra_args()
+local wait, tats = gcra_wait(KEYS[1], now, windows, cost)
+if wait > max_wait then return {0, wait, 0} end
+if wait < 0 then wait = 0 end
+gcra_spend(KEYS[1], now, now + wait, windows, tats, cost)
+return {1, 0, wait}
+"""
+)
+
+# GCRA, also answering what is left of each window (the HTTP RateLimit headers).
+# KEYS[1] the limiter key; ARGV as GCRA's
+# Returns {allowed (0/1), retry_after_us, delay_us, remaining_1, reset_us_1, ...}
+GCRA_QUOTA = LuaScript(
+    _GCRA_FUNCTIONS
+    + """
+local now, windows, cost, max_wait = gcra_args()
+local wait, tats = gcra_wait(KEYS[1], now, windows, cost)
+if wait > max_wait then return gcra_left(now, windows, tats, {0, wait, 0}) end
+if wait < 0 then wait = 0 end
+gcra_spend(KEYS[1], now, now + wait, windows, tats, cost)
+return gcra_left(now, windows, tats, {1, 0, wait})
 """
 )
 
@@ -248,28 +318,27 @@ return {1, 0}
 #
 # KEYS[1] the breaker's hash, KEYS[2] the limiter key
 # ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms,
-#       now_us or "", interval_us, period_us, cost
+#       then the limit's last four (GCRA's: now_us or "", windows, cost, max_wait_us;
+#       the wait is not used here: a call that would wait is refused)
 # Returns {1 admitted / 0 refused by the breaker, state, failures, wait_ms, generation, 0}
 #      or {2 refused by the rate limit, 0, 0, 0, 0, retry_after_us}
 LIMITED_ACQUIRE = LuaScript(
     """
 local now = tonumber(ARGV[1])
-local now_us = tonumber(ARGV[6])
-if not now or not now_us then
+if not now then
   local t = redis.call('TIME')
-  now = now or tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  now_us = now_us or tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 """
     + _ACQUIRE_FUNCTION
     + _GCRA_FUNCTIONS
     + """
-local period = tonumber(ARGV[8])
-local ahead = gcra_ahead(KEYS[2], now_us, tonumber(ARGV[7]), tonumber(ARGV[9]))
-if ahead > period then return {2, 0, 0, 0, 0, ahead - period} end
+local now_us, windows, cost = gcra_args()
+local wait, tats = gcra_wait(KEYS[2], now_us, windows, cost)
+if wait > 0 then return {2, 0, 0, 0, 0, wait} end
 local reply = acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
   tonumber(ARGV[5]))
-if reply[1] == 1 then gcra_spend(KEYS[2], now_us, ahead) end
+if reply[1] == 1 then gcra_spend(KEYS[2], now_us, now_us, windows, tats, cost) end
 reply[6] = 0
 return reply
 """,

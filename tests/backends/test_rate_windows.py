@@ -1,0 +1,126 @@
+"""Several windows per key on Redis: one script, the in-memory limiter's answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coordination.backends.redis import RedisBackend
+from coordination.error_handling import InMemoryRateLimiter, RateLimit
+from fakes import FakeClock
+
+pytestmark = pytest.mark.redis
+
+limits = st.sampled_from(["3/s", "2/s;5/m", "4/500ms;6/2s;10/h", "1/s;2/10s"])
+calls = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.0, 0.001, 0.1, 0.25, 0.5, 1.0, 3.0, 61.0]),
+        st.sampled_from([1, 1, 2]),
+        st.sampled_from([0.0, 0.0, 0.0, 0.5, 2.0]),
+    ),
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(limits, calls)
+def test_same_answers_and_quotas_as_the_in_memory_limiter(
+    redis_url: str, namespace: str, text: str, script: list[tuple[float, int, float]]
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    limit = RateLimit.parse(text)
+    backend = RedisBackend(redis_url, namespace=namespace, redis_clock=clock)
+    try:
+        shared = backend.rate_limiter(limit, clock=clock)
+        # The same time, small enough for a float to hold it to the microsecond.
+        local = InMemoryRateLimiter(limit, clock=lambda: clock.now - 1_700_000_000.0)
+        key = f"k{clock.now}-{id(script)}"
+        for elapsed, cost, max_wait in script:
+            clock.now += elapsed
+            if max_wait == 0.0 and cost == 1:
+                assert shared.try_acquire(key) == pytest.approx(local.try_acquire(key), abs=1e-5)
+                continue
+            ours, theirs = (
+                shared.acquire_quota(key, cost, max_wait),
+                local.acquire_quota(key, cost, max_wait),
+            )
+            assert ours.retry_after == pytest.approx(theirs.retry_after, abs=1e-5)
+            assert ours.delay == pytest.approx(theirs.delay, abs=1e-5)
+            assert [w.remaining for w in ours.windows] == [w.remaining for w in theirs.windows]
+            assert [w.reset for w in ours.windows] == pytest.approx(
+                [w.reset for w in theirs.windows], abs=1e-5
+            )
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for stale in client.scan_iter(f"{namespace}:*"):
+            client.delete(stale)
+        client.close()
+        backend.close()
+
+
+def test_one_key_and_one_round_trip_hold_every_window(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=clock))
+    limiter = backend.rate_limiter(RateLimit.parse("2/s;3/m"), clock=clock)
+    sent: list[tuple[Any, ...]] = []
+    execute = backend.execute
+
+    def counting(*command: Any) -> Any:
+        sent.append(command)
+        return execute(*command)
+
+    backend.execute = counting  # type: ignore[method-assign]
+    assert [limiter.try_acquire("api") for _ in range(2)] == [0.0, 0.0]
+    assert len(sent) == 2  # one EVALSHA per check, whatever the number of windows
+    clock.now += 1.0
+    assert limiter.try_acquire("api") == 0.0
+    clock.now += 1.0
+    assert limiter.try_acquire("api") == pytest.approx(18.0)  # the minute's three are spent
+    client = closing(redis.Redis.from_url(redis_url))
+    [key] = list(client.scan_iter(f"{namespace}:*"))
+    assert key.decode() == f"{namespace}:{{api}}:rate:2/1s;3/60s"
+    assert len(client.get(key).split()) == 2  # one TAT per window
+    assert 0 < client.pttl(key) <= 60_000
+
+
+def test_a_single_window_keeps_the_key_and_value_it_always_had(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=clock))
+    limiter = backend.rate_limiter(RateLimit.parse("4/s"), clock=clock)
+    assert limiter.try_acquire("api") == 0.0
+    client = closing(redis.Redis.from_url(redis_url))
+    value = client.get(f"{namespace}:{{api}}:rate:4/1s")
+    assert value is not None
+    assert int(value) == 1_700_000_000_250_000
+
+
+def test_async_quota_and_reservations(redis_url: str, namespace: str, closing: Any) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=clock))
+    limiter = backend.rate_limiter(RateLimit.parse("2/s;5/m"), clock=clock)
+
+    async def main() -> list[float]:
+        delays = []
+        for _ in range(4):
+            quota = await limiter.aacquire_quota("api", max_wait=1.0)
+            assert quota.allowed
+            delays.append(quota.delay)
+        refused = await limiter.aacquire_quota("api", max_wait=1.0)
+        assert not refused.allowed
+        assert refused.retry_after == pytest.approx(1.5)
+        assert [w.remaining for w in refused.windows] == [0, 1]
+        await backend.aclose()
+        return delays
+
+    assert asyncio.run(main()) == pytest.approx([0.0, 0.0, 0.5, 1.0])
