@@ -124,3 +124,33 @@ def test_async_quota_and_reservations(redis_url: str, namespace: str, closing: A
         return delays
 
     assert asyncio.run(main()) == pytest.approx([0.0, 0.0, 0.5, 1.0])
+
+
+def test_the_breaker_s_combined_check_counts_every_window(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    from coordination import CircuitOpenError
+    from coordination.error_handling import BreakerSettings
+
+    clock = FakeClock(1_700_000_000.0)
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=clock))
+    breaker = backend.breaker(
+        "pay", BreakerSettings(failure_threshold=1), clock=clock, on_transition=lambda t: None
+    )
+    limiter = backend.rate_limiter(RateLimit.parse("2/s;3/m"), clock=clock)
+    for _ in range(2):
+        assert breaker.acquire_with_limit(limiter, "pay") == 0.0
+        breaker.record_success(0.0)
+    assert breaker.acquire_with_limit(limiter, "pay") == pytest.approx(0.5)
+    clock.now += 1.0
+    assert breaker.acquire_with_limit(limiter, "pay") == 0.0
+    breaker.record_failure(0.0)  # opens the breaker
+    clock.now += 1.0
+    # the minute's three are spent (one every 20 s at the sustained rate): refused by it
+    assert breaker.acquire_with_limit(limiter, "pay") == pytest.approx(18.0)
+    clock.now += 18.0
+    breaker.force_open()
+    with pytest.raises(CircuitOpenError):
+        breaker.acquire_with_limit(limiter, "pay")
+    # refused by the breaker: the permit it would have taken is still there
+    assert limiter.acquire_quota("pay").allowed
