@@ -121,6 +121,7 @@ class CoordinationConfig:
     max_concurrent: int | None = _field("max_concurrent")
     bulkhead_wait: float = _field("bulkhead_wait")
     rate_limit: str | None = _field("rate_limit")
+    rate_limit_wait: float = _field("rate_limit_wait")
 
     # --- performance monitoring ---
     max_operation_names: int = _field("max_operation_names")
@@ -144,6 +145,9 @@ class CoordinationConfig:
     map_resilience_errors: bool = _field("map_resilience_errors")
     client_rate_limit: str | None = _field("client_rate_limit")
     client_rate_limit_key: str = _field("client_rate_limit_key")
+    route_limits: str | None = _field("route_limits")
+    rate_limit_headers: str = _field("rate_limit_headers")
+    rate_limit_header_style: str = _field("rate_limit_header_style")
 
     # --- observability and endpoints ---
     expose_endpoints: bool = _field("expose_endpoints")

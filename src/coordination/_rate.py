@@ -17,6 +17,7 @@ Rate(count=5.0, period=10.0)
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._errors import ConfigError
@@ -31,10 +32,16 @@ __all__ = [
     "WindowQuota",
     "read_rate",
     "read_rate_limit",
+    "read_route_limits",
 ]
 
 RATE_EXAMPLE = 'a rate such as "100/s", "20/m", "5/10s"'
 RATE_LIMIT_EXAMPLE = 'a rate such as "100/s", or several windows such as "100/s;5000/h"'
+ROUTE_LIMITS_EXAMPLE = (
+    'route templates and their limits, such as "POST /orders=5/s, GET /items/{id}=100/s;5000/h"'
+)
+# A route key: "/template" (any method) or "METHOD /template", as route_rules are keyed.
+_ROUTE_KEY = re.compile(r"^(?:([A-Z][A-Z0-9_-]*)\s+)?(/\S*)$")
 # Windows one limit may have: each is one number per key (memory) or in the key (Redis).
 MAX_WINDOWS = 8
 
@@ -230,3 +237,47 @@ class Quota:
     @property
     def allowed(self) -> bool:
         return self.retry_after <= 0.0
+
+
+def read_route_limits(text: object) -> dict[str, RateLimit]:
+    """``route_limits`` as a mapping of route key to ``RateLimit``; ``ValueError`` saying
+    which entry is wrong (no echo of the whole value).
+
+    The text form (YAML, environment) is ``"POST /orders=5/s, /search=10/s;100/m"``; code
+    may give the mapping itself (``{"POST /orders": "5/s"}``). A key is a route template
+    (``/orders``: any method) or a method and a template (``POST /orders``), as the keys
+    of ``route_rules``.
+
+    >>> {key: str(limit) for key, limit in read_route_limits("POST /orders=5/s").items()}
+    {'POST /orders': '5/1s'}
+    """
+    if isinstance(text, str):
+        pairs: list[tuple[object, object]] = []
+        for number, entry in enumerate(text.split(","), 1):
+            left, equals, right = entry.rpartition("=")
+            if not equals:
+                raise ValueError(f"entry {number}: expected {ROUTE_LIMITS_EXAMPLE}")
+            pairs.append((left.strip(), right.strip()))
+    elif isinstance(text, Mapping):
+        pairs = list(text.items())
+    else:
+        raise ValueError(f"expected {ROUTE_LIMITS_EXAMPLE}")
+    limits: dict[str, RateLimit] = {}
+    for key, value in pairs:
+        if not isinstance(key, str) or not _ROUTE_KEY.match(key.strip()):
+            raise ValueError(
+                f"route key {quote(key)}: expected a route template such as "
+                '"/orders" or a method and a template such as "POST /orders"'
+            )
+        route = " ".join(key.split())
+        if route in limits:
+            raise ValueError(f"route key {quote(route)} is given twice")
+        try:
+            limits[route] = (
+                RateLimit.of(value)
+                if isinstance(value, Rate | RateLimit)
+                else read_rate_limit(value)
+            )
+        except ValueError as exc:
+            raise ValueError(f"route {quote(route)}: {exc}") from None
+    return limits

@@ -34,7 +34,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._operations import ANNOTATION, EMPTY, parse_operations_text, read_operations
 from ._quote import quote
-from ._rate import read_rate_limit
+from ._rate import read_rate_limit, read_route_limits
 from ._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds
 
 __all__ = [
@@ -539,6 +539,14 @@ _DECLARED = (
         grammar=read_rate_limit,
         per_call=True,
     ),
+    _seconds(
+        "rate_limit_wait",
+        0.0,
+        "Seconds a call may wait for a rate-limit permit, queued in the order calls arrive, "
+        "before RateLimitExceeded (0: refuse at once).",
+        _LIMITS,
+        per_call=True,
+    ),
     # --- performance monitoring ---
     Setting(
         "max_operation_names",
@@ -679,6 +687,39 @@ _DECLARED = (
         _HTTP,
         pattern=_CLIENT_KEY,
         pattern_hint='"address" or "header:<Name>", such as "header:X-API-Key"',
+    ),
+    Setting(
+        "route_limits",
+        str,
+        None,
+        "Requests allowed per client on each route template through the WSGI/ASGI "
+        'middleware, such as "POST /orders=5/s, GET /items/{id}=100/s;5000/h" (in code the '
+        'middleware also takes a mapping, {"POST /orders": "5/s"}); a key without a method '
+        "applies to every method; beyond it: 429 with Retry-After. Shared through Redis "
+        "when redis_url is set.",
+        _HTTP,
+        optional=True,
+        grammar=read_route_limits,
+    ),
+    Setting(
+        "rate_limit_headers",
+        str,
+        "rejected",
+        "When the middleware sends the RateLimit-Policy / RateLimit headers of its client "
+        'and route limits: "rejected" (on a 429), "always" (on every response of a limited '
+        'request) or "never".',
+        _HTTP,
+        choices=("rejected", "always", "never"),
+    ),
+    Setting(
+        "rate_limit_header_style",
+        str,
+        "ietf",
+        'Which rate-limit headers: "ietf" (RateLimit-Policy and RateLimit, '
+        'draft-ietf-httpapi-ratelimit-headers), "x-ratelimit" (X-RateLimit-Limit, '
+        '-Remaining and -Reset, of the window with the least left) or "both".',
+        _HTTP,
+        choices=("ietf", "x-ratelimit", "both"),
     ),
     # --- observability and built-in HTTP endpoints ---
     Setting(

@@ -75,7 +75,8 @@ class InMemoryRateLimiter:
 
     def acquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:
         """``try_acquire`` with what is left of each window; a call allowed within
-        ``max_wait`` seconds is counted now and told its ``delay`` (see ``Quota``)."""
+        ``max_wait`` seconds is counted now and told its ``delay`` (see ``Quota``).
+        ``cost=0`` only looks: nothing is counted."""
         with self._lock:
             now = self._clock()
             tats = self._tat.get(key)
@@ -89,7 +90,8 @@ class InMemoryRateLimiter:
                 wait = 0.0
             elif wait > max_wait + _EPSILON or not math.isfinite(wait):
                 return Quota(wait, 0.0, self._left(tats, now))
-            tats = self._spend(key, tats, now, now + wait, cost)
+            if cost:
+                tats = self._spend(key, tats, now, now + wait, cost)
             return Quota(0.0, wait, self._left(tats, now))
 
     async def aacquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:

@@ -167,6 +167,8 @@ async def _run(
     app: ASGIApp, core: RequestCore, request: Exchange, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """Run the app on an admitted request, answer what it raised, count the outcome."""
+    if request.rate_headers:  # rate_limit_headers="always": the app's answer carries them
+        send = _with_headers(send, request.rate_headers)
     # An unannounced (chunked) body is counted as the app reads it.
     exchange = _Exchange(receive, send, core.max_body if request.length is None else None)
     error: Exception | None = None
@@ -194,6 +196,17 @@ async def _run(
         if gone and error is None:
             status = CLIENT_CLOSED
         core.finish(request, status, error, answered is not None and answered.status == 413)
+
+
+def _with_headers(send: Send, fields: tuple[tuple[str, str], ...]) -> Send:
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in fields]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return sending
 
 
 async def _read_body(

@@ -32,6 +32,10 @@ class MiddlewareBase(CoordinatedDoor):
     ``client_rate_limit`` (``"100/s"``) and ``client_rate_limit_key`` (``"address"`` or
     ``"header:X-API-Key"``) override the configuration's; ``rate_limiter`` replaces the
     limiter itself (any ``RateLimiterBackend``, such as ``RedisBackend(...).rate_limiter``).
+    ``route_limits`` (``{"POST /orders": "5/s"}``) limits each client on a route template;
+    ``rate_limit_headers`` (``"rejected"``, ``"always"``, ``"never"``) and
+    ``rate_limit_header_style`` (``"ietf"``, ``"x-ratelimit"``, ``"both"``) say which
+    rate-limit headers the answers carry (see ``_client_limit``, ``_rate_headers``).
     ``map_resilience_errors`` overrides the configuration's: resilience errors raised
     inside the app become 503/429/504 problem documents (see ``_problems``).
 
@@ -63,6 +67,9 @@ class MiddlewareBase(CoordinatedDoor):
         client_rate_limit: str | Rate | RateLimit | None = None,
         client_rate_limit_key: str | None = None,
         rate_limiter: RateLimiterBackend | None = None,
+        route_limits: str | Mapping[str, Any] | None = None,
+        rate_limit_headers: str | None = None,
+        rate_limit_header_style: str | None = None,
         coordination: ComponentSet | None = None,
         map_resilience_errors: bool | None = None,
         debug: bool = False,
@@ -77,7 +84,19 @@ class MiddlewareBase(CoordinatedDoor):
             type(self)._resolver(app, route_resolver), list(self._policy.rules), self._logger
         )
         self._monitor = self.performance_monitor if cfg.enable_performance_monitoring else None
-        limit = build_client_limit(cfg, client_rate_limit, client_rate_limit_key, rate_limiter)
+        limit = build_client_limit(
+            cfg,
+            client_rate_limit,
+            client_rate_limit_key,
+            rate_limiter,
+            route_limits=route_limits,
+            headers=rate_limit_headers,
+            header_style=rate_limit_header_style,
+        )
+        if limit is not None and limit.routes:
+            self._routes = check_route_rules(
+                self._routes, list(limit.routes), self._logger, "route_limits"
+            )
         self._core_client_limit = limit
         self._counters = HttpCounters(cfg.max_operation_names)
         self._endpoints = Endpoints(self._components, cfg, self) if cfg.expose_endpoints else None

@@ -59,7 +59,16 @@ class Exchange:
     unread to the route resolver and the client key function of that protocol.
     """
 
-    __slots__ = ("length", "method", "path", "request", "route", "rule_set", "started")
+    __slots__ = (
+        "length",
+        "method",
+        "path",
+        "rate_headers",
+        "request",
+        "route",
+        "rule_set",
+        "started",
+    )
 
     def __init__(self, request: Mapping[str, Any], method: str, path: str) -> None:
         self.request = request
@@ -69,6 +78,8 @@ class Exchange:
         self.length: int | None = None  # the declared Content-Length, once admitted
         self.rule_set: Any = None  # the route's rule set, when its body must be checked
         self.started = 0.0
+        # The RateLimit headers the app's answer carries (rate_limit_headers="always").
+        self.rate_headers: tuple[tuple[str, str], ...] = ()
 
 
 class RequestCore:
@@ -150,7 +161,9 @@ class RequestCore:
         if limit is not None:
             if not self._limit_sync:
                 return CHECK_CLIENT
-            rejection = limit.check(self._client_key(exchange.request))
+            rejection, exchange.rate_headers = limit.check(
+                self._client_key(exchange.request), self._route_limit(limit, exchange)
+            )
             if rejection is not None:
                 return rejection
         elif not self._body_checks:  # the common case, inline: a plain length, no rules
@@ -164,11 +177,24 @@ class RequestCore:
         return self._body(exchange, content_length)
 
     async def acheck_client(self, exchange: Exchange) -> Rejection | None:
-        """The client rate limit, awaited (the ``CHECK_CLIENT`` step)."""
+        """The client's rate limits (the client's, the route's), awaited (the
+        ``CHECK_CLIENT`` step)."""
         limit = self._limit
         if limit is None:  # CHECK_CLIENT is only asked for with a limit
             return None
-        return await limit.acheck(self._client_key(exchange.request))
+        rejection, exchange.rate_headers = await limit.acheck(
+            self._client_key(exchange.request), self._route_limit(limit, exchange)
+        )
+        return rejection
+
+    def _route_limit(self, limit: ClientRateLimit, exchange: Exchange) -> Any:
+        """The route's limit for this request (its route resolved now, once), or None."""
+        if not limit.routes or self.routes is None:
+            return None
+        route = exchange.route
+        if route is None:
+            route = exchange.route = self._resolve(self.routes.before, exchange.request)
+        return limit.route_limit(exchange.method, route)
 
     def admit_checked(
         self, exchange: Exchange, rejection: Rejection | None, content_length: str | None

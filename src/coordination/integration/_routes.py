@@ -221,8 +221,11 @@ def asgi_route_resolver(app: Any, custom: Any = None) -> RouteResolver:
 _METHOD_KEY = re.compile(r"([A-Z]+) (/.*)", re.DOTALL)  # "POST /users", as rules_for reads it
 
 
-def unmatched_route_rules(keys: Iterable[str], routes: Sequence[KnownRoute]) -> list[str]:
-    """One sentence per ``route_rules`` key that no route matches, naming the closest.
+def unmatched_route_rules(
+    keys: Iterable[str], routes: Sequence[KnownRoute], field: str = "route_rules"
+) -> list[str]:
+    """One sentence per ``route_rules`` (or ``route_limits``: ``field``) key that no route
+    matches, naming the closest.
 
     >>> unmatched_route_rules(["GET /user"], [KnownRoute("/users")])[0][-28:]
     "did you mean 'GET /users'?"
@@ -241,11 +244,11 @@ def unmatched_route_rules(keys: Iterable[str], routes: Sequence[KnownRoute]) -> 
             else:
                 shown = ", ".join(templates[:10]) + (", …" if len(templates) > 10 else "")
                 hint = f" (its routes: {shown or 'none'})"
-            problems.append(f"route_rules key {key!r} matches no route of the app{hint}")
+            problems.append(f"{field} key {key!r} matches no route of the app{hint}")
         elif method is not None and route.methods is not None and method not in route.methods:
             taken = ", ".join(sorted(route.methods))
             problems.append(
-                f"route_rules key {key!r}: the route {template!r} takes {taken}, not {method}"
+                f"{field} key {key!r}: the route {template!r} takes {taken}, not {method}"
             )
     return problems
 
@@ -260,10 +263,15 @@ class _CheckedRoutes:
     """
 
     def __init__(
-        self, resolver: RouteResolver, keys: Sequence[str], logger: logging.Logger
+        self,
+        resolver: RouteResolver,
+        keys: Sequence[str],
+        logger: logging.Logger,
+        field: str = "route_rules",
     ) -> None:
         self._resolver = resolver
         self._keys = keys
+        self._field = field
         self._logger = logger
         self._lock = threading.Lock()
         self._checked = False
@@ -285,17 +293,21 @@ class _CheckedRoutes:
         try:
             routes = self._resolver.known_routes(request)
         except Exception:  # a framework we misread must not fail the request
-            self._logger.exception("cannot list the app's routes to check route_rules")
+            self._logger.exception("cannot list the app's routes to check %s", self._field)
             return
         if routes is None:
             return
-        self.problems = unmatched_route_rules(self._keys, routes)
+        self.problems = unmatched_route_rules(self._keys, routes, self._field)
+        what = "limits" if self._field == "route_limits" else "rules"
         for problem in self.problems:
-            self._logger.warning("%s: its rules are never applied", problem)
+            self._logger.warning("%s: its %s are never applied", problem, what)
 
 
 def check_route_rules(
-    resolver: RouteResolver | None, keys: Sequence[str], logger: logging.Logger
+    resolver: RouteResolver | None,
+    keys: Sequence[str],
+    logger: logging.Logger,
+    field: str = "route_rules",
 ) -> RouteResolver | None:
     """``resolver``, checking ``route_rules`` keys against the app's routes.
 
@@ -308,10 +320,10 @@ def check_route_rules(
         return resolver
     if resolver is None:
         raise ConfigError(
-            "route_rules need route templates, and this app's routes cannot be named "
+            f"{field} need route templates, and this app's routes cannot be named "
             "(it is neither Flask nor Django): pass route_resolver=, a function of the "
             "WSGI environ that returns the route template",
-            field="route_rules",
+            field=field,
             value=None,
             source="keyword argument",
         )
@@ -319,6 +331,6 @@ def check_route_rules(
         routes = resolver.known_routes(None)
     except Exception:
         routes = None
-    if routes is not None and not unmatched_route_rules(keys, routes):
+    if routes is not None and not unmatched_route_rules(keys, routes, field):
         return resolver
-    return _CheckedRoutes(resolver, keys, logger)
+    return _CheckedRoutes(resolver, keys, logger, field)

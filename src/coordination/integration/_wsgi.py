@@ -226,6 +226,7 @@ class _Exchange(Exchange):
         self.length = None
         self.rule_set = None
         self.started = 0.0
+        self.rate_headers = ()
         self.core = core
         self.upstream = upstream
         self.status = 500  # until the app says otherwise (``body``: set once it returns)
@@ -254,6 +255,8 @@ class _Exchange(Exchange):
                 self.replacement = [b"" if self.method == "HEAD" else body]
                 self.status = rejection.status
                 status, headers = rejection.status_line, rejection.response_headers(body)
+        if self.rate_headers:  # rate_limit_headers="always": the app's answer carries them
+            headers = [*headers, *self.rate_headers]
         if exc_info is None:
             return self.upstream(status, headers)
         return self.upstream(status, headers, exc_info)

@@ -77,7 +77,9 @@ class RedisRateLimiter:
         return self._outage(key, cost)
 
     def acquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:
-        args = self.script_args(key, cost, max_wait)
+        """``try_acquire`` with what is left of each window (``cost=0``: only look), and
+        permits reserved up to ``max_wait`` seconds ahead; see ``Quota``."""
+        args = self.script_args(key, cost, max_wait, least=0)
         if self.guard.usable():
             try:
                 reply = GCRA_QUOTA(self.backend.execute, *args)
@@ -88,7 +90,7 @@ class RedisRateLimiter:
         return self._quota_outage(key, cost, max_wait)
 
     async def aacquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:
-        args = self.script_args(key, cost, max_wait)
+        args = self.script_args(key, cost, max_wait, least=0)
         if self.guard.usable():
             try:
                 reply = await GCRA_QUOTA.run_async(self.backend.async_client(), *args)
@@ -99,11 +101,11 @@ class RedisRateLimiter:
         return self._quota_outage(key, cost, max_wait)
 
     def script_args(
-        self, key: str, cost: int, max_wait: float = 0.0
+        self, key: str, cost: int, max_wait: float = 0.0, *, least: int = 1
     ) -> tuple[str, int | str, str, int, int]:
         """The ``GCRA`` script's KEYS and ARGV for ``key``: the key, then the limit's four
         arguments (the breaker's combined check passes them on to ``LIMITED_ACQUIRE``)."""
-        _check_cost(cost)
+        _check_cost(cost, least)
         return (
             owned_key(self.backend.prefix, key, self._kind),
             self.backend.now_us(),
@@ -163,6 +165,6 @@ class RedisRateLimiter:
         return self._local
 
 
-def _check_cost(cost: int) -> None:
-    if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
-        raise ConfigError(f"cost: expected a whole number of at least 1, got {cost!r}")
+def _check_cost(cost: int, least: int = 1) -> None:
+    if not isinstance(cost, int) or isinstance(cost, bool) or cost < least:
+        raise ConfigError(f"cost: expected a whole number of at least {least}, got {cost!r}")

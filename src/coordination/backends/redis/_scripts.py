@@ -296,7 +296,8 @@ return {1, 0, wait}
 """
 )
 
-# GCRA, also answering what is left of each window (the HTTP RateLimit headers).
+# GCRA, also answering what is left of each window (the HTTP RateLimit headers); a cost
+# of 0 only looks.
 # KEYS[1] the limiter key; ARGV as GCRA's
 # Returns {allowed (0/1), retry_after_us, delay_us, remaining_1, reset_us_1, ...}
 GCRA_QUOTA = LuaScript(
@@ -306,7 +307,7 @@ local now, windows, cost, max_wait = gcra_args()
 local wait, tats = gcra_wait(KEYS[1], now, windows, cost)
 if wait > max_wait then return gcra_left(now, windows, tats, {0, wait, 0}) end
 if wait < 0 then wait = 0 end
-gcra_spend(KEYS[1], now, now + wait, windows, tats, cost)
+if cost > 0 then gcra_spend(KEYS[1], now, now + wait, windows, tats, cost) end
 return gcra_left(now, windows, tats, {1, 0, wait})
 """
 )
