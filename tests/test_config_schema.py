@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from coordination import CoordinationConfig
 from coordination._errors import ConfigError
-from coordination._rate import Rate, RateLimit, read_rate_limit
+from coordination._rate import Rate, RateLimit, read_rate_limit, read_route_limits
 from coordination._settings import ALIASES, SETTINGS, Setting
 from coordination._threshold_grammar import read_operation_thresholds
 from coordination.error_handling import CoordinationErrorHandler, handle_errors
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 # A valid value for each grammar (a new grammar fails here until it gets one).
 GRAMMAR_SAMPLES: dict[Callable[[str], object], tuple[str, str]] = {
     read_rate_limit: ("7/1s;100/3600s", "lots"),
+    read_route_limits: ("POST /orders=5/s, /items/{id}=1/s;9/h", "POST orders=5/s"),
     read_operation_thresholds: ("checkout: p95_ms=250", "checkout p95_ms"),
 }
 
@@ -63,6 +64,7 @@ IN_OPTIONS: dict[str, Callable[[Options], object]] = {
     "bulkhead_wait": lambda o: o.bulkhead_wait,
     # the configuration holds the text, the pipeline the parsed RateLimit (str round-trips)
     "rate_limit": lambda o: None if o.rate_limit is None else str(o.rate_limit),
+    "rate_limit_wait": lambda o: o.rate_limit_wait,
 }
 
 

@@ -64,6 +64,7 @@ class Options:
     bulkhead_wait: float
     fallback: Any
     rate_limit: RateLimit | None
+    rate_limit_wait: float
     breaker: BreakerSettings
     wait: RetryWait | None = None
     on_retry: tuple[RetryHook, ...] = ()
@@ -123,6 +124,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
         bulkhead_wait=get("bulkhead_wait"),
         fallback=overrides.get("fallback", MISSING),
         rate_limit=None if rate is None else RateLimit.parse(rate),
+        rate_limit_wait=get("rate_limit_wait"),
         breaker=BreakerSettings(
             failure_threshold=get("circuit_breaker_threshold"),
             open_seconds=get("circuit_breaker_timeout"),

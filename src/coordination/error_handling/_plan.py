@@ -194,7 +194,7 @@ class Plan:
         self.op = op
         self.options = options
         self.breaker = op.breaker
-        self.admission: Admission | None = admission_for(op)
+        self.admission: Admission | None = admission_for(op, options.rate_limit_wait, runtime)
         self.timeout = options.timeout
         self.fallback = options.fallback
         # a time budget counts from the first attempt's start: the attempts are timed
