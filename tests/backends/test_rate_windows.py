@@ -154,3 +154,69 @@ def test_the_breaker_s_combined_check_counts_every_window(
         breaker.acquire_with_limit(limiter, "pay")
     # refused by the breaker: the permit it would have taken is still there
     assert limiter.acquire_quota("pay").allowed
+
+
+def test_rate_limit_wait_reserves_permits_in_redis_across_handlers(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    from coordination import RateLimitExceeded
+    from coordination.error_handling import CoordinationErrorHandler
+
+    clock = FakeClock(1_700_000_000.0)
+    slept: list[float] = []
+
+    def handler() -> CoordinationErrorHandler:
+        backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=clock))
+        return CoordinationErrorHandler(
+            {"jitter": "none"},
+            clock=clock,
+            sleep=slept.append,  # time does not pass: every reservation is still ahead
+            breaker_factory=backend.breaker,
+            rate_limiter_factory=backend.rate_limiter,
+        )
+
+    first, second = handler(), handler()
+    options: dict[str, Any] = {
+        "operation_name": "shared",
+        "rate_limit": "2/s;100/h",
+        "rate_limit_wait": 1.0,
+    }
+    for each in (first, second, first, second):
+        each.execute_with_error_handling(lambda: 1, **options)
+    # two at once, then the 3rd and 4th reserve the slots 0.5 s and 1 s ahead, in order
+    assert slept == pytest.approx([0.5, 1.0])
+    with pytest.raises(RateLimitExceeded) as caught:
+        first.execute_with_error_handling(lambda: 1, **options)
+    assert caught.value.retry_after == pytest.approx(1.5)  # the next free slot
+
+
+async def test_async_rate_limit_wait_on_redis(redis_url: str, namespace: str) -> None:
+    from coordination.error_handling import CoordinationErrorHandler
+
+    clock = FakeClock(1_700_000_000.0)
+    slept: list[float] = []
+
+    async def no_time_passes(seconds: float) -> None:
+        slept.append(seconds)
+
+    backend = RedisBackend(redis_url, namespace=namespace, redis_clock=clock)
+    handler = CoordinationErrorHandler(
+        {"jitter": "none"},
+        clock=clock,
+        async_sleep=no_time_passes,
+        breaker_factory=backend.breaker,
+        rate_limiter_factory=backend.rate_limiter,
+    )
+
+    async def call() -> int:
+        return 1
+
+    try:
+        for _ in range(3):
+            await handler.aexecute_with_error_handling(
+                call, operation_name="a", rate_limit="2/s", rate_limit_wait=1.0
+            )
+    finally:
+        await backend.aclose()
+        backend.close()
+    assert slept == pytest.approx([0.5])
