@@ -78,7 +78,7 @@ def test_one_key_and_one_round_trip_hold_every_window(
         sent.append(command)
         return execute(*command)
 
-    backend.execute = counting  # type: ignore[method-assign]
+    backend.execute = counting
     assert [limiter.try_acquire("api") for _ in range(2)] == [0.0, 0.0]
     assert len(sent) == 2  # one EVALSHA per check, whatever the number of windows
     clock.now += 1.0
