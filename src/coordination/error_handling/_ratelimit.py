@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from typing import Any
 
 from .._rate import Quota, Rate, RateLimit, WindowQuota
 from .._time import Clock, monotonic
@@ -42,7 +43,18 @@ class InMemoryRateLimiter:
     2
     """
 
-    __slots__ = ("_clock", "_lock", "_tat", "_windows", "blocking", "max_keys", "rate")
+    __slots__ = (
+        "_clock",
+        "_interval",
+        "_lock",
+        "_period",
+        "_single",
+        "_tat",
+        "_windows",
+        "blocking",
+        "max_keys",
+        "rate",
+    )
 
     def __init__(
         self, rate: Rate | RateLimit, *, clock: Clock = monotonic, max_keys: int = 10_000
@@ -53,9 +65,28 @@ class InMemoryRateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._windows = tuple((window.interval, window.period) for window in self.rate.windows)
-        self._tat: dict[str, tuple[float, ...]] = {}  # one TAT per window, in the limit's order
+        # One window (the common case) keeps a bare float per key and a path of its own;
+        # several keep a tuple of TATs per key, in the limit's order.
+        self._single = len(self._windows) == 1
+        self._interval, self._period = self._windows[0]
+        self._tat: dict[str, Any] = {}
 
     def try_acquire(self, key: str, cost: int = 1) -> float:
+        if self._single:
+            interval = self._interval
+            with self._lock:
+                now = self._clock()
+                tat = self._tat.get(key, now)
+                if tat < now:
+                    tat = now
+                new_tat = tat + interval * cost
+                ahead = new_tat - self._period - now
+                if ahead > _EPSILON:
+                    return float(ahead)
+                if key not in self._tat and len(self._tat) >= self.max_keys:
+                    self._evict(now)
+                self._tat[key] = new_tat
+                return 0.0
         with self._lock:
             now = self._clock()
             tats = self._tat.get(key)
@@ -79,7 +110,7 @@ class InMemoryRateLimiter:
         ``cost=0`` only looks: nothing is counted."""
         with self._lock:
             now = self._clock()
-            tats = self._tat.get(key)
+            tats = self._tats(key)
             wait = 0.0
             for index, (interval, period) in enumerate(self._windows):
                 tat = now if tats is None or tats[index] < now else tats[index]
@@ -97,6 +128,12 @@ class InMemoryRateLimiter:
     async def aacquire_quota(self, key: str, cost: int = 1, max_wait: float = 0.0) -> Quota:
         return self.acquire_quota(key, cost, max_wait)
 
+    def _tats(self, key: str) -> tuple[float, ...] | None:
+        stored = self._tat.get(key)
+        if stored is None or not self._single:
+            return stored
+        return (stored,)
+
     def _spend(
         self, key: str, tats: tuple[float, ...] | None, now: float, at: float, cost: int
     ) -> tuple[float, ...]:
@@ -110,7 +147,7 @@ class InMemoryRateLimiter:
                 (at if tat < at else tat) + interval * cost
                 for tat, (interval, _) in zip(tats, self._windows, strict=True)
             )
-        self._tat[key] = tats
+        self._tat[key] = tats[0] if self._single else tats
         return tats
 
     def _left(self, tats: tuple[float, ...] | None, now: float) -> tuple[WindowQuota, ...]:
@@ -129,7 +166,8 @@ class InMemoryRateLimiter:
         scanning again. A dropped key only starts afresh with a whole burst.
         """
         tats = self._tat
-        idle = [key for key, tat in tats.items() if max(tat) <= now]
+        single = self._single
+        idle = [key for key, tat in tats.items() if (tat if single else max(tat)) <= now]
         for key in idle:
             del tats[key]
         if len(tats) >= self.max_keys:

@@ -158,9 +158,15 @@ class ClientRateLimit:
         self, client: str, route: tuple[_Limit, str] | None = None
     ) -> tuple[Rejection | None, tuple[tuple[str, str], ...]]:
         """The rejection (or None) and the headers an admitted request's answer carries."""
+        limit = self.client
+        if route is None and limit is not None and not limit.quota:  # the common case
+            try:
+                wait = limit.limiter.try_acquire(client)
+            except Exception as exc:
+                return self._unavailable(exc), ()
+            return _ADMITTED if wait <= 0.0 else (self._refused(limit, client, wait, ""), ())
         quotas: list[tuple[str, Quota]] = []
         try:
-            limit = self.client
             if limit is not None:
                 rejection = self._ask(limit, client, quotas)
                 if rejection is not None:
@@ -262,6 +268,9 @@ class ClientRateLimit:
         if self.routes:
             status["routes"] = {route: str(limit.rate) for route, limit in self.routes.items()}
         return status
+
+
+_ADMITTED: tuple[None, tuple[tuple[str, str], ...]] = (None, ())
 
 
 def _route_key(client: str, route: str) -> str:

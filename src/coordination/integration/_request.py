@@ -161,8 +161,9 @@ class RequestCore:
         if limit is not None:
             if not self._limit_sync:
                 return CHECK_CLIENT
+            route = None if not limit.routes else self._route_limit(limit, exchange)
             rejection, exchange.rate_headers = limit.check(
-                self._client_key(exchange.request), self._route_limit(limit, exchange)
+                self._client_key(exchange.request), route
             )
             if rejection is not None:
                 return rejection
