@@ -188,7 +188,7 @@ HTTP_SERIES = (
         "counter",
         (),
         "HTTP stats: rate_limited",
-        "Requests refused with 429 because their client's rate limit was spent.",
+        "Requests refused with 429 because a client or route rate limit was spent.",
     ),
 )
 # The error handler's per-operation counters: (OperationErrorSnapshot field, series).
