@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from coordination import ConfigError
 from coordination.error_handling import InMemoryRateLimiter, Rate, RateLimit
@@ -161,3 +162,62 @@ def test_reserved_permits_are_served_in_the_order_they_were_asked() -> None:
     late = limiter.acquire_quota("k", max_wait=2.0)
     assert not late.allowed
     assert late.retry_after == pytest.approx(2.5)
+
+
+class LimiterMachine(RuleBasedStateMachine):
+    """Several keys of one multi-window limiter against the exact model: plain checks,
+    reservations ahead, looks that count nothing, and time passing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = MsClock()
+        self.limit = RateLimit.parse("3/s;5/10s;8/m")
+        self.limiter = InMemoryRateLimiter(self.limit, clock=self.clock)
+        self.models: dict[str, list[ExactGcra]] = {}
+
+    def model(self, key: str) -> list[ExactGcra]:
+        return self.models.setdefault(key, [ExactGcra(rate) for rate in self.limit.windows])
+
+    def now(self) -> Fraction:
+        return Fraction(self.clock.ms, 1000)
+
+    @rule(ms=st.sampled_from([0, 1, 200, 333, 1000, 4000, 30_000]))
+    def time_passes(self, ms: int) -> None:
+        self.clock.ms += ms
+
+    @rule(key=st.sampled_from(["a", "b"]), cost=st.sampled_from([1, 1, 2]))
+    def check(self, key: str, cost: int) -> None:
+        model, now = self.model(key), self.now()
+        wait = max(window.wait(now, cost) for window in model)
+        assert self.limiter.try_acquire(key, cost) == pytest.approx(float(wait), abs=1e-6)
+        if wait == 0:
+            for window in model:
+                window.spend(now, cost)
+
+    @rule(key=st.sampled_from(["a", "b"]), max_wait=st.sampled_from([0.5, 2.0, 20.0]))
+    def reserve(self, key: str, max_wait: float) -> None:
+        model, now = self.model(key), self.now()
+        wait = max(window.wait(now, 1) for window in model)
+        quota = self.limiter.acquire_quota(key, 1, max_wait)
+        assert quota.allowed == (wait <= Fraction(max_wait))
+        if quota.allowed:
+            assert quota.delay == pytest.approx(float(wait), abs=1e-6)
+            for window in model:
+                window.spend(now + wait, 1)
+        else:
+            assert quota.retry_after == pytest.approx(float(wait), abs=1e-6)
+
+    @rule(key=st.sampled_from(["a", "b"]))
+    def look(self, key: str) -> None:
+        before = dict(self.limiter._tat)
+        quota = self.limiter.acquire_quota(key, 0)
+        assert self.limiter._tat.get(key) == before.get(key)  # a look counts nothing
+        for window, left in zip(self.model(key), quota.windows, strict=True):
+            ahead = max(Fraction(0), (window.tat or self.now()) - self.now())
+            expected = max(0, int((window.period - ahead) / window.interval))
+            assert left.remaining == min(expected, int(left.rate.count))
+            assert left.reset == pytest.approx(float(ahead), abs=1e-6)
+
+
+TestLimiterMachine = LimiterMachine.TestCase
+TestLimiterMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
