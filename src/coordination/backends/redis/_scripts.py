@@ -222,6 +222,8 @@ return {state, failures, gen, opened}
 # "interval_us period_us interval_us period_us ...", cost, max_wait_us.
 _GCRA_FUNCTIONS = """
 local function gcra_windows(spec)
+  local interval, period = string.match(spec, '^(%d+) (%d+)$')
+  if interval then return {{tonumber(interval), tonumber(period)}} end  -- one window
   local windows = {}
   local numbers = {}
   for n in string.gmatch(spec, '%d+') do numbers[#numbers + 1] = tonumber(n) end
@@ -232,7 +234,9 @@ end
 local function gcra_wait(key, now, windows, cost)
   local stored = redis.call('GET', key)
   local tats = {}
-  if stored then
+  if #windows == 1 then
+    tats[1] = tonumber(stored)
+  elseif stored then
     for t in string.gmatch(stored, '%S+') do tats[#tats + 1] = tonumber(t) end
   end
   local wait = 0
@@ -256,7 +260,9 @@ local function gcra_spend(key, now, at, windows, tats, cost)
     parts[i] = string.format('%.0f', tat)
     if tat - now > longest then longest = tat - now end
   end
-  redis.call('SET', key, table.concat(parts, ' '), 'PX', math.ceil(longest / 1000))
+  local value = parts[1]
+  if #parts > 1 then value = table.concat(parts, ' ') end
+  redis.call('SET', key, value, 'PX', math.ceil(longest / 1000))
 end
 -- {remaining, reset_us} of each window, flattened, after the decision.
 local function gcra_left(now, windows, tats, reply)
@@ -270,9 +276,10 @@ local function gcra_left(now, windows, tats, reply)
   end
   return reply
 end
-local function gcra_args()
+-- The limit's four arguments, the last of ARGV; ``now_us`` when the caller read TIME.
+local function gcra_args(now_us)
   local n = #ARGV
-  local now = tonumber(ARGV[n - 3])
+  local now = now_us or tonumber(ARGV[n - 3])
   if not now then
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -326,15 +333,17 @@ return gcra_left(now, windows, tats, {1, 0, wait})
 LIMITED_ACQUIRE = LuaScript(
     """
 local now = tonumber(ARGV[1])
-if not now then
+local now_us = tonumber(ARGV[#ARGV - 3])
+if not now or not now_us then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = now or tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now_us = now_us or tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 """
     + _ACQUIRE_FUNCTION
     + _GCRA_FUNCTIONS
     + """
-local now_us, windows, cost = gcra_args()
+local _, windows, cost = gcra_args(now_us)
 local wait, tats = gcra_wait(KEYS[2], now_us, windows, cost)
 if wait > 0 then return {2, 0, 0, 0, 0, wait} end
 local reply = acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
