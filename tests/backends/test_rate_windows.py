@@ -220,3 +220,33 @@ async def test_async_rate_limit_wait_on_redis(redis_url: str, namespace: str) ->
         await backend.aclose()
         backend.close()
     assert slept == pytest.approx([0.5])
+
+
+@pytest.mark.parametrize("policy", ["local", "allow", "raise"])
+def test_quotas_while_redis_is_unreachable_follow_the_outage_policy(
+    policy: str, closing: Any
+) -> None:
+    from coordination import StoreError
+    from loopback import free_port
+
+    backend = closing(
+        RedisBackend(f"redis://127.0.0.1:{free_port()}/0", outage_policy=policy, socket_timeout=0.2)
+    )
+    limiter = backend.rate_limiter(RateLimit.parse("2/s;3/m"), clock=time_now)
+    if policy == "raise":
+        with pytest.raises(StoreError):
+            limiter.acquire_quota("k")
+        return
+    quotas = [limiter.acquire_quota("k") for _ in range(3)]
+    if policy == "allow":
+        assert all(quota.allowed for quota in quotas)
+        return
+    # local: this process's own limiter answers, with its own quotas
+    assert [quota.allowed for quota in quotas] == [True, True, False]
+    assert [w.remaining for w in quotas[1].windows] == [0, 1]
+
+
+def time_now() -> float:
+    import time
+
+    return time.monotonic()

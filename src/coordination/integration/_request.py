@@ -219,8 +219,8 @@ class RequestCore:
         exchange.length = length
         policy = self.policy
         if policy.rules and self.routes is not None:
-            try:
-                route = self.routes.before(exchange.request)
+            try:  # a route limit may have named the route already
+                route = exchange.route or self.routes.before(exchange.request)
             except Exception as exc:
                 # A resolver that raises is the app's bug; skipping the rule set would let
                 # the body through unchecked, so it is counted and raised.
