@@ -236,3 +236,28 @@ def test_under_uvicorn() -> None:
     assert answers[0].headers["ratelimit"] == '"route";r=1;t=30'
     assert answers[2].headers["retry-after"] == "30"
     assert answers[2].headers["content-type"] == "application/problem+json"
+
+
+def test_a_route_with_a_limit_and_a_rule_set_is_resolved_once() -> None:
+    resolved: list[str] = []
+
+    def resolver(environ: Any) -> str | None:
+        resolved.append(environ["PATH_INFO"])
+        return "/orders" if environ["PATH_INFO"] == "/orders" else None
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = CoordinationMiddleware(
+        app,
+        route_resolver=resolver,
+        route_rules={"POST /orders": {"required_fields": ["sku"]}},
+        route_limits={"POST /orders": "1/m"},
+    )
+    client = Client(middleware)
+    first = client.post("/orders", json={"sku": "A"}, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert first.status_code == 200
+    assert resolved == ["/orders"]  # the limit named the route; the rule set reused it
+    second = client.post("/orders", json={"sku": "A"}, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert second.status_code == 429  # refused before its body is read or checked
