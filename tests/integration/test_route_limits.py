@@ -261,3 +261,28 @@ def test_a_route_with_a_limit_and_a_rule_set_is_resolved_once() -> None:
     assert resolved == ["/orders"]  # the limit named the route; the rule set reused it
     second = client.post("/orders", json={"sku": "A"}, environ_base={"REMOTE_ADDR": "10.0.0.9"})
     assert second.status_code == 429  # refused before its body is read or checked
+
+
+def test_route_limits_from_yaml_and_the_environment_name_their_source(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coordination import CoordinationConfig
+
+    good = tmp_path / "good.yaml"
+    good.write_text('route_limits: "POST /orders=1/m"\nrate_limit_headers: always\n')
+    client = Client(CoordinationMiddleware(flask_app(), config=CoordinationConfig.from_file(good)))
+    first = call(client, "POST", "/orders")
+    assert first.headers["RateLimit"] == '"route";r=0;t=60'
+    assert call(client, "POST", "/orders").status_code == 429
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('max_retries: 2\nroute_limits: "POST /orders=1/m, /x=soon"\n')
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 2: route '/x': expected a rate"):
+        CoordinationConfig.from_file(bad)
+
+    monkeypatch.setenv("COORDINATION_ROUTE_LIMITS", "GET /items/<int:item>=1/m")
+    client = Client(CoordinationMiddleware(flask_app(), config=CoordinationConfig.load()))
+    assert [call(client, "GET", "/items/1").status_code for _ in range(2)] == [200, 429]
+    monkeypatch.setenv("COORDINATION_ROUTE_LIMITS", "items=1/m")
+    with pytest.raises(ConfigError, match="environment variable COORDINATION_ROUTE_LIMITS"):
+        CoordinationConfig.load()
