@@ -114,6 +114,8 @@ class CoordinationConfig:
     window_type: str = _field("window_type")
     window_size: int = _field("window_size")
     minimum_calls: int = _field("minimum_calls")
+    trip_on: tuple[str, ...] | None = _field("trip_on")
+    breaker_ignores: tuple[str, ...] | None = _field("breaker_ignores")
 
     # --- timeout, bulkhead and rate limit ---
     timeout: float | None = _field("timeout")

@@ -26,7 +26,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,46 @@ WINDOW_TYPES = ("count", "time")
 ENVIRONMENT_PREFIX = "COORDINATION_"
 # How the middleware names a client: its address, or a header (an RFC 9110 token name).
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
-_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
-_EXPECTED = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+# ``tuple``: dotted class names ("myapp.errors.Declined"), the data form of trip_on & co.
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str", tuple: "tuple[str, ...]"}
+_EXPECTED = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    tuple: "dotted class names (a list, or one string with commas)",
+}
+# One dotted name: a module path and the class in it ("builtins.LookupError").
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_MAX_NAMES = 64  # class names one setting may hold (bounded input)
+_MAX_NAME_LENGTH = 200
+
+
+def read_class_names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Dotted class names, from a comma-separated string or a list of strings: checked for
+    their grammar only (they are imported when a plan is built, not here).
+
+    >>> read_class_names("builtins.LookupError, myapp.errors.Declined")
+    ('builtins.LookupError', 'myapp.errors.Declined')
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("expected at least one dotted class name (an empty list names none)")
+    if len(items) > _MAX_NAMES:
+        raise ValueError(f"at most {_MAX_NAMES} class names, not {len(items)}")
+    names: list[str] = []
+    for position, item in enumerate(items, 1):
+        if not isinstance(item, str):
+            raise ValueError(f"item {position} is not a string ({type(item).__name__})")
+        name = item.strip()
+        if len(name) > _MAX_NAME_LENGTH or not _DOTTED.match(name):
+            raise ValueError(
+                f"item {position} ({quote(name)}) is not a dotted class name such as "
+                '"myapp.errors.Declined" (a built-in one: "builtins.LookupError")'
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +153,11 @@ class Setting:
         problem = self._type_problem(value)
         if problem is not None:
             raise self.error(value, source, problem)
+        if self.kind is tuple:
+            try:
+                return read_class_names(value)
+            except ValueError as exc:
+                raise self.error(value, source, str(exc)) from None
         if self.kind is float:
             try:
                 value = float(value)
@@ -134,6 +177,11 @@ class Setting:
             return self.reader(parse_operations_text(text, source), source, data=True)
         if self.optional and stripped.lower() in ("", "none", "null"):
             return None
+        if self.kind is tuple:  # comma-separated names
+            try:
+                return read_class_names(stripped)
+            except ValueError as exc:
+                raise self.error(text, source, str(exc)) from None
         try:
             if self.kind is bool:
                 value: Any = _parse_bool(stripped)
@@ -172,6 +220,12 @@ class Setting:
         problem = self._type_problem(value)
         if problem is not None:
             return problem
+        if self.kind is tuple:
+            try:
+                read_class_names(value)
+            except ValueError as exc:
+                return str(exc)
+            return None
         if self.kind is float:
             try:
                 value = float(value)
@@ -188,6 +242,8 @@ class Setting:
             return False
         kind = type(value)
         if kind is not self.kind or self.grammar is not None or self.pattern is not None:
+            return False
+        if kind is tuple:  # its names are read (and stripped) by read_class_names
             return False
         if kind is bool:
             return True
@@ -207,6 +263,7 @@ class Setting:
             or (kind is int and isinstance(value, int) and not isinstance(value, bool))
             or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
             or (kind is str and isinstance(value, str))
+            or (kind is tuple and isinstance(value, str | list | tuple))
         )
         return None if ok else f"expected {self.expected()}"
 
@@ -486,6 +543,29 @@ _DECLARED = (
         "Outcomes the window must hold before a failure or slow-call rate can open the breaker.",
         _BREAKER,
         minimum=1,
+        per_call=True,
+    ),
+    Setting(
+        "trip_on",
+        tuple,
+        None,
+        "Exception classes that count as failures for the breaker, as dotted names such as "
+        '"myapp.errors.Unavailable" (comma-separated in the environment); any other '
+        "exception counts as a success (none: every exception but this library's own "
+        "verdicts and give_up_on's). In code also a type, a tuple of types or a predicate.",
+        _BREAKER,
+        optional=True,
+        per_call=True,
+    ),
+    Setting(
+        "breaker_ignores",
+        tuple,
+        None,
+        "Exception classes that count as neither failure nor success (a 404, a business "
+        'rule), as dotted names such as "builtins.LookupError"; they win over trip_on '
+        "(none: no such class). In code also a type, a tuple of types or a predicate.",
+        _BREAKER,
+        optional=True,
         per_call=True,
     ),
     # --- timeout, bulkhead, rate limit ---

@@ -19,6 +19,7 @@ from .._rate import Rate, RateLimit
 from .._settings import ALIASES, SETTINGS, Setting, warn_renamed
 from ._backends import BreakerSettings
 from ._details import RetryHook, RetryWait, as_hooks, as_wait
+from ._outcomes import NO_RULES, Counting, ErrorTest, error_test, imported_classes, is_code_form
 from ._retry import Backoff, ErrorMatcher, as_matcher
 from ._severity import ErrorSeverity
 
@@ -31,6 +32,7 @@ CALL_ONLY_OPTIONS: Mapping[str, str] = {
     "retry_on": "an exception type, a tuple of them, or a predicate: the errors retried",
     "give_up_on": "an exception type, a tuple of them, or a predicate: never retried",
     "retry_if_result": "a predicate on the result: true retries the call",
+    "trip_if_result": "a predicate on the result: true records a failure with the breaker",
     "fallback": "a value, or a callable given a FallbackDetails, answering after the last failure",
     "wait": "a callable given a RetryDetails, returning the seconds before the retry (None: "
     "the backoff's); replaces the backoff, a Retry-After hint still comes first",
@@ -44,6 +46,8 @@ _OLD_PER_CALL: Mapping[str, Setting] = {
     old: setting for old, setting in ALIASES.items() if setting.per_call
 }
 OPTION_KEYS = frozenset(_PER_CALL) | frozenset(CALL_ONLY_OPTIONS)
+# Settings whose per-call value may also be code (a class, classes, a predicate).
+_RULES = frozenset({"trip_on", "breaker_ignores"})
 _SOURCE = "keyword argument"
 
 
@@ -68,6 +72,7 @@ class Options:
     breaker: BreakerSettings
     wait: RetryWait | None = None
     on_retry: tuple[RetryHook, ...] = ()
+    counting: Counting = NO_RULES  # what the breaker counts (_outcomes)
 
 
 def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) -> Options:
@@ -79,6 +84,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
     (``timeout``, ``retry_time_budget``, ...: the schema's ``none_unsets``).
     """
     given: dict[str, Any] = {}
+    rules: dict[str, ErrorTest | None] = {}  # trip_on & co. given in code, per call
     for key, value in overrides.items():
         setting = _PER_CALL.get(key)
         if setting is None:
@@ -89,6 +95,9 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             continue
         if isinstance(value, Rate | RateLimit) and setting.name == "rate_limit":
             given["rate_limit"] = value  # a Rate / RateLimit is accepted per call as it is
+            continue
+        if setting.name in _RULES and is_code_form(value):
+            rules[setting.name] = error_test(value, setting.name)
             continue
         given[setting.name] = setting.coerce(value, _SOURCE)
 
@@ -102,6 +111,23 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             "callable taking the result and returning a bool",
             field="retry_if_result",
             value=result_predicate,
+            source=_SOURCE,
+        )
+
+    def rule(name: str) -> ErrorTest | None:
+        if name in rules:
+            return rules[name]
+        names = get(name)  # checked dotted names, imported now
+        source = _SOURCE if name in given else "the configuration"
+        return None if names is None else imported_classes(names, name, source)
+
+    trip_predicate = overrides.get("trip_if_result")
+    if trip_predicate is not None and not callable(trip_predicate):
+        raise ConfigError(
+            f"invalid trip_if_result = {quote(trip_predicate)} from {_SOURCE}: expected a "
+            "callable taking the result and returning a bool",
+            field="trip_if_result",
+            value=trip_predicate,
             source=_SOURCE,
         )
     rate = get("rate_limit")
@@ -139,6 +165,12 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
         ),
         wait=as_wait(overrides.get("wait"), _SOURCE),
         on_retry=as_hooks(overrides.get("on_retry"), _SOURCE),
+        counting=Counting(
+            trip_on=rule("trip_on"),
+            breaker_ignores=rule("breaker_ignores"),
+            give_up_on=error_test(overrides.get("give_up_on"), "give_up_on"),
+            trip_if_result=trip_predicate,
+        ),
     )
 
 

@@ -27,11 +27,8 @@ from .._counting import ReadableCount, count_value
 from .._errors import (
     BulkheadFull,
     CircuitOpenError,
-    ConfigError,
     OperationCancelled,
     OperationTimeout,
-    RateLimitExceeded,
-    ValidationError,
 )
 from .._quote import quote
 from . import _testmode
@@ -41,6 +38,8 @@ from ._bulkhead import Bulkhead
 from ._cancellation import Cancellation
 from ._details import NO_RESULT, FallbackDetails, RetryDetails, get_on_retry_hooks
 from ._options import MISSING, Options
+from ._outcomes import FAILURE as FAILED_VERDICT
+from ._outcomes import NEITHER, NOT_COUNTED, Verdicts
 from ._retry import NOT_RETRIED, retry_after_seconds
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
@@ -60,15 +59,6 @@ __all__ = [
     "counter_value",
 ]
 
-# Errors that say nothing about the dependency's health: they never move the breaker.
-NOT_COUNTED = (
-    ValidationError,
-    ConfigError,
-    CircuitOpenError,
-    BulkheadFull,
-    RateLimitExceeded,
-    OperationCancelled,
-)
 _NOTE = "coordination: "
 _INF = float("inf")
 
@@ -211,8 +201,20 @@ class Plan:
         self.log_level = options.severity.log_level
         self.critical = options.severity is ErrorSeverity.CRITICAL
         self.severity_counter = runtime.error_log.severity_counter(options.severity)
+        # What the breaker counts, when the options say more than the defaults (None:
+        # the shared per-type answers of _KINDS). A result to check for the breaker keeps
+        # calls off the guard, which records a success before it sees the result.
+        counting = options.counting
+        self.verdicts = (
+            None
+            if counting.is_default
+            else Verdicts(counting, op.name, runtime.logger, runtime.error_log.count_type)
+        )
+        self.trip_if_result = counting.trip_if_result
         # nothing to do before a call but ask the breaker: its guard may take the call
-        self.direct = self.admission is None and options.timeout is None
+        self.direct = (
+            self.admission is None and options.timeout is None and self.trip_if_result is None
+        )
         # a time budget counts from the call's start: a guard must read the clock first
         self.from_start = options.time_budget is not None
 
@@ -345,9 +347,11 @@ class Plan:
         next(self.op.successes)
         return None
 
-    def counted_failure(self, exc: Exception) -> bool:
-        """Count one failed attempt in the records; True when it counts against the
-        breaker (else the breaker is only released). Lock-free once the type is known."""
+    def counted_failure(self, exc: Exception) -> int:
+        """Count one failed attempt in the records; what it is to the breaker:
+        ``FAILURE``, ``SUCCESS`` (the dependency answered: ``trip_on`` does not name it,
+        or ``give_up_on`` does) or ``NEITHER`` (only released). Lock-free once the type
+        is known (see ``_outcomes``)."""
         _, counted, timed_out, type_name = _KINDS.get(type(exc)) or error_kind(type(exc))
         if timed_out:
             next(self.op.timeouts)
@@ -356,7 +360,10 @@ class Plan:
         next(self.severity_counter)
         if runtime.logger.isEnabledFor(logging.DEBUG):
             runtime.logger.debug("operation %r attempt failed: %r", self.op.name, exc)
-        return counted
+        verdicts = self.verdicts
+        if verdicts is not None:
+            return verdicts.verdict(exc)
+        return FAILED_VERDICT if counted else NEITHER
 
     def too_late(self, cancellation: Cancellation, wait: float) -> bool:
         """The scope is cancelled, or its deadline comes before the next attempt would start."""
@@ -392,6 +399,7 @@ class Plan:
         clock = self.runtime.clock
         timed = self.timed
         cancellation = state.cancellation
+        trip_if_result = self.trip_if_result
         while True:
             if pending is None:
                 if (
@@ -460,7 +468,14 @@ class Plan:
                         state.error = pending.args[0]
                         return REFUSED
                 else:
-                    if io:
+                    if trip_if_result is not None and cast(Verdicts, self.verdicts).result_trips(
+                        result
+                    ):  # a returned value that counts as a failure (an HTTP 503)
+                        if io:
+                            yield FAILURE
+                        else:
+                            breaker.record_failure(state.duration)
+                    elif io:
                         yield SUCCESS
                     else:
                         breaker.record_success(state.duration)
@@ -470,12 +485,18 @@ class Plan:
                     state.result = result
                     return DONE
             error, pending = cast(Exception, pending), None
-            if not self.counted_failure(error):
+            verdict = self.counted_failure(error)
+            if verdict == FAILED_VERDICT:
+                if io:
+                    yield FAILURE
+                else:
+                    breaker.record_failure(state.duration)
+            elif verdict == NEITHER:
                 yield from self._release(io)
-            elif io:
-                yield FAILURE
+            elif io:  # SUCCESS: an error that is the dependency's answer, not its outage
+                yield SUCCESS
             else:
-                breaker.record_failure(state.duration)
+                breaker.record_success(state.duration)
             state.wait = self.retry_wait(state, error)
             if state.wait < 0:  # no retry left: the real error, even if the scope ended
                 state.error = error
