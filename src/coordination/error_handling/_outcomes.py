@@ -96,12 +96,16 @@ NO_RULES = Counting()  # the defaults: the pipeline's shared per-type answers
 
 
 def is_code_form(value: Any) -> bool:
-    """``value`` is a rule given in code (a class, classes, a predicate), not dotted names."""
-    if isinstance(value, str):
-        return False
-    if isinstance(value, list | tuple):
-        return not all(isinstance(item, str) for item in value) or not value
-    return True
+    """``value`` is a rule given in code: an exception class, a non-empty collection of
+    them, or a predicate. Anything else is read as the setting's data (dotted names), and
+    refused, if it must be, in the configuration's words."""
+    if isinstance(value, type):
+        return issubclass(value, BaseException)
+    if isinstance(value, tuple | list | frozenset | set):
+        return bool(value) and all(
+            isinstance(item, type) and issubclass(item, BaseException) for item in value
+        )
+    return callable(value)
 
 
 def error_test(spec: Any, field: str, source: str = _SOURCE) -> ErrorTest | None:
