@@ -194,8 +194,9 @@ class Verdicts:
     at DEBUG), counted in ``errors_by_type`` as ``"<option>:<ExceptionType>"``, and the
     outcome is taken as if that option were not set (a failure for ``trip_on``, not
     ignored for ``breaker_ignores``, a success for ``trip_if_result``). A ``give_up_on``
-    predicate that raises makes it a failure here, and its exception reaches the caller
-    from the retry decision, as before.
+    predicate that raises makes it a failure here (logged and counted the same way), and
+    its exception still reaches the caller from the retry decision when there is a retry
+    left to decide, as before: it decides the call's fate.
     """
 
     __slots__ = ("_by_type", "_count", "_logger", "_warned", "counting", "operation")
@@ -250,13 +251,8 @@ class Verdicts:
         if counting.trip_on is not None:
             return FAILURE if self._matches("trip_on", counting.trip_on, exc, True) else SUCCESS
         give_up = counting.give_up_on
-        if give_up is not None:
-            if type(give_up) is tuple:
-                return SUCCESS if isinstance(exc, give_up) else FAILURE
-            try:
-                return SUCCESS if give_up(exc) else FAILURE  # type: ignore[operator]
-            except Exception:  # its error reaches the caller from the retry decision
-                return FAILURE
+        if give_up is not None and self._matches("give_up_on", give_up, exc, False):
+            return SUCCESS
         return FAILURE
 
     def _matches(self, field: str, rule: ErrorTest, exc: Exception, broken: bool) -> bool:
@@ -265,7 +261,11 @@ class Verdicts:
         try:
             return bool(rule(exc))  # type: ignore[operator]
         except Exception as error:
-            outcome = "the error counts as a failure" if broken else "the error is not ignored"
+            outcome = (
+                "the error is not ignored"
+                if field == "breaker_ignores"
+                else "the error counts as a failure"
+            )
             self._broken(field, rule, error, outcome)
             return broken
 
