@@ -380,6 +380,8 @@ _POLICY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "window_type": st.sampled_from(["count", "time"]),
     "window_size": st.integers(1, 500),
     "minimum_calls": st.integers(1, 50),
+    "trip_on": st.none() | st.sampled_from([("builtins.ConnectionError",), ("builtins.OSError",)]),
+    "breaker_ignores": st.none() | st.just(("builtins.LookupError",)),
 }
 
 
