@@ -11,12 +11,16 @@ Breaker protocol, per protected call::
     breaker.acquire()                  # admit, or raise CircuitOpenError (no call is made)
     try:
         result = operation()
-    except counted failure:
+    except a failure (trip_on; by default any error but the library's own):
         breaker.record_failure(duration)
-    except not counted (cancelled, input error):
+    except neither (cancelled, input error, breaker_ignores):
         breaker.release()              # gives back a half-open trial slot, nothing else
-    else:
+    except the dependency's answer (not named by trip_on, or give_up_on's):
         breaker.record_success(duration)
+    else:
+        breaker.record_success(duration)   # or record_failure when trip_if_result(result)
+
+(``error_handling._outcomes`` decides which; a backend only hears the verdict.)
 
 ``duration`` is the attempt's seconds whenever the breaker's ``tracks_duration`` is true
 (slow calls count against it); otherwise it may be ``0.0`` (the pipeline reads the clock

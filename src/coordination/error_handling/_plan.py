@@ -352,7 +352,7 @@ class Plan:
         ``FAILURE``, ``SUCCESS`` (the dependency answered: ``trip_on`` does not name it,
         or ``give_up_on`` does) or ``NEITHER`` (only released). Lock-free once the type
         is known (see ``_outcomes``)."""
-        _, counted, timed_out, type_name = _KINDS.get(type(exc)) or error_kind(type(exc))
+        _, verdict, timed_out, type_name = _KINDS.get(type(exc)) or error_kind(type(exc))
         if timed_out:
             next(self.op.timeouts)
         runtime = self.runtime
@@ -361,9 +361,7 @@ class Plan:
         if runtime.logger.isEnabledFor(logging.DEBUG):
             runtime.logger.debug("operation %r attempt failed: %r", self.op.name, exc)
         verdicts = self.verdicts
-        if verdicts is not None:
-            return verdicts.verdict(exc)
-        return FAILED_VERDICT if counted else NEITHER
+        return verdict if verdicts is None else verdicts.verdict(exc)
 
     def too_late(self, cancellation: Cancellation, wait: float) -> bool:
         """The scope is cancelled, or its deadline comes before the next attempt would start."""
@@ -603,9 +601,11 @@ class Plan:
         return self.op.attempt_pool or self.runtime.attempt_pool_for(self.op, self.options)
 
 
-# Per exception type: (retried by default, counted by the breaker, a timeout of ours, name).
+# Per exception type: (retried by default, what it is to the breaker by default — FAILURE,
+# or NEITHER for the library's own verdicts —, a timeout of ours, name). The same for
+# every plan: a plan with rules of its own (trip_on & co.) asks its Verdicts instead.
 # Three isinstance checks against tuples cost more than the rest of a failed attempt.
-_KINDS: dict[type, tuple[bool, bool, bool, str]] = {}
+_KINDS: dict[type, tuple[bool, int, bool, str]] = {}
 _MAX_KINDS = 1024
 
 
@@ -634,10 +634,10 @@ def _escaped(error: RuntimeError) -> StopIteration | None:
     return cause if made_by_steps and isinstance(cause, StopIteration) else None
 
 
-def error_kind(cls: type[BaseException]) -> tuple[bool, bool, bool, str]:
+def error_kind(cls: type[BaseException]) -> tuple[bool, int, bool, str]:
     kind = (
         not issubclass(cls, NOT_RETRIED),
-        not issubclass(cls, NOT_COUNTED),
+        NEITHER if issubclass(cls, NOT_COUNTED) else FAILED_VERDICT,
         issubclass(cls, OperationTimeout),
         cls.__name__,
     )
