@@ -664,3 +664,28 @@ def test_unset_options_keep_the_shared_per_type_answers_and_the_guard() -> None:
     breaker = handler.circuit_breaker("plain")
     assert isinstance(breaker, CircuitBreaker)
     assert breaker.settings == BreakerSettings()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_predicate_raising_stop_iteration_is_only_a_broken_predicate(asynchronous: bool) -> None:
+    """The retry loop is a generator (PEP 479 would turn a StopIteration into a
+    RuntimeError): a rule's StopIteration is caught as the predicate's failure."""
+    handler = recording_handler()
+
+    def broken(_: Any) -> bool:
+        raise StopIteration
+
+    def fails() -> None:
+        raise Unavailable()
+
+    async def afails() -> None:
+        raise Unavailable()
+
+    options = {"trip_on": broken, "operation_name": "s", "timeout": 5.0}
+    decorated: Any = handle_errors(handler=handler, **options)(afails if asynchronous else fails)
+    with pytest.raises(Unavailable) as caught:
+        asyncio.run(decorated()) if asynchronous else decorated()
+    assert not isinstance(caught.value.__context__, RuntimeError)
+    assert told(handler, "s") == [FAILURE]
+    assert handler.get_error_report()["errors_by_type"]["trip_on:StopIteration"] == 1
+    handler.close()
