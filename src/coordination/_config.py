@@ -164,6 +164,7 @@ class CoordinationConfig:
     redis_url: str | None = _field("redis_url")
     redis_namespace: str = _field("redis_namespace")
     redis_outage_policy: str = _field("redis_outage_policy")
+    redis_cluster: bool = _field("redis_cluster")
 
     # --- diagnostics ---
     debug: bool = _field("debug")

@@ -860,6 +860,14 @@ _DECLARED = (
         _SCALE,
         choices=("local", "allow", "raise"),
     ),
+    Setting(
+        "redis_cluster",
+        bool,
+        False,
+        "Treat redis_url as one node of a Redis Cluster: breakers and rate limits go "
+        "through redis-py's cluster client, each script to the master of its keys' slot.",
+        _SCALE,
+    ),
     # --- diagnostics ---
     Setting(
         "debug",

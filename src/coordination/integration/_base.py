@@ -50,7 +50,9 @@ class MiddlewareBase(CoordinatedDoor):
     _client_key_name: ClassVar[str]
     _endpoint_name: ClassVar[str]
     _awaits: ClassVar[bool]
-    _own_component_keys = frozenset({"redis_url", "redis_namespace", "redis_outage_policy"})
+    _own_component_keys = frozenset(
+        {"redis_url", "redis_namespace", "redis_outage_policy", "redis_cluster"}
+    )
     _resolver: ClassVar[Callable[[Any, Any], RouteResolver | None]]
 
     def __init__(

@@ -118,7 +118,7 @@ COMPONENT_KEYS: Mapping[str, frozenset[str]] = {
     ),
     # operations: the shared handler's per-operation options (by name: not a door's own)
     "error_handler": frozenset(
-        {"redis_url", "redis_namespace", "redis_outage_policy", "operations"}
+        {"redis_url", "redis_namespace", "redis_outage_policy", "redis_cluster", "operations"}
     ),
 }
 

@@ -5,7 +5,10 @@
     ...     breaker_factory=backend.breaker, rate_limiter_factory=backend.rate_limiter
     ... )
 
-``CoordinationErrorHandler`` does this by itself when ``config.redis_url`` is set.
+``CoordinationErrorHandler`` does this by itself when ``config.redis_url`` is set;
+``redis_cluster: true`` (or ``RedisBackend(url, cluster=True)``) talks to a Redis Cluster
+through redis-py's cluster clients, with the same one-round-trip scripts (see
+``RedisBackend.execute``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ from ._connection import (
     connect,
     connect_async,
     key_prefix,
+    store_errors,
 )
+from ._scripts import READ_HASH
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
 
     from ._breaker import RedisCircuitBreaker
     from ._rate_limit import RedisRateLimiter
@@ -46,8 +52,8 @@ __all__ = ["RedisBackend"]
 
 WallClock = Callable[[], float]
 
-# Backends made from configuration, one per (url, namespace, policy): a handful at most.
-_shared: dict[tuple[str, str, str], RedisBackend] = {}
+# Backends made from configuration, one per (url, namespace, policy, cluster): a handful.
+_shared: dict[tuple[str, str, str, bool], RedisBackend] = {}
 _shared_lock = threading.Lock()
 
 
@@ -59,6 +65,12 @@ class RedisBackend:
     ``"raise"``: ``StoreError``). Keys live under ``namespace`` and expire after
     ``key_ttl`` seconds unused. ``redis_clock`` (wall-clock seconds) replaces the Redis
     server clock, for tests that must not sleep; every process must then share it.
+
+    ``cluster=True`` (or a ``redis.RedisCluster`` as ``client``): ``url`` names one node
+    of a Redis Cluster, and each script goes to the master of its keys' slot (every key
+    of one operation or client shares its hash tag, so each script is single-slot).
+    The cluster client is built on the first command, so a cluster that is down when the
+    process starts is an outage like any other (the outage policy), not an error here.
     """
 
     def __init__(
@@ -70,9 +82,10 @@ class RedisBackend:
         key_ttl: float = 3600.0,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         reconnect_interval: float = 1.0,
-        client: redis.Redis | None = None,
+        client: redis.Redis | redis.RedisCluster | None = None,
         redis_clock: WallClock | None = None,
         clock: Clock | None = None,
+        cluster: bool = False,
     ) -> None:
         if client is None and url is None:
             raise ConfigError(
@@ -84,18 +97,40 @@ class RedisBackend:
                 field="key_ttl",
                 value=key_ttl,
             )
+        if not isinstance(cluster, bool):
+            raise ConfigError(
+                f"redis_cluster: expected true or false, got {cluster!r}",
+                field="redis_cluster",
+                value=cluster,
+            )
         self.url = url
         self.prefix = key_prefix(namespace)
         self.key_ttl = float(key_ttl)
         self.socket_timeout = socket_timeout
-        self.client: redis.Redis = (
-            client if client is not None else connect(url or "", socket_timeout=socket_timeout)
-        )
-        self.errors: tuple[type[Exception], ...] = _all_redis_errors()
+        self.cluster = cluster or _is_cluster_client(client)
+        self._client = client
+        self._client_lock = threading.Lock()
+        if self.cluster:
+            if client is None:
+                from ._connection import _check_cluster_url, _check_url
+
+                _check_url(url or "")
+                _check_cluster_url(url or "")
+            self._route: _ClusterRoute | None = _ClusterRoute(self)
+        else:
+            self._route = None
+            if client is None:
+                self._client = connect(url or "", socket_timeout=socket_timeout)
+        self.errors: tuple[type[Exception], ...] = store_errors()
         self._redis_clock = redis_clock
         self._connections = threading.local()
-        self._packer = self._new_connection()  # never connected: it only encodes commands
-        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        self._packer = self._new_packer()  # never connected: it only encodes commands
+        self._async: (
+            tuple[
+                asyncio.AbstractEventLoop, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+            ]
+            | None
+        ) = None
         guard = {"policy": outage_policy, "reconnect_interval": reconnect_interval, "clock": clock}
         self.breaker_guard = RedisGuard("breaker", **guard)  # type: ignore[arg-type]
         self.rate_limit_guard = RedisGuard("rate_limit", **guard)  # type: ignore[arg-type]
@@ -112,7 +147,12 @@ class RedisBackend:
             raise ConfigError(
                 "redis_url is not set (COORDINATION_REDIS_URL)", field="redis_url", value=None
             )
-        key = (resolved.redis_url, resolved.redis_namespace, resolved.redis_outage_policy)
+        key = (
+            resolved.redis_url,
+            resolved.redis_namespace,
+            resolved.redis_outage_policy,
+            resolved.redis_cluster,
+        )
         with _shared_lock:
             backend = _shared.get(key)
             if backend is None:
@@ -120,6 +160,7 @@ class RedisBackend:
                     resolved.redis_url,
                     namespace=resolved.redis_namespace,
                     outage_policy=resolved.redis_outage_policy,
+                    cluster=resolved.redis_cluster,
                 )
                 _shared[key] = backend
         return backend
@@ -169,6 +210,22 @@ class RedisBackend:
 
     # --- plumbing shared by breakers and limiters ----------------------------------------
 
+    @property
+    def client(self) -> redis.Redis | redis.RedisCluster:
+        """The redis-py client (a ``RedisCluster`` made on first use with ``cluster=True``;
+        making it asks the startup node for the slot map, so it may raise one of
+        ``errors``)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                client = self._client
+                if client is None:
+                    client = connect(
+                        self.url or "", socket_timeout=self.socket_timeout, cluster=True
+                    )
+                    self._client = client
+        return client
+
     def execute(self, *command: Any) -> Any:
         """Send one command and read its reply on this thread's own connection.
 
@@ -176,13 +233,16 @@ class RedisBackend:
         connection out of it costs a lock and a poll of the socket per command, as much
         as the round trip itself on loopback. Each thread (and each process, after a
         fork) gets its own connection, made with the client's options; a failed one is
-        closed by redis-py and made again on the next command.
+        closed by redis-py and made again on the next command. On a Redis Cluster, one
+        such connection per master, chosen by the slot of the script's first key.
         """
         return self.execute_packed(self.pack(*command))
 
     def execute_packed(self, packed: list[bytes]) -> Any:
         """``execute`` for a command packed beforehand with ``pack`` (constant commands
         are packed once, which saves a sixth of a loopback call)."""
+        if self._route is not None:
+            return self._route.execute(packed)
         local = self._connections
         connection = getattr(local, "connection", None)
         if connection is None or local.pid != os.getpid():
@@ -192,13 +252,44 @@ class RedisBackend:
         return connection.read_response()
 
     def pack(self, *command: Any) -> list[bytes]:
-        """``command`` in the wire format, encoded as the client's connections encode."""
+        """``command`` in the wire format, encoded as the client's connections encode
+        (on a Redis Cluster it also carries its slot and the command, for routing)."""
         packed: list[bytes] = self._packer.pack_command(*command)
+        if self._route is not None:
+            return _Routed(packed, command, _slot_of(command, self._packer))
         return packed
 
+    def read_hash(self, key: str) -> tuple[dict[bytes, bytes], int]:
+        """The hash at ``key`` (as ``HGETALL`` answers) and the time the scripts see, in
+        ms, in one round trip to the node owning ``key`` (``READ_HASH``)."""
+        flat, (seconds, micros) = READ_HASH(self.execute, key)
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        injected = self.now_ms()
+        now = injected if isinstance(injected, int) else int(seconds) * 1000 + int(micros) // 1000
+        return fields, now
+
     def _new_connection(self) -> Any:
-        pool = self.client.connection_pool
+        pool = self.client.connection_pool  # type: ignore[union-attr]  # not on a cluster
         return pool.connection_class(**pool.connection_kwargs)
+
+    def _new_packer(self) -> Any:
+        if not self.cluster:
+            return self._new_connection()
+        import redis.connection
+
+        module: Any = redis.connection  # parse_url and Connection are untyped
+        if self._client is not None:
+            encoder = self._client.get_encoder()
+            options = {
+                "encoding": encoder.encoding,
+                "encoding_errors": encoder.encoding_errors,
+                "decode_responses": encoder.decode_responses,
+            }
+        else:
+            parsed = module.parse_url(self.url or "")
+            names = ("encoding", "encoding_errors", "decode_responses")
+            options = {name: parsed[name] for name in names if name in parsed}
+        return module.Connection(**options)
 
     def now_ms(self) -> int | str:
         """The injected wall clock in ms, or ``""`` to let the script read Redis ``TIME``."""
@@ -214,8 +305,9 @@ class RedisBackend:
         seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    def async_client(self) -> redis.asyncio.Redis:
-        """The asyncio client of the running event loop (asyncio connections are per loop)."""
+    def async_client(self) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+        """The asyncio client of the running event loop (asyncio connections are per loop);
+        redis-py's asyncio ``RedisCluster`` with ``cluster=True``."""
         loop = asyncio.get_running_loop()
         current = self._async
         if current is None or current[0] is not loop:
@@ -225,13 +317,17 @@ class RedisBackend:
                     field="redis_url",
                     value=None,
                 )
-            current = (loop, connect_async(self.url, socket_timeout=self.socket_timeout))
+            client = connect_async(
+                self.url, socket_timeout=self.socket_timeout, cluster=self.cluster
+            )
+            current = (loop, client)
             self._async = current
         return current[1]
 
     def status(self) -> dict[str, Any]:
         return {
             "namespace": self.prefix.rstrip(":"),
+            "cluster": self.cluster,
             "breakers": self.breaker_guard.status(),
             "rate_limits": self.rate_limit_guard.status(),
         }
@@ -241,7 +337,10 @@ class RedisBackend:
         if connection is not None:
             connection.disconnect()
             self._connections.connection = None
-        self.client.close()
+        if self._route is not None:
+            self._route.close()
+        if self._client is not None:
+            self._client.close()
 
     async def aclose(self) -> None:
         if self._async is not None:
@@ -249,9 +348,114 @@ class RedisBackend:
             self._async = None
 
 
-def _all_redis_errors() -> tuple[type[Exception], ...]:
-    # Any Redis error (an outage, but also a key of the wrong type left by another program)
-    # falls back rather than failing the protected call; each one is counted and logged.
-    from redis.exceptions import RedisError
+def _is_cluster_client(client: object) -> bool:
+    if client is None:
+        return False
+    from redis.cluster import RedisCluster
 
-    return (RedisError,)
+    return isinstance(client, RedisCluster)
+
+
+class _Routed(list[bytes]):
+    """A packed command that remembers its slot (None: no key to route by) and its
+    arguments (for redis-py's cluster client when the direct path cannot serve it)."""
+
+    __slots__ = ("command", "slot")
+
+    def __init__(self, packed: list[bytes], command: tuple[Any, ...], slot: int | None) -> None:
+        super().__init__(packed)
+        self.command = command
+        self.slot = slot
+
+
+def _slot_of(command: tuple[Any, ...], packer: Any) -> int | None:
+    """The slot of an ``EVAL``/``EVALSHA``'s first key (our scripts' keys share their hash
+    tag, so it is every key's slot); None for any other command."""
+    if len(command) < 4 or str(command[0]).upper() not in ("EVALSHA", "EVAL"):
+        return None
+    if int(command[2]) < 1:
+        return None
+    from redis.crc import key_slot
+
+    return int(key_slot(packer.encoder.encode(command[3])))
+
+
+class _ClusterRoute:
+    """Sends packed commands straight to the master of their slot, one connection per
+    master and thread, skipping redis-py's cluster client (its routing costs more than a
+    loopback round trip).
+
+    The slot map is redis-py's (``nodes_manager``); each thread caches slot → connection.
+    A redirection (``MOVED`` / ``ASK``: slots were moved), or a command without a slot,
+    goes through the cluster client, which follows it and refreshes its map; a
+    connection error makes every thread drop its cache and the next commands go through
+    the client (which finds the new topology) until one succeeds.
+    """
+
+    __slots__ = ("_backend", "_local", "_through_client", "_topology")
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self._backend = backend
+        self._local = threading.local()
+        self._topology = 0  # bumped by every failure: the threads' caches are stale then
+        self._through_client = False
+
+    def execute(self, packed: list[bytes]) -> Any:
+        slot = getattr(packed, "slot", None)
+        if slot is None or self._through_client:
+            return self._via_client(packed)
+        local = self._local
+        slots: dict[int, Any] | None = getattr(local, "slots", None)
+        if slots is None or local.topology != self._topology or local.pid != os.getpid():
+            self._drop_thread_cache()
+            slots = local.slots = {}
+            local.nodes, local.topology, local.pid = {}, self._topology, os.getpid()
+        connection = slots.get(slot)
+        if connection is None:
+            connection = slots[slot] = self._connection_for(slot)
+        from redis.exceptions import (
+            AskError,
+            ClusterDownError,
+            ConnectionError,
+            TimeoutError,
+            TryAgainError,
+        )
+
+        try:
+            connection.send_packed_command(packed)
+            return connection.read_response()
+        except (AskError, TryAgainError):  # MovedError is an AskError
+            self._topology += 1
+            return self._via_client(packed)
+        except (ConnectionError, TimeoutError, ClusterDownError):
+            self._topology += 1
+            self._through_client = True
+            raise
+
+    def _via_client(self, packed: list[bytes]) -> Any:
+        if not isinstance(packed, _Routed):
+            raise TypeError("a Redis Cluster command must be packed by RedisBackend.pack")
+        client: Any = self._backend.client  # execute_command is untyped
+        reply = client.execute_command(*packed.command)
+        self._through_client = False
+        return reply
+
+    def _connection_for(self, slot: int) -> Any:
+        node = self._backend.client.nodes_manager.get_node_from_slot(slot)  # type: ignore[union-attr]
+        nodes: dict[str, Any] = self._local.nodes
+        connection = nodes.get(node.name)
+        if connection is None:
+            pool = node.redis_connection.connection_pool
+            connection = nodes[node.name] = pool.connection_class(**pool.connection_kwargs)
+        return connection
+
+    def _drop_thread_cache(self) -> None:
+        nodes: dict[str, Any] = getattr(self._local, "nodes", None) or {}
+        if getattr(self._local, "pid", None) == os.getpid():
+            for connection in nodes.values():
+                connection.disconnect()
+        self._local.nodes = {}
+
+    def close(self) -> None:
+        self._drop_thread_cache()
+        self._local.slots = None

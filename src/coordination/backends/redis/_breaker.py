@@ -341,14 +341,8 @@ class RedisCircuitBreaker:
 
     def _read(self) -> tuple[dict[str, int], int]:
         """The breaker's hash and the scripts' clock (ms), in one round trip."""
-        with self._backend.client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._key)
-            pipe.time()
-            raw, (seconds, micros) = pipe.execute()
-        fields = {k.decode(): int(float(v)) for k, v in raw.items()}
-        injected = self._backend.now_ms()
-        now = injected if isinstance(injected, int) else seconds * 1000 + micros // 1000
-        return fields, now
+        raw, now = self._backend.read_hash(self._key)  # one node, on a Redis Cluster too
+        return {k.decode(): int(float(v)) for k, v in raw.items()}, now
 
     @property
     def state(self) -> CircuitState:

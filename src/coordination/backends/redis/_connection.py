@@ -10,6 +10,11 @@ probe is out, every other call takes the outage policy at once instead of waitin
 hung server too), and redis-py reconnects by itself. Short socket timeouts (0.25 s by
 default) bound what that one call pays when Redis hangs.
 
+``cluster=True`` makes the clients redis-py's Redis Cluster clients (``RedisCluster``,
+``redis.asyncio.cluster.RedisCluster``), with the same timeouts and no hidden retries.
+Every key of one owner is ``owned_key(...)``, hash-tagged by its owner, so each script
+touches a single slot.
+
 redis-py is an optional extra: it is imported when a client is built, never at import.
 """
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from prometheus_client import Counter
 
@@ -30,6 +35,7 @@ from ..._time import Clock, monotonic
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
 
 __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
@@ -39,7 +45,9 @@ __all__ = [
     "connect_async",
     "existing_redis_errors",
     "key_prefix",
+    "owned_key",
     "redis_errors",
+    "store_errors",
 ]
 
 DEFAULT_SOCKET_TIMEOUT = 0.25
@@ -158,26 +166,81 @@ def _missing_redis(exc: ImportError) -> StoreError:  # pragma: no cover - instal
     return StoreError("the Redis backend needs redis-py: pip install 'coordination-systems[redis]'")
 
 
-def connect(url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT) -> redis.Redis:
-    """A redis-py client for ``url`` with short timeouts and no hidden retries."""
+def _check_cluster_url(url: str) -> None:
+    if url.startswith("unix://"):
+        raise ConfigError(
+            f"redis_url: a Redis Cluster is reached over TCP (redis:// or rediss://), got {url!r}",
+            field="redis_url",
+            value=url,
+        )
+
+
+@overload
+def connect(
+    url: str, *, socket_timeout: float = ..., cluster: Literal[False] = False
+) -> redis.Redis: ...
+@overload
+def connect(
+    url: str, *, socket_timeout: float = ..., cluster: bool
+) -> redis.Redis | redis.RedisCluster: ...
+def connect(
+    url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, cluster: bool = False
+) -> redis.Redis | redis.RedisCluster:
+    """A redis-py client for ``url`` with short timeouts and no hidden retries.
+
+    With ``cluster=True``, a ``RedisCluster`` whose startup node is ``url``: it asks that
+    node for the slot map when it is built (so building it needs the cluster up), and
+    routes each command to the master of its key's slot.
+    """
     _check_url(url)
     try:
         import redis as redis_module
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise _missing_redis(exc) from exc
-    return redis_module.Redis.from_url(url, **_client_options(socket_timeout))
+    options = _client_options(socket_timeout)
+    if cluster:
+        _check_cluster_url(url)
+        return redis_module.RedisCluster.from_url(url, **options)
+    return redis_module.Redis.from_url(url, **options)
 
 
+@overload
 def connect_async(
-    url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
-) -> redis.asyncio.Redis:
-    """The asyncio twin of ``connect``."""
+    url: str, *, socket_timeout: float = ..., cluster: Literal[False] = False
+) -> redis.asyncio.Redis: ...
+@overload
+def connect_async(
+    url: str, *, socket_timeout: float = ..., cluster: bool
+) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster: ...
+def connect_async(
+    url: str, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, cluster: bool = False
+) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+    """The asyncio twin of ``connect`` (the asyncio cluster client reads the slot map on
+    its first command, not when it is built)."""
     _check_url(url)
     try:
         import redis.asyncio as aioredis
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise _missing_redis(exc) from exc
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+        from redis.asyncio.retry import Retry as AsyncRetry
+        from redis.backoff import NoBackoff
+
+        _check_cluster_url(url)
+        options = _client_options(socket_timeout)
+        options["retry"] = AsyncRetry(NoBackoff(), 0)
+        return AsyncRedisCluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, **_client_options(socket_timeout))
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """What a failed Redis command raises: any ``RedisError`` (an outage, but also a key of
+    the wrong type left by another program), and the cluster client's own errors, which
+    are not ``RedisError``s (no reachable startup node, a slot no master serves)."""
+    from redis.exceptions import RedisClusterException, RedisError
+
+    return (RedisError, RedisClusterException)
 
 
 class RedisGuard:

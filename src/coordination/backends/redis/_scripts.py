@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import redis.asyncio
+    import redis.asyncio.cluster
 
 __all__ = [
     "BREAKER_ACQUIRE",
@@ -23,6 +24,7 @@ __all__ = [
     "GCRA",
     "GCRA_QUOTA",
     "LIMITED_ACQUIRE",
+    "READ_HASH",
     "LuaScript",
 ]
 
@@ -65,7 +67,9 @@ class LuaScript:
             load("SCRIPT", "LOAD", self.source)
             return execute_packed(packed)
 
-    async def run_async(self, client: redis.asyncio.Redis, *keys_and_args: Any) -> Any:
+    async def run_async(
+        self, client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster, *keys_and_args: Any
+    ) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
@@ -354,3 +358,8 @@ return reply
 """,
     keys=2,
 )
+
+# KEYS[1] a hash. Returns {HGETALL's flat field/value list, TIME}: a breaker's report reads
+# its state and the scripts' clock from the one node that owns the key (a pipeline with
+# TIME would ask some other node of a Redis Cluster, and redis-py refuses it there).
+READ_HASH = LuaScript("return {redis.call('HGETALL', KEYS[1]), redis.call('TIME')}")

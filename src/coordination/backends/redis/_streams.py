@@ -12,6 +12,11 @@ an entry delivered ``max_deliveries`` times without success is dead-lettered ins
 retried forever.
 
 Entries have two fields: ``event_type`` and ``event`` (JSON); ``publish()`` writes them.
+
+On a Redis Cluster (``cluster=True``, or a ``redis.RedisCluster`` as ``client``) the
+dead-letter stream must share the stream's slot, since it is written in the transaction
+that acknowledges: its default name is then ``{<stream>}:dead-letters`` (the stream's
+name as its hash tag), and a ``dead_letter_stream`` in another slot is a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from ._stream_entries import (
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
 
 __all__ = ["EventProcessor", "RedisStreamSource", "StreamBatch"]
 
@@ -85,7 +91,8 @@ class RedisStreamSource:
         stream: str,
         *,
         url: str | None = None,
-        client: redis.Redis | None = None,
+        client: redis.Redis | redis.RedisCluster | None = None,
+        cluster: bool = False,
         group: str = "coordination",
         consumer: str | None = None,
         dead_letter_stream: str | None = None,
@@ -110,13 +117,18 @@ class RedisStreamSource:
             raise ConfigError("RedisStreamSource needs url= or client=", field="redis_url")
         # Blocking reads outlast the short default socket timeout: allow the block time plus.
         self._socket_timeout = block + 5.0
+        cluster = cluster or _is_cluster(client)
+        dead_letter_stream = dead_letter_stream or _dead_letter_name(stream, cluster)
+        if cluster:
+            _check_same_slot(stream, dead_letter_stream)
         if client is None:
-            client = connect(url or "", socket_timeout=self._socket_timeout)
+            client = connect(url or "", socket_timeout=self._socket_timeout, cluster=cluster)
         self.processor = processor
         self.stream = stream
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead-letters"
+        self.cluster = cluster
+        self.dead_letter_stream = dead_letter_stream
         self.batch_size = batch_size
         self.block_ms = round(block * 1000)
         self.claim_idle_ms = round(claim_idle * 1000)
@@ -126,7 +138,7 @@ class RedisStreamSource:
         self.guard = RedisGuard("stream", reconnect_interval=reconnect_interval)
         self._sleep = sleep or _time.sleep
         self._async_sleep = async_sleep or _time.async_sleep
-        self._async: redis.asyncio.Redis | None = None
+        self._async: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster | None = None
         self._claim_cursor = "0-0"
         self._group_ready = False
         self._logger = component_logger("redis")
@@ -208,12 +220,15 @@ class RedisStreamSource:
 
     # --- consuming, asyncio ----------------------------------------------------------------
 
-    def async_client(self) -> redis.asyncio.Redis:
-        """The asyncio client (made on first use, from ``url``)."""
+    def async_client(self) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+        """The asyncio client (made on first use, from ``url``; the asyncio
+        ``RedisCluster`` with ``cluster=True``)."""
         if self._async is None:
             if self.url is None:
                 raise ConfigError("async use needs RedisStreamSource(url=...)", field="redis_url")
-            self._async = connect_async(self.url, socket_timeout=self._socket_timeout)
+            self._async = connect_async(
+                self.url, socket_timeout=self._socket_timeout, cluster=self.cluster
+            )
         return self._async
 
     async def aensure_group(self, start: str = "0") -> None:
@@ -404,3 +419,41 @@ def _unless_busy_group(error: Exception) -> None:
     """An existing group is fine (BUSYGROUP); any other error is raised again."""
     if "BUSYGROUP" not in str(error):
         raise error
+
+
+def _is_cluster(client: object) -> bool:
+    if client is None:
+        return False
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def _dead_letter_name(stream: str, cluster: bool) -> str:
+    """``<stream>:dead-letters``; on a Redis Cluster, in the stream's slot: a stream name
+    with a hash tag keeps it, any other becomes the tag (``{orders}`` hashes as ``orders``)."""
+    if not cluster or _hash_tag(stream) is not None:
+        return f"{stream}:dead-letters"
+    return f"{{{stream}}}:dead-letters"
+
+
+def _hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes when it is not the whole key."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return None if end <= start + 1 else key[start + 1 : end]
+
+
+def _check_same_slot(stream: str, dead_letter_stream: str) -> None:
+    from redis.crc import key_slot
+
+    if key_slot(stream.encode()) != key_slot(dead_letter_stream.encode()):
+        raise ConfigError(
+            f"dead_letter_stream: {dead_letter_stream!r} is not in the Redis Cluster slot of "
+            f"stream {stream!r}, and both are written in one transaction; give them one hash "
+            f"tag, such as '{{{stream}}}:dead-letters'",
+            field="dead_letter_stream",
+            value=dead_letter_stream,
+        )
