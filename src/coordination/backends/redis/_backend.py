@@ -261,8 +261,11 @@ class RedisBackend:
 
     def read_hash(self, key: str) -> tuple[dict[bytes, bytes], int]:
         """The hash at ``key`` (as ``HGETALL`` answers) and the time the scripts see, in
-        ms, in one round trip to the node owning ``key`` (``READ_HASH``)."""
-        flat, (seconds, micros) = READ_HASH(self.execute, key)
+        ms, in one round trip to the node owning ``key`` (``READ_HASH``). Reports go
+        through the client's pool, not the hot path's connections: its health check
+        replaces a connection the server closed instead of failing one report."""
+        client: Any = self.client  # execute_command is untyped
+        flat, (seconds, micros) = READ_HASH(client.execute_command, key)
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         injected = self.now_ms()
         now = injected if isinstance(injected, int) else int(seconds) * 1000 + int(micros) // 1000
