@@ -392,7 +392,8 @@ class _ClusterRoute:
     A redirection (``MOVED`` / ``ASK``: slots were moved), or a command without a slot,
     goes through the cluster client, which follows it and refreshes its map; a
     connection error makes every thread drop its cache and the next commands go through
-    the client (which finds the new topology) until one succeeds.
+    the client (which finds the new topology) until one succeeds. Any error still reaches
+    the caller (the component's ``RedisGuard`` and outage policy decide what follows).
     """
 
     __slots__ = ("_backend", "_local", "_through_client", "_topology")
@@ -416,13 +417,7 @@ class _ClusterRoute:
         connection = slots.get(slot)
         if connection is None:
             connection = slots[slot] = self._connection_for(slot)
-        from redis.exceptions import (
-            AskError,
-            ClusterDownError,
-            ConnectionError,
-            TimeoutError,
-            TryAgainError,
-        )
+        from redis.exceptions import AskError, ConnectionError, TimeoutError, TryAgainError
 
         try:
             connection.send_packed_command(packed)
@@ -430,7 +425,10 @@ class _ClusterRoute:
         except (AskError, TryAgainError):  # MovedError is an AskError
             self._topology += 1
             return self._via_client(packed)
-        except (ConnectionError, TimeoutError, ClusterDownError):
+        except (ConnectionError, TimeoutError):
+            # The node is gone or hung: the client finds the topology again (a replica
+            # promoted in its place). A CLUSTERDOWN answer is not sent there: the node
+            # answered, and redis-py's client would sleep 0.25 s on it before raising.
             self._topology += 1
             self._through_client = True
             raise
