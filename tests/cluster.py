@@ -47,9 +47,12 @@ def cluster_binaries() -> tuple[str, str]:
 class LoopbackCluster:
     """Three cluster-enabled redis-servers on 127.0.0.1, joined into one cluster."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, full_coverage: bool = True) -> None:
         self.server, self.cli = cluster_binaries()
         self.workdir = workdir
+        # False: the masters still up keep serving their slots while one is down (with
+        # the default, they answer CLUSTERDOWN once the dead one is marked failed).
+        self.full_coverage = full_coverage
         self.ports: list[int] = []
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -92,6 +95,8 @@ class LoopbackCluster:
                 str(node_dir / "nodes.conf"),
                 "--cluster-node-timeout",
                 str(NODE_TIMEOUT_MS),
+                "--cluster-require-full-coverage",
+                "yes" if self.full_coverage else "no",
                 "--save",
                 "",
                 "--appendonly",

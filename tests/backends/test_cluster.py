@@ -350,6 +350,55 @@ def test_a_master_killed_mid_run_is_handled_by_the_outage_policy(
         backend.close()
 
 
+def test_one_dead_master_is_one_outage_while_the_others_serve(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the other masters still serving (``cluster-require-full-coverage no``), a probe
+    that reaches one of them does not end the outage (to start it again at the next call
+    for the dead one): the backend stays on its outage policy, logged once, until the
+    dead master answers again."""
+    caplog.set_level(logging.WARNING, logger="coordination.redis")
+    partial = LoopbackCluster(tmp_path, full_coverage=False).start()
+    clock = FakeClock(0.0)
+    backend = RedisBackend(
+        partial.url, cluster=True, namespace="partial", reconnect_interval=5.0, clock=clock
+    )
+    try:
+        operations = one_operation_per_master(partial, "partial")
+        breakers = [
+            backend.breaker(name, SETTINGS, clock=clock, on_transition=lambda t: None)
+            for _, name in sorted(operations.items())
+        ]
+        for breaker in breakers:
+            breaker.acquire()
+            breaker.record_success(0.0)
+        victim = sorted(operations)[0]
+        partial.kill(victim)
+        before = errors_counted("breaker")
+        for _ in range(6):  # six reconnect intervals, each probed by the first breaker up
+            clock.now += 5.0
+            for breaker in reversed(breakers):  # the dead master's breaker comes last
+                breaker.acquire()
+                breaker.record_success(0.0)
+        # the first failure, then each interval's one probe (never a call for every breaker)
+        assert errors_counted("breaker") == before + 6
+        messages = [r.message for r in caplog.records]
+        assert sum("Redis unavailable for breaker" in m for m in messages) == 1
+        assert not any("available again" in m for m in messages)
+        assert "unreachable" in (backend.breaker_guard.last_error or "")
+
+        partial.restart(victim)
+        clock.now += 5.0
+        for breaker in breakers:
+            breaker.acquire()
+            breaker.record_success(0.0)
+        assert backend.status()["breakers"]["available"] is True
+        assert sum("available again for breaker" in r.message for r in caplog.records) == 1
+    finally:
+        backend.close()
+        partial.stop()
+
+
 def test_a_master_killed_under_a_handler_keeps_calls_working(
     own_cluster: LoopbackCluster, caplog: pytest.LogCaptureFixture
 ) -> None:

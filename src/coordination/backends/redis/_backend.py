@@ -390,23 +390,32 @@ class _ClusterRoute:
 
     The slot map is redis-py's (``nodes_manager``); each thread caches slot → connection.
     A redirection (``MOVED`` / ``ASK``: slots were moved), or a command without a slot,
-    goes through the cluster client, which follows it and refreshes its map; a
-    connection error makes every thread drop its cache and the next commands go through
-    the client (which finds the new topology) until one succeeds. Any error still reaches
-    the caller (the component's ``RedisGuard`` and outage policy decide what follows).
+    goes through the cluster client, which follows it and refreshes its map.
+
+    A master that fails to answer (refused, reset, timed out) is *lost*, and every error
+    still reaches the caller (the component's ``RedisGuard`` and outage policy decide
+    what follows). While a master is lost no command is sent anywhere until the lost
+    master answers again or no longer serves any slot (a replica was promoted in its
+    place): the next command (the guard's probe) re-reads the slot map and pings the lost
+    master first. So one dead master is one outage of the backend, not an outage that
+    ends whenever a probe happens to reach a master that is still up, and starts again
+    at the next call for the dead one.
     """
 
-    __slots__ = ("_backend", "_local", "_through_client", "_topology")
+    __slots__ = ("_backend", "_local", "_lost", "_lost_lock", "_topology")
 
     def __init__(self, backend: RedisBackend) -> None:
         self._backend = backend
         self._local = threading.local()
         self._topology = 0  # bumped by every failure: the threads' caches are stale then
-        self._through_client = False
+        self._lost: dict[str, tuple[str, int]] = {}  # node name -> (host, port)
+        self._lost_lock = threading.Lock()
 
     def execute(self, packed: list[bytes]) -> Any:
+        if self._lost:
+            self._find_lost()
         slot = getattr(packed, "slot", None)
-        if slot is None or self._through_client:
+        if slot is None:
             return self._via_client(packed)
         local = self._local
         slots: dict[int, Any] | None = getattr(local, "slots", None)
@@ -426,20 +435,55 @@ class _ClusterRoute:
             self._topology += 1
             return self._via_client(packed)
         except (ConnectionError, TimeoutError):
-            # The node is gone or hung: the client finds the topology again (a replica
-            # promoted in its place). A CLUSTERDOWN answer is not sent there: the node
-            # answered, and redis-py's client would sleep 0.25 s on it before raising.
-            self._topology += 1
-            self._through_client = True
+            # A CLUSTERDOWN answer is not a lost node: the node answered (and redis-py's
+            # client would sleep 0.25 s on it before raising).
+            self._lose(connection.host, connection.port)
             raise
 
     def _via_client(self, packed: list[bytes]) -> Any:
         if not isinstance(packed, _Routed):
             raise TypeError("a Redis Cluster command must be packed by RedisBackend.pack")
+        from redis.exceptions import ConnectionError, TimeoutError
+
         client: Any = self._backend.client  # execute_command is untyped
-        reply = client.execute_command(*packed.command)
-        self._through_client = False
-        return reply
+        try:
+            return client.execute_command(*packed.command)
+        except (ConnectionError, TimeoutError) as exc:
+            node = getattr(exc, "connection", None)  # redis-py names the node it tried
+            if node is not None and getattr(node, "port", None) is not None:
+                self._lose(node.host, node.port)
+            raise
+
+    def _lose(self, host: str, port: int) -> None:
+        with self._lost_lock:
+            self._lost[f"{host}:{port}"] = (host, int(port))
+            self._topology += 1
+
+    def _find_lost(self) -> None:
+        """Raise ``ConnectionError`` while a lost master still serves slots and does not
+        answer ``PING``; forget it once it answers or serves nothing."""
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        client: Any = self._backend.client
+        with self._lost_lock:
+            if not self._lost:
+                return
+            client.nodes_manager.initialize()  # the slot map as the cluster sees it now
+            serving = {node.name for node in client.get_primaries()}
+            for name, (host, port) in list(self._lost.items()):
+                if name in serving:
+                    probe = _connection_like(client, host, port)
+                    try:
+                        probe.send_command("PING")
+                        probe.read_response()
+                    except (ConnectionError, TimeoutError, OSError) as exc:
+                        raise ConnectionError(
+                            f"Redis Cluster master {name} is unreachable ({exc})"
+                        ) from exc
+                    finally:
+                        probe.disconnect()
+                del self._lost[name]
+            self._topology += 1
 
     def _connection_for(self, slot: int) -> Any:
         node = self._backend.client.nodes_manager.get_node_from_slot(slot)  # type: ignore[union-attr]
@@ -460,3 +504,9 @@ class _ClusterRoute:
     def close(self) -> None:
         self._drop_thread_cache()
         self._local.slots = None
+
+
+def _connection_like(client: Any, host: str, port: int) -> Any:
+    """A new connection to ``host:port`` with the options of the cluster's node pools."""
+    pool = client.get_default_node().redis_connection.connection_pool
+    return pool.connection_class(**{**pool.connection_kwargs, "host": host, "port": port})
