@@ -399,6 +399,48 @@ def test_one_dead_master_is_one_outage_while_the_others_serve(
         partial.stop()
 
 
+async def test_one_dead_master_is_one_outage_for_async_calls_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="coordination.redis")
+    partial = LoopbackCluster(tmp_path, full_coverage=False).start()
+    clock = FakeClock(0.0)
+    backend = RedisBackend(
+        partial.url, cluster=True, namespace="apartial", reconnect_interval=5.0, clock=clock
+    )
+    try:
+        operations = one_operation_per_master(partial, "apartial")
+        breakers = [
+            backend.breaker(name, SETTINGS, clock=clock, on_transition=lambda t: None)
+            for _, name in sorted(operations.items())
+        ]
+        for breaker in breakers:
+            await breaker.aacquire()
+            await breaker.arecord_success(0.0)
+        victim = sorted(operations)[0]
+        partial.kill(victim)
+        for _ in range(6):
+            clock.now += 5.0
+            for breaker in reversed(breakers):  # the dead master's breaker comes last
+                await breaker.aacquire()
+                await breaker.arecord_success(0.0)
+        messages = [r.message for r in caplog.records]
+        assert sum("Redis unavailable for breaker" in m for m in messages) == 1
+        assert not any("available again" in m for m in messages)
+
+        partial.restart(victim)
+        clock.now += 5.0
+        for breaker in breakers:
+            await breaker.aacquire()
+            await breaker.arecord_success(0.0)
+        assert backend.status()["breakers"]["available"] is True
+        assert breakers[0].snapshot().backend == "redis"
+    finally:
+        await backend.aclose()
+        backend.close()
+        partial.stop()
+
+
 def test_a_master_killed_under_a_handler_keeps_calls_working(
     own_cluster: LoopbackCluster, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -35,6 +35,7 @@ from ._connection import (
     RedisGuard,
     connect,
     connect_async,
+    connect_async_cluster,
     key_prefix,
     store_errors,
 )
@@ -320,9 +321,13 @@ class RedisBackend:
                     field="redis_url",
                     value=None,
                 )
-            client = connect_async(
-                self.url, socket_timeout=self.socket_timeout, cluster=self.cluster
-            )
+            client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+            if self._route is not None:  # the asyncio client shares the lost masters
+                client = connect_async_cluster(
+                    self.url, self._route.async_client_class(), socket_timeout=self.socket_timeout
+                )
+            else:
+                client = connect_async(self.url, socket_timeout=self.socket_timeout)
             current = (loop, client)
             self._async = current
         return current[1]
@@ -459,6 +464,40 @@ class _ClusterRoute:
             self._lost[f"{host}:{port}"] = (host, int(port))
             self._topology += 1
 
+    def async_client_class(self) -> type[redis.asyncio.cluster.RedisCluster]:
+        """redis-py's asyncio ``RedisCluster``, with this route's lost masters: a command
+        is sent only once they answer again (``_afind_lost``), and a master that fails is
+        lost for the sync route too."""
+        from redis.asyncio.cluster import RedisCluster
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        route = self
+
+        class LostTrackingRedisCluster(RedisCluster):
+            async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+                if route._lost:
+                    await route._afind_lost(self)
+                try:
+                    return await super().execute_command(*args, **kwargs)
+                except (ConnectionError, TimeoutError) as exc:
+                    node = getattr(exc, "connection", None)  # the node redis-py tried
+                    if node is not None and getattr(node, "port", None) is not None:
+                        route._lose(node.host, node.port)
+                    raise
+
+        return LostTrackingRedisCluster
+
+    async def _afind_lost(self, client: Any) -> None:
+        """``_find_lost`` on the asyncio client (no lock held across an await)."""
+        await client.nodes_manager.initialize()
+        serving = {node.name for node in client.get_primaries()}
+        for name, (host, port) in list(self._lost.items()):
+            if name in serving:
+                await _aping(name, host, port, self._backend.socket_timeout)
+            with self._lost_lock:
+                self._lost.pop(name, None)
+                self._topology += 1
+
     def _find_lost(self) -> None:
         """Raise ``ConnectionError`` while a lost master still serves slots and does not
         answer ``PING``; forget it once it answers or serves nothing."""
@@ -510,3 +549,25 @@ def _connection_like(client: Any, host: str, port: int) -> Any:
     """A new connection to ``host:port`` with the options of the cluster's node pools."""
     pool = client.get_default_node().redis_connection.connection_pool
     return pool.connection_class(**{**pool.connection_kwargs, "host": host, "port": port})
+
+
+async def _aping(name: str, host: str, port: int, socket_timeout: float) -> None:
+    """``PING`` ``host:port`` on a connection of its own; ``ConnectionError`` if it fails."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    node = aioredis.Redis(
+        host=host,
+        port=port,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        await node.ping()
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise ConnectionError(f"Redis Cluster master {name} is unreachable ({exc})") from exc
+    finally:
+        await node.aclose()

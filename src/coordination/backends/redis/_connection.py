@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from prometheus_client import Counter
 
@@ -224,14 +224,28 @@ def connect_async(
         raise _missing_redis(exc) from exc
     if cluster:
         from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-        from redis.asyncio.retry import Retry as AsyncRetry
-        from redis.backoff import NoBackoff
 
-        _check_cluster_url(url)
-        options = _client_options(socket_timeout)
-        options["retry"] = AsyncRetry(NoBackoff(), 0)
-        return AsyncRedisCluster.from_url(url, **options)
+        return connect_async_cluster(url, AsyncRedisCluster, socket_timeout=socket_timeout)
     return aioredis.Redis.from_url(url, **_client_options(socket_timeout))
+
+
+AsyncCluster = TypeVar("AsyncCluster", bound="redis.asyncio.cluster.RedisCluster")
+
+
+def connect_async_cluster(
+    url: str, cluster_class: type[AsyncCluster], *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
+) -> AsyncCluster:
+    """``connect_async(url, cluster=True)`` made as ``cluster_class`` (a subclass of
+    redis-py's asyncio ``RedisCluster``)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+
+    _check_url(url)
+    _check_cluster_url(url)
+    options = _client_options(socket_timeout)
+    options["retry"] = AsyncRetry(NoBackoff(), 0)
+    # from_url makes an instance of the class it is called on (redis-py types it as the base)
+    return cast("AsyncCluster", cluster_class.from_url(url, **options))
 
 
 def store_errors() -> tuple[type[Exception], ...]:
