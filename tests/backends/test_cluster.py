@@ -253,6 +253,33 @@ def test_a_moved_slot_is_followed(redis_cluster: LoopbackCluster, cluster_namesp
         backend.close()
 
 
+async def test_a_flushed_script_cache_is_refilled_on_every_master(
+    redis_cluster: LoopbackCluster, cluster_namespace: str
+) -> None:
+    backend = RedisBackend(redis_cluster.url, cluster=True, namespace=cluster_namespace)
+    try:
+        breakers = [
+            backend.breaker(name, SETTINGS, clock=FakeClock(), on_transition=lambda t: None)
+            for name in one_operation_per_master(redis_cluster, cluster_namespace).values()
+        ]
+        for flush in range(2):
+            for port in redis_cluster.ports:
+                with redis.Redis(port=port) as node:
+                    node.script_flush()
+            for breaker in breakers:
+                if flush == 0:
+                    breaker.acquire()  # NOSCRIPT, loaded, sent again: one call
+                    breaker.record_failure(0.0)
+                else:
+                    await breaker.aacquire()
+                    await breaker.arecord_failure(0.0)
+        assert [b.snapshot().consecutive_failures for b in breakers] == [2, 2, 2]
+        assert backend.breaker_guard.errors == 0
+    finally:
+        await backend.aclose()
+        backend.close()
+
+
 # --- async -----------------------------------------------------------------------------------
 
 
