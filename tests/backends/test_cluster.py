@@ -171,6 +171,38 @@ def test_reports_read_each_breaker_from_its_own_master(
         backend.close()
 
 
+def test_the_middlewares_client_limit_is_shared_on_the_cluster(
+    redis_cluster: LoopbackCluster, cluster_namespace: str
+) -> None:
+    from flask import Flask
+    from werkzeug.test import Client
+
+    from coordination.integration import CoordinationMiddleware
+
+    def app() -> Flask:
+        flask = Flask("limited")
+        flask.add_url_rule("/ping", "ping", lambda: "pong")
+        return flask
+
+    config = {
+        "redis_url": redis_cluster.url,
+        "redis_cluster": True,
+        "redis_namespace": cluster_namespace,
+        "client_rate_limit": "3/m",
+    }
+    first, second = (Client(CoordinationMiddleware(app(), config=config)) for _ in range(2))
+
+    def get(client: Client, address: str) -> int:
+        response = client.get("/ping", environ_base={"REMOTE_ADDR": address})
+        response.close()
+        return response.status_code
+
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"):  # keys on any master
+        assert [get(first, address), get(second, address), get(first, address)] == [200] * 3
+        assert get(second, address) == 429
+    RedisBackend.from_config(config).close()
+
+
 # --- the combined check: one single-slot script ----------------------------------------------
 
 
