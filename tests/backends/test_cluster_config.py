@@ -80,6 +80,29 @@ def test_a_stream_on_a_cluster_refuses_a_dead_letter_stream_in_another_slot() ->
     assert raised.value.field == "dead_letter_stream"
 
 
+def test_a_stream_consumer_waits_out_a_cluster_down_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cluster client cannot even be made (no node answers): ``run`` logs it once,
+    counts every try and keeps polling, as for any outage; nothing is raised."""
+    caplog.set_level("WARNING", logger="coordination.redis")
+    slept: list[float] = []
+    source = RedisStreamSource(
+        object(),  # type: ignore[arg-type]
+        "orders",
+        url="redis://127.0.0.1:1/0",
+        cluster=True,
+        sleep=slept.append,
+        reconnect_interval=0.5,
+    )
+    polls = iter(range(3))
+    assert source.run(stop=lambda: next(polls, None) is None) == 0
+    assert slept == [0.5, 0.5, 0.5]
+    assert source.guard.errors == 3
+    assert sum("Redis unavailable for stream" in r.message for r in caplog.records) == 1
+    source.close()
+
+
 def test_without_redis_server_the_cluster_tests_fail_under_require_redis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -33,6 +33,7 @@ from ._connection import (
     DEFAULT_SOCKET_TIMEOUT,
     OutagePolicy,
     RedisGuard,
+    check_cluster_url,
     connect,
     connect_async,
     connect_async_cluster,
@@ -113,10 +114,7 @@ class RedisBackend:
         self._client_lock = threading.Lock()
         if self.cluster:
             if client is None:
-                from ._connection import _check_cluster_url, _check_url
-
-                _check_url(url or "")
-                _check_cluster_url(url or "")
+                check_cluster_url(url or "")
             self._route: _ClusterRoute | None = _ClusterRoute(self)
         else:
             self._route = None

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
     "OutagePolicy",
     "RedisGuard",
+    "check_cluster_url",
     "connect",
     "connect_async",
     "existing_redis_errors",
@@ -166,7 +167,9 @@ def _missing_redis(exc: ImportError) -> StoreError:  # pragma: no cover - instal
     return StoreError("the Redis backend needs redis-py: pip install 'coordination-systems[redis]'")
 
 
-def _check_cluster_url(url: str) -> None:
+def check_cluster_url(url: str) -> None:
+    """``url`` can name a Redis Cluster node: a ``redis://`` or ``rediss://`` URL."""
+    _check_url(url)
     if url.startswith("unix://"):
         raise ConfigError(
             f"redis_url: a Redis Cluster is reached over TCP (redis:// or rediss://), got {url!r}",
@@ -199,7 +202,7 @@ def connect(
         raise _missing_redis(exc) from exc
     options = _client_options(socket_timeout)
     if cluster:
-        _check_cluster_url(url)
+        check_cluster_url(url)
         return redis_module.RedisCluster.from_url(url, **options)
     return redis_module.Redis.from_url(url, **options)
 
@@ -240,8 +243,7 @@ def connect_async_cluster(
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
 
-    _check_url(url)
-    _check_cluster_url(url)
+    check_cluster_url(url)
     options = _client_options(socket_timeout)
     options["retry"] = AsyncRetry(NoBackoff(), 0)
     # from_url makes an instance of the class it is called on (redis-py types it as the base)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,7 +34,13 @@ from ..._errors import ConfigError, EventDeadLettered
 from ..._logging import component_logger
 from ..._redact import truncate
 from ..._time import AsyncSleep, Sleep
-from ._connection import RedisGuard, connect, connect_async
+from ._connection import (
+    RedisGuard,
+    check_cluster_url,
+    connect,
+    connect_async,
+    store_errors,
+)
 from ._stream_entries import (
     Entry,
     RawFields,
@@ -121,8 +128,10 @@ class RedisStreamSource:
         dead_letter_stream = dead_letter_stream or _dead_letter_name(stream, cluster)
         if cluster:
             _check_same_slot(stream, dead_letter_stream)
-        if client is None:
-            client = connect(url or "", socket_timeout=self._socket_timeout, cluster=cluster)
+        if client is None and not cluster:
+            client = connect(url or "", socket_timeout=self._socket_timeout)
+        elif client is None:
+            check_cluster_url(url or "")
         self.processor = processor
         self.stream = stream
         self.group = group
@@ -133,7 +142,8 @@ class RedisStreamSource:
         self.block_ms = round(block * 1000)
         self.claim_idle_ms = round(claim_idle * 1000)
         self.max_deliveries = max_deliveries
-        self.client = client
+        self._client = client  # a cluster client is made by the first command (see client)
+        self._client_lock = threading.Lock()
         self.url = url
         self.guard = RedisGuard("stream", reconnect_interval=reconnect_interval)
         self._sleep = sleep or _time.sleep
@@ -142,6 +152,21 @@ class RedisStreamSource:
         self._claim_cursor = "0-0"
         self._group_ready = False
         self._logger = component_logger("redis")
+
+    @property
+    def client(self) -> redis.Redis | redis.RedisCluster:
+        """The redis-py client; with ``cluster=True`` made on first use (it reads the slot
+        map then), so a cluster down at start is an outage ``run`` waits out."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                client = self._client
+                if client is None:
+                    client = connect(
+                        self.url or "", socket_timeout=self._socket_timeout, cluster=True
+                    )
+                    self._client = client
+        return client
 
     # --- producing ----------------------------------------------------------------------
 
@@ -196,13 +221,12 @@ class RedisStreamSource:
     ) -> int:
         """Poll until ``stop()`` is true (or ``max_idle_polls`` polls found nothing in a
         row). Returns the number of entries processed or dead-lettered."""
-        from redis.exceptions import RedisError
-
         handled = idle = 0
+        errors = store_errors()
         while not stop():
             try:
                 batch = self.poll()
-            except RedisError as exc:
+            except errors as exc:
                 self._outage(exc)
                 self._sleep(self.guard.reconnect_interval)
                 continue
@@ -276,13 +300,12 @@ class RedisStreamSource:
         self, *, stop: Callable[[], bool] = lambda: False, max_idle_polls: int | None = None
     ) -> int:
         """``run`` for asyncio; cancel the task (or make ``stop()`` true) to end it."""
-        from redis.exceptions import RedisError
-
         handled = idle = 0
+        errors = store_errors()
         while not stop():
             try:
                 batch = await self.apoll()
-            except RedisError as exc:
+            except errors as exc:
                 self._outage(exc)
                 await self._async_sleep(self.guard.reconnect_interval)
                 continue
@@ -294,7 +317,8 @@ class RedisStreamSource:
         return handled
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     async def aclose(self) -> None:
         if self._async is not None:
