@@ -3,8 +3,9 @@
 ``LoopbackCluster(workdir).start()`` runs three ``redis-server --cluster-enabled yes``
 (no persistence, their cluster config files in ``workdir``), joins them with
 ``redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`` and waits until every
-node reports ``cluster_state:ok``. ``kill(port)`` SIGKILLs one master (the test of the
-outage policy); ``stop()`` ends every server it started, whatever state they are in.
+node reports ``cluster_state:ok`` (``replicas=1``: six servers, a replica per master).
+``kill(port)`` SIGKILLs one master (the test of the outage policy), ``restart(port)``
+brings it back; ``stop()`` ends every server it started, whatever state they are in.
 
 Without ``redis-server`` / ``redis-cli`` the caller is skipped, unless
 COORDINATION_REQUIRE_REDIS=1, which makes that a failure (as ``loopback.require_redis``).
@@ -47,12 +48,13 @@ def cluster_binaries() -> tuple[str, str]:
 class LoopbackCluster:
     """Three cluster-enabled redis-servers on 127.0.0.1, joined into one cluster."""
 
-    def __init__(self, workdir: Path, *, full_coverage: bool = True) -> None:
+    def __init__(self, workdir: Path, *, full_coverage: bool = True, replicas: int = 0) -> None:
         self.server, self.cli = cluster_binaries()
         self.workdir = workdir
         # False: the masters still up keep serving their slots while one is down (with
         # the default, they answer CLUSTERDOWN once the dead one is marked failed).
         self.full_coverage = full_coverage
+        self.replicas = replicas  # per master: a killed master's replica takes over
         self.ports: list[int] = []
         self._processes: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -63,10 +65,12 @@ class LoopbackCluster:
 
     def start(self) -> LoopbackCluster:
         try:
-            for _ in range(NODES):
+            for _ in range(NODES * (1 + self.replicas)):
                 self._start_node(self._unused_port())
             self._create()
             self.wait_until("ok")
+            if self.replicas:
+                self._wait_replicas_synced()
         except BaseException:
             self.stop()
             raise
@@ -103,6 +107,8 @@ class LoopbackCluster:
                 "no",
                 "--dir",
                 str(node_dir),
+                "--logfile",
+                str(node_dir / "redis.log"),  # kept in the test's tmp dir, for a failure
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -118,7 +124,15 @@ class LoopbackCluster:
     def _create(self) -> None:
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
         result = subprocess.run(
-            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
             capture_output=True,
             timeout=START_TIMEOUT,
             check=False,
@@ -128,6 +142,32 @@ class LoopbackCluster:
                 "redis-cli --cluster create failed: "
                 + (result.stdout + result.stderr).decode(errors="replace")[-2000:]
             )
+
+    def _wait_replicas_synced(self) -> None:
+        """Until every replica's link to its master is up (its first full sync done): a
+        replica that never synced is not promoted when its master dies."""
+        deadline = time.monotonic() + START_TIMEOUT
+        replicas = [port for port in self.ports if port not in self.masters()]
+        while True:
+            links = {
+                port: self._section(port, "replication").get("master_link_status")
+                for port in replicas
+            }
+            if all(link == "up" for link in links.values()):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replicas did not sync with their masters: {links}")
+            time.sleep(0.1)
+
+    def _section(self, port: int, section: str) -> dict[str, str]:
+        result = subprocess.run(
+            [self.cli, "-h", "127.0.0.1", "-p", str(port), "info", section],
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+        pairs = (line.split(":", 1) for line in result.stdout.decode().splitlines())
+        return {k: v.strip() for k, v in (p for p in pairs if len(p) == 2)}
 
     def info(self, port: int) -> dict[str, str]:
         """``CLUSTER INFO`` of the node on ``port`` (empty when it does not answer)."""
@@ -163,6 +203,26 @@ class LoopbackCluster:
             return int(client.get_node_from_key(key).port)
         finally:
             client.close()
+
+    def masters(self) -> list[int]:
+        """The ports of the masters serving slots now (as the cluster itself says)."""
+        import redis
+
+        client = redis.RedisCluster.from_url(self.url)
+        try:
+            return sorted(int(node.port) for node in client.get_primaries())
+        finally:
+            client.close()
+
+    def wait_for_failover(self, port: int) -> None:
+        """Until the dead master on ``port`` serves no slot (its replica took them over)
+        and the cluster is ``ok`` again."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while port in self.masters():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica took over from the master on port {port}")
+            time.sleep(0.1)
+        self.wait_until("ok")
 
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port``: no replica takes over, so its slots go unserved

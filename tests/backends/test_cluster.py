@@ -79,10 +79,11 @@ def config_for(cluster: LoopbackCluster, namespace: str, **more: Any) -> dict[st
 def one_operation_per_master(cluster: LoopbackCluster, namespace: str) -> dict[int, str]:
     """Operation names whose breakers live on each of the three masters (port → name)."""
     found: dict[int, str] = {}
+    masters = len(cluster.masters())
     for index in range(200):
         name = f"op-{index}"
         found.setdefault(cluster.port_of(f"{namespace}:{{{name}}}:breaker"), name)
-        if len(found) == len(cluster.ports):
+        if len(found) == masters:
             return found
     raise AssertionError(f"no operation name found for every master: {found}")
 
@@ -498,6 +499,46 @@ async def test_one_dead_master_is_one_outage_for_async_calls_too(
         await backend.aclose()
         backend.close()
         partial.stop()
+
+
+def test_a_replica_promoted_in_a_dead_masters_place_ends_the_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a replica per master, the dead master's replica takes its slots over: the
+    next probe finds the lost master serving nothing any more, and the shared state —
+    replicated before the kill — decides again, on the new master."""
+    caplog.set_level(logging.WARNING, logger="coordination.redis")
+    replicated = LoopbackCluster(tmp_path, replicas=1).start()
+    clock = FakeClock(0.0)
+    backend = RedisBackend(
+        replicated.url, cluster=True, namespace="failover", reconnect_interval=5.0, clock=clock
+    )
+    try:
+        operations = one_operation_per_master(replicated, "failover")
+        victim = sorted(operations)[0]
+        breaker = backend.breaker(
+            operations[victim], SETTINGS, clock=clock, on_transition=lambda t: None
+        )
+        breaker.acquire()
+        breaker.record_failure(0.0)  # replicated to the victim's replica
+        replicated.kill(victim)
+        breaker.acquire()  # the dead master: local state
+        breaker.record_success(0.0)
+        assert backend.status()["breakers"]["available"] is False
+        replicated.wait_for_failover(victim)  # its replica promoted (node timeout: 1 s)
+        clock.now += 5.0
+        breaker.acquire()  # the probe: the lost master serves nothing now; shared again
+        assert backend.status()["breakers"]["available"] is True
+        assert breaker.snapshot().consecutive_failures == 1  # the state survived
+        breaker.record_failure(0.0)
+        with pytest.raises(CircuitOpenError):
+            breaker.acquire()
+        messages = [r.message for r in caplog.records]
+        assert sum("Redis unavailable for breaker" in m for m in messages) == 1
+        assert sum("available again for breaker" in m for m in messages) == 1
+    finally:
+        backend.close()
+        replicated.stop()
 
 
 def test_a_master_killed_under_a_handler_keeps_calls_working(
