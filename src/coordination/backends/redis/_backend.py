@@ -498,29 +498,32 @@ class _ClusterRoute:
 
     def _find_lost(self) -> None:
         """Raise ``ConnectionError`` while a lost master still serves slots and does not
-        answer ``PING``; forget it once it answers or serves nothing."""
+        answer ``PING``; forget it once it answers or serves nothing. No lock is held
+        across the I/O (the guard lets one probe through at a time anyway)."""
         from redis.exceptions import ConnectionError, TimeoutError
 
         client: Any = self._backend.client
         with self._lost_lock:
-            if not self._lost:
-                return
-            client.nodes_manager.initialize()  # the slot map as the cluster sees it now
-            serving = {node.name for node in client.get_primaries()}
-            for name, (host, port) in list(self._lost.items()):
-                if name in serving:
-                    probe = _connection_like(client, host, port)
-                    try:
-                        probe.send_command("PING")
-                        probe.read_response()
-                    except (ConnectionError, TimeoutError, OSError) as exc:
-                        raise ConnectionError(
-                            f"Redis Cluster master {name} is unreachable ({exc})"
-                        ) from exc
-                    finally:
-                        probe.disconnect()
-                del self._lost[name]
-            self._topology += 1
+            lost = list(self._lost.items())
+        if not lost:
+            return
+        client.nodes_manager.initialize()  # the slot map as the cluster sees it now
+        serving = {node.name for node in client.get_primaries()}
+        for name, (host, port) in lost:
+            if name in serving:
+                probe = _connection_like(client, host, port)
+                try:
+                    probe.send_command("PING")
+                    probe.read_response()
+                except (ConnectionError, TimeoutError, OSError) as exc:
+                    raise ConnectionError(
+                        f"Redis Cluster master {name} is unreachable ({exc})"
+                    ) from exc
+                finally:
+                    probe.disconnect()
+            with self._lost_lock:
+                self._lost.pop(name, None)
+                self._topology += 1
 
     def _connection_for(self, slot: int) -> Any:
         node = self._backend.client.nodes_manager.get_node_from_slot(slot)  # type: ignore[union-attr]
