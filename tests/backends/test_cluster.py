@@ -136,15 +136,18 @@ def test_a_rate_limit_holds_across_handlers_on_the_cluster(
     def ok() -> str:
         return "ok"
 
-    for name in one_operation_per_master(redis_cluster, cluster_namespace).values():
-        first = CoordinationErrorHandler(config).decorate(ok, operation_name=name, rate_limit="3/m")
-        second = CoordinationErrorHandler(config).decorate(
-            ok, operation_name=name, rate_limit="3/m"
-        )
-        assert [first(), second(), first()] == ["ok"] * 3
-        with pytest.raises(RateLimitExceeded) as raised:
-            second()
-        assert 19 < raised.value.retry_after <= 20
+    for limit in ("3/m", "100/s;3/m"):  # one window, and several (their key names them)
+        for name in one_operation_per_master(redis_cluster, cluster_namespace).values():
+            first = CoordinationErrorHandler(config).decorate(
+                ok, operation_name=name, rate_limit=limit
+            )
+            second = CoordinationErrorHandler(config).decorate(
+                ok, operation_name=name, rate_limit=limit
+            )
+            assert [first(), second(), first()] == ["ok"] * 3
+            with pytest.raises(RateLimitExceeded) as raised:
+                second()
+            assert 19 < raised.value.retry_after <= 20
 
 
 def test_reports_read_each_breaker_from_its_own_master(
