@@ -113,7 +113,8 @@ class Backoff:
             return wait
         if self.jitter == "full":
             return wait * rng()
-        return wait / 2 + wait / 2 * rng()  # equal
+        half = wait / 2
+        return min(wait, half + half * rng())  # equal; min: subnormal halves round up
 
 
 def retry_after_seconds(exc: BaseException, now: Callable[[], float] | None = None) -> float | None:
