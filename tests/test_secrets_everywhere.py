@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
@@ -272,6 +272,12 @@ def _exceptions(text: str) -> list[Exception]:
 @given(planted=planted_in_text())
 @settings(max_examples=200, deadline=None)
 def test_no_exception_shows_a_planted_secret(planted: Planted) -> None:
+    # a "secret" that the library's own words hold (quoted values are any text: "Validati")
+    # is no leak: such examples prove nothing
+    own_words = "".join(
+        str(exc) + repr(exc) + "".join(_format(exc)) for exc in _exceptions("placeholder")
+    )
+    assume(not any(secret in own_words for secret in planted.secrets))
     for exc in _exceptions(planted.text):
         for shown in (str(exc), repr(exc), "".join(_format(exc))):
             assert not leaked(planted, shown), (type(exc).__name__, shown)
