@@ -107,7 +107,10 @@ class CoordinationConfig:
     # --- circuit breaker ---
     circuit_breaker_timeout: float = _field("circuit_breaker_timeout")
     half_open_calls: int = _field("half_open_calls")
-    half_open_trial_timeout: float | None = _field("half_open_trial_timeout")
+    half_open_max_wait: float | None = _field("half_open_max_wait")
+    open_backoff_multiplier: float = _field("open_backoff_multiplier")
+    max_open_seconds: float | None = _field("max_open_seconds")
+    breaker_mode: str = _field("breaker_mode")
     failure_rate_threshold: float | None = _field("failure_rate_threshold")
     slow_call_duration: float | None = _field("slow_call_duration")
     slow_call_rate_threshold: float | None = _field("slow_call_rate_threshold")
@@ -250,6 +253,12 @@ class CoordinationConfig:
         """Deprecated spelling of ``half_open_calls``."""
         warn_renamed("circuit_breaker_half_open_calls", "half_open_calls", "attribute access")
         return self.half_open_calls
+
+    @property
+    def half_open_trial_timeout(self) -> float | None:
+        """Deprecated spelling of ``half_open_max_wait``."""
+        warn_renamed("half_open_trial_timeout", "half_open_max_wait", "attribute access")
+        return self.half_open_max_wait
 
 
 def _accept_old_keywords(init: Any) -> Any:

@@ -39,6 +39,7 @@ from ._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds
 
 __all__ = [
     "ALIASES",
+    "BREAKER_MODES",
     "JITTER_KINDS",
     "SETTINGS",
     "SEVERITIES",
@@ -50,6 +51,7 @@ __all__ = [
 JITTER_KINDS = ("none", "full", "equal", "decorrelated")
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 WINDOW_TYPES = ("count", "time")
+BREAKER_MODES = ("normal", "metrics_only", "disabled")
 ENVIRONMENT_PREFIX = "COORDINATION_"
 # How the middleware names a client: its address, or a header (an RFC 9110 token name).
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
@@ -484,13 +486,44 @@ _DECLARED = (
         aliases=("circuit_breaker_half_open_calls",),
     ),
     _seconds(
-        "half_open_trial_timeout",
+        "half_open_max_wait",
         None,
-        "Seconds the trial calls of a half-open breaker may run before they count as failed "
-        "(none: circuit_breaker_timeout).",
+        "Seconds a half-open breaker waits, from its first trial call, for its trials to "
+        "conclude; not concluded by then, it opens again (none: circuit_breaker_timeout).",
         _BREAKER,
         per_call=True,
         none_unsets=True,
+        aliases=("half_open_trial_timeout",),
+    ),
+    Setting(
+        "open_backoff_multiplier",
+        float,
+        1.0,
+        "Each re-open without closing in between keeps the breaker open this many times "
+        "longer than the last (1: every open period lasts circuit_breaker_timeout).",
+        _BREAKER,
+        minimum=1,
+        per_call=True,
+    ),
+    _seconds(
+        "max_open_seconds",
+        None,
+        "Longest open period, however often the breaker re-opens (none: no cap; below "
+        "circuit_breaker_timeout it shortens every open period).",
+        _BREAKER,
+        per_call=True,
+        none_unsets=True,
+    ),
+    Setting(
+        "breaker_mode",
+        str,
+        "normal",
+        "normal (the breaker rejects calls while open), metrics_only (it counts, changes "
+        "state and reports, but never rejects: what it would have rejected is counted) or "
+        "disabled (no breaker at all).",
+        _BREAKER,
+        choices=BREAKER_MODES,
+        per_call=True,
     ),
     _fraction(
         "failure_rate_threshold",

@@ -66,7 +66,7 @@ def test_same_decisions_as_the_in_memory_breaker(
         failure_threshold=threshold,
         open_seconds=1.0,
         half_open_calls=trials,
-        trial_timeout=trial_timeout,
+        half_open_max_wait=trial_timeout,
     )
     backend = RedisBackend(redis_url, namespace=namespace, redis_clock=clock)
     name = uuid.uuid4().hex

@@ -230,7 +230,10 @@ def test_slow_calls_are_timed_through_the_handler(
         # Named by the setting (configuration and per-call name) the attribute holds.
         ({"failure_threshold": 0}, "circuit_breaker_threshold"),
         ({"open_seconds": 0}, "circuit_breaker_timeout"),
-        ({"trial_timeout": 0}, "half_open_trial_timeout"),
+        ({"half_open_max_wait": 0}, "half_open_max_wait"),
+        ({"open_backoff_multiplier": 0.5}, "open_backoff_multiplier"),
+        ({"max_open_seconds": 0}, "max_open_seconds"),
+        ({"mode": "shadow"}, "breaker_mode"),
         ({"failure_rate_threshold": 1.5}, "failure_rate_threshold"),
         ({"window_type": "sliding"}, "window_type"),
         ({"half_open_calls": 0}, "half_open_calls"),

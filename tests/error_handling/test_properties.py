@@ -32,7 +32,7 @@ class BreakerModel(RuleBasedStateMachine):
                 failure_threshold=THRESHOLD,
                 open_seconds=OPEN_SECONDS,
                 half_open_calls=TRIALS,
-                trial_timeout=TRIAL_TIMEOUT,
+                half_open_max_wait=TRIAL_TIMEOUT,
             ),
             clock=self.clock,
         )

@@ -40,11 +40,11 @@ def test_a_hung_trial_reopens_the_breaker_at_its_deadline(clock: FakeClock) -> N
     assert rejection(breaker) == pytest.approx(10.0)  # until the trial's deadline
     clock.advance(4.0)
     assert rejection(breaker) == pytest.approx(6.0)
-    clock.advance(6.0)  # the deadline (trial_timeout defaults to open_seconds)
+    clock.advance(6.0)  # the deadline (half_open_max_wait defaults to open_seconds)
     assert breaker.state is CircuitState.OPEN
     assert rejection(breaker) == pytest.approx(10.0)  # re-opened as of the deadline
     assert seen[-1].new is CircuitState.OPEN
-    assert "trial calls still running after 10s" in seen[-1].reason
+    assert "trial calls not concluded within 10s" in seen[-1].reason
     clock.advance(10.0)
     assert breaker.state is CircuitState.HALF_OPEN
     breaker.acquire()  # a new trial is admitted
@@ -53,7 +53,7 @@ def test_a_hung_trial_reopens_the_breaker_at_its_deadline(clock: FakeClock) -> N
 
 
 def test_a_long_overdue_trial_goes_straight_to_a_new_trial(clock: FakeClock) -> None:
-    settings = BreakerSettings(failure_threshold=1, open_seconds=5.0, trial_timeout=1.0)
+    settings = BreakerSettings(failure_threshold=1, open_seconds=5.0, half_open_max_wait=1.0)
     breaker = CircuitBreaker("dep", settings, clock=clock)
     breaker.acquire()
     breaker.record_failure(0.0)
@@ -104,7 +104,7 @@ def test_a_hung_trial_through_the_handler_is_given_up_on(clock: FakeClock) -> No
         max_retries=0,
         circuit_breaker_threshold=1,
         circuit_breaker_timeout=10.0,
-        half_open_trial_timeout=2.0,
+        half_open_max_wait=2.0,
     )
     breaker = handler.circuit_breaker("trial")
     breaker.acquire()
@@ -132,8 +132,15 @@ def test_a_hung_trial_through_the_handler_is_given_up_on(clock: FakeClock) -> No
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "2", True])
-def test_a_bad_trial_timeout_names_the_option(bad: object) -> None:
+def test_a_bad_half_open_max_wait_names_the_option(bad: object) -> None:
     handler = CoordinationErrorHandler()
-    with pytest.raises(ConfigError, match="half_open_trial_timeout") as raised:
-        handler.config_options(half_open_trial_timeout=bad)
-    assert raised.value.field == "half_open_trial_timeout"
+    with pytest.raises(ConfigError, match="half_open_max_wait") as raised:
+        handler.config_options(half_open_max_wait=bad)
+    assert raised.value.field == "half_open_max_wait"
+
+
+def test_the_old_spelling_still_works_with_a_warning() -> None:
+    handler = CoordinationErrorHandler()
+    with pytest.warns(DeprecationWarning, match="'half_open_max_wait'"):
+        options = handler.config_options(half_open_trial_timeout=2.5)
+    assert options.breaker.half_open_max_wait == 2.5

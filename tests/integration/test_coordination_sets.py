@@ -373,7 +373,7 @@ _POLICY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "circuit_breaker_threshold": st.integers(1, 50),
     "circuit_breaker_timeout": st.floats(0.1, 600),
     "half_open_calls": st.integers(1, 10),
-    "half_open_trial_timeout": st.none() | st.floats(0.1, 60),
+    "half_open_max_wait": st.none() | st.floats(0.1, 60),
     "failure_rate_threshold": st.none() | st.floats(0.01, 1),
     "slow_call_duration": st.none() | st.floats(0.1, 60),
     "slow_call_rate_threshold": st.none() | st.floats(0.01, 1),

@@ -40,6 +40,7 @@ lock-free closed path, ``guard(func, ...)`` / ``aguard(func, ...)`` (see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -82,7 +83,10 @@ _BREAKER_SETTINGS = (
     ("window_type", "window_type"),
     ("window_size", "window_size"),
     ("minimum_calls", "minimum_calls"),
-    ("trial_timeout", "half_open_trial_timeout"),
+    ("half_open_max_wait", "half_open_max_wait"),
+    ("open_backoff_multiplier", "open_backoff_multiplier"),
+    ("max_open_seconds", "max_open_seconds"),
+    ("mode", "breaker_mode"),
 )
 
 
@@ -105,11 +109,24 @@ class BreakerSettings:
     (fractions, 0..1). The window is the last ``window_size`` calls (``window_type="count"``)
     or the last ``window_size`` seconds (``"time"``). An open breaker rejects calls for
     ``open_seconds``, then admits ``half_open_calls`` trial calls: all succeed → CLOSED,
-    any fails → OPEN again. Trials still running ``trial_timeout`` seconds after the
-    half-open period began (``None``: ``open_seconds``) count as failed: the breaker
-    re-opens as of that deadline and, after ``open_seconds``, admits new trials
-    (resilience4j's ``maxWaitDurationInHalfOpenState``), so a hung trial cannot keep it
-    half-open forever.
+    any fails → OPEN again. Trials not all concluded ``half_open_max_wait`` seconds after
+    the first of them was admitted (``None``: ``open_seconds``) re-open the breaker as of
+    that deadline (resilience4j's ``maxWaitDurationInHalfOpenState``), so a hung trial, or
+    too little traffic to finish the trials, cannot keep it half-open forever.
+
+    Each re-open (HALF_OPEN → OPEN) without a close in between lasts
+    ``open_backoff_multiplier`` times longer than the open period before it, capped by
+    ``max_open_seconds`` (resilience4j's exponential ``IntervalFunction`` for
+    ``waitDurationInOpenState``); ``open_time(reopens)`` says how long. The count starts
+    again when the breaker closes. ``mode`` is the ``breaker_mode``: ``"normal"``,
+    ``"metrics_only"`` (never rejects) or ``"disabled"``; the handler applies it around
+    whatever breaker the factory makes.
+
+    >>> settings = BreakerSettings(
+    ...     open_seconds=10.0, open_backoff_multiplier=2.0, max_open_seconds=60.0
+    ... )
+    >>> settings.open_time(0), settings.open_time(2), settings.open_time(3)
+    (10.0, 40.0, 60.0)
     """
 
     failure_threshold: int = default_of("circuit_breaker_threshold")
@@ -121,7 +138,10 @@ class BreakerSettings:
     window_type: Literal["count", "time"] = default_of("window_type")
     window_size: int = default_of("window_size")
     minimum_calls: int = default_of("minimum_calls")
-    trial_timeout: float | None = default_of("half_open_trial_timeout")
+    half_open_max_wait: float | None = default_of("half_open_max_wait")
+    open_backoff_multiplier: float = default_of("open_backoff_multiplier")
+    max_open_seconds: float | None = default_of("max_open_seconds")
+    mode: Literal["normal", "metrics_only", "disabled"] = default_of("breaker_mode")
 
     def __post_init__(self) -> None:
         # The schema's checks, in its words (the settings of the same meaning).
@@ -130,8 +150,28 @@ class BreakerSettings:
 
     @property
     def trial_seconds(self) -> float:
-        """Seconds the trial calls of a half-open period may run before they count as failed."""
-        return self.open_seconds if self.trial_timeout is None else self.trial_timeout
+        """Seconds the trials of a half-open period have, from the first one admitted,
+        to conclude (``half_open_max_wait``, else ``open_seconds``)."""
+        return self.open_seconds if self.half_open_max_wait is None else self.half_open_max_wait
+
+    def open_time(self, reopens: int) -> float:
+        """Seconds the open period lasts after ``reopens`` re-opens since the last close
+        (0: the first open): ``open_seconds × open_backoff_multiplier ** reopens``, capped
+        by ``max_open_seconds`` (a cap below ``open_seconds`` shortens the first too)."""
+        seconds = self.open_seconds
+        multiplier = self.open_backoff_multiplier
+        if multiplier != 1.0 and reopens > 0:
+            try:
+                seconds *= multiplier**reopens
+            except OverflowError:
+                seconds = math.inf
+        cap = self.max_open_seconds
+        return float(seconds if cap is None else min(seconds, cap))
+
+    @property
+    def grows(self) -> bool:
+        """True when re-opens lengthen the open period (``open_backoff_multiplier`` > 1)."""
+        return self.open_backoff_multiplier != 1.0
 
     @property
     def uses_window(self) -> bool:
@@ -167,6 +207,13 @@ class BreakerSnapshot:
     forced_open: bool
     transitions: dict[str, int]  # {"CLOSED->OPEN": 2, ...}
     backend: str  # "memory", "redis", ...
+    mode: str = "normal"  # the breaker_mode: "normal", "metrics_only" or "disabled"
+    # metrics_only: calls the breaker would have rejected (they ran); else 0
+    would_reject: int = 0
+    # seconds the current open period lasts (when CLOSED or HALF_OPEN: the next one);
+    # None when the backend does not say
+    open_seconds: float | None = None
+    reopens: int = 0  # re-opens since the breaker last closed (they grow open_seconds)
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as JSON: ``get_error_report()["circuit_breakers"][name]``."""
@@ -180,6 +227,10 @@ class BreakerSnapshot:
             "forced_open": self.forced_open,
             "transitions": dict(self.transitions),
             "backend": self.backend,
+            "mode": self.mode,
+            "would_reject": self.would_reject,
+            "open_seconds": None if self.open_seconds is None else round(self.open_seconds, 6),
+            "reopens": self.reopens,
         }
 
 

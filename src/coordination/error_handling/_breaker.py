@@ -14,6 +14,7 @@ the handler's job (``itertools.count``, whose ``next`` is atomic).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = ["CircuitBreaker", "memory_breaker_factory"]
 Handover = Callable[..., Any]
 
 _new = BaseException.__new__
+_NEVER = math.inf
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
@@ -101,14 +103,19 @@ class CircuitBreaker:
     """
 
     __slots__ = (
+        "__weakref__",
         "_clock",
         "_consecutive",
         "_forced",
         "_half_open_since",
         "_lock",
         "_on_transition",
-        "_opened_at",
+        "_open_for",
+        "_open_until",
+        "_reopens",
         "_state",
+        "_timed",
+        "_timer_due",
         "_transitions",
         "_trial_successes",
         "_trials",
@@ -136,11 +143,18 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._state = CLOSED
         self._consecutive = 0
-        self._opened_at = 0.0
+        # when the open period ends (written before _state turns OPEN: read lock-free)
+        self._open_until = 0.0
+        self._open_for = settings.open_time(0)  # the current (or next) open period's length
+        self._reopens = 0  # HALF_OPEN -> OPEN since the last close (grows _open_for)
         self._trials = 0  # trial calls admitted and still running, while HALF_OPEN
         self._trial_successes = 0
-        self._half_open_since = 0.0  # when the current half-open period began
+        self._half_open_since = _NEVER  # when the first trial of this half-open period came
         self._forced = False
+        # On the real clock a process-wide timer reports OPEN -> HALF_OPEN when the open
+        # period ends (``_breaker_timer``); on an injected clock a read or a call does.
+        self._timed = clock is monotonic
+        self._timer_due = _NEVER  # the end of an open period the timer will look at
         self._transitions: dict[str, int] = {}
         self._window = (
             _Window(settings.window_size, by_time=settings.window_type == "time")
@@ -150,16 +164,22 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
-        """What the next call will see: an elapsed OPEN reads HALF_OPEN, and trials past
-        their deadline read as the re-opened breaker they will be on the next acquire."""
+        """What the next call will see. An open period that has ended is HALF_OPEN, and
+        trials past ``half_open_max_wait`` are the re-opened breaker they are: reading
+        makes that transition (reported once, to ``on_transition``) if no call or timer
+        has made it yet."""
         state = self._state
-        if state is OPEN and not self._forced and self._open_remaining() <= 0:
-            return HALF_OPEN
-        if state is HALF_OPEN and self._trials_full():
-            overdue = self._half_open_since + self.settings.trial_seconds
-            now = self._clock()
-            if now >= overdue:
-                return OPEN if now < overdue + self.settings.open_seconds else HALF_OPEN
+        if state is CLOSED or (
+            state is OPEN and (self._forced or self._open_until > self._clock())
+        ):
+            return state
+        moved: list[BreakerTransition] = []
+        try:
+            with self._lock:
+                self._settle_locked(self._clock(), moved)
+                state = self._state
+        finally:
+            self._notify_all(moved)
         return state
 
     # --- the per-call protocol ----------------------------------------------------------
@@ -169,8 +189,8 @@ class CircuitBreaker:
         if state is CLOSED:  # the hot path: one attribute read, no lock
             return
         if state is OPEN and not self._forced:
-            # lock-free rejection: _opened_at is written before _state turns OPEN
-            remaining = self._opened_at + self.settings.open_seconds - self._clock()
+            # lock-free rejection: _open_until is written before _state turns OPEN
+            remaining = self._open_until - self._clock()
             if remaining > 0:
                 raise CircuitOpenError(self.name, remaining)
         moved: list[BreakerTransition] = []
@@ -178,31 +198,41 @@ class CircuitBreaker:
             with self._lock:
                 self._acquire_locked(moved)
         finally:
-            for transition in moved:
-                self._notify(transition)
+            self._notify_all(moved)
 
     def _acquire_locked(self, moved: list[BreakerTransition]) -> None:
         if self._state is CLOSED:
             return
         if self._forced:
-            raise CircuitOpenError(self.name, self.settings.open_seconds)
-        settings = self.settings
+            raise CircuitOpenError(self.name, self.settings.open_time(0))
         now = self._clock()
-        if self._state is HALF_OPEN and self._trials_full():
-            overdue = self._half_open_since + settings.trial_seconds
-            if now < overdue:  # every trial slot is taken: back when they must have ended
-                raise CircuitOpenError(self.name, overdue - now)
-            # the trials are still running past their deadline: they count as failed
-            moved.append(self._open(f"trial calls still running after {settings.trial_seconds:g}s"))
-            self._opened_at = overdue
+        self._settle_locked(now, moved)
         if self._state is OPEN:
-            remaining = self._opened_at + settings.open_seconds - now
-            if remaining > 0:
-                raise CircuitOpenError(self.name, remaining)
-            moved.append(self._move(HALF_OPEN, "open timeout elapsed; admitting trial calls"))
-            self._trials = self._trial_successes = 0
-            self._half_open_since = now
+            raise CircuitOpenError(self.name, self._open_until - now)
+        if self._trials_full():  # every trial slot is taken: back when they must have ended
+            raise CircuitOpenError(
+                self.name, self._half_open_since + self.settings.trial_seconds - now
+            )
+        if self._half_open_since == _NEVER:
+            self._half_open_since = now  # the first trial starts the half-open wait
         self._trials += 1
+
+    def _settle_locked(self, now: float, moved: list[BreakerTransition]) -> None:
+        """Make the transitions time has brought: an open period over → HALF_OPEN; trials
+        not concluded within ``half_open_max_wait`` → OPEN as of that deadline (and, when
+        that open period is over too, HALF_OPEN again)."""
+        while not self._forced:
+            state = self._state
+            if state is OPEN and now >= self._open_until:
+                moved.append(self._move(HALF_OPEN, "open timeout elapsed; admitting trial calls"))
+                self._trials = self._trial_successes = 0
+                self._half_open_since = _NEVER
+            elif state is HALF_OPEN and now >= self._half_open_since + self.settings.trial_seconds:
+                deadline = self._half_open_since + self.settings.trial_seconds
+                seconds = self.settings.trial_seconds
+                moved.append(self._open(f"trial calls not concluded within {seconds:g}s", deadline))
+            else:
+                return
 
     def _trials_full(self) -> bool:
         return self._trials + self._trial_successes >= self.settings.half_open_calls
@@ -211,7 +241,7 @@ class CircuitBreaker:
         """Seconds an OPEN breaker will still reject (lock-free), else 0.0: then call
         ``acquire()``, which also handles forced-open and half-open."""
         if self._state is OPEN and not self._forced:
-            return self._opened_at + self.settings.open_seconds - self._clock()
+            return self._open_until - self._clock()
         return 0.0
 
     def guard(
@@ -245,8 +275,8 @@ class CircuitBreaker:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if self._state is not CLOSED:
                 if self._state is OPEN and not self._forced:
-                    # lock-free: _opened_at is written before _state turns OPEN
-                    remaining = self._opened_at + self.settings.open_seconds - clock()
+                    # lock-free: _open_until is written before _state turns OPEN
+                    remaining = self._open_until - clock()
                     if remaining > 0:
                         refusal = _new(CircuitOpenError, self.name, remaining)
                         refusal.operation = self.name
@@ -380,22 +410,26 @@ class CircuitBreaker:
         if self._state is CLOSED and self._window is None:
             self._consecutive = 0  # an atomic store; see the module docstring
             return
-        with self._lock:
-            moved = self._success_locked(duration)
-        self._notify(moved)
+        moved: list[BreakerTransition] = []
+        try:
+            with self._lock:
+                self._success_locked(duration, moved)
+        finally:
+            self._notify_all(moved)
 
     def record_failure(self, duration: float) -> None:
-        with self._lock:
-            if self._state is CLOSED and self._window is None:  # the common case, inline
-                self._consecutive += 1
-                if self._consecutive < self.settings.failure_threshold:
-                    return
-                moved: BreakerTransition | None = self._open(
-                    f"{self._consecutive} consecutive failures"
-                )
-            else:
-                moved = self._failure_locked(duration)
-        self._notify(moved)
+        moved: list[BreakerTransition] = []
+        try:
+            with self._lock:
+                if self._state is CLOSED and self._window is None:  # the common case, inline
+                    self._consecutive += 1
+                    if self._consecutive < self.settings.failure_threshold:
+                        return
+                    moved.append(self._open(f"{self._consecutive} consecutive failures"))
+                else:
+                    self._failure_locked(duration, moved)
+        finally:
+            self._notify_all(moved)
 
     def release(self) -> None:
         if self._state is HALF_OPEN:
@@ -420,7 +454,9 @@ class CircuitBreaker:
     def reset(self) -> None:
         with self._lock:
             self._forced = False
-            self._consecutive = self._trials = self._trial_successes = 0
+            self._consecutive = self._trials = self._trial_successes = self._reopens = 0
+            self._open_for = self.settings.open_time(0)
+            self._half_open_since = _NEVER
             if self._window is not None:
                 self._window.reset()
             moved = self._move(CLOSED, "reset") if self._state is not CLOSED else None
@@ -429,91 +465,126 @@ class CircuitBreaker:
     def force_open(self) -> None:
         with self._lock:
             self._forced = True
-            self._opened_at = self._clock()
+            self._open_until = self._clock() + self.settings.open_time(0)
             moved = self._move(OPEN, "forced open") if self._state is not OPEN else None
         self._notify(moved)
 
     def snapshot(self) -> BreakerSnapshot:
-        with self._lock:
-            window = self._window
-            failure_rate = slow_rate = None
-            calls = 0
-            if window is not None:
-                window.expire(self._clock())
-                calls = window.calls
-                if calls >= self.settings.minimum_calls:
-                    failure_rate = window.failures / calls
-                    slow_rate = window.slow / calls
-            return BreakerSnapshot(
-                name=self.name,
-                state=self.state,
-                consecutive_failures=self._consecutive,
-                failure_rate=failure_rate,
-                slow_call_rate=slow_rate if self.tracks_duration else None,
-                window_calls=calls,
-                retry_after=self._open_remaining() if self._state is OPEN else 0.0,
-                forced_open=self._forced,
-                transitions=dict(self._transitions),
-                backend="memory",
-            )
+        moved: list[BreakerTransition] = []
+        try:
+            with self._lock:
+                now = self._clock()
+                self._settle_locked(now, moved)
+                window = self._window
+                failure_rate = slow_rate = None
+                calls = 0
+                if window is not None:
+                    window.expire(now)
+                    calls = window.calls
+                    if calls >= self.settings.minimum_calls:
+                        failure_rate = window.failures / calls
+                        slow_rate = window.slow / calls
+                state = self._state
+                if state is not OPEN:
+                    retry_after = 0.0
+                elif self._forced:
+                    retry_after = self.settings.open_time(0)
+                else:
+                    retry_after = self._open_until - now
+                return BreakerSnapshot(
+                    name=self.name,
+                    state=state,
+                    consecutive_failures=self._consecutive,
+                    failure_rate=failure_rate,
+                    slow_call_rate=slow_rate if self.tracks_duration else None,
+                    window_calls=calls,
+                    retry_after=retry_after,
+                    forced_open=self._forced,
+                    transitions=dict(self._transitions),
+                    backend="memory",
+                    mode=self.settings.mode,
+                    open_seconds=self._open_for if state is OPEN else self._next_open_for(),
+                    reopens=self._reopens,
+                )
+        finally:
+            self._notify_all(moved)
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self.state.value})"
+        return f"CircuitBreaker({self.name!r}, state={self._state.value})"
 
     # --- transitions (always under the lock) --------------------------------------------
 
-    def _open_remaining(self) -> float:
-        if self._forced:
-            return self.settings.open_seconds
-        return self._opened_at + self.settings.open_seconds - self._clock()
+    def _next_open_for(self) -> float:
+        """How long the breaker would stay open if it opened now."""
+        if self._state is HALF_OPEN:
+            return self.settings.open_time(self._reopens + 1)
+        return self.settings.open_time(0)
 
-    def _success_locked(self, duration: float) -> BreakerTransition | None:
+    def _success_locked(self, duration: float, moved: list[BreakerTransition]) -> None:
         state = self._state
         if state is CLOSED:
             self._consecutive = 0
-            return self._add_to_window(failed=False, duration=duration)
-        if state is HALF_OPEN and self._trials > 0:
+            self._add_to_window(False, duration, moved)
+            return
+        self._settle_locked(self._clock(), moved)  # a trial past its deadline is late
+        if self._state is HALF_OPEN and self._trials > 0:
             self._trials -= 1
             self._trial_successes += 1
             if self._trial_successes >= self.settings.half_open_calls:
-                self._consecutive = self._trials = self._trial_successes = 0
+                self._consecutive = self._trials = self._trial_successes = self._reopens = 0
+                self._open_for = self.settings.open_time(0)
+                self._half_open_since = _NEVER
                 if self._window is not None:
                     self._window.reset()
-                return self._move(CLOSED, "trial calls succeeded")
-        return None  # a late success of a call admitted before the breaker opened
+                moved.append(self._move(CLOSED, "trial calls succeeded"))
+        # else: a late success of a call admitted before the breaker opened
 
-    def _failure_locked(self, duration: float) -> BreakerTransition | None:
+    def _failure_locked(self, duration: float, moved: list[BreakerTransition]) -> None:
         state = self._state
         if state is CLOSED:
             self._consecutive += 1
-            moved = self._add_to_window(failed=True, duration=duration)
-            if moved is None and self._consecutive >= self.settings.failure_threshold:
-                moved = self._open(f"{self._consecutive} consecutive failures")
-            return moved
-        if state is HALF_OPEN and self._trials > 0:
-            return self._open("a trial call failed")
-        return None  # already open: a late failure does not restart the open period
+            count = len(moved)
+            self._add_to_window(True, duration, moved)
+            if len(moved) == count and self._consecutive >= self.settings.failure_threshold:
+                moved.append(self._open(f"{self._consecutive} consecutive failures"))
+            return
+        self._settle_locked(self._clock(), moved)
+        if self._state is HALF_OPEN and self._trials > 0:
+            moved.append(self._open("a trial call failed"))
+        # else: already open; a late failure does not restart the open period
 
-    def _add_to_window(self, *, failed: bool, duration: float) -> BreakerTransition | None:
+    def _add_to_window(self, failed: bool, duration: float, moved: list[BreakerTransition]) -> None:
         window = self._window
         if window is None:
-            return None
+            return
         settings = self.settings
         slow = settings.slow_call_duration is not None and duration >= settings.slow_call_duration
         window.add(failed, slow, self._clock())
         if window.calls < settings.minimum_calls:
-            return None
+            return
         rate = settings.failure_rate_threshold
         if rate is not None and window.failures >= rate * window.calls:
-            return self._open(f"failure rate {window.failures / window.calls:.0%} over the window")
+            rate_text = f"{window.failures / window.calls:.0%}"
+            moved.append(self._open(f"failure rate {rate_text} over the window"))
+            return
         slow_rate = settings.slow_call_rate_threshold
         if slow_rate is not None and window.slow >= slow_rate * window.calls:
-            return self._open(f"slow-call rate {window.slow / window.calls:.0%} over the window")
-        return None
+            moved.append(
+                self._open(f"slow-call rate {window.slow / window.calls:.0%} over the window")
+            )
 
-    def _open(self, reason: str) -> BreakerTransition:
-        self._opened_at = self._clock()
+    def _open(self, reason: str, at: float | None = None) -> BreakerTransition:
+        """To OPEN (as of ``at``, default now); from HALF_OPEN it is a re-open, and the
+        open period grows by ``open_backoff_multiplier``."""
+        if self._state is HALF_OPEN:
+            self._reopens += 1
+            self._open_for = self.settings.open_time(self._reopens)
+        else:
+            self._reopens = 0
+            self._open_for = self.settings.open_time(0)
+        self._open_until = (self._clock() if at is None else at) + self._open_for
         self._trials = self._trial_successes = 0
+        self._half_open_since = _NEVER
         return self._move(OPEN, reason)
 
     def _move(self, new: CircuitState, reason: str) -> BreakerTransition:
@@ -524,8 +595,40 @@ class CircuitBreaker:
         return BreakerTransition(self.name, old, new, reason, self._clock())
 
     def _notify(self, moved: BreakerTransition | None) -> None:
-        if moved is not None and self._on_transition is not None:
+        if moved is None:
+            return
+        if self._timed and moved.new is OPEN and not self._forced:
+            self._schedule()
+        if self._on_transition is not None:
             self._on_transition(moved)
+
+    def _notify_all(self, moved: list[BreakerTransition]) -> None:
+        for transition in moved:
+            self._notify(transition)
+
+    # --- the timer's side (real clock only) -----------------------------------------------
+
+    def _schedule(self) -> None:
+        """Ask the process-wide timer to look at this breaker when its open period ends."""
+        due = self._open_until
+        if due < self._timer_due:  # one pending look per breaker: the heap stays bounded
+            self._timer_due = due
+            from ._breaker_timer import open_timer
+
+            open_timer().schedule(due, self)
+
+    def _open_period_over(self, due: float) -> None:
+        """The timer's call, on its thread, at ``due``: report OPEN -> HALF_OPEN now."""
+        moved: list[BreakerTransition] = []
+        try:
+            with self._lock:
+                if self._timer_due == due:
+                    self._timer_due = _NEVER
+                self._settle_locked(self._clock(), moved)
+        finally:
+            self._notify_all(moved)
+        if self._state is OPEN and not self._forced:  # re-opened meanwhile: look again then
+            self._schedule()
 
 
 def memory_breaker_factory(

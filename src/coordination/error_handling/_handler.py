@@ -265,11 +265,30 @@ class CoordinationErrorHandler:
 
     def reset_circuit_breaker(self, name: str | None = None) -> None:
         """Close one operation's breaker (``name``) or every breaker (``None``)."""
-        if name is None:
+        self.reset(name)
+
+    def reset(self, operation: str | None = None) -> None:
+        """Close the breaker of ``operation`` (or of every operation, ``None``) with empty
+        counters; this also ends a ``force_open`` and the open-time growth of re-opens."""
+        if operation is None:
             for op in list(self._operations.values()):
                 op.breaker.reset()
             return
-        self.circuit_breaker(name).reset()
+        self.circuit_breaker(operation).reset()
+
+    def force_open(self, operation: str) -> None:
+        """Reject every call of ``operation`` until ``reset(operation)`` (maintenance, a
+        known-bad dependency). Under ``breaker_mode="metrics_only"`` the calls still run
+        and count as ``would_reject``; under ``"disabled"`` there is no breaker to force
+        (a warning is logged)."""
+        breaker = self.circuit_breaker(operation)
+        if breaker.settings.mode == "disabled":
+            self._logger.warning(
+                "force_open(%r): the operation's breaker is disabled (breaker_mode), "
+                "so its calls are not rejected",
+                operation,
+            )
+        breaker.force_open()
 
     def circuit_breaker(self, name: str) -> CircuitBreakerBackend:
         """The breaker of operation ``name`` (made with the defaults if not used yet)."""
@@ -357,9 +376,20 @@ class CoordinationErrorHandler:
         return op
 
     def _new_operation(self, name: str, options: Options) -> OperationState:
-        breaker = self._breaker_factory(
-            name, options.breaker, clock=self._clock, on_transition=self._on_transition
-        )
+        settings = options.breaker
+        if settings.mode == "normal":
+            breaker = self._breaker_factory(
+                name, settings, clock=self._clock, on_transition=self._on_transition
+            )
+        else:  # chosen once, here: the normal mode keeps the factory's breaker as it is
+            from ._breaker_modes import with_mode
+
+            make = self._breaker_factory
+            breaker = with_mode(
+                settings,
+                name,
+                lambda: make(name, settings, clock=self._clock, on_transition=self._on_transition),
+            )
         op = OperationState(name, breaker, options.severity.value)
         op.pool_workers = _pool_workers(options)
         if options.rate_limit is not None:

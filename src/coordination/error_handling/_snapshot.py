@@ -199,12 +199,27 @@ def breaker_from_dict(name: str, info: object) -> BreakerSnapshot:
         forced_open=bool(data.get("forced_open", False)),
         transitions={str(k): _count(v) for k, v in (data.get("transitions") or {}).items()},
         backend=str(data.get("backend", "reported")),
+        mode=str(data.get("mode", "normal")),
+        would_reject=_count(data.get("would_reject", 0)),
+        open_seconds=_seconds_or_none(data.get("open_seconds")),
+        reopens=_count(data.get("reopens", 0)),
     )
+
+
+def _seconds_or_none(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number of seconds in the report, got {value!r}")
+    return float(value)
 
 
 def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealth:
     ops = list(operations)
-    with_breaker = [(op, op.breaker) for op in ops if op.breaker is not None]
+    # a breaker that rejects nothing (metrics_only, disabled) says nothing of health
+    with_breaker = [
+        (op, op.breaker) for op in ops if op.breaker is not None and op.breaker.mode == "normal"
+    ]
     open_names = tuple(op.name for op, b in with_breaker if b.state is CircuitState.OPEN)
     half_open = tuple(op.name for op, b in with_breaker if b.state is CircuitState.HALF_OPEN)
     critical_open = [

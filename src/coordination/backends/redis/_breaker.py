@@ -371,9 +371,9 @@ class RedisCircuitBreaker:
             fields, now = {}, 0
         state = _STATES[fields.get("s", 0)]
         forced = fields.get("x", 0) == 1
-        open_ms, trials_max, _, trial_ms = self._acquire_args
+        open_ms, _, _, trial_ms = self._acquire_args
         opened = fields.get("o", 0)
-        if state is CircuitState.HALF_OPEN and fields.get("t", 0) >= trials_max:
+        if state is CircuitState.HALF_OPEN:  # half_open_max_wait, full or not
             overdue = fields.get("h", 0) + trial_ms
             if now >= overdue:  # trials past their deadline: re-opened on the next acquire
                 state, opened = CircuitState.OPEN, overdue

@@ -116,12 +116,12 @@ if state == 1 then
 end
 local trials = tonumber(v[5]) or 0
 local since = tonumber(v[4]) or 0
-if trials >= trials_max then
-  -- Every trial slot is taken. Trials still running trial_ms after the half-open period
-  -- began (hung, or their process died) count as failed: the breaker re-opens as of that
-  -- deadline, and admits a fresh trial once the open timeout has passed since then.
-  local overdue = since + trial_ms
-  if now < overdue then return {0, 2, failures, overdue - now, gen} end
+local overdue = since + trial_ms
+if now >= overdue then
+  -- Trials not all concluded trial_ms (half_open_max_wait) after the half-open period
+  -- began (hung, their process died, or too few calls came) count as failed: the breaker
+  -- re-opens as of that deadline, and admits a fresh trial once the open timeout has
+  -- passed since then.
   gen = gen + 1
   local wait = overdue + open_ms - now
   if wait > 0 then
@@ -130,6 +130,8 @@ if trials >= trials_max then
     return {0, 1, failures, wait, gen}
   end
   redis.call('HSET', key, 'h', now, 't', 1, 'k', 0, 'g', gen)
+elseif trials >= trials_max then
+  return {0, 2, failures, overdue - now, gen}  -- every trial slot is taken
 else
   redis.call('HINCRBY', key, 't', 1)
 end
