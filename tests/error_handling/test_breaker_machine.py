@@ -188,13 +188,16 @@ class BreakerMachine(RuleBasedStateMachine):
     def call(self, outcome: str) -> None:
         now = self.clock.now
         expected = self.model.acquire(now)
+        refusal: CircuitOpenError | None = None
         try:
             self.breaker.acquire()
         except CircuitOpenError as exc:
+            refusal = exc
+        if refusal is not None:
             assert not self.metrics_only, "a metrics-only breaker rejected a call"
             assert expected is not None, "rejected, the model admits"
-            assert exc.retry_after > 0
-            assert exc.retry_after == pytest.approx(expected)
+            assert refusal.retry_after > 0
+            assert refusal.retry_after == pytest.approx(expected)
             return
         if expected is not None:
             assert self.metrics_only, f"admitted, the model rejects for {expected}s"
