@@ -263,3 +263,26 @@ async def test_http_series_from_the_real_asgi_middleware_under_starlette() -> No
     assert value(text, "coordination_http_requests_total", **route, status="200") == 3
     assert value(text, "coordination_http_request_duration_seconds_count", **route) == 3
     assert value(text, "coordination_http_responses_total", component="http", status="200") == 3
+
+
+def test_a_metrics_only_breaker_exports_what_it_would_have_rejected() -> None:
+    handler = CoordinationErrorHandler(
+        config={**CONFIG, "breaker_mode": "metrics_only", "open_backoff_multiplier": 2.0}
+    )
+    for _ in range(5):
+        with pytest.raises(ConnectionRefusedError):  # never rejected
+            handler.execute_with_error_handling(refuse, operation_name="charge")
+    text = CoordinationMetricsExporter({"error_handler": handler}).export_metrics()
+    breaker = {"component": "error_handler", "breaker": "charge"}
+    assert value(text, "coordination_circuit_breaker_state", **breaker) == 2  # OPEN
+    assert value(text, "coordination_circuit_breaker_would_reject_total", **breaker) == 3
+    assert value(text, "coordination_circuit_breaker_open_seconds", **breaker) == 30.0
+    assert (
+        value(
+            text,
+            "coordination_circuit_breaker_rejections_total",
+            component="error_handler",
+            operation="charge",
+        )
+        == 0
+    )

@@ -42,8 +42,10 @@ from ._readings import (
 from ._series import (
     ADDITIVE_GAUGES,
     ALWAYS_SHOWN,
+    BREAKER_OPEN_SECONDS,
     BREAKER_STATE,
     BREAKER_TRANSITIONS,
+    BREAKER_WOULD_REJECT,
     BUCKETS,
     COMPONENT_STATUS,
     ERRORS,
@@ -242,6 +244,10 @@ def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSna
         _put(out, BREAKER_STATE, labels, _BREAKER_STATES[info.state.name])
         for transition, count in info.transitions.items():
             _put(out, BREAKER_TRANSITIONS, {**labels, "transition": transition}, count)
+        if info.mode == "metrics_only":
+            _put(out, BREAKER_WOULD_REJECT, labels, info.would_reject)
+        if info.open_seconds is not None and info.mode != "disabled":
+            _put(out, BREAKER_OPEN_SECONDS, labels, info.open_seconds)
 
 
 def _read_validation(

@@ -16,8 +16,10 @@ from typing import Literal
 __all__ = [
     "ADDITIVE_GAUGES",
     "ALWAYS_SHOWN",
+    "BREAKER_OPEN_SECONDS",
     "BREAKER_STATE",
     "BREAKER_TRANSITIONS",
+    "BREAKER_WOULD_REJECT",
     "BUCKETS",
     "COMPONENT_STATUS",
     "ERRORS",
@@ -117,6 +119,21 @@ BREAKER_TRANSITIONS = _s(
     ("breaker", "transition"),
     "BreakerSnapshot.transitions",
     "Breaker state changes, such as CLOSED->OPEN.",
+)
+BREAKER_WOULD_REJECT = _s(
+    "circuit_breaker_would_reject",
+    "counter",
+    ("breaker",),
+    "BreakerSnapshot.would_reject",
+    "Calls a breaker in breaker_mode metrics_only would have rejected (they ran).",
+)
+BREAKER_OPEN_SECONDS = _s(
+    "circuit_breaker_open_seconds",
+    "gauge",
+    ("breaker",),
+    "BreakerSnapshot.open_seconds",
+    "Length of the breaker's current open period (the next one while not open); "
+    "it grows on re-opens with open_backoff_multiplier.",
 )
 VALIDATIONS = _s(
     "validations",
@@ -256,6 +273,8 @@ SERIES: tuple[Series, ...] = (
     ERRORS_BY_SEVERITY,
     BREAKER_STATE,
     BREAKER_TRANSITIONS,
+    BREAKER_WOULD_REJECT,
+    BREAKER_OPEN_SECONDS,
     VALIDATIONS,
     VALIDATION_FAILURES,
     OPERATION_DURATION,
