@@ -30,7 +30,7 @@ health_status = health_checker.check_health()
 print(f"System health: {health_status['overall_status']}")
 
 # A dependency down: its breaker opens, and health says so.
-error_handler.circuit_breaker("payments").force_open()
+error_handler.force_open("payments")
 health_status = health_checker.check_health()
 print(f"System health with the payments breaker open: {health_status['overall_status']}")
 print(f"error_handler: {health_status['components']['error_handler']['status']}")

@@ -21,7 +21,8 @@ TRIAL_TIMEOUT = 4.0
 class BreakerModel(RuleBasedStateMachine):
     """Drive the real breaker and a small model with the same calls; they must agree,
     on decisions, on states and on the wait every rejection announces. Calls may never
-    end (a hung trial): the model re-opens as of the trials' deadline."""
+    end (a hung trial): the model re-opens as of the trials' deadline, counted from the
+    first trial of the half-open period whether every slot is taken or not."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,23 +49,27 @@ class BreakerModel(RuleBasedStateMachine):
         now = self.clock.now
         if self.state == "OPEN" and now >= self.opened_at + OPEN_SECONDS:
             return "HALF_OPEN"
-        if self.state == "HALF_OPEN" and self.trials >= TRIALS:
+        if self.state == "HALF_OPEN" and self.trials > 0:  # the wait starts with a trial
             overdue = self.half_open_since + TRIAL_TIMEOUT
             if now >= overdue:
                 return "OPEN" if now < overdue + OPEN_SECONDS else "HALF_OPEN"
         return self.state
 
+    def _settle(self) -> None:
+        """Trials not all concluded by their deadline (full or not): re-opened as of it."""
+        if self.state == "HALF_OPEN" and self.trials > 0:
+            overdue = self.half_open_since + TRIAL_TIMEOUT
+            if self.clock.now >= overdue:
+                self.state, self.opened_at = "OPEN", overdue
+                self.trials = self.trial_successes = 0
+
     @rule()
     def call_starts(self) -> None:
         now = self.clock.now
         wait = 0.0  # > 0: the model expects a rejection announcing this wait
+        self._settle()
         if self.state == "HALF_OPEN" and self.trials >= TRIALS:
-            overdue = self.half_open_since + TRIAL_TIMEOUT
-            if now < overdue:
-                wait = overdue - now
-            else:  # the trials are overdue: failed, re-opened as of their deadline
-                self.state, self.opened_at = "OPEN", overdue
-                self.trials = self.trial_successes = 0
+            wait = self.half_open_since + TRIAL_TIMEOUT - now
         if not wait and self.state == "OPEN":
             if now < self.opened_at + OPEN_SECONDS:
                 wait = self.opened_at + OPEN_SECONDS - now
@@ -88,6 +93,7 @@ class BreakerModel(RuleBasedStateMachine):
     @rule(success=st.booleans())
     def call_ends(self, success: bool) -> None:
         self.in_flight -= 1
+        self._settle()  # an outcome after the trials' deadline is late
         if success:
             self.breaker.record_success(0.0)
             if self.state == "CLOSED":

@@ -13,7 +13,9 @@ exactly the calls it would admit in the normal mode and changes state as it woul
 ``would_reject``, and its outcome is not told to it (in its world that call never
 happened). Which call was refused is remembered per thread / asyncio task until its
 outcome, so concurrent calls each report against their own admission. A protected call
-of the same operation nested inside a refused one is reported as if admitted.
+of the same operation nested inside a refused one is reported as if admitted. While the
+wrapped breaker is CLOSED a call takes a closed path like the normal mode's (``guard``):
+the state read, the call, the success told.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = ["DisabledBreaker", "MetricsOnlyBreaker", "with_mode"]
 Handover = Callable[..., Any]
 # The metrics-only breaker that refused this thread's / task's latest call, if any.
 _refused: ContextVar[object] = ContextVar("coordination_metrics_only_refused", default=None)
+_CLOSED = CircuitState.CLOSED
 
 
 class MetricsOnlyBreaker:
@@ -110,6 +113,69 @@ class MetricsOnlyBreaker:
     async def arelease(self) -> None:
         if not self._was_refused():
             await self.inner.arelease()
+
+    def guard(
+        self,
+        func: Callable[..., Any],
+        *,
+        successes: Iterator[int],
+        failed: Handover,
+        otherwise: Handover,
+        refused: Callable[[CircuitOpenError], Any],
+        on_result: Handover | None = None,
+        refusals_returned: bool = False,
+    ) -> Callable[..., Any]:
+        """The closed path without the pipeline (as ``CircuitBreaker.guard``'s): while the
+        wrapped breaker reads CLOSED, the call and its success told to it; anything else
+        goes to the pipeline (``otherwise``), whose acquire here never rejects. Used only
+        when the pipeline may (no admission, timeout, durations or I/O)."""
+        inner = self.inner
+        record_success = inner.record_success
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if inner.state is not _CLOSED:
+                return otherwise(func, args, kwargs)
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                return failed(func, args, kwargs, exc)
+            record_success(0.0)
+            if on_result is not None:
+                return on_result(func, args, kwargs, result)
+            next(successes)
+            return result
+
+        return guarded
+
+    def aguard(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        successes: Iterator[int],
+        failed: Callable[..., Awaitable[Any]],
+        otherwise: Callable[..., Awaitable[Any]],
+        bypass: Callable[[], object],
+        on_result: Callable[..., Awaitable[Any]] | None = None,
+    ) -> Callable[..., Awaitable[Any]]:
+        """``guard`` for a coroutine function (inside a ``Cancellation`` scope the call
+        goes to the pipeline)."""
+        inner = self.inner
+        record_success = inner.record_success
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            if inner.state is not _CLOSED or bypass() is not None:
+                return await otherwise(func, args, kwargs)
+            try:
+                value = await func(*args, **kwargs)
+            except Exception as exc:
+                return await failed(func, args, kwargs, exc)
+            record_success(0.0)
+            if on_result is None:
+                next(successes)
+                return value
+            return await on_result(func, args, kwargs, value)
+
+        return guarded
 
     def reset(self) -> None:
         self.inner.reset()
