@@ -424,3 +424,57 @@ def test_an_injected_clock_never_uses_the_timer(clock: FakeClock) -> None:
     breaker = CircuitBreaker("fake", BreakerSettings(failure_threshold=1), clock=clock)
     breaker.record_failure(0.0)
     assert _breaker_timer.open_timer().pending() == before
+
+
+@pytest.mark.parametrize("mode", ["metrics_only", "disabled"])
+def test_a_time_budget_counts_from_the_start_in_every_mode(clock: FakeClock, mode: str) -> None:
+    handler = make_handler(clock)
+    attempts: list[float] = []
+
+    def slow_failure() -> None:
+        attempts.append(clock.now)
+        clock.advance(3.0)
+        raise ConnectionError("slow and down")
+
+    call = handler.decorate(
+        slow_failure,
+        operation_name="dep",
+        breaker_mode=mode,
+        max_retries=5,
+        retry_time_budget=5.0,
+    )
+    with pytest.raises(ConnectionError):
+        call()
+    assert len(attempts) == 2  # 3 s, then 6 s > 5 s: the budget, from the call's start
+    assert handler.circuit_breaker("dep").snapshot().mode == mode
+
+
+@pytest.mark.parametrize("mode", ["metrics_only", "disabled"])
+async def test_a_time_budget_counts_from_the_start_in_every_mode_async(
+    clock: FakeClock, mode: str
+) -> None:
+    handler = make_handler(clock)
+    attempts: list[float] = []
+
+    async def slow_failure() -> None:
+        attempts.append(clock.now)
+        clock.advance(3.0)
+        raise ConnectionError("slow and down")
+
+    call = handler.decorate(
+        slow_failure,
+        operation_name="adep",
+        breaker_mode=mode,
+        max_retries=5,
+        retry_time_budget=5.0,
+    )
+    with pytest.raises(ConnectionError):
+        await call()
+    assert len(attempts) == 2
+
+    async def ok() -> str:
+        return "ok"
+
+    fine = handler.decorate(ok, operation_name="aok", breaker_mode=mode, retry_time_budget=5.0)
+    assert await fine() == "ok"
+    assert handler.operation_stats()["aok"]["successes"] == 1

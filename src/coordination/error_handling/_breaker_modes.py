@@ -27,6 +27,7 @@ from typing import Any
 
 from .._counting import ReadableCount, count_value
 from .._errors import CircuitOpenError
+from .._time import Clock, monotonic
 from ._backends import BreakerSettings, BreakerSnapshot, CircuitBreakerBackend, CircuitState
 
 __all__ = ["DisabledBreaker", "MetricsOnlyBreaker", "with_mode"]
@@ -40,10 +41,19 @@ _CLOSED = CircuitState.CLOSED
 class MetricsOnlyBreaker:
     """``breaker`` counting, changing state and reporting, but never rejecting a call."""
 
-    __slots__ = ("_would_reject", "blocking", "inner", "name", "settings", "tracks_duration")
+    __slots__ = (
+        "_clock",
+        "_would_reject",
+        "blocking",
+        "inner",
+        "name",
+        "settings",
+        "tracks_duration",
+    )
 
-    def __init__(self, inner: CircuitBreakerBackend) -> None:
+    def __init__(self, inner: CircuitBreakerBackend, clock: Clock = monotonic) -> None:
         self.inner = inner
+        self._clock = clock
         self.name = inner.name
         self.settings = inner.settings
         self.tracks_duration = inner.tracks_duration
@@ -114,68 +124,56 @@ class MetricsOnlyBreaker:
         if not self._was_refused():
             await self.inner.arelease()
 
-    def guard(
-        self,
-        func: Callable[..., Any],
-        *,
-        successes: Iterator[int],
-        failed: Handover,
-        otherwise: Handover,
-        refused: Callable[[CircuitOpenError], Any],
-        on_result: Handover | None = None,
-        refusals_returned: bool = False,
-    ) -> Callable[..., Any]:
+    def guard(self, func: Callable[..., Any], **handovers: Any) -> Callable[..., Any]:
         """The closed path without the pipeline (as ``CircuitBreaker.guard``'s): while the
         wrapped breaker reads CLOSED, the call and its success told to it; anything else
         goes to the pipeline (``otherwise``), whose acquire here never rejects. Used only
         when the pipeline may (no admission, timeout, durations or I/O)."""
         inner = self.inner
-        record_success = inner.record_success
+        return _closed_path(
+            func, lambda: inner.state is not _CLOSED, inner.record_success, None, **handovers
+        )
 
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            if inner.state is not _CLOSED:
-                return otherwise(func, args, kwargs)
-            try:
-                result = func(*args, **kwargs)
-            except Exception as exc:
-                return failed(func, args, kwargs, exc)
-            record_success(0.0)
-            if on_result is not None:
-                return on_result(func, args, kwargs, result)
-            next(successes)
-            return result
-
-        return guarded
+    def guard_from_start(
+        self, func: Callable[..., Any], *, failed_since: Handover, **handovers: Any
+    ) -> Callable[..., Any]:
+        """``guard`` reading the clock before the call (a time budget counts from there)."""
+        inner = self.inner
+        return _closed_path(
+            func,
+            lambda: inner.state is not _CLOSED,
+            inner.record_success,
+            self._clock,
+            failed=failed_since,
+            **handovers,
+        )
 
     def aguard(
-        self,
-        func: Callable[..., Awaitable[Any]],
-        *,
-        successes: Iterator[int],
-        failed: Callable[..., Awaitable[Any]],
-        otherwise: Callable[..., Awaitable[Any]],
-        bypass: Callable[[], object],
-        on_result: Callable[..., Awaitable[Any]] | None = None,
+        self, func: Callable[..., Awaitable[Any]], **handovers: Any
     ) -> Callable[..., Awaitable[Any]]:
         """``guard`` for a coroutine function (inside a ``Cancellation`` scope the call
         goes to the pipeline)."""
         inner = self.inner
-        record_success = inner.record_success
+        return _aclosed_path(
+            func, lambda: inner.state is not _CLOSED, inner.record_success, None, **handovers
+        )
 
-        async def guarded(*args: Any, **kwargs: Any) -> Any:
-            if inner.state is not _CLOSED or bypass() is not None:
-                return await otherwise(func, args, kwargs)
-            try:
-                value = await func(*args, **kwargs)
-            except Exception as exc:
-                return await failed(func, args, kwargs, exc)
-            record_success(0.0)
-            if on_result is None:
-                next(successes)
-                return value
-            return await on_result(func, args, kwargs, value)
-
-        return guarded
+    def aguard_from_start(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        failed_since: Callable[..., Awaitable[Any]],
+        **handovers: Any,
+    ) -> Callable[..., Awaitable[Any]]:
+        inner = self.inner
+        return _aclosed_path(
+            func,
+            lambda: inner.state is not _CLOSED,
+            inner.record_success,
+            self._clock,
+            failed=failed_since,
+            **handovers,
+        )
 
     def reset(self) -> None:
         self.inner.reset()
@@ -194,15 +192,16 @@ class MetricsOnlyBreaker:
 class DisabledBreaker:
     """No breaker: every call is admitted and nothing is counted or kept."""
 
-    __slots__ = ("name", "settings")
+    __slots__ = ("_clock", "name", "settings")
 
     tracks_duration = False
     blocking = False
     state = CircuitState.CLOSED
 
-    def __init__(self, name: str, settings: BreakerSettings) -> None:
+    def __init__(self, name: str, settings: BreakerSettings, clock: Clock = monotonic) -> None:
         self.name = name
         self.settings = settings
+        self._clock = clock
 
     def acquire(self) -> None:
         return None
@@ -249,69 +248,118 @@ class DisabledBreaker:
             mode="disabled",
         )
 
-    def guard(
-        self,
-        func: Callable[..., Any],
-        *,
-        successes: Iterator[int],
-        failed: Handover,
-        otherwise: Handover,
-        refused: Callable[[CircuitOpenError], Any],
-        on_result: Handover | None = None,
-        refusals_returned: bool = False,
-    ) -> Callable[..., Any]:
+    def guard(self, func: Callable[..., Any], **handovers: Any) -> Callable[..., Any]:
         """``func`` with its failures handed to the pipeline (retries), nothing else."""
+        return _closed_path(func, None, None, None, **handovers)
 
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = func(*args, **kwargs)
-            except Exception as exc:
-                return failed(func, args, kwargs, exc)
-            if on_result is not None:
-                return on_result(func, args, kwargs, result)
-            next(successes)
-            return result
-
-        return guarded
+    def guard_from_start(
+        self, func: Callable[..., Any], *, failed_since: Handover, **handovers: Any
+    ) -> Callable[..., Any]:
+        """``guard`` reading the clock before the call (a time budget counts from there)."""
+        return _closed_path(func, None, None, self._clock, failed=failed_since, **handovers)
 
     def aguard(
-        self,
-        func: Callable[..., Awaitable[Any]],
-        *,
-        successes: Iterator[int],
-        failed: Callable[..., Awaitable[Any]],
-        otherwise: Callable[..., Awaitable[Any]],
-        bypass: Callable[[], object],
-        on_result: Callable[..., Awaitable[Any]] | None = None,
+        self, func: Callable[..., Awaitable[Any]], **handovers: Any
     ) -> Callable[..., Awaitable[Any]]:
         """``guard`` for a coroutine function (inside a ``Cancellation`` scope the call
         goes to the pipeline, which bounds the first attempt too)."""
+        return _aclosed_path(func, None, None, None, **handovers)
 
-        async def guarded(*args: Any, **kwargs: Any) -> Any:
-            if bypass() is not None:
-                return await otherwise(func, args, kwargs)
-            try:
-                value = await func(*args, **kwargs)
-            except Exception as exc:
-                return await failed(func, args, kwargs, exc)
-            if on_result is None:
-                next(successes)
-                return value
-            return await on_result(func, args, kwargs, value)
-
-        return guarded
+    def aguard_from_start(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        failed_since: Callable[..., Awaitable[Any]],
+        **handovers: Any,
+    ) -> Callable[..., Awaitable[Any]]:
+        return _aclosed_path(func, None, None, self._clock, failed=failed_since, **handovers)
 
     def __repr__(self) -> str:
         return f"DisabledBreaker({self.name!r})"
 
 
+def _closed_path(
+    func: Callable[..., Any],
+    not_closed: Callable[[], bool] | None,
+    record_success: Callable[[float], None] | None,
+    clock: Clock | None,
+    *,
+    successes: Iterator[int],
+    failed: Handover,
+    otherwise: Handover,
+    refused: Callable[[CircuitOpenError], Any] | None = None,
+    on_result: Handover | None = None,
+    refusals_returned: bool = False,
+) -> Callable[..., Any]:
+    """A mode's own closed path: while ``not_closed()`` is false (None: always), the call,
+    ``record_success``, ``next(successes)``; else the pipeline. With ``clock``, a failed
+    first attempt goes to ``failed(func, args, kwargs, exc, started)`` (a time budget)."""
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not_closed is not None and not_closed():
+            return otherwise(func, args, kwargs)
+        started = None if clock is None else clock()
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            if started is None:
+                return failed(func, args, kwargs, exc)
+            return failed(func, args, kwargs, exc, started)
+        if record_success is not None:
+            record_success(0.0)
+        if on_result is not None:
+            return on_result(func, args, kwargs, result)
+        next(successes)
+        return result
+
+    return guarded
+
+
+def _aclosed_path(
+    func: Callable[..., Awaitable[Any]],
+    not_closed: Callable[[], bool] | None,
+    record_success: Callable[[float], None] | None,
+    clock: Clock | None,
+    *,
+    successes: Iterator[int],
+    failed: Callable[..., Awaitable[Any]],
+    otherwise: Callable[..., Awaitable[Any]],
+    bypass: Callable[[], object],
+    on_result: Callable[..., Awaitable[Any]] | None = None,
+) -> Callable[..., Awaitable[Any]]:
+    """``_closed_path`` for a coroutine function; inside a ``Cancellation`` scope
+    (``bypass()``) the call goes to the pipeline, which bounds the first attempt too."""
+
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        if (not_closed is not None and not_closed()) or bypass() is not None:
+            return await otherwise(func, args, kwargs)
+        started = None if clock is None else clock()
+        try:
+            value = await func(*args, **kwargs)
+        except Exception as exc:
+            if started is None:
+                return await failed(func, args, kwargs, exc)
+            return await failed(func, args, kwargs, exc, started)
+        if record_success is not None:
+            record_success(0.0)
+        if on_result is None:
+            next(successes)
+            return value
+        return await on_result(func, args, kwargs, value)
+
+    return guarded
+
+
 def with_mode(
-    settings: BreakerSettings, name: str, make: Callable[[], CircuitBreakerBackend]
+    settings: BreakerSettings,
+    name: str,
+    make: Callable[[], CircuitBreakerBackend],
+    clock: Clock,
 ) -> CircuitBreakerBackend:
     """The breaker of one operation in ``settings.mode``; ``make()`` is the factory's
-    breaker (not called when the mode is ``disabled``)."""
+    breaker (not called when the mode is ``disabled``); ``clock`` the handler's."""
     if settings.mode == "disabled":
-        return DisabledBreaker(name, settings)
+        return DisabledBreaker(name, settings, clock)
     if settings.mode == "metrics_only":
-        return MetricsOnlyBreaker(make())
+        return MetricsOnlyBreaker(make(), clock)
     return make()

@@ -389,6 +389,7 @@ class CoordinationErrorHandler:
                 settings,
                 name,
                 lambda: make(name, settings, clock=self._clock, on_transition=self._on_transition),
+                self._clock,
             )
         op = OperationState(name, breaker, options.severity.value)
         op.pool_workers = _pool_workers(options)
