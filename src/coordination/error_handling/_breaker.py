@@ -410,25 +410,33 @@ class CircuitBreaker:
         if self._state is CLOSED and self._window is None:
             self._consecutive = 0  # an atomic store; see the module docstring
             return
-        moved: list[BreakerTransition] = []
-        try:
-            with self._lock:
+        moved: list[BreakerTransition] | None = None
+        with self._lock:
+            if self._state is CLOSED:  # the window's closed path: no list, one call
+                self._consecutive = 0
+                opened = self._add_to_window(False, duration)
+            else:
+                opened, moved = None, []
                 self._success_locked(duration, moved)
-        finally:
+        if opened is not None:
+            self._notify(opened)
+        elif moved:
             self._notify_all(moved)
 
     def record_failure(self, duration: float) -> None:
-        moved: list[BreakerTransition] = []
-        try:
-            with self._lock:
-                if self._state is CLOSED and self._window is None:  # the common case, inline
-                    self._consecutive += 1
-                    if self._consecutive < self.settings.failure_threshold:
-                        return
-                    moved.append(self._open(f"{self._consecutive} consecutive failures"))
-                else:
-                    self._failure_locked(duration, moved)
-        finally:
+        moved: list[BreakerTransition] | None = None
+        with self._lock:
+            if self._state is CLOSED:  # the common case, inline
+                self._consecutive += 1
+                opened = self._add_to_window(True, duration)
+                if opened is None and self._consecutive >= self.settings.failure_threshold:
+                    opened = self._open(f"{self._consecutive} consecutive failures")
+            else:
+                opened, moved = None, []
+                self._failure_locked(duration, moved)
+        if opened is not None:
+            self._notify(opened)
+        elif moved:
             self._notify_all(moved)
 
     def release(self) -> None:
@@ -521,11 +529,7 @@ class CircuitBreaker:
         return self.settings.open_time(0)
 
     def _success_locked(self, duration: float, moved: list[BreakerTransition]) -> None:
-        state = self._state
-        if state is CLOSED:
-            self._consecutive = 0
-            self._add_to_window(False, duration, moved)
-            return
+        """A success while not CLOSED (CLOSED is ``record_success``'s own path)."""
         self._settle_locked(self._clock(), moved)  # a trial past its deadline is late
         if self._state is HALF_OPEN and self._trials > 0:
             self._trials -= 1
@@ -540,38 +544,29 @@ class CircuitBreaker:
         # else: a late success of a call admitted before the breaker opened
 
     def _failure_locked(self, duration: float, moved: list[BreakerTransition]) -> None:
-        state = self._state
-        if state is CLOSED:
-            self._consecutive += 1
-            count = len(moved)
-            self._add_to_window(True, duration, moved)
-            if len(moved) == count and self._consecutive >= self.settings.failure_threshold:
-                moved.append(self._open(f"{self._consecutive} consecutive failures"))
-            return
+        """A failure while not CLOSED (CLOSED is ``record_failure``'s own path)."""
         self._settle_locked(self._clock(), moved)
         if self._state is HALF_OPEN and self._trials > 0:
             moved.append(self._open("a trial call failed"))
         # else: already open; a late failure does not restart the open period
 
-    def _add_to_window(self, failed: bool, duration: float, moved: list[BreakerTransition]) -> None:
+    def _add_to_window(self, failed: bool, duration: float) -> BreakerTransition | None:
         window = self._window
         if window is None:
-            return
+            return None
         settings = self.settings
         slow = settings.slow_call_duration is not None and duration >= settings.slow_call_duration
         window.add(failed, slow, self._clock())
         if window.calls < settings.minimum_calls:
-            return
+            return None
         rate = settings.failure_rate_threshold
         if rate is not None and window.failures >= rate * window.calls:
             rate_text = f"{window.failures / window.calls:.0%}"
-            moved.append(self._open(f"failure rate {rate_text} over the window"))
-            return
+            return self._open(f"failure rate {rate_text} over the window")
         slow_rate = settings.slow_call_rate_threshold
         if slow_rate is not None and window.slow >= slow_rate * window.calls:
-            moved.append(
-                self._open(f"slow-call rate {window.slow / window.calls:.0%} over the window")
-            )
+            return self._open(f"slow-call rate {window.slow / window.calls:.0%} over the window")
+        return None
 
     def _open(self, reason: str, at: float | None = None) -> BreakerTransition:
         """To OPEN (as of ``at``, default now); from HALF_OPEN it is a re-open, and the
