@@ -52,10 +52,12 @@ class OpenTimer:
             if self._heap[0] is entry:  # sooner than what the thread waits for
                 self._wake.notify()
 
-    def pending(self) -> int:
-        """Deadlines not yet looked at (for tests and diagnostics)."""
+    def pending(self, breaker: object | None = None) -> int:
+        """Deadlines not yet looked at, of ``breaker`` or of all (tests, diagnostics)."""
         with self._wake:
-            return len(self._heap)
+            if breaker is None:
+                return len(self._heap)
+            return sum(1 for _, _, ref in self._heap if ref() is breaker)
 
     def _run(self) -> None:
         while True:
