@@ -476,3 +476,34 @@ async def test_a_time_budget_counts_from_the_start_in_every_mode_async(
     fine = handler.decorate(ok, operation_name="aok", breaker_mode=mode, retry_time_budget=5.0)
     assert await fine() == "ok"
     assert handler.operation_stats()["aok"]["successes"] == 1
+
+
+@pytest.mark.parametrize("mode", ["metrics_only", "disabled"])
+def test_results_are_looked_at_in_every_mode(clock: FakeClock, mode: str) -> None:
+    handler = make_handler(clock)
+    answers = iter([None, None, "ready"])
+    call = handler.decorate(
+        lambda: next(answers),
+        operation_name="poll",
+        breaker_mode=mode,
+        max_retries=5,
+        retry_if_result=lambda value: value is None,
+    )
+    assert call() == "ready"
+    stats = handler.operation_stats()["poll"]
+    assert (stats["retries"], stats["successes"]) == (2, 1)
+
+
+def test_execute_with_error_handling_in_every_mode(clock: FakeClock) -> None:
+    handler = make_handler(clock)
+    for mode in ("metrics_only", "disabled"):
+        for _ in range(4):
+            with pytest.raises(ConnectionError):
+                handler.execute_with_error_handling(
+                    failing, operation_name=f"x-{mode}", breaker_mode=mode, **OPTIONS
+                )
+        assert handler.execute_with_error_handling(len, ("ab",), operation_name=f"y-{mode}") == 2
+    snapshot = handler.snapshot()
+    assert snapshot.breakers["x-metrics_only"].would_reject == 2
+    assert snapshot.breakers["x-disabled"].mode == "disabled"
+    assert snapshot.operations["x-disabled"].failures == 4
