@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import hypothesis.strategies as st
 import pytest
@@ -324,10 +324,23 @@ class WhatCountsMachine(RuleBasedStateMachine):
         self.state = dict.fromkeys(OPERATIONS, "CLOSED")
         self.failures = dict.fromkeys(OPERATIONS, 0)
         self.opened_at = dict.fromkeys(OPERATIONS, 0.0)
+        # half-open: when the period's first trial came (its half_open_max_wait starts then)
+        self.trial_at: dict[str, float | None] = dict.fromkeys(OPERATIONS)
 
     def model_state(self, name: str) -> str:
-        if self.state[name] == "OPEN" and self.clock.now >= self.opened_at[name] + OPEN_SECONDS:
-            return "HALF_OPEN"
+        now = self.clock.now
+        while True:
+            if self.state[name] == "OPEN" and now >= self.opened_at[name] + OPEN_SECONDS:
+                self.state[name], self.trial_at[name] = "HALF_OPEN", None
+            elif self.state[name] == "HALF_OPEN" and self.trial_at[name] is not None:
+                deadline = cast(float, self.trial_at[name]) + OPEN_SECONDS  # the default wait
+                if now < deadline:
+                    break
+                # trials not concluded within half_open_max_wait: re-opened as of then
+                self.state[name], self.opened_at[name] = "OPEN", deadline
+                self.trial_at[name] = None
+            else:
+                break
         return self.state[name]
 
     @rule(name=st.sampled_from(sorted(OPERATIONS)), outcome=st.sampled_from(range(len(OUTCOMES))))
@@ -347,6 +360,8 @@ class WhatCountsMachine(RuleBasedStateMachine):
         assert state != "OPEN", (name, state)
         verdict = model_verdict(OPERATIONS[name], made)
         if state == "HALF_OPEN":  # one trial: its outcome decides, "neither" leaves it open
+            if self.trial_at[name] is None:
+                self.trial_at[name] = self.clock.now
             if verdict == FAILURE:
                 self.state[name], self.opened_at[name] = "OPEN", self.clock.now
             elif verdict == SUCCESS:
