@@ -218,19 +218,6 @@ async def test_async_twins_share_the_same_state(
     await b.backend.aclose()
 
 
-def test_window_settings_are_refused_with_a_clear_error(redis_url: str, namespace: str) -> None:
-    from coordination import ConfigError
-
-    backend = RedisBackend(redis_url, namespace=namespace)
-    with pytest.raises(ConfigError, match="consecutive failures only"):
-        backend.breaker(
-            "x",
-            BreakerSettings(failure_rate_threshold=0.5),
-            clock=lambda: 0.0,
-            on_transition=lambda t: None,
-        )
-
-
 def test_unreachable_redis_allow_and_raise_policies() -> None:
     allow = RedisBackend("redis://127.0.0.1:1/0", outage_policy="allow")
     breaker = allow.breaker("x", SETTINGS, clock=lambda: 0.0, on_transition=lambda t: None)

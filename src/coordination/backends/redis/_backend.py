@@ -177,15 +177,6 @@ class RedisBackend:
         """A ``BreakerFactory``: the shared breaker of operation ``name``."""
         from ._breaker import RedisCircuitBreaker
 
-        if settings.uses_window:
-            raise ConfigError(
-                f"operation {name!r}: the Redis breaker counts consecutive failures only; "
-                "failure_rate_threshold and slow_call_rate_threshold need the in-memory "
-                "breaker",
-                field="failure_rate_threshold",
-                value=settings.failure_rate_threshold,
-            )
-
         def local() -> CircuitBreakerBackend:
             from ...error_handling import CircuitBreaker
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BREAKER_ACQUIRE",
     "BREAKER_RECORD",
+    "BREAKER_RETRY",
     "GCRA",
     "GCRA_QUOTA",
     "LIMITED_ACQUIRE",
@@ -88,131 +89,342 @@ end
 """
 
 # Breaker hash fields: s (0 closed, 1 open, 2 half-open), f (consecutive failures),
-# o (opened at, ms), h (half-open since, ms), t (trial calls admitted), k (trial
+# o (opened at, ms), d (the current open period, ms: grows on re-opens), n (re-opens since
+# the breaker last closed), h (half-open since, ms), t (trial calls admitted), k (trial
 # successes), g (generation: bumped on every transition, so an outcome reported for a call
 # admitted under an older state cannot move the newer one), x (1 when forced open).
-# A closed breaker with no failures needs no key at all, so healthy breakers cost nothing.
+# With a sliding window (rate or slow-call mode), in the same hash, bounded by its size:
+# wc / wf / ws (calls, failures, slow calls in the window), and either a ring of the last
+# window_size outcomes (count: r<i> = failed + 2 * slow, wi the next slot) or per-second
+# buckets (time: c<i> / e<i> / w<i> for second % window_size, wl the last second).
+# A closed breaker with no failures and no window needs no key at all, so healthy
+# consecutive-mode breakers cost nothing.
 #
-# acquire(key, now_ms, open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms)
-# returns {allowed (0/1), state, failures, wait_ms, generation}; wait_ms > 0 on a refusal
-_ACQUIRE_FUNCTION = """
-local function acquire(key, now, open_ms, trials_max, ttl, trial_ms)
-local v = redis.call('HMGET', key, 's', 'f', 'o', 'h', 't', 'g', 'x')
-local state = tonumber(v[1]) or 0
-local failures = tonumber(v[2]) or 0
-local gen = tonumber(v[6]) or 0
-if v[7] == '1' then return {0, 1, failures, open_ms, gen} end
-if state == 0 then
-  if v[1] then redis.call('PEXPIRE', key, ttl) end
-  return {1, 0, failures, 0, gen}
+# cfg (one argument, constant per breaker): "open_ms trials_max ttl_ms trial_ms threshold
+# window_mode (0 none, 1 count, 2 time) window_size minimum_calls failure_rate slow_rate
+# backoff_multiplier max_open_ms" (-1: not set).
+# carry: "" or "generation fast slow": closed-state successes of this process not yet
+# told (window mode), added before anything else when the generation still holds.
+# The common case first, before the clock is read or the functions below are made (the
+# script's body runs on every call): no key and nothing carried is a closed breaker with
+# nothing counted.
+_HEALTHY = """
+local function healthy(key, carry)
+  return carry == '' and redis.call('EXISTS', key) == 0
 end
-if state == 1 then
-  local wait = (tonumber(v[3]) or 0) + open_ms - now
-  if wait > 0 then return {0, 1, failures, wait, gen} end
-  gen = gen + 1
-  redis.call('HSET', key, 's', 2, 'h', now, 't', 1, 'k', 0, 'g', gen)
+"""
+
+_BREAKER_FUNCTIONS = """
+local function config(text)
+  local c = {}
+  for x in string.gmatch(text, '%S+') do c[#c + 1] = tonumber(x) end
+  return {open = c[1], trials = c[2], ttl = c[3], trial = c[4], threshold = c[5],
+    wmode = c[6], wsize = c[7], wmin = c[8], frate = c[9], srate = c[10], mult = c[11],
+    maxopen = c[12]}
+end
+
+-- the open period after n re-opens: open_ms * multiplier^n, at most max_open_ms
+local function open_for(cfg, n)
+  local d = cfg.open
+  if n > 0 and cfg.mult > 1 then d = math.floor(cfg.open * cfg.mult ^ n + 0.5) end
+  if cfg.maxopen >= 0 and d > cfg.maxopen then d = cfg.maxopen end
+  if d > 140737488355328 then d = 140737488355328 end -- 2^47 ms: integers stay exact
+  return d
+end
+
+-- outlives a hung trial and its re-open, and a time window's span
+local function expire(key, cfg, d)
+  local ttl = math.max(cfg.ttl, cfg.trial + 2 * d)
+  if cfg.wmode == 2 then ttl = math.max(ttl, cfg.wsize * 1000) end
   redis.call('PEXPIRE', key, ttl)
+end
+
+local function win_load(key)
+  local v = redis.call('HMGET', key, 'wc', 'wf', 'ws', 'wi', 'wl')
+  return {c = tonumber(v[1]) or 0, f = tonumber(v[2]) or 0, s = tonumber(v[3]) or 0,
+    i = tonumber(v[4]) or 0, l = tonumber(v[5]) or 0}
+end
+
+local function win_save(key, w, failures)
+  redis.call('HSET', key, 'wc', w.c, 'wf', w.f, 'ws', w.s, 'wi', w.i, 'wl', w.l, 'f', failures)
+end
+
+local function win_clear(key, w, slot)
+  local names = {'c' .. slot, 'e' .. slot, 'w' .. slot}
+  local v = redis.call('HMGET', key, names[1], names[2], names[3])
+  if v[1] then
+    w.c = w.c - (tonumber(v[1]) or 0)
+    w.f = w.f - (tonumber(v[2]) or 0)
+    w.s = w.s - (tonumber(v[3]) or 0)
+    redis.call('HDEL', key, names[1], names[2], names[3])
+  end
+end
+
+-- time window: forget the seconds that fell out of it (work bounded by the window size,
+-- and by the buckets present when the whole window went stale)
+local function win_expire(key, cfg, w, sec)
+  if sec <= w.l then return end
+  local size = cfg.wsize
+  if w.c > 0 then
+    local first = math.max(w.l + 1, sec - size + 1)
+    if sec - first + 1 >= size then
+      local stale = {}
+      for _, name in ipairs(redis.call('HKEYS', key)) do
+        if string.match(name, '^[cew]%d+$') then stale[#stale + 1] = name end
+      end
+      for i = 1, #stale, 1000 do
+        redis.call('HDEL', key, unpack(stale, i, math.min(i + 999, #stale)))
+      end
+      w.c, w.f, w.s = 0, 0, 0
+    else
+      for second = first, sec do win_clear(key, w, second % size) end
+    end
+  end
+  w.l = sec
+end
+
+local function win_add(key, cfg, w, failed, slow, now)
+  if cfg.wmode == 2 then
+    local sec = math.floor(now / 1000)
+    win_expire(key, cfg, w, sec)
+    local slot = sec % cfg.wsize
+    redis.call('HINCRBY', key, 'c' .. slot, 1)
+    if failed == 1 then redis.call('HINCRBY', key, 'e' .. slot, 1) end
+    if slow == 1 then redis.call('HINCRBY', key, 'w' .. slot, 1) end
+  else
+    local slot = w.i
+    w.i = (slot + 1) % cfg.wsize
+    local old = tonumber(redis.call('HGET', key, 'r' .. slot))
+    if old then
+      w.c = w.c - 1
+      w.f = w.f - old % 2
+      w.s = w.s - math.floor(old / 2)
+    end
+    redis.call('HSET', key, 'r' .. slot, failed + 2 * slow)
+  end
+  w.c = w.c + 1
+  w.f = w.f + failed
+  w.s = w.s + slow
+end
+
+-- true when the window's rates open the breaker (as CircuitBreaker._add_to_window)
+local function win_trips(cfg, w)
+  if w.c < cfg.wmin then return false end
+  if cfg.frate >= 0 and w.f >= cfg.frate * w.c then return true end
+  if cfg.srate >= 0 and w.s >= cfg.srate * w.c then return true end
+  return false
+end
+
+-- CLOSED -> OPEN, or HALF_OPEN -> OPEN again (reopens > 0); returns the open period
+local function open(key, cfg, at, gen, reopens)
+  local d = open_for(cfg, reopens)
+  redis.call('HSET', key, 's', 1, 'o', at, 'd', d, 'n', reopens, 'g', gen)
+  expire(key, cfg, d)
+  return d
+end
+
+-- HALF_OPEN -> CLOSED: every count starts afresh (the window and the re-opens included)
+local function close(key, gen)
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'g', gen)
+end
+
+-- one outcome of a call admitted while CLOSED (failed, slow: 0/1); true when it opened
+local function closed_outcome(key, cfg, w, failed, slow, now, failures)
+  if failed == 1 then failures = failures + 1 else failures = 0 end
+  local trips = false
+  if w then
+    win_add(key, cfg, w, failed, slow, now)
+    trips = win_trips(cfg, w)
+  end
+  if not trips and failed == 1 and failures >= cfg.threshold then trips = true end
+  return trips, failures
+end
+
+-- the closed-state successes carried by this call ({gen, fast, slow} or nil), added in
+-- order (fast ones first) until one opens the breaker; returns state, failures, gen
+local function apply_carry(key, cfg, now, carry, state, failures, gen)
+  if not carry or state ~= 0 or carry[1] ~= gen or cfg.wmode == 0 then
+    return state, failures, gen
+  end
+  local w = win_load(key)
+  local total = carry[2] + carry[3]
+  for i = 1, total do
+    local slow = 0
+    if i > carry[2] then slow = 1 end
+    local trips
+    trips, failures = closed_outcome(key, cfg, w, 0, slow, now, failures)
+    if trips then
+      win_save(key, w, failures)
+      gen = gen + 1
+      open(key, cfg, now, gen, 0)
+      return 1, failures, gen
+    end
+  end
+  win_save(key, w, failures)
+  expire(key, cfg, cfg.open)
+  return 0, failures, gen
+end
+
+local function parse_carry(text)
+  if text == '' then return nil end
+  local c = {}
+  for x in string.gmatch(text, '%S+') do c[#c + 1] = tonumber(x) end
+  return c
+end
+
+-- admit one call or refuse it: {allowed (0/1), state, failures, wait_ms, generation}
+local function acquire(key, now, cfg, carry)
+  local v = redis.call('HMGET', key, 's', 'f', 'o', 'h', 't', 'g', 'x', 'd', 'n')
+  local state = tonumber(v[1]) or 0
+  local failures = tonumber(v[2]) or 0
+  local gen = tonumber(v[6]) or 0
+  if v[7] == '1' then return {0, 1, failures, cfg.open, gen} end
+  if state == 0 then
+    if carry then
+      state, failures, gen = apply_carry(key, cfg, now, carry, 0, failures, gen)
+    elseif v[1] then
+      expire(key, cfg, cfg.open)
+    end
+    if state == 0 then return {1, 0, failures, 0, gen} end
+    return {0, 1, failures, open_for(cfg, 0), gen}
+  end
+  local d = tonumber(v[8]) or cfg.open
+  local reopens = tonumber(v[9]) or 0
+  if state == 1 then
+    local wait = (tonumber(v[3]) or 0) + d - now
+    if wait > 0 then return {0, 1, failures, wait, gen} end
+    gen = gen + 1
+    redis.call('HSET', key, 's', 2, 'h', now, 't', 1, 'k', 0, 'g', gen)
+    expire(key, cfg, d)
+    return {1, 2, failures, 0, gen}
+  end
+  local trials = tonumber(v[5]) or 0
+  local overdue = (tonumber(v[4]) or 0) + cfg.trial
+  if now >= overdue then
+    -- Trials not all concluded trial_ms (half_open_max_wait) after the first was admitted
+    -- (hung, their process died, or too few calls came) count as failed: the breaker
+    -- re-opens as of that deadline, and admits a fresh trial once its (grown) open period
+    -- has passed since.
+    gen = gen + 1
+    d = open(key, cfg, overdue, gen, reopens + 1)
+    local wait = overdue + d - now
+    if wait > 0 then return {0, 1, failures, wait, gen} end
+    redis.call('HSET', key, 's', 2, 'h', now, 't', 1, 'k', 0)
+  elseif trials >= cfg.trials then
+    return {0, 2, failures, overdue - now, gen} -- every trial slot is taken
+  else
+    redis.call('HINCRBY', key, 't', 1)
+  end
+  expire(key, cfg, d)
   return {1, 2, failures, 0, gen}
 end
-local trials = tonumber(v[5]) or 0
-local since = tonumber(v[4]) or 0
-local overdue = since + trial_ms
-if now >= overdue then
-  -- Trials not all concluded trial_ms (half_open_max_wait) after the half-open period
-  -- began (hung, their process died, or too few calls came) count as failed: the breaker
-  -- re-opens as of that deadline, and admits a fresh trial once the open timeout has
-  -- passed since then.
-  gen = gen + 1
-  local wait = overdue + open_ms - now
-  if wait > 0 then
-    redis.call('HSET', key, 's', 1, 'o', overdue, 'g', gen)
-    redis.call('PEXPIRE', key, ttl)
-    return {0, 1, failures, wait, gen}
+
+-- the outcome ('1' success, '0' failure, 'r' released) of a call admitted under
+-- generation seen: {state, failures, generation, opened_at_ms}
+local function record(key, now, cfg, carry, outcome, seen, slow)
+  local v = redis.call('HMGET', key, 's', 'f', 'g', 'k', 'o', 't', 'n', 'h')
+  local state = tonumber(v[1]) or 0
+  local failures = tonumber(v[2]) or 0
+  local gen = tonumber(v[3]) or 0
+  local opened = tonumber(v[5]) or 0
+  if state == 2 and now >= (tonumber(v[8]) or 0) + cfg.trial then
+    -- a trial outcome past the half-open wait is late: the breaker re-opened at its end
+    opened = (tonumber(v[8]) or 0) + cfg.trial
+    state = 1
+    gen = gen + 1
+    open(key, cfg, opened, gen, (tonumber(v[7]) or 0) + 1)
   end
-  redis.call('HSET', key, 'h', now, 't', 1, 'k', 0, 'g', gen)
-elseif trials >= trials_max then
-  return {0, 2, failures, overdue - now, gen}  -- every trial slot is taken
-else
-  redis.call('HINCRBY', key, 't', 1)
-end
-redis.call('PEXPIRE', key, ttl)
-return {1, 2, failures, 0, gen}
+  if carry then
+    state, failures, gen = apply_carry(key, cfg, now, carry, state, failures, gen)
+    if state == 1 then opened = now end
+  end
+  if seen ~= gen then return {state, failures, gen, opened} end
+  if outcome == 'r' then
+    if state == 2 and (tonumber(v[6]) or 0) > 0 then redis.call('HINCRBY', key, 't', -1) end
+    return {state, failures, gen, opened}
+  end
+  if state == 0 then
+    local failed = 1
+    if outcome == '1' then failed = 0 end
+    if failed == 0 and failures == 0 and cfg.wmode == 0 then return {0, 0, gen, opened} end
+    local w = nil
+    if cfg.wmode > 0 then w = win_load(key) end
+    local trips
+    trips, failures = closed_outcome(key, cfg, w, failed, slow, now, failures)
+    if w then win_save(key, w, failures) else redis.call('HSET', key, 'f', failures) end
+    if trips then
+      state = 1
+      opened = now
+      gen = gen + 1
+      open(key, cfg, now, gen, 0)
+    else
+      expire(key, cfg, cfg.open)
+    end
+  elseif state == 2 then
+    if outcome == '1' then
+      local ok = (tonumber(v[4]) or 0) + 1
+      if ok >= cfg.trials then
+        state = 0
+        failures = 0
+        gen = gen + 1
+        close(key, gen)
+      else
+        redis.call('HSET', key, 'k', ok)
+      end
+      expire(key, cfg, cfg.open)
+    else
+      state = 1
+      opened = now
+      gen = gen + 1
+      open(key, cfg, now, gen, (tonumber(v[7]) or 0) + 1)
+    end
+  end
+  return {state, failures, gen, opened}
 end
 """
 
 # KEYS[1] the breaker's hash
-# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms
-# Returns {allowed (0/1), state, failures, wait_ms, generation}
+# ARGV: now_ms or "", cfg, carry
+# Returns {allowed (0/1), state, failures, wait_ms, generation}; wait_ms > 0 on a refusal
 BREAKER_ACQUIRE = LuaScript(
-    _NOW_MS
-    + _ACQUIRE_FUNCTION
+    _HEALTHY
     + """
-return acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-  tonumber(ARGV[5]))
+if healthy(KEYS[1], ARGV[3]) then return {1, 0, 0, 0, 0} end
+"""
+    + _NOW_MS
+    + _BREAKER_FUNCTIONS
+    + """
+return acquire(KEYS[1], now, config(ARGV[2]), parse_carry(ARGV[3]))
 """
 )
 
 # KEYS[1] the breaker's hash
-# ARGV: now_ms or "", outcome ('1' success, '0' failure, 'r' released: the call ended
-#       without a countable outcome, so a half-open trial slot is given back),
-#       generation seen at acquire, threshold,
-#       half_open_calls, ttl_ms
+# ARGV: now_ms or "", cfg, carry, outcome ('1' success, '0' failure, 'r' released: the
+#       call ended without a countable outcome, so a half-open trial slot is given back),
+#       generation seen at acquire, slow (0/1)
 # Returns {state, failures, generation, opened_at_ms}
 BREAKER_RECORD = LuaScript(
     _NOW_MS
+    + _BREAKER_FUNCTIONS
     + """
-local key = KEYS[1]
-local success = ARGV[2] == '1'
-local seen = tonumber(ARGV[3])
-local threshold = tonumber(ARGV[4])
-local trials_max = tonumber(ARGV[5])
-local ttl = tonumber(ARGV[6])
-local v = redis.call('HMGET', key, 's', 'f', 'g', 'k', 'o', 't')
-local state = tonumber(v[1]) or 0
-local failures = tonumber(v[2]) or 0
-local gen = tonumber(v[3]) or 0
-local opened = tonumber(v[5]) or 0
-if seen ~= gen then return {state, failures, gen, opened} end
-if ARGV[2] == 'r' then
-  if state == 2 and (tonumber(v[6]) or 0) > 0 then redis.call('HINCRBY', key, 't', -1) end
-  return {state, failures, gen, opened}
-end
-if success then
-  if state == 0 then
-    if failures == 0 then return {0, 0, gen, opened} end
-    failures = 0
-    redis.call('HSET', key, 'f', 0)
-  elseif state == 2 then
-    local ok = (tonumber(v[4]) or 0) + 1
-    if ok >= trials_max then
-      state = 0
-      failures = 0
-      gen = gen + 1
-      redis.call('HSET', key, 's', 0, 'f', 0, 'k', 0, 't', 0, 'g', gen)
-    else
-      redis.call('HSET', key, 'k', ok)
-    end
-  end
-else
-  if state == 0 then
-    failures = failures + 1
-    if failures >= threshold then
-      state = 1
-      opened = now
-      gen = gen + 1
-      redis.call('HSET', key, 's', 1, 'f', failures, 'o', now, 'g', gen)
-    else
-      redis.call('HSET', key, 'f', failures)
-    end
-  elseif state == 2 then
-    state = 1
-    opened = now
-    gen = gen + 1
-    redis.call('HSET', key, 's', 1, 'o', now, 'g', gen)
-  end
-end
-redis.call('PEXPIRE', key, ttl)
-return {state, failures, gen, opened}
+return record(KEYS[1], now, config(ARGV[2]), parse_carry(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
+  tonumber(ARGV[6]))
+"""
+)
+
+# A failed attempt that will be retried: its failure recorded and the next attempt admitted
+# (or refused), in one round trip.
+# KEYS[1] the breaker's hash
+# ARGV: now_ms or "", cfg, carry, generation seen at acquire, slow (0/1)
+# Returns what BREAKER_ACQUIRE returns, for the next attempt
+BREAKER_RETRY = LuaScript(
+    _NOW_MS
+    + _BREAKER_FUNCTIONS
+    + """
+local cfg = config(ARGV[2])
+record(KEYS[1], now, cfg, parse_carry(ARGV[3]), '0', tonumber(ARGV[4]), tonumber(ARGV[5]))
+return acquire(KEYS[1], now, cfg, nil)
 """
 )
 
@@ -331,9 +543,9 @@ return gcra_left(now, windows, tats, {1, 0, wait})
 # elapsed OPEN to HALF_OPEN), and a call refused by the breaker never spends the limit.
 #
 # KEYS[1] the breaker's hash, KEYS[2] the limiter key
-# ARGV: now_ms or "", open_timeout_ms, half_open_calls, ttl_ms, trial_timeout_ms,
-#       then the limit's last four (GCRA's: now_us or "", windows, cost, max_wait_us;
-#       the wait is not used here: a call that would wait is refused)
+# ARGV: now_ms or "", cfg, carry (as BREAKER_ACQUIRE), then the limit's last four (GCRA's:
+#       now_us or "", windows, cost, max_wait_us; the wait is not used here: a call that
+#       would wait is refused)
 # Returns {1 admitted / 0 refused by the breaker, state, failures, wait_ms, generation, 0}
 #      or {2 refused by the rate limit, 0, 0, 0, 0, retry_after_us}
 LIMITED_ACQUIRE = LuaScript(
@@ -346,14 +558,20 @@ if not now or not now_us then
   now_us = now_us or tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 """
-    + _ACQUIRE_FUNCTION
     + _GCRA_FUNCTIONS
+    + _HEALTHY
     + """
 local _, windows, cost = gcra_args(now_us)
 local wait, tats = gcra_wait(KEYS[2], now_us, windows, cost)
 if wait > 0 then return {2, 0, 0, 0, 0, wait} end
-local reply = acquire(KEYS[1], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-  tonumber(ARGV[5]))
+if healthy(KEYS[1], ARGV[3]) then
+  gcra_spend(KEYS[2], now_us, now_us, windows, tats, cost)
+  return {1, 0, 0, 0, 0, 0}
+end
+"""
+    + _BREAKER_FUNCTIONS
+    + """
+local reply = acquire(KEYS[1], now, config(ARGV[2]), parse_carry(ARGV[3]))
 if reply[1] == 1 then gcra_spend(KEYS[2], now_us, now_us, windows, tats, cost) end
 reply[6] = 0
 return reply
