@@ -24,6 +24,7 @@ from ._plan import (
     ENTER,
     FAILED,
     FAILURE,
+    FAILURE_ACQUIRE,
     RELEASE,
     SLEEP,
     SUCCESS,
@@ -159,6 +160,9 @@ class AsyncRunner(Runner):
             await breaker.arecord_failure(state.duration)
         elif command == RELEASE:
             await breaker.arelease()
+        elif command == FAILURE_ACQUIRE:
+            retry: Any = getattr(breaker, "arecord_failure_and_acquire", None)  # see _backends
+            await retry(state.duration)
         elif command == ENTER:
             await cast(Bulkhead, self.plan.op.bulkhead).aenter()
 

@@ -35,7 +35,11 @@ pipeline's admission step. Optionally a breaker can take that check into its own
 ``limit_check(limiter, key) -> LimitCheck | None``, whose ``acquires_breaker`` is true, and
 the pipeline skips the first attempt's ``acquire()``. A breaker may also offer its own
 lock-free closed path, ``guard(func, ...)`` / ``aguard(func, ...)`` (see
-``CircuitBreaker.guard``); the pipeline uses it when nothing comes before a call.
+``CircuitBreaker.guard``); the pipeline uses it when nothing comes before a call. And a
+breaker whose every step is a round trip may offer ``record_failure_and_acquire(duration)``
+(``arecord_failure_and_acquire`` for async pipelines): a failed attempt that will be
+retried is then recorded and the next attempt admitted (or refused with
+``CircuitOpenError``) in one step, instead of ``record_failure`` then ``acquire``.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ _INF = float("inf")
 # What ``Plan.steps`` yields: the runner does it and sends the outcome back (a call's value,
 # or its exception thrown in). The breaker commands are yielded only to a runner that
 # must await a breaker doing I/O; otherwise the steps call the breaker themselves.
-CALL, SLEEP, ENTER, ACQUIRE, SUCCESS, FAILURE, RELEASE = range(7)
+CALL, SLEEP, ENTER, ACQUIRE, SUCCESS, FAILURE, RELEASE, FAILURE_ACQUIRE = range(8)
 # What a runner sends back for a CALL that raised (the exception is in ``state.error``):
 # cheaper than throwing it into the steps, and its traceback stays the runner's.
 FAILED: Any = type("_Failed", (), {"__repr__": lambda self: "<the attempt raised>"})()
@@ -217,6 +217,11 @@ class Plan:
         )
         # a time budget counts from the call's start: a guard must read the clock first
         self.from_start = options.time_budget is not None
+        # a breaker that records a retried failure with the next attempt's acquire (one
+        # round trip for a shared store; optional, see _backends)
+        self.failure_acquire: Callable[[float], None] | None = getattr(
+            op.breaker, "record_failure_and_acquire", None
+        )
 
     # --- what an error, a result, a wait mean -------------------------------------------
 
@@ -484,6 +489,25 @@ class Plan:
                     return DONE
             error, pending = cast(Exception, pending), None
             verdict = self.counted_failure(error)
+            if verdict == FAILED_VERDICT and self.failure_acquire is not None:
+                state.wait = self.retry_wait(state, error)
+                if state.wait >= 0:  # retried: the failure goes with the next acquire
+                    try:
+                        if io:
+                            yield FAILURE_ACQUIRE
+                        else:
+                            self.failure_acquire(state.duration)
+                    except CircuitOpenError as exc:
+                        state.error = exc
+                        return REJECTED
+                    acquired = True
+                    continue
+                if io:
+                    yield FAILURE
+                else:
+                    breaker.record_failure(state.duration)
+                state.error = error
+                return GIVE_UP
             if verdict == FAILED_VERDICT:
                 if io:
                     yield FAILURE
