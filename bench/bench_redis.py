@@ -8,7 +8,11 @@ hits them alike. Prints calls per second (median and best of the repeats) and th
 to pybreaker's. Target: the coordination breaker at >= 2x pybreaker's throughput (it
 makes one round trip per healthy call, pybreaker two: GET state, SET counter). With a
 Redis rate limit as well, the handler still makes one round trip (one script takes both
-checks); the "two separate scripts" row shows what the two checks cost apart.
+checks); the "two separate scripts" row shows what the two checks cost apart. A breaker
+with a failure-rate window also makes one round trip per healthy call (its successes
+travel with the next acquire). A failed attempt and its retry's admission share one
+script: a call failing once then succeeding costs three round trips (acquire, failure +
+acquire, the success that ends the streak), not four.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pybreaker
 import redis
@@ -68,6 +73,12 @@ def main() -> int:
         clock=time.monotonic,
         on_transition=lambda t: None,
     )
+    windowed = backend.breaker(
+        "work-window",
+        BreakerSettings(failure_threshold=5, open_seconds=30, failure_rate_threshold=0.5),
+        clock=time.monotonic,
+        on_transition=lambda t: None,
+    )
     handler = CoordinationErrorHandler(
         {"max_retries": 0},
         breaker_factory=backend.breaker,
@@ -85,16 +96,38 @@ def main() -> int:
         for i in range(k):
             call(work, i)
 
-    def breaker_loop(k: int) -> None:
-        acquire, success = breaker.acquire, breaker.record_success
+    def loop_of(shared: Any) -> Callable[[int], None]:
+        def breaker_loop(k: int) -> None:
+            acquire, success = shared.acquire, shared.record_success
+            for i in range(k):
+                acquire()
+                try:
+                    work(i)
+                except Exception:
+                    shared.record_failure(0.0)
+                    raise
+                success(0.0)
+
+        return breaker_loop
+
+    # every other attempt fails and is retried once: the failure and the retry's acquire
+    # are one script
+    retrying = CoordinationErrorHandler(
+        {"max_retries": 1, "base_delay": 0.0, "jitter": "none"},
+        breaker_factory=backend.breaker,
+    )
+    attempts = iter(range(1 << 62))
+
+    def flaky(x: int) -> int:
+        if next(attempts) % 2 == 0:
+            raise ConnectionError("every other attempt")
+        return x
+
+    retried = retrying.decorate(flaky, operation_name="work-retried")
+
+    def retried_loop(k: int) -> None:
         for i in range(k):
-            acquire()
-            try:
-                work(i)
-            except Exception:
-                breaker.record_failure(0.0)
-                raise
-            success(0.0)
+            retried(i)
 
     limiter = backend.rate_limiter(Rate.parse("1000000/s"), clock=time.monotonic)
 
@@ -116,10 +149,12 @@ def main() -> int:
 
     rows: dict[str, Callable[[int], None]] = {
         "pybreaker + CircuitRedisStorage": pybreaker_loop,
-        "coordination RedisCircuitBreaker": breaker_loop,
+        "coordination RedisCircuitBreaker": loop_of(breaker),
+        "  with a failure-rate window": loop_of(windowed),
         "coordination handler (Redis breaker)": handler_loop,
         "  + Redis GCRA rate limit (one script)": limited_loop,
         "  limit + breaker, two separate scripts": separate_loop,
+        "handler: a failure, then its retry succeeds": retried_loop,
     }
     for loop in rows.values():  # warm up: connections made, scripts loaded
         loop(50)
