@@ -1,6 +1,7 @@
 """The closed-breaker success path: this tree beside the commit before issue 15, in one run.
 
-    .venv/bin/python bench/bench_closed_path.py [--quick] [--baseline REV] [--pairs N] [--rounds N]
+    .venv/bin/python bench/bench_closed_path.py [--quick] [--baseline REV] [--now REV]
+                                                [--pairs N] [--rounds N]
     .venv/bin/python -m bench closed_path [--quick]
 
 Issue 15 (trip_on, breaker modes, wait/on_retry hooks, multi-window rate limits, ...) may
@@ -9,7 +10,7 @@ script measures that path — ``handle_errors`` / ``decorate`` and the spec's
 ``execute_with_error_handling(operation=..., args=..., max_retries=3,
 error_severity="HIGH")``, sync and async — for two trees in the same run:
 
-- **now**: the ``src/`` beside this script;
+- **now**: the ``src/`` beside this script (or of ``--now REV``, to measure a branch);
 - **before**: ``src/`` of ``--baseline`` (default ``3015f66``, the commit before issue 15),
   extracted with ``git archive`` into a temporary folder.
 
@@ -364,6 +365,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs, fewer rounds")
     parser.add_argument("--baseline", default=BASELINE, help="the tree before (a git rev)")
+    parser.add_argument("--now", help="measure this git rev instead of the working tree")
     parser.add_argument("--pairs", type=int, help="worker processes per tree")
     parser.add_argument("--rounds", type=int, help="rounds per pair of workers")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -382,11 +384,14 @@ def main(argv: list[str]) -> int:
     n, repeats = 2_000, 5
     alone = not args.quick
     with tempfile.TemporaryDirectory(prefix="coordination-baseline-") as temporary:
+        now_src = ROOT / "src"
         try:
-            before_src = extract_baseline(args.baseline, Path(temporary))
+            before_src = extract_baseline(args.baseline, Path(temporary) / "before")
+            if args.now:
+                now_src = extract_baseline(args.now, Path(temporary) / "now")
         except (OSError, subprocess.CalledProcessError) as exc:
             detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace").strip()
-            print(f"cannot extract {args.baseline} with git archive ({exc} {detail}): no run")
+            print(f"cannot extract a tree with git archive ({exc} {detail}): no run")
             return 1
         # every worker alive for the whole run, each round visiting all of them: each
         # worker's rounds are spread over the run, so its best round meets a quiet moment
@@ -394,7 +399,7 @@ def main(argv: list[str]) -> int:
         results: dict[str, list[Worker]] = {"now": [], "before": []}
         try:
             for _ in range(pairs):
-                results["now"].append(Worker(ROOT / "src", n, repeats, True, alone))
+                results["now"].append(Worker(now_src, n, repeats, True, alone))
                 results["before"].append(Worker(before_src, n, repeats, False, False))
             for index in range(rounds):
                 for pair, twins in enumerate(zip(results["now"], results["before"], strict=True)):
@@ -403,19 +408,24 @@ def main(argv: list[str]) -> int:
         finally:
             for one in results["now"] + results["before"]:
                 one.close()
-    report(args.baseline, pairs, rounds, n * repeats, results)
+    report(args.now or "this tree", args.baseline, pairs, rounds, n * repeats, results)
     if args.quick:
         print("(--quick: too few workers and rounds to resolve 20 ns here; the full run can)")
     return 0
 
 
 def report(
-    baseline: str, pairs: int, rounds: int, calls: int, results: dict[str, list[Worker]]
+    now_name: str,
+    baseline: str,
+    pairs: int,
+    rounds: int,
+    calls: int,
+    results: dict[str, list[Worker]],
 ) -> None:
     now = [w.best() for w in results["now"]]
     before = [w.best() for w in results["before"]]
     print(
-        f"\nClosed-breaker success path: this tree (now) beside {baseline} (before issue 15)."
+        f"\nClosed-breaker success path: {now_name} (now) beside {baseline} (before issue 15)."
         f"\n{pairs} worker processes per tree, all alive, {rounds} rounds visiting each in turn, "
         f"{calls:,} calls per row and round.\nOverhead over the bare call, ns per call: "
         "each process's best round, the median over processes;\nnoise = half-width of a "
