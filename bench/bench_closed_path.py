@@ -134,6 +134,11 @@ NEW_OPTIONS: Mapping[str, tuple[Any, tuple[Any, ...]]] = {
 EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     "breaker_mode=metrics_only": ("breaker_mode", "metrics_only"),
     "breaker_mode=disabled": ("breaker_mode", "disabled"),
+    # what a result check cost before issue 15 already (trip_if_result's kin)
+    "retry_if_result (not new)": ("retry_if_result", _not_a_failure),
+    # a rate limit never reached: one window (as before), then two (new)
+    "rate_limit 1 window (not new)": ("rate_limit", "1000000/s"),
+    "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
 }
 
 
@@ -233,14 +238,14 @@ def candidates(
         singles.update({name: (name, config[name]) for name in config if name not in per_call})
         singles.update(EXTRA_ALONE)
         for label, (name, value) in singles.items():
-            try:
-                if name in per_call:
-                    one = handler_type({"max_retries": 3}).decorate(work, **{name: value})
-                else:
-                    one = handler_type({"max_retries": 3, name: value}).decorate(work)
+            try:  # per call where the tree takes it so, else in the configuration
+                one = handler_type({"max_retries": 3}).decorate(work, **{name: value})
             except Exception as exc:
-                refused.setdefault(label, _short(exc))
-                continue
+                try:
+                    one = handler_type({"max_retries": 3, name: value}).decorate(work)
+                except Exception:
+                    refused.setdefault(label, _short(exc))
+                    continue
             sync[f"alone:{label}"] = one
     return sync, asynchronous, accepted
 
@@ -451,7 +456,8 @@ def report(
         print("\nEach option alone (sync decorator): Δ from this tree's plain row, same processes")
         print(f"  {'':40} {'Δ ns':>8} {'noise':>7}")
         for key in alone:
-            middle, noise = median_difference([r[key] for r in now], [r["decorate"] for r in now])
+            paired = [r[key] - r["decorate"] for r in now]  # both from the same process
+            middle, noise = median_difference(paired, [0.0] * len(paired))
             print(f"  {key.removeprefix('alone:'):40} {middle:+8.1f} {noise:7.1f}")
     print(
         "\nThe machine is shared: run it with --baseline HEAD (the same tree twice) to see "
