@@ -41,6 +41,15 @@ Rows of this tree only, measured in the same processes:
   decorator with one option, as the difference from this tree's plain row in the same
   process.
 
+Rows of both trees (not with ``--quick``): options that were there before issue 15 as
+well (``retry_if_result``, a one-window ``rate_limit`` never reached, ``retry_time_budget``,
+whose start moved to the call's start), so a change to what they cost shows too.
+
+The *now* workers install a process-wide ``on_retry`` hook (when the tree has
+``set_on_retry_hooks``) before they build their rows, so every row of *now*, the plain
+ones included, runs with it: hooks are read on the retry path only, and the plain rows
+keep that honest.
+
 An option this tree does not accept yet is listed as such, not silently dropped.
 """
 
@@ -136,6 +145,8 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     "breaker_mode=disabled": ("breaker_mode", "disabled"),
     # what a result check cost before issue 15 already (trip_if_result's kin)
     "retry_if_result (not new)": ("retry_if_result", _not_a_failure),
+    # counted from the first failure before issue 15, from the call's start after it
+    "retry_time_budget (not new)": ("retry_time_budget", 30.0),
     # a rate limit never reached: one window (as before), then two (new)
     "rate_limit 1 window (not new)": ("rate_limit", "1000000/s"),
     "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
@@ -219,20 +230,22 @@ def candidates(
         "aexecute": lambda: aexecute(awork),
     }
     accepted: dict[str, Any] = {"per_call": [], "config": [], "refused": {}}
-    if not options:
-        return sync, asynchronous, accepted
-    per_call, config, refused = probe_options(handler_type)
-    accepted.update(per_call=sorted(per_call), config=sorted(config), refused=refused)
-    set_hooks = getattr(error_handling, "set_on_retry_hooks", None)
-    if set_hooks is not None:  # a process-wide hook as well, as stamina's
-        set_hooks([_on_retry_hook])
-    configured = handler_type({"max_retries": 3, **config})
-    all_execute = configured.execute_with_error_handling
-    sync["decorate+all"] = configured.decorate(work, **per_call)
-    sync["execute+all"] = lambda: all_execute(
-        operation=work, args=(), max_retries=3, error_severity="HIGH"
-    )
-    asynchronous["adecorate+all"] = configured.decorate(awork, **per_call)
+    per_call: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    refused: dict[str, str] = {}
+    if options:
+        per_call, config, refused = probe_options(handler_type)
+        accepted.update(per_call=sorted(per_call), config=sorted(config), refused=refused)
+        set_hooks = getattr(error_handling, "set_on_retry_hooks", None)
+        if set_hooks is not None:  # a process-wide hook as well, as stamina's
+            set_hooks([_on_retry_hook])
+        configured = handler_type({"max_retries": 3, **config})
+        all_execute = configured.execute_with_error_handling
+        sync["decorate+all"] = configured.decorate(work, **per_call)
+        sync["execute+all"] = lambda: all_execute(
+            operation=work, args=(), max_retries=3, error_severity="HIGH"
+        )
+        asynchronous["adecorate+all"] = configured.decorate(awork, **per_call)
     if alone:
         singles = {name: (name, value) for name, value in per_call.items()}
         singles.update({name: (name, config[name]) for name in config if name not in per_call})
@@ -405,7 +418,7 @@ def main(argv: list[str]) -> int:
         try:
             for _ in range(pairs):
                 results["now"].append(Worker(now_src, n, repeats, True, alone))
-                results["before"].append(Worker(before_src, n, repeats, False, False))
+                results["before"].append(Worker(before_src, n, repeats, False, alone))
             for index in range(rounds):
                 for pair, twins in enumerate(zip(results["now"], results["before"], strict=True)):
                     for one in twins if (pair + index) % 2 == 0 else twins[::-1]:
@@ -451,7 +464,13 @@ def report(
         print("  not accepted by this tree, so left out of the rows above:")
         for name, why in accepted["refused"].items():
             print(f"    {name:26} {why}")
-    alone = sorted(key for key in now[0] if key.startswith("alone:"))
+    both = sorted(key for key in now[0] if key.startswith("alone:") and key in before[0])
+    if both:
+        print("\nOptions that were there before issue 15 too, alone (sync decorator), both trees")
+        print(header)
+        for key in both:
+            row(key.removeprefix("alone:"), [r[key] for r in now], [r[key] for r in before])
+    alone = sorted(key for key in now[0] if key.startswith("alone:") and key not in both)
     if alone:
         print("\nEach option alone (sync decorator): Δ from this tree's plain row, same processes")
         print(f"  {'':40} {'Δ ns':>8} {'noise':>7}")
