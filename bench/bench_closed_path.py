@@ -136,7 +136,7 @@ NEW_OPTIONS: Mapping[str, tuple[Any, tuple[Any, ...]]] = {
     "retry_time_budget": (30.0, (30.0,)),
     "rate_limit_wait": (0.5, (0.5,)),
     # the per-operation settings of the configuration, for the measured operation itself
-    "operations": (NOT_PER_CALL, ({"work": {"max_retries": 3, "retry_time_budget": 30.0}},)),
+    "operations": (NOT_PER_CALL, ({"work": {"max_retries": 3, "base_delay": 0.5}},)),
 }
 # Rows of one option each that are not "set but not triggered" of the default mode, shown
 # for information: the other breaker modes.
