@@ -330,6 +330,29 @@ def test_reset_gives_new_components_and_reads_the_environment_again(
     assert after.config.max_retries == after.error_handler.config.max_retries == 7
 
 
+def test_reset_forgets_the_process_wide_retry_hooks() -> None:
+    from coordination.error_handling import get_on_retry_hooks, set_on_retry_hooks
+    from coordination.testing import reset_default_coordination
+
+    seen: list[int] = []
+    set_on_retry_hooks([lambda details: seen.append(details.attempt)])
+    try:
+        reset_default_coordination()
+        assert get_on_retry_hooks() == ()
+
+        @handle_errors(max_retries=1, base_delay=0)
+        def flaky(calls: list[int] = []) -> str:  # noqa: B006 - counts calls across runs
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("first attempt")
+            return "ok"
+
+        assert flaky() == "ok"
+        assert seen == []  # the earlier test's hook saw nothing of this one
+    finally:
+        set_on_retry_hooks(None)
+
+
 # --- under real servers --------------------------------------------------------------------
 
 GUNICORN_APP = """

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from .._defaults import reset_process_defaults
-from ..error_handling import CoordinationErrorHandler
+from ..error_handling import CoordinationErrorHandler, set_on_retry_hooks
 from ..performance import CoordinationPerformanceMonitor
 
 __all__ = ["reset_default_coordination"]
 
 
 def reset_default_coordination() -> None:
-    """Forget the process's set (``default_coordination()``) and its configuration.
+    """Forget the process's set (``default_coordination()``), its configuration and the
+    process-wide ``on_retry`` hooks (``set_on_retry_hooks``).
 
     The next door, decorator or reader that needs them makes new ones, reading the
     configuration file and the environment again. The old handler and monitor are closed.
@@ -23,6 +24,7 @@ def reset_default_coordination() -> None:
             yield
             reset_default_coordination()
     """
+    set_on_retry_hooks(None)  # one test's hooks must not see the next test's retries
     for old in reset_process_defaults():
         if isinstance(old, CoordinationErrorHandler):
             old.close()
