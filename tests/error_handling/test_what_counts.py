@@ -467,8 +467,9 @@ def test_trip_if_result_and_retry_if_result_each_do_their_own_part() -> None:
         )
         == 503
     )
-    # the first attempt's success is the guard's own store; the retries' are explicit
-    assert told(handler, "g") == [SUCCESS, SUCCESS]
+    # every attempt's outcome is told, the first one's too (the guard leaves it to the
+    # plan when the plan looks at results)
+    assert told(handler, "g") == [SUCCESS] * 3
     # tripping opens the breaker in the middle of the retries: the call ends refused
     small = recording_handler({"circuit_breaker_threshold": 2, "max_retries": 5})
     with pytest.raises(CircuitOpenError):
@@ -675,7 +676,9 @@ def test_unset_options_keep_the_shared_per_type_answers_and_the_guard() -> None:
     assert plain.verdicts is None
     assert plain.direct
     assert handler.plan("rules", {"trip_on": KeyError}).direct  # the guard still takes it
-    assert not handler.plan("results", {"trip_if_result": bool}).direct
+    results = handler.plan("results", {"trip_if_result": bool})
+    assert results.direct  # the guard takes it, and hands its results over
+    assert results.looks_at_results
     breaker = handler.circuit_breaker("plain")
     assert isinstance(breaker, CircuitBreaker)
     assert breaker.settings == BreakerSettings()
@@ -704,3 +707,41 @@ def test_a_predicate_raising_stop_iteration_is_only_a_broken_predicate(asynchron
     assert told(handler, "s") == [FAILURE]
     assert handler.get_error_report()["errors_by_type"]["trip_on:StopIteration"] == 1
     handler.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.parametrize("mode", ["normal", "metrics_only"])
+@pytest.mark.parametrize("window", [False, True])
+def test_the_guard_leaves_a_checked_result_to_the_plan_once(
+    asynchronous: bool, mode: str, window: bool
+) -> None:
+    """On the breaker's fast closed path a result that trips is one failure, a result that
+    does not is one success: never a success and then a failure for the same attempt."""
+    rate = {"failure_rate_threshold": 0.5, "minimum_calls": 4, "window_size": 4} if window else {}
+    handler = CoordinationErrorHandler(
+        {"base_delay": 0, "circuit_breaker_threshold": 3, "breaker_mode": mode, **rate}
+    )
+    # a window opens at 2 failures of 4; consecutive counting at the third 503 in a row
+    expected = [200, 503, 200, 503] if window else [200, 503, 200, 503, 503, 503]
+    answers = iter(expected)
+
+    def fetch() -> int:
+        return next(answers)
+
+    async def afetch() -> int:
+        return next(answers)
+
+    options = {"trip_if_result": lambda r: r == 503, "max_retries": 0}
+    if asynchronous:
+        call = handler.decorate(afetch, operation_name="api", **options)
+        seen = [asyncio.run(call()) for _ in expected]
+    else:
+        call = handler.decorate(fetch, operation_name="api", **options)
+        seen = [call() for _ in expected]
+    assert seen == expected  # tripping results are still returned
+    breaker = handler.circuit_breaker("api").snapshot()
+    # opened by the last call, not before (a success told twice, or a failure missed,
+    # would open it early or never)
+    assert breaker.transitions == {"CLOSED->OPEN": 1}
+    if window:
+        assert (breaker.window_calls, breaker.failure_rate) == (4, 0.5)

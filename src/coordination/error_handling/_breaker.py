@@ -259,10 +259,12 @@ class CircuitBreaker:
         to do before a call (no rate limit, bulkhead or timeout, no durations to measure).
 
         While CLOSED: the call, its success recorded (one atomic store in consecutive
-        mode), then ``next(successes)`` and the result, or ``on_result(func, args,
-        kwargs, result)`` when given. A call that raised goes to ``failed(func, args,
-        kwargs, exc)``, which must tell this breaker. While OPEN the call is refused at once:
-        ``refused(CircuitOpenError, args, kwargs)`` counts it and answers (a fallback's value, or
+        mode), then ``next(successes)`` and the result; or, when given, ``on_result(func,
+        args, kwargs, result)``, which then tells this breaker the outcome (a result may
+        count as a failure: ``trip_if_result``), and nothing is recorded here. A call that
+        raised goes to ``failed(func, args, kwargs, exc)``, which must tell this breaker.
+        While OPEN the call is refused at once: ``refused(CircuitOpenError, args,
+        kwargs)`` counts it and answers (a fallback's value, or
         ``RAISE``: the error is raised here, or with ``refusals_returned`` returned as
         ``[RAISE, error]``, for a caller that raises ``error`` from its own frame). Else
         (half-open, forced open, an open period over) ``otherwise(func, args, kwargs)``:
@@ -296,12 +298,12 @@ class CircuitBreaker:
                 result = func(*args, **kwargs)
             except Exception as exc:
                 return failed(func, args, kwargs, exc)
+            if on_result is not None:  # it tells this breaker the outcome itself
+                return on_result(func, args, kwargs, result)
             if record_success is None:
                 self._consecutive = 0  # an atomic store; see the module docstring
             else:
                 record_success(0.0)
-            if on_result is not None:
-                return on_result(func, args, kwargs, result)
             next(successes)
             return result
 
@@ -332,12 +334,12 @@ class CircuitBreaker:
                 result = func(*args, **kwargs)
             except Exception as exc:
                 return failed_since(func, args, kwargs, exc, started)
+            if on_result is not None:  # it tells this breaker the outcome itself
+                return on_result(func, args, kwargs, result)
             if record_success is None:
                 self._consecutive = 0  # an atomic store; see the module docstring
             else:
                 record_success(0.0)
-            if on_result is not None:
-                return on_result(func, args, kwargs, result)
             next(successes)
             return result
 
@@ -366,11 +368,11 @@ class CircuitBreaker:
                 value = await func(*args, **kwargs)
             except Exception as exc:
                 return await failed(func, args, kwargs, exc)
+            if on_result is not None:  # it tells this breaker the outcome itself
+                return await on_result(func, args, kwargs, value)
             record_success(0.0)
-            if on_result is None:
-                next(successes)
-                return value
-            return await on_result(func, args, kwargs, value)
+            next(successes)
+            return value
 
         return guarded
 
@@ -398,11 +400,11 @@ class CircuitBreaker:
                 value = await func(*args, **kwargs)
             except Exception as exc:
                 return await failed_since(func, args, kwargs, exc, started)
+            if on_result is not None:  # it tells this breaker the outcome itself
+                return await on_result(func, args, kwargs, value)
             record_success(0.0)
-            if on_result is None:
-                next(successes)
-                return value
-            return await on_result(func, args, kwargs, value)
+            next(successes)
+            return value
 
         return from_start
 

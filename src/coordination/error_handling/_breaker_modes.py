@@ -305,10 +305,10 @@ def _closed_path(
             if started is None:
                 return failed(func, args, kwargs, exc)
             return failed(func, args, kwargs, exc, started)
+        if on_result is not None:  # it tells the breaker the outcome itself
+            return on_result(func, args, kwargs, result)
         if record_success is not None:
             record_success(0.0)
-        if on_result is not None:
-            return on_result(func, args, kwargs, result)
         next(successes)
         return result
 
@@ -340,12 +340,12 @@ def _aclosed_path(
             if started is None:
                 return await failed(func, args, kwargs, exc)
             return await failed(func, args, kwargs, exc, started)
+        if on_result is not None:  # it tells the breaker the outcome itself
+            return await on_result(func, args, kwargs, value)
         if record_success is not None:
             record_success(0.0)
-        if on_result is None:
-            next(successes)
-            return value
-        return await on_result(func, args, kwargs, value)
+        next(successes)
+        return value
 
     return guarded
 

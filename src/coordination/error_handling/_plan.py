@@ -202,8 +202,8 @@ class Plan:
         self.critical = options.severity is ErrorSeverity.CRITICAL
         self.severity_counter = runtime.error_log.severity_counter(options.severity)
         # What the breaker counts, when the options say more than the defaults (None:
-        # the shared per-type answers of _KINDS). A result to check for the breaker keeps
-        # calls off the guard, which records a success before it sees the result.
+        # the shared per-type answers of _KINDS). A result to check goes from the guard
+        # to result_state, which tells the breaker whether it counts as a failure.
         counting = options.counting
         self.verdicts = (
             None
@@ -212,8 +212,10 @@ class Plan:
         )
         self.trip_if_result = counting.trip_if_result
         # nothing to do before a call but ask the breaker: its guard may take the call
-        self.direct = (
-            self.admission is None and options.timeout is None and self.trip_if_result is None
+        self.direct = self.admission is None and options.timeout is None
+        # the guard hands a first attempt's result to the plan (result_state)
+        self.looks_at_results = (
+            options.retry_if_result is not None or self.trip_if_result is not None
         )
         # a time budget counts from the call's start: a guard must read the clock first
         self.from_start = options.time_budget is not None
@@ -343,8 +345,15 @@ class Plan:
         return RetryState(0, None, self.options.backoff.base_delay, None, cancellation)
 
     def result_state(self, result: Any, cancellation: Cancellation | None) -> RetryState | None:
-        """A first attempt succeeded with ``result`` (its success already told the
-        breaker): None when the call is over (counted), else the state to retry from."""
+        """A first attempt made by the breaker's guard returned ``result``: the breaker is
+        told (the guard leaves that to the plan when it looks at results), then None when
+        the call is over (counted), else the state to retry from."""
+        if self.trip_if_result is not None and cast(Verdicts, self.verdicts).result_trips(
+            result
+        ):  # a returned value that counts as a failure (an HTTP 503)
+            self.breaker.record_failure(0.0)
+        else:
+            self.breaker.record_success(0.0)
         state = self.new_state(cancellation)
         if self.wants_retry(result, state):
             state.wait = state.previous

@@ -34,11 +34,12 @@ class Runner:
     def handovers(self, run: Handover, failed: Handover, on_result: Handover) -> dict[str, Any]:
         """What the guard hands back to this runner (every call but a first success):
         ``run`` when the breaker is not closed, ``failed`` with a first attempt's error,
-        ``on_result`` with its result when the plan looks at results."""
+        ``on_result`` with its result when the plan looks at results (it then tells the
+        breaker the outcome: ``Plan.result_state``)."""
         plan = self.plan
         return {
             "successes": plan.op.successes,
             "failed": failed,
             "otherwise": run,
-            "on_result": None if plan.options.retry_if_result is None else on_result,
+            "on_result": on_result if plan.looks_at_results else None,
         }
