@@ -108,7 +108,7 @@ class AsyncRunner(Runner):
 
     async def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
         """The guard's first attempt returned ``result``: retry if it asks for one."""
-        state = self.plan.result_state(result, current_cancellation())
+        state = self.plan.result_state(result, current_cancellation)
         if state is None:
             return result
         steps = self.plan.steps(state, io=self.io, bounded_first=True)

@@ -344,20 +344,25 @@ class Plan:
     def new_state(self, cancellation: Cancellation | None) -> RetryState:
         return RetryState(0, None, self.options.backoff.base_delay, None, cancellation)
 
-    def result_state(self, result: Any, cancellation: Cancellation | None) -> RetryState | None:
+    def result_state(
+        self, result: Any, cancellation: Callable[[], Cancellation | None]
+    ) -> RetryState | None:
         """A first attempt made by the breaker's guard returned ``result``: the breaker is
         told (the guard leaves that to the plan when it looks at results), then None when
-        the call is over (counted), else the state to retry from."""
+        the call is over (counted), else the state to retry from (``cancellation()``: the
+        caller's scope, asked only then)."""
         if self.trip_if_result is not None and cast(Verdicts, self.verdicts).result_trips(
             result
         ):  # a returned value that counts as a failure (an HTTP 503)
             self.breaker.record_failure(0.0)
         else:
             self.breaker.record_success(0.0)
-        state = self.new_state(cancellation)
-        if self.wants_retry(result, state):
-            state.wait = state.previous
-            return state
+        check = self.options.retry_if_result
+        if check is not None and check(result):
+            state = self.new_state(cancellation())
+            if self.retry_wait(state, None, result) >= 0:
+                state.wait = state.previous
+                return state
         next(self.op.successes)
         return None
 

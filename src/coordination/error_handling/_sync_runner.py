@@ -87,7 +87,7 @@ class SyncRunner(Runner):
 
     def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
         """The guard's first attempt returned ``result``: retry if it asks for one."""
-        state = self.plan.result_state(result, _current.get())
+        state = self.plan.result_state(result, _current.get)
         if state is None:
             return result
         return self.attempts(func, args, kwargs, None, state)
