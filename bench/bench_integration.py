@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -501,8 +502,11 @@ def main(argv: list[str]) -> int:
 
     print_table("1. WSGI hello-world, in process, per request", bench_in_process(args.quick), 15)
     print_spec(bench_spec_in_process(args.quick))
-    for app in SERVED:
-        print_server(app, bench_server(args.quick, app))
+    if shutil.which("wrk") is None:  # a C load generator: Python's own would be the bottleneck
+        print("\n2. under gunicorn: skipped, wrk is not installed (apt-get install wrk)")
+    else:
+        for app in SERVED:
+            print_server(app, bench_server(args.quick, app))
 
     print_table(
         "3. retry + breaker + timing around a trivial function, per call",
