@@ -31,12 +31,12 @@ from ...error_handling._backends import (
 )
 from ._connection import (
     DEFAULT_SOCKET_TIMEOUT,
+    ClientOnDemand,
     OutagePolicy,
     RedisGuard,
-    check_cluster_url,
-    connect,
     connect_async,
     connect_async_cluster,
+    is_cluster_client,
     key_prefix,
     store_errors,
 )
@@ -109,17 +109,11 @@ class RedisBackend:
         self.prefix = key_prefix(namespace)
         self.key_ttl = float(key_ttl)
         self.socket_timeout = socket_timeout
-        self.cluster = cluster or _is_cluster_client(client)
-        self._client = client
-        self._client_lock = threading.Lock()
-        if self.cluster:
-            if client is None:
-                check_cluster_url(url or "")
-            self._route: _ClusterRoute | None = _ClusterRoute(self)
-        else:
-            self._route = None
-            if client is None:
-                self._client = connect(url or "", socket_timeout=socket_timeout)
+        self.cluster = cluster or is_cluster_client(client)
+        self._client = ClientOnDemand(
+            url, client, cluster=self.cluster, socket_timeout=socket_timeout
+        )
+        self._route: _ClusterRoute | None = _ClusterRoute(self) if self.cluster else None
         self.errors: tuple[type[Exception], ...] = store_errors()
         self._redis_clock = redis_clock
         self._connections = threading.local()
@@ -205,16 +199,7 @@ class RedisBackend:
         """The redis-py client (a ``RedisCluster`` made on first use with ``cluster=True``;
         making it asks the startup node for the slot map, so it may raise one of
         ``errors``)."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = connect(
-                        self.url or "", socket_timeout=self.socket_timeout, cluster=True
-                    )
-                    self._client = client
-        return client
+        return self._client.get()
 
     def execute(self, *command: Any) -> Any:
         """Send one command and read its reply on this thread's own connection.
@@ -271,8 +256,9 @@ class RedisBackend:
         import redis.connection
 
         module: Any = redis.connection  # parse_url and Connection are untyped
-        if self._client is not None:
-            encoder = self._client.get_encoder()
+        made = self._client.made
+        if made is not None:
+            encoder = made.get_encoder()
             options = {
                 "encoding": encoder.encoding,
                 "encoding_errors": encoder.encoding_errors,
@@ -336,21 +322,12 @@ class RedisBackend:
             self._connections.connection = None
         if self._route is not None:
             self._route.close()
-        if self._client is not None:
-            self._client.close()
+        self._client.close()
 
     async def aclose(self) -> None:
         if self._async is not None:
             await self._async[1].aclose()
             self._async = None
-
-
-def _is_cluster_client(client: object) -> bool:
-    if client is None:
-        return False
-    from redis.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
 
 
 class _Routed(list[bytes]):

@@ -39,12 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
+    "ClientOnDemand",
     "OutagePolicy",
     "RedisGuard",
     "check_cluster_url",
     "connect",
     "connect_async",
     "existing_redis_errors",
+    "is_cluster_client",
     "key_prefix",
     "owned_key",
     "redis_errors",
@@ -205,6 +207,66 @@ def connect(
         check_cluster_url(url)
         return redis_module.RedisCluster.from_url(url, **options)
     return redis_module.Redis.from_url(url, **options)
+
+
+class ClientOnDemand:
+    """The redis-py client of a backend or a stream source: the one given, a ``Redis`` made
+    at once, or a ``RedisCluster`` made by the first command that needs it.
+
+    Building a cluster client reads the slot map from the startup node, so a cluster that
+    is down when the process starts becomes an outage its caller's policy handles, not an
+    error when the handler or the source is built.
+    """
+
+    __slots__ = ("_lock", "_made", "_socket_timeout", "_url")
+
+    def __init__(
+        self,
+        url: str | None,
+        client: redis.Redis | redis.RedisCluster | None,
+        *,
+        cluster: bool,
+        socket_timeout: float,
+    ) -> None:
+        if client is None and not cluster:
+            client = connect(url or "", socket_timeout=socket_timeout)
+        elif client is None:
+            check_cluster_url(url or "")
+        self._made = client
+        self._url = url or ""
+        self._socket_timeout = socket_timeout
+        self._lock = threading.Lock()
+
+    @property
+    def made(self) -> redis.Redis | redis.RedisCluster | None:
+        """The client, or None while a cluster client is not made yet."""
+        return self._made
+
+    def get(self) -> redis.Redis | redis.RedisCluster:
+        """The client, made now when it is a cluster client not made yet (this may raise
+        a Redis error: the cluster is unreachable)."""
+        client = self._made
+        if client is None:
+            with self._lock:
+                client = self._made
+                if client is None:
+                    client = self._made = connect(
+                        self._url, socket_timeout=self._socket_timeout, cluster=True
+                    )
+        return client
+
+    def close(self) -> None:
+        if self._made is not None:
+            self._made.close()
+
+
+def is_cluster_client(client: object) -> bool:
+    """``client`` is a redis-py ``RedisCluster``."""
+    if client is None:
+        return False
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 @overload

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,10 +34,10 @@ from ..._logging import component_logger
 from ..._redact import truncate
 from ..._time import AsyncSleep, Sleep
 from ._connection import (
+    ClientOnDemand,
     RedisGuard,
-    check_cluster_url,
-    connect,
     connect_async,
+    is_cluster_client,
     store_errors,
 )
 from ._stream_entries import (
@@ -124,14 +123,10 @@ class RedisStreamSource:
             raise ConfigError("RedisStreamSource needs url= or client=", field="redis_url")
         # Blocking reads outlast the short default socket timeout: allow the block time plus.
         self._socket_timeout = block + 5.0
-        cluster = cluster or _is_cluster(client)
+        cluster = cluster or is_cluster_client(client)
         dead_letter_stream = dead_letter_stream or _dead_letter_name(stream, cluster)
         if cluster:
             _check_same_slot(stream, dead_letter_stream)
-        if client is None and not cluster:
-            client = connect(url or "", socket_timeout=self._socket_timeout)
-        elif client is None:
-            check_cluster_url(url or "")
         self.processor = processor
         self.stream = stream
         self.group = group
@@ -142,8 +137,9 @@ class RedisStreamSource:
         self.block_ms = round(block * 1000)
         self.claim_idle_ms = round(claim_idle * 1000)
         self.max_deliveries = max_deliveries
-        self._client = client  # a cluster client is made by the first command (see client)
-        self._client_lock = threading.Lock()
+        self._client = ClientOnDemand(
+            url, client, cluster=cluster, socket_timeout=self._socket_timeout
+        )
         self.url = url
         self.guard = RedisGuard("stream", reconnect_interval=reconnect_interval)
         self._sleep = sleep or _time.sleep
@@ -157,16 +153,7 @@ class RedisStreamSource:
     def client(self) -> redis.Redis | redis.RedisCluster:
         """The redis-py client; with ``cluster=True`` made on first use (it reads the slot
         map then), so a cluster down at start is an outage ``run`` waits out."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = connect(
-                        self.url or "", socket_timeout=self._socket_timeout, cluster=True
-                    )
-                    self._client = client
-        return client
+        return self._client.get()
 
     # --- producing ----------------------------------------------------------------------
 
@@ -317,8 +304,7 @@ class RedisStreamSource:
         return handled
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        self._client.close()
 
     async def aclose(self) -> None:
         if self._async is not None:
@@ -443,14 +429,6 @@ def _unless_busy_group(error: Exception) -> None:
     """An existing group is fine (BUSYGROUP); any other error is raised again."""
     if "BUSYGROUP" not in str(error):
         raise error
-
-
-def _is_cluster(client: object) -> bool:
-    if client is None:
-        return False
-    from redis.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
 
 
 def _dead_letter_name(stream: str, cluster: bool) -> str:
