@@ -17,11 +17,14 @@ Rate(count=5.0, period=10.0)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._errors import ConfigError
 from ._quote import quote
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_WINDOWS",
@@ -87,15 +90,7 @@ class Rate:
         """``text`` as a ``Rate`` (a ``Rate`` is returned as it is), else ``ConfigError``."""
         if isinstance(text, Rate):
             return text
-        try:
-            return read_rate(text)
-        except ValueError as exc:
-            raise ConfigError(
-                f"invalid {field} = {quote(text)} from {source}: {exc}",
-                field=field,
-                value=text,
-                source=source,
-            ) from None
+        return _read(read_rate, text, field, source)
 
     @property
     def interval(self) -> float:
@@ -194,15 +189,7 @@ class RateLimit:
         ``ConfigError`` naming ``field`` and ``source``."""
         if isinstance(text, Rate | RateLimit):
             return cls.of(text)
-        try:
-            return read_rate_limit(text)
-        except ValueError as exc:
-            raise ConfigError(
-                f"invalid {field} = {quote(text)} from {source}: {exc}",
-                field=field,
-                value=text,
-                source=source,
-            ) from None
+        return _read(read_rate_limit, text, field, source)
 
     def __str__(self) -> str:
         return ";".join(str(rate) for rate in self.windows)
@@ -281,3 +268,16 @@ def read_route_limits(text: object) -> dict[str, RateLimit]:
         except ValueError as exc:
             raise ValueError(f"route {quote(route)}: {exc}") from None
     return limits
+
+
+def _read(reader: Callable[[str], T], text: str, field: str, source: str) -> T:
+    """``reader(text)``, its ValueError turned into the ``ConfigError`` naming the setting."""
+    try:
+        return reader(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid {field} = {quote(text)} from {source}: {exc}",
+            field=field,
+            value=text,
+            source=source,
+        ) from None
