@@ -106,3 +106,16 @@ def errors_counted(component: str) -> float:
 
     labels = {"component": component}
     return REGISTRY.get_sample_value("coordination_redis_errors_total", labels) or 0.0
+
+
+@pytest.fixture
+def config(redis_url: str, namespace: str) -> dict[str, Any]:
+    """A handler's configuration on the test's own namespace of the shared Redis: the
+    breaker opens at 2 failures, no retries, no waits."""
+    return {
+        "redis_url": redis_url,
+        "redis_namespace": namespace,
+        "circuit_breaker_threshold": 2,
+        "max_retries": 0,
+        "base_delay": 0.0,
+    }

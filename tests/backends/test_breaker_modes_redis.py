@@ -15,17 +15,6 @@ from coordination.error_handling._breaker_modes import DisabledBreaker, MetricsO
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def config(redis_url: str, namespace: str) -> dict[str, Any]:
-    return {
-        "redis_url": redis_url,
-        "redis_namespace": namespace,
-        "circuit_breaker_threshold": 2,
-        "max_retries": 0,
-        "base_delay": 0.0,
-    }
-
-
 def failing() -> None:
     raise ConnectionError("down")
 

@@ -13,17 +13,6 @@ from coordination.error_handling import CoordinationErrorHandler
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def config(redis_url: str, namespace: str) -> dict[str, Any]:
-    return {
-        "redis_url": redis_url,
-        "redis_namespace": namespace,
-        "circuit_breaker_threshold": 2,
-        "max_retries": 0,
-        "base_delay": 0.0,
-    }
-
-
 def test_two_handlers_share_the_breaker_through_redis(config: dict[str, Any]) -> None:
     calls: list[str] = []
 

@@ -27,13 +27,9 @@ class Declined(Exception):
 
 
 @pytest.fixture
-def config(redis_url: str, namespace: str) -> dict[str, Any]:
+def config(config: dict[str, Any]) -> dict[str, Any]:
     return {
-        "redis_url": redis_url,
-        "redis_namespace": namespace,
-        "circuit_breaker_threshold": 2,
-        "max_retries": 0,
-        "base_delay": 0.0,
+        **config,
         "trip_on": f"{__name__}.Unavailable",
         "breaker_ignores": [f"{__name__}.NotFound"],
     }
