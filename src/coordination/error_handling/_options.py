@@ -104,15 +104,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
     def get(name: str) -> Any:
         return given[name] if name in given else getattr(config, name)
 
-    result_predicate = overrides.get("retry_if_result")
-    if result_predicate is not None and not callable(result_predicate):
-        raise ConfigError(
-            f"invalid retry_if_result = {quote(result_predicate)} from {_SOURCE}: expected a "
-            "callable taking the result and returning a bool",
-            field="retry_if_result",
-            value=result_predicate,
-            source=_SOURCE,
-        )
+    result_predicate = _result_predicate(overrides, "retry_if_result")
 
     def rule(name: str) -> ErrorTest | None:
         if name in rules:
@@ -121,15 +113,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
         source = _SOURCE if name in given else "the configuration"
         return None if names is None else imported_classes(names, name, source)
 
-    trip_predicate = overrides.get("trip_if_result")
-    if trip_predicate is not None and not callable(trip_predicate):
-        raise ConfigError(
-            f"invalid trip_if_result = {quote(trip_predicate)} from {_SOURCE}: expected a "
-            "callable taking the result and returning a bool",
-            field="trip_if_result",
-            value=trip_predicate,
-            source=_SOURCE,
-        )
+    trip_predicate = _result_predicate(overrides, "trip_if_result")
     rate = get("rate_limit")
     return Options(
         max_retries=get("max_retries"),
@@ -192,3 +176,17 @@ def _old_or_unknown(key: object, value: Any) -> Setting:
         value=value,
         source=_SOURCE,
     )
+
+
+def _result_predicate(overrides: Mapping[str, Any], field: str) -> Callable[[Any], bool] | None:
+    """The predicate on a call's result given as ``field``, checked to be callable."""
+    predicate = overrides.get(field)
+    if predicate is not None and not callable(predicate):
+        raise ConfigError(
+            f"invalid {field} = {quote(predicate)} from {_SOURCE}: expected a "
+            "callable taking the result and returning a bool",
+            field=field,
+            value=predicate,
+            source=_SOURCE,
+        )
+    return predicate
