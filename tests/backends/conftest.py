@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,3 +120,21 @@ def config(redis_url: str, namespace: str) -> dict[str, Any]:
         "max_retries": 0,
         "base_delay": 0.0,
     }
+
+
+def sent_until_marker(monitor: Any, echo: Callable[[str], object]) -> list[str]:
+    """The commands clients sent, as ``monitor`` (a redis-py MONITOR) saw them, up to a
+    marker that ``echo(marker)`` sends from a client of its own. Commands run by a script
+    inside Redis (``client_type`` lua) cost no round trip and are left out, and so is the
+    marker's own client (its connection handshake is not under test)."""
+    marker = f"end-{uuid.uuid4().hex}"
+    echo(marker)
+    sent: list[tuple[str, str]] = []  # (client port, command)
+    while True:
+        entry = monitor.next_command()
+        if entry["client_type"] == "lua":
+            continue
+        if marker in entry["command"]:
+            break
+        sent.append((entry["client_port"], entry["command"].split()[0].upper()))
+    return [command for port, command in sent if port != entry["client_port"]]

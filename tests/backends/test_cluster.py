@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from coordination.backends.redis import RedisBackend, RedisCircuitBreaker, Redis
 from coordination.error_handling import BreakerSettings, CircuitState, CoordinationErrorHandler
 from fakes import FakeClock
 
-from .conftest import errors_counted
+from .conftest import errors_counted, sent_until_marker
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -215,24 +215,21 @@ def commands_on(ports: list[int]) -> Iterator[dict[int, list[str]]]:
     """The commands clients send to each node inside the block (MONITOR), by port;
     commands run inside a script are left out (they cost no round trip)."""
     seen: dict[int, list[str]] = {port: [] for port in ports}
-    marker = f"end-{uuid.uuid4().hex}"
     clients = [redis.Redis(port=port) for port in ports]
     monitors = [client.monitor().__enter__() for client in clients]
+
+    def echo_on(port: int) -> Callable[[str], None]:
+        def echo(marker: str) -> None:
+            with redis.Redis(port=port) as other:
+                other.echo(marker)
+
+        return echo
+
     try:
         yield seen
     finally:
         for port, monitor in zip(ports, monitors, strict=True):
-            with redis.Redis(port=port) as other:
-                other.echo(marker)
-            sent: list[tuple[str, str]] = []
-            while True:
-                entry = monitor.next_command()
-                if entry["client_type"] == "lua":
-                    continue
-                if marker in entry["command"]:
-                    break
-                sent.append((entry["client_port"], entry["command"].split()[0].upper()))
-            seen[port].extend(c for client, c in sent if client != entry["client_port"])
+            seen[port].extend(sent_until_marker(monitor, echo_on(port)))
             monitor.__exit__(None, None, None)
         for client in clients:
             client.close()

@@ -29,7 +29,7 @@ from coordination.error_handling import (
     Rate,
 )
 
-from .conftest import PrivateRedis
+from .conftest import PrivateRedis, sent_until_marker
 from .test_breaker_model import Clock
 
 pytestmark = pytest.mark.redis
@@ -185,21 +185,14 @@ def client_commands(url: str) -> Iterator[list[str]]:
     no round trip. The list is filled when the block ends.
     """
     seen: list[str] = []
-    marker = f"end-{uuid.uuid4().hex}"
-    with redis.Redis.from_url(url) as client, client.monitor() as monitor:
-        yield seen
+
+    def echo(marker: str) -> None:
         with redis.Redis.from_url(url) as other:
             other.echo(marker)
-        sent: list[tuple[str, str]] = []  # (client port, command)
-        while True:
-            entry = monitor.next_command()
-            if entry["client_type"] == "lua":
-                continue
-            if marker in entry["command"]:
-                break
-            sent.append((entry["client_port"], entry["command"].split()[0].upper()))
-        # the marker's own client (its connection handshake) is not under test
-        seen.extend(command for port, command in sent if port != entry["client_port"])
+
+    with redis.Redis.from_url(url) as client, client.monitor() as monitor:
+        yield seen
+        seen.extend(sent_until_marker(monitor, echo))
 
 
 def handler_on(backend: RedisBackend) -> CoordinationErrorHandler:
