@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 from coordination import CoordinationConfig
 from coordination._errors import ConfigError
 from coordination._rate import Rate, RateLimit, read_rate_limit, read_route_limits
-from coordination._settings import ALIASES, SETTINGS, Setting, read_class_names
+from coordination._settings import (
+    ALIASES,
+    SETTINGS,
+    Setting,
+    read_class_names,
+    read_hedge_after,
+)
 from coordination._threshold_grammar import read_operation_thresholds
 from coordination.error_handling import CoordinationErrorHandler, handle_errors
 from coordination.error_handling._options import Options, resolve_options
@@ -36,6 +42,7 @@ GRAMMAR_SAMPLES: dict[Callable[[str], object], tuple[str, str]] = {
     read_rate_limit: ("7/1s;100/3600s", "lots"),
     read_route_limits: ("POST /orders=5/s, /items/{id}=1/s;9/h", "POST orders=5/s"),
     read_operation_thresholds: ("checkout: p95_ms=250", "checkout p95_ms"),
+    read_hedge_after: ("0.25", "fast"),
 }
 
 # Where each per-call setting lands in the pipeline's Options (a new per-call setting
@@ -71,6 +78,19 @@ IN_OPTIONS: dict[str, Callable[[Options], object]] = {
     # the configuration holds dotted names, the pipeline the classes they import
     "trip_on": lambda o: class_names(o.counting.trip_on),
     "breaker_ignores": lambda o: class_names(o.counting.breaker_ignores),
+    "retry_budget": lambda o: o.retry_budget,
+    "retry_budget_window": lambda o: o.retry_budget_window,
+    "retry_budget_min_per_second": lambda o: o.retry_budget_min_per_second,
+    # the configuration holds the text, the pipeline seconds (or a percentile's name)
+    "hedge_after": lambda o: (
+        o.hedge_after if not isinstance(o.hedge_after, float) else repr(o.hedge_after)
+    ),
+    "max_hedged_attempts": lambda o: o.max_hedged_attempts,
+    "adaptive_concurrency": lambda o: o.adaptive_concurrency,
+    "concurrency_algorithm": lambda o: o.concurrency_algorithm,
+    "min_concurrency": lambda o: o.min_concurrency,
+    "max_concurrency": lambda o: o.max_concurrency,
+    "concurrency_group": lambda o: o.concurrency_group,
 }
 # Dotted names that import (the setting's valid value) and one that is no dotted name.
 CLASS_NAMES = ("builtins.LookupError, builtins.ArithmeticError", "LookupError")
@@ -99,7 +119,7 @@ def valid_value(setting: Setting) -> Any:
     if setting.kind is str:
         return f"/custom/{setting.name}"
     base = setting.minimum if setting.minimum is not None else 0
-    if setting.maximum is not None:  # a fraction
+    if setting.maximum is not None and setting.kind is float:  # a fraction
         return (base + setting.maximum) / 2 if setting.default is None else setting.maximum / 4
     value = base + 3 if setting.default is None else setting.default + 3
     return float(value) if setting.kind is float else int(value)
@@ -112,7 +132,7 @@ def invalid_value(setting: Setting) -> Any:
     if setting.kind is tuple:
         return CLASS_NAMES[1]
     if setting.choices is not None or setting.pattern is not None:
-        return "no-such-choice"
+        return "no such/choice"
     if setting.kind is bool:
         return "maybe"  # only the environment's text can be wrong for a bool
     if setting.kind is str:

@@ -102,6 +102,11 @@ class CoordinationConfig:
     max_delay: float = _field("max_delay")
     jitter: str = _field("jitter")
     retry_time_budget: float | None = _field("retry_time_budget")
+    retry_budget: float | None = _field("retry_budget")
+    retry_budget_window: float = _field("retry_budget_window")
+    retry_budget_min_per_second: float = _field("retry_budget_min_per_second")
+    hedge_after: str | None = _field("hedge_after")
+    max_hedged_attempts: int = _field("max_hedged_attempts")
     error_severity: str = _field("error_severity")
 
     # --- circuit breaker ---
@@ -127,6 +132,11 @@ class CoordinationConfig:
     bulkhead_wait: float = _field("bulkhead_wait")
     rate_limit: str | None = _field("rate_limit")
     rate_limit_wait: float = _field("rate_limit_wait")
+    adaptive_concurrency: bool = _field("adaptive_concurrency")
+    concurrency_algorithm: str = _field("concurrency_algorithm")
+    min_concurrency: int = _field("min_concurrency")
+    max_concurrency: int = _field("max_concurrency")
+    concurrency_group: str | None = _field("concurrency_group")
 
     # --- performance monitoring ---
     max_operation_names: int = _field("max_operation_names")
@@ -153,6 +163,7 @@ class CoordinationConfig:
     route_limits: str | None = _field("route_limits")
     rate_limit_headers: str = _field("rate_limit_headers")
     rate_limit_header_style: str = _field("rate_limit_header_style")
+    app_adaptive_concurrency: bool = _field("app_adaptive_concurrency")
 
     # --- observability and endpoints ---
     expose_endpoints: bool = _field("expose_endpoints")
@@ -168,6 +179,10 @@ class CoordinationConfig:
     redis_namespace: str = _field("redis_namespace")
     redis_outage_policy: str = _field("redis_outage_policy")
     redis_cluster: bool = _field("redis_cluster")
+
+    # --- live reload ---
+    config_watch_interval: float | None = _field("config_watch_interval")
+    reload_on_sighup: bool = _field("reload_on_sighup")
 
     # --- diagnostics ---
     debug: bool = _field("debug")

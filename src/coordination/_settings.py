@@ -40,18 +40,22 @@ from ._threshold_grammar import THRESHOLD_KEYS, read_operation_thresholds
 __all__ = [
     "ALIASES",
     "BREAKER_MODES",
+    "CONCURRENCY_ALGORITHMS",
     "JITTER_KINDS",
     "SETTINGS",
     "SEVERITIES",
     "Setting",
     "canonical_name",
     "default_of",
+    "read_hedge_after",
 ]
 
 JITTER_KINDS = ("none", "full", "equal", "decorrelated")
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 WINDOW_TYPES = ("count", "time")
 BREAKER_MODES = ("normal", "metrics_only", "disabled")
+CONCURRENCY_ALGORITHMS = ("gradient2", "vegas", "aimd")
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
 ENVIRONMENT_PREFIX = "COORDINATION_"
 # How the middleware names a client: its address, or a header (an RFC 9110 token name).
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
@@ -67,6 +71,8 @@ _EXPECTED = {
 # One dotted name: a module path and the class in it ("builtins.LookupError").
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _MAX_NAMES = 64  # class names one setting may hold (bounded input)
+# hedge_after's percentile form: "p95", "p99", "p99.9" (of the operation's own latencies)
+_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,3})?)$")
 _MAX_NAME_LENGTH = 200
 
 
@@ -95,6 +101,32 @@ def read_class_names(value: str | Sequence[str]) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def read_hedge_after(text: str) -> float | str:
+    """``hedge_after``: seconds (a number greater than 0) or a percentile of the
+    operation's own latencies ("p95", "p99", "p99.9"), answered as a float or as the
+    percentile's name.
+
+    >>> read_hedge_after("0.02"), read_hedge_after("p99")
+    (0.02, 'p99')
+    """
+    stripped = text.strip().lower()
+    match = _PERCENTILE.match(stripped)
+    if match is not None:
+        if not 0 < float(match.group(1)) < 100:
+            raise ValueError("a percentile must be between p0 and p100, such as p95")
+        return stripped
+    try:
+        seconds = float(stripped)
+    except ValueError:
+        raise ValueError(
+            "expected seconds (such as 0.05) or a percentile of the operation's latencies "
+            '(such as "p95" or "p99")'
+        ) from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError("seconds must be a finite number greater than 0")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +158,8 @@ class Setting:
     # environment. ``annotation`` is then its field's type.
     reader: Callable[..., Any] | None = None
     annotation: str = ""
+    # A str setting that also takes a number (hedge_after: 0.05 or "p95"), kept as text.
+    numbers_as_text: bool = False
 
     def __post_init__(self) -> None:
         if not self.env:
@@ -152,6 +186,8 @@ class Setting:
             if self.optional:
                 return None
             raise self.error(value, source, f"expected {self.expected()}")
+        if self.numbers_as_text and isinstance(value, int | float) and not isinstance(value, bool):
+            value = repr(value)
         problem = self._type_problem(value)
         if problem is not None:
             raise self.error(value, source, problem)
@@ -349,6 +385,7 @@ _EVENTS = "events"
 _HTTP = "HTTP middleware"
 _OBSERVE = "observability and endpoints"
 _SCALE = "scale-out"
+_RELOAD = "live reload"
 _DIAGNOSTICS = "diagnostics"
 _OPERATIONS = "per operation"
 _EXPECTED[dict] = "a mapping"  # the operations: mapping (read by its reader)
@@ -452,6 +489,63 @@ _DECLARED = (
         _RETRY,
         per_call=True,
         none_unsets=True,
+    ),
+    Setting(
+        "retry_budget",
+        float,
+        None,
+        "Retries (and hedged attempts) allowed as a fraction of an operation's calls over "
+        "retry_budget_window, such as 0.2 for 20 %, above the floor of "
+        "retry_budget_min_per_second; a failure past it is raised at once instead of "
+        "retried. Shared by every process when redis_url is set (none: no budget).",
+        _RETRY,
+        optional=True,
+        minimum=0,
+        maximum=1,
+        per_call=True,
+        none_unsets=True,
+    ),
+    _seconds(
+        "retry_budget_window",
+        10.0,
+        "Seconds of calls and retries the retry budget looks back over.",
+        _RETRY,
+        exclusive_minimum=True,
+        per_call=True,
+    ),
+    Setting(
+        "retry_budget_min_per_second",
+        float,
+        10.0,
+        "Retries per second always allowed by the retry budget, however few calls there "
+        "were, so a quiet operation can still retry.",
+        _RETRY,
+        minimum=0,
+        per_call=True,
+    ),
+    Setting(
+        "hedge_after",
+        str,
+        None,
+        "For idempotent reads: start another attempt when the first has not answered after "
+        'this many seconds, or after a percentile of the operation\'s own latencies ("p95", '
+        '"p99"); the first success wins, the others are cancelled (none: no hedging).',
+        _RETRY,
+        optional=True,
+        grammar=read_hedge_after,
+        numbers_as_text=True,
+        per_call=True,
+        none_unsets=True,
+    ),
+    Setting(
+        "max_hedged_attempts",
+        int,
+        1,
+        "Hedged attempts a call may start beside its first (with hedge_after).",
+        _RETRY,
+        minimum=1,
+        maximum=10,
+        per_call=True,
     ),
     Setting(
         "error_severity",
@@ -660,6 +754,59 @@ _DECLARED = (
         _LIMITS,
         per_call=True,
     ),
+    Setting(
+        "adaptive_concurrency",
+        bool,
+        False,
+        "Replace max_concurrent with a concurrency limit that follows the dependency's "
+        "latency (concurrency_algorithm, between min_concurrency and max_concurrency); "
+        "calls beyond it are refused with BulkheadFull, or wait up to bulkhead_wait.",
+        _LIMITS,
+        per_call=True,
+    ),
+    Setting(
+        "concurrency_algorithm",
+        str,
+        "gradient2",
+        "How the adaptive limit moves: gradient2 (Netflix concurrency-limits' default: "
+        "long- against short-term latency), vegas (queueing estimated from the minimum "
+        "latency) or aimd (additive increase, halved on a failure or timeout).",
+        _LIMITS,
+        choices=CONCURRENCY_ALGORITHMS,
+        per_call=True,
+    ),
+    Setting(
+        "min_concurrency",
+        int,
+        1,
+        "Lowest value of the adaptive concurrency limit.",
+        _LIMITS,
+        minimum=1,
+        per_call=True,
+    ),
+    Setting(
+        "max_concurrency",
+        int,
+        200,
+        "Highest value of the adaptive concurrency limit.",
+        _LIMITS,
+        minimum=1,
+        per_call=True,
+    ),
+    Setting(
+        "concurrency_group",
+        str,
+        None,
+        'Operations with the same group (such as "orders-db") share one adaptive limit, '
+        "which sheds lower severities first: LOW before MEDIUM before HIGH, CRITICAL last "
+        "(none: the operation's own limit).",
+        _LIMITS,
+        optional=True,
+        pattern=_GROUP_NAME,
+        pattern_hint="a name of letters, digits and . _ - : (at most 100)",
+        per_call=True,
+        none_unsets=True,
+    ),
     # --- performance monitoring ---
     Setting(
         "max_operation_names",
@@ -834,6 +981,15 @@ _DECLARED = (
         _HTTP,
         choices=("ietf", "x-ratelimit", "both"),
     ),
+    Setting(
+        "app_adaptive_concurrency",
+        bool,
+        False,
+        "Put one adaptive concurrency limit in front of the whole app in the WSGI/ASGI "
+        "middleware (load shedding): requests beyond it get 503 with Retry-After; it moves "
+        "by concurrency_algorithm between min_concurrency and max_concurrency.",
+        _HTTP,
+    ),
     # --- observability and built-in HTTP endpoints ---
     Setting(
         "expose_endpoints",
@@ -900,6 +1056,22 @@ _DECLARED = (
         "Treat redis_url as one node of a Redis Cluster: breakers and rate limits go "
         "through redis-py's cluster client, each script to the master of its keys' slot.",
         _SCALE,
+    ),
+    # --- live reload ---
+    _seconds(
+        "config_watch_interval",
+        None,
+        "Seconds between checks of the config file and the rule files for changes; a "
+        "change reloads them as reload_config() does (none: no watching).",
+        _RELOAD,
+    ),
+    Setting(
+        "reload_on_sighup",
+        bool,
+        False,
+        "Reload the config file and the rule files on SIGHUP, as reload_config() does "
+        "(main thread of the main interpreter only).",
+        _RELOAD,
     ),
     # --- diagnostics ---
     Setting(

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordination._sketch import MAX_VALUE, MIN_VALUE
 from coordination.performance import LatencySketch
-from coordination.performance._sketch import MAX_VALUE, MIN_VALUE
 
 QUANTILES = (0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -157,7 +157,7 @@ def test_a_batch_on_bucket_edges_counts_like_single_inserts() -> None:
     finds each bucket's end by bisecting at the next edge, agrees with adding one by one."""
     import math
 
-    from coordination.performance._sketch import _LOWER
+    from coordination._sketch import _LOWER
 
     values = []
     for edge in _LOWER[100:2000:37]:

@@ -66,6 +66,7 @@ __all__ = [
     "QuotaLimiter",
     "RateLimiterBackend",
     "RateLimiterFactory",
+    "RetryBudgetBackend",
     "TransitionHook",
 ]
 
@@ -380,3 +381,23 @@ class RateLimiterFactory(Protocol):
     """Makes the limiter for one limit; called once per operation with a rate limit."""
 
     def __call__(self, rate: RateLimit, *, clock: Clock) -> RateLimiterBackend: ...
+
+
+class RetryBudgetBackend(Protocol):
+    """An operation's retry budget (``retry_budget``): retries (and hedged attempts) at
+    most a fraction of its calls over a sliding window, above a floor per second.
+
+    ``record_call()`` counts a call (its first attempt); ``try_spend()`` asks for one
+    retry or hedged attempt and answers whether the budget allows it (a ``True`` spends
+    it). In memory, or shared by every process through a store (``blocking``: the a*
+    twins do the I/O for an async pipeline)."""
+
+    blocking: bool
+
+    def record_call(self) -> None: ...
+
+    def try_spend(self) -> bool: ...
+
+    async def arecord_call(self) -> None: ...
+
+    async def atry_spend(self) -> bool: ...

@@ -16,7 +16,7 @@ from .._config import CoordinationConfig
 from .._errors import ConfigError
 from .._quote import quote
 from .._rate import Rate, RateLimit
-from .._settings import ALIASES, SETTINGS, Setting, warn_renamed
+from .._settings import ALIASES, SETTINGS, Setting, read_hedge_after, warn_renamed
 from ._backends import BreakerSettings
 from ._details import RetryHook, RetryWait, as_hooks, as_wait
 from ._outcomes import NO_RULES, Counting, ErrorTest, error_test, imported_classes, is_code_form
@@ -73,6 +73,17 @@ class Options:
     wait: RetryWait | None = None
     on_retry: tuple[RetryHook, ...] = ()
     counting: Counting = NO_RULES  # what the breaker counts (_outcomes)
+    # retry budget (none: no budget), hedging (none: no hedging), adaptive concurrency
+    retry_budget: float | None = None
+    retry_budget_window: float = 10.0
+    retry_budget_min_per_second: float = 10.0
+    hedge_after: float | str | None = None  # seconds, or a percentile's name ("p95")
+    max_hedged_attempts: int = 1
+    adaptive_concurrency: bool = False
+    concurrency_algorithm: str = "gradient2"
+    min_concurrency: int = 1
+    max_concurrency: int = 200
+    concurrency_group: str | None = None
 
 
 def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) -> Options:
@@ -115,6 +126,7 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
 
     trip_predicate = _result_predicate(overrides, "trip_if_result")
     rate = get("rate_limit")
+    hedge_after = get("hedge_after")
     return Options(
         max_retries=get("max_retries"),
         severity=ErrorSeverity(get("error_severity")),
@@ -158,6 +170,16 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
             give_up_on=error_test(overrides.get("give_up_on"), "give_up_on"),
             trip_if_result=trip_predicate,
         ),
+        retry_budget=get("retry_budget"),
+        retry_budget_window=get("retry_budget_window"),
+        retry_budget_min_per_second=get("retry_budget_min_per_second"),
+        hedge_after=None if hedge_after is None else read_hedge_after(hedge_after),
+        max_hedged_attempts=get("max_hedged_attempts"),
+        adaptive_concurrency=get("adaptive_concurrency"),
+        concurrency_algorithm=get("concurrency_algorithm"),
+        min_concurrency=get("min_concurrency"),
+        max_concurrency=get("max_concurrency"),
+        concurrency_group=get("concurrency_group"),
     )
 
 

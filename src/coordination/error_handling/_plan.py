@@ -33,7 +33,7 @@ from .._errors import (
 from .._quote import quote
 from . import _testmode
 from ._admission import Admission, admission_for
-from ._backends import RAISE, CircuitBreakerBackend, RateLimiterBackend
+from ._backends import RAISE, CircuitBreakerBackend, RateLimiterBackend, RetryBudgetBackend
 from ._bulkhead import Bulkhead
 from ._cancellation import Cancellation
 from ._details import NO_RESULT, FallbackDetails, RetryDetails, get_on_retry_hooks
@@ -94,6 +94,7 @@ class OperationState:
         "rate_limited",
         "rejections",
         "retries",
+        "retry_budget",
         "severity",
         "successes",
         "timeouts",
@@ -104,6 +105,7 @@ class OperationState:
         self.breaker = breaker
         self.limiter: RateLimiterBackend | None = None
         self.bulkhead: Bulkhead | None = None
+        self.retry_budget: RetryBudgetBackend | None = None  # retry_budget (_backends)
         self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
         self.pool_workers = 0  # its size, fixed with the operation's other settings
         self.severity = severity

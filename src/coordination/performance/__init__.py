@@ -8,11 +8,11 @@
 1
 """
 
+from .._sketch import LatencySketch
 from ._decorator import default_monitor, track_performance
 from ._monitor import CoordinationPerformanceMonitor
 from ._operation import MonitorSnapshot, OperationSnapshot, OperationStats
 from ._sampler import ResourceSampler
-from ._sketch import LatencySketch
 from ._thresholds import (
     PerformanceAlert,
     PerformanceAlertHook,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ._sketch import LatencySketch
+from .._sketch import LatencySketch
 
 __all__ = [
     "FLUSH_SIZE",

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _time
+from .._sketch import LatencySketch
 from .._status import HealthStatus, worst_status
 from ._operation import MonitorSnapshot, OperationSnapshot
-from ._sketch import LatencySketch
 from ._thresholds import ThresholdBreach
 
 if TYPE_CHECKING:
