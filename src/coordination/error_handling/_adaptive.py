@@ -24,7 +24,13 @@ severity may use the whole limit (nothing is wasted on an absent class). Waiting
 within a severity, and only within their severity's share. Concurrency-limits'
 partitioned limiter gives each partition a guaranteed share and lets it borrow beyond it;
 this is the converse (a ceiling per severity below the others'), which needs no partition
-sizes to tune and keeps CRITICAL's access to the whole limit.
+sizes to tune and keeps CRITICAL's access to the whole limit. When the higher severities
+alone fill the limit, the lower ones get nothing: that is what shedding them first means.
+A call refused below the limit (its share was full) tells the next sample that the limit
+is wanted (its in-flight count is reported as the limit): the algorithms hold the limit
+still while it is not in use (concurrency-limits' "app-limited" rule), and a share left
+empty by the shedding must not read as a quiet dependency, or the limit would never grow
+past twice what the higher severities use.
 
 >>> from coordination.error_handling._limit_algorithms import AIMD
 >>> limiter = AdaptiveLimiter("orders-db", AIMD(1, 10, 4))
@@ -173,6 +179,7 @@ class AdaptiveLimiter:
         "_lock",
         "_seen",
         "_shed",
+        "_wanted",
         "_waiters",
         "algorithm_name",
         "clock",
@@ -205,6 +212,7 @@ class AdaptiveLimiter:
         self._lock = threading.Lock()
         self._seen = [_NEVER] * len(_SEVERITIES)  # when each severity last asked
         self._shed = [0] * len(_SEVERITIES)  # refused, by severity (under the lock)
+        self._wanted = False  # a call was refused below the limit since the last sample
         self._waiters: tuple[deque[_Waiter], ...] = tuple(deque() for _ in _SEVERITIES)
 
     @property
@@ -242,18 +250,25 @@ class AdaptiveLimiter:
                 self._in_flight += 1
                 return Entry(now, self._in_flight)
             if self.wait <= 0:
-                self._shed[rank] += 1
+                self._refused(rank)
                 raise BulkheadFull(self.name, self._limit)
             waiter = make_waiter()
             self._waiters[rank].append(waiter)
             return waiter
+
+    def _refused(self, rank: int) -> None:
+        """Under the lock: count a refusal; one below the limit (a severity's share was
+        full) means the limit is wanted, though fewer calls are in flight than it allows."""
+        self._shed[rank] += 1
+        if self._in_flight < self._limit:
+            self._wanted = True
 
     def _settle(self, rank: int, waiter: _Waiter) -> Entry:
         with self._lock:
             if waiter.granted:
                 return cast(Entry, waiter.entry)
             self._waiters[rank].remove(waiter)
-            self._shed[rank] += 1
+            self._refused(rank)
             limit = self._limit
             grants = self._grants(self.clock())  # a waiter behind this one may fit now
         self._wake_all(grants)
@@ -306,8 +321,11 @@ class AdaptiveLimiter:
         sampled = error is None or dropped
         with self._lock:
             if sampled:
+                in_flight = entry.in_flight
+                if self._wanted:  # not app-limited: the limit itself turned calls away
+                    in_flight, self._wanted = max(in_flight, self._limit), False
                 self._limit = self._algorithm.on_sample(
-                    entry.started, now - entry.started, entry.in_flight, dropped
+                    entry.started, now - entry.started, in_flight, dropped
                 )
             if release:
                 self._in_flight -= 1
