@@ -344,9 +344,10 @@ _TIMEOUT = 0.1  # the simulated calls' timeout: a drop
 
 
 def simulate(algorithm: str, seconds: float = 20.0) -> dict[str, tuple[int, int]]:
-    """32 clients (30 LOW, 2 CRITICAL: half the capacity) against a dependency of capacity ~4 whose latency
-    grows as (n/4)^2 past it, on a simulated clock: (served, shed) by severity. A refused
-    client asks again 10 ms later, a served one at once; a call is timed out at 100 ms."""
+    """32 clients (30 LOW, 2 CRITICAL: half the capacity) against a dependency of capacity
+    ~4 whose latency grows as (n/4)^2 past it, on a simulated clock: (served, shed) by
+    severity. A refused client asks again 10 ms later, a served one at once; a call is
+    timed out at 100 ms."""
     clock = FakeClock(0.0)
     limiter = AdaptiveLimiter("g", algorithm_for(algorithm, 1, 200), 0.0, clock)
     events: list[tuple[float, int, int, Entry | None]] = []  # (time, seq, client, entry)
