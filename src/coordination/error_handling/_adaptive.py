@@ -50,12 +50,12 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from .. import _time
 from .._bounded import BoundedNames
+from .._concurrency_snapshot import ConcurrencySnapshot
 from .._errors import (
     BulkheadFull,
     CircuitOpenError,
@@ -135,34 +135,6 @@ class _Waiter:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-@dataclass(frozen=True, slots=True)
-class ConcurrencySnapshot:
-    """One adaptive limit at one moment: its ``group`` (the ``concurrency_group``, or the
-    operation's name when it has its own), ``algorithm``, ``limit`` and its bounds,
-    ``in_flight`` calls, the calls waiting, and ``shed``: calls refused, by severity."""
-
-    group: str
-    algorithm: str
-    limit: int
-    min_concurrency: int
-    max_concurrency: int
-    in_flight: int
-    waiting: int
-    shed: Mapping[str, int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "algorithm": self.algorithm,
-            "limit": self.limit,
-            "min_concurrency": self.min_concurrency,
-            "max_concurrency": self.max_concurrency,
-            "in_flight": self.in_flight,
-            "waiting": self.waiting,
-            "shed": dict(self.shed),
-        }
 
 
 class AdaptiveLimiter:
