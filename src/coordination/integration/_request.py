@@ -253,14 +253,14 @@ class RequestCore:
     def enter_app(self, exchange: Exchange) -> Rejection | None:
         """A slot of the limit in front of the app (``app_limit``: the adapter asks only
         when there is one), or the 503 of a request beyond it (then ``rejected``)."""
-        entry = enter_app(cast(AdaptiveLimiter, self.app_limit))
+        entry = enter_app(cast("AdaptiveLimiter", self.app_limit))
         if entry is None:
             return app_refusal()
         exchange.app_entry = entry
         return None
 
     async def aenter_app(self, exchange: Exchange) -> Rejection | None:
-        entry = await aenter_app(cast(AdaptiveLimiter, self.app_limit))
+        entry = await aenter_app(cast("AdaptiveLimiter", self.app_limit))
         if entry is None:
             return app_refusal()
         exchange.app_entry = entry
@@ -307,7 +307,7 @@ class RequestCore:
         entry = exchange.app_entry
         if entry is not None:  # its slot back, with its sample
             exchange.app_entry = None
-            leave_app(cast(AdaptiveLimiter, self.app_limit), entry, status, error)
+            leave_app(cast("AdaptiveLimiter", self.app_limit), entry, status, error)
         route = exchange.route
         if route is None and self.routes is not None:
             try:
