@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -140,7 +141,7 @@ def test_the_django_entry_sheds_beyond_its_limit(django_app: Any) -> None:
     entered, release = threading.Event(), threading.Event()
 
     def get_response(request: Any) -> Any:
-        from django.http import HttpResponse
+        from django.http import HttpResponse  # type: ignore[import-untyped]
 
         entered.set()
         release.wait(5)
@@ -175,15 +176,21 @@ async def test_asgi_waits_up_to_bulkhead_wait(components: dict[str, Any]) -> Non
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         first = asyncio.ensure_future(http.get("/slow"))
-        while app.http_snapshot().concurrency.in_flight == 0:  # type: ignore[union-attr]
-            await asyncio.sleep(0.001)
+        await _eventually(lambda: app.http_snapshot().concurrency.in_flight == 1)  # type: ignore[union-attr]
         waiting = asyncio.ensure_future(http.get("/fast"))
-        while app.http_snapshot().concurrency.waiting == 0:  # type: ignore[union-attr]
-            await asyncio.sleep(0.001)
+        await _eventually(lambda: app.http_snapshot().concurrency.waiting == 1)  # type: ignore[union-attr]
         gate.set()
         assert (await first).status_code == 200
         assert (await waiting).text == "fast"  # it waited for the slot, not refused
     assert app.http_snapshot().concurrency.in_flight == 0  # type: ignore[union-attr]
+
+
+async def _eventually(check: Callable[[], bool]) -> None:
+    for _ in range(5000):
+        if check():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("not within 5 s")
 
 
 async def _fast(request: Request) -> PlainTextResponse:
