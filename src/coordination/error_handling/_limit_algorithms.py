@@ -132,6 +132,7 @@ class Gradient2:
 
     __slots__ = (
         "_estimate",
+        "_limit",
         "_long_rtt",
         "maximum",
         "minimum",
@@ -161,11 +162,12 @@ class Gradient2:
         self.queue_size = queue_size
         self.smoothing = smoothing
         self._long_rtt = _ExpAverage(long_window, warmup=10)
-        self._estimate = float(_start(minimum, maximum, initial))
+        self._limit = _start(minimum, maximum, initial)
+        self._estimate = float(self._limit)
 
     @property
     def limit(self) -> int:
-        return int(self._estimate)
+        return self._limit
 
     @property
     def long_rtt(self) -> float:
@@ -174,18 +176,27 @@ class Gradient2:
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
         if not 0 < rtt < math.inf:  # a refusal (no latency) or a broken clock: no evidence
-            return int(self._estimate)
+            return self._limit
         long_rtt = self._long_rtt.add(rtt)
         if long_rtt > 2 * rtt:
             self._long_rtt.value = long_rtt = long_rtt * 0.9
         estimate = self._estimate
-        if in_flight < estimate / 2:
-            return int(estimate)
-        gradient = max(0.5, min(1.0, long_rtt / rtt))
+        if in_flight * 2 < estimate:
+            return self._limit
+        gradient = long_rtt / rtt
+        if gradient > 1.0:
+            gradient = 1.0
+        elif gradient < 0.5:  # also NaN-proof: rtt and long_rtt are finite and positive
+            gradient = 0.5
         target = estimate * gradient + self.queue_size
         estimate += (target - estimate) * self.smoothing
-        self._estimate = estimate = max(self.minimum, min(self.maximum, estimate))
-        return int(estimate)
+        if estimate > self.maximum:
+            estimate = self.maximum
+        elif estimate < self.minimum:
+            estimate = self.minimum
+        self._estimate = estimate
+        self._limit = limit = int(estimate)
+        return limit
 
 
 def _log10_root(limit: float) -> int:
@@ -330,6 +341,7 @@ class Windowed:
     __slots__ = (
         "_count",
         "_dropped",
+        "_limit",
         "_max_in_flight",
         "_min_rtt",
         "_opened",
@@ -355,6 +367,7 @@ class Windowed:
         if min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, not {min_samples}")
         self.delegate = delegate
+        self._limit = delegate.limit
         self.min_window = min_window
         self.max_window = max_window
         self.min_samples = min_samples
@@ -372,26 +385,34 @@ class Windowed:
 
     @property
     def limit(self) -> int:
-        return self.delegate.limit
+        return self._limit
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
+        # Most samples only add to the window: comparisons, no calls, the limit cached.
         if not 0 < rtt < math.inf:  # a refusal (no latency) or a broken clock
-            self._dropped = self._dropped or dropped
-            return self.delegate.limit
-        self._count += 1
+            if dropped:
+                self._dropped = True
+            return self._limit
+        self._count = count = self._count + 1
         self._sum += rtt
-        self._min_rtt = min(self._min_rtt, rtt)
-        self._max_in_flight = max(self._max_in_flight, in_flight)
-        self._dropped = self._dropped or dropped
+        if rtt < self._min_rtt:
+            self._min_rtt = rtt
+        if in_flight > self._max_in_flight:
+            self._max_in_flight = in_flight
+        if dropped:
+            self._dropped = True
         end = start + rtt
-        if self._opened is None:
-            self._opened = end
-        elapsed = end - self._opened
-        due = min(self.max_window, max(self.min_window, 2 * self._min_rtt))
+        opened = self._opened
+        if opened is None:
+            self._opened = opened = end
+        elapsed = end - opened
         # Full (enough samples, and two of its fastest calls long), or as long as a window
         # may be: a limit of 1 on a slow dependency never gathers min_samples in time.
-        if not (elapsed >= due and self._count >= self.min_samples) and elapsed < self.max_window:
-            return self.delegate.limit
-        mean, peak, drop = self._sum / self._count, self._max_in_flight, self._dropped
+        if elapsed < self.max_window and (
+            count < self.min_samples or elapsed < self.min_window or elapsed < 2 * self._min_rtt
+        ):
+            return self._limit
+        mean, peak, drop = self._sum / count, self._max_in_flight, self._dropped
         self._reset()
-        return self.delegate.on_sample(start, mean, peak, drop)
+        self._limit = limit = self.delegate.on_sample(start, mean, peak, drop)
+        return limit
