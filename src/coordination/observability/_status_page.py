@@ -118,6 +118,22 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
+def _limits_of(component: object) -> dict[str, dict[str, Any]]:
+    """The adaptive concurrency limits a component has: an error handler's (by group) and
+    a middleware's (``app_adaptive_concurrency``, as ``app``)."""
+    limits: dict[str, dict[str, Any]] = {}
+    handler = handler_of(component)
+    if handler is not None:
+        for group, limit in handler.concurrency.items():
+            limits[group] = limit.as_dict()
+    http_snapshot = getattr(component, "http_snapshot", None)
+    if callable(http_snapshot):
+        concurrency = getattr(http_snapshot(), "concurrency", None)
+        if concurrency is not None:
+            limits[concurrency.group] = concurrency.as_dict()
+    return limits
+
+
 class StatusPage:
     """A live page of per-operation latency, error rates, breaker states and charts.
 
@@ -185,9 +201,11 @@ class StatusPage:
         errors: dict[str, str] = {}
         validation: dict[str, int] | None = None
         totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
+        limits: dict[str, dict[str, Any]] = {}  # adaptive concurrency limits, by group
         for name, component in self.components.items():
             try:
                 statuses[name] = self._read_component(name, component, rows, totals)
+                limits.update(_limits_of(component))
                 counts = validation_of(component)
                 if counts is not None:
                     validation = validation or {"total": 0, "valid": 0, "invalid": 0}
@@ -218,6 +236,7 @@ class StatusPage:
                 **totals,
             },
             "validation": validation,
+            "concurrency": limits,
             "history": history,
         }
 
