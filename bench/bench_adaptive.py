@@ -350,7 +350,8 @@ def main() -> int:
         attempts = len(tally.latencies) + tally.shed
         print(
             f"{severity:10} {len(tally.latencies) / seconds:9.1f} {tally.shed:7d} "
-            f"{100 * tally.shed / max(1, attempts):7.1f} {tally.p99_ms():8.1f}"
+            f"{100 * tally.shed / max(1, attempts):7.1f} "
+            f"{f'{tally.p99_ms():8.1f}' if tally.latencies else '       -'}"
             f"{'  errors: ' + str(tally.errors) if tally.errors else ''}"
         )
     low, critical = totals["LOW"], totals["CRITICAL"]

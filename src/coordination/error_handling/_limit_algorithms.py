@@ -32,7 +32,9 @@ class LimitAlgorithm(Protocol):
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
         """One call's sample: its ``start`` (the clock), ``rtt`` (seconds), the calls
-        ``in_flight`` when it started, and whether it was ``dropped``; the new limit."""
+        ``in_flight`` when it started (itself included), and whether it was ``dropped``;
+        the new limit. A latency that is not a positive finite number (a refusal answered
+        at once, a clock gone backwards) carries no latency, only its drop."""
         ...
 
 
