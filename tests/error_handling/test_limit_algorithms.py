@@ -84,6 +84,20 @@ def test_aimd_grows_by_one_while_in_use_and_cuts_on_a_drop_or_a_slow_call() -> N
     assert top.on_sample(0.0, 0.01, 4, dropped=False) == 4
 
 
+def test_samples_without_a_latency_move_the_latency_algorithms_only_by_their_drops() -> None:
+    # A test's clock standing still measures every call at 0 s; a broken one at NaN or inf.
+    for name in ("gradient2", "vegas"):
+        algorithm = algorithm_for(name, 1, 100, initial=10)
+        for rtt in [0.0, math.nan, math.inf, -1.0] * 30:
+            algorithm.on_sample(0.0, rtt, 10, False)
+        assert algorithm.limit == 10, name
+    vegas = Vegas(1, 100, initial=10)
+    assert vegas.on_sample(0.0, 0.0, 10, True) == 9
+    aimd = AIMD(1, 100, initial=10)
+    assert aimd.on_sample(0.0, math.inf, 10, False) == 11  # no number: not a slow call
+    assert aimd.on_sample(0.0, math.nan, 11, True) == 9
+
+
 @pytest.mark.parametrize("ratio", [0.49, 1.0])
 def test_aimd_refuses_a_backoff_ratio_outside_its_range(ratio: float) -> None:
     with pytest.raises(ValueError, match="backoff_ratio"):

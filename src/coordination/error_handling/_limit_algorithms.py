@@ -34,7 +34,8 @@ class LimitAlgorithm(Protocol):
         """One call's sample: its ``start`` (the clock), ``rtt`` (seconds), the calls
         ``in_flight`` when it started (itself included), and whether it was ``dropped``;
         the new limit. A latency that is not a positive finite number (a refusal answered
-        at once, a clock gone backwards) carries no latency, only its drop."""
+        at once, a test's clock standing still, a clock gone backwards) tells the latency
+        algorithms nothing but its drop."""
         ...
 
 
@@ -86,11 +87,12 @@ class AIMD:
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
         limit = self._limit
-        # A NaN rtt compares false everywhere: it is neither slow nor a reason to grow.
-        if dropped or rtt > self.timeout:
+        # A latency that is no number (NaN, infinite: a broken clock) is not a slow call;
+        # the call's success still counts, as it does whatever its latency.
+        if dropped or self.timeout < rtt < math.inf:
             # floor(limit * ratio) < limit for any ratio < 1: a drop takes one off.
             limit = max(self.minimum, math.floor(limit * self.backoff_ratio))
-        elif in_flight * 2 >= limit and rtt == rtt:
+        elif in_flight * 2 >= limit:
             limit = min(self.maximum, limit + 1)
         self._limit = limit
         return limit
