@@ -234,6 +234,16 @@ def test_a_latency_algorithm_settles_near_the_capacity_and_serves_more_than_no_l
     assert adaptive.p99 <= unlimited.p99 / 4
 
 
+def test_the_window_keeps_gradient2_from_swinging_with_single_latencies() -> None:
+    # Why algorithm_for puts gradient2 behind a window (as concurrency-limits' README does).
+    bare = simulate(Gradient2(1, 200), seconds=10.0).limits_between(5.0, 10.0)
+    windowed = simulate(algorithm_for("gradient2", 1, 200), seconds=10.0)
+    settled = windowed.limits_between(5.0, 10.0)
+    assert max(settled) - min(settled) <= 3
+    assert max(bare) - min(bare) >= 3 * (max(settled) - min(settled) + 1)
+    assert max(settled) < max(bare)
+
+
 def test_aimd_keeps_most_calls_inside_their_timeout_when_overload_times_them_out() -> None:
     deadline = 0.02  # four times the unloaded latency: past 8 in flight, calls time out
     unlimited = simulate(None, deadline=deadline)
@@ -318,3 +328,26 @@ def test_the_limit_stays_within_its_bounds_for_any_samples(
         assert isinstance(answered, int)
         assert minimum <= answered <= maximum
     assert not math.isnan(float(algorithm.limit))
+
+
+@settings(max_examples=100, deadline=None)
+@given(initial=st.integers(min_value=1, max_value=1000), fed=samples)
+def test_one_sample_moves_each_limit_by_at_most_its_step(
+    initial: int, fed: list[tuple[float, float, int, bool]]
+) -> None:
+    """AIMD: up one, down a tenth; Gradient2: a tenth of the limit plus the smoothed
+    queue (the gradient's clamp at 0.5); Vegas: 6 log10 steps up, one down."""
+    aimd = AIMD(1, 1000, initial)
+    gradient2 = Gradient2(1, 1000, initial)
+    vegas = Vegas(1, 1000, initial, rng=random.Random(0))
+    for start, rtt, in_flight, dropped in fed:
+        before = aimd.limit
+        after = aimd.on_sample(start, rtt, in_flight, dropped)
+        assert max(1, math.floor(before * 0.9)) <= after <= before + 1
+        before = gradient2.limit
+        after = gradient2.on_sample(start, rtt, in_flight, dropped)
+        assert abs(after - before) <= 0.1 * before + 0.8 + 1
+        before = vegas.limit
+        after = vegas.on_sample(start, rtt, in_flight, dropped)
+        step = max(1, int(math.log10(before))) if before < 1000 else int(math.sqrt(before))
+        assert before - step - 1 <= after <= before + 6 * step + 1
