@@ -392,3 +392,18 @@ def test_a_shared_limit_sheds_low_before_critical(algorithm: str) -> None:
     assert low_refused > critical_refused + 0.2, result
     assert critical_served / 2 > 1.5 * low_served / 30, result  # served per client
     assert low_served > 0, result  # shed first, not shut out: the headroom is only reserved
+
+
+def test_timed_attempts_may_run_as_many_as_the_limit_allows(
+    handler: CoordinationErrorHandler,
+) -> None:
+    call = handler.decorate(
+        lambda: "ok",
+        operation_name="timed",
+        adaptive_concurrency=True,
+        max_concurrency=64,
+        timeout=1.0,
+    )
+    assert call() == "ok"
+    assert handler._operations["timed"].pool_workers == 64  # not the default of CPUs + 4
+    handler.close()

@@ -25,7 +25,9 @@ def test_a_groups_limit_in_flight_and_shedding_are_read_everywhere() -> None:
         "max_concurrency": 1,
         "max_retries": 0,
     }
-    hold = handler.decorate(busy, operation_name="orders.hold", error_severity="CRITICAL", **options)
+    hold = handler.decorate(
+        busy, operation_name="orders.hold", error_severity="CRITICAL", **options
+    )
     browse = handler.decorate(
         lambda: None, operation_name="orders.browse", error_severity="LOW", **options
     )
@@ -56,8 +58,9 @@ def test_a_groups_limit_in_flight_and_shedding_are_read_everywhere() -> None:
 def test_without_adaptive_limits_nothing_is_added() -> None:
     handler = CoordinationErrorHandler({})
     handler.execute_with_error_handling(len, args=("x",), operation_name="plain")
-    assert "coordination_concurrency" not in CoordinationMetricsExporter(
-        {"errors": handler}
-    ).export_metrics()
+    assert (
+        "coordination_concurrency"
+        not in CoordinationMetricsExporter({"errors": handler}).export_metrics()
+    )
     assert StatusPage({"errors": handler}).snapshot()["concurrency"] == {}
     assert "concurrency_limits" not in handler.get_health_status()

@@ -14,7 +14,8 @@ are never samples (that would drive the limit down by its own rejections).
 
 **Groups and severities.** Operations with one ``concurrency_group`` share one limiter (a
 registry on the handler, ``AdaptiveLimiters``, bounded by ``max_operation_names``). Each
-operation holds a ``LimiterSlot``: the limiter and the operation's severity. A shared
+operation holds a ``LimiterSlot``: the limiter and the operation's severity (its
+``error_severity`` when the operation was made, fixed with its other settings). A shared
 limit sheds lower severities first by *reserved headroom*: while a call of a higher
 severity has asked for a slot within the last ``ACTIVE_SECONDS``, a severity may fill only
 its share of the limit (``SHARES``: LOW 50 %, MEDIUM 70 %, HIGH 85 %, CRITICAL all of it),

@@ -22,7 +22,7 @@ a breaker permit (a half-open trial slot) while it waits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .._errors import BulkheadFull, OperationCancelled, RateLimitExceeded
 from ._backends import CircuitBreakerBackend, LimitCheck, QuotaLimiter, RateLimiterBackend
@@ -208,7 +208,7 @@ class Admission:
                 bulkhead.leave()
             return
         error = raised if raised is not None else state.error
-        cast("LimiterSlot", bulkhead).finish(entry, error, release=state.holds_slot)
+        bulkhead.finish(entry, error, release=state.holds_slot)  # type: ignore[union-attr]
 
     def _allowed(self, wait: float) -> None:
         if wait > 0:

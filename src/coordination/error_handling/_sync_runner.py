@@ -71,7 +71,10 @@ class SyncRunner(Runner):
         except BaseException as exc:  # how the call ended: an adaptive limit's sample
             admission.leave(entry, state, exc)
             raise
-        admission.leave(entry, state, None)
+        if entry is not None:
+            admission.leave(entry, state, None)
+        elif state.holds_slot:  # a bulkhead's slot, given back here: one call fewer
+            admission.bulkhead.leave()  # type: ignore[union-attr]
         return result
 
     def failed_since(
