@@ -150,6 +150,9 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     # a rate limit never reached: one window (as before), then two (new)
     "rate_limit 1 window (not new)": ("rate_limit", "1000000/s"),
     "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
+    # issue 16: a fixed bulkhead never full (not new), and the adaptive limit in its place
+    "max_concurrent=1000 (not new)": ("max_concurrent", 1000),
+    "adaptive_concurrency": ("adaptive_concurrency", True),
 }
 
 
