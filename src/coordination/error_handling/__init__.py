@@ -9,6 +9,7 @@ The breaker and rate-limiter backends are pluggable through the Protocols in
 ``_backends`` (memory by default, Redis when configured). See docs/error-handling.md.
 """
 
+from .._concurrency_snapshot import ConcurrencySnapshot
 from .._rate import Quota, Rate, RateLimit, WindowQuota
 from ._backends import (
     BreakerFactory,
@@ -51,6 +52,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerBackend",
     "CircuitState",
+    "ConcurrencySnapshot",
     "CoordinationErrorHandler",
     "ErrorRecord",
     "ErrorSeverity",

@@ -21,7 +21,6 @@ from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._rate import RateLimit
 from .._shared_state import shared_state_for
-from ._adaptive import AdaptiveLimiters
 from ._backends import (
     RAISE,
     BreakerFactory,
@@ -50,6 +49,7 @@ from ._workers import AttemptPool, default_workers
 from ._wrap import name_of, wrap_function
 
 if TYPE_CHECKING:  # imported with the first async call (it loads asyncio)
+    from ._adaptive import AdaptiveLimiters  # with the first adaptive operation
     from ._async_runner import AsyncRunner
 
 __all__ = ["CoordinationErrorHandler"]
@@ -139,8 +139,9 @@ class CoordinationErrorHandler:
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
-        # adaptive_concurrency: one limiter per concurrency_group (else per operation)
-        self._limiters = AdaptiveLimiters(config.max_operation_names, self._clock, self._logger)
+        # adaptive_concurrency: one limiter per concurrency_group (else per operation),
+        # made with the first adaptive operation
+        self._limiters: AdaptiveLimiters | None = None
         self._calls: dict[Any, _Calls] = {}
         # (operation, operation_name, max_retries, error_severity) -> the first operation
         # of each call shape, wrapped: at most one entry per entry of _calls
@@ -240,8 +241,13 @@ class CoordinationErrorHandler:
     def snapshot(self) -> HandlerSnapshot:
         """Every operation's counts and breaker, and the errors counted and kept, frozen."""
         by_type, by_severity, recent = self._log.copy()
+        limiters = self._limiters
         return handler_snapshot(
-            self._operation_snapshots(), by_type, by_severity, recent, self._limiters.snapshots()
+            self._operation_snapshots(),
+            by_type,
+            by_severity,
+            recent,
+            None if limiters is None else limiters.snapshots(),
         )
 
     def get_error_report(self) -> dict[str, Any]:
@@ -262,7 +268,8 @@ class CoordinationErrorHandler:
         each limit (``{group: {"limit", "in_flight", "shed", ...}}``); shedding is the
         limit at work, so it does not change the status either."""
         health = health_of(self._operation_snapshots())
-        limits = self._limiters.snapshots()
+        limiters = self._limiters
+        limits = None if limiters is None else limiters.snapshots()
         if limits:
             health["concurrency_limits"] = {group: lim.as_dict() for group, lim in limits.items()}
         return health
@@ -408,10 +415,21 @@ class CoordinationErrorHandler:
             factory = self._rate_limiter_factory or memory_rate_limiter_factory
             op.limiter = factory(options.rate_limit, clock=self._clock)
         if options.adaptive_concurrency:  # in place of max_concurrent's fixed bulkhead
-            op.bulkhead = self._limiters.slot_for(name, options)
+            op.bulkhead = self._adaptive_limiters().slot_for(name, options)
         elif options.max_concurrent is not None:
             op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
         return op
+
+    def _adaptive_limiters(self) -> AdaptiveLimiters:
+        """The registry of adaptive limits (made, under ``_lock``, by the first one)."""
+        limiters = self._limiters
+        if limiters is None:
+            from ._adaptive import AdaptiveLimiters
+
+            limiters = self._limiters = AdaptiveLimiters(
+                self.config.max_operation_names, self._clock, self._logger
+            )
+        return limiters
 
     def _warn_if_different(self, op: OperationState, options: Options) -> None:
         """Say so when a later plan asks an operation for other breaker/bulkhead/limits."""

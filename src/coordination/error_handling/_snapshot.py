@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._concurrency_snapshot import ConcurrencySnapshot
 from .._counting import count_value
 from .._status import HealthStatus
 from ._backends import BreakerSnapshot, CircuitState
 from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
-    from .._concurrency_snapshot import ConcurrencySnapshot
     from ._plan import OperationState
     from ._report import ErrorRecord
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
+    from .._concurrency_snapshot import ConcurrencySnapshot
     from .._http_snapshot import HttpSnapshot, RouteSnapshot
     from ._asgi import CoordinationASGIMiddleware
     from ._coordination import Coordination, default_coordination
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._wsgi import CoordinationMiddleware
 
 __all__ = [
+    "ConcurrencySnapshot",
     "Coordination",
     "CoordinationASGIMiddleware",
     "CoordinationDjangoMiddleware",
@@ -62,6 +64,7 @@ __getattr__, __dir__ = _lazy_attributes(
         "DeadLetter": "._dead_letters",
         "DeadLetterStore": "._dead_letters",
         "EventOutcome": "._events",
+        "ConcurrencySnapshot": ".._concurrency_snapshot",
         "HttpSnapshot": ".._http_snapshot",
         "ReplayFailure": "._dead_letters",
         "ReplayReport": "._dead_letters",
