@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from coordination import ConfigError, CoordinationConfig
@@ -308,6 +308,14 @@ events = st.lists(
     window=st.sampled_from([0.5, 3.0, 10.0]),
     floor=st.sampled_from([0.0, 0.5, 2.0]),
     slices=st.integers(1, 12),
+)
+# calls made before the window, in a bucket that a late retry keeps: not the window's
+@example(
+    trace=[(0.0, 0, 1), (0.2, 100, 0), (9.7, 0, 1), (0.6, 0, 1)],
+    ratio=1.0,
+    window=10.0,
+    floor=0.0,
+    slices=1,
 )
 def test_no_window_ever_holds_more_retries_than_its_share_of_calls_plus_the_floor(
     trace: list[tuple[float, int, int]], ratio: float, window: float, floor: float, slices: int
