@@ -103,8 +103,8 @@ class CoordinationErrorHandler:
     budget, made by ``retry_budget_factory``. A factory left ``None`` is the backend of
     ``config.redis_url`` when that is set (found by the URL's scheme), else the in-memory
     one: ``CircuitBreaker`` (its closed-state success path takes no lock),
-    ``InMemoryRateLimiter`` (GCRA) and ``RetryBudget``. ``on_transition`` hooks see every breaker state change;
-    ``on_alert`` sees every CRITICAL failure.
+    ``InMemoryRateLimiter`` (GCRA) and ``RetryBudget``. ``on_transition`` hooks see
+    every breaker state change; ``on_alert`` sees every CRITICAL failure.
 
     A sync call with a ``timeout`` runs each attempt on the operation's own bounded pool of
     daemon threads (``timeout_workers``, else ``max_concurrent``, else
