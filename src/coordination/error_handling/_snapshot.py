@@ -53,6 +53,7 @@ COUNTERS = (
     "rate_limited",
     "fallbacks",
     "hook_errors",
+    "retry_budget_exhausted",
 )
 
 
@@ -63,8 +64,9 @@ class OperationErrorSnapshot:
     ``calls = successes + failures`` (a fallback's answer counts as a failure and a
     fallback); ``rejections`` are the open breaker's, ``rate_limited`` and
     ``bulkhead_rejections`` the admission's; ``hook_errors`` the ``on_retry`` hooks and
-    ``wait`` callables that raised or answered a bad value; ``severity`` is the configured
-    name.
+    ``wait`` callables that raised or answered a bad value; ``retry_budget_exhausted``
+    the failures raised without their retry because the ``retry_budget`` was spent;
+    ``severity`` is the configured name.
     ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
@@ -79,6 +81,7 @@ class OperationErrorSnapshot:
     rate_limited: int
     fallbacks: int
     hook_errors: int
+    retry_budget_exhausted: int
     severity: str
     breaker: BreakerSnapshot | None
 
@@ -249,7 +252,7 @@ def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealt
 
 
 # One int per name of COUNTERS.
-Counts = tuple[int, int, int, int, int, int, int, int, int, int]
+Counts = tuple[int, int, int, int, int, int, int, int, int, int, int]
 
 
 def operation_counts(op: OperationState) -> Counts:
@@ -267,6 +270,7 @@ def operation_counts(op: OperationState) -> Counts:
         count_value(op.rate_limited),
         count_value(op.fallbacks),
         count_value(op.hook_errors),
+        count_value(op.retry_budget_exhausted),
     )
 
 
