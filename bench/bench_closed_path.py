@@ -262,6 +262,15 @@ def candidates(
                     refused.setdefault(label, _short(exc))
                     continue
             sync[f"alone:{label}"] = one
+        if hasattr(handler_type, "reconfigure"):  # live reload (issue 16): a reloaded function
+            reloaded = handler_type({"max_retries": 3})
+            sync["alone:after a reload (same shape)"] = reloaded.decorate(work)
+            reloaded.reconfigure(reloaded.config.replace(max_retries=4, base_delay=0.5))
+            diverted = handler_type({"max_retries": 3})
+            sync["alone:after a reload (rate limit added)"] = diverted.decorate(work)
+            diverted.reconfigure(diverted.config.replace(rate_limit="1000000/s"))
+            watched = handler_type({"max_retries": 3, "rate_limit": "1000000/s"})
+            sync["alone:rate_limit 1000000/s, never reloaded"] = watched.decorate(work)
         limiter_type = getattr(error_handling, "InMemoryRateLimiter", None)
         rate_type = getattr(error_handling, "Rate", None)
         if limiter_type is not None and rate_type is not None:  # the limiter by itself

@@ -35,6 +35,7 @@ from ._details import (
 )
 from ._handler import CoordinationErrorHandler
 from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
+from ._reload_log import ReloadRecord, ReloadSnapshot
 from ._report import ErrorRecord
 from ._retry import Backoff, retry_after_seconds
 from ._retry_budget import (
@@ -72,6 +73,8 @@ __all__ = [
     "RateLimit",
     "RateLimiterBackend",
     "RateLimiterFactory",
+    "ReloadRecord",
+    "ReloadSnapshot",
     "RetryBudget",
     "RetryBudgetBackend",
     "RetryBudgetFactory",

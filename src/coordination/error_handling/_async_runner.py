@@ -45,6 +45,7 @@ __all__ = ["AsyncRunner"]
 class AsyncRunner(Runner):
     """Runs calls of coroutine functions through ``plan``."""
 
+    GUARD_PREFIX = "a"
     __slots__ = ("io",)
 
     def __init__(self, plan: Plan) -> None:
@@ -53,12 +54,18 @@ class AsyncRunner(Runner):
         budget = plan.budget
         self.io = plan.breaker.blocking or (budget is not None and budget.blocking)
 
+    def rebind(self, plan: Plan) -> None:
+        super().rebind(plan)
+        self.io = plan.breaker.blocking
+
     def wrap(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
         (inside a ``Cancellation`` scope it hands them on: a scope bounds the first
         attempt too), else the whole pipeline."""
         from_start = self.plan.from_start  # a time budget: the guard reads the clock first
-        aguard = self.breaker_guard("aguard_from_start" if from_start else "aguard")
+        method = "aguard_from_start" if from_start else "aguard"
+        self.func, self.shape = func, self.wrapped_shape(self.plan, method)
+        aguard = self.breaker_guard(method)
         if aguard is None:
             run = self.run
 
@@ -77,6 +84,8 @@ class AsyncRunner(Runner):
 
     async def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
+        if self.redirect is not None:  # a reload wrapped the function anew
+            return await self.redirect(*args, **kwargs)
         plan = self.plan
         state = plan.new_state(current_cancellation())
         admission = plan.admission

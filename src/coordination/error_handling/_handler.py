@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from types import MethodType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -24,6 +26,7 @@ from .._shared_state import shared_state_for
 from ._backends import (
     RAISE,
     BreakerFactory,
+    BreakerSettings,
     BreakerTransition,
     CircuitBreakerBackend,
     CircuitState,
@@ -35,6 +38,8 @@ from ._configured import check_operations, over_configured
 from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
+from ._reload import catch_up, prepare
+from ._reload_log import ReloadLog, ReloadSnapshot
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
 from ._retry_budget import (
     RetryBudgetFactory,
@@ -56,6 +61,7 @@ from ._wrap import name_of, wrap_function
 
 if TYPE_CHECKING:  # imported with the first async call (it loads asyncio)
     from ._async_runner import AsyncRunner
+    from ._runner import Runner
 
 __all__ = ["CoordinationErrorHandler"]
 
@@ -151,6 +157,16 @@ class CoordinationErrorHandler:
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
+        # for reloads (_reload): the options each operation was made with, the overrides
+        # of its first plan, and every decorated function's runner (weakly: it lives as
+        # long as the function), with its operation name and overrides
+        self._made_with: dict[str, Options] = {}
+        self._first_overrides: dict[str, Mapping[str, Any]] = {}
+        self._runners: weakref.WeakKeyDictionary[Runner, tuple[str, Mapping[str, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._reload_lock = threading.Lock()
+        self.reload_log = ReloadLog()
         self._calls: dict[Any, _Calls] = {}
         # (operation, operation_name, max_retries, error_severity) -> the first operation
         # of each call shape, wrapped: at most one entry per entry of _calls
@@ -250,7 +266,8 @@ class CoordinationErrorHandler:
     def snapshot(self) -> HandlerSnapshot:
         """Every operation's counts and breaker, and the errors counted and kept, frozen."""
         by_type, by_severity, recent = self._log.copy()
-        return handler_snapshot(self._operation_snapshots(), by_type, by_severity, recent)
+        snapshot = handler_snapshot(self._operation_snapshots(), by_type, by_severity, recent)
+        return dataclasses.replace(snapshot, reloads=self.reload_log.snapshot())
 
     def get_error_report(self) -> dict[str, Any]:
         """The snapshot as a JSON-serialisable dict: ``status`` (``get_health_status()``'s),
@@ -328,13 +345,70 @@ class CoordinationErrorHandler:
             if pool is not None:
                 pool.close()
 
+    # --- live reload ------------------------------------------------------------------------
+
+    def reconfigure(
+        self,
+        config: CoordinationConfig,
+        *,
+        source: str = "code",
+        before_apply: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply ``config`` to the live operations at once (``docs/live-reload.md``):
+        breakers keep their state where their kind is unchanged, decorated functions and
+        ``execute_with_error_handling`` take the new options at their next call. A
+        ``ConfigError`` (an entry or an operation's options that do not check), or any
+        error ``before_apply()`` raises once everything is checked (a set reloading its
+        rule files), changes nothing; it is logged, counted (``reload_log``) and raised."""
+        with self._reload_lock:
+            try:
+                with self._lock:  # no operation is made meanwhile with the old settings
+                    prepared = prepare(self, config)
+                    if before_apply is not None:
+                        before_apply()
+                    prepared.apply()
+            except Exception as exc:
+                self.reload_log.failed(source, exc)
+                self._logger.error("configuration not reloaded from %s: %s", source, exc)
+                raise
+            self.reload_log.succeeded(source)
+            self._logger.info("configuration reloaded from %s", source)
+
+    def reload_snapshot(self) -> ReloadSnapshot:
+        """The reloads applied and refused, and the last of each."""
+        return self.reload_log.snapshot()
+
+    def _track(self, runner: Runner, name: str, overrides: Mapping[str, Any]) -> None:
+        """Keep ``runner`` (a decorated function's) for reloads, as long as it lives; a
+        plan made just before a reload that missed the runner is brought up to date."""
+        with self._reload_lock:
+            with self._lock:
+                self._runners[runner] = (name, dict(overrides))
+            if self.reload_log.snapshot().reloads:
+                catch_up(self, runner, name, overrides)
+
+    def _live_operations(self) -> list[tuple[str, OperationState]]:
+        return list(self._operations.items())
+
+    def _tracked_runners(self) -> list[tuple[Runner, tuple[str, Mapping[str, Any]]]]:
+        return list(self._runners.items())
+
+    def _existing(self, name: str) -> OperationState:
+        return self._operations[self._names.admit(name)]
+
+    def _reconfigured(self, config: CoordinationConfig) -> None:
+        """The last step of a reload: the new settings for what is made from now on."""
+        self.config = config
+        self._calls = {}  # execute_with_error_handling's shapes: planned again
+        self._wrapped = {}
+
     # --- building plans -------------------------------------------------------------------
 
     def plan(self, name: str, overrides: Mapping[str, Any]) -> Plan:
         """A new plan for operation ``name`` (the decorators keep theirs): ``overrides``
         over the configuration's ``operations[name]`` over its settings."""
         options = resolve_options(self.config, over_configured(self.config, name, overrides))
-        return Plan(self._runtime, self._operation(name, options), options)
+        return Plan(self._runtime, self._operation(name, options, overrides), options)
 
     def _calls_for(
         self,
@@ -367,7 +441,9 @@ class CoordinationErrorHandler:
             self._calls[key] = calls
         return calls
 
-    def _operation(self, name: str, options: Options | None) -> OperationState:
+    def _operation(
+        self, name: str, options: Options | None, overrides: Mapping[str, Any] | None = None
+    ) -> OperationState:
         """The state of operation ``name``; the first plan's options fix its breaker,
         bulkhead and rate limit (``None``: just look it up, made with the configuration's
         options for it)."""
@@ -383,28 +459,43 @@ class CoordinationErrorHandler:
                 if op is None:
                     op = self._new_operation(name, chosen)
                     self._operations[name] = op
+                    self._made_with[name] = chosen
+                    self._first_overrides[name] = dict(overrides or {})
                     return op
         if options is not None:
             op.severity = options.severity.value
             self._warn_if_different(op, options)
         return op
 
-    def _new_operation(self, name: str, options: Options) -> OperationState:
-        settings = options.breaker
+    def _make_breaker(self, name: str, settings: BreakerSettings) -> CircuitBreakerBackend:
         if settings.mode == "normal":
-            breaker = self._breaker_factory(
+            return self._breaker_factory(
                 name, settings, clock=self._clock, on_transition=self._on_transition
             )
-        else:  # chosen once, here: the normal mode keeps the factory's breaker as it is
-            from ._breaker_modes import with_mode
+        # chosen once, here: the normal mode keeps the factory's breaker as it is
+        from ._breaker_modes import with_mode
 
-            make = self._breaker_factory
-            breaker = with_mode(
-                settings,
-                name,
-                lambda: make(name, settings, clock=self._clock, on_transition=self._on_transition),
-                self._clock,
-            )
+        make = self._breaker_factory
+        return with_mode(
+            settings,
+            name,
+            lambda: make(name, settings, clock=self._clock, on_transition=self._on_transition),
+            self._clock,
+        )
+
+    def _new_operation(
+        self,
+        name: str,
+        options: Options,
+        *,
+        breaker: CircuitBreakerBackend | None = None,
+        counted: OperationState | None = None,
+    ) -> OperationState:
+        """A new operation's state as ``options`` make it (``breaker``: this one, kept;
+        ``counted``: the live operation whose call counters its retry budget reads, when a
+        reload makes components for it)."""
+        if breaker is None:
+            breaker = self._make_breaker(name, options.breaker)
         op = OperationState(name, breaker, options.severity.value)
         op.pool_workers = _pool_workers(options)
         if options.rate_limit is not None:
@@ -416,7 +507,7 @@ class CoordinationErrorHandler:
         if budget is not None:  # it reads the operation's own call counters when asked
             op.budget_settings = budget
             op.retry_budget = self._retry_budget_factory(
-                name, budget, calls=calls_of(op), clock=self._clock
+                name, budget, calls=calls_of(counted or op), clock=self._clock
             )
         return op
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._counting import count_value
 from .._status import HealthStatus
 from ._backends import BreakerSnapshot, CircuitState
+from ._reload_log import ReloadSnapshot
 from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ class HandlerSnapshot:
     ``breakers`` holds each operation's breaker by operation name. ``errors_by_type`` and
     ``errors_by_severity`` count failed attempts (a retried error counts each time);
     ``recent_errors`` are the last failed calls, oldest first, messages redacted.
-    ``total_operations`` is the calls of every operation.
+    ``total_operations`` is the calls of every operation. ``reloads``: the live reloads
+    of its set (applied, refused, the last of each; ``None`` from a report).
     """
 
     operations: Mapping[str, OperationErrorSnapshot]
@@ -124,6 +126,7 @@ class HandlerSnapshot:
     errors_by_severity: Mapping[str, int]
     recent_errors: tuple[ErrorRecord, ...]
     total_operations: int
+    reloads: ReloadSnapshot | None = None  # the set's live reloads (None: not ours)
 
     def total(self, counter: str) -> int:
         """One counter (``"retries"``, ``"rejections"``…) summed over the operations."""

@@ -31,6 +31,10 @@ class SyncRunner(Runner):
         super().__init__(plan)
         self.timeout = plan.timeout
 
+    def rebind(self, plan: Plan) -> None:
+        super().rebind(plan)
+        self.timeout = plan.timeout
+
     def wrap(
         self, func: Callable[..., Any], *, refusals_returned: bool = False
     ) -> Callable[..., Any]:
@@ -38,7 +42,9 @@ class SyncRunner(Runner):
         raises a refusal from its own frame, or returns it as ``[RAISE, error]`` when
         ``refusals_returned``: see ``CircuitBreaker.guard``), else the whole pipeline."""
         from_start = self.plan.from_start  # a time budget: the guard reads the clock first
-        guard = self.breaker_guard("guard_from_start" if from_start else "guard")
+        method = "guard_from_start" if from_start else "guard"
+        self.func, self.shape = func, self.wrapped_shape(self.plan, method)
+        guard = self.breaker_guard(method)
         if guard is not None:
             handovers = self.handovers(self.run, self.attempts, self.on_result)
             if from_start:
@@ -46,7 +52,7 @@ class SyncRunner(Runner):
                 handovers["failed_since"] = self.failed_since
             if refusals_returned:
                 handovers["refusals_returned"] = True
-            wrapped: Callable[..., Any] = guard(func, refused=self.plan.refusal, **handovers)
+            wrapped: Callable[..., Any] = guard(func, refused=self.refused, **handovers)
             return wrapped
         run = self.run
 
@@ -55,8 +61,14 @@ class SyncRunner(Runner):
 
         return call
 
+    def refused(self, exc: CircuitOpenError, args: Any, kwargs: Any) -> Any:
+        """The open breaker's refusal, answered by the plan in force (a reload's too)."""
+        return self.plan.refusal(exc, args, kwargs)
+
     def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
+        if self.redirect is not None:  # a reload wrapped the function anew
+            return self.redirect(*args, **kwargs)
         admission = self.plan.admission
         if admission is None:
             return self.attempts(func, args, kwargs)

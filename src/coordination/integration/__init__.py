@@ -22,7 +22,7 @@ from .._lazy import lazy_attributes as _lazy_attributes
 if TYPE_CHECKING:
     from .._http_snapshot import HttpSnapshot, RouteSnapshot
     from ._asgi import CoordinationASGIMiddleware
-    from ._coordination import Coordination, default_coordination
+    from ._coordination import Coordination, default_coordination, reload_config
     from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
     from ._decorators import coordinate_operation
     from ._django import CoordinationDjangoMiddleware
@@ -46,6 +46,7 @@ __all__ = [
     "RouteSnapshot",
     "coordinate_operation",
     "default_coordination",
+    "reload_config",
 ]
 
 # Each door is imported when first used: a WSGI app never loads the ASGI middleware, the
@@ -68,5 +69,6 @@ __getattr__, __dir__ = _lazy_attributes(
         "RouteSnapshot": ".._http_snapshot",
         "coordinate_operation": "._decorators",
         "default_coordination": "._coordination",
+        "reload_config": "._coordination",
     },
 )

@@ -48,6 +48,8 @@ from ._series import (
     BREAKER_WOULD_REJECT,
     BUCKETS,
     COMPONENT_STATUS,
+    CONFIG_RELOAD_ERRORS,
+    CONFIG_RELOADS,
     ERRORS,
     ERRORS_BY_SEVERITY,
     EXPORT_ERROR,
@@ -248,6 +250,9 @@ def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSna
             _put(out, BREAKER_WOULD_REJECT, labels, info.would_reject)
         if info.open_seconds is not None and info.mode != "disabled":
             _put(out, BREAKER_OPEN_SECONDS, labels, info.open_seconds)
+    if snapshot.reloads is not None:
+        _put(out, CONFIG_RELOADS, comp, snapshot.reloads.reloads)
+        _put(out, CONFIG_RELOAD_ERRORS, comp, snapshot.reloads.errors)
 
 
 def _read_validation(

@@ -243,6 +243,21 @@ HANDLER_COUNTERS = tuple(
         ),
     )
 )
+# A set's live reloads (docs/live-reload.md), read from the handler's snapshot.
+CONFIG_RELOADS = _s(
+    "config_reloads",
+    "counter",
+    (),
+    "HandlerSnapshot.reloads.reloads",
+    "Reloads of the configuration and rule files applied (reload_config, SIGHUP, a file change).",
+)
+CONFIG_RELOAD_ERRORS = _s(
+    "config_reload_errors",
+    "counter",
+    (),
+    "HandlerSnapshot.reloads.errors",
+    "Reloads refused because a file failed to load or check; the old settings stayed in force.",
+)
 ALWAYS_SHOWN = frozenset({"retries", "rejections"})
 # The monitor's resource sample: (sample key, scale, series); additive across workers.
 RESOURCES = tuple(
@@ -287,6 +302,8 @@ SERIES: tuple[Series, ...] = (
     COMPONENT_STATUS,
     *HTTP_SERIES,
     *(series for _, series in HANDLER_COUNTERS),
+    CONFIG_RELOADS,
+    CONFIG_RELOAD_ERRORS,
     *(series for _, _, series in RESOURCES),
 )
 FAMILIES = tuple((series.name, series.type) for series in SERIES)

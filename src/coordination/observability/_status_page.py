@@ -185,9 +185,13 @@ class StatusPage:
         errors: dict[str, str] = {}
         validation: dict[str, int] | None = None
         totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
+        reloads: dict[str, Any] | None = None
         for name, component in self.components.items():
             try:
                 statuses[name] = self._read_component(name, component, rows, totals)
+                handler = handler_of(component)
+                if reloads is None and handler is not None and handler.reloads is not None:
+                    reloads = handler.reloads.as_dict()
                 counts = validation_of(component)
                 if counts is not None:
                     validation = validation or {"total": 0, "valid": 0, "invalid": 0}
@@ -218,6 +222,7 @@ class StatusPage:
                 **totals,
             },
             "validation": validation,
+            "config_reload": reloads,
             "history": history,
         }
 

@@ -43,7 +43,7 @@ table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nu
 th, td { text-align: right; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 th:first-child, td:first-child { text-align: left; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
-#problem { color: var(--bad); }
+#problem, .problem { color: var(--bad); }
 """
 
 PAGE_SCRIPT = """
@@ -162,6 +162,16 @@ function render(data) {
     if (problem) li.append(el("span", " " + problem, "muted"));
     return li;
   }));
+  const r = data.config_reload;
+  let said = "configuration: not reloaded since start";
+  if (r && r.last) {
+    const at = new Date(r.last.at * 1000).toLocaleTimeString();
+    said = `configuration: last reload ${at} (${r.last.source}) ` +
+      (r.last.ok ? "applied" : "refused: " + r.last.error) +
+      ` · ${r.reloads} applied, ${r.errors} refused`;
+  }
+  $("reload").textContent = said;
+  $("reload").className = r && r.last && !r.last.ok ? "problem" : "muted";
 }
 
 async function refresh() {
@@ -203,7 +213,7 @@ PAGE_TEMPLATE = """<!doctype html>
 <thead><tr><th>operation</th><th>breaker</th><th>requests</th><th>errors</th><th>error rate</th>
 <th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>retries</th><th>rejected</th></tr>
 </thead><tbody id="operations"></tbody></table></section>
-<section><h2>Components</h2><ul id="components"></ul></section>
+<section><h2>Components</h2><ul id="components"></ul><p id="reload" class="muted"></p></section>
 </main>
 <script>{script}</script>
 </body>
