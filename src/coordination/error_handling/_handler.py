@@ -258,8 +258,8 @@ class CoordinationErrorHandler:
 
     def operation_stats(self) -> dict[str, dict[str, Any]]:
         """``{name: {"calls", "successes", "failures", "retries", "rejections", "timeouts",
-        "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors", "severity",
-        "circuit_state"}}``
+        "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors",
+        "hedged_attempts", "hedge_wins", "severity", "circuit_state"}}``
         (the counters as ``OperationErrorSnapshot`` defines them)."""
         return operation_stats(self._operation_snapshots())
 

@@ -235,6 +235,16 @@ HANDLER_COUNTERS = tuple(
             "The operation's on_retry hooks and wait callables that raised or answered a "
             "bad value (logged; the call went on).",
         ),
+        (
+            "hedged_attempts",
+            "hedged_attempts",
+            "Attempts started by hedge_after beside a call's first attempt.",
+        ),
+        (
+            "hedge_wins",
+            "hedge_wins",
+            "Calls answered by a hedged attempt rather than by the first attempt.",
+        ),
     )
 )
 ALWAYS_SHOWN = frozenset({"retries", "rejections"})
