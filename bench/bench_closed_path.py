@@ -150,6 +150,11 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     # a rate limit never reached: one window (as before), then two (new)
     "rate_limit 1 window (not new)": ("rate_limit", "1000000/s"),
     "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
+    # issue 16: hedging set, never triggered (the call answers long before the hedge):
+    # each attempt then runs on the operation's worker threads, the caller waiting
+    "hedge_after=1.0 (issue 16)": ("hedge_after", 1.0),
+    # a percentile, learned in the warm-up (p99: 200 samples), then as the row above
+    "hedge_after=p99 (issue 16)": ("hedge_after", "p99"),
 }
 
 
