@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordination import ConfigError, OperationCancelled, OperationTimeout
+from coordination import CircuitOpenError, ConfigError, OperationCancelled, OperationTimeout
 from coordination._sketch import LatencySketch
 from coordination.error_handling import CircuitState, CoordinationErrorHandler
 from coordination.error_handling._breaker import memory_breaker_factory
@@ -495,3 +495,35 @@ def test_plans_without_hedging_keep_the_breakers_own_closed_path() -> None:
     assert handler.plan("plain", {}).direct
     assert handler.plan("plain", {}).hedging is None
     assert not handler.plan("hedged", {"hedge_after": 0.1}).direct
+
+
+@pytest.mark.redis
+async def test_hedges_take_and_record_permits_of_a_shared_breaker(
+    redis_url: str, namespace: str
+) -> None:
+    config = {"redis_url": redis_url, "redis_namespace": namespace, "base_delay": 0}
+    handler = CoordinationErrorHandler(config)
+
+    async def down() -> None:
+        await asyncio.sleep(0.05)
+        raise ConnectionError("down")
+
+    hedged = handler.decorate(
+        down,
+        hedge_after=0.01,
+        max_retries=0,
+        circuit_breaker_threshold=2,
+        operation_name="hedged",
+    )
+    with pytest.raises(ConnectionError):
+        await hedged()  # two attempts, both failed: two failures recorded in Redis
+    assert handler.operation_stats()["hedged"]["hedged_attempts"] == 1
+    other = CoordinationErrorHandler(config)
+
+    def never() -> None:
+        raise AssertionError("the shared breaker is open: not called")
+
+    with pytest.raises(CircuitOpenError):
+        other.execute_with_error_handling(
+            never, circuit_breaker_threshold=2, operation_name="hedged"
+        )
