@@ -347,6 +347,50 @@ def test_a_failed_first_attempt_does_not_fail_a_call_a_hedge_answers() -> None:
     assert handler.operation_stats()["r"]["hedge_wins"] == 1
 
 
+async def test_async_a_failed_first_attempt_waits_for_the_running_hedge() -> None:
+    permits = Permits()
+    handler = CoordinationErrorHandler({"base_delay": 0}, breaker_factory=permits)
+    attempts = itertools.count(1)
+
+    async def read() -> int:
+        if next(attempts) == 1:
+            await asyncio.sleep(0.05)
+            raise ConnectionError("first one failed")
+        await asyncio.sleep(0.1)
+        return 2
+
+    hedged = handler.decorate(read, hedge_after=0.01, max_retries=0, operation_name="r")
+    assert await hedged() == 2
+    assert (permits.asked["failure"], permits.asked["success"]) == (1, 1)
+    assert permits.balanced
+    assert handler.operation_stats()["r"]["hedge_wins"] == 1
+
+
+async def test_a_caller_cancelling_an_async_race_cancels_every_attempt() -> None:
+    permits = Permits()
+    handler = CoordinationErrorHandler({"base_delay": 0}, breaker_factory=permits)
+    cancelled = itertools.count()
+
+    async def read() -> int:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            next(cancelled)
+            raise
+        return 1
+
+    hedged = handler.decorate(read, hedge_after=0.01, operation_name="r")
+    call = asyncio.ensure_future(hedged())
+    await asyncio.sleep(0.1)  # the hedge has started
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert next(cancelled) == 2
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert permits.asked["acquire"] == 2
+    assert permits.balanced
+
+
 def test_an_open_breaker_means_no_hedge(gate: threading.Event) -> None:
     handler = CoordinationErrorHandler({"base_delay": 0})
 

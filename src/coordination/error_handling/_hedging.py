@@ -10,8 +10,10 @@ failed, the first attempt's error, which the loop then retries like any other.
 - **Sync**: the attempts run on the operation's own bounded worker pool (``_workers``);
   a thread cannot be stopped, so the losers run on to their end, their results discarded,
   each holding its worker until then (so hung losers are bounded by the pool's size).
-- **Async**: each attempt is a task; the losers are cancelled and awaited before the call
-  returns, so nothing of the call is left running.
+- **Async**: the first attempt runs in the caller's own task (a call answered before
+  ``hedge_after`` costs a timer, no task), each hedge in a task of its own; the losers are
+  cancelled (the first through an ``asyncio.timeout`` scope a winning hedge expires) and
+  awaited before the call returns, so nothing of the call is left running.
 - **Breaker and retry budget**: each hedged attempt takes a breaker permit of its own
   (an open breaker, or a half-open one with no trial left, means no hedge) and spends one
   retry of the budget (``op.retry_budget.try_spend()``; refused: no more hedges for this
@@ -40,7 +42,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout
 from .._sketch import LatencySketch
@@ -328,92 +330,7 @@ class Hedging:
             result = await func(*args, **kwargs)
             self.observe(time.monotonic() - began)
             return result
-        import asyncio
-
-        began = time.monotonic()
-        first = asyncio.ensure_future(func(*args, **kwargs))
-        tasks: list[asyncio.Future[Any]] = [first]
-        starts = [began]
-        running: set[asyncio.Future[Any]] = {first}
-        failed: list[_Failed] = []
-        winner = -1
-        raised = False
-        left = self.max_hedged
-        next_hedge = began + delay
-        try:
-            while True:
-                wait = max(0.0, next_hedge - time.monotonic()) if left else None
-                done, _ = await asyncio.wait(
-                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                now = time.monotonic()
-                for index, task in enumerate(tasks):
-                    if task not in done:
-                        continue
-                    running.discard(task)
-                    error = _error_of(task)
-                    if error is None:
-                        if winner < 0:
-                            winner = index
-                    else:
-                        failed.append((index, error, now - starts[index]))
-                if winner >= 0:
-                    break
-                if not running:  # every attempt failed: the first's error
-                    raised = True
-                    return first.result()
-                if left and now >= next_hedge:
-                    hedge = await self._ahedge(func, args, kwargs)
-                    if hedge is None:
-                        left = 0
-                    else:
-                        tasks.append(hedge)
-                        starts.append(now)
-                        running.add(hedge)
-                        left -= 1
-                        next_hedge = now + delay
-        finally:
-            for task in running:
-                task.cancel()
-            if running:  # awaited: none of the call's attempts outlives it
-                await asyncio.wait(running)
-                for task in running:
-                    _error_of(task)  # retrieved, so asyncio does not warn about it
-            self._finish(winner, first not in running, time.monotonic() - began)
-            await self._asettle(len(tasks) - 1, failed, raised)
-        return tasks[winner].result()
-
-    async def _ahedge(
-        self, func: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
-    ) -> asyncio.Future[Any] | None:
-        import asyncio
-
-        plan = self.plan
-        breaker = plan.breaker
-        io = breaker.blocking
-        try:
-            if io:
-                await breaker.aacquire()
-            else:
-                breaker.acquire()
-        except CircuitOpenError:
-            return None
-        budget = plan.op.retry_budget
-        if budget is not None:
-            try:
-                allowed = await budget.atry_spend() if budget.blocking else budget.try_spend()
-            except Exception:
-                allowed = self._budget_failed()
-            if not allowed:
-                await self._arelease()
-                return None
-        try:
-            task = asyncio.ensure_future(func(*args, **kwargs))
-        except BaseException:  # the function raised before it made its awaitable
-            await self._arelease()
-            raise
-        next(plan.op.hedged_attempts)
-        return task
+        return await _AsyncRace(self, func, args, kwargs, delay).run()
 
     async def _arelease(self) -> None:
         breaker = self.plan.breaker
@@ -440,10 +357,159 @@ class Hedging:
                 await breaker.arecord_success(seconds)
 
 
-def _error_of(task: asyncio.Future[Any]) -> BaseException | None:
-    """The task's error (its cancellation counts as one), retrieved."""
-    if task.cancelled():
+class _AsyncRace:
+    """One async hedged race. The first attempt is awaited in the caller's own task, in an
+    ``asyncio.timeout`` scope that a winning hedge expires (the stdlib's cancel and
+    uncancel, so a cancellation from outside is never mistaken for ours): a call answered
+    before ``hedge_after`` makes no task at all, only a timer. Hedges are tasks the timer
+    starts; the losers are cancelled and awaited before the race returns. Once the first
+    attempt has failed no new hedge starts; those running may still answer."""
+
+    __slots__ = (
+        "args",
+        "delay",
+        "failed",
+        "first_running",
+        "func",
+        "hedges",
+        "hedging",
+        "kwargs",
+        "left",
+        "loop",
+        "permits",
+        "results",
+        "scope",
+        "timer",
+        "winner",
+    )
+
+    def __init__(
+        self,
+        hedging: Hedging,
+        func: Callable[..., Awaitable[Any]],
+        args: Any,
+        kwargs: Any,
+        delay: float,
+    ) -> None:
+        self.hedging = hedging
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.delay = delay
+        self.left = hedging.max_hedged
+        self.first_running = True
+        self.winner = -1
+        self.permits = 0  # hedges that took a breaker permit
+        self.failed: list[_Failed] = []
+        self.hedges: list[asyncio.Task[None]] = []
+        self.results: dict[int, Any] = {}
+        self.scope: asyncio.Timeout | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> Any:
         import asyncio
 
-        return asyncio.CancelledError()
-    return task.exception()
+        loop = self.loop = asyncio.get_running_loop()
+        began = time.monotonic()
+        self.timer = loop.call_later(self.delay, self._launch)
+        first_error: Exception | None = None
+        first_ended = raised = False
+        result: Any = None
+        try:
+            try:
+                async with asyncio.timeout(None) as scope:  # expired by a winning hedge
+                    self.scope = scope
+                    try:
+                        result = await self.func(*self.args, **self.kwargs)
+                        first_ended = True
+                    except Exception as exc:  # failed: the running hedges may still answer
+                        first_error, first_ended = exc, True
+                        self.failed.append((0, exc, time.monotonic() - began))
+                    finally:
+                        self.first_running = False
+            except TimeoutError:
+                if not scope.expired() or self.winner < 0:
+                    raise  # not ours (the attempt's own errors are caught above)
+            if self.winner < 0 and first_error is None:
+                self.winner = 0
+                return result
+            if self.winner < 0:  # the first failed: wait for the running hedges, if any
+                self.timer.cancel()
+                running = [task for task in self.hedges if not task.done()]
+                while self.winner < 0 and running:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    running = [task for task in running if not task.done()]
+                if self.winner < 0:
+                    raised = True
+                    raise cast(Exception, first_error)
+            return self.results[self.winner]
+        finally:
+            if self.hedges or self.failed:
+                await self._end(began, first_ended, raised)
+            else:  # answered before any hedge (the usual call): nothing to await
+                self.timer.cancel()
+                self.hedging._finish(self.winner, first_ended, time.monotonic() - began)
+
+    async def _end(self, began: float, first_ended: bool, raised: bool) -> None:
+        """Cancel the timer and the running hedges and await them; count; settle."""
+        import asyncio
+
+        cast("asyncio.TimerHandle", self.timer).cancel()
+        running = [task for task in self.hedges if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:  # awaited: none of the call's attempts outlives it
+            await asyncio.wait(running)
+        for task in self.hedges:
+            if not task.cancelled():
+                task.exception()  # retrieved (an attempt's own errors are caught inside)
+        hedging = self.hedging
+        hedging._finish(self.winner, first_ended, time.monotonic() - began)
+        await hedging._asettle(self.permits, self.failed, raised)
+
+    def _launch(self) -> None:
+        """The timer: start the next hedge while the first attempt still runs."""
+        if self.left <= 0 or not self.first_running:
+            return
+        self.left -= 1
+        self.hedges.append(self.loop.create_task(self._hedge(len(self.hedges) + 1)))
+        if self.left > 0:
+            self.timer = self.loop.call_later(self.delay, self._launch)
+
+    async def _hedge(self, index: int) -> None:
+        """One hedged attempt: its permit, a retry of the budget, the call. The first
+        success wins (and, while the first attempt runs, expires its scope)."""
+        hedging = self.hedging
+        plan = hedging.plan
+        breaker = plan.breaker
+        try:
+            if breaker.blocking:
+                await breaker.aacquire()
+            else:
+                breaker.acquire()
+        except CircuitOpenError:
+            self.left = 0
+            return
+        budget = plan.op.retry_budget
+        if budget is not None:
+            try:
+                allowed = await budget.atry_spend() if budget.blocking else budget.try_spend()
+            except Exception:
+                allowed = hedging._budget_failed()
+            if not allowed:
+                self.left = 0
+                await hedging._arelease()
+                return
+        self.permits += 1
+        next(plan.op.hedged_attempts)
+        began = time.monotonic()
+        try:
+            result = await self.func(*self.args, **self.kwargs)
+        except Exception as exc:
+            self.failed.append((index, exc, time.monotonic() - began))
+            return
+        if self.winner < 0:
+            self.winner = index
+            self.results[index] = result
+            if self.first_running:
+                cast("asyncio.Timeout", self.scope).reschedule(self.loop.time())
