@@ -571,3 +571,30 @@ async def test_hedges_take_and_record_permits_of_a_shared_breaker(
         other.execute_with_error_handling(
             never, circuit_breaker_threshold=2, operation_name="hedged"
         )
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.2])
+def test_the_operations_retry_budget_bounds_its_hedges(ratio: float) -> None:
+    handler = CoordinationErrorHandler({"base_delay": 0})
+    attempts = itertools.count(1)
+    calls = 40
+
+    def read() -> int:
+        if next(attempts) % 2:  # every first attempt is slow (hedges never are)
+            time.sleep(0.03)
+        return 1
+
+    hedged = handler.decorate(
+        read,
+        hedge_after=0.002,
+        retry_budget=ratio,
+        retry_budget_min_per_second=0,
+        operation_name="r",
+    )
+    for _ in range(calls):
+        attempts = itertools.count(1)  # each call: its first attempt slow
+        assert hedged() == 1
+    made = handler.operation_stats()["r"]["hedged_attempts"]
+    assert made <= ratio * calls  # never past the budget's share of the calls
+    if ratio:
+        assert made > 0  # the budget earned by the calls is spent on hedges

@@ -53,6 +53,7 @@ COUNTERS = (
     "rate_limited",
     "fallbacks",
     "hook_errors",
+    "retry_budget_exhausted",
     "hedged_attempts",
     "hedge_wins",
 )
@@ -65,9 +66,10 @@ class OperationErrorSnapshot:
     ``calls = successes + failures`` (a fallback's answer counts as a failure and a
     fallback); ``rejections`` are the open breaker's, ``rate_limited`` and
     ``bulkhead_rejections`` the admission's; ``hook_errors`` the ``on_retry`` hooks and
-    ``wait`` callables that raised or answered a bad value; ``hedged_attempts`` the
-    attempts ``hedge_after`` started beside a first one, ``hedge_wins`` the calls one of
-    them answered; ``severity`` is the configured name.
+    ``wait`` callables that raised or answered a bad value; ``retry_budget_exhausted``
+    the failures raised without their retry because the ``retry_budget`` was spent;
+    ``hedged_attempts`` the attempts ``hedge_after`` started beside a first one,
+    ``hedge_wins`` the calls one of them answered; ``severity`` is the configured name.
     ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
@@ -82,6 +84,7 @@ class OperationErrorSnapshot:
     rate_limited: int
     fallbacks: int
     hook_errors: int
+    retry_budget_exhausted: int
     hedged_attempts: int
     hedge_wins: int
     severity: str
@@ -254,7 +257,7 @@ def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealt
 
 
 # One int per name of COUNTERS.
-Counts = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
+Counts = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def operation_counts(op: OperationState) -> Counts:
@@ -272,6 +275,7 @@ def operation_counts(op: OperationState) -> Counts:
         count_value(op.rate_limited),
         count_value(op.fallbacks),
         count_value(op.hook_errors),
+        count_value(op.retry_budget_exhausted),
         count_value(op.hedged_attempts),
         count_value(op.hedge_wins),
     )

@@ -236,6 +236,12 @@ HANDLER_COUNTERS = tuple(
             "bad value (logged; the call went on).",
         ),
         (
+            "retry_budget_exhausted",
+            "retry_budget_exhausted",
+            "Failures raised at once instead of retried because the operation's retry "
+            "budget was spent.",
+        ),
+        (
             "hedged_attempts",
             "hedged_attempts",
             "Attempts started by hedge_after beside a call's first attempt.",
