@@ -598,3 +598,91 @@ def test_the_operations_retry_budget_bounds_its_hedges(ratio: float) -> None:
     assert made <= ratio * calls  # never past the budget's share of the calls
     if ratio:
         assert made > 0  # the budget earned by the calls is spent on hedges
+
+
+# One attempt of a model race: (milliseconds it takes, whether it succeeds).
+_ATTEMPT = st.tuples(st.integers(0, 25), st.booleans())
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_ATTEMPT, min_size=3, max_size=3), st.integers(1, 2))
+def test_model_async_races_leave_nothing_running_and_every_permit_given_back(
+    plans: list[tuple[int, bool]], hedges: int
+) -> None:
+    permits = Permits()
+    handler = CoordinationErrorHandler({"base_delay": 0}, breaker_factory=permits)
+    attempts = itertools.count()
+    started: list[int] = []
+    over: list[int] = []  # attempts that ended (returned, raised or were cancelled)
+
+    async def read() -> int:
+        number = next(attempts)
+        started.append(number)
+        milliseconds, succeeds = plans[number]
+        try:
+            await asyncio.sleep(milliseconds / 1000)
+        finally:
+            over.append(number)
+        if not succeeds:
+            raise ConnectionError(f"attempt {number}")
+        return number
+
+    hedged = handler.decorate(
+        read, hedge_after=0.005, max_hedged_attempts=hedges, max_retries=0, operation_name="r"
+    )
+
+    async def call() -> tuple[int | None, BaseException | None]:
+        try:
+            value = await hedged()
+        except ConnectionError as exc:
+            return None, exc
+        finally:
+            assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing left running
+        return value, None
+
+    value, error = asyncio.run(call())
+    assert sorted(over) == sorted(started)  # every attempt ended before the call did
+    assert permits.balanced
+    assert permits.asked["acquire"] == len(started) <= 1 + hedges
+    if error is None:
+        assert value is not None
+        assert plans[value][1]  # the answer is a successful attempt's
+    else:
+        assert str(error) == "attempt 0"  # the first attempt's error
+        assert not plans[0][1]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(_ATTEMPT, min_size=3, max_size=3), st.integers(1, 2))
+def test_model_sync_races_free_every_worker_and_give_back_every_permit(
+    plans: list[tuple[int, bool]], hedges: int
+) -> None:
+    permits = Permits()
+    handler = CoordinationErrorHandler({"base_delay": 0}, breaker_factory=permits)
+    attempts = itertools.count()
+
+    def read() -> int:
+        number = next(attempts)
+        milliseconds, succeeds = plans[number]
+        time.sleep(milliseconds / 1000)
+        if not succeeds:
+            raise ConnectionError(f"attempt {number}")
+        return number
+
+    hedged = handler.decorate(
+        read, hedge_after=0.005, max_hedged_attempts=hedges, max_retries=0, operation_name="r"
+    )
+    outcome: Any
+    try:
+        outcome = hedged()
+    except ConnectionError as exc:
+        outcome = exc
+    if isinstance(outcome, ConnectionError):
+        assert str(outcome) == "attempt 0"  # every attempt failed: the first one's error
+    else:
+        assert plans[outcome][1]  # the answer is a successful attempt's
+    pool = handler._operations["r"].attempt_pool
+    assert pool is not None
+    wait_until(lambda: pool.busy == 0)  # the losers ended, their workers freed
+    assert permits.balanced
+    handler.close()
