@@ -152,6 +152,11 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
     # issue 16: a retry budget set, never asked (the call succeeds at once)
     "retry_budget=0.2 (issue 16)": ("retry_budget", 0.2),
+    # issue 16: hedging set, never triggered (the call answers long before the hedge):
+    # each attempt then runs on the operation's worker threads, the caller waiting
+    "hedge_after=1.0 (issue 16)": ("hedge_after", 1.0),
+    # a percentile, learned in the warm-up (p99: 200 samples), then as the row above
+    "hedge_after=p99 (issue 16)": ("hedge_after", "p99"),
 }
 
 

@@ -3,8 +3,8 @@
 The same steps and decisions as ``SyncRunner`` (they are the plan's); only the doing
 differs: ``asyncio`` sleeps, the bulkhead's ``aenter``, real cancellation at a timeout or
 at the caller's ``Cancellation`` deadline (so the first attempt too is bounded by a
-scope), and, for a breaker or limiter that does I/O (``blocking``), the awaited ``a*``
-methods, so no event loop waits on a socket.
+scope) and of a hedged race's losers (``_hedging``), and, for a breaker or limiter that
+does I/O (``blocking``), the awaited ``a*`` methods, so no event loop waits on a socket.
 """
 
 from __future__ import annotations
@@ -140,14 +140,19 @@ class AsyncRunner(Runner):
         """Do what ``steps`` asks, awaiting, until it ends; then the plan concludes."""
         value: Any = None
         failure: Exception | None = None
-        plain = state.cancellation is None and self.plan.timeout is None
+        hedging = self.plan.hedging
+        plain = state.cancellation is None and self.plan.timeout is None and hedging is None
         while (command := advance(steps, value, failure)) >= 0:
             value = failure = None
             try:
                 if command == CALL:
-                    value = await (
-                        func(*args, **kwargs) if plain else self._attempt(func, args, kwargs, state)
-                    )
+                    if plain:
+                        value = await func(*args, **kwargs)
+                    elif hedging is None:
+                        value = await self._attempt(func, args, kwargs, state)
+                    else:  # a race of attempts, bounded as one (_hedging)
+                        race = (func, args, kwargs, state)
+                        value = await self._attempt(hedging.arace, race, {}, state)
                 elif command == SLEEP:
                     await self.plan.runtime.async_sleep(state.wait)
                 else:

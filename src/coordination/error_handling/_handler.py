@@ -289,7 +289,7 @@ class CoordinationErrorHandler:
     def operation_stats(self) -> dict[str, dict[str, Any]]:
         """``{name: {"calls", "successes", "failures", "retries", "rejections", "timeouts",
         "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors",
-        "retry_budget_exhausted", "severity",
+        "retry_budget_exhausted", "hedged_attempts", "hedge_wins", "severity",
         "circuit_state"}}``
         (the counters as ``OperationErrorSnapshot`` defines them)."""
         return operation_stats(self._operation_snapshots())

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .._counting import ReadableCount, count_value
 from .._errors import (
@@ -46,6 +46,9 @@ from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import COUNTERS, operation_counts
 from ._workers import AttemptPool
+
+if TYPE_CHECKING:
+    from ._hedging import Hedging
 
 __all__ = [
     "FAILED",
@@ -104,6 +107,8 @@ class OperationState:
         "bulkhead_rejections",
         "failures",
         "fallbacks",
+        "hedge_wins",
+        "hedged_attempts",
         "hook_errors",
         "limiter",
         "name",
@@ -139,6 +144,8 @@ class OperationState:
         self.fallbacks = ReadableCount()
         self.hook_errors = ReadableCount()  # on_retry hooks and waits that failed
         self.retry_budget_exhausted = ReadableCount()  # failures raised unretried: no budget
+        self.hedged_attempts = ReadableCount()  # hedges started beside a first attempt
+        self.hedge_wins = ReadableCount()  # calls a hedge answered, not the first attempt
 
     def stats(self) -> dict[str, Any]:
         """The counters and the severity, as ``_snapshot.OperationErrorSnapshot.counts()``."""
@@ -234,8 +241,14 @@ class Plan:
             else Verdicts(counting, op.name, runtime.logger, runtime.error_log.count_type)
         )
         self.trip_if_result = counting.trip_if_result
+        # hedge_after: one attempt of the loop is a race of attempts (_hedging)
+        self.hedging: Hedging | None = None
+        if options.hedge_after is not None:
+            from ._hedging import Hedging  # imported only by plans that hedge
+
+            self.hedging = Hedging(self, options.hedge_after, options.max_hedged_attempts)
         # nothing to do before a call but ask the breaker: its guard may take the call
-        self.direct = self.admission is None and options.timeout is None
+        self.direct = self.admission is None and options.timeout is None and self.hedging is None
         # the guard hands a first attempt's result to the plan (result_state)
         self.looks_at_results = (
             options.retry_if_result is not None or self.trip_if_result is not None

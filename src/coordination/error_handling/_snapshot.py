@@ -55,6 +55,8 @@ COUNTERS = (
     "fallbacks",
     "hook_errors",
     "retry_budget_exhausted",
+    "hedged_attempts",
+    "hedge_wins",
 )
 
 
@@ -67,7 +69,8 @@ class OperationErrorSnapshot:
     ``bulkhead_rejections`` the admission's; ``hook_errors`` the ``on_retry`` hooks and
     ``wait`` callables that raised or answered a bad value; ``retry_budget_exhausted``
     the failures raised without their retry because the ``retry_budget`` was spent;
-    ``severity`` is the configured name.
+    ``hedged_attempts`` the attempts ``hedge_after`` started beside a first one,
+    ``hedge_wins`` the calls one of them answered; ``severity`` is the configured name.
     ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
@@ -83,6 +86,8 @@ class OperationErrorSnapshot:
     fallbacks: int
     hook_errors: int
     retry_budget_exhausted: int
+    hedged_attempts: int
+    hedge_wins: int
     severity: str
     breaker: BreakerSnapshot | None
 
@@ -255,7 +260,7 @@ def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealt
 
 
 # One int per name of COUNTERS.
-Counts = tuple[int, int, int, int, int, int, int, int, int, int, int]
+Counts = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def operation_counts(op: OperationState) -> Counts:
@@ -274,6 +279,8 @@ def operation_counts(op: OperationState) -> Counts:
         count_value(op.fallbacks),
         count_value(op.hook_errors),
         count_value(op.retry_budget_exhausted),
+        count_value(op.hedged_attempts),
+        count_value(op.hedge_wins),
     )
 
 

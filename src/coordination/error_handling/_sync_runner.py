@@ -1,7 +1,7 @@
 """``SyncRunner``: a plan's retry loop driven for plain functions.
 
 It does what ``Plan.steps`` asks: calls the operation (on the operation's timeout workers
-when it has a timeout), sleeps (waking early when the caller's ``Cancellation`` is
+when it has a timeout or hedges), sleeps (waking early when the caller's ``Cancellation`` is
 cancelled) and takes a bulkhead slot for a retry; the decisions are the plan's. When the
 plan has nothing to do before a call, the breaker's own ``guard`` takes the call, and the
 loop starts only after a failure.
@@ -125,7 +125,7 @@ class SyncRunner(Runner):
             acquired=acquired,
             pending=pending,
             call=(func, args, kwargs),
-            call_once=None if self.timeout is None else self._call_once,
+            call_once=(None if self.timeout is None and plan.hedging is None else self._call_once),
         )
         failure: Exception | None = None
         while (command := advance(steps, None, failure)) >= 0:
@@ -154,6 +154,17 @@ class SyncRunner(Runner):
             raise
 
     def _call_once(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, state: RetryState
+    ) -> Any:
+        """One attempt with a timeout or hedged (``_hedging``: a race of attempts)."""
+        hedging = self.plan.hedging
+        if hedging is None:
+            return self._timed_call(func, args, kwargs, state)
+        return hedging.run(
+            func, args, kwargs, state, None if self.timeout is None else self._timed_call
+        )
+
+    def _timed_call(
         self, func: Callable[..., Any], args: Any, kwargs: Any, state: RetryState
     ) -> Any:
         """One attempt with a timeout, on the operation's own worker threads.

@@ -241,6 +241,16 @@ HANDLER_COUNTERS = tuple(
             "Failures raised at once instead of retried because the operation's retry "
             "budget was spent.",
         ),
+        (
+            "hedged_attempts",
+            "hedged_attempts",
+            "Attempts started by hedge_after beside a call's first attempt.",
+        ),
+        (
+            "hedge_wins",
+            "hedge_wins",
+            "Calls answered by a hedged attempt rather than by the first attempt.",
+        ),
     )
 )
 # A set's live reloads (docs/live-reload.md), read from the handler's snapshot.
