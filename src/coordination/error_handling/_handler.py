@@ -38,7 +38,6 @@ from ._configured import check_operations, over_configured
 from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
-from ._reload import catch_up, prepare
 from ._reload_log import ReloadLog, ReloadSnapshot
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
 from ._retry_budget import (
@@ -360,6 +359,8 @@ class CoordinationErrorHandler:
         ``ConfigError`` (an entry or an operation's options that do not check), or any
         error ``before_apply()`` raises once everything is checked (a set reloading its
         rule files), changes nothing; it is logged, counted (``reload_log``) and raised."""
+        from ._reload import prepare  # loaded with the first reload, not by every import
+
         with self._reload_lock:
             try:
                 with self._lock:  # no operation is made meanwhile with the old settings
@@ -385,6 +386,8 @@ class CoordinationErrorHandler:
             with self._lock:
                 self._runners[runner] = (name, dict(overrides))
             if self.reload_log.snapshot().reloads:
+                from ._reload import catch_up  # only after a reload
+
                 catch_up(self, runner, name, overrides)
 
     def _live_operations(self) -> list[tuple[str, OperationState]]:
