@@ -374,3 +374,33 @@ def test_a_budget_added_by_a_reload_reads_the_live_operations_calls() -> None:
     retried = sum(dependency.attempts_of(call) - 1 for _ in range(40))
     # the calls counted from the budget's first ask (the pull design) earn 20 % of them
     assert 4 <= retried <= 8
+
+
+def test_a_reload_that_adds_hedging_hedges_the_next_call_and_one_that_removes_it_stops() -> None:
+    # hedge_after changes the pipeline's shape (no closed fast path): the decorated
+    # function is diverted to a new wrapper, and back when hedging is removed.
+    release = threading.Event()
+    first = [True]
+
+    def read() -> str:
+        if first[0]:
+            first[0] = False
+            release.wait(2)  # the first attempt stalls; a hedge answers for it
+            return "late"
+        return "hedge"
+
+    handler = CoordinationErrorHandler(base_config())
+    call = handler.decorate(read, operation_name="catalogue")
+    handler.reconfigure(base_config(hedge_after=0.01), source="test")
+    try:
+        assert call() == "hedge"
+    finally:
+        release.set()
+    assert handler.operation_stats()["catalogue"]["hedge_wins"] == 1
+    handler.reconfigure(base_config(), source="test")
+    first[0] = True
+    release.clear()
+    threading.Timer(0.05, release.set).start()
+    assert call() == "late"  # no hedge: the caller waited for its one attempt
+    assert handler.operation_stats()["catalogue"]["hedged_attempts"] == 1
+    handler.close()
