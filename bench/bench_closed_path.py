@@ -153,6 +153,13 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     # issue 16: a fixed bulkhead never full (not new), and the adaptive limit in its place
     "max_concurrent=1000 (not new)": ("max_concurrent", 1000),
     "adaptive_concurrency": ("adaptive_concurrency", True),
+    # issue 16: a retry budget set, never asked (the call succeeds at once)
+    "retry_budget=0.2 (issue 16)": ("retry_budget", 0.2),
+    # issue 16: hedging set, never triggered (the call answers long before the hedge):
+    # each attempt then runs on the operation's worker threads, the caller waiting
+    "hedge_after=1.0 (issue 16)": ("hedge_after", 1.0),
+    # a percentile, learned in the warm-up (p99: 200 samples), then as the row above
+    "hedge_after=p99 (issue 16)": ("hedge_after", "p99"),
 }
 
 
@@ -263,6 +270,15 @@ def candidates(
                     refused.setdefault(label, _short(exc))
                     continue
             sync[f"alone:{label}"] = one
+        if hasattr(handler_type, "reconfigure"):  # live reload (issue 16): a reloaded function
+            reloaded = handler_type({"max_retries": 3})
+            sync["alone:after a reload (same shape)"] = reloaded.decorate(work)
+            reloaded.reconfigure(reloaded.config.replace(max_retries=4, base_delay=0.5))
+            diverted = handler_type({"max_retries": 3})
+            sync["alone:after a reload (rate limit added)"] = diverted.decorate(work)
+            diverted.reconfigure(diverted.config.replace(rate_limit="1000000/s"))
+            watched = handler_type({"max_retries": 3, "rate_limit": "1000000/s"})
+            sync["alone:rate_limit 1000000/s, never reloaded"] = watched.decorate(work)
         limiter_type = getattr(error_handling, "InMemoryRateLimiter", None)
         rate_type = getattr(error_handling, "Rate", None)
         if limiter_type is not None and rate_type is not None:  # the limiter by itself

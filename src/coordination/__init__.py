@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         CoordinationServiceWrapper,
         coordinate_operation,
         default_coordination,
+        reload_config,
     )
     from .observability import CoordinationHealthChecker, CoordinationMetricsExporter
     from .performance import CoordinationPerformanceMonitor, track_performance
@@ -102,6 +103,7 @@ __all__ = [
     "handle_errors",
     "load_coordination_config",
     "redact",
+    "reload_config",
     "remove_redaction_pattern",
     "track_performance",
     "validate_input",
@@ -129,6 +131,7 @@ _LAZY = {
     "CoordinationServiceWrapper": ".integration",
     "coordinate_operation": ".integration",
     "default_coordination": ".integration",
+    "reload_config": ".integration",
     "CoordinationHealthChecker": ".observability",
     "CoordinationMetricsExporter": ".observability",
     "CoordinationPerformanceMonitor": ".performance",

@@ -33,6 +33,7 @@ __all__ = [
     "http_doors",
     "process_config",
     "register_http_door",
+    "replace_process_config",
     "reset_process_defaults",
 ]
 
@@ -78,6 +79,11 @@ class ProcessDefault(Generic[T]):
         """The instance if it has been made, without making it."""
         return self._instance
 
+    def replace(self, instance: T) -> None:
+        """Hold ``instance`` from now on (a reload's new configuration)."""
+        with self._lock:
+            self._instance = instance
+
     def reset(self) -> T | None:
         """Forget the instance, so the next ``get()`` makes a new one; returns the old one."""
         with self._lock:
@@ -104,8 +110,14 @@ _CONFIG: ProcessDefault[CoordinationConfig] = ProcessDefault(CoordinationConfig.
 
 
 def process_config() -> CoordinationConfig:
-    """The configuration of the process-wide components: file and environment, read once."""
+    """The configuration of the process-wide components: file and environment, read once
+    (and again by each ``reload_config()`` of the process-wide set)."""
     return _CONFIG.get()
+
+
+def replace_process_config(config: CoordinationConfig) -> None:
+    """What ``process_config()`` answers from now on (the process-wide set reloaded)."""
+    _CONFIG.replace(config)
 
 
 class ValidationResultLike(Protocol):

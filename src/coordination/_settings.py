@@ -1067,8 +1067,10 @@ _DECLARED = (
     _seconds(
         "config_watch_interval",
         None,
-        "Seconds between checks of the config file and the rule files for changes; a "
-        "change reloads them as reload_config() does (none: no watching).",
+        "Seconds between checks of the config file and the rule files for changes (mtime "
+        "and size, then SHA-256); a change that held still for one interval reloads them "
+        "as reload_config() does, a daemon thread of the Coordination set (none: no "
+        "watching).",
         _RELOAD,
     ),
     Setting(
@@ -1076,7 +1078,8 @@ _DECLARED = (
         bool,
         False,
         "Reload the config file and the rule files on SIGHUP, as reload_config() does "
-        "(main thread of the main interpreter only).",
+        "(installed when the Coordination set is made on the main thread; the handler it "
+        "replaced is restored on close()).",
         _RELOAD,
     ),
     # --- diagnostics ---

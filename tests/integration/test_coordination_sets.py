@@ -364,6 +364,9 @@ _POLICY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "max_delay": st.floats(0, 120),
     "jitter": st.sampled_from(["none", "full", "equal", "decorrelated"]),
     "retry_time_budget": st.none() | st.floats(0.1, 60),
+    "retry_budget": st.none() | st.floats(0, 1),
+    "retry_budget_window": st.floats(0.1, 600),
+    "retry_budget_min_per_second": st.floats(0, 100),
     "timeout": st.none() | st.floats(0.1, 60),
     "timeout_workers": st.none() | st.integers(1, 8),
     "bulkhead_wait": st.floats(0, 5),
@@ -386,6 +389,13 @@ _POLICY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "minimum_calls": st.integers(1, 50),
     "trip_on": st.none() | st.sampled_from([("builtins.ConnectionError",), ("builtins.OSError",)]),
     "breaker_ignores": st.none() | st.just(("builtins.LookupError",)),
+    "hedge_after": st.none() | st.sampled_from(["0.05", "p95", "p99"]),
+    "max_hedged_attempts": st.integers(1, 10),
+    "adaptive_concurrency": st.booleans(),
+    "concurrency_algorithm": st.sampled_from(["gradient2", "vegas", "aimd"]),
+    "min_concurrency": st.integers(1, 20),
+    "max_concurrency": st.integers(1, 400),
+    "concurrency_group": st.none() | st.sampled_from(["orders-db", "search"]),
 }
 
 

@@ -9,7 +9,9 @@ The breaker and rate-limiter backends are pluggable through the Protocols in
 ``_backends`` (memory by default, Redis when configured). See docs/error-handling.md.
 """
 
-from .._concurrency_snapshot import ConcurrencySnapshot
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes as _lazy_attributes
 from .._rate import Quota, Rate, RateLimit, WindowQuota
 from ._backends import (
     BreakerFactory,
@@ -21,6 +23,7 @@ from ._backends import (
     QuotaLimiter,
     RateLimiterBackend,
     RateLimiterFactory,
+    RetryBudgetBackend,
     TransitionHook,
 )
 from ._breaker import CircuitBreaker, memory_breaker_factory
@@ -35,10 +38,20 @@ from ._details import (
 )
 from ._handler import CoordinationErrorHandler
 from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
+from ._reload_log import ReloadRecord, ReloadSnapshot
 from ._report import ErrorRecord
 from ._retry import Backoff, retry_after_seconds
+from ._retry_budget import (
+    BudgetSettings,
+    RetryBudget,
+    RetryBudgetFactory,
+    memory_retry_budget_factory,
+)
 from ._severity import ErrorSeverity
 from ._snapshot import BreakerHealth, HandlerSnapshot, OperationErrorSnapshot
+
+if TYPE_CHECKING:
+    from .._concurrency_snapshot import ConcurrencySnapshot
 
 __all__ = [
     "NO_RESULT",
@@ -48,6 +61,7 @@ __all__ = [
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerTransition",
+    "BudgetSettings",
     "Cancellation",
     "CircuitBreaker",
     "CircuitBreakerBackend",
@@ -66,6 +80,11 @@ __all__ = [
     "RateLimit",
     "RateLimiterBackend",
     "RateLimiterFactory",
+    "ReloadRecord",
+    "ReloadSnapshot",
+    "RetryBudget",
+    "RetryBudgetBackend",
+    "RetryBudgetFactory",
     "RetryDetails",
     "TransitionHook",
     "WindowQuota",
@@ -74,6 +93,12 @@ __all__ = [
     "handle_errors",
     "memory_breaker_factory",
     "memory_rate_limiter_factory",
+    "memory_retry_budget_factory",
     "retry_after_seconds",
     "set_on_retry_hooks",
 ]
+
+# What handle_errors does not need is loaded when first used (the import's module budget).
+__getattr__, __dir__ = _lazy_attributes(
+    __name__, {"ConcurrencySnapshot": ".._concurrency_snapshot"}
+)

@@ -3,8 +3,8 @@
 The same steps and decisions as ``SyncRunner`` (they are the plan's); only the doing
 differs: ``asyncio`` sleeps, the bulkhead's ``aenter``, real cancellation at a timeout or
 at the caller's ``Cancellation`` deadline (so the first attempt too is bounded by a
-scope), and, for a breaker or limiter that does I/O (``blocking``), the awaited ``a*``
-methods, so no event loop waits on a socket.
+scope) and of a hedged race's losers (``_hedging``), and, for a breaker or limiter that
+does I/O (``blocking``), the awaited ``a*`` methods, so no event loop waits on a socket.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
+from ._backends import RetryBudgetBackend
 from ._bulkhead import Bulkhead
 from ._cancellation import current_cancellation
 from ._plan import (
@@ -25,8 +26,10 @@ from ._plan import (
     FAILED,
     FAILURE,
     FAILURE_ACQUIRE,
+    FAILURE_SPEND_ACQUIRE,
     RELEASE,
     SLEEP,
+    SPEND,
     SUCCESS,
     Plan,
     RetryState,
@@ -42,18 +45,27 @@ __all__ = ["AsyncRunner"]
 class AsyncRunner(Runner):
     """Runs calls of coroutine functions through ``plan``."""
 
+    GUARD_PREFIX = "a"
     __slots__ = ("io",)
 
     def __init__(self, plan: Plan) -> None:
         super().__init__(plan)
-        self.io = plan.breaker.blocking  # the breaker does I/O: await its a* methods
+        # the breaker (or the retry budget) does I/O: await its a* methods
+        budget = plan.budget
+        self.io = plan.breaker.blocking or (budget is not None and budget.blocking)
+
+    def rebind(self, plan: Plan) -> None:
+        super().rebind(plan)
+        self.io = plan.breaker.blocking
 
     def wrap(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
         (inside a ``Cancellation`` scope it hands them on: a scope bounds the first
         attempt too), else the whole pipeline."""
         from_start = self.plan.from_start  # a time budget: the guard reads the clock first
-        aguard = self.breaker_guard("aguard_from_start" if from_start else "aguard")
+        method = "aguard_from_start" if from_start else "aguard"
+        self.func, self.shape = func, self.wrapped_shape(self.plan, method)
+        aguard = self.breaker_guard(method)
         if aguard is None:
             run = self.run
 
@@ -72,6 +84,8 @@ class AsyncRunner(Runner):
 
     async def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
+        if self.redirect is not None:  # a reload wrapped the function anew
+            return await self.redirect(*args, **kwargs)
         plan = self.plan
         state = plan.new_state(current_cancellation())
         admission = plan.admission
@@ -113,8 +127,14 @@ class AsyncRunner(Runner):
 
     async def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
         """The guard's first attempt returned ``result``: retry if it asks for one."""
-        state = self.plan.result_state(result, current_cancellation)
+        plan = self.plan
+        budget = plan.budget
+        awaited = budget is not None and budget.blocking
+        state = plan.result_state(result, current_cancellation, spend=not awaited)
         if state is None:
+            return result
+        if awaited and plan.budget_refuses(await budget.atry_spend()):  # type: ignore[union-attr]
+            next(plan.op.successes)
             return result
         steps = self.plan.steps(state, io=self.io, bounded_first=True)
         return await self.drive(steps, state, func, args, kwargs)
@@ -125,18 +145,23 @@ class AsyncRunner(Runner):
         """Do what ``steps`` asks, awaiting, until it ends; then the plan concludes."""
         value: Any = None
         failure: Exception | None = None
-        plain = state.cancellation is None and self.plan.timeout is None
+        hedging = self.plan.hedging
+        plain = state.cancellation is None and self.plan.timeout is None and hedging is None
         while (command := advance(steps, value, failure)) >= 0:
             value = failure = None
             try:
                 if command == CALL:
-                    value = await (
-                        func(*args, **kwargs) if plain else self._attempt(func, args, kwargs, state)
-                    )
+                    if plain:
+                        value = await func(*args, **kwargs)
+                    elif hedging is None:
+                        value = await self._attempt(func, args, kwargs, state)
+                    else:  # a race of attempts, bounded as one (_hedging)
+                        race = (func, args, kwargs, state)
+                        value = await self._attempt(hedging.arace, race, {}, state)
                 elif command == SLEEP:
                     await self.plan.runtime.async_sleep(state.wait)
                 else:
-                    await self._other(command, state)
+                    value = await self._other(command, state)
             except Exception as exc:
                 if command == SLEEP:
                     await self._release()
@@ -155,7 +180,7 @@ class AsyncRunner(Runner):
             return await outcome
         return outcome
 
-    async def _other(self, command: int, state: RetryState) -> None:
+    async def _other(self, command: int, state: RetryState) -> Any:
         breaker = self.breaker
         if command == ACQUIRE:
             await breaker.aacquire()
@@ -170,6 +195,12 @@ class AsyncRunner(Runner):
             await retry(state.duration)
         elif command == ENTER:
             await cast(Bulkhead, self.plan.op.bulkhead).aenter()
+        elif command == SPEND:  # the retry budget's answer goes back to the steps
+            return await cast(RetryBudgetBackend, self.plan.budget).atry_spend()
+        elif command == FAILURE_SPEND_ACQUIRE:  # the same with the failure and the acquire
+            joint: Any = getattr(breaker, "arecord_failure_spend_and_acquire", None)
+            return await joint(state.duration, self.plan.budget)
+        return None
 
     async def _release(self) -> None:
         if self.io:

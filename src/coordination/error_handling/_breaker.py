@@ -29,7 +29,7 @@ from ._backends import (
     CircuitState,
 )
 
-__all__ = ["CircuitBreaker", "memory_breaker_factory"]
+__all__ = ["CircuitBreaker", "memory_breaker_factory", "same_kind"]
 
 # What a pipeline hands ``guard`` / ``aguard``: (func, args, kwargs[, exc or result]) -> value
 Handover = Callable[..., Any]
@@ -39,6 +39,23 @@ _NEVER = math.inf
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
 HALF_OPEN = CircuitState.HALF_OPEN
+
+
+def same_kind(old: BreakerSettings, new: BreakerSettings) -> bool:
+    """Whether a breaker made with ``old`` can take ``new`` keeping its state: the same
+    mode and window, and durations tracked in both or neither."""
+    return (
+        old.mode == new.mode
+        and old.uses_window == new.uses_window
+        and old.window_type == new.window_type
+        and old.window_size == new.window_size
+        and (old.slow_call_duration is None) == (new.slow_call_duration is None)
+    )
+
+
+# what a diverted guard compares the state with: never the state, so every call takes the
+# pipeline's path (see ``guard``'s ``on_divert``)
+_DIVERTED = object()
 
 
 class _Window:
@@ -254,6 +271,7 @@ class CircuitBreaker:
         refused: Callable[[CircuitOpenError, tuple[Any, ...], dict[str, Any]], Any],
         on_result: Handover | None = None,
         refusals_returned: bool = False,
+        on_divert: Callable[[Callable[[bool], None]], None] | None = None,
     ) -> Callable[..., Any]:
         """``func`` behind this breaker's lock-free closed path, for a pipeline with nothing
         to do before a call (no rate limit, bulkhead or timeout, no durations to measure).
@@ -268,15 +286,26 @@ class CircuitBreaker:
         ``RAISE``: the error is raised here, or with ``refusals_returned`` returned as
         ``[RAISE, error]``, for a caller that raises ``error`` from its own frame). Else
         (half-open, forced open, an open period over) ``otherwise(func, args, kwargs)``:
-        the full path, through ``acquire``.
+        the full path, through ``acquire``. ``on_divert`` is given a switch that sends
+        every call to that path as if the breaker were not CLOSED (a reload changed the
+        pipeline's shape): the closed check compares with a cell the switch rebinds, so
+        it costs the closed path nothing.
         """
         # every variable of this closure is copied at each call: only what a call needs
         record_success = None if self._window is None else self.record_success
         clock = self._clock
+        closed: object = CLOSED
+
+        def divert(on: bool) -> None:
+            nonlocal closed
+            closed = _DIVERTED if on else CLOSED
+
+        if on_divert is not None:
+            on_divert(divert)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if self._state is not CLOSED:
-                if self._state is OPEN and not self._forced:
+            if self._state is not closed:
+                if self._state is OPEN and not self._forced and closed is CLOSED:
                     # lock-free: _open_until is written before _state turns OPEN
                     remaining = self._open_until - clock()
                     if remaining > 0:
@@ -320,14 +349,25 @@ class CircuitBreaker:
         budget counts from the start of the call: a first attempt that raised goes to
         ``failed_since(func, args, kwargs, exc, started)`` (``started`` left out when the
         breaker closed between two reads). Not CLOSED: ``guard``'s path."""
-        guarded = self.guard(func, failed=failed_since, **handovers)
+        on_divert = handovers.pop("on_divert", None)
+        switches: list[Callable[[bool], None]] = []
+        guarded = self.guard(func, failed=failed_since, on_divert=switches.append, **handovers)
         successes: Iterator[int] = handovers["successes"]
         on_result: Handover | None = handovers.get("on_result")
         record_success = None if self._window is None else self.record_success
         clock = self._clock
+        closed: object = CLOSED
+
+        def divert(on: bool) -> None:
+            nonlocal closed
+            closed = _DIVERTED if on else CLOSED
+            switches[0](on)
+
+        if on_divert is not None:
+            on_divert(divert)
 
         def from_start(*args: Any, **kwargs: Any) -> Any:
-            if self._state is not CLOSED:
+            if self._state is not closed:
                 return guarded(*args, **kwargs)
             started = clock()
             try:
@@ -354,15 +394,24 @@ class CircuitBreaker:
         otherwise: Callable[..., Awaitable[Any]],
         bypass: Callable[[], object],
         on_result: Callable[..., Awaitable[Any]] | None = None,
+        on_divert: Callable[[Callable[[bool], None]], None] | None = None,
     ) -> Callable[..., Awaitable[Any]]:
         """``guard`` for a coroutine function: while CLOSED and ``bypass()`` is None, the
         awaited call and its success recorded; anything else (not CLOSED, a failure, a
         result to look at) is awaited from the pipeline's ``otherwise`` / ``failed`` /
-        ``on_result``, as in ``guard``."""
+        ``on_result``, as in ``guard`` (``on_divert`` too)."""
         record_success = self.record_success
+        closed: object = CLOSED
+
+        def divert(on: bool) -> None:
+            nonlocal closed
+            closed = _DIVERTED if on else CLOSED
+
+        if on_divert is not None:
+            on_divert(divert)
 
         async def guarded(*args: Any, **kwargs: Any) -> Any:
-            if self._state is not CLOSED or bypass() is not None:
+            if self._state is not closed or bypass() is not None:
                 return await otherwise(func, args, kwargs)
             try:
                 value = await func(*args, **kwargs)
@@ -385,15 +434,24 @@ class CircuitBreaker:
         otherwise: Callable[..., Awaitable[Any]],
         bypass: Callable[[], object],
         on_result: Callable[..., Awaitable[Any]] | None = None,
+        on_divert: Callable[[Callable[[bool], None]], None] | None = None,
     ) -> Callable[..., Awaitable[Any]]:
         """``aguard`` that reads the clock before a CLOSED call (see ``guard_from_start``):
         a first attempt that raised goes to ``failed_since(func, args, kwargs, exc,
         started)``."""
         record_success = self.record_success
         clock = self._clock
+        closed: object = CLOSED
+
+        def divert(on: bool) -> None:
+            nonlocal closed
+            closed = _DIVERTED if on else CLOSED
+
+        if on_divert is not None:
+            on_divert(divert)
 
         async def from_start(*args: Any, **kwargs: Any) -> Any:
-            if self._state is not CLOSED or bypass() is not None:
+            if self._state is not closed or bypass() is not None:
                 return await otherwise(func, args, kwargs)
             started = clock()
             try:
@@ -460,6 +518,18 @@ class CircuitBreaker:
         self.release()
 
     # --- control and inspection ---------------------------------------------------------
+
+    def retune(self, settings: BreakerSettings) -> bool:
+        """Take ``settings`` in place, keeping the state and counts, when they are of this
+        breaker's kind (the same window, durations tracked or not); else False and nothing
+        changes (a reload then makes a new breaker). The next decision reads them."""
+        if not same_kind(self.settings, settings):
+            return False
+        with self._lock:
+            self.settings = settings
+            if self._state is CLOSED:  # the next open period's length, as reset makes it
+                self._open_for = settings.open_time(self._reopens)
+        return True
 
     def reset(self) -> None:
         with self._lock:

@@ -278,6 +278,10 @@ class DisabledBreaker:
         return f"DisabledBreaker({self.name!r})"
 
 
+def _always() -> bool:
+    return True
+
+
 def _closed_path(
     func: Callable[..., Any],
     not_closed: Callable[[], bool] | None,
@@ -290,10 +294,21 @@ def _closed_path(
     refused: Callable[[CircuitOpenError], Any] | None = None,
     on_result: Handover | None = None,
     refusals_returned: bool = False,
+    on_divert: Callable[[Callable[[bool], None]], None] | None = None,
 ) -> Callable[..., Any]:
     """A mode's own closed path: while ``not_closed()`` is false (None: always), the call,
     ``record_success``, ``next(successes)``; else the pipeline. With ``clock``, a failed
-    first attempt goes to ``failed(func, args, kwargs, exc, started)`` (a time budget)."""
+    first attempt goes to ``failed(func, args, kwargs, exc, started)`` (a time budget).
+    ``on_divert``: as ``CircuitBreaker.guard``'s."""
+    # diverted (a reload): ``not_closed`` answers True, so the check costs nothing more
+    reads_state = not_closed
+
+    def divert(on: bool) -> None:
+        nonlocal not_closed
+        not_closed = _always if on else reads_state
+
+    if on_divert is not None:
+        on_divert(divert)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if not_closed is not None and not_closed():
@@ -326,9 +341,18 @@ def _aclosed_path(
     otherwise: Callable[..., Awaitable[Any]],
     bypass: Callable[[], object],
     on_result: Callable[..., Awaitable[Any]] | None = None,
+    on_divert: Callable[[Callable[[bool], None]], None] | None = None,
 ) -> Callable[..., Awaitable[Any]]:
     """``_closed_path`` for a coroutine function; inside a ``Cancellation`` scope
     (``bypass()``) the call goes to the pipeline, which bounds the first attempt too."""
+    reads_state = not_closed
+
+    def divert(on: bool) -> None:
+        nonlocal not_closed
+        not_closed = _always if on else reads_state
+
+    if on_divert is not None:
+        on_divert(divert)
 
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         if (not_closed is not None and not_closed()) or bypass() is not None:

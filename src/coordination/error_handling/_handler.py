@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from types import MethodType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -24,6 +26,7 @@ from .._shared_state import shared_state_for
 from ._backends import (
     RAISE,
     BreakerFactory,
+    BreakerSettings,
     BreakerTransition,
     CircuitBreakerBackend,
     CircuitState,
@@ -35,7 +38,14 @@ from ._configured import check_operations, over_configured
 from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
+from ._reload_log import ReloadLog, ReloadSnapshot
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
+from ._retry_budget import (
+    RetryBudgetFactory,
+    budget_settings,
+    calls_of,
+    memory_retry_budget_factory,
+)
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import (
@@ -51,6 +61,7 @@ from ._wrap import name_of, wrap_function
 if TYPE_CHECKING:  # imported with the first async call (it loads asyncio)
     from ._adaptive import AdaptiveLimiters  # with the first adaptive operation
     from ._async_runner import AsyncRunner
+    from ._runner import Runner
 
 __all__ = ["CoordinationErrorHandler"]
 
@@ -94,11 +105,12 @@ class CoordinationErrorHandler:
 
     Each operation name gets its own breaker (one failing dependency does not open the
     others), made by ``breaker_factory``, and, when it has a ``rate_limit``, its own
-    limiter, made by ``rate_limiter_factory``. A factory left ``None`` is the backend of
+    limiter, made by ``rate_limiter_factory``, and, when it has a ``retry_budget``, its
+    budget, made by ``retry_budget_factory``. A factory left ``None`` is the backend of
     ``config.redis_url`` when that is set (found by the URL's scheme), else the in-memory
-    one: ``CircuitBreaker`` (its closed-state success path takes no lock) and
-    ``InMemoryRateLimiter`` (GCRA). ``on_transition`` hooks see every breaker state change;
-    ``on_alert`` sees every CRITICAL failure.
+    one: ``CircuitBreaker`` (its closed-state success path takes no lock),
+    ``InMemoryRateLimiter`` (GCRA) and ``RetryBudget``. ``on_transition`` hooks see
+    every breaker state change; ``on_alert`` sees every CRITICAL failure.
 
     A sync call with a ``timeout`` runs each attempt on the operation's own bounded pool of
     daemon threads (``timeout_workers``, else ``max_concurrent``, else
@@ -119,6 +131,7 @@ class CoordinationErrorHandler:
         async_sleep: _time.AsyncSleep | None = None,
         breaker_factory: BreakerFactory | None = None,
         rate_limiter_factory: RateLimiterFactory | None = None,
+        retry_budget_factory: RetryBudgetFactory | None = None,
         on_transition: Callable[[BreakerTransition], None] | None = None,
         on_alert: Callable[[ErrorRecord], None] | None = None,
         max_recent_errors: int = 100,
@@ -129,19 +142,34 @@ class CoordinationErrorHandler:
         self._clock = clock or _time.monotonic
         self._sleep = sleep or _time.sleep
         self._async_sleep = async_sleep or _time.async_sleep
-        if breaker_factory is None or rate_limiter_factory is None:
-            shared = shared_state_for(config)  # redis_url's backend, found by its scheme
-            if shared is not None:
-                breaker_factory = breaker_factory or shared.breaker
-                rate_limiter_factory = rate_limiter_factory or shared.rate_limiter
+        shared = shared_state_for(config)  # redis_url's backend, found by its scheme
+        if shared is not None:
+            breaker_factory = breaker_factory or shared.breaker
+            rate_limiter_factory = rate_limiter_factory or shared.rate_limiter
         self._breaker_factory: BreakerFactory = breaker_factory or memory_breaker_factory
         self._rate_limiter_factory = rate_limiter_factory
+        # a shared store's retry budgets (an optional part of a provider's SharedState)
+        self._retry_budget_factory: RetryBudgetFactory = (
+            retry_budget_factory
+            or getattr(shared, "retry_budget", None)
+            or memory_retry_budget_factory
+        )
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
         # adaptive_concurrency: one limiter per concurrency_group (else per operation),
         # made with the first adaptive operation
         self._limiters: AdaptiveLimiters | None = None
+        # for reloads (_reload): the options each operation was made with, the overrides
+        # of its first plan, and every decorated function's runner (weakly: it lives as
+        # long as the function), with its operation name and overrides
+        self._made_with: dict[str, Options] = {}
+        self._first_overrides: dict[str, Mapping[str, Any]] = {}
+        self._runners: weakref.WeakKeyDictionary[Runner, tuple[str, Mapping[str, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._reload_lock = threading.Lock()
+        self.reload_log = ReloadLog()
         self._calls: dict[Any, _Calls] = {}
         # (operation, operation_name, max_retries, error_severity) -> the first operation
         # of each call shape, wrapped: at most one entry per entry of _calls
@@ -241,14 +269,14 @@ class CoordinationErrorHandler:
     def snapshot(self) -> HandlerSnapshot:
         """Every operation's counts and breaker, and the errors counted and kept, frozen."""
         by_type, by_severity, recent = self._log.copy()
-        limiters = self._limiters
-        return handler_snapshot(
+        snapshot = handler_snapshot(
             self._operation_snapshots(),
             by_type,
             by_severity,
             recent,
-            None if limiters is None else limiters.snapshots(),
+            None if self._limiters is None else self._limiters.snapshots(),
         )
+        return dataclasses.replace(snapshot, reloads=self.reload_log.snapshot())
 
     def get_error_report(self) -> dict[str, Any]:
         """The snapshot as a JSON-serialisable dict: ``status`` (``get_health_status()``'s),
@@ -276,7 +304,8 @@ class CoordinationErrorHandler:
 
     def operation_stats(self) -> dict[str, dict[str, Any]]:
         """``{name: {"calls", "successes", "failures", "retries", "rejections", "timeouts",
-        "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors", "severity",
+        "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors",
+        "retry_budget_exhausted", "hedged_attempts", "hedge_wins", "severity",
         "circuit_state"}}``
         (the counters as ``OperationErrorSnapshot`` defines them)."""
         return operation_stats(self._operation_snapshots())
@@ -332,13 +361,74 @@ class CoordinationErrorHandler:
             if pool is not None:
                 pool.close()
 
+    # --- live reload ------------------------------------------------------------------------
+
+    def reconfigure(
+        self,
+        config: CoordinationConfig,
+        *,
+        source: str = "code",
+        before_apply: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply ``config`` to the live operations at once (``docs/live-reload.md``):
+        breakers keep their state where their kind is unchanged, decorated functions and
+        ``execute_with_error_handling`` take the new options at their next call. A
+        ``ConfigError`` (an entry or an operation's options that do not check), or any
+        error ``before_apply()`` raises once everything is checked (a set reloading its
+        rule files), changes nothing; it is logged, counted (``reload_log``) and raised."""
+        from ._reload import prepare  # loaded with the first reload, not by every import
+
+        with self._reload_lock:
+            try:
+                with self._lock:  # no operation is made meanwhile with the old settings
+                    prepared = prepare(self, config)
+                    if before_apply is not None:
+                        before_apply()
+                    prepared.apply()
+            except Exception as exc:
+                self.reload_log.failed(source, exc)
+                self._logger.error("configuration not reloaded from %s: %s", source, exc)
+                raise
+            self.reload_log.succeeded(source)
+            self._logger.info("configuration reloaded from %s", source)
+
+    def reload_snapshot(self) -> ReloadSnapshot:
+        """The reloads applied and refused, and the last of each."""
+        return self.reload_log.snapshot()
+
+    def _track(self, runner: Runner, name: str, overrides: Mapping[str, Any]) -> None:
+        """Keep ``runner`` (a decorated function's) for reloads, as long as it lives; a
+        plan made just before a reload that missed the runner is brought up to date."""
+        with self._reload_lock:
+            with self._lock:
+                self._runners[runner] = (name, dict(overrides))
+            if self.reload_log.snapshot().reloads:
+                from ._reload import catch_up  # only after a reload
+
+                catch_up(self, runner, name, overrides)
+
+    def _live_operations(self) -> list[tuple[str, OperationState]]:
+        return list(self._operations.items())
+
+    def _tracked_runners(self) -> list[tuple[Runner, tuple[str, Mapping[str, Any]]]]:
+        return list(self._runners.items())
+
+    def _existing(self, name: str) -> OperationState:
+        return self._operations[self._names.admit(name)]
+
+    def _reconfigured(self, config: CoordinationConfig) -> None:
+        """The last step of a reload: the new settings for what is made from now on."""
+        self.config = config
+        self._calls = {}  # execute_with_error_handling's shapes: planned again
+        self._wrapped = {}
+
     # --- building plans -------------------------------------------------------------------
 
     def plan(self, name: str, overrides: Mapping[str, Any]) -> Plan:
         """A new plan for operation ``name`` (the decorators keep theirs): ``overrides``
         over the configuration's ``operations[name]`` over its settings."""
         options = resolve_options(self.config, over_configured(self.config, name, overrides))
-        return Plan(self._runtime, self._operation(name, options), options)
+        return Plan(self._runtime, self._operation(name, options, overrides), options)
 
     def _calls_for(
         self,
@@ -371,7 +461,9 @@ class CoordinationErrorHandler:
             self._calls[key] = calls
         return calls
 
-    def _operation(self, name: str, options: Options | None) -> OperationState:
+    def _operation(
+        self, name: str, options: Options | None, overrides: Mapping[str, Any] | None = None
+    ) -> OperationState:
         """The state of operation ``name``; the first plan's options fix its breaker,
         bulkhead and rate limit (``None``: just look it up, made with the configuration's
         options for it)."""
@@ -387,28 +479,43 @@ class CoordinationErrorHandler:
                 if op is None:
                     op = self._new_operation(name, chosen)
                     self._operations[name] = op
+                    self._made_with[name] = chosen
+                    self._first_overrides[name] = dict(overrides or {})
                     return op
         if options is not None:
             op.severity = options.severity.value
             self._warn_if_different(op, options)
         return op
 
-    def _new_operation(self, name: str, options: Options) -> OperationState:
-        settings = options.breaker
+    def _make_breaker(self, name: str, settings: BreakerSettings) -> CircuitBreakerBackend:
         if settings.mode == "normal":
-            breaker = self._breaker_factory(
+            return self._breaker_factory(
                 name, settings, clock=self._clock, on_transition=self._on_transition
             )
-        else:  # chosen once, here: the normal mode keeps the factory's breaker as it is
-            from ._breaker_modes import with_mode
+        # chosen once, here: the normal mode keeps the factory's breaker as it is
+        from ._breaker_modes import with_mode
 
-            make = self._breaker_factory
-            breaker = with_mode(
-                settings,
-                name,
-                lambda: make(name, settings, clock=self._clock, on_transition=self._on_transition),
-                self._clock,
-            )
+        make = self._breaker_factory
+        return with_mode(
+            settings,
+            name,
+            lambda: make(name, settings, clock=self._clock, on_transition=self._on_transition),
+            self._clock,
+        )
+
+    def _new_operation(
+        self,
+        name: str,
+        options: Options,
+        *,
+        breaker: CircuitBreakerBackend | None = None,
+        counted: OperationState | None = None,
+    ) -> OperationState:
+        """A new operation's state as ``options`` make it (``breaker``: this one, kept;
+        ``counted``: the live operation whose call counters its retry budget reads, when a
+        reload makes components for it)."""
+        if breaker is None:
+            breaker = self._make_breaker(name, options.breaker)
         op = OperationState(name, breaker, options.severity.value)
         op.pool_workers = _pool_workers(options)
         if options.rate_limit is not None:
@@ -418,6 +525,12 @@ class CoordinationErrorHandler:
             op.bulkhead = self._adaptive_limiters().slot_for(name, options)
         elif options.max_concurrent is not None:
             op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
+        budget = budget_settings(options)
+        if budget is not None:  # it reads the operation's own call counters when asked
+            op.budget_settings = budget
+            op.retry_budget = self._retry_budget_factory(
+                name, budget, calls=calls_of(counted or op), clock=self._clock
+            )
         return op
 
     def _adaptive_limiters(self) -> AdaptiveLimiters:
@@ -441,11 +554,12 @@ class CoordinationErrorHandler:
             or (bulkhead != options.max_concurrent and not adaptive)
             or adaptive != options.adaptive_concurrency
             or rate != options.rate_limit
+            or op.budget_settings != budget_settings(options)
             or (options.timeout_workers is not None and op.pool_workers != _pool_workers(options))
         ):
             self._logger.warning(
-                "operation %r already has its circuit breaker, bulkhead, rate limit and "
-                "timeout workers from its first use; different settings given later are "
+                "operation %r already has its circuit breaker, bulkhead, rate limit, retry "
+                "budget and timeout workers from its first use; different settings given later are "
                 "ignored (give "
                 "this use its own operation_name to keep them)",
                 op.name,

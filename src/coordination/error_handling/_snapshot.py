@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .._concurrency_snapshot import ConcurrencySnapshot
 from .._counting import count_value
 from .._status import HealthStatus
 from ._backends import BreakerSnapshot, CircuitState
+from ._reload_log import ReloadSnapshot
 from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
+    from .._concurrency_snapshot import ConcurrencySnapshot
     from ._plan import OperationState
     from ._report import ErrorRecord
 
@@ -54,6 +55,9 @@ COUNTERS = (
     "rate_limited",
     "fallbacks",
     "hook_errors",
+    "retry_budget_exhausted",
+    "hedged_attempts",
+    "hedge_wins",
 )
 
 
@@ -64,8 +68,10 @@ class OperationErrorSnapshot:
     ``calls = successes + failures`` (a fallback's answer counts as a failure and a
     fallback); ``rejections`` are the open breaker's, ``rate_limited`` and
     ``bulkhead_rejections`` the admission's; ``hook_errors`` the ``on_retry`` hooks and
-    ``wait`` callables that raised or answered a bad value; ``severity`` is the configured
-    name.
+    ``wait`` callables that raised or answered a bad value; ``retry_budget_exhausted``
+    the failures raised without their retry because the ``retry_budget`` was spent;
+    ``hedged_attempts`` the attempts ``hedge_after`` started beside a first one,
+    ``hedge_wins`` the calls one of them answered; ``severity`` is the configured name.
     ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
@@ -80,6 +86,9 @@ class OperationErrorSnapshot:
     rate_limited: int
     fallbacks: int
     hook_errors: int
+    retry_budget_exhausted: int
+    hedged_attempts: int
+    hedge_wins: int
     severity: str
     breaker: BreakerSnapshot | None
 
@@ -119,7 +128,8 @@ class HandlerSnapshot:
     ``recent_errors`` are the last failed calls, oldest first, messages redacted.
     ``total_operations`` is the calls of every operation. ``concurrency`` holds each
     adaptive concurrency limit by its group (``concurrency_group``, or the operation's
-    name when it has its own limit).
+    name when it has its own limit). ``reloads``: the live reloads of its set (applied,
+    refused, the last of each; ``None`` from a report).
     """
 
     operations: Mapping[str, OperationErrorSnapshot]
@@ -129,6 +139,7 @@ class HandlerSnapshot:
     recent_errors: tuple[ErrorRecord, ...]
     total_operations: int
     concurrency: Mapping[str, ConcurrencySnapshot] = field(default_factory=_no_limits)
+    reloads: ReloadSnapshot | None = None  # the set's live reloads (None: not ours)
 
     def total(self, counter: str) -> int:
         """One counter (``"retries"``, ``"rejections"``…) summed over the operations."""
@@ -257,7 +268,7 @@ def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealt
 
 
 # One int per name of COUNTERS.
-Counts = tuple[int, int, int, int, int, int, int, int, int, int]
+Counts = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def operation_counts(op: OperationState) -> Counts:
@@ -275,6 +286,9 @@ def operation_counts(op: OperationState) -> Counts:
         count_value(op.rate_limited),
         count_value(op.fallbacks),
         count_value(op.hook_errors),
+        count_value(op.retry_budget_exhausted),
+        count_value(op.hedged_attempts),
+        count_value(op.hedge_wins),
     )
 
 

@@ -1,7 +1,7 @@
 """``SyncRunner``: a plan's retry loop driven for plain functions.
 
 It does what ``Plan.steps`` asks: calls the operation (on the operation's timeout workers
-when it has a timeout), sleeps (waking early when the caller's ``Cancellation`` is
+when it has a timeout or hedges), sleeps (waking early when the caller's ``Cancellation`` is
 cancelled) and takes a bulkhead slot for a retry; the decisions are the plan's. When the
 plan has nothing to do before a call, the breaker's own ``guard`` takes the call, and the
 loop starts only after a failure.
@@ -31,6 +31,10 @@ class SyncRunner(Runner):
         super().__init__(plan)
         self.timeout = plan.timeout
 
+    def rebind(self, plan: Plan) -> None:
+        super().rebind(plan)
+        self.timeout = plan.timeout
+
     def wrap(
         self, func: Callable[..., Any], *, refusals_returned: bool = False
     ) -> Callable[..., Any]:
@@ -38,7 +42,9 @@ class SyncRunner(Runner):
         raises a refusal from its own frame, or returns it as ``[RAISE, error]`` when
         ``refusals_returned``: see ``CircuitBreaker.guard``), else the whole pipeline."""
         from_start = self.plan.from_start  # a time budget: the guard reads the clock first
-        guard = self.breaker_guard("guard_from_start" if from_start else "guard")
+        method = "guard_from_start" if from_start else "guard"
+        self.func, self.shape = func, self.wrapped_shape(self.plan, method)
+        guard = self.breaker_guard(method)
         if guard is not None:
             handovers = self.handovers(self.run, self.attempts, self.on_result)
             if from_start:
@@ -46,7 +52,7 @@ class SyncRunner(Runner):
                 handovers["failed_since"] = self.failed_since
             if refusals_returned:
                 handovers["refusals_returned"] = True
-            wrapped: Callable[..., Any] = guard(func, refused=self.plan.refusal, **handovers)
+            wrapped: Callable[..., Any] = guard(func, refused=self.refused, **handovers)
             return wrapped
         run = self.run
 
@@ -55,8 +61,14 @@ class SyncRunner(Runner):
 
         return call
 
+    def refused(self, exc: CircuitOpenError, args: Any, kwargs: Any) -> Any:
+        """The open breaker's refusal, answered by the plan in force (a reload's too)."""
+        return self.plan.refusal(exc, args, kwargs)
+
     def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""
+        if self.redirect is not None:  # a reload wrapped the function anew
+            return self.redirect(*args, **kwargs)
         admission = self.plan.admission
         if admission is None:
             return self.attempts(func, args, kwargs)
@@ -118,7 +130,7 @@ class SyncRunner(Runner):
             acquired=acquired,
             pending=pending,
             call=(func, args, kwargs),
-            call_once=None if self.timeout is None else self._call_once,
+            call_once=(None if self.timeout is None and plan.hedging is None else self._call_once),
         )
         failure: Exception | None = None
         while (command := advance(steps, None, failure)) >= 0:
@@ -147,6 +159,17 @@ class SyncRunner(Runner):
             raise
 
     def _call_once(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, state: RetryState
+    ) -> Any:
+        """One attempt with a timeout or hedged (``_hedging``: a race of attempts)."""
+        hedging = self.plan.hedging
+        if hedging is None:
+            return self._timed_call(func, args, kwargs, state)
+        return hedging.run(
+            func, args, kwargs, state, None if self.timeout is None else self._timed_call
+        )
+
+    def _timed_call(
         self, func: Callable[..., Any], args: Any, kwargs: Any, state: RetryState
     ) -> Any:
         """One attempt with a timeout, on the operation's own worker threads.

@@ -64,12 +64,19 @@ class Attempt:
         "wake",
     )
 
-    def __init__(self, func: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        wake: threading.Event | None = None,
+    ) -> None:
         self.func = func
         self.args = args
         self.kwargs = kwargs
         self.context = contextvars.copy_context()  # the caller's contextvars, inside
-        self.wake = threading.Event()  # set when it ends (or when the caller is cancelled)
+        # set when it ends (or when the caller is cancelled); hedged attempts share one
+        self.wake = threading.Event() if wake is None else wake
         self.lock = threading.Lock()
         self.ended = False
         self.began: float | None = None  # time.monotonic() when a worker started it
@@ -134,9 +141,16 @@ class AttemptPool:
     def threads(self) -> int:
         return self._threads
 
-    def start(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Attempt:
+    def start(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        wake: threading.Event | None = None,
+    ) -> Attempt:
         """Hand the attempt to a worker, or raise ``BulkheadFull`` when none frees up
-        within ``wait`` seconds."""
+        within ``wait`` seconds. ``wake``: the event its end sets (the attempts of one
+        hedged call share one, so their caller waits for whichever ends first)."""
         try:
             self._slots.enter()
         except BulkheadFull as exc:
@@ -145,7 +159,7 @@ class AttemptPool:
                 "busy (attempts that timed out keep running until they return)"
             )
             raise
-        attempt = Attempt(func, args, kwargs)
+        attempt = Attempt(func, args, kwargs, wake)
         try:
             self._dispatch(attempt)
         except BaseException:

@@ -49,13 +49,21 @@ def wrap_function(planner: Planner, func: Any, error_config: Mapping[str, Any]) 
     if not isinstance(name, str):
         raise TypeError(f"operation_name must be a string, not {type(name).__name__}")
     plan = planner.plan(name, options)
+    track = getattr(planner, "_track", None)  # a planner that reloads keeps the runner
     if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         type(func).__call__  # an object with an async __call__
     ):
         from ._async_runner import AsyncRunner  # asyncio loaded with the first async function
 
-        return functools.update_wrapper(AsyncRunner(plan).wrap(func), func)
-    wrapped = SyncRunner(plan).wrap(func)
+        arunner = AsyncRunner(plan)
+        awrapped = arunner.wrap(func)
+        if track is not None:
+            track(arunner, name, options)
+        return functools.update_wrapper(awrapped, func)
+    runner = SyncRunner(plan)
+    wrapped = runner.wrap(func)
+    if track is not None:
+        track(runner, name, options)
     try:
         return functools.update_wrapper(wrapped, func)
     except AttributeError:  # a callable object without a __dict__: keep what we can

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .._concurrency_snapshot import ConcurrencySnapshot
     from .._http_snapshot import HttpSnapshot, RouteSnapshot
     from ._asgi import CoordinationASGIMiddleware
-    from ._coordination import Coordination, default_coordination
+    from ._coordination import Coordination, default_coordination, reload_config
     from ._dead_letters import DeadLetter, DeadLetterStore, ReplayFailure, ReplayReport
     from ._decorators import coordinate_operation
     from ._django import CoordinationDjangoMiddleware
@@ -48,6 +48,7 @@ __all__ = [
     "RouteSnapshot",
     "coordinate_operation",
     "default_coordination",
+    "reload_config",
 ]
 
 # Each door is imported when first used: a WSGI app never loads the ASGI middleware, the
@@ -71,5 +72,6 @@ __getattr__, __dir__ = _lazy_attributes(
         "RouteSnapshot": ".._http_snapshot",
         "coordinate_operation": "._decorators",
         "default_coordination": "._coordination",
+        "reload_config": "._coordination",
     },
 )

@@ -17,24 +17,26 @@ one process), as resilience4j builds breakers from a registry:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .._config import CoordinationConfig, resolve_config
-from .._defaults import ProcessDefault, process_config
+from .._defaults import ProcessDefault, process_config, replace_process_config
 from ..error_handling import CoordinationErrorHandler, default_error_handler, handle_errors
 from ..performance import CoordinationPerformanceMonitor, default_monitor, track_performance
 from ..validation import CoordinationValidator, default_validator, validate_input
 from ._asgi import CoordinationASGIMiddleware
 from ._decorators import coordinate_operation
 from ._events import CoordinationEventProcessor
+from ._reload import ConfigReloader
 from ._wrapper import CoordinationServiceWrapper
 from ._wsgi import CoordinationMiddleware
 
 if TYPE_CHECKING:  # observability is imported when a reader is first built
     from ..observability import CoordinationHealthChecker, CoordinationMetricsExporter, StatusPage
 
-__all__ = ["Coordination", "default_coordination"]
+__all__ = ["Coordination", "default_coordination", "reload_config"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,7 +60,7 @@ class Coordination:
     OpenTelemetry bridge) given both is a ``TypeError``.
     """
 
-    __slots__ = ("config", "error_handler", "monitor", "validator")
+    __slots__ = ("_reloader", "config", "error_handler", "monitor", "validator")
 
     def __init__(
         self,
@@ -74,6 +76,10 @@ class Coordination:
         self.validator = validator or CoordinationValidator(config=cfg, debug=debug)
         self.error_handler = error_handler or CoordinationErrorHandler(cfg, debug=debug)
         self.monitor = monitor or CoordinationPerformanceMonitor(cfg, debug=debug)
+        self._reloader = ConfigReloader(self, config, debug=debug or cfg.debug)
+        if cfg.reload_on_sighup:
+            self._reloader.install_sighup()
+        self._reloader.watch(cfg.config_watch_interval)
 
     def __repr__(self) -> str:
         default = " (the process default)" if _DEFAULT.peek() is self else ""
@@ -100,9 +106,30 @@ class Coordination:
         }
 
     def close(self) -> None:
-        """Stop the monitor's sampler and the handler's timeout threads."""
+        """Stop the monitor's sampler, the handler's timeout threads and the reload
+        triggers (the file watcher; a replaced SIGHUP handler is put back)."""
+        self._reloader.close()
         self.monitor.stop_monitoring()
         self.error_handler.close()
+
+    # --- live reload --------------------------------------------------------------------
+
+    def reload_config(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Read the config file (with its ``operations:``) and the rule files again, and
+        apply them to the live operations at once (``docs/live-reload.md``).
+
+        The file is ``path`` (kept for later reloads), else the one named by
+        ``COORDINATION_CONFIG_FILE``; the environment is read again, and the mapping this
+        set was made from goes on top. Breakers keep their state where their kind is
+        unchanged; limits, retries and the other options take the new values at each
+        operation's next call. A file that fails to load or check, or a rule file that
+        does not compile, changes nothing: the error (``ConfigError``, ``RuleSetError``)
+        is logged, counted (``coordination_config_reload_errors_total``), shown on the
+        status page and raised.
+        """
+        self._reloader.reload(path)
+        if _DEFAULT.peek() is self:  # what the process's doors are built from from now on
+            replace_process_config(self.config)
 
     # --- doors --------------------------------------------------------------------------
 
@@ -205,3 +232,11 @@ def default_coordination() -> Coordination:
     """The process-wide set: ``default_validator()``, ``default_error_handler()`` and
     ``default_monitor()``, made once on first use from the file and the environment."""
     return _DEFAULT.get()
+
+
+def reload_config(path: str | os.PathLike[str] | None = None) -> None:
+    """``default_coordination().reload_config(path)``: the process-wide set's config file
+    (with its ``operations:``) and rule files read again and applied to the live
+    operations; on any error nothing changes and the error is raised (see
+    ``Coordination.reload_config``)."""
+    default_coordination().reload_config(path)

@@ -52,6 +52,8 @@ from ._series import (
     CONCURRENCY_IN_FLIGHT,
     CONCURRENCY_LIMIT,
     CONCURRENCY_SHED,
+    CONFIG_RELOAD_ERRORS,
+    CONFIG_RELOADS,
     ERRORS,
     ERRORS_BY_SEVERITY,
     EXPORT_ERROR,
@@ -252,6 +254,9 @@ def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSna
             _put(out, BREAKER_WOULD_REJECT, labels, info.would_reject)
         if info.open_seconds is not None and info.mode != "disabled":
             _put(out, BREAKER_OPEN_SECONDS, labels, info.open_seconds)
+    if snapshot.reloads is not None:
+        _put(out, CONFIG_RELOADS, comp, snapshot.reloads.reloads)
+        _put(out, CONFIG_RELOAD_ERRORS, comp, snapshot.reloads.errors)
     for limit in snapshot.concurrency.values():
         _read_concurrency(out, comp, limit)
 

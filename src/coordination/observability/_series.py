@@ -260,7 +260,38 @@ HANDLER_COUNTERS = tuple(
             "The operation's on_retry hooks and wait callables that raised or answered a "
             "bad value (logged; the call went on).",
         ),
+        (
+            "retry_budget_exhausted",
+            "retry_budget_exhausted",
+            "Failures raised at once instead of retried because the operation's retry "
+            "budget was spent.",
+        ),
+        (
+            "hedged_attempts",
+            "hedged_attempts",
+            "Attempts started by hedge_after beside a call's first attempt.",
+        ),
+        (
+            "hedge_wins",
+            "hedge_wins",
+            "Calls answered by a hedged attempt rather than by the first attempt.",
+        ),
     )
+)
+# A set's live reloads (docs/live-reload.md), read from the handler's snapshot.
+CONFIG_RELOADS = _s(
+    "config_reloads",
+    "counter",
+    (),
+    "HandlerSnapshot.reloads.reloads",
+    "Reloads of the configuration and rule files applied (reload_config, SIGHUP, a file change).",
+)
+CONFIG_RELOAD_ERRORS = _s(
+    "config_reload_errors",
+    "counter",
+    (),
+    "HandlerSnapshot.reloads.errors",
+    "Reloads refused because a file failed to load or check; the old settings stayed in force.",
 )
 ALWAYS_SHOWN = frozenset({"retries", "rejections"})
 # The monitor's resource sample: (sample key, scale, series); additive across workers.
@@ -309,6 +340,8 @@ SERIES: tuple[Series, ...] = (
     CONCURRENCY_SHED,
     *HTTP_SERIES,
     *(series for _, series in HANDLER_COUNTERS),
+    CONFIG_RELOADS,
+    CONFIG_RELOAD_ERRORS,
     *(series for _, _, series in RESOURCES),
 )
 FAMILIES = tuple((series.name, series.type) for series in SERIES)

@@ -202,10 +202,14 @@ class StatusPage:
         validation: dict[str, int] | None = None
         totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
         limits: dict[str, dict[str, Any]] = {}  # adaptive concurrency limits, by group
+        reloads: dict[str, Any] | None = None
         for name, component in self.components.items():
             try:
                 statuses[name] = self._read_component(name, component, rows, totals)
                 limits.update(_limits_of(component))
+                handler = handler_of(component)
+                if reloads is None and handler is not None and handler.reloads is not None:
+                    reloads = handler.reloads.as_dict()
                 counts = validation_of(component)
                 if counts is not None:
                     validation = validation or {"total": 0, "valid": 0, "invalid": 0}
@@ -237,6 +241,7 @@ class StatusPage:
             },
             "validation": validation,
             "concurrency": limits,
+            "config_reload": reloads,
             "history": history,
         }
 

@@ -43,7 +43,7 @@ table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nu
 th, td { text-align: right; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 th:first-child, td:first-child { text-align: left; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
-#problem { color: var(--bad); }
+#problem, .problem { color: var(--bad); }
 """
 
 PAGE_SCRIPT = """
@@ -174,6 +174,16 @@ function render(data) {
     if (problem) li.append(el("span", " " + problem, "muted"));
     return li;
   }));
+  const r = data.config_reload;
+  let said = "configuration: not reloaded since start";
+  if (r && r.last) {
+    const at = new Date(r.last.at * 1000).toLocaleTimeString();
+    said = `configuration: last reload ${at} (${r.last.source}) ` +
+      (r.last.ok ? "applied" : "refused: " + r.last.error) +
+      ` · ${r.reloads} applied, ${r.errors} refused`;
+  }
+  $("reload").textContent = said;
+  $("reload").className = r && r.last && !r.last.ok ? "problem" : "muted";
 }
 
 async function refresh() {
@@ -218,7 +228,7 @@ PAGE_TEMPLATE = """<!doctype html>
 <section id="concurrency-section" hidden><h2>Concurrency limits</h2><table>
 <thead><tr><th>group</th><th>algorithm</th><th>limit</th><th>in flight</th><th>waiting</th>
 <th>bounds</th><th>shed</th></tr></thead><tbody id="concurrency"></tbody></table></section>
-<section><h2>Components</h2><ul id="components"></ul></section>
+<section><h2>Components</h2><ul id="components"></ul><p id="reload" class="muted"></p></section>
 </main>
 <script>{script}</script>
 </body>

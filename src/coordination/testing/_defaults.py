@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from .._defaults import reset_process_defaults
 from ..error_handling import CoordinationErrorHandler, set_on_retry_hooks
 from ..performance import CoordinationPerformanceMonitor
@@ -25,8 +27,12 @@ def reset_default_coordination() -> None:
             reset_default_coordination()
     """
     set_on_retry_hooks(None)  # one test's hooks must not see the next test's retries
+    # a set exists only once its module is loaded: not imported for a reset otherwise
+    sets = sys.modules.get("coordination.integration._coordination")
     for old in reset_process_defaults():
         if isinstance(old, CoordinationErrorHandler):
             old.close()
         elif isinstance(old, CoordinationPerformanceMonitor):
             old.stop_monitoring()
+        elif sets is not None and isinstance(old, sets.Coordination):  # watcher, SIGHUP
+            old.close()
