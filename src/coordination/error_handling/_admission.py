@@ -22,15 +22,16 @@ a breaker permit (a half-open trial slot) while it waits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import BulkheadFull, OperationCancelled, RateLimitExceeded
 from ._backends import CircuitBreakerBackend, LimitCheck, QuotaLimiter, RateLimiterBackend
 from ._cancellation import Cancellation, current_cancellation
 
 if TYPE_CHECKING:
+    from ._adaptive import Entry, LimiterSlot
     from ._bulkhead import Bulkhead
-    from ._plan import OperationState
+    from ._plan import OperationState, RetryState
     from ._runtime import Runtime
 
 __all__ = ["Admission", "KeyedLimit", "WaitingLimit", "admission_for"]
@@ -154,40 +155,60 @@ class WaitingLimit:
 
 class Admission:
     """The rate limit (``limit``), then the bulkhead: ``admit()`` or one of
-    ``RateLimitExceeded``, ``BulkheadFull``, ``CircuitOpenError`` (counted here)."""
+    ``RateLimitExceeded``, ``BulkheadFull``, ``CircuitOpenError`` (counted here).
+
+    An adaptive limit (``LimiterSlot``) answers the call's ``Entry``: the runner gives it
+    back to ``leave`` with how the call ended (the limit's sample); a bulkhead answers None.
+    """
 
     __slots__ = ("acquires_breaker", "bulkhead", "limit", "op")
 
     def __init__(
-        self, op: OperationState, limit: LimitCheck | None, bulkhead: Bulkhead | None
+        self,
+        op: OperationState,
+        limit: LimitCheck | None,
+        bulkhead: Bulkhead | LimiterSlot | None,
     ) -> None:
         self.op = op
         self.limit = limit
         self.bulkhead = bulkhead
         self.acquires_breaker = limit is not None and limit.acquires_breaker
 
-    def admit(self) -> None:
+    def admit(self) -> Entry | None:
         if self.limit is not None:
             self._allowed(self.limit.check())
-        if self.bulkhead is not None:
-            try:
-                self.bulkhead.enter()
-            except BulkheadFull:
-                next(self.op.bulkhead_rejections)
-                raise
+        if self.bulkhead is None:
+            return None
+        try:
+            return self.bulkhead.enter()
+        except BulkheadFull:
+            next(self.op.bulkhead_rejections)
+            raise
 
-    async def aadmit(self) -> None:
+    async def aadmit(self) -> Entry | None:
         limit = self.limit
         if limit is not None:
             self._allowed(await limit.acheck() if limit.blocking else limit.check())
         bulkhead = self.bulkhead
         if bulkhead is None:
-            return
+            return None
         try:
-            await bulkhead.aenter()
+            return await bulkhead.aenter()
         except BulkheadFull:
             next(self.op.bulkhead_rejections)
             raise
+
+    def leave(self, entry: Entry | None, state: RetryState, raised: BaseException | None) -> None:
+        """The admitted call is over: its bulkhead slot back (when the call still holds
+        it), and, for an adaptive limit, its sample: ``raised`` or the error it ended
+        with (``state.error``, also under a fallback), None for a success."""
+        bulkhead = self.bulkhead
+        if entry is None:
+            if state.holds_slot and bulkhead is not None:
+                bulkhead.leave()
+            return
+        error = raised if raised is not None else state.error
+        cast("LimiterSlot", bulkhead).finish(entry, error, release=state.holds_slot)
 
     def _allowed(self, wait: float) -> None:
         if wait > 0:

@@ -76,9 +76,10 @@ class AsyncRunner(Runner):
         state = plan.new_state(current_cancellation())
         admission = plan.admission
         acquired = False
+        entry = None
         if admission is not None:
             try:
-                await admission.aadmit()
+                entry = await admission.aadmit()
             except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
                 refusal = plan.not_admitted(exc, args, kwargs)
                 return await refusal if inspect.isawaitable(refusal) else refusal
@@ -86,10 +87,14 @@ class AsyncRunner(Runner):
             state.holds_slot = admission.bulkhead is not None
         try:
             steps = plan.steps(state, io=self.io, bounded_first=True, acquired=acquired)
-            return await self.drive(steps, state, func, args, kwargs)
-        finally:
-            if state.holds_slot:
-                cast(Bulkhead, plan.op.bulkhead).leave()
+            result = await self.drive(steps, state, func, args, kwargs)
+        except BaseException as exc:  # how the call ended: an adaptive limit's sample
+            if admission is not None:
+                admission.leave(entry, state, exc)
+            raise
+        if admission is not None:
+            admission.leave(entry, state, None)
+        return result
 
     async def failed(self, func: Callable[..., Any], args: Any, kwargs: Any, exc: Exception) -> Any:
         """The guard's first attempt raised ``exc``: on to the retry loop."""

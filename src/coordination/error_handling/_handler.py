@@ -21,6 +21,7 @@ from .._config import CoordinationConfig, resolve_config
 from .._logging import component_logger
 from .._rate import RateLimit
 from .._shared_state import shared_state_for
+from ._adaptive import AdaptiveLimiters
 from ._backends import (
     RAISE,
     BreakerFactory,
@@ -138,6 +139,8 @@ class CoordinationErrorHandler:
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
+        # adaptive_concurrency: one limiter per concurrency_group (else per operation)
+        self._limiters = AdaptiveLimiters(config.max_operation_names, self._clock, self._logger)
         self._calls: dict[Any, _Calls] = {}
         # (operation, operation_name, max_retries, error_severity) -> the first operation
         # of each call shape, wrapped: at most one entry per entry of _calls
@@ -237,7 +240,9 @@ class CoordinationErrorHandler:
     def snapshot(self) -> HandlerSnapshot:
         """Every operation's counts and breaker, and the errors counted and kept, frozen."""
         by_type, by_severity, recent = self._log.copy()
-        return handler_snapshot(self._operation_snapshots(), by_type, by_severity, recent)
+        return handler_snapshot(
+            self._operation_snapshots(), by_type, by_severity, recent, self._limiters.snapshots()
+        )
 
     def get_error_report(self) -> dict[str, Any]:
         """The snapshot as a JSON-serialisable dict: ``status`` (``get_health_status()``'s),
@@ -396,17 +401,21 @@ class CoordinationErrorHandler:
         if options.rate_limit is not None:
             factory = self._rate_limiter_factory or memory_rate_limiter_factory
             op.limiter = factory(options.rate_limit, clock=self._clock)
-        if options.max_concurrent is not None:
+        if options.adaptive_concurrency:  # in place of max_concurrent's fixed bulkhead
+            op.bulkhead = self._limiters.slot_for(name, options)
+        elif options.max_concurrent is not None:
             op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
         return op
 
     def _warn_if_different(self, op: OperationState, options: Options) -> None:
         """Say so when a later plan asks an operation for other breaker/bulkhead/limits."""
-        bulkhead = op.bulkhead.max_concurrent if op.bulkhead is not None else None
+        bulkhead = op.bulkhead.max_concurrent if type(op.bulkhead) is Bulkhead else None
+        adaptive = op.bulkhead is not None and type(op.bulkhead) is not Bulkhead
         rate = RateLimit.of(op.limiter.rate) if op.limiter is not None else None
         if (
             op.breaker.settings != options.breaker
-            or bulkhead != options.max_concurrent
+            or (bulkhead != options.max_concurrent and not adaptive)
+            or adaptive != options.adaptive_concurrency
             or rate != options.rate_limit
             or (options.timeout_workers is not None and op.pool_workers != _pool_workers(options))
         ):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .._counting import ReadableCount, count_value
 from .._errors import (
@@ -34,7 +34,6 @@ from .._quote import quote
 from . import _testmode
 from ._admission import Admission, admission_for
 from ._backends import RAISE, CircuitBreakerBackend, RateLimiterBackend, RetryBudgetBackend
-from ._bulkhead import Bulkhead
 from ._cancellation import Cancellation
 from ._details import NO_RESULT, FallbackDetails, RetryDetails, get_on_retry_hooks
 from ._options import MISSING, Options
@@ -45,6 +44,10 @@ from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import COUNTERS, operation_counts
 from ._workers import AttemptPool
+
+if TYPE_CHECKING:
+    from ._adaptive import LimiterSlot
+    from ._bulkhead import Bulkhead
 
 __all__ = [
     "FAILED",
@@ -104,7 +107,8 @@ class OperationState:
         self.name = name
         self.breaker = breaker
         self.limiter: RateLimiterBackend | None = None
-        self.bulkhead: Bulkhead | None = None
+        # a Bulkhead (max_concurrent), or a LimiterSlot (adaptive_concurrency, _adaptive)
+        self.bulkhead: Bulkhead | LimiterSlot | None = None
         self.retry_budget: RetryBudgetBackend | None = None  # retry_budget (_backends)
         self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
         self.pool_workers = 0  # its size, fixed with the operation's other settings

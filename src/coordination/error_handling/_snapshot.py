@@ -17,7 +17,7 @@ so it is exact for that moment, and nothing in it changes afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ._backends import BreakerSnapshot, CircuitState
 from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
+    from ._adaptive import ConcurrencySnapshot
     from ._plan import OperationState
     from ._report import ErrorRecord
 
@@ -105,6 +106,10 @@ class BreakerHealth:
     half_open_breakers: tuple[str, ...]
 
 
+def _no_limits() -> Mapping[str, ConcurrencySnapshot]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerSnapshot:
     """Every operation of a handler, and the errors it counted and kept, at one moment.
@@ -112,7 +117,9 @@ class HandlerSnapshot:
     ``breakers`` holds each operation's breaker by operation name. ``errors_by_type`` and
     ``errors_by_severity`` count failed attempts (a retried error counts each time);
     ``recent_errors`` are the last failed calls, oldest first, messages redacted.
-    ``total_operations`` is the calls of every operation.
+    ``total_operations`` is the calls of every operation. ``concurrency`` holds each
+    adaptive concurrency limit by its group (``concurrency_group``, or the operation's
+    name when it has its own limit).
     """
 
     operations: Mapping[str, OperationErrorSnapshot]
@@ -121,6 +128,7 @@ class HandlerSnapshot:
     errors_by_severity: Mapping[str, int]
     recent_errors: tuple[ErrorRecord, ...]
     total_operations: int
+    concurrency: Mapping[str, ConcurrencySnapshot] = field(default_factory=_no_limits)
 
     def total(self, counter: str) -> int:
         """One counter (``"retries"``, ``"rejections"``…) summed over the operations."""
@@ -280,8 +288,10 @@ def handler_snapshot(
     errors_by_type: dict[str, int],
     errors_by_severity: dict[str, int],
     recent_errors: list[ErrorRecord],
+    concurrency: Mapping[str, ConcurrencySnapshot] | None = None,
 ) -> HandlerSnapshot:
-    """The handler's snapshot from its operations' and its error log's."""
+    """The handler's snapshot from its operations', its error log's and its adaptive
+    limits'."""
     return HandlerSnapshot(
         operations=MappingProxyType({op.name: op for op in operations}),
         breakers=MappingProxyType(
@@ -291,4 +301,5 @@ def handler_snapshot(
         errors_by_severity=MappingProxyType(errors_by_severity),
         recent_errors=tuple(recent_errors),
         total_operations=sum(op.calls for op in operations),
+        concurrency=MappingProxyType({}) if concurrency is None else concurrency,
     )

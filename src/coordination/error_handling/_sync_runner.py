@@ -61,16 +61,18 @@ class SyncRunner(Runner):
         if admission is None:
             return self.attempts(func, args, kwargs)
         try:
-            admission.admit()
+            entry = admission.admit()
         except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
             return self.plan.not_admitted(exc, args, kwargs)
         state = self.plan.new_state(_current.get())
         state.holds_slot = admission.bulkhead is not None
         try:
-            return self.attempts(func, args, kwargs, None, state, admission.acquires_breaker)
-        finally:
-            if state.holds_slot:
-                cast(Bulkhead, admission.bulkhead).leave()
+            result = self.attempts(func, args, kwargs, None, state, admission.acquires_breaker)
+        except BaseException as exc:  # how the call ended: an adaptive limit's sample
+            admission.leave(entry, state, exc)
+            raise
+        admission.leave(entry, state, None)
+        return result
 
     def failed_since(
         self,

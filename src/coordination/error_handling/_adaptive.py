@@ -1,0 +1,450 @@
+"""The adaptive concurrency limiter: a bulkhead whose limit follows the dependency's latency.
+
+``adaptive_concurrency=True`` gives an operation an ``AdaptiveLimiter`` instead of a fixed
+``Bulkhead``; it has the bulkhead's interface (``enter`` / ``aenter`` / ``leave``, waiting
+up to ``bulkhead_wait``, ``BulkheadFull`` beyond it) and tells its ``LimitAlgorithm``
+(``concurrency_algorithm``) each call's sample as Netflix's concurrency-limits does: when
+it started, how long it took, how many calls were in flight when it started, and whether
+it was *dropped* (it ended with a timeout or an overload answer: ``OperationTimeout``,
+``TimeoutError``, ``BulkheadFull``, ``CircuitOpenError``, ``RateLimitExceeded``, or any
+error carrying a ``Retry-After`` hint). A call that failed otherwise (the dependency's
+answer, a cancelled caller) is *ignored*: its slot is released and the limit does not
+move, since a quick failure says nothing about queueing. Calls the limiter itself refuses
+are never samples (that would drive the limit down by its own rejections).
+
+**Groups and severities.** Operations with one ``concurrency_group`` share one limiter (a
+registry on the handler, ``AdaptiveLimiters``, bounded by ``max_operation_names``). Each
+operation holds a ``LimiterSlot``: the limiter and the operation's severity. A shared
+limit sheds lower severities first by *reserved headroom*: while a call of a higher
+severity has asked for a slot within the last ``ACTIVE_SECONDS``, a severity may fill only
+its share of the limit (``SHARES``: LOW 50 %, MEDIUM 70 %, HIGH 85 %, CRITICAL all of it),
+so the rest stays free for the more important calls; with no higher severity about, any
+severity may use the whole limit (nothing is wasted on an absent class). Waiting calls
+(``bulkhead_wait``) are granted freed slots highest severity first, in arrival order
+within a severity, and only within their severity's share. Concurrency-limits'
+partitioned limiter gives each partition a guaranteed share and lets it borrow beyond it;
+this is the converse (a ceiling per severity below the others'), which needs no partition
+sizes to tune and keeps CRITICAL's access to the whole limit.
+
+>>> from coordination.error_handling._limit_algorithms import AIMD
+>>> limiter = AdaptiveLimiter("orders-db", AIMD(1, 10, 4))
+>>> slot = limiter.slot("LOW")
+>>> entry = slot.enter()
+>>> limiter.in_flight, limiter.limit
+(1, 4)
+>>> limiter.finish(entry, None, release=True)
+>>> limiter.in_flight
+0
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
+
+from .. import _time
+from .._bounded import BoundedNames
+from .._errors import (
+    BulkheadFull,
+    CircuitOpenError,
+    ConfigError,
+    OperationTimeout,
+    RateLimitExceeded,
+)
+from ._limit_algorithms import LimitAlgorithm, algorithm_for
+from ._retry import retry_after_seconds
+from ._severity import ErrorSeverity
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._options import Options
+
+__all__ = [
+    "ACTIVE_SECONDS",
+    "SHARES",
+    "AdaptiveLimiter",
+    "AdaptiveLimiters",
+    "ConcurrencySnapshot",
+    "Entry",
+    "LimiterSlot",
+    "is_dropped",
+]
+
+# Severities by rank: the index is what the limiter compares.
+_SEVERITIES = tuple(s.value for s in ErrorSeverity)  # LOW, MEDIUM, HIGH, CRITICAL
+_RANK = {name: rank for rank, name in enumerate(_SEVERITIES)}
+_TOP = len(_SEVERITIES) - 1
+# The share of the limit each severity may fill while a higher severity is active.
+SHARES: Mapping[str, float] = MappingProxyType(
+    {"LOW": 0.5, "MEDIUM": 0.7, "HIGH": 0.85, "CRITICAL": 1.0}
+)
+_SHARE_BY_RANK = tuple(SHARES[name] for name in _SEVERITIES)
+# A severity is active while one of its calls asked for a slot this recently (seconds).
+ACTIVE_SECONDS = 1.0
+_NEVER = -math.inf
+_DROPS = (OperationTimeout, TimeoutError, BulkheadFull, CircuitOpenError, RateLimitExceeded)
+
+
+def is_dropped(error: BaseException) -> bool:
+    """True when ``error`` says the dependency is overloaded: a timeout, a refusal, or an
+    error carrying a ``Retry-After`` hint (an HTTP 429/503 answer)."""
+    if isinstance(error, _DROPS):
+        return True
+    return isinstance(error, Exception) and retry_after_seconds(error) is not None
+
+
+class Entry:
+    """One admitted call: when it started and the calls in flight then (its sample's)."""
+
+    __slots__ = ("in_flight", "started")
+
+    def __init__(self, started: float, in_flight: int) -> None:
+        self.started = started
+        self.in_flight = in_flight
+
+
+class _Waiter:
+    __slots__ = ("entry", "event", "future", "granted", "loop")
+
+    def __init__(
+        self,
+        event: threading.Event | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[None] | None = None,
+    ) -> None:
+        self.event = event
+        self.loop = loop
+        self.future = future
+        self.granted = False
+        self.entry: Entry | None = None
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencySnapshot:
+    """One adaptive limit at one moment: its ``group`` (the ``concurrency_group``, or the
+    operation's name when it has its own), ``algorithm``, ``limit`` and its bounds,
+    ``in_flight`` calls, the calls waiting, and ``shed``: calls refused, by severity."""
+
+    group: str
+    algorithm: str
+    limit: int
+    min_concurrency: int
+    max_concurrency: int
+    in_flight: int
+    waiting: int
+    shed: Mapping[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "algorithm": self.algorithm,
+            "limit": self.limit,
+            "min_concurrency": self.min_concurrency,
+            "max_concurrency": self.max_concurrency,
+            "in_flight": self.in_flight,
+            "waiting": self.waiting,
+            "shed": dict(self.shed),
+        }
+
+
+class AdaptiveLimiter:
+    """A concurrency limit moved by ``algorithm``; calls enter through a ``slot(severity)``.
+
+    ``wait``: seconds a call may wait for a slot (``bulkhead_wait``); ``clock``: the
+    handler's. Thread-safe; one lock, never held across a call or a wait.
+    """
+
+    __slots__ = (
+        "_algorithm",
+        "_in_flight",
+        "_limit",
+        "_lock",
+        "_seen",
+        "_shed",
+        "_waiters",
+        "algorithm_name",
+        "clock",
+        "maximum",
+        "minimum",
+        "name",
+        "wait",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        algorithm: LimitAlgorithm,
+        wait: float = 0.0,
+        clock: _time.Clock = _time.monotonic,
+        *,
+        algorithm_name: str | None = None,
+        minimum: int = 1,
+        maximum: int = 200,
+    ) -> None:
+        self.name = name
+        self.wait = wait
+        self.clock = clock
+        self.algorithm_name = algorithm_name or type(algorithm).__name__.lower()
+        self.minimum = minimum
+        self.maximum = maximum
+        self._algorithm = algorithm
+        self._limit = algorithm.limit
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._seen = [_NEVER] * len(_SEVERITIES)  # when each severity last asked
+        self._shed = [0] * len(_SEVERITIES)  # refused, by severity (under the lock)
+        self._waiters: tuple[deque[_Waiter], ...] = tuple(deque() for _ in _SEVERITIES)
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def slot(self, severity: str | ErrorSeverity) -> LimiterSlot:
+        """What an operation of ``severity`` holds: this limiter's bulkhead interface."""
+        name = severity.value if isinstance(severity, ErrorSeverity) else severity
+        return LimiterSlot(self, _RANK[name])
+
+    def cap(self, rank: int, now: float) -> int:
+        """The in-flight calls a call of severity ``rank`` may join: the whole limit,
+        unless a higher severity is active (then its share, at least one)."""
+        limit = self._limit
+        if rank < _TOP:
+            seen = self._seen
+            for higher in range(rank + 1, len(seen)):
+                if now - seen[higher] < ACTIVE_SECONDS:
+                    return max(1, math.floor(limit * _SHARE_BY_RANK[rank]))
+        return limit
+
+    def _queued_ahead(self, rank: int) -> bool:
+        return any(self._waiters[r] for r in range(rank, len(self._waiters)))
+
+    def _join(self, rank: int, make_waiter: Callable[[], _Waiter]) -> Entry | _Waiter:
+        now = self.clock()
+        with self._lock:
+            self._seen[rank] = now
+            if self._in_flight < self.cap(rank, now) and not self._queued_ahead(rank):
+                self._in_flight += 1
+                return Entry(now, self._in_flight)
+            if self.wait <= 0:
+                self._shed[rank] += 1
+                raise BulkheadFull(self.name, self._limit)
+            waiter = make_waiter()
+            self._waiters[rank].append(waiter)
+            return waiter
+
+    def _settle(self, rank: int, waiter: _Waiter) -> Entry:
+        with self._lock:
+            if waiter.granted:
+                return cast(Entry, waiter.entry)
+            self._waiters[rank].remove(waiter)
+            self._shed[rank] += 1
+            limit = self._limit
+            grants = self._grants(self.clock())  # a waiter behind this one may fit now
+        self._wake_all(grants)
+        raise BulkheadFull(self.name, limit)
+
+    def enter(self, rank: int = _TOP) -> Entry:
+        """A slot for a call of severity ``rank`` (waiting up to ``wait``), or ``BulkheadFull``."""
+        joined = self._join(rank, lambda: _Waiter(event=threading.Event()))
+        if type(joined) is Entry:
+            return joined
+        waiter = cast(_Waiter, joined)
+        cast(threading.Event, waiter.event).wait(self.wait)
+        return self._settle(rank, waiter)
+
+    async def aenter(self, rank: int = _TOP) -> Entry:
+        import asyncio  # loaded by the async runner already: a lookup, not an import
+
+        loop = asyncio.get_running_loop()
+        joined = self._join(rank, lambda: _Waiter(loop=loop, future=loop.create_future()))
+        if type(joined) is Entry:
+            return joined
+        waiter = cast(_Waiter, joined)
+        future = cast("asyncio.Future[None]", waiter.future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.wait)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            with self._lock:
+                granted = waiter.granted
+                if not granted:
+                    self._waiters[rank].remove(waiter)
+            if granted:
+                self.leave()  # we were handed a slot we will not use: pass it on
+            raise
+        return self._settle(rank, waiter)
+
+    def leave(self) -> None:
+        """Release a slot without a sample (an abandoned attempt's, handed back at its end)."""
+        with self._lock:
+            self._in_flight -= 1
+            grants = self._grants(self.clock())
+        self._wake_all(grants)
+
+    def finish(self, entry: Entry, error: BaseException | None, *, release: bool) -> None:
+        """The call of ``entry`` ended with ``error`` (None: it succeeded): its sample, and
+        its slot released when it still holds it (``release``)."""
+        now = self.clock()
+        dropped = error is not None and is_dropped(error)
+        sampled = error is None or dropped
+        with self._lock:
+            if sampled:
+                self._limit = self._algorithm.on_sample(
+                    entry.started, now - entry.started, entry.in_flight, dropped
+                )
+            if release:
+                self._in_flight -= 1
+            grants = self._grants(now)
+        self._wake_all(grants)
+
+    def _grants(self, now: float) -> list[_Waiter]:
+        """Under the lock: the waiters that fit now, highest severity first; granted."""
+        granted: list[_Waiter] = []
+        for rank in range(_TOP, -1, -1):
+            queue = self._waiters[rank]
+            while queue and self._in_flight < self.cap(rank, now):
+                waiter = queue.popleft()
+                self._in_flight += 1
+                waiter.entry = Entry(now, self._in_flight)
+                waiter.granted = True
+                granted.append(waiter)
+        return granted
+
+    def _wake_all(self, waiters: list[_Waiter]) -> None:
+        for waiter in waiters:
+            if waiter.event is not None:
+                waiter.event.set()
+            elif waiter.loop is not None and waiter.future is not None:
+                try:
+                    waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+                except RuntimeError:  # its loop has closed; the waiter is gone, pass it on
+                    self.leave()
+
+    def snapshot(self) -> ConcurrencySnapshot:
+        with self._lock:
+            shed = dict(zip(_SEVERITIES, self._shed, strict=True))
+            waiting = sum(len(queue) for queue in self._waiters)
+            limit, in_flight = self._limit, self._in_flight
+        return ConcurrencySnapshot(
+            self.name,
+            self.algorithm_name,
+            limit,
+            self.minimum,
+            self.maximum,
+            in_flight,
+            waiting,
+            MappingProxyType(shed),
+        )
+
+
+class LimiterSlot:
+    """An operation's way into an ``AdaptiveLimiter``: the bulkhead's interface, with the
+    operation's severity (``enter`` / ``aenter`` answer the call's ``Entry``)."""
+
+    __slots__ = ("limiter", "rank")
+
+    def __init__(self, limiter: AdaptiveLimiter, rank: int) -> None:
+        self.limiter = limiter
+        self.rank = rank
+
+    @property
+    def max_concurrent(self) -> int:  # what a bulkhead reports: the limit now
+        return self.limiter.limit
+
+    @property
+    def in_flight(self) -> int:
+        return self.limiter.in_flight
+
+    def enter(self) -> Entry:
+        return self.limiter.enter(self.rank)
+
+    async def aenter(self) -> Entry:
+        return await self.limiter.aenter(self.rank)
+
+    def leave(self) -> None:
+        self.limiter.leave()
+
+    def finish(self, entry: Entry, error: BaseException | None, *, release: bool) -> None:
+        self.limiter.finish(entry, error, release=release)
+
+
+class AdaptiveLimiters:
+    """The handler's adaptive limiters: one per ``concurrency_group``, else one per
+    operation; at most ``max_names`` groups (later ones share the overflow group)."""
+
+    __slots__ = ("_clock", "_limiters", "_lock", "_logger", "_names")
+
+    def __init__(self, max_names: int, clock: _time.Clock, logger: logging.Logger) -> None:
+        self._clock = clock
+        self._logger = logger
+        self._names = BoundedNames(max_names, logger=logger)
+        self._limiters: dict[str, AdaptiveLimiter] = {}
+        self._lock = threading.Lock()
+
+    def slot_for(self, operation: str, options: Options) -> LimiterSlot:
+        """The slot of ``operation`` (with ``options``) in its group's limiter, made by the
+        first operation of the group (a later one asking for other settings is warned)."""
+        if options.min_concurrency > options.max_concurrency:
+            raise ConfigError(
+                f"invalid min_concurrency = {options.min_concurrency} for operation "
+                f"{operation!r}: above max_concurrency = {options.max_concurrency}",
+                field="min_concurrency",
+                value=options.min_concurrency,
+            )
+        group = self._names.admit(options.concurrency_group or operation)
+        with self._lock:
+            limiter = self._limiters.get(group)
+            if limiter is None:
+                algorithm = algorithm_for(
+                    options.concurrency_algorithm, options.min_concurrency, options.max_concurrency
+                )
+                limiter = AdaptiveLimiter(
+                    group,
+                    algorithm,
+                    options.bulkhead_wait,
+                    self._clock,
+                    algorithm_name=options.concurrency_algorithm,
+                    minimum=options.min_concurrency,
+                    maximum=options.max_concurrency,
+                )
+                self._limiters[group] = limiter
+                return limiter.slot(options.severity)
+        if (
+            limiter.algorithm_name != options.concurrency_algorithm
+            or limiter.minimum != options.min_concurrency
+            or limiter.maximum != options.max_concurrency
+            or limiter.wait != options.bulkhead_wait
+        ):
+            self._logger.warning(
+                "concurrency group %r already has its limit (%s, %d..%d, wait %ss) from its "
+                "first operation; operation %r asks for other settings, which are ignored",
+                group,
+                limiter.algorithm_name,
+                limiter.minimum,
+                limiter.maximum,
+                limiter.wait,
+                operation,
+            )
+        return limiter.slot(options.severity)
+
+    def snapshots(self) -> Mapping[str, ConcurrencySnapshot]:
+        with self._lock:
+            limiters = list(self._limiters.values())
+        return MappingProxyType({limiter.name: limiter.snapshot() for limiter in limiters})
