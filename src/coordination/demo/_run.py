@@ -453,7 +453,7 @@ def _conclude(
                 _fmt(op["p95_ms"]),
                 _fmt(op["p99_ms"]),
                 op["retries"],
-                "" if counts is None else counts.retry_budget_exhausted,
+                "" if counts is None else budget_held(service.error_handler, op["name"]),
                 op["rejections"],
                 "" if counts is None else counts.bulkhead_rejections,
                 op["breaker"] or "",
@@ -477,7 +477,10 @@ def _conclude(
     inventory = handled.get(DOWNSTREAM)
     if inventory is not None:
         _conclude_budget(
-            console, inventory.calls, inventory.retries, inventory.retry_budget_exhausted
+            console,
+            inventory.calls,
+            inventory.retries,
+            budget_held(service.error_handler, DOWNSTREAM),
         )
     console.say("\nact 2:")
     _conclude_surge(console, trace)
