@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
+from ._backends import RetryBudgetBackend
 from ._bulkhead import Bulkhead
 from ._cancellation import current_cancellation
 from ._plan import (
@@ -27,6 +28,7 @@ from ._plan import (
     FAILURE_ACQUIRE,
     RELEASE,
     SLEEP,
+    SPEND,
     SUCCESS,
     Plan,
     RetryState,
@@ -46,7 +48,9 @@ class AsyncRunner(Runner):
 
     def __init__(self, plan: Plan) -> None:
         super().__init__(plan)
-        self.io = plan.breaker.blocking  # the breaker does I/O: await its a* methods
+        # the breaker (or the retry budget) does I/O: await its a* methods
+        budget = plan.budget
+        self.io = plan.breaker.blocking or (budget is not None and budget.blocking)
 
     def wrap(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
@@ -113,8 +117,14 @@ class AsyncRunner(Runner):
 
     async def on_result(self, func: Callable[..., Any], args: Any, kwargs: Any, result: Any) -> Any:
         """The guard's first attempt returned ``result``: retry if it asks for one."""
-        state = self.plan.result_state(result, current_cancellation)
+        plan = self.plan
+        budget = plan.budget
+        awaited = budget is not None and budget.blocking
+        state = plan.result_state(result, current_cancellation, spend=not awaited)
         if state is None:
+            return result
+        if awaited and plan.budget_refuses(await budget.atry_spend()):  # type: ignore[union-attr]
+            next(plan.op.successes)
             return result
         steps = self.plan.steps(state, io=self.io, bounded_first=True)
         return await self.drive(steps, state, func, args, kwargs)
@@ -136,7 +146,7 @@ class AsyncRunner(Runner):
                 elif command == SLEEP:
                     await self.plan.runtime.async_sleep(state.wait)
                 else:
-                    await self._other(command, state)
+                    value = await self._other(command, state)
             except Exception as exc:
                 if command == SLEEP:
                     await self._release()
@@ -155,7 +165,7 @@ class AsyncRunner(Runner):
             return await outcome
         return outcome
 
-    async def _other(self, command: int, state: RetryState) -> None:
+    async def _other(self, command: int, state: RetryState) -> Any:
         breaker = self.breaker
         if command == ACQUIRE:
             await breaker.aacquire()
@@ -170,6 +180,9 @@ class AsyncRunner(Runner):
             await retry(state.duration)
         elif command == ENTER:
             await cast(Bulkhead, self.plan.op.bulkhead).aenter()
+        elif command == SPEND:  # the retry budget's answer goes back to the steps
+            return await cast(RetryBudgetBackend, self.plan.budget).atry_spend()
+        return None
 
     async def _release(self) -> None:
         if self.io:

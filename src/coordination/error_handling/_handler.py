@@ -37,6 +37,12 @@ from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
+from ._retry_budget import (
+    RetryBudgetFactory,
+    budget_settings,
+    calls_of,
+    memory_retry_budget_factory,
+)
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import (
@@ -129,13 +135,16 @@ class CoordinationErrorHandler:
         self._clock = clock or _time.monotonic
         self._sleep = sleep or _time.sleep
         self._async_sleep = async_sleep or _time.async_sleep
-        if breaker_factory is None or rate_limiter_factory is None:
-            shared = shared_state_for(config)  # redis_url's backend, found by its scheme
-            if shared is not None:
-                breaker_factory = breaker_factory or shared.breaker
-                rate_limiter_factory = rate_limiter_factory or shared.rate_limiter
+        shared = shared_state_for(config)  # redis_url's backend, found by its scheme
+        if shared is not None:
+            breaker_factory = breaker_factory or shared.breaker
+            rate_limiter_factory = rate_limiter_factory or shared.rate_limiter
         self._breaker_factory: BreakerFactory = breaker_factory or memory_breaker_factory
         self._rate_limiter_factory = rate_limiter_factory
+        # a shared store's retry budgets (an optional part of a provider's SharedState)
+        self._retry_budget_factory: RetryBudgetFactory = (
+            getattr(shared, "retry_budget", None) or memory_retry_budget_factory
+        )
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
@@ -263,7 +272,8 @@ class CoordinationErrorHandler:
 
     def operation_stats(self) -> dict[str, dict[str, Any]]:
         """``{name: {"calls", "successes", "failures", "retries", "rejections", "timeouts",
-        "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors", "severity",
+        "bulkhead_rejections", "rate_limited", "fallbacks", "hook_errors",
+        "retry_budget_exhausted", "severity",
         "circuit_state"}}``
         (the counters as ``OperationErrorSnapshot`` defines them)."""
         return operation_stats(self._operation_snapshots())
@@ -405,6 +415,12 @@ class CoordinationErrorHandler:
             op.bulkhead = self._limiters.slot_for(name, options)
         elif options.max_concurrent is not None:
             op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
+        budget = budget_settings(options)
+        if budget is not None:  # it reads the operation's own call counters when asked
+            op.budget_settings = budget
+            op.retry_budget = self._retry_budget_factory(
+                name, budget, calls=calls_of(op), clock=self._clock
+            )
         return op
 
     def _warn_if_different(self, op: OperationState, options: Options) -> None:
@@ -417,11 +433,12 @@ class CoordinationErrorHandler:
             or (bulkhead != options.max_concurrent and not adaptive)
             or adaptive != options.adaptive_concurrency
             or rate != options.rate_limit
+            or op.budget_settings != budget_settings(options)
             or (options.timeout_workers is not None and op.pool_workers != _pool_workers(options))
         ):
             self._logger.warning(
-                "operation %r already has its circuit breaker, bulkhead, rate limit and "
-                "timeout workers from its first use; different settings given later are "
+                "operation %r already has its circuit breaker, bulkhead, rate limit, retry "
+                "budget and timeout workers from its first use; different settings given later are "
                 "ignored (give "
                 "this use its own operation_name to keep them)",
                 op.name,

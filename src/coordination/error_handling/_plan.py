@@ -40,6 +40,7 @@ from ._options import MISSING, Options
 from ._outcomes import FAILURE as FAILED_VERDICT
 from ._outcomes import NEITHER, NOT_COUNTED, Verdicts
 from ._retry import NOT_RETRIED, retry_after_seconds
+from ._retry_budget import BudgetSettings, spent
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import COUNTERS, operation_counts
@@ -68,12 +69,14 @@ _INF = float("inf")
 # What ``Plan.steps`` yields: the runner does it and sends the outcome back (a call's value,
 # or its exception thrown in). The breaker commands are yielded only to a runner that
 # must await a breaker doing I/O; otherwise the steps call the breaker themselves.
-CALL, SLEEP, ENTER, ACQUIRE, SUCCESS, FAILURE, RELEASE, FAILURE_ACQUIRE = range(8)
+# SPEND asks a retry budget doing I/O for one retry (the runner sends back its answer).
+CALL, SLEEP, ENTER, ACQUIRE, SUCCESS, FAILURE, RELEASE, FAILURE_ACQUIRE, SPEND = range(9)
 # What a runner sends back for a CALL that raised (the exception is in ``state.error``):
 # cheaper than throwing it into the steps, and its traceback stays the runner's.
 FAILED: Any = type("_Failed", (), {"__repr__": lambda self: "<the attempt raised>"})()
 # How ``Plan.steps`` ends (its return value); ``Plan.conclude`` turns it into the outcome.
-DONE, GIVE_UP, REJECTED, STOPPED, REFUSED = range(5)
+# SPENT: a retry was due but the retry budget refused it (the failure is raised at once).
+DONE, GIVE_UP, REJECTED, STOPPED, REFUSED, SPENT = range(6)
 Steps = Generator[int, Any, int]  # what ``Plan.steps`` makes
 
 
@@ -86,6 +89,8 @@ class OperationState:
     __slots__ = (
         "attempt_pool",
         "breaker",
+        "budget_logged_at",
+        "budget_settings",
         "bulkhead",
         "bulkhead_rejections",
         "failures",
@@ -98,6 +103,7 @@ class OperationState:
         "rejections",
         "retries",
         "retry_budget",
+        "retry_budget_exhausted",
         "severity",
         "successes",
         "timeouts",
@@ -110,6 +116,8 @@ class OperationState:
         # a Bulkhead (max_concurrent), or a LimiterSlot (adaptive_concurrency, _adaptive)
         self.bulkhead: Bulkhead | LimiterSlot | None = None
         self.retry_budget: RetryBudgetBackend | None = None  # retry_budget (_backends)
+        self.budget_settings: BudgetSettings | None = None  # what it allows (its note)
+        self.budget_logged_at: float | None = None  # its last "spent" warning (one a window)
         self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
         self.pool_workers = 0  # its size, fixed with the operation's other settings
         self.severity = severity
@@ -122,6 +130,7 @@ class OperationState:
         self.rate_limited = ReadableCount()
         self.fallbacks = ReadableCount()
         self.hook_errors = ReadableCount()  # on_retry hooks and waits that failed
+        self.retry_budget_exhausted = ReadableCount()  # failures raised unretried: no budget
 
     def stats(self) -> dict[str, Any]:
         """The counters and the severity, as ``_snapshot.OperationErrorSnapshot.counts()``."""
@@ -230,6 +239,8 @@ class Plan:
         self.failure_acquire: Callable[[float], None] | None = getattr(
             op.breaker, "record_failure_and_acquire", None
         )
+        # retries (and hedged attempts) at most a share of the calls (retry_budget)
+        self.budget = op.retry_budget
 
     # --- what an error, a result, a wait mean -------------------------------------------
 
@@ -351,12 +362,17 @@ class Plan:
         return RetryState(0, None, self.options.backoff.base_delay, None, cancellation)
 
     def result_state(
-        self, result: Any, cancellation: Callable[[], Cancellation | None]
+        self,
+        result: Any,
+        cancellation: Callable[[], Cancellation | None],
+        *,
+        spend: bool = True,
     ) -> RetryState | None:
         """A first attempt made by the breaker's guard returned ``result``: the breaker is
         told (the guard leaves that to the plan when it looks at results), then None when
         the call is over (counted), else the state to retry from (``cancellation()``: the
-        caller's scope, asked only then)."""
+        caller's scope, asked only then). The retry budget is asked here unless ``spend``
+        is false (an async runner awaits a budget doing I/O itself: ``budget_refuses``)."""
         if self.trip_if_result is not None and cast(Verdicts, self.verdicts).result_trips(
             result
         ):  # a returned value that counts as a failure (an HTTP 503)
@@ -366,11 +382,20 @@ class Plan:
         check = self.options.retry_if_result
         if check is not None and check(result):
             state = self.new_state(cancellation())
-            if self.retry_wait(state, None, result) >= 0:
+            if self.retry_wait(state, None, result) >= 0 and not (
+                spend and self.budget is not None and self.budget_refuses(self.budget.try_spend())
+            ):
                 state.wait = state.previous
                 return state
         next(self.op.successes)
         return None
+
+    def budget_refuses(self, allowed: bool) -> bool:
+        """The retry budget answered ``allowed`` for a retry asked for by a result: when
+        it refused, counted and logged (the result is the call's, as it is)."""
+        if not allowed:
+            spent(self.op, self.runtime, self.op.budget_settings)
+        return not allowed
 
     def counted_failure(self, exc: Exception) -> int:
         """Count one failed attempt in the records; what it is to the breaker:
@@ -503,14 +528,23 @@ class Plan:
                     else:
                         breaker.record_success(state.duration)
                     if self.wants_retry(result, state):
-                        state.wait = state.previous
-                        continue
+                        if self.budget is None or (yield from self._spend(io)):
+                            state.wait = state.previous
+                            continue
+                        spent(self.op, self.runtime, self.op.budget_settings)  # as it is
                     state.result = result
                     return DONE
             error, pending = cast(Exception, pending), None
             verdict = self.counted_failure(error)
             if verdict == FAILED_VERDICT and self.failure_acquire is not None:
                 state.wait = self.retry_wait(state, error)
+                if state.wait >= 0 and self.budget is not None and not (yield from self._spend(io)):
+                    if io:
+                        yield FAILURE
+                    else:
+                        breaker.record_failure(state.duration)
+                    state.error = error
+                    return SPENT
                 if state.wait >= 0:  # retried: the failure goes with the next acquire
                     try:
                         if io:
@@ -543,6 +577,18 @@ class Plan:
             if state.wait < 0:  # no retry left: the real error, even if the scope ended
                 state.error = error
                 return GIVE_UP
+            if self.budget is not None and not (yield from self._spend(io)):
+                state.error = error
+                return SPENT
+
+    def _spend(self, io: bool) -> Generator[int, Any, bool]:
+        """Ask the retry budget for the retry just decided: True when it allows it (a
+        budget doing I/O is the runner's to ask, as ``SPEND``, when ``io``)."""
+        budget = cast(RetryBudgetBackend, self.budget)
+        if io and budget.blocking:
+            allowed: bool = yield SPEND
+            return allowed
+        return budget.try_spend()
 
     def _release(self, io: bool) -> Generator[int, Any, None]:
         if io:
@@ -565,6 +611,9 @@ class Plan:
             return self.rejected(cast(CircuitOpenError, error), args, kwargs, state)
         if ending == REFUSED:
             return self.refused_retry(cast(BulkheadFull, error), state, args, kwargs)
+        if ending == SPENT:
+            reason = spent(self.op, self.runtime, self.op.budget_settings)
+            return self.give_up(error, state.attempt, args, kwargs, reason)
         return self.stopped(cast(Cancellation, state.cancellation), state.last)
 
     def not_admitted(self, exc: Exception, args: Any, kwargs: Any) -> Any:
@@ -574,15 +623,18 @@ class Plan:
             return self.rejected(exc, args, kwargs)
         return self.give_up(exc, 0, args, kwargs)
 
-    def give_up(self, exc: Exception, attempts: int, args: Any, kwargs: Any) -> Any:
-        """The call is over: count it, then the fallback's answer or the original error."""
+    def give_up(
+        self, exc: Exception, attempts: int, args: Any, kwargs: Any, reason: str = ""
+    ) -> Any:
+        """The call is over: count it, then the fallback's answer or the original error
+        (noted with the attempts made, and ``reason`` when there is one)."""
         next(self.op.failures)
         self.runtime.record_final_error(
             self.op, exc, self.options.severity, attempts, self.log_level, self.critical
         )
         if self.fallback is MISSING:
             if attempts > 0:
-                _note(exc, f"{self.note_prefix}{attempts} attempt(s)")
+                _note(exc, f"{self.note_prefix}{attempts} attempt(s){reason and '; ' + reason}")
             raise exc
         return self.fallen_back(exc, attempts, args, kwargs)
 

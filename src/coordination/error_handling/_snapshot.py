@@ -54,6 +54,7 @@ COUNTERS = (
     "rate_limited",
     "fallbacks",
     "hook_errors",
+    "retry_budget_exhausted",
 )
 
 
@@ -64,8 +65,9 @@ class OperationErrorSnapshot:
     ``calls = successes + failures`` (a fallback's answer counts as a failure and a
     fallback); ``rejections`` are the open breaker's, ``rate_limited`` and
     ``bulkhead_rejections`` the admission's; ``hook_errors`` the ``on_retry`` hooks and
-    ``wait`` callables that raised or answered a bad value; ``severity`` is the configured
-    name.
+    ``wait`` callables that raised or answered a bad value; ``retry_budget_exhausted``
+    the failures raised without their retry because the ``retry_budget`` was spent;
+    ``severity`` is the configured name.
     ``breaker`` is ``None`` only when read from another object's report that named none.
     """
 
@@ -80,6 +82,7 @@ class OperationErrorSnapshot:
     rate_limited: int
     fallbacks: int
     hook_errors: int
+    retry_budget_exhausted: int
     severity: str
     breaker: BreakerSnapshot | None
 
@@ -257,7 +260,7 @@ def breaker_health(operations: Iterable[OperationErrorSnapshot]) -> BreakerHealt
 
 
 # One int per name of COUNTERS.
-Counts = tuple[int, int, int, int, int, int, int, int, int, int]
+Counts = tuple[int, int, int, int, int, int, int, int, int, int, int]
 
 
 def operation_counts(op: OperationState) -> Counts:
@@ -275,6 +278,7 @@ def operation_counts(op: OperationState) -> Counts:
         count_value(op.rate_limited),
         count_value(op.fallbacks),
         count_value(op.hook_errors),
+        count_value(op.retry_budget_exhausted),
     )
 
 

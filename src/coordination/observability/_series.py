@@ -235,6 +235,12 @@ HANDLER_COUNTERS = tuple(
             "The operation's on_retry hooks and wait callables that raised or answered a "
             "bad value (logged; the call went on).",
         ),
+        (
+            "retry_budget_exhausted",
+            "retry_budget_exhausted",
+            "Failures raised at once instead of retried because the operation's retry "
+            "budget was spent.",
+        ),
     )
 )
 ALWAYS_SHOWN = frozenset({"retries", "rejections"})

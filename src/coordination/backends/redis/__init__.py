@@ -15,6 +15,7 @@ from ._breaker import RedisCircuitBreaker
 from ._connection import OutagePolicy, RedisGuard, connect, connect_async
 from ._provider import RedisProvider
 from ._rate_limit import RedisRateLimiter
+from ._retry_budget import RedisRetryBudget
 from ._streams import EventProcessor, RedisStreamSource, StreamBatch
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "RedisGuard",
     "RedisProvider",
     "RedisRateLimiter",
+    "RedisRetryBudget",
     "RedisStreamSource",
     "StreamBatch",
     "connect",

@@ -47,8 +47,10 @@ if TYPE_CHECKING:
     import redis.asyncio
     import redis.asyncio.cluster
 
+    from ...error_handling._retry_budget import BudgetSettings
     from ._breaker import RedisCircuitBreaker
     from ._rate_limit import RedisRateLimiter
+    from ._retry_budget import RedisRetryBudget
 
 __all__ = ["RedisBackend"]
 
@@ -60,7 +62,8 @@ _shared_lock = threading.Lock()
 
 
 class RedisBackend:
-    """Shared state in one Redis: a ``BreakerFactory`` and a ``RateLimiterFactory``.
+    """Shared state in one Redis: a ``BreakerFactory``, a ``RateLimiterFactory`` and a
+    ``RetryBudgetFactory``.
 
     ``outage_policy`` says what breakers and limiters do while Redis is unreachable
     (``"local"``: their own in-process state, the default; ``"allow"``: admit every call;
@@ -127,6 +130,7 @@ class RedisBackend:
         guard = {"policy": outage_policy, "reconnect_interval": reconnect_interval, "clock": clock}
         self.breaker_guard = RedisGuard("breaker", **guard)  # type: ignore[arg-type]
         self.rate_limit_guard = RedisGuard("rate_limit", **guard)  # type: ignore[arg-type]
+        self.retry_budget_guard = RedisGuard("retry_budget", **guard)  # type: ignore[arg-type]
 
     @classmethod
     def from_config(
@@ -191,6 +195,15 @@ class RedisBackend:
             return InMemoryRateLimiter(rate, clock=clock)
 
         return RedisRateLimiter(self, rate, local=local)
+
+    def retry_budget(
+        self, name: str, settings: BudgetSettings, *, calls: Callable[[], int], clock: Clock
+    ) -> RedisRetryBudget:
+        """A ``RetryBudgetFactory``: the retry budget of operation ``name``, shared by every
+        process (``calls()``: this process's calls of it, pushed with each ask)."""
+        from ._retry_budget import RedisRetryBudget
+
+        return RedisRetryBudget(self, name, settings, calls=calls, clock=clock)
 
     # --- plumbing shared by breakers and limiters ----------------------------------------
 
@@ -313,6 +326,7 @@ class RedisBackend:
             "cluster": self.cluster,
             "breakers": self.breaker_guard.status(),
             "rate_limits": self.rate_limit_guard.status(),
+            "retry_budgets": self.retry_budget_guard.status(),
         }
 
     def close(self) -> None:

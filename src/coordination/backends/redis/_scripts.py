@@ -26,6 +26,7 @@ __all__ = [
     "GCRA_QUOTA",
     "LIMITED_ACQUIRE",
     "READ_HASH",
+    "RETRY_BUDGET",
     "LuaScript",
 ]
 
@@ -582,4 +583,49 @@ return reply
 # KEYS[1] a hash. Returns {HGETALL's flat field/value list, TIME}: a breaker's report reads
 # its state and the scripts' clock from the one node that owns the key (a pipeline with
 # TIME would ask some other node of a Redis Cluster, and redis-py refuses it there).
+# The retry budget of one operation, shared by every process (error_handling/_retry_budget
+# has the in-memory twin and why the bound holds). Hash fields per bucket of
+# window_ms / slices: c<i> the calls pushed into bucket i, s<i> the retries it granted. The
+# calls of the window are those of the buckets entirely inside it (a lower bound), its
+# retries those of every bucket overlapping it (an upper bound); buckets entirely before
+# it are deleted on the way, so the hash holds at most 2 × (slices + 2) fields.
+# KEYS[1] the budget key
+# ARGV: now_ms or "", calls pushed by this process, ratio, reserve (retries always
+# allowed in a window), window_ms, slices, ttl_ms
+# Returns {allowed (0/1), retries in the window before this one, calls in the window}
+RETRY_BUDGET = LuaScript(
+    _NOW_MS
+    + """
+local key = KEYS[1]
+local pushed = tonumber(ARGV[2])
+local ratio = tonumber(ARGV[3])
+local reserve = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local width = math.max(1, math.floor(window / tonumber(ARGV[6])))
+local index = math.floor(now / width)
+local start = now - window
+if pushed > 0 then redis.call('HINCRBY', key, 'c' .. index, pushed) end
+local fields = redis.call('HGETALL', key)
+local calls, granted = 0, 0
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  local at = tonumber(string.sub(name, 2))
+  if at == nil or (at + 1) * width <= start then
+    redis.call('HDEL', key, name)
+  elseif string.sub(name, 1, 1) == 'c' then
+    if at * width >= start then calls = calls + tonumber(fields[i + 1]) end
+  else
+    granted = granted + tonumber(fields[i + 1])
+  end
+end
+local allowed = 0
+if granted + 1 <= ratio * calls + reserve then
+  redis.call('HINCRBY', key, 's' .. index, 1)
+  allowed = 1
+end
+redis.call('PEXPIRE', key, tonumber(ARGV[7]))
+return {allowed, granted, calls}
+"""
+)
+
 READ_HASH = LuaScript("return {redis.call('HGETALL', KEYS[1]), redis.call('TIME')}")
