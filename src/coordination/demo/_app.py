@@ -93,7 +93,7 @@ def pricing_policy(severity: str) -> dict[str, Any]:
     return {
         "adaptive_concurrency": True,
         "concurrency_group": PRICING_GROUP,
-        "concurrency_algorithm": "gradient2",
+        "concurrency_algorithm": "vegas",
         "min_concurrency": 2,
         "max_concurrency": 40,
         "max_retries": 0,

@@ -307,9 +307,10 @@ def _drive(
 
 
 def _describe_surge(phase: SurgePhase) -> str:
+    backup = f", a backup leaves it {phase.capacity} queries at once" if phase.capacity < 4 else ""
     return (
         f"pricing database: {phase.name} — {phase.low_clients} shoppers (LOW) and "
-        f"{phase.critical_clients} buyers (CRITICAL) at once"
+        f"{phase.critical_clients} buyers (CRITICAL) at once{backup}"
     )
 
 
@@ -333,6 +334,7 @@ def _drive_surge(
             trace.add(elapsed, current.name, reading, latency_ms)
             if current.name != phase:
                 phase = current.name
+                service.pricing.capacity = current.capacity
                 story.note(_describe_surge(current), at=starts[current.name])
             for text in trace.news():
                 story.note(text)
@@ -359,6 +361,7 @@ def _drive_surge(
             time.sleep(_TICK)
     finally:
         load.stop()
+        service.pricing.capacity = surge_phases(duration)[-1].capacity
         console.finish_status()
     trace.clients = load.snapshot()
     sent = ", ".join(
@@ -530,20 +533,19 @@ def _conclude_surge(console: Console, trace: SurgeTrace) -> None:
     if not limits:
         console.say(f"✘ the limit of {PRICING_GROUP} was never read")
         return
-    steady, surge = trace.limits("steady") or limits[:1], trace.limits("surge")
+    surge, backup = trace.limits("surge") or limits[:1], trace.limits("backup")
     console.say(
         f"limit of {PRICING_GROUP} over the act: {sparkline(limits)}  (from {limits[0]}, "
-        f"up to {max(steady)} while steady, {min(surge) if surge else '–'} at its lowest "
-        f"in the surge, {limits[-1]} at the end)"
+        f"up to {max(surge)} in the surge, {min(backup) if backup else '–'} at its lowest "
+        f"in the backup, {limits[-1]} at the end)"
     )
-    peak = max(limits[: limits.index(min(surge)) + 1]) if surge else limits[0]
-    if surge and min(surge) < peak:
+    if backup and max(limits) > limits[0] and min(backup) < max(surge):
         console.say(
-            f"✔ the limit followed the database: down from {peak} to {min(surge)} when the "
-            "surge made it slow"
+            f"✔ the limit followed the database: up from {limits[0]} to {max(surge)} while it "
+            f"kept up, down to {min(backup)} when the backup made it slow"
         )
     else:
-        console.say("✘ the limit did not come down in the surge in this run")
+        console.say("✘ the limit did not both rise and come down in this run")
     low, critical = shares.get("LOW", 0.0), shares.get("CRITICAL", 0.0)
     if trace.shed.get("LOW") and low > critical:
         console.say(

@@ -6,7 +6,7 @@ longer, ``n`` being the queries in flight when it starts, so piling on more conc
 buys less throughput, not more. ``SurgeDriver`` is its traffic: closed-loop clients of two
 kinds, shoppers browsing prices (the LOW operation, which may be shed) and buyers checking
 out (the CRITICAL one, which must be served), their numbers following the act's phases —
-steady, the surge, calm again.
+steady, the surge, a backup taking half of the database in the middle of it, calm again.
 """
 
 from __future__ import annotations
@@ -47,21 +47,25 @@ class SurgePhase:
     seconds: float
     low_clients: int
     critical_clients: int
+    capacity: int = 4  # the database's: queries it serves at once without slowing down
 
     def clients(self, kind: str) -> int:
         return self.low_clients if kind == "LOW" else self.critical_clients
 
 
 def surge_phases(total_seconds: float) -> list[SurgePhase]:
-    """Steady (25 %), the surge (45 %), calm again (30 %).
+    """Steady (20 %), the surge (30 %), a backup in the surge (25 %), calm again (25 %).
 
     Steady traffic keeps the database under its capacity; in the surge five times as
-    many shoppers arrive (and twice the buyers), far more than the database can serve.
+    many shoppers arrive (and twice the buyers), far more than it can serve; then a
+    backup takes half of it (capacity 2), so the same concurrency costs four times the
+    latency, and the limit must come down.
     """
     return [
-        SurgePhase("steady", total_seconds * 0.25, low_clients=6, critical_clients=2),
-        SurgePhase("surge", total_seconds * 0.45, low_clients=32, critical_clients=4),
-        SurgePhase("calm", total_seconds * 0.30, low_clients=6, critical_clients=2),
+        SurgePhase("steady", total_seconds * 0.20, low_clients=6, critical_clients=2),
+        SurgePhase("surge", total_seconds * 0.30, low_clients=32, critical_clients=4),
+        SurgePhase("backup", total_seconds * 0.25, 32, 4, capacity=2),
+        SurgePhase("calm", total_seconds * 0.25, low_clients=6, critical_clients=2),
     ]
 
 

@@ -28,7 +28,7 @@ def group_reading(handler: CoordinationErrorHandler, group: str) -> ConcurrencyS
 def budget_held(handler: CoordinationErrorHandler, operation: str) -> int:
     """The failures of ``operation`` raised without a retry because its budget was spent."""
     op = handler.snapshot().operations.get(operation)
-    return 0 if op is None else int(getattr(op, "retry_budget_exhausted", 0))  # TEMP
+    return 0 if op is None else op.retry_budget_exhausted
 
 
 @dataclass(frozen=True, slots=True)
