@@ -83,6 +83,8 @@ class _Row:
     handler_failures: int = 0
     retries: int = 0
     rejections: int = 0
+    held_by_budget: int = 0  # failures raised without their retry: the retry budget was spent
+    shed: int = 0  # refused by the bulkhead or the adaptive concurrency limit
     timed: bool = False
     breaker: str | None = None
     sources: list[str] = field(default_factory=list)
@@ -103,6 +105,8 @@ class _Row:
             "max_ms": self.max_ms,
             "retries": self.retries,
             "rejections": self.rejections,
+            "held_by_budget": self.held_by_budget,
+            "shed": self.shed,
             "breaker": self.breaker,
             "sources": self.sources,
         }
@@ -185,9 +189,10 @@ class StatusPage:
         errors: dict[str, str] = {}
         validation: dict[str, int] | None = None
         totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
+        limits: dict[str, dict[str, Any]] = {}
         for name, component in self.components.items():
             try:
-                statuses[name] = self._read_component(name, component, rows, totals)
+                statuses[name] = self._read_component(name, component, rows, totals, limits)
                 counts = validation_of(component)
                 if counts is not None:
                     validation = validation or {"total": 0, "valid": 0, "invalid": 0}
@@ -218,11 +223,17 @@ class StatusPage:
                 **totals,
             },
             "validation": validation,
+            "concurrency": [limits[group] for group in sorted(limits)],
             "history": history,
         }
 
     def _read_component(
-        self, name: str, component: object, rows: dict[str, _Row], totals: dict[str, int]
+        self,
+        name: str,
+        component: object,
+        rows: dict[str, _Row],
+        totals: dict[str, int],
+        limits: dict[str, dict[str, Any]],
     ) -> str:
         def row(op: str) -> _Row:
             entry = rows.get(op) or rows.setdefault(op, _Row(op))
@@ -244,10 +255,14 @@ class StatusPage:
                 entry = row(op)
                 entry.retries += counts.retries
                 entry.rejections += counts.rejections
+                entry.held_by_budget += counts.retry_budget_exhausted
+                entry.shed += counts.bulkhead_rejections
                 entry.handler_calls += counts.calls
                 entry.handler_failures += counts.failures
             for op, breaker in handler.breakers.items():
                 row(op).breaker = breaker.state.value
+            for group, limit in handler.concurrency.items():
+                limits[group] = limit.as_dict()
         status = component_status(component, handler)
         return (status or HealthStatus.UNKNOWN).value
 
