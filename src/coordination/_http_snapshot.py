@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._concurrency_snapshot import ConcurrencySnapshot
+
 __all__ = ["HttpSnapshot", "LatencyLike", "RouteSnapshot"]
 
 
@@ -53,7 +55,8 @@ class HttpSnapshot:
     that propagated (counted as 500s, not those answered as problems), by type name;
     ``routes``: one ``RouteSnapshot`` per label set;
     ``client_rate_limit``: the limit's settings (``None`` without one); ``endpoints``: the
-    built-in paths the middleware serves.
+    built-in paths the middleware serves; ``concurrency``: the adaptive limit in front of
+    the app (``app_adaptive_concurrency``; ``None`` without one).
     """
 
     requests: int
@@ -65,6 +68,7 @@ class HttpSnapshot:
     routes: tuple[RouteSnapshot, ...]
     client_rate_limit: Mapping[str, Any] | None = None
     endpoints: tuple[str, ...] = ()
+    concurrency: ConcurrencySnapshot | None = None
 
     @property
     def client_disconnects(self) -> int:
@@ -90,4 +94,5 @@ class HttpSnapshot:
                 None if self.client_rate_limit is None else dict(self.client_rate_limit)
             ),
             "endpoints": list(self.endpoints),
+            "concurrency": None if self.concurrency is None else self.concurrency.as_dict(),
         }

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..error_handling import CoordinationErrorHandler
-from ..error_handling._adaptive import ConcurrencySnapshot
+from .._concurrency_snapshot import ConcurrencySnapshot
 from ._surge import ClientTally
 
 __all__ = ["LimitPoint", "SurgeTrace", "budget_held", "group_reading"]

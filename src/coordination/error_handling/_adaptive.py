@@ -24,7 +24,13 @@ severity may use the whole limit (nothing is wasted on an absent class). Waiting
 within a severity, and only within their severity's share. Concurrency-limits'
 partitioned limiter gives each partition a guaranteed share and lets it borrow beyond it;
 this is the converse (a ceiling per severity below the others'), which needs no partition
-sizes to tune and keeps CRITICAL's access to the whole limit.
+sizes to tune and keeps CRITICAL's access to the whole limit. When the higher severities
+alone fill the limit, the lower ones get nothing: that is what shedding them first means.
+A call refused below the limit (its share was full) tells the next sample that the limit
+is wanted (its in-flight count is reported as the limit): the algorithms hold the limit
+still while it is not in use (concurrency-limits' "app-limited" rule), and a share left
+empty by the shedding must not read as a quiet dependency, or the limit would never grow
+past twice what the higher severities use.
 
 >>> from coordination.error_handling._limit_algorithms import AIMD
 >>> limiter = AdaptiveLimiter("orders-db", AIMD(1, 10, 4))
@@ -44,12 +50,12 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from .. import _time
 from .._bounded import BoundedNames
+from .._concurrency_snapshot import ConcurrencySnapshot
 from .._errors import (
     BulkheadFull,
     CircuitOpenError,
@@ -131,34 +137,6 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-@dataclass(frozen=True, slots=True)
-class ConcurrencySnapshot:
-    """One adaptive limit at one moment: its ``group`` (the ``concurrency_group``, or the
-    operation's name when it has its own), ``algorithm``, ``limit`` and its bounds,
-    ``in_flight`` calls, the calls waiting, and ``shed``: calls refused, by severity."""
-
-    group: str
-    algorithm: str
-    limit: int
-    min_concurrency: int
-    max_concurrency: int
-    in_flight: int
-    waiting: int
-    shed: Mapping[str, int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "algorithm": self.algorithm,
-            "limit": self.limit,
-            "min_concurrency": self.min_concurrency,
-            "max_concurrency": self.max_concurrency,
-            "in_flight": self.in_flight,
-            "waiting": self.waiting,
-            "shed": dict(self.shed),
-        }
-
-
 class AdaptiveLimiter:
     """A concurrency limit moved by ``algorithm``; calls enter through a ``slot(severity)``.
 
@@ -174,6 +152,7 @@ class AdaptiveLimiter:
         "_seen",
         "_shed",
         "_waiters",
+        "_wanted",
         "algorithm_name",
         "clock",
         "maximum",
@@ -205,6 +184,7 @@ class AdaptiveLimiter:
         self._lock = threading.Lock()
         self._seen = [_NEVER] * len(_SEVERITIES)  # when each severity last asked
         self._shed = [0] * len(_SEVERITIES)  # refused, by severity (under the lock)
+        self._wanted = False  # a call was refused below the limit since the last sample
         self._waiters: tuple[deque[_Waiter], ...] = tuple(deque() for _ in _SEVERITIES)
 
     @property
@@ -242,18 +222,25 @@ class AdaptiveLimiter:
                 self._in_flight += 1
                 return Entry(now, self._in_flight)
             if self.wait <= 0:
-                self._shed[rank] += 1
+                self._refused(rank)
                 raise BulkheadFull(self.name, self._limit)
             waiter = make_waiter()
             self._waiters[rank].append(waiter)
             return waiter
+
+    def _refused(self, rank: int) -> None:
+        """Under the lock: count a refusal; one below the limit (a severity's share was
+        full) means the limit is wanted, though fewer calls are in flight than it allows."""
+        self._shed[rank] += 1
+        if self._in_flight < self._limit:
+            self._wanted = True
 
     def _settle(self, rank: int, waiter: _Waiter) -> Entry:
         with self._lock:
             if waiter.granted:
                 return cast(Entry, waiter.entry)
             self._waiters[rank].remove(waiter)
-            self._shed[rank] += 1
+            self._refused(rank)
             limit = self._limit
             grants = self._grants(self.clock())  # a waiter behind this one may fit now
         self._wake_all(grants)
@@ -306,8 +293,11 @@ class AdaptiveLimiter:
         sampled = error is None or dropped
         with self._lock:
             if sampled:
+                in_flight = entry.in_flight
+                if self._wanted:  # not app-limited: the limit itself turned calls away
+                    in_flight, self._wanted = max(in_flight, self._limit), False
                 self._limit = self._algorithm.on_sample(
-                    entry.started, now - entry.started, entry.in_flight, dropped
+                    entry.started, now - entry.started, in_flight, dropped
                 )
             if release:
                 self._in_flight -= 1

@@ -267,8 +267,14 @@ class CoordinationErrorHandler:
         """``{"status", "reason", "open_breakers", "half_open_breakers", "operations"}``:
         UNHEALTHY when a CRITICAL operation's breaker is open or every operation's breaker
         is open; DEGRADED when any breaker is open or half-open; else HEALTHY. Error counts
-        alone do not change it."""
-        return health_of(self._operation_snapshots())
+        alone do not change it. With adaptive concurrency, ``concurrency_limits`` shows
+        each limit (``{group: {"limit", "in_flight", "shed", ...}}``); shedding is the
+        limit at work, so it does not change the status either."""
+        health = health_of(self._operation_snapshots())
+        limits = self._limiters.snapshots()
+        if limits:
+            health["concurrency_limits"] = {group: lim.as_dict() for group, lim in limits.items()}
+        return health
 
     def operation_stats(self) -> dict[str, dict[str, Any]]:
         """``{name: {"calls", "successes", "failures", "retries", "rejections", "timeouts",

@@ -27,7 +27,7 @@ from ._backends import BreakerSnapshot, CircuitState
 from ._severity import ErrorSeverity
 
 if TYPE_CHECKING:
-    from ._adaptive import ConcurrencySnapshot
+    from .._concurrency_snapshot import ConcurrencySnapshot
     from ._plan import OperationState
     from ._report import ErrorRecord
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 
+from .._concurrency_snapshot import ConcurrencySnapshot
 from .._http_snapshot import HttpSnapshot, LatencyLike
 from .._logging import component_logger
 from .._shared_state import error_collectors
@@ -48,6 +49,9 @@ from ._series import (
     BREAKER_WOULD_REJECT,
     BUCKETS,
     COMPONENT_STATUS,
+    CONCURRENCY_IN_FLIGHT,
+    CONCURRENCY_LIMIT,
+    CONCURRENCY_SHED,
     ERRORS,
     ERRORS_BY_SEVERITY,
     EXPORT_ERROR,
@@ -248,6 +252,19 @@ def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSna
             _put(out, BREAKER_WOULD_REJECT, labels, info.would_reject)
         if info.open_seconds is not None and info.mode != "disabled":
             _put(out, BREAKER_OPEN_SECONDS, labels, info.open_seconds)
+    for limit in snapshot.concurrency.values():
+        _read_concurrency(out, comp, limit)
+
+
+def _read_concurrency(out: FamilyBuilder, comp: dict[str, str], limit: ConcurrencySnapshot) -> None:
+    """One adaptive limit: its limit and in-flight gauges, its refusals by severity (each
+    severity from its first refusal on: a group serves one or two of them, mostly)."""
+    labels = {**comp, "group": limit.group}
+    _put(out, CONCURRENCY_LIMIT, labels, float(limit.limit))
+    _put(out, CONCURRENCY_IN_FLIGHT, labels, float(limit.in_flight))
+    for severity, count in limit.shed.items():
+        if count:
+            _put(out, CONCURRENCY_SHED, {**labels, "severity": severity}, float(count))
 
 
 def _read_validation(
@@ -284,6 +301,8 @@ def read_http_snapshot(
             _put(out, series, {**comp, "status": str(status)}, float(count))
     _put(out, _HTTP_RATE_LIMITED, comp, float(http.rate_limited))
     _put(out, _HTTP_IN_FLIGHT, comp, float(http.in_flight))
+    if http.concurrency is not None:
+        _read_concurrency(out, comp, http.concurrency)
     for route in http.routes:
         labels = {**comp, "method": route.method, "route": route.route}
         for label, count in route.statuses.items():

@@ -22,6 +22,9 @@ __all__ = [
     "BREAKER_WOULD_REJECT",
     "BUCKETS",
     "COMPONENT_STATUS",
+    "CONCURRENCY_IN_FLIGHT",
+    "CONCURRENCY_LIMIT",
+    "CONCURRENCY_SHED",
     "ERRORS",
     "ERRORS_BY_SEVERITY",
     "EXPORT_ERROR",
@@ -156,6 +159,28 @@ OPERATION_DURATION = _s(
     "OperationSnapshot.timed_count, .total_seconds, .cumulative_counts(), .quantile()",
     "Time taken, read from the monitor's latency sketch.",
 )
+CONCURRENCY_LIMIT = _s(
+    "concurrency_limit",
+    "gauge",
+    ("group",),
+    "ConcurrencySnapshot.limit",
+    "The adaptive concurrency limit now, by group (concurrency_group, the operation's "
+    "name for its own limit, or app for the middleware's).",
+)
+CONCURRENCY_IN_FLIGHT = _s(
+    "concurrency_in_flight",
+    "gauge",
+    ("group",),
+    "ConcurrencySnapshot.in_flight",
+    "Calls holding a slot of the adaptive concurrency limit, by group.",
+)
+CONCURRENCY_SHED = _s(
+    "concurrency_shed",
+    "counter",
+    ("group", "severity"),
+    "ConcurrencySnapshot.shed",
+    "Calls the adaptive concurrency limit refused, by group and severity.",
+)
 COMPONENT_STATUS = _s(
     "component_status",
     "gauge",
@@ -285,6 +310,9 @@ SERIES: tuple[Series, ...] = (
     VALIDATION_FAILURES,
     OPERATION_DURATION,
     COMPONENT_STATUS,
+    CONCURRENCY_LIMIT,
+    CONCURRENCY_IN_FLIGHT,
+    CONCURRENCY_SHED,
     *HTTP_SERIES,
     *(series for _, series in HANDLER_COUNTERS),
     *(series for _, _, series in RESOURCES),
@@ -292,7 +320,12 @@ SERIES: tuple[Series, ...] = (
 FAMILIES = tuple((series.name, series.type) for series in SERIES)
 # Gauges whose values from several processes add up (the others merge by maximum).
 ADDITIVE_GAUGES = frozenset(
-    {TOTAL_OPERATIONS.name, "coordination_http_requests_in_flight"}
+    {
+        TOTAL_OPERATIONS.name,
+        "coordination_http_requests_in_flight",
+        CONCURRENCY_IN_FLIGHT.name,
+        CONCURRENCY_LIMIT.name,
+    }
     | {series.name for _, _, series in RESOURCES}
 )
 # One series per breaker whose value is the state, so "> 0" alerts on any trouble.

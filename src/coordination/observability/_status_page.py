@@ -122,6 +122,22 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
+def _limits_of(component: object) -> dict[str, dict[str, Any]]:
+    """The adaptive concurrency limits a component has: an error handler's (by group) and
+    a middleware's (``app_adaptive_concurrency``, as ``app``)."""
+    limits: dict[str, dict[str, Any]] = {}
+    handler = handler_of(component)
+    if handler is not None:
+        for group, limit in handler.concurrency.items():
+            limits[group] = limit.as_dict()
+    http_snapshot = getattr(component, "http_snapshot", None)
+    if callable(http_snapshot):
+        concurrency = getattr(http_snapshot(), "concurrency", None)
+        if concurrency is not None:
+            limits[concurrency.group] = concurrency.as_dict()
+    return limits
+
+
 class StatusPage:
     """A live page of per-operation latency, error rates, breaker states and charts.
 
@@ -189,10 +205,11 @@ class StatusPage:
         errors: dict[str, str] = {}
         validation: dict[str, int] | None = None
         totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
-        limits: dict[str, dict[str, Any]] = {}
+        limits: dict[str, dict[str, Any]] = {}  # adaptive concurrency limits, by group
         for name, component in self.components.items():
             try:
-                statuses[name] = self._read_component(name, component, rows, totals, limits)
+                statuses[name] = self._read_component(name, component, rows, totals)
+                limits.update(_limits_of(component))
                 counts = validation_of(component)
                 if counts is not None:
                     validation = validation or {"total": 0, "valid": 0, "invalid": 0}
@@ -223,17 +240,12 @@ class StatusPage:
                 **totals,
             },
             "validation": validation,
-            "concurrency": [limits[group] for group in sorted(limits)],
+            "concurrency": limits,
             "history": history,
         }
 
     def _read_component(
-        self,
-        name: str,
-        component: object,
-        rows: dict[str, _Row],
-        totals: dict[str, int],
-        limits: dict[str, dict[str, Any]],
+        self, name: str, component: object, rows: dict[str, _Row], totals: dict[str, int]
     ) -> str:
         def row(op: str) -> _Row:
             entry = rows.get(op) or rows.setdefault(op, _Row(op))
@@ -261,8 +273,6 @@ class StatusPage:
                 entry.handler_failures += counts.failures
             for op, breaker in handler.breakers.items():
                 row(op).breaker = breaker.state.value
-            for group, limit in handler.concurrency.items():
-                limits[group] = limit.as_dict()
         status = component_status(component, handler)
         return (status or HealthStatus.UNKNOWN).value
 

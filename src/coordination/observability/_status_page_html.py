@@ -155,15 +155,16 @@ function render(data) {
     rows.push(tr);
   }
   $("operations").replaceChildren(...rows);
-  const limits = data.concurrency || [];
-  $("limits-section").hidden = !limits.length;
-  $("limits").replaceChildren(...limits.map((g) => {
+  const limits = Object.values(data.concurrency || {});
+  $("concurrency-section").hidden = !limits.length;
+  $("concurrency").replaceChildren(...limits.map((c) => {
     const tr = el("tr", null);
-    const shed = Object.entries(g.shed).map(([s, n]) => `${s} ${n}`).join(" · ");
-    tr.append(el("td", g.group), el("td", g.algorithm), el("td", g.limit, "limit"),
-      el("td", `${g.min_concurrency}–${g.max_concurrency}`), el("td", g.in_flight),
-      el("td", g.waiting), el("td", shed));
-    tr.dataset.group = g.group;
+    const shed = Object.entries(c.shed).filter(([, n]) => n).map(([s, n]) => `${s} ${n}`);
+    tr.append(el("td", c.group), el("td", c.algorithm), el("td", c.limit),
+      el("td", c.in_flight), el("td", c.waiting),
+      el("td", `${c.min_concurrency}–${c.max_concurrency}`),
+      el("td", shed.length ? shed.join(" · ") : "–"));
+    tr.dataset.group = c.group;
     return tr;
   }));
   $("components").replaceChildren(...Object.entries(data.components).map(([name, status]) => {
@@ -215,10 +216,9 @@ PAGE_TEMPLATE = """<!doctype html>
 <th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>retries</th>
 <th>held by budget</th><th>rejected</th><th>shed</th></tr>
 </thead><tbody id="operations"></tbody></table></section>
-<section id="limits-section" hidden><h2>Adaptive concurrency limits</h2><table>
-<thead><tr><th>group</th><th>algorithm</th><th>limit</th><th>bounds</th><th>in flight</th>
-<th>waiting</th><th>shed by severity</th></tr></thead><tbody id="limits"></tbody></table>
-</section>
+<section id="concurrency-section" hidden><h2>Concurrency limits</h2><table>
+<thead><tr><th>group</th><th>algorithm</th><th>limit</th><th>in flight</th><th>waiting</th>
+<th>bounds</th><th>shed</th></tr></thead><tbody id="concurrency"></tbody></table></section>
 <section><h2>Components</h2><ul id="components"></ul></section>
 </main>
 <script>{script}</script>
