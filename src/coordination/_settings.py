@@ -768,9 +768,10 @@ _DECLARED = (
         "concurrency_algorithm",
         str,
         "gradient2",
-        "How the adaptive limit moves: gradient2 (Netflix concurrency-limits' default: "
-        "long- against short-term latency), vegas (queueing estimated from the minimum "
-        "latency) or aimd (additive increase, halved on a failure or timeout).",
+        "How the adaptive limit moves, as in Netflix's concurrency-limits: gradient2 "
+        "(a long-term average latency against each window's, Gradient2Limit), vegas (the "
+        "queue estimated from the fastest latency seen, VegasLimit) or aimd (one more while "
+        "the limit is in use, a tenth less on a timeout or an overload answer, AIMDLimit).",
         _LIMITS,
         choices=CONCURRENCY_ALGORITHMS,
         per_call=True,

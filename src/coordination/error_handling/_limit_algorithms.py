@@ -47,9 +47,10 @@ def _start(minimum: int, maximum: int, initial: int | None) -> int:
 
 
 class AIMD:
-    """Additive increase, multiplicative decrease: one more while the limit is in use (at
-    least half of it in flight), ``backoff_ratio`` of it (and at least one less) after a
-    drop or a call slower than ``timeout``.
+    """concurrency-limits' ``AIMDLimit``: additive increase, multiplicative decrease. One
+    more while the limit is in use (at least half of it in flight); ``backoff_ratio`` of
+    it (and at least one less) after a drop or a call slower than ``timeout`` (5 s, as
+    there).
 
     It reacts to failures only, not to latency below ``timeout``: use it where the
     dependency says no (timeouts, overload errors) rather than slowing down.
@@ -64,7 +65,7 @@ class AIMD:
         initial: int | None = None,
         *,
         backoff_ratio: float = 0.9,
-        timeout: float = math.inf,
+        timeout: float = 5.0,
     ) -> None:
         _bounds(minimum, maximum)
         if not 0.5 <= backoff_ratio < 1:
@@ -85,7 +86,7 @@ class AIMD:
         limit = self._limit
         # A NaN rtt compares false everywhere: it is neither slow nor a reason to grow.
         if dropped or rtt > self.timeout:
-            # floor(limit * ratio) < limit for any ratio < 1: a drop always takes one off.
+            # floor(limit * ratio) < limit for any ratio < 1: a drop takes one off.
             limit = max(self.minimum, math.floor(limit * self.backoff_ratio))
         elif in_flight * 2 >= limit and rtt == rtt:
             limit = min(self.maximum, limit + 1)
