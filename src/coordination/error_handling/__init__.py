@@ -20,6 +20,7 @@ from ._backends import (
     QuotaLimiter,
     RateLimiterBackend,
     RateLimiterFactory,
+    RetryBudgetBackend,
     TransitionHook,
 )
 from ._breaker import CircuitBreaker, memory_breaker_factory
@@ -36,6 +37,12 @@ from ._handler import CoordinationErrorHandler
 from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
 from ._report import ErrorRecord
 from ._retry import Backoff, retry_after_seconds
+from ._retry_budget import (
+    BudgetSettings,
+    RetryBudget,
+    RetryBudgetFactory,
+    memory_retry_budget_factory,
+)
 from ._severity import ErrorSeverity
 from ._snapshot import BreakerHealth, HandlerSnapshot, OperationErrorSnapshot
 
@@ -47,6 +54,7 @@ __all__ = [
     "BreakerSettings",
     "BreakerSnapshot",
     "BreakerTransition",
+    "BudgetSettings",
     "Cancellation",
     "CircuitBreaker",
     "CircuitBreakerBackend",
@@ -64,6 +72,9 @@ __all__ = [
     "RateLimit",
     "RateLimiterBackend",
     "RateLimiterFactory",
+    "RetryBudget",
+    "RetryBudgetBackend",
+    "RetryBudgetFactory",
     "RetryDetails",
     "TransitionHook",
     "WindowQuota",
@@ -72,6 +83,7 @@ __all__ = [
     "handle_errors",
     "memory_breaker_factory",
     "memory_rate_limiter_factory",
+    "memory_retry_budget_factory",
     "retry_after_seconds",
     "set_on_retry_hooks",
 ]

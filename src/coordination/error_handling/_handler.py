@@ -100,11 +100,12 @@ class CoordinationErrorHandler:
 
     Each operation name gets its own breaker (one failing dependency does not open the
     others), made by ``breaker_factory``, and, when it has a ``rate_limit``, its own
-    limiter, made by ``rate_limiter_factory``. A factory left ``None`` is the backend of
+    limiter, made by ``rate_limiter_factory``, and, when it has a ``retry_budget``, its
+    budget, made by ``retry_budget_factory``. A factory left ``None`` is the backend of
     ``config.redis_url`` when that is set (found by the URL's scheme), else the in-memory
-    one: ``CircuitBreaker`` (its closed-state success path takes no lock) and
-    ``InMemoryRateLimiter`` (GCRA). ``on_transition`` hooks see every breaker state change;
-    ``on_alert`` sees every CRITICAL failure.
+    one: ``CircuitBreaker`` (its closed-state success path takes no lock),
+    ``InMemoryRateLimiter`` (GCRA) and ``RetryBudget``. ``on_transition`` hooks see
+    every breaker state change; ``on_alert`` sees every CRITICAL failure.
 
     A sync call with a ``timeout`` runs each attempt on the operation's own bounded pool of
     daemon threads (``timeout_workers``, else ``max_concurrent``, else
@@ -125,6 +126,7 @@ class CoordinationErrorHandler:
         async_sleep: _time.AsyncSleep | None = None,
         breaker_factory: BreakerFactory | None = None,
         rate_limiter_factory: RateLimiterFactory | None = None,
+        retry_budget_factory: RetryBudgetFactory | None = None,
         on_transition: Callable[[BreakerTransition], None] | None = None,
         on_alert: Callable[[ErrorRecord], None] | None = None,
         max_recent_errors: int = 100,
@@ -143,7 +145,9 @@ class CoordinationErrorHandler:
         self._rate_limiter_factory = rate_limiter_factory
         # a shared store's retry budgets (an optional part of a provider's SharedState)
         self._retry_budget_factory: RetryBudgetFactory = (
-            getattr(shared, "retry_budget", None) or memory_retry_budget_factory
+            retry_budget_factory
+            or getattr(shared, "retry_budget", None)
+            or memory_retry_budget_factory
         )
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()

@@ -54,7 +54,7 @@ __all__ = [
     "spent",
 ]
 
-DEFAULT_SLICES = 10  # buckets per window (Finagle's WindowedAdder uses 10 slices too)
+DEFAULT_SLICES = 20  # buckets per window: a steady stream earns (20 - 1) / (20 + 1) of its share
 
 # BudgetSettings' attributes and the settings they hold (their checks, in their words).
 _BUDGET_SETTINGS = (
