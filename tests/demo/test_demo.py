@@ -248,7 +248,9 @@ def test_serve_keeps_the_endpoints_up_until_ctrl_c(
     with urllib.request.urlopen(f"{base}/coordination", timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/html")
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=15) == 0
+    status = process.wait(timeout=15)
+    assert process.stderr is not None
+    assert status == 0, process.stderr.read()
 
 
 def test_format_table_aligns_columns() -> None:

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coordination._concurrency_snapshot import ConcurrencySnapshot
 from coordination.demo._console import sparkline, surge_line
 from coordination.demo._surge import PricingDatabase, SurgeDriver, surge_phases
 from coordination.demo._watch import SurgeTrace
-from coordination._concurrency_snapshot import ConcurrencySnapshot
 
 
 def reading(limit: int, in_flight: int = 0, low: int = 0, critical: int = 0) -> ConcurrencySnapshot:

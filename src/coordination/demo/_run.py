@@ -225,18 +225,20 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
 
 
 def _keep_serving(console: Console, base: str, config: CoordinationConfig, port: int) -> None:
-    """Serve until Ctrl-C, with a trickle of traffic so the page's charts stay alive."""
-    console.say(
-        f"\nserving on {base} — status page {base}{config.status_page_path}, "
-        f"metrics {base}{config.metrics_path}; Ctrl-C stops"
-    )
+    """Serve until Ctrl-C, with a trickle of traffic (orders, prices and checkouts) so the
+    page's charts and its limit stay alive."""
     trickle = LoadDriver(port, duration=86_400.0, rate=5.0, workers=1)
     shoppers = SurgeDriver(
         port, [SurgePhase("trickle", 86_400.0, low_clients=1, critical_clients=1)], think=0.5
     )
-    trickle.start()
-    shoppers.start()
     try:
+        trickle.start()
+        shoppers.start()
+        # Said once the traffic runs: from here on Ctrl-C lands in wait_for_ctrl_c.
+        console.say(
+            f"\nserving on {base} — status page {base}{config.status_page_path}, "
+            f"metrics {base}{config.metrics_path}; Ctrl-C stops"
+        )
         console.wait_for_ctrl_c()
     finally:
         trickle.stop()

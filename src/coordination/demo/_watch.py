@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..error_handling import CoordinationErrorHandler
 from .._concurrency_snapshot import ConcurrencySnapshot
+from ..error_handling import CoordinationErrorHandler
 from ._surge import ClientTally
 
 __all__ = ["LimitPoint", "SurgeTrace", "budget_held", "group_reading"]
