@@ -497,7 +497,7 @@ def _conclude_budget(console: Console, calls: int, retries: int, held: int) -> N
     console.say(
         f"retry budget {DOWNSTREAM}: {retries} retries made for {calls} calls ({share:.0%} "
         f"more calls to the service); {held} more held back and answered at once "
-        f"(without the budget: {wanted:.0%} more)"
+        f"(retries asked for: {wanted:.0%})"
     )
     if held:
         console.say(
