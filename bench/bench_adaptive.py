@@ -14,6 +14,10 @@ Goodput is calls served per second; p99 is of the calls served, admission includ
 The second run puts LOW and CRITICAL operations (16 threads each) in one
 ``concurrency_group``: LOW should be shed clearly more, and CRITICAL served more.
 
+Last, what the limit costs: nanoseconds per sample of each algorithm, and per call of an
+instant function through ``handle_errors`` on one thread, with no limit, a fixed bulkhead
+and the adaptive limit (best of several loops, over the bare call).
+
 Targets (issue 16): the adaptive row's p99 under half of the no-limit row's, and its
 goodput at least 70 % of it (several times more is expected). Compare within one run only:
 the machine is shared.
@@ -33,6 +37,13 @@ from typing import Any
 
 from coordination import BulkheadFull, handle_errors
 from coordination.error_handling import CoordinationErrorHandler
+from coordination.error_handling._limit_algorithms import (
+    AIMD,
+    Gradient2,
+    LimitAlgorithm,
+    Vegas,
+    algorithm_for,
+)
 
 CAPACITY = 4
 BASE_SECONDS = 0.005
@@ -241,6 +252,64 @@ def severity_run(seconds: float) -> dict[str, Tally]:
     return totals
 
 
+def best_ns(loop: Callable[[int], None], n: int, repeats: int = 7) -> float:
+    """The best of ``repeats`` runs of ``loop(n)``, in ns per iteration."""
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter_ns()
+        loop(n)
+        best = min(best, (time.perf_counter_ns() - began) / n)
+    return best
+
+
+def sample_costs(n: int) -> dict[str, float]:
+    """ns per ``on_sample`` of each algorithm, latencies around 5 ms, the limit in use."""
+    made: dict[str, Callable[[], LimitAlgorithm]] = {
+        "gradient2 (windowed, the default)": lambda: algorithm_for("gradient2", 1, 200),
+        "vegas (windowed)": lambda: algorithm_for("vegas", 1, 200),
+        "aimd": lambda: algorithm_for("aimd", 1, 200),
+        "Gradient2 alone (per sample)": lambda: Gradient2(1, 200),
+        "Vegas alone (per sample)": lambda: Vegas(1, 200),
+        "AIMD alone": lambda: AIMD(1, 200),
+    }
+    rtts = [0.004 + 0.002 * ((i * 7919) % 100) / 100 for i in range(1000)]
+
+    def feeding(algorithm: LimitAlgorithm) -> Callable[[int], None]:
+        def loop(k: int) -> None:
+            on_sample = algorithm.on_sample
+            for i in range(k):
+                on_sample(i * 0.001, rtts[i % 1000], 50, False)
+
+        return loop
+
+    return {name: best_ns(feeding(make()), n) for name, make in made.items()}
+
+
+def call_costs(n: int) -> dict[str, float]:
+    """ns per call of an instant function through handle_errors, over the bare call."""
+
+    def instant() -> int:
+        return 1
+
+    calls = {
+        "no limit": handle_errors(handler=fresh_handler())(instant),
+        "max_concurrent=24": handle_errors(handler=fresh_handler(), max_concurrent=24)(instant),
+        "adaptive_concurrency=True": handle_errors(
+            handler=fresh_handler(), adaptive_concurrency=True
+        )(instant),
+    }
+
+    def timed(call: Callable[[], int]) -> Callable[[int], None]:
+        def loop(k: int) -> None:
+            for _ in range(k):
+                call()
+
+        return loop
+
+    bare = best_ns(timed(instant), n)
+    return {name: best_ns(timed(call), n) - bare for name, call in calls.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 s a row instead of 3")
@@ -281,12 +350,21 @@ def main() -> int:
         attempts = len(tally.latencies) + tally.shed
         print(
             f"{severity:10} {len(tally.latencies) / seconds:9.1f} {tally.shed:7d} "
-            f"{100 * tally.shed / max(1, attempts):7.1f} {tally.p99_ms():8.1f}"
+            f"{100 * tally.shed / max(1, attempts):7.1f} "
+            f"{f'{tally.p99_ms():8.1f}' if tally.latencies else '       -'}"
             f"{'  errors: ' + str(tally.errors) if tally.errors else ''}"
         )
     low, critical = totals["LOW"], totals["CRITICAL"]
     shed_ok = low.shed > critical.shed and len(critical.latencies) > len(low.latencies)
     print(f"LOW shed more and CRITICAL served more: {'met' if shed_ok else 'MISSED'}")
+
+    n = 20_000 if args.quick else 100_000
+    print("\nns per sample (best of 7 loops):")
+    for name, cost in sample_costs(n).items():
+        print(f"  {name:36} {cost:8.0f}")
+    print("ns per call of an instant function, one thread, over the bare call:")
+    for name, cost in call_costs(n // 2).items():
+        print(f"  {name:36} {cost:8.0f}")
     return 0 if p99_ok and goodput_ok and shed_ok else 1
 
 

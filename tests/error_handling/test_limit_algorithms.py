@@ -84,6 +84,20 @@ def test_aimd_grows_by_one_while_in_use_and_cuts_on_a_drop_or_a_slow_call() -> N
     assert top.on_sample(0.0, 0.01, 4, dropped=False) == 4
 
 
+def test_samples_without_a_latency_move_the_latency_algorithms_only_by_their_drops() -> None:
+    # A test's clock standing still measures every call at 0 s; a broken one at NaN or inf.
+    for name in ("gradient2", "vegas"):
+        algorithm = algorithm_for(name, 1, 100, initial=10)
+        for rtt in [0.0, math.nan, math.inf, -1.0] * 30:
+            algorithm.on_sample(0.0, rtt, 10, False)
+        assert algorithm.limit == 10, name
+    vegas = Vegas(1, 100, initial=10)
+    assert vegas.on_sample(0.0, 0.0, 10, True) == 9
+    aimd = AIMD(1, 100, initial=10)
+    assert aimd.on_sample(0.0, math.inf, 10, False) == 11  # no number: not a slow call
+    assert aimd.on_sample(0.0, math.nan, 11, True) == 9
+
+
 @pytest.mark.parametrize("ratio", [0.49, 1.0])
 def test_aimd_refuses_a_backoff_ratio_outside_its_range(ratio: float) -> None:
     with pytest.raises(ValueError, match="backoff_ratio"):
@@ -214,9 +228,20 @@ def test_a_latency_algorithm_settles_near_the_capacity_and_serves_more_than_no_l
     unlimited = simulate(None)
     adaptive = simulate(algorithm_for(name, 1, 200))
     settled = adaptive.limits_between(2.0, 3.0)
-    assert 4 <= min(settled) and max(settled) <= 12, settled[::20]
+    assert min(settled) >= 4, settled[::20]
+    assert max(settled) <= 12, settled[::20]
     assert adaptive.goodput >= 3 * unlimited.goodput
     assert adaptive.p99 <= unlimited.p99 / 4
+
+
+def test_the_window_keeps_gradient2_from_swinging_with_single_latencies() -> None:
+    # Why algorithm_for puts gradient2 behind a window (as concurrency-limits' README does).
+    bare = simulate(Gradient2(1, 200), seconds=10.0).limits_between(5.0, 10.0)
+    windowed = simulate(algorithm_for("gradient2", 1, 200), seconds=10.0)
+    settled = windowed.limits_between(5.0, 10.0)
+    assert max(settled) - min(settled) <= 3
+    assert max(bare) - min(bare) >= 3 * (max(settled) - min(settled) + 1)
+    assert max(settled) < max(bare)
 
 
 def test_aimd_keeps_most_calls_inside_their_timeout_when_overload_times_them_out() -> None:
@@ -303,3 +328,26 @@ def test_the_limit_stays_within_its_bounds_for_any_samples(
         assert isinstance(answered, int)
         assert minimum <= answered <= maximum
     assert not math.isnan(float(algorithm.limit))
+
+
+@settings(max_examples=100, deadline=None)
+@given(initial=st.integers(min_value=1, max_value=1000), fed=samples)
+def test_one_sample_moves_each_limit_by_at_most_its_step(
+    initial: int, fed: list[tuple[float, float, int, bool]]
+) -> None:
+    """AIMD: up one, down a tenth; Gradient2: a tenth of the limit plus the smoothed
+    queue (the gradient's clamp at 0.5); Vegas: 6 log10 steps up, one down."""
+    aimd = AIMD(1, 1000, initial)
+    gradient2 = Gradient2(1, 1000, initial)
+    vegas = Vegas(1, 1000, initial, rng=random.Random(0))
+    for start, rtt, in_flight, dropped in fed:
+        before = aimd.limit
+        after = aimd.on_sample(start, rtt, in_flight, dropped)
+        assert max(1, math.floor(before * 0.9)) <= after <= before + 1
+        before = gradient2.limit
+        after = gradient2.on_sample(start, rtt, in_flight, dropped)
+        assert abs(after - before) <= 0.1 * before + 0.8 + 1
+        before = vegas.limit
+        after = vegas.on_sample(start, rtt, in_flight, dropped)
+        step = max(1, int(math.log10(before))) if before < 1000 else int(math.sqrt(before))
+        assert before - step - 1 <= after <= before + 6 * step + 1

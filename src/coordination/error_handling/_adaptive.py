@@ -288,9 +288,13 @@ class AdaptiveLimiter:
     def finish(self, entry: Entry, error: BaseException | None, *, release: bool) -> None:
         """The call of ``entry`` ended with ``error`` (None: it succeeded): its sample, and
         its slot released when it still holds it (``release``)."""
-        now = self.clock()
         dropped = error is not None and is_dropped(error)
-        sampled = error is None or dropped
+        self.end(entry, sampled=error is None or dropped, dropped=dropped, release=release)
+
+    def end(self, entry: Entry, *, sampled: bool, dropped: bool, release: bool) -> None:
+        """``finish`` with the outcome already read: a sample (``sampled``, ``dropped``) or
+        none, and the slot released (``release``); the middleware reads status codes."""
+        now = self.clock()
         with self._lock:
             if sampled:
                 in_flight = entry.in_flight

@@ -32,7 +32,10 @@ class LimitAlgorithm(Protocol):
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
         """One call's sample: its ``start`` (the clock), ``rtt`` (seconds), the calls
-        ``in_flight`` when it started, and whether it was ``dropped``; the new limit."""
+        ``in_flight`` when it started (itself included), and whether it was ``dropped``;
+        the new limit. A latency that is not a positive finite number (a refusal answered
+        at once, a test's clock standing still, a clock gone backwards) tells the latency
+        algorithms nothing but its drop."""
         ...
 
 
@@ -84,11 +87,12 @@ class AIMD:
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
         limit = self._limit
-        # A NaN rtt compares false everywhere: it is neither slow nor a reason to grow.
-        if dropped or rtt > self.timeout:
+        # A latency that is no number (NaN, infinite: a broken clock) is not a slow call;
+        # the call's success still counts, as it does whatever its latency.
+        if dropped or self.timeout < rtt < math.inf:
             # floor(limit * ratio) < limit for any ratio < 1: a drop takes one off.
             limit = max(self.minimum, math.floor(limit * self.backoff_ratio))
-        elif in_flight * 2 >= limit and rtt == rtt:
+        elif in_flight * 2 >= limit:
             limit = min(self.maximum, limit + 1)
         self._limit = limit
         return limit
@@ -132,6 +136,7 @@ class Gradient2:
 
     __slots__ = (
         "_estimate",
+        "_limit",
         "_long_rtt",
         "maximum",
         "minimum",
@@ -161,11 +166,12 @@ class Gradient2:
         self.queue_size = queue_size
         self.smoothing = smoothing
         self._long_rtt = _ExpAverage(long_window, warmup=10)
-        self._estimate = float(_start(minimum, maximum, initial))
+        self._limit = _start(minimum, maximum, initial)
+        self._estimate = float(self._limit)
 
     @property
     def limit(self) -> int:
-        return int(self._estimate)
+        return self._limit
 
     @property
     def long_rtt(self) -> float:
@@ -174,18 +180,27 @@ class Gradient2:
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
         if not 0 < rtt < math.inf:  # a refusal (no latency) or a broken clock: no evidence
-            return int(self._estimate)
+            return self._limit
         long_rtt = self._long_rtt.add(rtt)
         if long_rtt > 2 * rtt:
             self._long_rtt.value = long_rtt = long_rtt * 0.9
         estimate = self._estimate
-        if in_flight < estimate / 2:
-            return int(estimate)
-        gradient = max(0.5, min(1.0, long_rtt / rtt))
+        if in_flight * 2 < estimate:
+            return self._limit
+        gradient = long_rtt / rtt
+        if gradient > 1.0:
+            gradient = 1.0
+        elif gradient < 0.5:  # also NaN-proof: rtt and long_rtt are finite and positive
+            gradient = 0.5
         target = estimate * gradient + self.queue_size
         estimate += (target - estimate) * self.smoothing
-        self._estimate = estimate = max(self.minimum, min(self.maximum, estimate))
-        return int(estimate)
+        if estimate > self.maximum:
+            estimate = self.maximum
+        elif estimate < self.minimum:
+            estimate = self.minimum
+        self._estimate = estimate
+        self._limit = limit = int(estimate)
+        return limit
 
 
 def _log10_root(limit: float) -> int:
@@ -330,6 +345,7 @@ class Windowed:
     __slots__ = (
         "_count",
         "_dropped",
+        "_limit",
         "_max_in_flight",
         "_min_rtt",
         "_opened",
@@ -355,6 +371,7 @@ class Windowed:
         if min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, not {min_samples}")
         self.delegate = delegate
+        self._limit = delegate.limit
         self.min_window = min_window
         self.max_window = max_window
         self.min_samples = min_samples
@@ -372,26 +389,34 @@ class Windowed:
 
     @property
     def limit(self) -> int:
-        return self.delegate.limit
+        return self._limit
 
     def on_sample(self, start: float, rtt: float, in_flight: int, dropped: bool) -> int:
+        # Most samples only add to the window: comparisons, no calls, the limit cached.
         if not 0 < rtt < math.inf:  # a refusal (no latency) or a broken clock
-            self._dropped = self._dropped or dropped
-            return self.delegate.limit
-        self._count += 1
+            if dropped:
+                self._dropped = True
+            return self._limit
+        self._count = count = self._count + 1
         self._sum += rtt
-        self._min_rtt = min(self._min_rtt, rtt)
-        self._max_in_flight = max(self._max_in_flight, in_flight)
-        self._dropped = self._dropped or dropped
+        if rtt < self._min_rtt:
+            self._min_rtt = rtt
+        if in_flight > self._max_in_flight:
+            self._max_in_flight = in_flight
+        if dropped:
+            self._dropped = True
         end = start + rtt
-        if self._opened is None:
-            self._opened = end
-        elapsed = end - self._opened
-        due = min(self.max_window, max(self.min_window, 2 * self._min_rtt))
+        opened = self._opened
+        if opened is None:
+            self._opened = opened = end
+        elapsed = end - opened
         # Full (enough samples, and two of its fastest calls long), or as long as a window
         # may be: a limit of 1 on a slow dependency never gathers min_samples in time.
-        if not (elapsed >= due and self._count >= self.min_samples) and elapsed < self.max_window:
-            return self.delegate.limit
-        mean, peak, drop = self._sum / self._count, self._max_in_flight, self._dropped
+        if elapsed < self.max_window and (
+            count < self.min_samples or elapsed < self.min_window or elapsed < 2 * self._min_rtt
+        ):
+            return self._limit
+        mean, peak, drop = self._sum / count, self._max_in_flight, self._dropped
         self._reset()
-        return self.delegate.on_sample(start, mean, peak, drop)
+        self._limit = limit = self.delegate.on_sample(start, mean, peak, drop)
+        return limit

@@ -137,6 +137,8 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             if decision is None:
                 decision = core.check_body(request, body, content_type)
             receive = _replaying(body, receive)
+        if decision is None and core.app_limit is not None:
+            decision = await core.aenter_app(request)  # the limit in front of the app
         if decision is not None:
             await _send_problem(send, decision, request)  # type: ignore[arg-type]
             core.rejected(request, decision)  # type: ignore[arg-type]

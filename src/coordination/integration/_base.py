@@ -10,6 +10,7 @@ from .._defaults import ComponentSet, register_http_door
 from .._http_snapshot import HttpSnapshot
 from .._rate import Rate, RateLimit
 from ..error_handling import RateLimiterBackend
+from ._app_limit import app_limiter
 from ._client_limit import build_client_limit
 from ._components import CoordinatedDoor, ErrorHandlerLike, MonitorLike, ValidatorLike
 from ._endpoints import Endpoints
@@ -101,6 +102,7 @@ class MiddlewareBase(CoordinatedDoor):
             )
         self._core_client_limit = limit
         self._counters = HttpCounters(cfg.max_operation_names)
+        self._app_limit = app_limiter(cfg)  # app_adaptive_concurrency (None: off)
         self._endpoints = Endpoints(self._components, cfg, self) if cfg.expose_endpoints else None
         if map_resilience_errors is None:
             map_resilience_errors = cfg.map_resilience_errors
@@ -121,6 +123,7 @@ class MiddlewareBase(CoordinatedDoor):
             self._answer_log,
             self._logger,
             awaits=self._awaits,
+            app_limit=self._app_limit,
         )
         self._install_error_answers()
         # So CoordinationMetricsExporter() with no components shows this door's requests.
@@ -136,6 +139,7 @@ class MiddlewareBase(CoordinatedDoor):
             self._monitor,
             client_rate_limit=None if limit is None else limit.status(),
             endpoints=() if self._endpoints is None else self._endpoints.paths,
+            concurrency=None if self._app_limit is None else self._app_limit.snapshot(),
         )
 
     def http_stats(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from .._bounded import OVERFLOW_OPERATION, BoundedNames
+from .._concurrency_snapshot import ConcurrencySnapshot
 from .._config import CoordinationConfig
 from .._counting import ReadableCount, count_value
 from .._errors import ConfigError, ValidationError
@@ -365,6 +366,7 @@ class HttpCounters:
         *,
         client_rate_limit: Mapping[str, Any] | None = None,
         endpoints: tuple[str, ...] = (),
+        concurrency: ConcurrencySnapshot | None = None,
     ) -> HttpSnapshot:
         """A consistent read, each route with ``monitor``'s timings of it (if it has any)."""
         stats = getattr(monitor, "operation_stats", None)
@@ -384,4 +386,5 @@ class HttpCounters:
             routes=self._routes(latency),
             client_rate_limit=client_rate_limit,
             endpoints=endpoints,
+            concurrency=concurrency,
         )

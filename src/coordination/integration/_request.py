@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._time import perf_counter
+from ._app_limit import aenter_app, app_refusal, enter_app, leave_app
 from ._client_limit import ClientRateLimit
 from ._components import MonitorLike
 from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, Rejection, RequestPolicy
 from ._problems import AnswerLog, answer_for
 from ._routes import RouteResolver
+
+if TYPE_CHECKING:
+    from ..error_handling._adaptive import AdaptiveLimiter, Entry
 
 __all__ = ["CHECK_CLIENT", "READ_BODY", "Exchange", "RequestCore", "Step"]
 
@@ -60,6 +64,7 @@ class Exchange:
     """
 
     __slots__ = (
+        "app_entry",
         "length",
         "method",
         "path",
@@ -80,6 +85,7 @@ class Exchange:
         self.started = 0.0
         # The RateLimit headers the app's answer carries (rate_limit_headers="always").
         self.rate_headers: tuple[tuple[str, str], ...] = ()
+        self.app_entry: Entry | None = None  # its slot of app_adaptive_concurrency's limit
 
 
 class RequestCore:
@@ -99,6 +105,7 @@ class RequestCore:
         "_max_headers",
         "_monitor",
         "answer_log",
+        "app_limit",
         "counters",
         "endpoint",
         "map_errors",
@@ -122,8 +129,11 @@ class RequestCore:
         logger: logging.Logger,
         *,
         awaits: bool,
+        app_limit: AdaptiveLimiter | None = None,
     ) -> None:
         self.policy = policy
+        # app_adaptive_concurrency: the adapter asks enter_app() once the checks passed
+        self.app_limit = app_limit
         self.routes = routes
         # The route as the resolver reads it when the app starts its response (Flask's
         # rule), where it can: then nothing is resolved when the request ends.
@@ -240,6 +250,22 @@ class RequestCore:
         rule_set, exchange.rule_set = exchange.rule_set, None
         return self.policy.check_json(body, content_type, rule_set)
 
+    def enter_app(self, exchange: Exchange) -> Rejection | None:
+        """A slot of the limit in front of the app (``app_limit``: the adapter asks only
+        when there is one), or the 503 of a request beyond it (then ``rejected``)."""
+        entry = enter_app(cast("AdaptiveLimiter", self.app_limit))
+        if entry is None:
+            return app_refusal()
+        exchange.app_entry = entry
+        return None
+
+    async def aenter_app(self, exchange: Exchange) -> Rejection | None:
+        entry = await aenter_app(cast("AdaptiveLimiter", self.app_limit))
+        if entry is None:
+            return app_refusal()
+        exchange.app_entry = entry
+        return None
+
     # --- answers -------------------------------------------------------------------------
 
     def answer(self, error: BaseException) -> Rejection | None:
@@ -278,6 +304,10 @@ class RequestCore:
         rejected: bool = False,
     ) -> None:
         """Count and time a request the app ran (``error``: what it raised, if anything)."""
+        entry = exchange.app_entry
+        if entry is not None:  # its slot back, with its sample
+            exchange.app_entry = None
+            leave_app(cast("AdaptiveLimiter", self.app_limit), entry, status, error)
         route = exchange.route
         if route is None and self.routes is not None:
             try:

@@ -120,6 +120,8 @@ class CoordinationMiddleware(MiddlewareBase):
                 stream = environ.get("wsgi.input")
                 if stream is not None:
                     environ["wsgi.input"] = BoundedInput(stream, core.max_body)
+        if decision is None and core.app_limit is not None:
+            decision = core.enter_app(exchange)  # the limit in front of the app
         if decision is not None:
             return _reject(core, exchange, decision)  # type: ignore[arg-type]
         stream = environ.get("wsgi.input")
@@ -227,6 +229,7 @@ class _Exchange(Exchange):
         self.rule_set = None
         self.started = 0.0
         self.rate_headers = ()
+        self.app_entry = None
         self.core = core
         self.upstream = upstream
         self.status = 500  # until the app says otherwise (``body``: set once it returns)
