@@ -150,6 +150,8 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     # a rate limit never reached: one window (as before), then two (new)
     "rate_limit 1 window (not new)": ("rate_limit", "1000000/s"),
     "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
+    # issue 16: a retry budget set, never asked (the call succeeds at once)
+    "retry_budget=0.2 (issue 16)": ("retry_budget", 0.2),
 }
 
 

@@ -219,3 +219,114 @@ def test_no_shared_window_holds_more_than_its_share_of_pushed_calls_plus_the_flo
             assert in_window <= ratio * (dict(ended)[at] - before) + 0.4 * window + 1e-9
     finally:
         backend.close()
+
+
+# --- one round trip with the breaker's own ----------------------------------------------
+
+
+def counted(backend: RedisBackend) -> list[str]:
+    """Every command ``backend`` sends from now on, by name (EVALSHA, ...)."""
+    sent: list[str] = []
+    execute_packed = backend.execute_packed
+
+    def counting(packed: list[bytes]) -> Any:
+        sent.append(b"".join(packed).split(b"\r\n")[2].decode())
+        return execute_packed(packed)
+
+    backend.execute_packed = counting  # type: ignore[method-assign]
+    return sent
+
+
+def shared_handler(backend: RedisBackend, clock: FakeClock, **config: Any) -> Any:
+    return CoordinationErrorHandler(
+        {"base_delay": 0, "circuit_breaker_threshold": 1000, **config},
+        clock=clock,
+        sleep=clock.sleep,
+        async_sleep=clock.async_sleep,
+        breaker_factory=backend.breaker,
+        retry_budget_factory=backend.retry_budget,
+    )
+
+
+def test_a_retry_asks_the_breaker_and_the_budget_in_one_round_trip(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    wall, clock = FakeClock(1_700_000_000.0), FakeClock()
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=wall))
+    handler = shared_handler(backend, clock)
+    call = handler.decorate(down, max_retries=2, retry_budget=0.2, operation_name="dep")
+    sent = counted(backend)
+    with pytest.raises(ConnectionError):
+        call()
+    # acquire; failure + budget + acquire, twice; the last failure
+    assert sent == ["EVALSHA"] * 4
+    budget = handler._operations["dep"].retry_budget
+    assert budget.window()[0] == 2
+    assert handler.circuit_breaker("dep").snapshot().consecutive_failures == 3
+
+
+def test_a_refused_retry_records_its_failure_and_admits_nothing(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    wall, clock = FakeClock(1_700_000_000.0), FakeClock()
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=wall))
+    handler = shared_handler(backend, clock)
+    call = handler.decorate(
+        down, max_retries=3, retry_budget=0.0, retry_budget_min_per_second=0, operation_name="d"
+    )
+    sent = counted(backend)
+    with pytest.raises(ConnectionError) as raised:
+        call()
+    assert sent == ["EVALSHA"] * 2  # acquire; failure + the budget's refusal
+    assert "retry budget" in raised.value.__notes__[0]
+    snapshot = handler.circuit_breaker("d").snapshot()
+    assert snapshot.consecutive_failures == 1
+    assert handler.operation_stats()["d"]["retry_budget_exhausted"] == 1
+
+
+def test_a_retry_the_breaker_refuses_spends_no_budget(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    from coordination import CircuitOpenError
+
+    wall, clock = FakeClock(1_700_000_000.0), FakeClock()
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=wall))
+    handler = shared_handler(backend, clock, circuit_breaker_threshold=1)
+    call = handler.decorate(down, max_retries=3, retry_budget=0.2, operation_name="d")
+    with pytest.raises(CircuitOpenError):
+        call()  # the first failure opens the breaker: its retry is refused
+    assert handler._operations["d"].retry_budget.window()[0] == 0
+
+
+def test_async_retries_share_the_round_trip_too(
+    redis_url: str, namespace: str, closing: Any
+) -> None:
+    wall, clock = FakeClock(1_700_000_000.0), FakeClock()
+    backend = closing(RedisBackend(redis_url, namespace=namespace, redis_clock=wall))
+    handler = shared_handler(backend, clock)
+    made = 0
+
+    async def adown() -> None:
+        nonlocal made
+        made += 1
+        raise ConnectionError("down")
+
+    call = handler.decorate(
+        adown,
+        max_retries=3,
+        retry_budget=0.0,
+        retry_budget_min_per_second=0.2,  # two retries per 10 s
+        operation_name="adown",
+    )
+
+    async def main() -> None:
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                await call()
+        await backend.aclose()
+
+    asyncio.run(main())
+    assert made == 3 + 2
+    stats = handler.operation_stats()["adown"]
+    assert (stats["retries"], stats["retry_budget_exhausted"]) == (2, 3)
+    assert handler.circuit_breaker("adown").snapshot().consecutive_failures == 5

@@ -26,6 +26,7 @@ from ._plan import (
     FAILED,
     FAILURE,
     FAILURE_ACQUIRE,
+    FAILURE_SPEND_ACQUIRE,
     RELEASE,
     SLEEP,
     SPEND,
@@ -182,6 +183,9 @@ class AsyncRunner(Runner):
             await cast(Bulkhead, self.plan.op.bulkhead).aenter()
         elif command == SPEND:  # the retry budget's answer goes back to the steps
             return await cast(RetryBudgetBackend, self.plan.budget).atry_spend()
+        elif command == FAILURE_SPEND_ACQUIRE:  # the same with the failure and the acquire
+            joint: Any = getattr(breaker, "arecord_failure_spend_and_acquire", None)
+            return await joint(state.duration, self.plan.budget)
         return None
 
     async def _release(self) -> None:

@@ -39,7 +39,11 @@ lock-free closed path, ``guard(func, ...)`` / ``aguard(func, ...)`` (see
 breaker whose every step is a round trip may offer ``record_failure_and_acquire(duration)``
 (``arecord_failure_and_acquire`` for async pipelines): a failed attempt that will be
 retried is then recorded and the next attempt admitted (or refused with
-``CircuitOpenError``) in one step, instead of ``record_failure`` then ``acquire``.
+``CircuitOpenError``) in one step, instead of ``record_failure`` then ``acquire``. With a
+retry budget it may also offer ``record_failure_spend_and_acquire(duration, budget) ->
+bool`` (and its ``a*`` twin): the same step with the budget asked too (``False``: the
+budget refused, the failure is recorded and nothing is admitted), one round trip when
+both live in its store.
 """
 
 from __future__ import annotations
@@ -387,10 +391,12 @@ class RetryBudgetBackend(Protocol):
     """An operation's retry budget (``retry_budget``): retries (and hedged attempts) at
     most a fraction of its calls over a sliding window, above a floor per second.
 
-    ``record_call()`` counts a call (its first attempt); ``try_spend()`` asks for one
-    retry or hedged attempt and answers whether the budget allows it (a ``True`` spends
-    it). In memory, or shared by every process through a store (``blocking``: the a*
-    twins do the I/O for an async pipeline)."""
+    ``record_call()`` counts a call (its first attempt) for a budget used on its own:
+    the pipeline never calls it, the budgets it makes read the operation's own call
+    counters when asked (``_retry_budget``); ``try_spend()`` asks for one retry or hedged
+    attempt and answers whether the budget allows it (a ``True`` spends it). In memory,
+    or shared by every process through a store (``blocking``: the a* twins do the I/O
+    for an async pipeline)."""
 
     blocking: bool
 

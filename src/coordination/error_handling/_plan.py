@@ -69,8 +69,20 @@ _INF = float("inf")
 # What ``Plan.steps`` yields: the runner does it and sends the outcome back (a call's value,
 # or its exception thrown in). The breaker commands are yielded only to a runner that
 # must await a breaker doing I/O; otherwise the steps call the breaker themselves.
-# SPEND asks a retry budget doing I/O for one retry (the runner sends back its answer).
-CALL, SLEEP, ENTER, ACQUIRE, SUCCESS, FAILURE, RELEASE, FAILURE_ACQUIRE, SPEND = range(9)
+# SPEND asks a retry budget doing I/O for one retry (the runner sends back its answer);
+# FAILURE_SPEND_ACQUIRE is FAILURE_ACQUIRE with the budget asked in the same step.
+(
+    CALL,
+    SLEEP,
+    ENTER,
+    ACQUIRE,
+    SUCCESS,
+    FAILURE,
+    RELEASE,
+    FAILURE_ACQUIRE,
+    SPEND,
+    FAILURE_SPEND_ACQUIRE,
+) = range(10)
 # What a runner sends back for a CALL that raised (the exception is in ``state.error``):
 # cheaper than throwing it into the steps, and its traceback stays the runner's.
 FAILED: Any = type("_Failed", (), {"__repr__": lambda self: "<the attempt raised>"})()
@@ -241,6 +253,13 @@ class Plan:
         )
         # retries (and hedged attempts) at most a share of the calls (retry_budget)
         self.budget = op.retry_budget
+        # a breaker that also asks the budget with a retried failure's acquire (one round
+        # trip when both live in one store; optional, see _backends)
+        self.failure_spend_acquire: Callable[[float, RetryBudgetBackend], bool] | None = (
+            None
+            if self.budget is None
+            else getattr(op.breaker, "record_failure_spend_and_acquire", None)
+        )
 
     # --- what an error, a result, a wait mean -------------------------------------------
 
@@ -536,6 +555,30 @@ class Plan:
                     return DONE
             error, pending = cast(Exception, pending), None
             verdict = self.counted_failure(error)
+            if verdict == FAILED_VERDICT and self.failure_spend_acquire is not None:
+                state.wait = self.retry_wait(state, error)
+                if state.wait >= 0:  # the failure, the budget and the next acquire at once
+                    try:
+                        if io:
+                            allowed = yield FAILURE_SPEND_ACQUIRE
+                        else:
+                            allowed = self.failure_spend_acquire(
+                                state.duration, cast(RetryBudgetBackend, self.budget)
+                            )
+                    except CircuitOpenError as exc:
+                        state.error = exc
+                        return REJECTED
+                    if not allowed:
+                        state.error = error
+                        return SPENT
+                    acquired = True
+                    continue
+                if io:
+                    yield FAILURE
+                else:
+                    breaker.record_failure(state.duration)
+                state.error = error
+                return GIVE_UP
             if verdict == FAILED_VERDICT and self.failure_acquire is not None:
                 state.wait = self.retry_wait(state, error)
                 if state.wait >= 0 and self.budget is not None and not (yield from self._spend(io)):

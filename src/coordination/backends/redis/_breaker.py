@@ -27,7 +27,7 @@ import math
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..._errors import CircuitOpenError, StoreError
 from ..._time import Clock
@@ -42,11 +42,18 @@ from ...error_handling._backends import (
     TransitionHook,
 )
 from ._connection import OutagePolicy, RedisGuard, owned_key
-from ._scripts import BREAKER_ACQUIRE, BREAKER_RECORD, BREAKER_RETRY, LIMITED_ACQUIRE
+from ._scripts import (
+    BREAKER_ACQUIRE,
+    BREAKER_RECORD,
+    BREAKER_RETRY,
+    BREAKER_RETRY_BUDGETED,
+    LIMITED_ACQUIRE,
+)
 
 if TYPE_CHECKING:
     from ._backend import RedisBackend
     from ._rate_limit import RedisRateLimiter
+    from ._retry_budget import RedisRetryBudget
 
 __all__ = ["RedisCircuitBreaker"]
 
@@ -177,6 +184,107 @@ class RedisCircuitBreaker:
         else:
             guard.succeeded()
             self._admit(reply)
+
+    def record_failure_spend_and_acquire(self, duration: float, budget: object) -> bool:
+        """``record_failure_and_acquire`` with the retry asked of ``budget`` in the same
+        round trip when it is a budget on this breaker's Redis: ``False`` when the budget
+        refused the retry (the failure is recorded, nothing is admitted), ``True`` when
+        the next attempt is admitted, ``CircuitOpenError`` when the breaker refuses it."""
+        joint = self._joint(budget)
+        if joint is None:  # not one store, or not now: one step each
+            return self._apart(duration, budget, reported=False)
+        args = self._report("0", duration)
+        if args is None:  # the failure went to the local breaker (or nowhere)
+            return self._apart(duration, budget, reported=True)
+        backend = self._backend
+        try:
+            reply = BREAKER_RETRY_BUDGETED(
+                backend.execute,
+                self._key,
+                joint.key,
+                *_retry_args(args),
+                *joint.budget_args(joint.push()),
+            )
+        except backend.errors as exc:
+            self._guard.failed(exc)  # the failure is lost; both follow the outage policy
+            allowed = joint.outage()
+            if allowed:
+                self._outage_acquire()
+            return allowed
+        self._guard.succeeded()
+        joint.answered()
+        if int(reply[0]) < 0:
+            return False
+        self._admit(reply)
+        return True
+
+    async def arecord_failure_spend_and_acquire(self, duration: float, budget: object) -> bool:
+        """``record_failure_spend_and_acquire`` for async pipelines."""
+        joint = self._joint(budget)
+        if joint is None:
+            return await self._aapart(duration, budget, reported=False)
+        args = self._report("0", duration)
+        if args is None:
+            return await self._aapart(duration, budget, reported=True)
+        backend = self._backend
+        try:
+            reply = await BREAKER_RETRY_BUDGETED.run_async(
+                backend.async_client(),
+                self._key,
+                joint.key,
+                *_retry_args(args),
+                *joint.budget_args(joint.push()),
+            )
+        except backend.errors as exc:
+            self._guard.failed(exc)
+            allowed = joint.outage()
+            if allowed:
+                self._outage_acquire()
+            return allowed
+        self._guard.succeeded()
+        joint.answered()
+        if int(reply[0]) < 0:
+            return False
+        self._admit(reply)
+        return True
+
+    def _joint(self, budget: object) -> RedisRetryBudget | None:
+        """``budget`` when one script can ask it with this breaker (the same Redis, which
+        answers: a budget in its outage asks its own policy)."""
+        from ._retry_budget import RedisRetryBudget
+
+        if (
+            isinstance(budget, RedisRetryBudget)
+            and budget.backend is self._backend
+            and not budget.guard.down
+            and not self._guard.down
+        ):
+            return budget
+        return None
+
+    def _apart(self, duration: float, budget: Any, reported: bool) -> bool:
+        """The budget, then the breaker, one step each. ``reported``: the failure was
+        already taken by the local breaker (Redis is down or the call ran locally)."""
+        allowed: bool = budget.try_spend()
+        if reported:
+            if allowed:
+                self.acquire()
+        elif allowed:
+            self.record_failure_and_acquire(duration)
+        else:
+            self.record_failure(duration)
+        return allowed
+
+    async def _aapart(self, duration: float, budget: Any, reported: bool) -> bool:
+        allowed: bool = await budget.atry_spend() if budget.blocking else budget.try_spend()
+        if reported:
+            if allowed:
+                await self.aacquire()
+        elif allowed:
+            await self.arecord_failure_and_acquire(duration)
+        else:
+            await self.arecord_failure(duration)
+        return allowed
 
     def _record(self, outcome: str, duration: float) -> None:
         args = self._report(outcome, duration)

@@ -1,7 +1,8 @@
 """``RedisRetryBudget``: one operation's retry budget, shared by every process on a Redis.
 
 The buckets of ``error_handling._retry_budget`` kept in one hash (the ``RETRY_BUDGET``
-script): every ask for a retry is one round trip, which also **pushes** the calls this
+script): every ask for a retry is one round trip (the breaker's own when the breaker is on the
+same Redis: ``BREAKER_RETRY_BUDGETED``), which also **pushes** the calls this
 process made since its last push, read from the operation's own counters (nothing is
 counted per call). A push whose previous one is more than a slice ago is prorated to the
 last slice (its calls are spread evenly over the time since), so calls made long before a
@@ -94,8 +95,12 @@ class RedisRetryBudget:
 
     def script_args(self, pushed: int) -> tuple[object, ...]:
         """``RETRY_BUDGET``'s KEYS and ARGV."""
-        ratio, reserve, window_ms, slices, ttl_ms = self._constant
-        return (self.key, self.backend.now_ms(), pushed, ratio, reserve, window_ms, slices, ttl_ms)
+        return (self.key, self.backend.now_ms(), *self.budget_args(pushed))
+
+    def budget_args(self, pushed: int) -> tuple[object, ...]:
+        """The budget's arguments, the last six of any script that asks it (the breaker's
+        ``BREAKER_RETRY_BUDGETED`` too)."""
+        return (pushed, *self._constant)
 
     def try_spend(self) -> bool:
         pushed = self.push()
@@ -122,9 +127,17 @@ class RedisRetryBudget:
 
     def answer(self, reply: list[int]) -> bool:
         """Whether the script granted the retry (``{allowed, retries, calls}``)."""
+        self.answered()
+        return bool(int(reply[0]))
+
+    def answered(self) -> None:
+        """Redis answered for this budget (its own script or the breaker's)."""
         self.guard.succeeded()
         self._local = None  # Redis is back: the next outage starts afresh
-        return bool(int(reply[0]))
+
+    def outage(self) -> bool:
+        """The outage policy's answer for a retry Redis could not be asked about."""
+        return self._outage()
 
     def _outage(self) -> bool:
         policy = self.guard.policy

@@ -22,6 +22,7 @@ __all__ = [
     "BREAKER_ACQUIRE",
     "BREAKER_RECORD",
     "BREAKER_RETRY",
+    "BREAKER_RETRY_BUDGETED",
     "GCRA",
     "GCRA_QUOTA",
     "LIMITED_ACQUIRE",
@@ -589,43 +590,74 @@ return reply
 # calls of the window are those of the buckets entirely inside it (a lower bound), its
 # retries those of every bucket overlapping it (an upper bound); buckets entirely before
 # it are deleted on the way, so the hash holds at most 2 × (slices + 2) fields.
+# Budget arguments (the last six of ARGV): calls pushed by this process, ratio, reserve
+# (retries always allowed in a window), window_ms, slices, ttl_ms.
+_BUDGET_FUNCTIONS = """
+local function budget_window(key, now, pushed, window, slices, ttl)
+  local width = math.max(1, math.floor(window / slices))
+  local index = math.floor(now / width)
+  local start = now - window
+  if pushed > 0 then redis.call('HINCRBY', key, 'c' .. index, pushed) end
+  local fields = redis.call('HGETALL', key)
+  local calls, granted = 0, 0
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    local at = tonumber(string.sub(name, 2))
+    if at == nil or (at + 1) * width <= start then
+      redis.call('HDEL', key, name)
+    elseif string.sub(name, 1, 1) == 'c' then
+      if at * width >= start then calls = calls + tonumber(fields[i + 1]) end
+    else
+      granted = granted + tonumber(fields[i + 1])
+    end
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return calls, granted, index
+end
+local function budget_args(n)
+  return tonumber(ARGV[n - 5]), tonumber(ARGV[n - 4]), tonumber(ARGV[n - 3]),
+    tonumber(ARGV[n - 2]), tonumber(ARGV[n - 1]), tonumber(ARGV[n])
+end
+"""
+
 # KEYS[1] the budget key
-# ARGV: now_ms or "", calls pushed by this process, ratio, reserve (retries always
-# allowed in a window), window_ms, slices, ttl_ms
+# ARGV: now_ms or "", then the budget arguments
 # Returns {allowed (0/1), retries in the window before this one, calls in the window}
 RETRY_BUDGET = LuaScript(
     _NOW_MS
+    + _BUDGET_FUNCTIONS
     + """
-local key = KEYS[1]
-local pushed = tonumber(ARGV[2])
-local ratio = tonumber(ARGV[3])
-local reserve = tonumber(ARGV[4])
-local window = tonumber(ARGV[5])
-local width = math.max(1, math.floor(window / tonumber(ARGV[6])))
-local index = math.floor(now / width)
-local start = now - window
-if pushed > 0 then redis.call('HINCRBY', key, 'c' .. index, pushed) end
-local fields = redis.call('HGETALL', key)
-local calls, granted = 0, 0
-for i = 1, #fields, 2 do
-  local name = fields[i]
-  local at = tonumber(string.sub(name, 2))
-  if at == nil or (at + 1) * width <= start then
-    redis.call('HDEL', key, name)
-  elseif string.sub(name, 1, 1) == 'c' then
-    if at * width >= start then calls = calls + tonumber(fields[i + 1]) end
-  else
-    granted = granted + tonumber(fields[i + 1])
-  end
-end
-local allowed = 0
+local pushed, ratio, reserve, window, slices, ttl = budget_args(#ARGV)
+local calls, granted, index = budget_window(KEYS[1], now, pushed, window, slices, ttl)
 if granted + 1 <= ratio * calls + reserve then
-  redis.call('HINCRBY', key, 's' .. index, 1)
-  allowed = 1
+  redis.call('HINCRBY', KEYS[1], 's' .. index, 1)
+  return {1, granted, calls}
 end
-redis.call('PEXPIRE', key, tonumber(ARGV[7]))
-return {allowed, granted, calls}
+return {0, granted, calls}
 """
+)
+
+# BREAKER_RETRY with the operation's retry budget asked in the same round trip: the failure
+# recorded, then the budget asked (a refusal admits nothing), then the next attempt
+# admitted or refused by the breaker; the budget is spent only when the attempt is admitted.
+# KEYS[1] the breaker's hash, KEYS[2] the budget's (the same hash tag: one slot)
+# ARGV: BREAKER_RETRY's five, then the budget arguments
+# Returns what BREAKER_ACQUIRE returns, or {-1, ...} when the budget refused the retry
+BREAKER_RETRY_BUDGETED = LuaScript(
+    _NOW_MS
+    + _BREAKER_FUNCTIONS
+    + _BUDGET_FUNCTIONS
+    + """
+local cfg = config(ARGV[2])
+record(KEYS[1], now, cfg, parse_carry(ARGV[3]), '0', tonumber(ARGV[4]), tonumber(ARGV[5]))
+local pushed, ratio, reserve, window, slices, ttl = budget_args(#ARGV)
+local calls, granted, index = budget_window(KEYS[2], now, pushed, window, slices, ttl)
+if granted + 1 > ratio * calls + reserve then return {-1, 0, 0, 0, 0} end
+local reply = acquire(KEYS[1], now, cfg, nil)
+if tonumber(reply[1]) == 1 then redis.call('HINCRBY', KEYS[2], 's' .. index, 1) end
+return reply
+""",
+    keys=2,
 )
 
 READ_HASH = LuaScript("return {redis.call('HGETALL', KEYS[1]), redis.call('TIME')}")
