@@ -152,6 +152,9 @@ EXTRA_ALONE: Mapping[str, tuple[str, Any]] = {
     "rate_limit 2 windows": ("rate_limit", "1000000/s;100000000/h"),
     # issue 16: a retry budget set, never asked (the call succeeds at once)
     "retry_budget=0.2 (issue 16)": ("retry_budget", 0.2),
+    # issue 16: a fixed bulkhead never full (not new), and the adaptive limit in its place
+    "max_concurrent=1000 (not new)": ("max_concurrent", 1000),
+    "adaptive_concurrency": ("adaptive_concurrency", True),
 }
 
 

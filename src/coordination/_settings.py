@@ -710,7 +710,8 @@ _DECLARED = (
         int,
         None,
         "Worker threads of an operation's sync attempts with a timeout "
-        "(none: max_concurrent, else min(32, CPUs + 4)).",
+        "(none: max_concurrent, or max_concurrency with adaptive_concurrency, else "
+        "min(32, CPUs + 4)).",
         _LIMITS,
         optional=True,
         minimum=1,
@@ -759,8 +760,9 @@ _DECLARED = (
         bool,
         False,
         "Replace max_concurrent with a concurrency limit that follows the dependency's "
-        "latency (concurrency_algorithm, between min_concurrency and max_concurrency); "
-        "calls beyond it are refused with BulkheadFull, or wait up to bulkhead_wait.",
+        "latency (concurrency_algorithm, between min_concurrency and max_concurrency, "
+        "starting at min_concurrency); calls beyond it are refused with BulkheadFull, or "
+        "wait up to bulkhead_wait.",
         _LIMITS,
         per_call=True,
     ),
@@ -800,7 +802,8 @@ _DECLARED = (
         None,
         'Operations with the same group (such as "orders-db") share one adaptive limit, '
         "which sheds lower severities first: LOW before MEDIUM before HIGH, CRITICAL last "
-        "(none: the operation's own limit).",
+        "(while a more severe call is about, LOW may fill 50 % of it, MEDIUM 70 %, HIGH "
+        "85 %; none: the operation's own limit).",
         _LIMITS,
         optional=True,
         pattern=_GROUP_NAME,
@@ -987,8 +990,9 @@ _DECLARED = (
         bool,
         False,
         "Put one adaptive concurrency limit in front of the whole app in the WSGI/ASGI "
-        "middleware (load shedding): requests beyond it get 503 with Retry-After; it moves "
-        "by concurrency_algorithm between min_concurrency and max_concurrency.",
+        "middleware (load shedding): requests beyond it (after waiting up to bulkhead_wait) "
+        "get 503 with Retry-After; it moves by concurrency_algorithm between "
+        "min_concurrency and max_concurrency.",
         _HTTP,
     ),
     # --- observability and built-in HTTP endpoints ---

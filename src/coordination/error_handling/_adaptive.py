@@ -132,6 +132,9 @@ class _Waiter:
         self.entry: Entry | None = None
 
 
+_NO_GRANTS: list[_Waiter] = []  # never appended to: _grants' answer when nobody waits
+
+
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -146,12 +149,14 @@ class AdaptiveLimiter:
 
     __slots__ = (
         "_algorithm",
+        "_highest",
         "_in_flight",
         "_limit",
         "_lock",
         "_seen",
         "_shed",
         "_waiters",
+        "_waiting",
         "_wanted",
         "algorithm_name",
         "clock",
@@ -183,9 +188,11 @@ class AdaptiveLimiter:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._seen = [_NEVER] * len(_SEVERITIES)  # when each severity last asked
+        self._highest = -1  # the highest severity ever seen (one alone: no shares to mind)
         self._shed = [0] * len(_SEVERITIES)  # refused, by severity (under the lock)
         self._wanted = False  # a call was refused below the limit since the last sample
         self._waiters: tuple[deque[_Waiter], ...] = tuple(deque() for _ in _SEVERITIES)
+        self._waiting = 0  # in every queue (a plain count: the common case has none)
 
     @property
     def limit(self) -> int:
@@ -204,7 +211,7 @@ class AdaptiveLimiter:
         """The in-flight calls a call of severity ``rank`` may join: the whole limit,
         unless a higher severity is active (then its share, at least one)."""
         limit = self._limit
-        if rank < _TOP:
+        if rank < self._highest:
             seen = self._seen
             for higher in range(rank + 1, len(seen)):
                 if now - seen[higher] < ACTIVE_SECONDS:
@@ -212,12 +219,16 @@ class AdaptiveLimiter:
         return limit
 
     def _queued_ahead(self, rank: int) -> bool:
+        if not self._waiting:
+            return False
         return any(self._waiters[r] for r in range(rank, len(self._waiters)))
 
     def _join(self, rank: int, make_waiter: Callable[[], _Waiter]) -> Entry | _Waiter:
         now = self.clock()
         with self._lock:
             self._seen[rank] = now
+            if rank > self._highest:
+                self._highest = rank
             if self._in_flight < self.cap(rank, now) and not self._queued_ahead(rank):
                 self._in_flight += 1
                 return Entry(now, self._in_flight)
@@ -226,6 +237,7 @@ class AdaptiveLimiter:
                 raise BulkheadFull(self.name, self._limit)
             waiter = make_waiter()
             self._waiters[rank].append(waiter)
+            self._waiting += 1
             return waiter
 
     def _refused(self, rank: int) -> None:
@@ -240,10 +252,12 @@ class AdaptiveLimiter:
             if waiter.granted:
                 return cast(Entry, waiter.entry)
             self._waiters[rank].remove(waiter)
+            self._waiting -= 1
             self._refused(rank)
             limit = self._limit
             grants = self._grants(self.clock())  # a waiter behind this one may fit now
-        self._wake_all(grants)
+        if grants:
+            self._wake_all(grants)
         raise BulkheadFull(self.name, limit)
 
     def enter(self, rank: int = _TOP) -> Entry:
@@ -273,6 +287,7 @@ class AdaptiveLimiter:
                 granted = waiter.granted
                 if not granted:
                     self._waiters[rank].remove(waiter)
+                    self._waiting -= 1
             if granted:
                 self.leave()  # we were handed a slot we will not use: pass it on
             raise
@@ -283,7 +298,8 @@ class AdaptiveLimiter:
         with self._lock:
             self._in_flight -= 1
             grants = self._grants(self.clock())
-        self._wake_all(grants)
+        if grants:
+            self._wake_all(grants)
 
     def finish(self, entry: Entry, error: BaseException | None, *, release: bool) -> None:
         """The call of ``entry`` ended with ``error`` (None: it succeeded): its sample, and
@@ -306,22 +322,26 @@ class AdaptiveLimiter:
             if release:
                 self._in_flight -= 1
             grants = self._grants(now)
-        self._wake_all(grants)
+        if grants:
+            self._wake_all(grants)
 
     def _grants(self, now: float) -> list[_Waiter]:
         """Under the lock: the waiters that fit now, highest severity first; granted."""
+        if not self._waiting:
+            return _NO_GRANTS
         granted: list[_Waiter] = []
         for rank in range(_TOP, -1, -1):
             queue = self._waiters[rank]
             while queue and self._in_flight < self.cap(rank, now):
                 waiter = queue.popleft()
+                self._waiting -= 1
                 self._in_flight += 1
                 waiter.entry = Entry(now, self._in_flight)
                 waiter.granted = True
                 granted.append(waiter)
         return granted
 
-    def _wake_all(self, waiters: list[_Waiter]) -> None:
+    def _wake_all(self, waiters: list[_Waiter]) -> None:  # outside the lock
         for waiter in waiters:
             if waiter.event is not None:
                 waiter.event.set()
@@ -334,7 +354,7 @@ class AdaptiveLimiter:
     def snapshot(self) -> ConcurrencySnapshot:
         with self._lock:
             shed = dict(zip(_SEVERITIES, self._shed, strict=True))
-            waiting = sum(len(queue) for queue in self._waiters)
+            waiting = self._waiting
             limit, in_flight = self._limit, self._in_flight
         return ConcurrencySnapshot(
             self.name,

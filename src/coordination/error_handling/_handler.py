@@ -527,5 +527,11 @@ def _same(operation: Any, seen: Any) -> bool:
 
 def _pool_workers(options: Options) -> int:
     """Worker threads for the operation's sync attempts with a timeout: ``timeout_workers``,
-    else ``max_concurrent`` (a bulkhead never lets more attempts run), else the default."""
-    return options.timeout_workers or options.max_concurrent or default_workers()
+    else ``max_concurrent`` (a bulkhead never lets more attempts run) or, with an adaptive
+    limit, ``max_concurrency`` (the most it lets run; workers start on demand), else the
+    default."""
+    if options.timeout_workers:
+        return options.timeout_workers
+    if options.adaptive_concurrency:
+        return options.max_concurrency
+    return options.max_concurrent or default_workers()
