@@ -782,7 +782,8 @@ _DECLARED = (
         "min_concurrency",
         int,
         1,
-        "Lowest value of the adaptive concurrency limit.",
+        "Lowest value of the adaptive concurrency limit, and where it starts: it climbs "
+        "while latency holds, so the first latencies it learns are the unloaded ones.",
         _LIMITS,
         minimum=1,
         per_call=True,
