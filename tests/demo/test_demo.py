@@ -167,8 +167,7 @@ def test_the_adaptive_limit_moves_and_sheds_low_before_critical(story: str) -> N
         for at, text in told
         if (m := re.match(r"limit of pricing-db: (\d+) → (\d+)", text))
     ]
-    assert any(new > old for _, old, new in changes), act2
-    assert any(new < old and at >= starts["backup"] for at, old, new in changes), act2
+    assert any(new > old and at < starts["backup"] for at, old, new in changes), act2
     # Clients: shoppers shed far more than buyers; buyers served.
     table = story.split("\nact 2:\n", 1)[1]
     rows = {
@@ -183,7 +182,14 @@ def test_the_adaptive_limit_moves_and_sheds_low_before_critical(story: str) -> N
     assert low_shed > 0
     assert low_pct > critical_pct + 20
     assert critical_served > 0.9 * critical_sent
-    assert re.search(r"✔ the limit followed the database: up from 2 to \d+", table)
+    # The verdict reads the whole trace (every tick), not only the moves big enough to tell.
+    followed = re.search(
+        r"✔ the limit followed the database: up from 2 to (\d+) while it kept up, "
+        r"down to (\d+) when the backup made it slow",
+        table,
+    )
+    assert followed is not None, table
+    assert int(followed.group(2)) < int(followed.group(1))
     assert "✔ LOW was shed before CRITICAL" in table
     # The metrics say the same: the shed counter by severity, and the 503s by route.
     prices_503 = re.search(
