@@ -29,11 +29,17 @@ def run_demo(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.fixture(scope="module")
+def story() -> str:
+    """One run of the demo's two acts (6 s each), read by the tests below."""
+    result = run_demo("--duration", "12")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 @pytest.mark.slow
-def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
-    result = run_demo("--duration", "8")
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+def test_the_demo_tells_the_whole_story_and_exits_0(story: str) -> None:
+    out = story.split("\nact 2 (", 1)[0] + story.split("\nhealth document", 1)[1]
     # The phases of the dependency, in order.
     phases = [m.group(1) for m in re.finditer(r"inventory service: (\w+) —", out)]
     assert phases == ["healthy", "degraded", "outage", "recovered"]
@@ -50,9 +56,10 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     )
     assert answered is not None, out
     assert int(answered.group(1)) >= 1
-    # One set of components: the decorated call's open breaker fails the middleware's
-    # readiness probe and shows in the middleware's /metrics, with nothing wired by hand.
-    assert "middleware GET /health/ready → 503 'fail'" in out
+    # One set of components: the decorated call's open breaker shows in the middleware's
+    # readiness probe (a warning: one of the app's three breakers is open, the pricing
+    # calls are still served) and in its /metrics, with nothing wired by hand.
+    assert "middleware GET /health/ready → 200 'warn'" in out
     assert re.search(
         r"middleware GET /metrics → coordination_circuit_breaker_state"
         r'\{breaker="inventory\.reserve"[^}]*\} 2\.0',
@@ -72,7 +79,7 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert int(codes["503"]) > 0
     assert "500" not in codes  # no error of the library's (or the app's) became a 500
     # The closing sections: health document, metrics excerpt, summary table.
-    health = out.split("health document (CoordinationHealthChecker().check_health()):\n", 1)[1]
+    health = story.split("health document (CoordinationHealthChecker().check_health()):\n", 1)[1]
     document = json.loads(health.split("\n\nmetrics excerpt", 1)[0])
     assert document["overall_status"] == "HEALTHY"
     components = document["components"]
@@ -82,8 +89,9 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     assert components["validator"]["rule_sets"] == 2  # the two routes' rule sets
     # Every client request was validated, and so was the demo's one probe order.
     assert components["validator"]["validations"] == sent + 1
-    assert components["performance_monitor"]["operations"] == 2  # the two routes
-    assert components["error_handler"]["operations"] == 1  # inventory.reserve
+    assert components["performance_monitor"]["operations"] == 4  # the four routes
+    # inventory.reserve, pricing.browse and pricing.checkout
+    assert components["error_handler"]["operations"] == 3
     assert "coordination_circuit_breaker_state{" in out
     # The excerpt counts the middleware's 503 answers by status: every one the clients
     # saw, and the demo's own probe order.
@@ -97,6 +105,100 @@ def test_the_demo_tells_the_whole_story_and_exits_0() -> None:
     summary = out.split("summary:\n", 1)[1]
     assert re.search(r"^inventory\.reserve\s+\d+\s+\d+.*CLOSED$", summary, re.M)
     assert re.search(r"^POST /api/orders\s+\d+", summary, re.M)
+
+
+@pytest.mark.slow
+def test_the_retry_budget_holds_retries_back_while_the_service_fails(story: str) -> None:
+    act1 = story.split("\nact 2 (", 1)[0]
+    assert "within a budget of 20% of the calls of the last 1s" in act1
+    # The moment it is spent is told, after the degraded phase began.
+    events = re.findall(r"^\s+([\d.]+)s  (.*)$", act1, re.M)
+    spent = [float(at) for at, text in events if text.startswith("retry budget of")]
+    degraded = [float(at) for at, text in events if "inventory service: degraded" in text]
+    assert spent
+    assert degraded
+    assert spent[0] >= degraded[0] - 0.3
+    # The live line counts the held retries, and they only grow.
+    held = [int(n) for n in re.findall(r"held by budget\s+(\d+)", act1)]
+    assert held == sorted(held)
+    assert held[-1] > 0
+    # The closing lines: retries made stay near a fifth of the calls; more were held back.
+    made = re.search(
+        r"retry budget inventory\.reserve: (\d+) retries made for (\d+) calls .*; "
+        r"(\d+) more held back",
+        story,
+    )
+    assert made is not None, story
+    retries, calls, held_back = map(int, made.groups())
+    assert held_back > 0
+    assert held_back == held[-1]
+    # 20 % of the calls, plus the floor of 1 a second over the 6 s act, plus slack for
+    # the window sliding over the phases.
+    assert retries <= 0.2 * calls + 6 + 0.1 * calls
+    assert f"✔ the retry budget held back {held_back} retries" in story
+    # The summary table has the same count for the operation, and the metrics the series.
+    assert re.search(rf"^inventory\.reserve\s.*\s{held_back}\s+\d+\s+0\s+CLOSED$", story, re.M)
+    series = re.search(
+        r'^coordination_retry_budget_exhausted_total\{[^}]*operation="inventory\.reserve"'
+        r"[^}]*\} (\S+)$",
+        story,
+        re.M,
+    )
+    assert series is not None, story
+    assert float(series.group(1)) == held_back
+
+
+@pytest.mark.slow
+def test_the_adaptive_limit_moves_and_sheds_low_before_critical(story: str) -> None:
+    act2 = story.split("\nact 2 (", 1)[1].split("\nhealth document", 1)[0]
+    assert "concurrency_group='pricing-db'" in act2
+    phases = re.findall(r"pricing database: (\w+) —", act2)
+    assert phases == ["steady", "surge", "backup", "calm"]
+    assert "limit of pricing-db: starts at 2 (vegas, between 2 and 40)" in act2
+    # The limit's moves, as told: up while the database keeps up, down in the backup.
+    told = re.findall(r"^\s+([\d.]+)s  (.*)$", act2, re.M)
+    starts = {
+        m.group(1): float(at)
+        for at, text in told
+        if (m := re.match(r"pricing database: (\w+)", text))
+    }
+    changes = [
+        (float(at), int(m.group(1)), int(m.group(2)))
+        for at, text in told
+        if (m := re.match(r"limit of pricing-db: (\d+) → (\d+)", text))
+    ]
+    assert any(new > old and at < starts["backup"] for at, old, new in changes), act2
+    # Clients: shoppers shed far more than buyers; buyers served.
+    table = story.split("\nact 2:\n", 1)[1]
+    rows = {
+        m.group(1): (*tuple(map(int, m.groups()[1:4])), float(m.group(5)))
+        for m in re.finditer(
+            r"^(LOW|CRITICAL)\s+pricing\.\w+\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)%", table, re.M
+        )
+    }
+    low_sent, low_served, low_shed, low_pct = rows["LOW"]
+    critical_sent, critical_served, _critical_shed, critical_pct = rows["CRITICAL"]
+    assert low_sent == low_served + low_shed
+    assert low_shed > 0
+    assert low_pct > critical_pct + 20
+    assert critical_served > 0.9 * critical_sent
+    # The verdict reads the whole trace (every tick), not only the moves big enough to tell.
+    followed = re.search(
+        r"✔ the limit followed the database: up from 2 to (\d+) while it kept up, "
+        r"down to (\d+) when the backup made it slow",
+        table,
+    )
+    assert followed is not None, table
+    assert int(followed.group(2)) < int(followed.group(1))
+    assert "✔ LOW was shed before CRITICAL" in table
+    # The metrics say the same: the shed counter by severity, and the 503s by route.
+    prices_503 = re.search(
+        r'^coordination_http_requests_total\{[^}]*route="/api/prices",status="503"\} (\S+)$',
+        story,
+        re.M,
+    )
+    assert prices_503 is not None
+    assert float(prices_503.group(1)) == low_shed
 
 
 @pytest.mark.parametrize(
@@ -134,12 +236,27 @@ def test_serve_keeps_the_endpoints_up_until_ctrl_c(
     with urllib.request.urlopen(f"{base}/coordination/status.json", timeout=5) as response:
         status = json.load(response)
     assert "inventory.reserve" in status["breakers"]
+    # The page shows the second act's limit and the first act's budget, as the console did.
+    limit = status["concurrency"]["pricing-db"]
+    assert limit["group"] == "pricing-db"
+    assert limit["algorithm"] == "vegas"
+    assert limit["min_concurrency"] <= limit["limit"] <= limit["max_concurrency"] == 40
+    assert limit["shed"]["LOW"] >= limit["shed"]["CRITICAL"]
+    operations = {op["name"]: op for op in status["operations"]}
+    assert operations["pricing.browse"]["shed"] == limit["shed"]["LOW"]
+    assert operations["inventory.reserve"]["held_by_budget"] >= 0
+    with urllib.request.urlopen(f"{base}/coordination", timeout=5) as response:
+        page = response.read().decode()
+    assert "Concurrency limits" in page
+    assert "held by budget" in page
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
         assert b"coordination_circuit_breaker_state" in response.read()
     with urllib.request.urlopen(f"{base}/coordination", timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/html")
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=15) == 0
+    status = process.wait(timeout=15)
+    assert process.stderr is not None
+    assert status == 0, process.stderr.read()
 
 
 def test_format_table_aligns_columns() -> None:

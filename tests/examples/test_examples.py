@@ -78,6 +78,15 @@ EXPECTED: dict[str, list[str]] = {
         "rejected by the open breaker, rejected by the open breaker, rejected by the open "
         "breaker, rejected by the open breaker; breaker OPEN",
     ],
+    "12_beyond_the_peers.py": [
+        "retry budget: 500 calls, ",
+        " retries (not 1500)",
+        "retries within 20 % + floor: True",
+        "not retried: the retry budget (20% of calls over 10 s + 1/s) is spent",
+        "the limit moved: True",
+        "LOW shed before CRITICAL: True",
+        "the group counted the same: True",
+    ],
 }
 
 

@@ -1,11 +1,18 @@
 """The demo's service: a Flask application under ``CoordinationMiddleware``.
 
-``POST /api/users`` is a plain route. ``POST /api/orders`` is what makes
-the story: its body is validated by the middleware (a rule set per route), and its handler
-reserves stock from a downstream inventory service -- the fault injector -- through a
-function decorated with ``handle_errors``, so retries and the circuit breaker protect the
-call. The route does not catch ``CircuitOpenError``: while the breaker is open the
-middleware turns it into a 503 ``application/problem+json`` answer with ``Retry-After``.
+``POST /api/users`` is a plain route. ``POST /api/orders`` is what makes the first act:
+its body is validated by the middleware (a rule set per route), and its handler reserves
+stock from a downstream inventory service -- the fault injector -- through a function
+decorated with ``handle_errors``, so retries within a retry budget and the circuit
+breaker protect the call. The route does not catch ``CircuitOpenError``: while the
+breaker is open the middleware turns it into a 503 ``application/problem+json`` answer
+with ``Retry-After``.
+
+``GET /api/prices`` (shoppers browsing, a LOW operation) and ``POST /api/checkout``
+(buyers paying, CRITICAL) make the second: both query one pricing database through one
+adaptive concurrency limit (``concurrency_group``), which follows the database's latency
+and sheds the LOW calls first. A shed call raises ``BulkheadFull``, which the middleware
+answers 503 with ``Retry-After`` as well.
 Nothing is wired by hand: the decorator, the middleware and its endpoints use the
 process's one set of components (``default_coordination()``), so the dependency's breaker
 shows in the middleware's ``/health/ready`` and ``/metrics``.
@@ -23,10 +30,24 @@ from ..integration import Coordination, CoordinationMiddleware, default_coordina
 from ..performance import CoordinationPerformanceMonitor
 from ..testing import FaultInjector, InjectedError
 from ..validation import CoordinationValidator
+from ._surge import PricingDatabase
 
-__all__ = ["DOWNSTREAM", "ROUTE_RULES", "DemoService", "build_service", "downstream_policy"]
+__all__ = [
+    "BROWSE",
+    "CHECKOUT",
+    "DOWNSTREAM",
+    "PRICING_GROUP",
+    "ROUTE_RULES",
+    "DemoService",
+    "build_service",
+    "downstream_policy",
+    "pricing_policy",
+]
 
 DOWNSTREAM = "inventory.reserve"
+PRICING_GROUP = "pricing-db"
+BROWSE = "pricing.browse"  # LOW: a shopper can do without a price for a moment
+CHECKOUT = "pricing.checkout"  # CRITICAL: a buyer paying must be served
 
 # The middleware checks JSON bodies against these before the app runs (422 when invalid).
 ROUTE_RULES: dict[str, Any] = {
@@ -43,16 +64,40 @@ ROUTE_RULES: dict[str, Any] = {
 
 
 def downstream_policy(duration: float) -> dict[str, Any]:
-    """The inventory call's retries and breaker, scaled to the run: the breaker's timeout
-    fits several times in the outage."""
+    """The inventory call's retries, their budget and its breaker, scaled to the act.
+
+    The breaker's timeout fits several times in the outage. The budget lets retries be at
+    most 20 % of the calls of the last ``retry_budget_window`` seconds, so a degraded
+    service is not also sent half as many calls again; its floor is low (1 retry a
+    second) because the demo's traffic is small. Twelve failures in a row open the
+    breaker: the outage's, not the degraded phase's.
+    """
     return {
         "max_retries": 2,
         "base_delay": 0.01,
         "max_delay": 0.05,
         "jitter": "full",
-        "circuit_breaker_threshold": 5,
+        "retry_budget": 0.2,
+        "retry_budget_window": max(1.0, round(duration * 0.1, 1)),
+        "retry_budget_min_per_second": 1.0,
+        "circuit_breaker_threshold": 12,
         "circuit_breaker_timeout": max(0.2, round(duration * 0.06, 2)),
         "error_severity": "HIGH",
+    }
+
+
+def pricing_policy(severity: str) -> dict[str, Any]:
+    """A pricing call: one adaptive limit for the group, shed by severity; no retries
+    (a shed call is answered at once, and retrying into an overloaded database is what
+    the limit is there to stop)."""
+    return {
+        "adaptive_concurrency": True,
+        "concurrency_group": PRICING_GROUP,
+        "concurrency_algorithm": "vegas",
+        "min_concurrency": 2,
+        "max_concurrency": 40,
+        "max_retries": 0,
+        "error_severity": severity,
     }
 
 
@@ -64,6 +109,7 @@ class DemoService:
     middleware: CoordinationMiddleware
     coordination: Coordination
     faults: FaultInjector
+    pricing: PricingDatabase
 
     @property
     def validator(self) -> CoordinationValidator:
@@ -79,18 +125,32 @@ class DemoService:
 
 
 def build_service(
-    faults: FaultInjector, *, duration: float, middleware_config: Any = None
+    faults: FaultInjector,
+    *,
+    duration: float,
+    middleware_config: Any = None,
+    pricing: PricingDatabase | None = None,
 ) -> DemoService:
-    """A Flask app; its orders route reserves stock through a decorated call.
+    """A Flask app; its orders route reserves stock through a decorated call, and its
+    price and checkout routes query the pricing database through two more.
 
-    The decorator and the middleware are written as in any app, with no components
-    passed: both use ``default_coordination()``.
+    The decorators and the middleware are written as in any app, with no components
+    passed: all use ``default_coordination()``.
     """
+    database = PricingDatabase() if pricing is None else pricing
 
     @handle_errors(operation_name=DOWNSTREAM, **downstream_policy(duration))
     @faults.wrap
     def reserve_stock(item: str, quantity: int) -> dict[str, Any]:
         return {"item": item, "quantity": quantity, "reserved": True}
+
+    @handle_errors(operation_name=BROWSE, **pricing_policy("LOW"))
+    def price_for_browsing(sku: str) -> float:
+        return database.query(sku)
+
+    @handle_errors(operation_name=CHECKOUT, **pricing_policy("CRITICAL"))
+    def price_for_checkout(sku: str) -> float:
+        return database.query(sku)
 
     app = Flask("coordination_demo")
 
@@ -110,10 +170,21 @@ def build_service(
             return {"status": "failed", "reason": str(exc)}, 502
         return {"status": "reserved", **reservation}, 201
 
+    @app.route("/api/prices", methods=["GET"])
+    def show_price() -> Any:
+        # No except for BulkheadFull: a shed call is answered 503 by the middleware.
+        sku = request.args.get("sku", "sku-1")
+        return {"sku": sku, "price": price_for_browsing(sku)}
+
+    @app.route("/api/checkout", methods=["POST"])
+    def checkout() -> Any:
+        sku = str((request.get_json(silent=True) or {}).get("sku", "sku-1"))
+        return {"sku": sku, "charged": price_for_checkout(sku)}, 201
+
     app.wsgi_app = CoordinationMiddleware(  # type: ignore[method-assign]
         app.wsgi_app,
         {"expose_endpoints": True} if middleware_config is None else middleware_config,
         route_rules=ROUTE_RULES,
     )
     middleware = app.wsgi_app
-    return DemoService(app, middleware, default_coordination(), faults)
+    return DemoService(app, middleware, default_coordination(), faults, database)

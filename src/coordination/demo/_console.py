@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["Console", "format_table", "metrics_excerpt"]
+__all__ = ["Console", "format_table", "metrics_excerpt", "sparkline", "status_line", "surge_line"]
 
 _BAR = 24
 _PLAIN_EVERY = 2.0  # seconds between status lines when not on a terminal
@@ -107,8 +107,47 @@ class Console:
         self.say(json.dumps(document, indent=2, default=str))
 
 
-def status_line(snapshot: Mapping[str, Any], phase: str, clients: Mapping[int, int]) -> str:
-    """One line: requests, latency of the orders route, retries, breaker, rejections."""
+def sparkline(values: Sequence[float], *, width: int = 48) -> str:
+    """``values`` as a row of block characters, lowest to highest of them, resampled to
+    at most ``width`` cells (the last value of each stretch)."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[min(len(values) - 1, round((i + 1) * step) - 1)] for i in range(width)]
+    low, high = min(values), max(values)
+    blocks = "▁▂▃▄▅▆▇█"
+    if high == low:
+        return blocks[3] * len(values)
+    return "".join(blocks[round((v - low) / (high - low) * (len(blocks) - 1))] for v in values)
+
+
+def surge_line(
+    phase: str,
+    clients: Mapping[str, int],
+    limit: int | None,
+    in_flight: int,
+    database_ms: float,
+    shed: Mapping[str, int],
+    served: Mapping[str, int],
+) -> str:
+    """One line of the second act: the clients, the group's limit, the database, and
+    the calls shed and served by severity."""
+    shown = "–" if limit is None else str(limit)
+    return (
+        f"{phase:<6} clients LOW {clients.get('LOW', 0):>2} CRITICAL "
+        f"{clients.get('CRITICAL', 0):>2}  limit {shown:>3} in flight {in_flight:>3}  "
+        f"db {database_ms:>5.0f} ms  shed LOW {shed.get('LOW', 0):>5} CRITICAL "
+        f"{shed.get('CRITICAL', 0):>4}  served LOW {served.get('LOW', 0):>5} CRITICAL "
+        f"{served.get('CRITICAL', 0):>4}"
+    )
+
+
+def status_line(
+    snapshot: Mapping[str, Any], phase: str, clients: Mapping[int, int], held: int = 0
+) -> str:
+    """One line: requests, latency of the orders route, retries (and those the budget
+    held back), breaker, rejections."""
     operations = {op["name"]: op for op in snapshot["operations"]}
     orders = operations.get("POST /api/orders", {})
     downstream = operations.get("inventory.reserve", {})
@@ -118,7 +157,8 @@ def status_line(snapshot: Mapping[str, Any], phase: str, clients: Mapping[int, i
     return (
         f"{phase:<9} req {totals['requests']:>5}  "
         f"p50 {_ms(orders.get('p50_ms'))} p95 {_ms(orders.get('p95_ms'))} "
-        f"p99 {_ms(orders.get('p99_ms'))} ms  retries {totals['retries']:>4}  "
+        f"p99 {_ms(orders.get('p99_ms'))} ms  retries {totals['retries']:>4} "
+        f"held by budget {held:>4}  "
         f"breaker {downstream.get('breaker') or 'CLOSED':<9} "
         f"rejected: breaker {totals['rejected_by_circuit_breaker']:>4} "
         f"validation {max(rejected_422, int(validation.get('invalid', 0))):>4}"

@@ -1,11 +1,20 @@
-"""``coordination demo``: a failing dependency under coordination, watched live.
+"""``coordination demo``: a failing dependency and an overloaded one under coordination.
 
-The run, in ``--duration`` seconds (20 by default): the inventory service behind the
-orders route is healthy, then degraded (errors, slower), then down, then recovered. The
-error handler retries the errors away while it is degraded; its breaker opens in the
-outage (the app answers 503 at once instead of waiting on a dead service), goes half-open
-to try again, and closes once the service is back. Validation rejects the malformed orders
-throughout. At the end: the health document, a metrics excerpt and a summary table.
+The run, in ``--duration`` seconds (20 by default), has two acts of half of it each.
+
+The first: the inventory service behind the orders route is healthy, then degraded (40 %
+errors, slower), then down, then recovered. The error handler retries the errors, but
+only within a retry budget (20 % of the calls), so the degraded service is not sent half
+as many calls again; its breaker opens in the outage (the app answers 503 at once
+instead of waiting on a dead service), goes half-open to try again, and closes once the
+service is back. Validation rejects the malformed orders throughout.
+
+The second: a flash sale on the pricing database, which serves 4 queries at once and
+slows down quadratically past that. Shoppers' price lookups (LOW) and buyers' checkouts
+(CRITICAL) share one adaptive concurrency limit: it follows the database's latency down
+when the surge arrives, and the LOW calls are shed (503) so the CRITICAL ones are served.
+
+At the end: the health document, a metrics excerpt and a summary of both acts.
 """
 
 from __future__ import annotations
@@ -30,9 +39,19 @@ from .._errors import ConfigError
 from ..error_handling import BreakerTransition
 from ..observability import CoordinationHealthChecker, CoordinationMetricsExporter, StatusPage
 from ..testing import FaultInjector, outage_scenario
-from ._app import DOWNSTREAM, DemoService, build_service, downstream_policy
-from ._console import Console, format_table, metrics_excerpt, status_line
-from ._load import LoadDriver
+from ._app import (
+    BROWSE,
+    CHECKOUT,
+    DOWNSTREAM,
+    PRICING_GROUP,
+    DemoService,
+    build_service,
+    downstream_policy,
+)
+from ._console import Console, format_table, metrics_excerpt, sparkline, status_line, surge_line
+from ._load import LoadDriver, LoadTotals
+from ._surge import CLIENT_KINDS, SurgeDriver, SurgePhase, surge_phases
+from ._watch import SurgeTrace, budget_held, group_reading
 
 __all__ = ["demo_config", "run_demo"]
 
@@ -40,11 +59,13 @@ _TICK = 0.2
 _METRIC_FAMILIES = (
     "coordination_circuit_breaker",
     "coordination_retries",
+    "coordination_retry_budget",
+    "coordination_concurrency",
     "coordination_operations_total",
     "coordination_http_requests_total",
     "coordination_validations_total",
 )
-_EXCERPT_LINES = 32  # enough for every family above, the HTTP answers by status included
+_EXCERPT_LINES = 48  # enough for every family above, the HTTP answers by status included
 
 
 def demo_config(**overrides: Any) -> CoordinationConfig:
@@ -145,13 +166,21 @@ def run_demo(args: argparse.Namespace) -> int:
         return _run_single(args, Console())
 
 
+def _acts(duration: float) -> tuple[float, float]:
+    """The seconds of each act: half of the run each."""
+    return duration / 2, duration / 2
+
+
 def _run_single(args: argparse.Namespace, console: Console) -> int:
     story = _Story()
     config = demo_config()
-    policy = downstream_policy(args.duration)
-    # Degraded: errors the retries absorb, almost never five in a row, so the breaker holds.
-    faults = FaultInjector(outage_scenario(args.duration, degraded_error_rate=0.1), seed=9)
-    service = build_service(faults, duration=args.duration, middleware_config=config)
+    first, second = _acts(args.duration)
+    policy = downstream_policy(first)
+    # Degraded: 40 % errors, which retries would answer with over half as many calls
+    # again; the budget holds them to a fifth. Twelve in a row (the breaker's threshold)
+    # almost never happen there: the outage opens the breaker, not the degraded phase.
+    faults = FaultInjector(outage_scenario(first, degraded_error_rate=0.4), seed=9)
+    service = build_service(faults, duration=first, middleware_config=config)
     service.error_handler.add_transition_hook(story.on_transition)
     # No components named: the page reads the process's set, as the middleware does.
     page = StatusPage(title="coordination demo")
@@ -163,19 +192,29 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
         f"   health {base}{config.health_path}"
     )
     console.say(
-        "  POST /api/orders reserves stock from an inventory service that fails on schedule; "
-        f"retries: {policy['max_retries']}, breaker opens after "
-        f"{policy['circuit_breaker_threshold']} failures, tries again after "
-        f"{policy['circuit_breaker_timeout']:g}s"
-    )
-    console.say(
-        "  one set of components for the process: the decorated inventory call, the "
-        "middleware and its endpoints share them"
+        "  one set of components for the process: the decorated calls, the middleware and "
+        "its endpoints share them"
     )
     console.say()
+    console.say(
+        f"act 1 ({first:g}s): POST /api/orders reserves stock from an inventory service that "
+        f"fails on schedule; retries: {policy['max_retries']}, within a budget of "
+        f"{policy['retry_budget']:.0%} of the calls of the last {policy['retry_budget_window']:g}s"
+        f"; the breaker opens after {policy['circuit_breaker_threshold']} failures in a row, "
+        f"tries again after {policy['circuit_breaker_timeout']:g}s"
+    )
     try:
-        _drive(console, story, service, page, args.duration, base)
-        _conclude(console, story, page, config)
+        totals = _drive(console, story, service, page, first, base)
+        console.say()
+        console.say(
+            f"act 2 ({second:g}s): a flash sale on the pricing database (serves "
+            f"{service.pricing.capacity} queries at once in "
+            f"{service.pricing.base_latency * 1000:.0f} ms, slower past that); "
+            f"GET /api/prices ({BROWSE}, LOW) and POST /api/checkout ({CHECKOUT}, CRITICAL) "
+            f"share one adaptive limit, concurrency_group={PRICING_GROUP!r}"
+        )
+        trace = _drive_surge(console, story, service, second, server.port)
+        _conclude(console, story, page, config, service, totals, trace)
         if args.serve:
             _keep_serving(console, base, config, server.port)
     finally:
@@ -186,17 +225,24 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
 
 
 def _keep_serving(console: Console, base: str, config: CoordinationConfig, port: int) -> None:
-    """Serve until Ctrl-C, with a trickle of traffic so the page's charts stay alive."""
-    console.say(
-        f"\nserving on {base} — status page {base}{config.status_page_path}, "
-        f"metrics {base}{config.metrics_path}; Ctrl-C stops"
-    )
+    """Serve until Ctrl-C, with a trickle of traffic (orders, prices and checkouts) so the
+    page's charts and its limit stay alive."""
     trickle = LoadDriver(port, duration=86_400.0, rate=5.0, workers=1)
-    trickle.start()
+    shoppers = SurgeDriver(
+        port, [SurgePhase("trickle", 86_400.0, low_clients=1, critical_clients=1)], think=0.5
+    )
     try:
+        trickle.start()
+        shoppers.start()
+        # Said once the traffic runs: from here on Ctrl-C lands in wait_for_ctrl_c.
+        console.say(
+            f"\nserving on {base} — status page {base}{config.status_page_path}, "
+            f"metrics {base}{config.metrics_path}; Ctrl-C stops"
+        )
         console.wait_for_ctrl_c()
     finally:
         trickle.stop()
+        shoppers.stop()
 
 
 def _drive(
@@ -206,7 +252,7 @@ def _drive(
     page: StatusPage,
     duration: float,
     base: str,
-) -> None:
+) -> LoadTotals:
     service.monitor.start_monitoring()
     service.faults.restart()
     story.started = time.monotonic()
@@ -214,6 +260,7 @@ def _drive(
     probed = False
     load.start()
     phase = ""
+    budget_spent = False
     # Phase changes are noticed a tick late; they are shown at the time they happened.
     starts, at = {}, 0.0
     for scheduled in service.faults.phases:
@@ -233,13 +280,20 @@ def _drive(
                 probed = True
                 for text in _probe_endpoints(base, service.middleware.config):
                     story.note(text)
+            held = budget_held(service.error_handler, DOWNSTREAM)
+            if held and not budget_spent:
+                budget_spent = True
+                story.note(
+                    f"retry budget of {DOWNSTREAM} spent: a failure past it is answered at "
+                    "once instead of retried (the service is not sent more calls)"
+                )
             for at, text in story.drain():
                 console.event(at, text)
             finished = load.done or elapsed >= duration + 2
             console.status(
                 min(elapsed, duration),
                 duration,
-                status_line(page.snapshot(), phase, load.snapshot().by_status),
+                status_line(page.snapshot(), phase, load.snapshot().by_status, held),
                 force=finished,
             )
             if finished:
@@ -251,6 +305,73 @@ def _drive(
     totals = load.snapshot()
     codes = ", ".join(f"{code}: {n}" for code, n in sorted(totals.by_status.items()))
     console.say(f"\nclients sent {totals.sent} requests — responses {codes}")
+    return totals
+
+
+def _describe_surge(phase: SurgePhase) -> str:
+    backup = f", a backup leaves it {phase.capacity} queries at once" if phase.capacity < 4 else ""
+    return (
+        f"pricing database: {phase.name} — {phase.low_clients} shoppers (LOW) and "
+        f"{phase.critical_clients} buyers (CRITICAL) at once{backup}"
+    )
+
+
+def _drive_surge(
+    console: Console, story: _Story, service: DemoService, duration: float, port: int
+) -> SurgeTrace:
+    """The second act: the surge driven, the limit and the shedding watched."""
+    load = SurgeDriver(port, surge_phases(duration))
+    trace = SurgeTrace()
+    starts = load.phase_starts()
+    story.started = time.monotonic()
+    load.start()
+    phase = ""
+    try:
+        while True:
+            elapsed = story.elapsed()
+            current = load.phase_at(elapsed)
+            reading = group_reading(service.error_handler, PRICING_GROUP)
+            database = service.pricing
+            latency_ms = database.latency_at(database.in_flight) * 1000
+            trace.add(elapsed, current.name, reading, latency_ms)
+            if current.name != phase:
+                phase = current.name
+                service.pricing.capacity = current.capacity
+                story.note(_describe_surge(current), at=starts[current.name])
+            for text in trace.news():
+                story.note(text)
+            for at, text in story.drain():
+                console.event(at, text)
+            finished = load.done or elapsed >= duration + 2
+            tallies = load.snapshot()
+            console.status(
+                min(elapsed, duration),
+                duration,
+                surge_line(
+                    current.name,
+                    {kind: current.clients(kind) for kind in CLIENT_KINDS},
+                    None if reading is None else reading.limit,
+                    0 if reading is None else reading.in_flight,
+                    latency_ms,
+                    {kind: tallies[kind].shed for kind in CLIENT_KINDS},
+                    {kind: tallies[kind].served_count for kind in CLIENT_KINDS},
+                ),
+                force=finished,
+            )
+            if finished:
+                break
+            time.sleep(_TICK)
+    finally:
+        load.stop()
+        service.pricing.capacity = surge_phases(duration)[-1].capacity
+        console.finish_status()
+    trace.clients = load.snapshot()
+    sent = ", ".join(
+        f"{kind} {tally.sent} (served {tally.served_count}, shed {tally.shed})"
+        for kind, tally in trace.clients.items()
+    )
+    console.say(f"\nclients sent {sent}")
+    return trace
 
 
 def _breaker_open(service: DemoService) -> bool:
@@ -312,6 +433,9 @@ def _conclude(
     story: _Story,
     page: StatusPage,
     config: CoordinationConfig,
+    service: DemoService,
+    totals: LoadTotals,
+    trace: SurgeTrace,
 ) -> None:
     console.say("\nhealth document (CoordinationHealthChecker().check_health()):")
     # No components named: the process's set, which every door of the demo used.
@@ -320,26 +444,33 @@ def _conclude(
     console.say(f"\nmetrics excerpt (full text at {config.metrics_path}):")
     console.say(metrics_excerpt(exposition, _METRIC_FAMILIES, limit=_EXCERPT_LINES))
     snapshot = page.snapshot()
-    rows = [
-        (
-            op["name"],
-            op["count"],
-            op["failures"],
-            f"{op['error_rate']:.1%}",
-            _fmt(op["p50_ms"]),
-            _fmt(op["p95_ms"]),
-            _fmt(op["p99_ms"]),
-            op["retries"],
-            op["rejections"],
-            op["breaker"] or "",
+    handled = service.error_handler.snapshot().operations
+    rows = []
+    for op in snapshot["operations"]:
+        counts = handled.get(op["name"])
+        rows.append(
+            (
+                op["name"],
+                op["count"],
+                op["failures"],
+                f"{op['error_rate']:.1%}",
+                _fmt(op["p50_ms"]),
+                _fmt(op["p95_ms"]),
+                _fmt(op["p99_ms"]),
+                op["retries"],
+                "" if counts is None else budget_held(service.error_handler, op["name"]),
+                op["rejections"],
+                "" if counts is None else counts.bulkhead_rejections,
+                op["breaker"] or "",
+            )
         )
-        for op in snapshot["operations"]
-    ]
     console.say("\nsummary:")
     headers = ("operation", "calls", "errors", "error %", "p50 ms", "p95 ms", "p99 ms")
-    console.say(format_table((*headers, "retries", "rejected", "breaker"), rows))
+    more = ("retries", "held by budget", "rejected", "shed", "breaker")
+    console.say(format_table((*headers, *more), rows))
+    console.say("\nact 1:")
     moves = [f"{at:.1f}s {old}→{new}" for at, old, new in story.transitions]
-    console.say(f"\nbreaker {DOWNSTREAM}: " + (", ".join(moves) or "never moved"))
+    console.say(f"breaker {DOWNSTREAM}: " + (", ".join(moves) or "never moved"))
     opened = any(new == "OPEN" for _, _, new in story.transitions)
     closed = bool(story.transitions) and story.transitions[-1][2] == "CLOSED"
     if opened and closed:
@@ -347,6 +478,85 @@ def _conclude(
     else:
         console.say(
             "✘ the breaker did not both open and close in this run (try a longer --duration)"
+        )
+    inventory = handled.get(DOWNSTREAM)
+    if inventory is not None:
+        _conclude_budget(
+            console,
+            inventory.calls,
+            inventory.retries,
+            budget_held(service.error_handler, DOWNSTREAM),
+        )
+    console.say("\nact 2:")
+    _conclude_surge(console, trace)
+
+
+def _conclude_budget(console: Console, calls: int, retries: int, held: int) -> None:
+    share = retries / calls if calls else 0.0
+    wanted = (retries + held) / calls if calls else 0.0
+    console.say(
+        f"retry budget {DOWNSTREAM}: {retries} retries made for {calls} calls ({share:.0%} "
+        f"more calls to the service); {held} more held back and answered at once "
+        f"(retries asked for: {wanted:.0%})"
+    )
+    if held:
+        console.say(
+            f"✔ the retry budget held back {held} retries while the inventory service was failing"
+        )
+    else:
+        console.say("✘ the retry budget was never spent in this run (try a longer --duration)")
+
+
+def _conclude_surge(console: Console, trace: SurgeTrace) -> None:
+    rows = []
+    operations = {"LOW": BROWSE, "CRITICAL": CHECKOUT}
+    shares: dict[str, float] = {}
+    for kind in CLIENT_KINDS:
+        tally = trace.clients.get(kind)
+        if tally is None:
+            continue
+        shares[kind] = tally.shed / tally.sent if tally.sent else 0.0
+        p50, p95 = tally.served.quantiles([0.5, 0.95]) if tally.served_count else (None, None)
+        rows.append(
+            (
+                kind,
+                operations[kind],
+                tally.sent,
+                tally.served_count,
+                tally.shed,
+                f"{shares[kind]:.1%}",
+                _fmt(None if p50 is None else p50 * 1000),
+                _fmt(None if p95 is None else p95 * 1000),
+            )
+        )
+    headers = ("severity", "operation", "requests", "served", "shed", "shed %")
+    console.say(format_table((*headers, "p50 ms", "p95 ms"), rows))
+    limits = trace.limits()
+    if not limits:
+        console.say(f"✘ the limit of {PRICING_GROUP} was never read")
+        return
+    surge, backup = trace.limits("surge") or limits[:1], trace.limits("backup")
+    console.say(
+        f"limit of {PRICING_GROUP} over the act: {sparkline(limits)}  (from {limits[0]}, "
+        f"up to {max(surge)} in the surge, {min(backup) if backup else '–'} at its lowest "
+        f"in the backup, {limits[-1]} at the end)"
+    )
+    if backup and max(limits) > limits[0] and min(backup) < max(surge):
+        console.say(
+            f"✔ the limit followed the database: up from {limits[0]} to {max(surge)} while it "
+            f"kept up, down to {min(backup)} when the backup made it slow"
+        )
+    else:
+        console.say("✘ the limit did not both rise and come down in this run")
+    low, critical = shares.get("LOW", 0.0), shares.get("CRITICAL", 0.0)
+    if trace.shed.get("LOW") and low > critical:
+        console.say(
+            f"✔ LOW was shed before CRITICAL: {low:.0%} of the shoppers' requests shed, "
+            f"{critical:.0%} of the buyers'"
+        )
+    else:
+        console.say(
+            f"✘ LOW was not shed more than CRITICAL in this run ({low:.0%} against {critical:.0%})"
         )
 
 

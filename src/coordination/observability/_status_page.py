@@ -83,6 +83,8 @@ class _Row:
     handler_failures: int = 0
     retries: int = 0
     rejections: int = 0
+    held_by_budget: int = 0  # failures raised without their retry: the retry budget was spent
+    shed: int = 0  # refused by the bulkhead or the adaptive concurrency limit
     timed: bool = False
     breaker: str | None = None
     sources: list[str] = field(default_factory=list)
@@ -103,6 +105,8 @@ class _Row:
             "max_ms": self.max_ms,
             "retries": self.retries,
             "rejections": self.rejections,
+            "held_by_budget": self.held_by_budget,
+            "shed": self.shed,
             "breaker": self.breaker,
             "sources": self.sources,
         }
@@ -268,6 +272,8 @@ class StatusPage:
                 entry = row(op)
                 entry.retries += counts.retries
                 entry.rejections += counts.rejections
+                entry.held_by_budget += counts.retry_budget_exhausted
+                entry.shed += counts.bulkhead_rejections
                 entry.handler_calls += counts.calls
                 entry.handler_failures += counts.failures
             for op, breaker in handler.breakers.items():

@@ -143,13 +143,13 @@ function render(data) {
     tr.append(el("td", op.name), breaker, el("td", op.count), el("td", op.failures),
       el("td", pct(op.error_rate)), el("td", ms(op.p50_ms)), el("td", ms(op.p95_ms)),
       el("td", ms(op.p99_ms)), el("td", ms(op.max_ms)), el("td", op.retries),
-      el("td", op.rejections));
+      el("td", op.held_by_budget), el("td", op.rejections), el("td", op.shed));
     tr.dataset.operation = op.name;
     return tr;
   });
   if (!rows.length) {
     const empty = el("td", "no operations recorded yet", "muted");
-    empty.colSpan = 11;
+    empty.colSpan = 13;
     const tr = el("tr", null);
     tr.append(empty);
     rows.push(tr);
@@ -223,7 +223,8 @@ PAGE_TEMPLATE = """<!doctype html>
 </div>
 <section><h2>Operations</h2><table>
 <thead><tr><th>operation</th><th>breaker</th><th>requests</th><th>errors</th><th>error rate</th>
-<th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>retries</th><th>rejected</th></tr>
+<th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>retries</th>
+<th>held by budget</th><th>rejected</th><th>shed</th></tr>
 </thead><tbody id="operations"></tbody></table></section>
 <section id="concurrency-section" hidden><h2>Concurrency limits</h2><table>
 <thead><tr><th>group</th><th>algorithm</th><th>limit</th><th>in flight</th><th>waiting</th>
