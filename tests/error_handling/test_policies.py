@@ -210,3 +210,32 @@ def test_later_uses_cannot_change_an_operations_breaker(
     )
     assert handler.circuit_breaker("inv").settings.failure_threshold == 5
     assert "different settings given later are ignored" in caplog.text
+
+
+def test_refusals_are_counted_but_logged_once_a_while_and_never_alerted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Shedding refuses thousands of calls a second: each is counted, none is kept in
+    # recent_errors or given to the alert hooks, and one line a while says how many.
+    clock = FakeClock()
+    alerts: list[object] = []
+    handler = CoordinationErrorHandler(
+        {"base_delay": 0, "error_severity": "CRITICAL"}, clock=clock, on_alert=alerts.append
+    )
+    call = handler.decorate(lambda: "ok", operation_name="q", rate_limit="1/h")
+    assert call() == "ok"
+    with caplog.at_level("WARNING", logger="coordination.error_handling"):
+        for _ in range(50):
+            with pytest.raises(RateLimitExceeded):
+                call()
+        clock.advance(11)
+        with pytest.raises(RateLimitExceeded):
+            call()
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("operation 'q': 1 call(s) refused, the last with RateLimitExceeded")
+    assert lines[1].startswith("operation 'q': 50 call(s) refused in the last 11 s")
+    stats = handler.operation_stats()["q"]
+    assert (stats["rate_limited"], stats["failures"]) == (51, 51)
+    assert alerts == []
+    assert handler.get_error_report()["recent_errors"] == []

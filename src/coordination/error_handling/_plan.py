@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 _NOTE = "coordination: "
+REFUSALS_LOGGED_EVERY = 10.0  # seconds between two log lines of one operation's refusals
 _INF = float("inf")
 
 # What ``Plan.steps`` yields: the runner does it and sends the outcome back (a call's value,
@@ -114,6 +115,8 @@ class OperationState:
         "limiter",
         "name",
         "pool_workers",
+        "refusals_logged_at",
+        "refusals_unlogged",
         "rate_limited",
         "rejections",
         "retries",
@@ -133,6 +136,9 @@ class OperationState:
         self.retry_budget: RetryBudgetBackend | None = None  # retry_budget (_backends)
         self.budget_settings: BudgetSettings | None = None  # what it allows (its note)
         self.budget_logged_at: float | None = None  # its last "spent" warning (one a window)
+        # admission refusals (bulkhead, adaptive limit, rate limit): one warning a while
+        self.refusals_logged_at: float | None = None
+        self.refusals_unlogged = 0
         self.attempt_pool: AttemptPool | None = None  # sync attempts with a timeout run here
         self.pool_workers = 0  # its size, fixed with the operation's other settings
         self.severity = severity
@@ -675,7 +681,36 @@ class Plan:
         open breaker): no attempt was made."""
         if isinstance(exc, CircuitOpenError):
             return self.rejected(exc, args, kwargs)
-        return self.give_up(exc, 0, args, kwargs)
+        return self.refused(exc, args, kwargs)
+
+    def refused(self, exc: Exception, args: Any, kwargs: Any) -> Any:
+        """The bulkhead, the adaptive limit or the rate limit turned the call away before
+        any attempt: counted (``failures`` and the refusal's own counter), then the
+        fallback's answer or the error. Like the breaker's rejections, a refusal is a
+        decision about load, not a failure of the dependency: it is not kept in
+        ``recent_errors`` nor given to the alert hooks, and it is logged at most once per
+        ``REFUSALS_LOGGED_EVERY`` seconds per operation, with the count since the last
+        line (shedding under load refuses thousands of calls a second)."""
+        op = self.op
+        next(op.failures)
+        op.refusals_unlogged += 1  # a lost update under a race only miscounts the log line
+        now = self.runtime.clock()
+        last = op.refusals_logged_at
+        if last is None or now - last >= REFUSALS_LOGGED_EVERY:
+            count, op.refusals_unlogged, op.refusals_logged_at = op.refusals_unlogged, 0, now
+            self.runtime.logger.warning(
+                "operation %r: %d call(s) refused%s, the last with %s: %s "
+                "(logged at most once per %g s; see bulkhead_rejections and rate_limited)",
+                op.name,
+                count,
+                "" if last is None else f" in the last {now - last:.0f} s",
+                type(exc).__name__,
+                exc,
+                REFUSALS_LOGGED_EVERY,
+            )
+        if self.fallback is MISSING:
+            raise exc
+        return self.fallen_back(exc, 0, args, kwargs)
 
     def give_up(
         self, exc: Exception, attempts: int, args: Any, kwargs: Any, reason: str = ""
