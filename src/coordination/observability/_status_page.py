@@ -52,6 +52,11 @@ __all__ = ["StatusPage"]
 
 _JSON_NAME = "status.json"
 _CHART_OPERATIONS = 8  # lines per chart: the busiest operations
+# Rows per table: a handler tracks up to max_operation_names (1000) operations, and a page
+# of a thousand rows is neither readable nor cheap to poll. The busiest are kept; the JSON
+# says how many there were, and the page says how many it left out.
+_TABLE_OPERATIONS = 50
+_TABLE_LIMITS = 20  # concurrency limits: the most refused first, then the fullest
 
 
 def _sha256_source(text: str) -> str:
@@ -85,6 +90,8 @@ class _Row:
     rejections: int = 0
     held_by_budget: int = 0  # failures raised without their retry: the retry budget was spent
     shed: int = 0  # refused by the bulkhead or the adaptive concurrency limit
+    hedged_attempts: int = 0  # attempts hedge_after started beside a first one
+    hedge_wins: int = 0  # calls a hedged attempt answered
     timed: bool = False
     breaker: str | None = None
     sources: list[str] = field(default_factory=list)
@@ -107,6 +114,8 @@ class _Row:
             "rejections": self.rejections,
             "held_by_budget": self.held_by_budget,
             "shed": self.shed,
+            "hedged_attempts": self.hedged_attempts,
+            "hedge_wins": self.hedge_wins,
             "breaker": self.breaker,
             "sources": self.sources,
         }
@@ -227,7 +236,14 @@ class StatusPage:
         history = self._record(now, rows)
         known = {s.value for s in HealthStatus}
         overall = worst_status(*(HealthStatus(s) for s in statuses.values() if s in known))
-        operations = sorted((r.as_dict() for r in rows.values()), key=lambda d: -d["count"])
+        # Busiest first, then by name, so that a page of equal counts does not reshuffle.
+        operations = sorted(
+            (r.as_dict() for r in rows.values()), key=lambda d: (-d["count"], d["name"])
+        )
+        shown_limits = sorted(
+            limits.values(),
+            key=lambda c: (-sum(c["shed"].values()), -c["in_flight"], c["group"]),
+        )[:_TABLE_LIMITS]
         return {
             "title": self.title,
             "timestamp": _time.utc_timestamp(),
@@ -236,7 +252,8 @@ class StatusPage:
             "status": overall.value,
             "components": statuses,
             "component_errors": errors,
-            "operations": operations,
+            "operations": operations[:_TABLE_OPERATIONS],
+            "operations_total": len(operations),
             "breakers": {r.name: r.breaker for r in rows.values() if r.breaker is not None},
             "totals": {
                 "requests": sum(r.count for r in rows.values() if r.timed),
@@ -244,7 +261,8 @@ class StatusPage:
                 **totals,
             },
             "validation": validation,
-            "concurrency": limits,
+            "concurrency": {c["group"]: c for c in shown_limits},
+            "concurrency_total": len(limits),
             "config_reload": reloads,
             "history": history,
         }
@@ -274,6 +292,8 @@ class StatusPage:
                 entry.rejections += counts.rejections
                 entry.held_by_budget += counts.retry_budget_exhausted
                 entry.shed += counts.bulkhead_rejections
+                entry.hedged_attempts += counts.hedged_attempts
+                entry.hedge_wins += counts.hedge_wins
                 entry.handler_calls += counts.calls
                 entry.handler_failures += counts.failures
             for op, breaker in handler.breakers.items():
@@ -350,7 +370,8 @@ class StatusPage:
             headers += [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")]
             return "405 Method Not Allowed", headers, body
         if path in (self.path, self.path + "/"):
-            body = self.render_html().encode()
+            # A title with a lone surrogate cannot be UTF-8: replaced, never a 500.
+            body = self.render_html().encode("utf-8", "replace")
             headers += [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Security-Policy", _CSP),

@@ -42,6 +42,8 @@ svg .grid { stroke: var(--line); }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { text-align: right; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 th:first-child, td:first-child { text-align: left; }
+td:first-child, #reload, #components { overflow-wrap: anywhere; }
+td:first-child { max-width: 28em; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
 #problem, .problem { color: var(--bad); }
 """
@@ -71,6 +73,10 @@ function ms(v) {
 }
 function pct(v) { return (100 * v).toFixed(1) + " %"; }
 function badge(state) { return el("span", state || "–", "badge " + (state || "")); }
+
+function omitted(shown, total, what, which) {
+  return total > shown ? `showing ${shown} of ${total} ${what}: ${which}` : "";
+}
 
 function card(label, value, note) {
   const box = el("div", null, "card");
@@ -143,20 +149,25 @@ function render(data) {
     tr.append(el("td", op.name), breaker, el("td", op.count), el("td", op.failures),
       el("td", pct(op.error_rate)), el("td", ms(op.p50_ms)), el("td", ms(op.p95_ms)),
       el("td", ms(op.p99_ms)), el("td", ms(op.max_ms)), el("td", op.retries),
-      el("td", op.held_by_budget), el("td", op.rejections), el("td", op.shed));
+      el("td", op.held_by_budget), el("td", op.rejections), el("td", op.shed),
+      el("td", op.hedged_attempts), el("td", op.hedge_wins));
     tr.dataset.operation = op.name;
     return tr;
   });
   if (!rows.length) {
     const empty = el("td", "no operations recorded yet", "muted");
-    empty.colSpan = 13;
+    empty.colSpan = 15;
     const tr = el("tr", null);
     tr.append(empty);
     rows.push(tr);
   }
   $("operations").replaceChildren(...rows);
+  $("operations-note").textContent = omitted(data.operations.length, data.operations_total,
+    "operations", "the busiest");
   const limits = Object.values(data.concurrency || {});
   $("concurrency-section").hidden = !limits.length;
+  $("concurrency-note").textContent = omitted(limits.length, data.concurrency_total,
+    "limits", "those refusing most");
   $("concurrency").replaceChildren(...limits.map((c) => {
     const tr = el("tr", null);
     const shed = Object.entries(c.shed).filter(([, n]) => n).map(([s, n]) => `${s} ${n}`);
@@ -221,14 +232,17 @@ PAGE_TEMPLATE = """<!doctype html>
 <section><h2>Latency</h2><svg id="latency" role="img" aria-label="latency"></svg>
 <div id="latency-legend" class="legend"></div></section>
 </div>
-<section><h2>Operations</h2><table>
+<section><h2>Operations</h2><table id="operations-table">
 <thead><tr><th>operation</th><th>breaker</th><th>requests</th><th>errors</th><th>error rate</th>
 <th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>retries</th>
-<th>held by budget</th><th>rejected</th><th>shed</th></tr>
-</thead><tbody id="operations"></tbody></table></section>
-<section id="concurrency-section" hidden><h2>Concurrency limits</h2><table>
+<th>held by budget</th><th>rejected</th><th>shed</th><th>hedged</th><th>hedge wins</th></tr>
+</thead><tbody id="operations"></tbody></table><p id="operations-note" class="muted"></p>
+</section>
+<section id="concurrency-section" hidden><h2>Concurrency limits</h2>
+<table id="concurrency-table">
 <thead><tr><th>group</th><th>algorithm</th><th>limit</th><th>in flight</th><th>waiting</th>
-<th>bounds</th><th>shed</th></tr></thead><tbody id="concurrency"></tbody></table></section>
+<th>bounds</th><th>shed</th></tr></thead><tbody id="concurrency"></tbody></table>
+<p id="concurrency-note" class="muted"></p></section>
 <section><h2>Components</h2><ul id="components"></ul><p id="reload" class="muted"></p></section>
 </main>
 <script>{script}</script>
