@@ -13,6 +13,11 @@ busy time per operation in a bounded ring; throughput and mean latency per inter
 the differences between neighbouring points. The ring starts with the page's creation,
 counts at zero. Nothing runs in the background.
 
+The tables are bounded (the 50 busiest operations, the 20 concurrency limits refusing
+most; ``operations_total`` and ``concurrency_total`` say how many there were), so a
+handler tracking its thousand operation names still gives a readable page and a small
+poll. Names are user input: the JSON escapes them, the script writes them as text.
+
 >>> page = StatusPage({"monitor": monitor, "handler": handler})  # doctest: +SKIP
 >>> app.wsgi_app = page.make_wsgi_app()                          # doctest: +SKIP
 """
