@@ -156,3 +156,35 @@ def test_an_operation_named_with_markup_shows_as_text(tmp_path: Path) -> None:
     assert injected == 0
     assert pwned == "undefined"
     assert problems == []
+
+
+def test_many_operations_keep_the_page_bounded_and_readable(tmp_path: Path) -> None:
+    with serving_live_shop(tmp_path) as live, Chromium() as browser:
+        for i in range(60):  # named to sort after the shop's own, at one call each
+            live.shop.handle_errors(operation_name=f"zz.quiet{i:02}")(lambda: None)()
+        long_name = "zz." + "unbroken" * 40  # no hyphen, no space: nowhere to wrap
+        shown_long = live.shop.handle_errors(operation_name=long_name)(lambda: None)
+        for _ in range(3):  # busier than the rest: among the rows shown
+            shown_long()
+        browser.navigate(f"{live.base}/coordination")
+        browser.wait_for("document.body && document.body.dataset.loaded === 'true'")
+        rows = browser.evaluate("document.querySelectorAll('#operations tr').length")
+        long_shown = browser.evaluate(
+            f"!!document.querySelector('#operations tr[data-operation={json.dumps(long_name)}]')"
+        )
+        note = browser.evaluate("document.querySelector('#operations-note').textContent")
+        overflow = browser.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        browser.evaluate("1")
+        problems = list(browser.problems)
+        total = len(live.shop.error_handler.snapshot().operations)
+    assert rows == 50
+    assert long_shown
+    assert total > 60
+    # The page counts the monitor's operations (the middleware's routes) as well.
+    assert note.startswith("showing 50 of ")
+    assert note.endswith(" operations: the busiest")
+    assert int(note.split()[3]) >= total
+    assert overflow <= 0  # a long name wraps; the page does not scroll sideways
+    assert problems == []
