@@ -42,6 +42,7 @@ from .._defaults import ComponentSet
 from .._redact import error_text, safe_repr
 from .._status import HealthStatus, worst_status
 from .._time import Clock
+from ..error_handling._snapshot import HandlerSnapshot
 from ._components import reader_components
 from ._health_http import acknowledge_lifespan
 from ._readings import (
@@ -136,11 +137,11 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
-def _limits_of(component: object) -> dict[str, dict[str, Any]]:
-    """The adaptive concurrency limits a component has: an error handler's (by group) and
-    a middleware's (``app_adaptive_concurrency``, as ``app``)."""
+def _limits_of(component: object, handler: HandlerSnapshot | None) -> dict[str, dict[str, Any]]:
+    """The adaptive concurrency limits a component has: an error handler's (by group, from
+    ``handler``, its snapshot) and a middleware's (``app_adaptive_concurrency``, as
+    ``app``)."""
     limits: dict[str, dict[str, Any]] = {}
-    handler = handler_of(component)
     if handler is not None:
         for group, limit in handler.concurrency.items():
             limits[group] = limit.as_dict()
@@ -223,9 +224,10 @@ class StatusPage:
         reloads: dict[str, Any] | None = None
         for name, component in self.components.items():
             try:
-                statuses[name] = self._read_component(name, component, rows, totals)
-                limits.update(_limits_of(component))
+                # One snapshot of a handler per poll: it reads every operation and breaker.
                 handler = handler_of(component)
+                statuses[name] = self._read_component(name, component, handler, rows, totals)
+                limits.update(_limits_of(component, handler))
                 if reloads is None and handler is not None and handler.reloads is not None:
                     reloads = handler.reloads.as_dict()
                 counts = validation_of(component)
@@ -273,7 +275,12 @@ class StatusPage:
         }
 
     def _read_component(
-        self, name: str, component: object, rows: dict[str, _Row], totals: dict[str, int]
+        self,
+        name: str,
+        component: object,
+        handler: HandlerSnapshot | None,
+        rows: dict[str, _Row],
+        totals: dict[str, int],
     ) -> str:
         def row(op: str) -> _Row:
             entry = rows.get(op) or rows.setdefault(op, _Row(op))
@@ -287,7 +294,6 @@ class StatusPage:
                 self._from_stats(row(op), timings)
             for op, data in performance.reported_operations.items():
                 self._from_report(row(str(op)), data)
-        handler = handler_of(component)
         if handler is not None:
             totals["retries"] += handler.total("retries")
             totals["rejected_by_circuit_breaker"] += handler.total("rejections")
