@@ -214,3 +214,24 @@ def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
 def test_components_must_be_a_mapping() -> None:
     with pytest.raises(TypeError, match="components must be a mapping"):
         StatusPage([Monitor()], config={})  # type: ignore[arg-type]
+
+
+def test_each_poll_takes_one_snapshot_of_a_handler(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handler's snapshot reads every operation and breaker: rows, limits, reloads and
+    # its health come from one of them.
+    from coordination.error_handling import CoordinationErrorHandler
+
+    handler = CoordinationErrorHandler({"max_retries": 0})
+    handler.execute_with_error_handling(lambda: None, operation_name="ping")
+    taken = []
+    snapshot = handler.snapshot
+
+    def counted() -> Any:
+        taken.append(1)
+        return snapshot()
+
+    monkeypatch.setattr(handler, "snapshot", counted)
+    StatusPage({"handler": handler}, config={}, clock=clock).snapshot()
+    assert len(taken) == 1
