@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,12 @@ def test_no_shared_window_holds_more_than_its_share_of_pushed_calls_plus_the_flo
     try:
         calls = 0
         budget = backend.retry_budget(
-            f"h{id(trace)}", BudgetSettings(ratio, window, 0.4, 5), calls=lambda: calls, clock=wall
+            # a fresh key per example: id(trace) is reused once a list is freed, and a
+            # reused key met the last example's budget in Redis (a flaky failure)
+            f"h{uuid.uuid4().hex}",
+            BudgetSettings(ratio, window, 0.4, 5),
+            calls=lambda: calls,
+            clock=wall,
         )
         ended: list[tuple[float, int]] = []
         granted: list[float] = []
