@@ -211,6 +211,7 @@ class AdaptiveLimiter:
     """
 
     __slots__ = (
+        "__weakref__",  # a set's reloader follows the middleware's limit while it lives
         "_algorithm",
         "_highest",
         "_in_flight",
