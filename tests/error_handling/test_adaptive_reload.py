@@ -54,7 +54,8 @@ def test_bounds_shrunk_below_the_calls_in_flight_admit_nobody_until_they_are_und
         limiter.enter()
     for entry in entries[:3]:
         limiter.finish(entry, None, release=True)  # samples: AIMD grows, but only to 3
-    assert limiter.in_flight == 3 and limiter.limit <= 3
+    assert limiter.in_flight == 3
+    assert limiter.limit <= 3
     with pytest.raises(BulkheadFull):
         limiter.enter()
     limiter.finish(entries[3], None, release=True)
@@ -83,7 +84,8 @@ def test_a_limit_grown_by_a_reload_grants_its_waiters() -> None:
         time.sleep(0.001)
     limiter.retune(LimitSettings("aimd", 2, 2, 5.0))
     waiter.join(5)
-    assert len(granted) == 1 and limiter.in_flight == 2
+    assert len(granted) == 1
+    assert limiter.in_flight == 2
     limiter.finish(granted[0], None, release=True)
     limiter.finish(held, None, release=True)
     assert limiter.in_flight == 0
@@ -160,7 +162,8 @@ def test_a_reload_retunes_the_groups_limiter_in_place() -> None:
     assert handler._limiters._limiters["db"] is limiter  # type: ignore[union-attr]
     snapshot = handler.snapshot().concurrency["db"]
     assert (snapshot.algorithm, snapshot.limit, snapshot.max_concurrency) == ("vegas", 2, 2)
-    assert read() == "ok" and handler.snapshot().concurrency["db"].in_flight == 0
+    assert read() == "ok"
+    assert handler.snapshot().concurrency["db"].in_flight == 0
 
 
 def test_a_reload_moves_an_operation_to_another_group_with_its_call_in_flight() -> None:

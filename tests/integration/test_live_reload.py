@@ -271,7 +271,8 @@ def test_the_app_limit_of_a_middleware_built_from_the_set_follows_a_reload(
 
     middleware = CoordinationMiddleware(app, coordination=shop)
     limit = middleware._app_limit
-    assert limit is not None and (limit.maximum, limit.algorithm_name) == (50, "gradient2")
+    assert limit is not None
+    assert (limit.maximum, limit.algorithm_name) == (50, "gradient2")
     write_config(
         config,
         rules,
