@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -387,3 +388,41 @@ def test_the_slot_a_call_holds_is_the_one_it_was_admitted_by() -> None:
 
 def test_algorithm_for_the_bounds_it_is_given() -> None:
     assert algorithm_for("aimd", 2, 5, initial=9).limit == 5
+
+
+async def test_async_calls_in_flight_across_reloads_give_back_what_they_took() -> None:
+    """Async calls (their timed-out attempts cancelled, their retries re-admitted) while
+    reloads move the operation between groups and retune them: all counts back to zero."""
+    rng = random.Random(3)
+
+    def config() -> CoordinationConfig:
+        options = adaptive(timeout=0.01, max_retries=1, **_random_settings(rng))
+        return CoordinationConfig(jitter="none", base_delay=0, operations={"read": options})
+
+    handler = CoordinationErrorHandler(config())
+
+    async def work(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    call = handler.decorate(work, operation_name="read")
+    outcomes: list[str] = []
+
+    async def caller(index: int) -> None:
+        local = random.Random(index)
+        for _ in range(40):
+            try:
+                await call(local.choice([0.0, 0.001, 0.003, 0.02]))
+                outcomes.append("ok")
+            except (BulkheadFull, OperationTimeout, CircuitOpenError) as exc:
+                outcomes.append(type(exc).__name__)
+
+    async def reloads() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+            handler.reconfigure(config())
+
+    await asyncio.gather(*(caller(i) for i in range(8)), reloads())
+    assert "ok" in outcomes
+    assert len(outcomes) == 8 * 40
+    for group in handler.snapshot().concurrency.values():
+        assert (group.in_flight, group.waiting) == (0, 0), group
