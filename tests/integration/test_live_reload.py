@@ -254,3 +254,38 @@ def test_fingerprint_hashes_only_what_moved(tmp_path: Path) -> None:
     second = fingerprint([tmp_path], first)
     assert second[0][3] != first[0][3]
     assert fingerprint([tmp_path / "missing.yaml"]) == ()
+
+
+def test_the_app_limit_of_a_middleware_built_from_the_set_follows_a_reload(
+    files: tuple[Path, Path], shop: Coordination
+) -> None:
+    from coordination.integration import CoordinationMiddleware
+
+    config, rules = files
+    write_config(config, rules, "app_adaptive_concurrency: true\nmax_concurrency: 50\n")
+    shop.reload_config()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = CoordinationMiddleware(app, coordination=shop)
+    limit = middleware._app_limit
+    assert limit is not None
+    assert (limit.maximum, limit.algorithm_name) == (50, "gradient2")
+    write_config(
+        config,
+        rules,
+        "app_adaptive_concurrency: true\nmin_concurrency: 5\nmax_concurrency: 8\n"
+        "concurrency_algorithm: aimd\n",
+    )
+    shop.reload_config()
+    assert (limit.limit, limit.minimum, limit.maximum, limit.algorithm_name) == (5, 5, 8, "aimd")
+    write_config(  # a bad one: the app limit keeps its settings with everything else
+        config,
+        rules,
+        "app_adaptive_concurrency: true\nmin_concurrency: 9\nmax_concurrency: 8\n",
+    )
+    with pytest.raises(ConfigError, match="min_concurrency"):
+        shop.reload_config()
+    assert (limit.minimum, limit.maximum, limit.algorithm_name) == (5, 8, "aimd")

@@ -15,7 +15,7 @@ are never samples (that would drive the limit down by its own rejections).
 **Groups and severities.** Operations with one ``concurrency_group`` share one limiter (a
 registry on the handler, ``AdaptiveLimiters``, bounded by ``max_operation_names``). Each
 operation holds a ``LimiterSlot``: the limiter and the operation's severity (its
-``error_severity`` when the operation was made, fixed with its other settings). A shared
+``error_severity``; a reload may change it, or move the operation to another group). A shared
 limit sheds lower severities first by *reserved headroom*: while a call of a higher
 severity has asked for a slot within the last ``ACTIVE_SECONDS``, a severity may fill only
 its share of the limit (``SHARES``: LOW 50 %, MEDIUM 70 %, HIGH 85 %, CRITICAL all of it),
@@ -32,6 +32,15 @@ is wanted (its in-flight count is reported as the limit): the algorithms hold th
 still while it is not in use (concurrency-limits' "app-limited" rule), and a share left
 empty by the shedding must not read as a quiet dependency, or the limit would never grow
 past twice what the higher severities use.
+
+**Reloads.** A live reload (``_reload``) retunes a limiter in place (``retune``): new
+bounds, the limit clamped into them, a new ``bulkhead_wait`` for the calls that ask from
+then on; a new algorithm (or new bounds for the same one) starts from the limit as it is.
+Its in-flight count and its waiters are the limiter's own and are kept: a call releases the
+limiter it entered, whatever a reload did meanwhile (a moved operation's calls in flight
+release its old group's limiter; the runners keep the slot a call entered on its
+``RetryState``). ``AdaptiveLimiters.prepare_reload`` makes everything a reload needs and
+checks it, touching nothing; its ``apply`` cannot fail.
 
 >>> from coordination.error_handling._limit_algorithms import AIMD
 >>> limiter = AdaptiveLimiter("orders-db", AIMD(1, 10, 4))
@@ -50,9 +59,9 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from .. import _time
 from .._bounded import BoundedNames
@@ -71,6 +80,7 @@ from ._severity import ErrorSeverity
 if TYPE_CHECKING:
     import asyncio
 
+    from ._bulkhead import Bulkhead
     from ._options import Options
 
 __all__ = [
@@ -80,8 +90,12 @@ __all__ = [
     "AdaptiveLimiters",
     "ConcurrencySnapshot",
     "Entry",
+    "LimitSettings",
     "LimiterSlot",
+    "LimitsReload",
+    "check_limit_settings",
     "is_dropped",
+    "limit_settings",
 ]
 
 # Severities by rank: the index is what the limiter compares.
@@ -105,6 +119,54 @@ def is_dropped(error: BaseException) -> bool:
     if isinstance(error, _DROPS):
         return True
     return isinstance(error, Exception) and retry_after_seconds(error) is not None
+
+
+class _LimitSource(Protocol):  # Options, or a CoordinationConfig (the middleware's)
+    @property
+    def concurrency_algorithm(self) -> str: ...
+    @property
+    def min_concurrency(self) -> int: ...
+    @property
+    def max_concurrency(self) -> int: ...
+    @property
+    def bulkhead_wait(self) -> float: ...
+
+
+class LimitSettings(NamedTuple):
+    """What an adaptive limit is made of: its algorithm, bounds and ``bulkhead_wait``."""
+
+    algorithm: str
+    minimum: int
+    maximum: int
+    wait: float
+
+
+def limit_settings(source: _LimitSource) -> LimitSettings:
+    """The limit settings of per-call ``Options`` or of a configuration."""
+    return LimitSettings(
+        source.concurrency_algorithm,
+        source.min_concurrency,
+        source.max_concurrency,
+        source.bulkhead_wait,
+    )
+
+
+def check_limit_settings(settings: LimitSettings, where: str) -> None:
+    """A ``ConfigError`` naming the setting when ``settings`` make no limit (``where``:
+    whose they are, for the message)."""
+    if settings.minimum > settings.maximum:
+        raise ConfigError(
+            f"invalid min_concurrency = {settings.minimum} for {where}: above "
+            f"max_concurrency = {settings.maximum}",
+            field="min_concurrency",
+            value=settings.minimum,
+        )
+    algorithm_for(settings.algorithm, settings.minimum, settings.maximum)
+
+
+def rank_of(severity: str | ErrorSeverity) -> int:
+    """The rank the limiter compares for ``severity`` (LOW 0 .. CRITICAL 3)."""
+    return _RANK[severity.value if isinstance(severity, ErrorSeverity) else severity]
 
 
 class Entry:
@@ -149,6 +211,7 @@ class AdaptiveLimiter:
     """
 
     __slots__ = (
+        "__weakref__",  # a set's reloader follows the middleware's limit while it lives
         "_algorithm",
         "_highest",
         "_in_flight",
@@ -203,10 +266,34 @@ class AdaptiveLimiter:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def settings(self) -> LimitSettings:
+        return LimitSettings(self.algorithm_name, self.minimum, self.maximum, self.wait)
+
     def slot(self, severity: str | ErrorSeverity) -> LimiterSlot:
         """What an operation of ``severity`` holds: this limiter's bulkhead interface."""
-        name = severity.value if isinstance(severity, ErrorSeverity) else severity
-        return LimiterSlot(self, _RANK[name])
+        return LimiterSlot(self, rank_of(severity))
+
+    def retune(self, settings: LimitSettings) -> None:
+        """Take ``settings`` in place (checked beforehand: ``check_limit_settings``): the
+        limit clamped into the new bounds; a new algorithm, or the same one with new
+        bounds, started from that limit (the latency it had learnt starts again); the new
+        wait for calls that ask from now. The calls in flight and the waiters stay: a
+        limit shrunk below the calls in flight admits nobody until they are under it; a
+        grown one grants its waiters at once."""
+        with self._lock:
+            if settings == self.settings:
+                return
+            algorithm, minimum, maximum, wait = settings
+            if (algorithm, minimum, maximum) != (self.algorithm_name, self.minimum, self.maximum):
+                start = min(maximum, max(minimum, self._limit))
+                self._algorithm = algorithm_for(algorithm, minimum, maximum, initial=start)
+                self._limit = self._algorithm.limit
+                self.algorithm_name, self.minimum, self.maximum = algorithm, minimum, maximum
+            self.wait = wait
+            grants = self._grants(self.clock())
+        if grants:
+            self._wake_all(grants)
 
     def cap(self, rank: int, now: float) -> int:
         """The in-flight calls a call of severity ``rank`` may join: the whole limit,
@@ -416,50 +503,133 @@ class AdaptiveLimiters:
     def slot_for(self, operation: str, options: Options) -> LimiterSlot:
         """The slot of ``operation`` (with ``options``) in its group's limiter, made by the
         first operation of the group (a later one asking for other settings is warned)."""
-        if options.min_concurrency > options.max_concurrency:
-            raise ConfigError(
-                f"invalid min_concurrency = {options.min_concurrency} for operation "
-                f"{operation!r}: above max_concurrency = {options.max_concurrency}",
-                field="min_concurrency",
-                value=options.min_concurrency,
-            )
+        settings = limit_settings(options)
+        if settings.minimum > settings.maximum:
+            check_limit_settings(settings, f"operation {operation!r}")
         group = self._names.admit(options.concurrency_group or operation)
         with self._lock:
             limiter = self._limiters.get(group)
             if limiter is None:
-                algorithm = algorithm_for(
-                    options.concurrency_algorithm, options.min_concurrency, options.max_concurrency
-                )
-                limiter = AdaptiveLimiter(
-                    group,
-                    algorithm,
-                    options.bulkhead_wait,
-                    self._clock,
-                    algorithm_name=options.concurrency_algorithm,
-                    minimum=options.min_concurrency,
-                    maximum=options.max_concurrency,
-                )
-                self._limiters[group] = limiter
+                limiter = self._limiters[group] = self._made(group, settings)
                 return limiter.slot(options.severity)
-        if (
-            limiter.algorithm_name != options.concurrency_algorithm
-            or limiter.minimum != options.min_concurrency
-            or limiter.maximum != options.max_concurrency
-            or limiter.wait != options.bulkhead_wait
-        ):
-            self._logger.warning(
-                "concurrency group %r already has its limit (%s, %d..%d, wait %ss) from its "
-                "first operation; operation %r asks for other settings, which are ignored",
-                group,
-                limiter.algorithm_name,
-                limiter.minimum,
-                limiter.maximum,
-                limiter.wait,
-                operation,
-            )
+        if limiter.settings != settings:
+            self._warn_other_settings(limiter, operation)
         return limiter.slot(options.severity)
+
+    def _made(self, group: str, settings: LimitSettings) -> AdaptiveLimiter:
+        algorithm = algorithm_for(settings.algorithm, settings.minimum, settings.maximum)
+        return AdaptiveLimiter(
+            group,
+            algorithm,
+            settings.wait,
+            self._clock,
+            algorithm_name=settings.algorithm,
+            minimum=settings.minimum,
+            maximum=settings.maximum,
+        )
+
+    def _warn_other_settings(self, limiter: AdaptiveLimiter, operation: str) -> None:
+        self._logger.warning(
+            "concurrency group %r has its limit (%s, %d..%d, wait %ss) from its first "
+            "operation; operation %r asks for other settings, which are ignored",
+            limiter.name,
+            limiter.algorithm_name,
+            limiter.minimum,
+            limiter.maximum,
+            limiter.wait,
+            operation,
+        )
+
+    def prepare_reload(
+        self, operations: Iterable[tuple[str, Options, Bulkhead | LimiterSlot | None]]
+    ) -> LimitsReload:
+        """What a reload does to the limiters, made and checked, nothing changed yet.
+
+        ``operations``: each live adaptive operation's name, new options and bulkhead now,
+        in the order they were made. A group's limit takes the settings of its first
+        operation (as when it was made); an operation that stays in its group keeps its
+        slot (its severity set by ``apply``), one that moves gets a new slot (in a group
+        made here when it is new). Raises ``ConfigError`` when settings do not check."""
+        known = len(self._names)
+        new: dict[str, AdaptiveLimiter] = {}
+        settings_of: dict[str, LimitSettings] = {}
+        slots: dict[str, LimiterSlot] = {}
+        ranks: list[tuple[LimiterSlot, int]] = []
+        warnings: list[tuple[str, str]] = []
+        with self._lock:
+            existing = dict(self._limiters)
+        for operation, options, current in operations:
+            settings = limit_settings(options)
+            check_limit_settings(settings, f"operation {operation!r}")
+            group = options.concurrency_group or operation
+            if group not in existing and group not in new:
+                if known >= self._names.limit and group not in self._names.names():
+                    group = self._names.overflow
+                else:
+                    known += 1
+            limiter = existing.get(group) or new.get(group)
+            if limiter is None:
+                limiter = new[group] = self._made(group, settings)
+            if group not in settings_of:
+                settings_of[group] = settings
+            elif settings_of[group] != settings:
+                warnings.append((group, operation))
+            rank = rank_of(options.severity)
+            if isinstance(current, LimiterSlot) and current.limiter is limiter:
+                slots[operation] = current
+                ranks.append((current, rank))
+            else:
+                slots[operation] = LimiterSlot(limiter, rank)
+        retunes = [(existing[group], s) for group, s in settings_of.items() if group in existing]
+        return LimitsReload(self, new, retunes, ranks, slots, warnings)
+
+    def _install(self, new: Mapping[str, AdaptiveLimiter]) -> None:
+        with self._lock:
+            for group, limiter in new.items():
+                self._names.admit(group)
+                self._limiters.setdefault(group, limiter)
 
     def snapshots(self) -> Mapping[str, ConcurrencySnapshot]:
         with self._lock:
             limiters = list(self._limiters.values())
         return MappingProxyType({limiter.name: limiter.snapshot() for limiter in limiters})
+
+
+class LimitsReload:
+    """A reload of the limiters, prepared (``AdaptiveLimiters.prepare_reload``): ``slot``
+    answers each adaptive operation's slot; ``apply()`` cannot fail."""
+
+    __slots__ = ("_limiters", "_new", "_ranks", "_retunes", "_slots", "_warnings")
+
+    def __init__(
+        self,
+        limiters: AdaptiveLimiters,
+        new: Mapping[str, AdaptiveLimiter],
+        retunes: list[tuple[AdaptiveLimiter, LimitSettings]],
+        ranks: list[tuple[LimiterSlot, int]],
+        slots: Mapping[str, LimiterSlot],
+        warnings: list[tuple[str, str]],
+    ) -> None:
+        self._limiters = limiters
+        self._new = new
+        self._retunes = retunes
+        self._ranks = ranks
+        self._slots = slots
+        self._warnings = warnings
+
+    def slot(self, operation: str) -> LimiterSlot | None:
+        """The slot the adaptive ``operation`` has after the reload (None: not adaptive)."""
+        return self._slots.get(operation)
+
+    def apply(self) -> None:
+        """The new groups registered, the others retuned in place, severities set."""
+        self._limiters._install(self._new)
+        for limiter, settings in self._retunes:
+            limiter.retune(settings)
+        for slot, rank in self._ranks:
+            slot.rank = rank  # read when a call asks: the next call has the new severity
+        by_name = {**self._limiters._limiters}
+        for group, operation in self._warnings:
+            warned = by_name.get(group)
+            if warned is not None:
+                self._limiters._warn_other_settings(warned, operation)

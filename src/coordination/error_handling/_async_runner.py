@@ -98,6 +98,7 @@ class AsyncRunner(Runner):
                 refusal = plan.not_admitted(exc, args, kwargs)
                 return await refusal if inspect.isawaitable(refusal) else refusal
             acquired = admission.acquires_breaker
+            state.slot = admission.bulkhead
             state.holds_slot = admission.bulkhead is not None
         try:
             steps = plan.steps(state, io=self.io, bounded_first=True, acquired=acquired)
@@ -194,7 +195,7 @@ class AsyncRunner(Runner):
             retry: Any = getattr(breaker, "arecord_failure_and_acquire", None)  # see _backends
             await retry(state.duration)
         elif command == ENTER:
-            await cast(Bulkhead, self.plan.op.bulkhead).aenter()
+            await cast(Bulkhead, state.slot).aenter()
         elif command == SPEND:  # the retry budget's answer goes back to the steps
             return await cast(RetryBudgetBackend, self.plan.budget).atry_spend()
         elif command == FAILURE_SPEND_ACQUIRE:  # the same with the failure and the acquire

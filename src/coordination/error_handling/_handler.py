@@ -59,7 +59,7 @@ from ._workers import AttemptPool, default_workers
 from ._wrap import name_of, wrap_function
 
 if TYPE_CHECKING:  # imported with the first async call (it loads asyncio)
-    from ._adaptive import AdaptiveLimiters  # with the first adaptive operation
+    from ._adaptive import AdaptiveLimiters, LimiterSlot  # with the first adaptive operation
     from ._async_runner import AsyncRunner
     from ._runner import Runner
 
@@ -510,10 +510,11 @@ class CoordinationErrorHandler:
         *,
         breaker: CircuitBreakerBackend | None = None,
         counted: OperationState | None = None,
+        slot: LimiterSlot | None = None,
     ) -> OperationState:
         """A new operation's state as ``options`` make it (``breaker``: this one, kept;
         ``counted``: the live operation whose call counters its retry budget reads, when a
-        reload makes components for it)."""
+        reload makes components for it; ``slot``: its adaptive limit's, a reload's)."""
         if breaker is None:
             breaker = self._make_breaker(name, options.breaker)
         op = OperationState(name, breaker, options.severity.value)
@@ -522,7 +523,7 @@ class CoordinationErrorHandler:
             factory = self._rate_limiter_factory or memory_rate_limiter_factory
             op.limiter = factory(options.rate_limit, clock=self._clock)
         if options.adaptive_concurrency:  # in place of max_concurrent's fixed bulkhead
-            op.bulkhead = self._adaptive_limiters().slot_for(name, options)
+            op.bulkhead = slot or self._adaptive_limiters().slot_for(name, options)
         elif options.max_concurrent is not None:
             op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
         budget = budget_settings(options)

@@ -166,7 +166,10 @@ class OperationState:
 class RetryState:
     """Where one call's retry loop is: attempts made, first failure's time, last wait,
     and whether the call holds its bulkhead slot (an attempt abandoned by its timeout
-    keeps the slot until it really ends; the next attempt then needs a slot of its own).
+    keeps the slot until it really ends; the next attempt then needs a slot of its own);
+    ``slot``: the bulkhead (or adaptive limit) the call was admitted by, which its later
+    slots are taken from and given back to (a reload may give the operation another
+    meanwhile).
     ``wait`` and ``duration`` are the arguments of the step the loop asks for; ``result``
     and ``error`` what the call ends with; ``cancellation`` the caller's scope;
     ``details`` the retry the ``on_retry`` hooks are told of, when there are any."""
@@ -181,6 +184,7 @@ class RetryState:
         "last",
         "previous",
         "result",
+        "slot",
         "started",
         "wait",
     )
@@ -198,6 +202,7 @@ class RetryState:
         self.previous = previous
         self.last = last
         self.holds_slot = False
+        self.slot: Bulkhead | LimiterSlot | None = None
         self.cancellation = cancellation
         self.wait = 0.0
         self.duration = 0.0
@@ -479,7 +484,7 @@ class Plan:
         failed attempt), through ``call_once`` when given (an attempt with a timeout).
         """
         breaker = self.breaker
-        bulkhead = self.op.bulkhead
+        bulkhead = state.slot  # a call not admitted by a bulkhead takes no slot for a retry
         clock = self.runtime.clock
         timed = self.timed
         cancellation = state.cancellation

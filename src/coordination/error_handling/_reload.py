@@ -13,8 +13,15 @@ The mechanism is generic over ``Options`` and ``OperationState``: a component sl
 operation (anything that is not a counter) is kept when the options that govern it are
 unchanged (``_GOVERNS``; a slot not listed there is kept only when no option but the
 breaker's changed), else taken from a fresh operation made by the handler as a first use
-would make it. So the settings other parts add (a retry budget, an adaptive limiter) reload
-the way their operation is built.
+would make it. So the settings other parts add (a retry budget) reload the way their
+operation is built.
+
+Adaptive limits are the exception, since a group's limiter is shared and holds calls in
+flight: ``prepare`` asks the handler's ``AdaptiveLimiters`` for a ``LimitsReload`` (every
+group's new settings checked, new groups made, not yet registered), an operation staying in
+its group keeps its slot and one moving gets a slot of its new group; ``apply`` retunes each
+group's limiter in place (its in-flight count and waiters kept, ``_adaptive``) and sets each
+kept slot's severity.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ._options import Options, resolve_options
 from ._plan import OperationState, Plan
 
 if TYPE_CHECKING:
+    from ._adaptive import LimitsReload
     from ._handler import CoordinationErrorHandler
     from ._runner import Runner
 
@@ -83,9 +91,12 @@ class PreparedReload:
     config: CoordinationConfig
     changes: list[_OperationChange]
     runners: list[tuple[Runner, str, Mapping[str, Any], Options]]
+    limits: LimitsReload | None  # the adaptive limits' (None: no operation has one)
 
     def apply(self) -> None:
         handler = self.handler
+        if self.limits is not None:
+            self.limits.apply()
         for change in self.changes:
             _apply_operation(handler, change)
         for runner, name, overrides, options in self.runners:
@@ -98,16 +109,20 @@ def prepare(handler: CoordinationErrorHandler, config: CoordinationConfig) -> Pr
     """The reload of ``handler`` to ``config``, checked and made; raises ``ConfigError``
     (nothing changed) when an entry or an operation's options do not check."""
     check_operations(config)
-    changes: list[_OperationChange] = []
+    resolved: list[tuple[OperationState, Options]] = []
     for name, op in handler._live_operations():
         overrides = handler._first_overrides.get(name, {})
-        options = resolve_options(config, over_configured(config, name, overrides))
-        changes.append(_change_for(handler, op, options))
+        resolved.append((op, resolve_options(config, over_configured(config, name, overrides))))
+    adaptive = [
+        (op.name, options, op.bulkhead) for op, options in resolved if options.adaptive_concurrency
+    ]
+    limits = handler._adaptive_limiters().prepare_reload(adaptive) if adaptive else None
+    changes = [_change_for(handler, op, options, limits) for op, options in resolved]
     runners = []
     for runner, (name, overrides) in handler._tracked_runners():
         options = resolve_options(config, over_configured(config, name, overrides))
         runners.append((runner, name, overrides, options))
-    return PreparedReload(handler, config, changes, runners)
+    return PreparedReload(handler, config, changes, runners, limits)
 
 
 def catch_up(
@@ -122,7 +137,10 @@ def catch_up(
 
 
 def _change_for(
-    handler: CoordinationErrorHandler, op: OperationState, options: Options
+    handler: CoordinationErrorHandler,
+    op: OperationState,
+    options: Options,
+    limits: LimitsReload | None,
 ) -> _OperationChange:
     old: Options = handler._made_with[op.name]
     breaker: CircuitBreakerBackend | None = None
@@ -136,7 +154,10 @@ def _change_for(
     if not others_changed:
         return _OperationChange(op, options, None, breaker, retune, frozenset(), False)
     # counted=op: a new budget reads the live operation's counters, which stay with it
-    fresh = handler._new_operation(op.name, options, breaker=breaker or op.breaker, counted=op)
+    adaptive_slot = None if limits is None else limits.slot(op.name)  # op's, when it stays
+    fresh = handler._new_operation(
+        op.name, options, breaker=breaker or op.breaker, counted=op, slot=adaptive_slot
+    )
     moved = set()
     for slot in OperationState.__slots__:
         if slot in _FIXED or isinstance(getattr(op, slot), ReadableCount):

@@ -77,6 +77,7 @@ class SyncRunner(Runner):
         except (RateLimitExceeded, BulkheadFull, CircuitOpenError) as exc:
             return self.plan.not_admitted(exc, args, kwargs)
         state = self.plan.new_state(_current.get())
+        state.slot = admission.bulkhead
         state.holds_slot = admission.bulkhead is not None
         try:
             result = self.attempts(func, args, kwargs, None, state, admission.acquires_breaker)
@@ -139,7 +140,7 @@ class SyncRunner(Runner):
                 self._sleep(state)
             else:  # ENTER: a slot for a retry (the steps call a sync breaker themselves)
                 try:
-                    cast(Bulkhead, plan.op.bulkhead).enter()
+                    cast(Bulkhead, state.slot).enter()
                 except BulkheadFull as exc:
                     failure = exc
         ending = -1 - command
@@ -180,7 +181,7 @@ class SyncRunner(Runner):
         timeout = cast(float, self.timeout)
         plan = self.plan
         pool = plan.attempt_pool()
-        bulkhead = plan.op.bulkhead
+        bulkhead = state.slot
         cancellation = state.cancellation
         on_end = bulkhead.leave if bulkhead is not None and state.holds_slot else None
         try:

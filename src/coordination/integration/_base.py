@@ -103,6 +103,9 @@ class MiddlewareBase(CoordinatedDoor):
         self._core_client_limit = limit
         self._counters = HttpCounters(cfg.max_operation_names)
         self._app_limit = app_limiter(cfg)  # app_adaptive_concurrency (None: off)
+        reloader = getattr(coordination, "_reloader", None)
+        if self._app_limit is not None and reloader is not None:  # it follows the set's reloads
+            reloader.follow_app_limit(self._app_limit, config)
         self._endpoints = Endpoints(self._components, cfg, self) if cfg.expose_endpoints else None
         if map_resilience_errors is None:
             map_resilience_errors = cfg.map_resilience_errors

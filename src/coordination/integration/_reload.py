@@ -14,6 +14,11 @@ signal handler, which may have interrupted a thread holding a lock the reload ne
 ``config_watch_interval`` (a daemon thread comparing each watched file's mtime and size,
 and, when those move, its SHA-256; a change is applied once it has held still for one
 interval, so an editor's write in several steps is one reload).
+
+The middleware's ``app_adaptive_concurrency`` limit, when the middleware was built from the
+set (``coordination=``), follows a reload too (``follow_app_limit``): its algorithm, bounds
+and wait are checked with the rest and retuned in place once the reload has applied (the
+door's own ``config=`` keys still win). Turning the limit on or off needs a new middleware.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ import hashlib
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import CONFIG_FILE_VARIABLE, CoordinationConfig, resolve_config
 from .._logging import component_logger
+
+if TYPE_CHECKING:  # loaded with the middleware's app limit, not by every set
+    from ..error_handling._adaptive import AdaptiveLimiter, LimitSettings
 
 __all__ = ["ConfigReloader", "Fingerprint", "fingerprint"]
 
@@ -102,6 +111,15 @@ class ConfigReloader:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._interval: float | None = None
+        # the middleware's app limits built from this set, with each door's own config=
+        self._app_limits: weakref.WeakKeyDictionary[AdaptiveLimiter, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def follow_app_limit(self, limiter: AdaptiveLimiter, door_config: Any) -> None:
+        """Retune ``limiter`` (a middleware's ``app_adaptive_concurrency``) at each reload,
+        to the set's new settings under the door's own ``door_config`` (None: none)."""
+        self._app_limits[limiter] = door_config
 
     # --- reloading ------------------------------------------------------------------------
 
@@ -119,11 +137,36 @@ class ConfigReloader:
                 handler.reload_log.failed(shown, exc)
                 self._logger.error("configuration not reloaded (%s): %s", shown, exc)
                 raise
-            handler.reconfigure(
-                config, source=shown, before_apply=lambda: self._reload_rules(config)
-            )
+            limits: list[tuple[AdaptiveLimiter, LimitSettings]] = []
+
+            def before_apply() -> None:  # checks first: the rules apply as they reload
+                limits.extend(self._app_limit_settings(config))
+                self._reload_rules(config)
+
+            handler.reconfigure(config, source=shown, before_apply=before_apply)
+            for limiter, settings in limits:
+                limiter.retune(settings)
             self._set.config = config
             self._after_reload(config)
+
+    def _app_limit_settings(
+        self, config: CoordinationConfig
+    ) -> list[tuple[AdaptiveLimiter, LimitSettings]]:
+        """Each followed app limit's new settings, checked (a ``ConfigError`` otherwise)."""
+        if not self._app_limits:
+            return []
+        from ..error_handling._adaptive import check_limit_settings, limit_settings
+        from ._components import door_config  # integration's own: loaded by the doors
+
+        out = []
+        for limiter, door in list(self._app_limits.items()):
+            door_cfg, _ = door_config(config, door)
+            if not door_cfg.app_adaptive_concurrency:
+                continue  # switched off: the middleware keeps its limit until it is rebuilt
+            settings = limit_settings(door_cfg)
+            check_limit_settings(settings, "app_adaptive_concurrency")
+            out.append((limiter, settings))
+        return out
 
     def _read(self) -> CoordinationConfig:
         if self._path is not None:
