@@ -105,14 +105,23 @@ class ConfigReloader:
 
     # --- reloading ------------------------------------------------------------------------
 
-    def reload(self, path: str | os.PathLike[str] | None = None, *, source: str = "") -> None:
+    def reload(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        source: str = "",
+        unless: threading.Event | None = None,
+    ) -> None:
         """Read the configuration and the rule files again and apply them, or raise (a
-        ``ConfigError`` or ``RuleSetError``) with everything left as it was."""
+        ``ConfigError`` or ``RuleSetError``) with everything left as it was. ``unless``:
+        a watcher's stop signal; set by the time the lock is ours, nothing is done."""
         if path is not None:
             self._path = Path(path)
         handler = self._set.error_handler
         shown = source or "reload_config()"
         with self._lock:
+            if unless is not None and unless.is_set():
+                return  # a watcher stopped by the reload it waited for: that one is newer
             try:
                 config = self._read()
             except Exception as exc:  # the file: unreadable, bad YAML, a value that fails
@@ -210,10 +219,10 @@ class ConfigReloader:
             return
         threading.Thread(target=self._quiet_reload, args=("SIGHUP",), daemon=True).start()
 
-    def _quiet_reload(self, source: str) -> None:
+    def _quiet_reload(self, source: str, unless: threading.Event | None = None) -> None:
         # a failure is logged and counted by reload(); the process goes on
         with contextlib.suppress(Exception):
-            self.reload(source=source)
+            self.reload(source=source, unless=unless)
 
     # --- file watching --------------------------------------------------------------------
 
@@ -221,9 +230,10 @@ class ConfigReloader:
         """Poll the watched files every ``interval`` seconds (``None``: stop watching)."""
         running = self._watcher
         if running is not None and (interval is None or self._interval != interval):
+            # Told to stop, not joined: this runs under the reload lock, which the old
+            # watcher may be waiting for (joining it stalled the reload for 5 s); it ends
+            # at its next wake, and a reload it was waiting for is skipped (``unless``).
             self._stop.set()
-            if running is not threading.current_thread():
-                running.join(timeout=5)
             self._watcher = None
         if interval is None or self._watcher is not None:
             return
@@ -236,7 +246,11 @@ class ConfigReloader:
         thread.start()
 
     def _watch(self, interval: float, stop: threading.Event) -> None:
-        current = fingerprint(self.watched_paths())
+        try:
+            current = fingerprint(self.watched_paths())
+        except Exception:  # unreadable now: every file counts as changed once readable
+            self._logger.exception("config watch: the files could not be read")
+            current = ()
         pending: Fingerprint | None = None
         while not stop.wait(interval):
             try:
@@ -254,7 +268,7 @@ class ConfigReloader:
             current, pending = seen, None
             if stop.is_set():
                 return
-            self._quiet_reload("file change")
+            self._quiet_reload("file change", unless=stop)
 
     def close(self) -> None:
         """Stop watching and give SIGHUP back."""
