@@ -15,7 +15,6 @@ from coordination.error_handling import CoordinationErrorHandler
 from coordination.error_handling._adaptive import AdaptiveLimiter
 from coordination.error_handling._bulkhead import Bulkhead
 from coordination.error_handling._limit_algorithms import AIMD
-
 from fakes import FakeClock
 
 from .test_hedging import Permits
