@@ -3,12 +3,15 @@ naming the setting and where it came from, never a traceback from deep inside a 
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -156,3 +159,67 @@ def test_a_file_under_the_bound_is_read(tmp_path: Path) -> None:
     path = tmp_path / "coordination.yaml"
     path.write_bytes(b"max_retries: 1\n")
     assert CoordinationConfig.load(path).max_retries == 1
+
+
+# --- anything at all, from every source ----------------------------------------------------
+
+ISSUE_16 = [
+    "retry_budget",
+    "retry_budget_window",
+    "retry_budget_min_per_second",
+    "hedge_after",
+    "max_hedged_attempts",
+    "adaptive_concurrency",
+    "concurrency_algorithm",
+    "min_concurrency",
+    "max_concurrency",
+    "concurrency_group",
+    "app_adaptive_concurrency",
+    "config_watch_interval",
+    "reload_on_sighup",
+]
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**64),
+    st.floats(),
+    st.text(max_size=20),
+    st.sampled_from(["P95", "0", "1e400", "p100", "-1", "nan", "inf", "p99.9", "Vegas", "x" * 200]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def refused_cleanly(name: str, make: Any) -> None:
+    """``make()`` works or raises a ConfigError naming ``name``; nothing else escapes."""
+    message = ""
+    try:
+        make()
+    except ConfigError as exc:
+        message = str(exc)
+    assert not message or name in message, message
+
+
+@given(st.sampled_from(ISSUE_16), HOSTILE)
+def test_any_value_of_issue_16s_settings_is_accepted_or_refused_by_name(
+    name: str, value: Any
+) -> None:
+    refused_cleanly(name, lambda: CoordinationConfig(**{name: value}))
+    refused_cleanly(name, lambda: CoordinationConfig.from_mapping({name: value}))
+    text = value if isinstance(value, str) else json.dumps(value)
+    refused_cleanly(name, lambda: CoordinationConfig.from_environment({SETTINGS[name].env: text}))
+    try:
+        document = yaml.safe_dump({name: value})
+    except yaml.YAMLError:
+        document = None
+    if document is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "coordination.yaml"
+            path.write_text(document)
+            refused_cleanly(name, lambda: CoordinationConfig.from_file(path))
+    if SETTINGS[name].per_call:
+        refused_cleanly(name, lambda: CoordinationConfig(operations={"op": {name: value}}))
+        refused_cleanly(
+            name, lambda: CoordinationErrorHandler().decorate(lambda: 1, **{name: value})
+        )
