@@ -110,11 +110,11 @@ def test_a_reload_that_moves_the_watch_interval_is_not_stalled_by_the_watcher(
     read = reloader._read
     watcher_waited = threading.Event()
 
-    def slow_read() -> object:
+    def slow_read(path: Path | None) -> object:
         if threading.current_thread() is threading.main_thread():
             # the watcher sees the file change meanwhile and waits for the reload's lock
             watcher_waited.wait(2)
-        return read()
+        return read(path)
 
     monkeypatch.setattr(reloader, "_read", slow_read)
     original = reloader.reload
@@ -162,3 +162,15 @@ def test_a_watched_file_replaced_by_what_is_no_config_keeps_the_old_settings(
     watcher = [t for t in threading.enumerate() if t.name == "coordination-config-watch"]
     assert watcher
     assert watcher[0].is_alive()
+
+
+def test_a_mistyped_path_is_not_kept_for_later_reloads(
+    shop: Coordination, files: tuple[Path, Path]
+) -> None:
+    config, rules = files
+    with pytest.raises(ConfigError, match="does not exist"):
+        shop.reload_config(config.with_name("coordinaton.yaml"))
+    config.write_text(body(rules, "max_retries: 2\n"))
+    shop.reload_config()  # the set's own file still: was "coordinaton.yaml does not exist"
+    assert attempts(shop) == 3
+    assert shop._reloader.watched_paths()[0] == config

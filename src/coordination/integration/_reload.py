@@ -114,16 +114,17 @@ class ConfigReloader:
     ) -> None:
         """Read the configuration and the rule files again and apply them, or raise (a
         ``ConfigError`` or ``RuleSetError``) with everything left as it was. ``unless``:
-        a watcher's stop signal; set by the time the lock is ours, nothing is done."""
-        if path is not None:
-            self._path = Path(path)
+        a watcher's stop signal; set by the time the lock is ours, nothing is done.
+        ``path`` is kept for later reloads only once this one succeeded: a mistyped path
+        must not leave every later reload (and the watcher) on a file that is not there."""
         handler = self._set.error_handler
         shown = source or "reload_config()"
         with self._lock:
             if unless is not None and unless.is_set():
                 return  # a watcher stopped by the reload it waited for: that one is newer
+            read_from = self._path if path is None else Path(path)
             try:
-                config = self._read()
+                config = self._read(read_from)
             except Exception as exc:  # the file: unreadable, bad YAML, a value that fails
                 handler.reload_log.failed(shown, exc)
                 self._logger.error("configuration not reloaded (%s): %s", shown, exc)
@@ -131,12 +132,13 @@ class ConfigReloader:
             handler.reconfigure(
                 config, source=shown, before_apply=lambda: self._reload_rules(config)
             )
+            self._path = read_from
             self._set.config = config
             self._after_reload(config)
 
-    def _read(self) -> CoordinationConfig:
-        if self._path is not None:
-            return CoordinationConfig.load(self._path, **self._overrides)
+    def _read(self, path: Path | None) -> CoordinationConfig:
+        if path is not None:
+            return CoordinationConfig.load(path, **self._overrides)
         return resolve_config(self._overrides)
 
     def _reload_rules(self, config: CoordinationConfig) -> None:
