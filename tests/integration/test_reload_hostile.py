@@ -174,3 +174,24 @@ def test_a_mistyped_path_is_not_kept_for_later_reloads(
     shop.reload_config()  # the set's own file still: was "coordinaton.yaml does not exist"
     assert attempts(shop) == 3
     assert shop._reloader.watched_paths()[0] == config
+
+
+def test_a_file_that_clashes_with_an_operations_code_names_the_operation(
+    shop: Coordination, files: tuple[Path, Path]
+) -> None:
+    config, rules = files
+
+    @shop.handle_errors(operation_name="search", adaptive_concurrency=True, min_concurrency=5)
+    def search() -> int:
+        return 1
+
+    assert search() == 1
+    config.write_text(body(rules, "max_concurrency: 3\nmax_retries: 2\n"))
+    with pytest.raises(
+        ConfigError,
+        match=r"min_concurrency = 5 from keyword argument: above max_concurrency = 3 .*"
+        r"\(operation 'search', with the options its code gives\)",
+    ):
+        shop.reload_config()
+    assert attempts(shop) == 1  # nothing changed: max_retries is still 0
+    assert search() == 1
