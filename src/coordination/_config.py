@@ -39,6 +39,7 @@ from ._settings import (
     SETTINGS,
     Setting,
     canonical_name,
+    default_of,
     warn_renamed,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "JITTER_KINDS",
     "ConfigSetting",
     "CoordinationConfig",
+    "check_concurrency_bounds",
     "config_settings",
     "deprecated_environment_variables",
     "describe_config",
@@ -198,6 +200,11 @@ class CoordinationConfig:
             checked = spec.coerce(value, "keyword argument")
             if checked is not value:
                 object.__setattr__(self, spec.name, checked)
+        check_concurrency_bounds(
+            self.min_concurrency,
+            self.max_concurrency,
+            self.adaptive_concurrency or self.app_adaptive_concurrency,
+        )
 
     # --- constructors -----------------------------------------------------------------
 
@@ -210,7 +217,10 @@ class CoordinationConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> CoordinationConfig:
         """The defaults overridden by a YAML file; ``ConfigError`` if it does not exist."""
-        return cls(**_file_values(_must_exist(Path(path), "argument")))
+        sources = dict.fromkeys(SETTINGS, "default")
+        values = _file_values(_must_exist(Path(path), "argument"), sources)
+        _check_bounds_of(values, sources)
+        return cls(**values)
 
     @classmethod
     def from_mapping(
@@ -221,6 +231,7 @@ class CoordinationConfig:
         for key, value in data.items():
             spec = _lookup(key, source)
             values[spec.name] = spec.coerce(value, source)
+        _check_bounds_of(values, dict.fromkeys(values, source))
         return cls(**values)
 
     @classmethod
@@ -324,6 +335,10 @@ def _lookup(key: object, source: str) -> ConfigSetting:
 
 # --- the sources ----------------------------------------------------------------------
 
+# A configuration file's bytes. Ten thousand operations: entries are well under 1 MiB; a
+# 50 MB file took PyYAML's pure-Python reader half a minute (a reload holding its lock).
+MAX_CONFIG_BYTES = 4 << 20
+
 
 def _read_yaml(path: Path) -> dict[str, tuple[Any, str, dict[tuple[str, ...], int]]]:
     """The file's settings, each with a ``"<file>, line N"`` source (and the line of each
@@ -333,7 +348,15 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, str, dict[tuple[str, ...], in
     ``ConfigError`` naming the file and line, at once. No message quotes the file's text.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # bounded: a file that grows meanwhile too
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"configuration file {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB, "
+                "more than any configuration needs; not read",
+                source=str(path),
+            )
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         # Not str(exc): it quotes the undecodable bytes of a file that may not be ours.
         raise ConfigError(
@@ -538,7 +561,44 @@ def _resolve(
     for key, value in overrides.items():
         spec = _lookup(key, overrides_source)
         layer(spec, spec.coerce(value, overrides_source), overrides_source)
+    _check_bounds_of(values, sources)
     return values, sources
+
+
+def check_concurrency_bounds(
+    minimum: int,
+    maximum: int,
+    adaptive: bool,
+    min_source: str = "keyword argument",
+    max_source: str = "",
+) -> None:
+    """``ConfigError`` when an adaptive limit is on and ``min_concurrency`` is above
+    ``max_concurrency``, naming where each came from (``max_source`` only when it differs)."""
+    if not adaptive or minimum <= maximum:
+        return
+    other = f" (from {max_source})" if max_source and max_source != min_source else ""
+    raise ConfigError(
+        f"invalid min_concurrency = {minimum} from {min_source}: above max_concurrency = "
+        f"{maximum}{other}; the adaptive limit moves between the two",
+        field="min_concurrency",
+        value=minimum,
+        source=min_source,
+    )
+
+
+def _check_bounds_of(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """``check_concurrency_bounds`` on resolved layers, with each value's source."""
+
+    def get(name: str) -> Any:
+        return values[name] if name in values else default_of(name)
+
+    check_concurrency_bounds(
+        get("min_concurrency"),
+        get("max_concurrency"),
+        bool(get("adaptive_concurrency") or get("app_adaptive_concurrency")),
+        sources.get("min_concurrency", "default"),
+        sources.get("max_concurrency", "default"),
+    )
 
 
 def load_coordination_config(

@@ -42,6 +42,7 @@ __all__ = [
     "BREAKER_MODES",
     "CONCURRENCY_ALGORITHMS",
     "JITTER_KINDS",
+    "MAX_SECONDS",
     "SETTINGS",
     "SEVERITIES",
     "Setting",
@@ -72,8 +73,13 @@ _EXPECTED = {
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _MAX_NAMES = 64  # class names one setting may hold (bounded input)
 # hedge_after's percentile form: "p95", "p99", "p99.9" (of the operation's own latencies)
-_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,3})?)$")
+# (three digits, so that "p100" is told the range rather than the grammar)
+_PERCENTILE = re.compile(r"^p(\d{1,3}(\.\d{1,3})?)$")
 _MAX_NAME_LENGTH = 200
+# The longest duration any setting takes (about 11.6 days). Longer is a typo (ms for s),
+# and past what a thread's wait accepts on some platforms (threading.TIMEOUT_MAX is
+# about 49.7 days on Windows): 1e300 reached ``Event.wait`` as an OverflowError.
+MAX_SECONDS = 1_000_000.0
 
 
 def read_class_names(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -115,7 +121,7 @@ def read_hedge_after(text: str) -> float | str:
     match = _PERCENTILE.match(stripped)
     if match is not None:
         if not 0 < float(match.group(1)) < 100:
-            raise ValueError("a percentile must be between p0 and p100, such as p95")
+            raise ValueError("a percentile must be above p0 and below p100, such as p95")
         return stripped
     try:
         seconds = float(stripped)
@@ -126,6 +132,8 @@ def read_hedge_after(text: str) -> float | str:
         ) from None
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError("seconds must be a finite number greater than 0")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"seconds must be at most {MAX_SECONDS:g}")
     return seconds
 
 
@@ -352,10 +360,12 @@ def _parse_bool(text: str) -> bool:
 
 
 def _seconds(name: str, default: float | None, doc: str, group: str, **more: Any) -> Setting:
-    """A duration in seconds; optional ones (default None) must be greater than 0."""
+    """A duration in seconds, at most ``MAX_SECONDS``; optional ones (default None) must
+    be greater than 0."""
     if default is None:
         more.setdefault("optional", True)
         more.setdefault("exclusive_minimum", True)
+    more.setdefault("maximum", MAX_SECONDS)
     return Setting(name, float, default, doc, group, minimum=0, **more)
 
 
@@ -1029,6 +1039,7 @@ _DECLARED = (
         _OBSERVE,
         minimum=0,
         exclusive_minimum=True,
+        maximum=MAX_SECONDS,
     ),
     # --- scale-out ---
     Setting(

@@ -104,11 +104,16 @@ def test_off_by_default(components: dict[str, Any]) -> None:
 
 
 def test_min_above_max_is_a_config_error(components: dict[str, Any]) -> None:
-    config = components["config"].replace(
-        app_adaptive_concurrency=True, min_concurrency=9, max_concurrency=3
-    )
+    # refused by the configuration itself, before any middleware is made of it
     with pytest.raises(ConfigError, match="min_concurrency"):
-        CoordinationMiddleware(lambda e, s: [], **{**components, "config": config})
+        components["config"].replace(
+            app_adaptive_concurrency=True, min_concurrency=9, max_concurrency=3
+        )
+    with pytest.raises(ConfigError, match="min_concurrency = 9 from configuration mapping"):
+        CoordinationMiddleware(
+            lambda e, s: [],
+            config={"app_adaptive_concurrency": True, "min_concurrency": 9, "max_concurrency": 3},
+        )
 
 
 @pytest.mark.parametrize(

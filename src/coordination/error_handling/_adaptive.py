@@ -354,8 +354,23 @@ class AdaptiveLimiter:
         if type(joined) is Entry:
             return joined
         waiter = cast(_Waiter, joined)
-        cast(threading.Event, waiter.event).wait(self.wait)
+        try:
+            cast(threading.Event, waiter.event).wait(self.wait)
+        except BaseException:  # KeyboardInterrupt in the wait: leave the queue, or the slot
+            self._abandon(rank, waiter)
+            raise
         return self._settle(rank, waiter)
+
+    def _abandon(self, rank: int, waiter: _Waiter) -> None:
+        """A waiter that stops waiting (interrupted, cancelled): out of its queue, or, when
+        a slot was granted it meanwhile, that slot passed on (else it would leak)."""
+        with self._lock:
+            granted = waiter.granted
+            if not granted:
+                self._waiters[rank].remove(waiter)
+                self._waiting -= 1
+        if granted:
+            self.leave()
 
     async def aenter(self, rank: int = _TOP) -> Entry:
         import asyncio  # loaded by the async runner already: a lookup, not an import
@@ -370,14 +385,8 @@ class AdaptiveLimiter:
             await asyncio.wait_for(asyncio.shield(future), self.wait)
         except TimeoutError:
             pass
-        except asyncio.CancelledError:
-            with self._lock:
-                granted = waiter.granted
-                if not granted:
-                    self._waiters[rank].remove(waiter)
-                    self._waiting -= 1
-            if granted:
-                self.leave()  # we were handed a slot we will not use: pass it on
+        except BaseException:  # cancelled: a slot handed to us meanwhile is passed on
+            self._abandon(rank, waiter)
             raise
         return self._settle(rank, waiter)
 

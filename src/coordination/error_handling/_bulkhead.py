@@ -72,7 +72,11 @@ class Bulkhead:
         waiter = self._join(_thread_waiter)
         if waiter is None:
             return
-        cast(threading.Event, waiter.event).wait(self.wait)
+        try:
+            cast(threading.Event, waiter.event).wait(self.wait)
+        except BaseException:  # KeyboardInterrupt in the wait: leave the queue, or the slot
+            self._abandon(waiter)
+            raise
         self._settle(waiter)
 
     async def aenter(self) -> None:
@@ -87,15 +91,20 @@ class Bulkhead:
             await asyncio.wait_for(asyncio.shield(future), self.wait)
         except TimeoutError:
             pass
-        except asyncio.CancelledError:
-            with self._lock:
-                granted = waiter.granted
-                if not granted:
-                    self._waiters.remove(waiter)
-            if granted:
-                self.leave()  # we were handed a slot we will not use: pass it on
+        except BaseException:  # cancelled: a slot handed to us meanwhile is passed on
+            self._abandon(waiter)
             raise
         self._settle(waiter)
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """A waiter that stops waiting (interrupted, cancelled): out of the queue, or, when
+        a slot was granted it meanwhile, that slot passed on (else it would leak)."""
+        with self._lock:
+            granted = waiter.granted
+            if not granted:
+                self._waiters.remove(waiter)
+        if granted:
+            self.leave()
 
     def _join(self, make_waiter: Callable[[], _Waiter]) -> _Waiter | None:
         """A free slot (None: the caller holds it), else the queued waiter the caller waits

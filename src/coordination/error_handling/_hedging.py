@@ -490,6 +490,9 @@ class _AsyncRace:
         except CircuitOpenError:
             self.left = 0
             return
+        # Counted at once: a hedge cancelled while it asks the budget (a Redis round trip)
+        # still has its permit released by ``_end``, as one that neither failed nor succeeded.
+        self.permits += 1
         budget = plan.op.retry_budget
         if budget is not None:
             try:
@@ -498,9 +501,9 @@ class _AsyncRace:
                 allowed = hedging._budget_failed()
             if not allowed:
                 self.left = 0
+                self.permits -= 1
                 await hedging._arelease()
                 return
-        self.permits += 1
         next(plan.op.hedged_attempts)
         began = time.monotonic()
         try:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import CoordinationConfig
+from .._config import CoordinationConfig, check_concurrency_bounds
 from .._errors import ConfigError
 from .._quote import quote
 from .._rate import Rate, RateLimit
@@ -125,6 +125,13 @@ def resolve_options(config: CoordinationConfig, overrides: Mapping[str, Any]) ->
         return None if names is None else imported_classes(names, name, source)
 
     trip_predicate = _result_predicate(overrides, "trip_if_result")
+    check_concurrency_bounds(
+        get("min_concurrency"),
+        get("max_concurrency"),
+        get("adaptive_concurrency"),
+        _SOURCE if "min_concurrency" in given else "the configuration",
+        _SOURCE if "max_concurrency" in given else "the configuration",
+    )
     rate = get("rate_limit")
     hedge_after = get("hedge_after")
     return Options(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._config import CoordinationConfig
 from .._counting import ReadableCount
+from .._errors import ConfigError
 from ._backends import CircuitBreakerBackend
 from ._breaker import same_kind
 from ._configured import check_operations, over_configured
@@ -112,7 +113,7 @@ def prepare(handler: CoordinationErrorHandler, config: CoordinationConfig) -> Pr
     resolved: list[tuple[OperationState, Options]] = []
     for name, op in handler._live_operations():
         overrides = handler._first_overrides.get(name, {})
-        resolved.append((op, resolve_options(config, over_configured(config, name, overrides))))
+        resolved.append((op, _options_of(config, name, overrides)))
     adaptive = [
         (op.name, options, op.bulkhead) for op, options in resolved if options.adaptive_concurrency
     ]
@@ -120,9 +121,23 @@ def prepare(handler: CoordinationErrorHandler, config: CoordinationConfig) -> Pr
     changes = [_change_for(handler, op, options, limits) for op, options in resolved]
     runners = []
     for runner, (name, overrides) in handler._tracked_runners():
-        options = resolve_options(config, over_configured(config, name, overrides))
+        options = _options_of(config, name, overrides)
         runners.append((runner, name, overrides, options))
     return PreparedReload(handler, config, changes, runners, limits)
+
+
+def _options_of(config: CoordinationConfig, name: str, overrides: Mapping[str, Any]) -> Options:
+    """A live operation's options under ``config``; a ``ConfigError`` names the operation
+    (the new file may clash with what its code gives, and the error must say where)."""
+    try:
+        return resolve_options(config, over_configured(config, name, overrides))
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc} (operation {name!r}, with the options its code gives)",
+            field=exc.field,
+            value=exc.value,
+            source=exc.source,
+        ) from None
 
 
 def catch_up(

@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_SLICES = 20  # buckets per window: a steady stream earns (20 - 1) / (20 + 1) of its share
+# A spent budget is logged once per window, and never more often than this (seconds).
+_LOGGED_AT_MOST_EVERY = 1.0
 
 # BudgetSettings' attributes and the settings they hold (their checks, in their words).
 _BUDGET_SETTINGS = (
@@ -243,7 +245,9 @@ def spent(op: OperationState, runtime: Runtime, settings: BudgetSettings | None)
     """A retry the budget refused: counted, logged at most once per window; the note
     added to the error raised instead."""
     next(op.retry_budget_exhausted)
-    window = settings.window if settings is not None else 10.0
+    # once per window, but never more than once a second: a window of 1e-9 s logged
+    # every refused retry (a flood under exactly the load the budget is for)
+    window = max(settings.window if settings is not None else 10.0, _LOGGED_AT_MOST_EVERY)
     now = runtime.clock()
     last = op.budget_logged_at
     if last is None or now - last >= window:

@@ -123,16 +123,26 @@ class ConfigReloader:
 
     # --- reloading ------------------------------------------------------------------------
 
-    def reload(self, path: str | os.PathLike[str] | None = None, *, source: str = "") -> None:
+    def reload(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        source: str = "",
+        unless: threading.Event | None = None,
+    ) -> None:
         """Read the configuration and the rule files again and apply them, or raise (a
-        ``ConfigError`` or ``RuleSetError``) with everything left as it was."""
-        if path is not None:
-            self._path = Path(path)
+        ``ConfigError`` or ``RuleSetError``) with everything left as it was. ``unless``:
+        a watcher's stop signal; set by the time the lock is ours, nothing is done.
+        ``path`` is kept for later reloads only once this one succeeded: a mistyped path
+        must not leave every later reload (and the watcher) on a file that is not there."""
         handler = self._set.error_handler
         shown = source or "reload_config()"
         with self._lock:
+            if unless is not None and unless.is_set():
+                return  # a watcher stopped by the reload it waited for: that one is newer
+            read_from = self._path if path is None else Path(path)
             try:
-                config = self._read()
+                config = self._read(read_from)
             except Exception as exc:  # the file: unreadable, bad YAML, a value that fails
                 handler.reload_log.failed(shown, exc)
                 self._logger.error("configuration not reloaded (%s): %s", shown, exc)
@@ -146,6 +156,7 @@ class ConfigReloader:
             handler.reconfigure(config, source=shown, before_apply=before_apply)
             for limiter, settings in limits:
                 limiter.retune(settings)
+            self._path = read_from
             self._set.config = config
             self._after_reload(config)
 
@@ -168,9 +179,9 @@ class ConfigReloader:
             out.append((limiter, settings))
         return out
 
-    def _read(self) -> CoordinationConfig:
-        if self._path is not None:
-            return CoordinationConfig.load(self._path, **self._overrides)
+    def _read(self, path: Path | None) -> CoordinationConfig:
+        if path is not None:
+            return CoordinationConfig.load(path, **self._overrides)
         return resolve_config(self._overrides)
 
     def _reload_rules(self, config: CoordinationConfig) -> None:
@@ -253,10 +264,10 @@ class ConfigReloader:
             return
         threading.Thread(target=self._quiet_reload, args=("SIGHUP",), daemon=True).start()
 
-    def _quiet_reload(self, source: str) -> None:
+    def _quiet_reload(self, source: str, unless: threading.Event | None = None) -> None:
         # a failure is logged and counted by reload(); the process goes on
         with contextlib.suppress(Exception):
-            self.reload(source=source)
+            self.reload(source=source, unless=unless)
 
     # --- file watching --------------------------------------------------------------------
 
@@ -264,9 +275,10 @@ class ConfigReloader:
         """Poll the watched files every ``interval`` seconds (``None``: stop watching)."""
         running = self._watcher
         if running is not None and (interval is None or self._interval != interval):
+            # Told to stop, not joined: this runs under the reload lock, which the old
+            # watcher may be waiting for (joining it stalled the reload for 5 s); it ends
+            # at its next wake, and a reload it was waiting for is skipped (``unless``).
             self._stop.set()
-            if running is not threading.current_thread():
-                running.join(timeout=5)
             self._watcher = None
         if interval is None or self._watcher is not None:
             return
@@ -279,7 +291,11 @@ class ConfigReloader:
         thread.start()
 
     def _watch(self, interval: float, stop: threading.Event) -> None:
-        current = fingerprint(self.watched_paths())
+        try:
+            current = fingerprint(self.watched_paths())
+        except Exception:  # unreadable now: every file counts as changed once readable
+            self._logger.exception("config watch: the files could not be read")
+            current = ()
         pending: Fingerprint | None = None
         while not stop.wait(interval):
             try:
@@ -297,7 +313,7 @@ class ConfigReloader:
             current, pending = seen, None
             if stop.is_set():
                 return
-            self._quiet_reload("file change")
+            self._quiet_reload("file change", unless=stop)
 
     def close(self) -> None:
         """Stop watching and give SIGHUP back."""
