@@ -50,13 +50,11 @@ class AsyncRunner(Runner):
 
     def __init__(self, plan: Plan) -> None:
         super().__init__(plan)
-        # the breaker (or the retry budget) does I/O: await its a* methods
-        budget = plan.budget
-        self.io = plan.breaker.blocking or (budget is not None and budget.blocking)
+        self.io = _does_io(plan)
 
     def rebind(self, plan: Plan) -> None:
         super().rebind(plan)
-        self.io = plan.breaker.blocking
+        self.io = _does_io(plan)  # a reload may have added or removed a shared budget
 
     def wrap(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         """``func`` behind the plan: the breaker's ``aguard`` when it can take the calls
@@ -237,3 +235,9 @@ class AsyncRunner(Runner):
             if scope_ended:
                 raise Stopped from None
             raise OperationTimeout(self.plan.op.name, seconds) from None
+
+
+def _does_io(plan: Plan) -> bool:
+    """The plan's breaker or retry budget does I/O: the steps yield to await its a* methods."""
+    budget = plan.budget
+    return plan.breaker.blocking or (budget is not None and budget.blocking)
