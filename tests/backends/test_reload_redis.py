@@ -63,7 +63,8 @@ async def test_an_async_function_awaits_a_shared_budget_a_reload_added(
             await charge()
         handler.reconfigure(CoordinationConfig(**{**settings, "retry_budget": 0.5}))
         budget = handler._existing("charge").retry_budget
-        assert budget is not None and budget.blocking
+        assert budget is not None
+        assert budget.blocking
 
         def on_the_loop() -> bool:
             raise AssertionError("the shared budget was asked from the event loop")
