@@ -41,17 +41,17 @@ from ._ratelimit import InMemoryRateLimiter, memory_rate_limiter_factory
 from ._reload_log import ReloadRecord, ReloadSnapshot
 from ._report import ErrorRecord
 from ._retry import Backoff, retry_after_seconds
-from ._retry_budget import (
-    BudgetSettings,
-    RetryBudget,
-    RetryBudgetFactory,
-    memory_retry_budget_factory,
-)
 from ._severity import ErrorSeverity
 from ._snapshot import BreakerHealth, HandlerSnapshot, OperationErrorSnapshot
 
 if TYPE_CHECKING:
     from .._concurrency_snapshot import ConcurrencySnapshot
+    from ._retry_budget import (
+        BudgetSettings,
+        RetryBudget,
+        RetryBudgetFactory,
+        memory_retry_budget_factory,
+    )
 
 __all__ = [
     "NO_RESULT",
@@ -100,5 +100,13 @@ __all__ = [
 
 # What handle_errors does not need is loaded when first used (the import's module budget).
 __getattr__, __dir__ = _lazy_attributes(
-    __name__, {"ConcurrencySnapshot": ".._concurrency_snapshot"}
+    __name__,
+    {
+        "ConcurrencySnapshot": ".._concurrency_snapshot",
+        # loaded with the first use of a retry budget, not by every handle_errors import
+        "BudgetSettings": "._retry_budget",
+        "RetryBudget": "._retry_budget",
+        "RetryBudgetFactory": "._retry_budget",
+        "memory_retry_budget_factory": "._retry_budget",
+    },
 )

@@ -40,12 +40,6 @@ from ._plan import OperationState, Plan
 from ._ratelimit import memory_rate_limiter_factory
 from ._reload_log import ReloadLog, ReloadSnapshot
 from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_stats, to_record
-from ._retry_budget import (
-    RetryBudgetFactory,
-    budget_settings,
-    calls_of,
-    memory_retry_budget_factory,
-)
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import (
@@ -61,6 +55,7 @@ from ._wrap import name_of, wrap_function
 if TYPE_CHECKING:  # imported with the first async call (it loads asyncio)
     from ._adaptive import AdaptiveLimiters, LimiterSlot  # with the first adaptive operation
     from ._async_runner import AsyncRunner
+    from ._retry_budget import BudgetSettings, RetryBudgetFactory
     from ._runner import Runner
 
 __all__ = ["CoordinationErrorHandler"]
@@ -149,10 +144,9 @@ class CoordinationErrorHandler:
         self._breaker_factory: BreakerFactory = breaker_factory or memory_breaker_factory
         self._rate_limiter_factory = rate_limiter_factory
         # a shared store's retry budgets (an optional part of a provider's SharedState)
-        self._retry_budget_factory: RetryBudgetFactory = (
-            retry_budget_factory
-            or getattr(shared, "retry_budget", None)
-            or memory_retry_budget_factory
+        # (None: the in-memory one, loaded with the first operation that has a budget)
+        self._retry_budget_factory: RetryBudgetFactory | None = retry_budget_factory or getattr(
+            shared, "retry_budget", None
         )
         self._names = BoundedNames(config.max_operation_names, logger=self._logger)
         self._lock = threading.Lock()
@@ -526,10 +520,13 @@ class CoordinationErrorHandler:
             op.bulkhead = slot or self._adaptive_limiters().slot_for(name, options)
         elif options.max_concurrent is not None:
             op.bulkhead = Bulkhead(name, options.max_concurrent, options.bulkhead_wait)
-        budget = budget_settings(options)
+        budget = _budget_settings(options)
         if budget is not None:  # it reads the operation's own call counters when asked
+            from ._retry_budget import calls_of, memory_retry_budget_factory
+
+            make_budget = self._retry_budget_factory or memory_retry_budget_factory
             op.budget_settings = budget
-            op.retry_budget = self._retry_budget_factory(
+            op.retry_budget = make_budget(
                 name, budget, calls=calls_of(counted or op), clock=self._clock
             )
         return op
@@ -555,7 +552,7 @@ class CoordinationErrorHandler:
             or (bulkhead != options.max_concurrent and not adaptive)
             or adaptive != options.adaptive_concurrency
             or rate != options.rate_limit
-            or op.budget_settings != budget_settings(options)
+            or op.budget_settings != _budget_settings(options)
             or (options.timeout_workers is not None and op.pool_workers != _pool_workers(options))
         ):
             self._logger.warning(
@@ -647,3 +644,13 @@ def _pool_workers(options: Options) -> int:
     if options.adaptive_concurrency:
         return options.max_concurrency
     return options.max_concurrent or default_workers()
+
+
+def _budget_settings(options: Options) -> BudgetSettings | None:
+    """The retry budget ``options`` ask for; its module is loaded only when there is one
+    (``handle_errors`` alone stays within its import budget, tests/test_import_cost.py)."""
+    if options.retry_budget is None:
+        return None
+    from ._retry_budget import budget_settings
+
+    return budget_settings(options)

@@ -40,7 +40,6 @@ from ._options import MISSING, Options
 from ._outcomes import FAILURE as FAILED_VERDICT
 from ._outcomes import NEITHER, NOT_COUNTED, Verdicts
 from ._retry import NOT_RETRIED, retry_after_seconds
-from ._retry_budget import BudgetSettings, spent
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import COUNTERS, operation_counts
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from ._adaptive import LimiterSlot
     from ._bulkhead import Bulkhead
     from ._hedging import Hedging
+    from ._retry_budget import BudgetSettings
 
 __all__ = [
     "FAILED",
@@ -435,7 +435,7 @@ class Plan:
         """The retry budget answered ``allowed`` for a retry asked for by a result: when
         it refused, counted and logged (the result is the call's, as it is)."""
         if not allowed:
-            spent(self.op, self.runtime, self.op.budget_settings)
+            _spent(self.op, self.runtime)
         return not allowed
 
     def counted_failure(self, exc: Exception) -> int:
@@ -572,7 +572,7 @@ class Plan:
                         if self.budget is None or (yield from self._spend(io)):
                             state.wait = state.previous
                             continue
-                        spent(self.op, self.runtime, self.op.budget_settings)  # as it is
+                        _spent(self.op, self.runtime)  # as it is
                     state.result = result
                     return DONE
             error, pending = cast(Exception, pending), None
@@ -677,7 +677,7 @@ class Plan:
         if ending == REFUSED:
             return self.refused_retry(cast(BulkheadFull, error), state, args, kwargs)
         if ending == SPENT:
-            reason = spent(self.op, self.runtime, self.op.budget_settings)
+            reason = _spent(self.op, self.runtime)
             return self.give_up(error, state.attempt, args, kwargs, reason)
         return self.stopped(cast(Cancellation, state.cancellation), state.last)
 
@@ -842,3 +842,11 @@ def _note(exc: BaseException, text: str) -> None:
     if notes is not None:
         notes[:] = [n for n in notes if not n.startswith(_NOTE)]
     exc.add_note(text)
+
+
+def _spent(op: OperationState, runtime: Runtime) -> str:
+    """The budget refused a retry: counted and logged by ``_retry_budget.spent``, loaded
+    only then (plans without a budget never need the module)."""
+    from ._retry_budget import spent
+
+    return spent(op, runtime, op.budget_settings)
