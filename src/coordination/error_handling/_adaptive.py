@@ -73,6 +73,7 @@ from .._errors import (
     OperationTimeout,
     RateLimitExceeded,
 )
+from ._bulkhead import Waiter
 from ._limit_algorithms import LimitAlgorithm, algorithm_for
 from ._retry import retry_after_seconds
 from ._severity import ErrorSeverity
@@ -179,8 +180,10 @@ class Entry:
         self.in_flight = in_flight
 
 
-class _Waiter:
-    __slots__ = ("entry", "event", "future", "granted", "loop")
+class _Waiter(Waiter):
+    """A bulkhead's waiter, handed the ``Entry`` of the slot it is granted."""
+
+    __slots__ = ("entry",)
 
     def __init__(
         self,
@@ -188,19 +191,11 @@ class _Waiter:
         loop: asyncio.AbstractEventLoop | None = None,
         future: asyncio.Future[None] | None = None,
     ) -> None:
-        self.event = event
-        self.loop = loop
-        self.future = future
-        self.granted = False
+        super().__init__(event, loop, future)
         self.entry: Entry | None = None
 
 
 _NO_GRANTS: list[_Waiter] = []  # never appended to: _grants' answer when nobody waits
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class AdaptiveLimiter:
@@ -440,13 +435,8 @@ class AdaptiveLimiter:
 
     def _wake_all(self, waiters: list[_Waiter]) -> None:  # outside the lock
         for waiter in waiters:
-            if waiter.event is not None:
-                waiter.event.set()
-            elif waiter.loop is not None and waiter.future is not None:
-                try:
-                    waiter.loop.call_soon_threadsafe(_wake, waiter.future)
-                except RuntimeError:  # its loop has closed; the waiter is gone, pass it on
-                    self.leave()
+            if not waiter.wake():  # its loop has closed; the waiter is gone, pass it on
+                self.leave()
 
     def snapshot(self) -> ConcurrencySnapshot:
         with self._lock:

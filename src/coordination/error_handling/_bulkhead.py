@@ -18,10 +18,14 @@ from .._errors import BulkheadFull
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Bulkhead"]
+__all__ = ["Bulkhead", "Waiter"]
 
 
-class _Waiter:
+class Waiter:
+    """A caller queued for a slot: a thread's event, or a future on the caller's own loop.
+
+    The adaptive limiter (``_adaptive``) queues the same waiters, so both wake them alike."""
+
     __slots__ = ("event", "future", "granted", "loop")
 
     def __init__(
@@ -35,9 +39,21 @@ class _Waiter:
         self.future = future
         self.granted = False
 
+    def wake(self) -> bool:
+        """Tell the waiter its slot is granted (thread-safely, from any thread); False when
+        its event loop has closed: the waiter is gone, and the caller passes the slot on."""
+        if self.event is not None:
+            self.event.set()
+        elif self.loop is not None and self.future is not None:
+            try:
+                self.loop.call_soon_threadsafe(_wake, self.future)
+            except RuntimeError:
+                return False
+        return True
 
-def _thread_waiter() -> _Waiter:
-    return _Waiter(event=threading.Event())
+
+def _thread_waiter() -> Waiter:
+    return Waiter(event=threading.Event())
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -56,7 +72,7 @@ class Bulkhead:
         self.wait = wait
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
 
     @property
     def in_flight(self) -> int:
@@ -83,7 +99,7 @@ class Bulkhead:
         import asyncio  # loaded by the async runner already: a lookup, not an import
 
         loop = asyncio.get_running_loop()
-        waiter = self._join(lambda: _Waiter(loop=loop, future=loop.create_future()))
+        waiter = self._join(lambda: Waiter(loop=loop, future=loop.create_future()))
         if waiter is None:
             return
         future = cast("asyncio.Future[None]", waiter.future)
@@ -96,7 +112,7 @@ class Bulkhead:
             raise
         self._settle(waiter)
 
-    def _abandon(self, waiter: _Waiter) -> None:
+    def _abandon(self, waiter: Waiter) -> None:
         """A waiter that stops waiting (interrupted, cancelled): out of the queue, or, when
         a slot was granted it meanwhile, that slot passed on (else it would leak)."""
         with self._lock:
@@ -106,7 +122,7 @@ class Bulkhead:
         if granted:
             self.leave()
 
-    def _join(self, make_waiter: Callable[[], _Waiter]) -> _Waiter | None:
+    def _join(self, make_waiter: Callable[[], Waiter]) -> Waiter | None:
         """A free slot (None: the caller holds it), else the queued waiter the caller waits
         on for at most ``wait`` seconds; ``BulkheadFull`` when it may not wait."""
         with self._lock:
@@ -118,7 +134,7 @@ class Bulkhead:
             self._waiters.append(waiter)
             return waiter
 
-    def _settle(self, waiter: _Waiter) -> None:
+    def _settle(self, waiter: Waiter) -> None:
         """After waiting: keep a granted slot, or leave the queue and report the bulkhead full."""
         with self._lock:
             if waiter.granted:
@@ -133,10 +149,5 @@ class Bulkhead:
                 return
             waiter = self._waiters.popleft()  # the slot passes on; _in_flight is unchanged
             waiter.granted = True
-        if waiter.event is not None:
-            waiter.event.set()
-        elif waiter.loop is not None and waiter.future is not None:
-            try:
-                waiter.loop.call_soon_threadsafe(_wake, waiter.future)
-            except RuntimeError:  # its loop has closed; the waiter is gone, pass the slot on
-                self.leave()
+        if not waiter.wake():  # its loop has closed; the waiter is gone, pass the slot on
+            self.leave()
