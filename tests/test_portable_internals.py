@@ -272,8 +272,8 @@ def test_the_classifiers_name_exactly_the_pythons_ci_runs() -> None:
         if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
     }
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    loop = re.search(r"^for version in ([\d. ]+); do$", ci, re.MULTILINE)
-    assert loop is not None, ".ci/run no longer loops over the extra Pythons"
+    loop = re.search(r"^versions=\(([\d. ]+)\)$", ci, re.MULTILINE)
+    assert loop is not None, ".ci/run no longer names the extra Pythons in versions=(...)"
     extra = {v.rsplit(".", 1)[0] for v in loop.group(1).split()}
     default = min(listed, key=lambda v: tuple(map(int, v.split("."))))
     assert listed == {default} | extra

@@ -157,6 +157,9 @@ def test_no_component_logger_shows_a_planted_secret(
         "redis": component_logger("redis"),
         "coordination": BoundedNames(5)._logger,
     }
+    # a "secret" that the loggers' own names hold (".perform") is no leak: proves nothing
+    names = " ".join(logger.name for logger in loggers.values())
+    assume(not any(secret in names for secret in planted.secrets))
     text = planted.text
     for logger in loggers.values():
         logger.warning("it failed: %s", text)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         describe_config,
         load_coordination_config,
     )
+    from ._logging import json_log_formatter
     from ._redact import add_redaction_pattern, redact, remove_redaction_pattern
     from ._status import HealthStatus
     from .error_handling import (
@@ -101,6 +102,7 @@ __all__ = [
     "default_coordination",
     "describe_config",
     "handle_errors",
+    "json_log_formatter",
     "load_coordination_config",
     "redact",
     "reload_config",
@@ -115,6 +117,7 @@ _LAZY = {
     "config_settings": "._config",
     "describe_config": "._config",
     "load_coordination_config": "._config",
+    "json_log_formatter": "._logging",
     "add_redaction_pattern": "._redact",
     "redact": "._redact",
     "remove_redaction_pattern": "._redact",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from ._logging import library_logger
+from ._logging import library_logger, log_extra
 
 __all__ = ["OVERFLOW_OPERATION", "BoundedNames"]
 
@@ -61,6 +61,7 @@ class BoundedNames:
                     self.limit,
                     name,
                     self.overflow,
+                    extra=log_extra(name, grouped_as=self.overflow, limit=self.limit),
                 )
         return self.overflow
 

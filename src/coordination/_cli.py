@@ -1,4 +1,5 @@
-"""The ``coordination`` command: ``validate``, ``rules check``, ``config``, ``demo``.
+"""The ``coordination`` command: ``validate``, ``rules check``, ``config``, ``demo``,
+``dashboard``, ``alerts``.
 
 Each subcommand's work lives beside the capability it belongs to and is imported only
 when that subcommand runs, so ``coordination --help`` stays fast.
@@ -23,6 +24,8 @@ _HANDLERS = {
     "validate": "coordination.validation._cli:run_validate",
     "rules-check": "coordination.validation._cli:run_rules_check",
     "demo": "coordination.demo:run_demo",
+    "dashboard": "coordination.observability._dashboard:run_dashboard",
+    "alerts": "coordination.observability._alerts:run_alerts",
 }
 
 
@@ -66,10 +69,84 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--serve", action="store_true", help="keep serving afterwards (status page, metrics)"
     )
-    demo.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="port to listen on (0: a free one; with --redis, the first worker's)",
+    )
     demo.add_argument("--redis", metavar="URL", default=None, help="share state through Redis")
     demo.set_defaults(handler="demo")
+    _add_operator_commands(commands)
     return parser
+
+
+def _add_operator_commands(commands: Any) -> None:
+    """``dashboard`` and ``alerts``: files for Grafana and Prometheus, printed."""
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="print a Grafana dashboard (JSON model) over the library's Prometheus series",
+        description="Import the output in Grafana (Dashboards > New > Import), or provision "
+        "it as a file; its datasource variable picks the Prometheus data source.",
+    )
+    dashboard.add_argument("--title", default="coordination", help="dashboard title")
+    dashboard.add_argument("--uid", default="coordination", help="dashboard uid (for links)")
+    dashboard.add_argument("--output", "-o", default=None, help="write to a file, not stdout")
+    dashboard.set_defaults(handler="dashboard")
+
+    alerts = commands.add_parser(
+        "alerts",
+        help="print Prometheus alerting rules (breakers, errors, retries, dead letters, ...)",
+        description="A rule file for Prometheus' rule_files; check it with promtool check "
+        "rules. Durations use Prometheus' spelling (30s, 5m, 1h30m); ratios are shares "
+        "(0.05 is 5 %%). Each alert's runbook_url points into docs/troubleshooting.md.",
+    )
+    alerts.add_argument(
+        "--breaker-open-for", default="5m", help="a breaker not closed this long pages (5m)"
+    )
+    alerts.add_argument(
+        "--error-ratio", type=float, default=0.05, help="share of failed calls (0.05)"
+    )
+    alerts.add_argument(
+        "--retry-ratio", type=float, default=0.5, help="retries per call: a retry storm (0.5)"
+    )
+    alerts.add_argument(
+        "--validation-failure-ratio",
+        type=float,
+        default=0.2,
+        help="share of invalid messages of a rule set (0.2)",
+    )
+    alerts.add_argument(
+        "--dead-letters-window", default="15m", help="dead letters grew within this (15m)"
+    )
+    alerts.add_argument(
+        "--outage-for", default="2m", help="Redis failing, dead-letter store down (2m)"
+    )
+    alerts.add_argument("--window", default="5m", help="the rates' window (5m)")
+    alerts.add_argument(
+        "--pending-for", default="5m", help="how long a ratio stays above its threshold (5m)"
+    )
+    alerts.add_argument(
+        "--runbook-url",
+        default="docs/troubleshooting.md",
+        help="where your copy of docs/troubleshooting.md is served (the anchors are added)",
+    )
+    alerts.add_argument("--output", "-o", default=None, help="write to a file, not stdout")
+    alerts.add_argument(
+        "--prometheus-config",
+        metavar="PATH",
+        default=None,
+        help="also write a prometheus.yml loading --output and scraping --scrape",
+    )
+    alerts.add_argument(
+        "--scrape",
+        metavar="HOST:PORT",
+        action="append",
+        default=None,
+        help="a target for --prometheus-config (repeatable; 127.0.0.1:8000)",
+    )
+    alerts.add_argument("--scrape-interval", default="15s", help="for --prometheus-config (15s)")
+    alerts.set_defaults(handler="alerts")
 
 
 def _run_config(args: argparse.Namespace) -> int:

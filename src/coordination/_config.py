@@ -64,6 +64,11 @@ DEFAULT_CONFIG_PATH = "config/coordination.yaml"  # missing there means defaults
 _OTHER_VARIABLES = {
     CONFIG_FILE_VARIABLE: "names the YAML configuration file",
     "COORDINATION_REQUIRE_REDIS": "makes this project's Redis tests mandatory (CI)",
+    "COORDINATION_REQUIRE_RABBITMQ": "makes this project's RabbitMQ tests mandatory (CI)",
+    "COORDINATION_REQUIRE_NATS": "makes this project's NATS tests mandatory (CI)",
+    "COORDINATION_REQUIRE_POSTGRES": "makes this project's PostgreSQL tests mandatory (CI)",
+    "COORDINATION_REQUIRE_PROMETHEUS": "makes this project's Prometheus tests mandatory (CI)",
+    "COORDINATION_DASHBOARD_PNG": "where this project's dashboard test keeps its picture",
 }
 ConfigSetting = Setting  # the name this module gave it before the schema moved to the core
 
@@ -155,6 +160,7 @@ class CoordinationConfig:
 
     # --- events ---
     dead_letter_path: str | None = _field("dead_letter_path")
+    dead_letter_namespace: str = _field("dead_letter_namespace")
 
     # --- HTTP middleware ---
     max_request_body_bytes: int = _field("max_request_body_bytes")

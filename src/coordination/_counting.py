@@ -25,6 +25,7 @@ implementation details; 3.14 removes the latter), so this subclass counts its ow
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,30 @@ __all__ = ["ReadableCount", "count_value"]
 # One lock for every counter's reads: reads are rare, and a lock per counter would cost
 # memory in tables that hold thousands of them. Increments never take it.
 _READS = threading.Lock()
+
+
+def _before_fork() -> None:
+    _READS.acquire()  # no read is halfway (its next() made, its _reads not yet counted)
+
+
+def _after_fork_in_parent() -> None:
+    _READS.release()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent reading a counter at the fork would have left the child's
+    # copy of the lock held for ever: every read there (a traced call's attempts, a
+    # scrape) would hang. The fork was made holding it, so no read is halfway.
+    global _READS
+    _READS = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 if TYPE_CHECKING:

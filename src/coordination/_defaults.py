@@ -22,6 +22,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from ._config import CoordinationConfig
 
 __all__ = [
+    "EVENT_DOORS",
+    "HTTP_DOORS",
     "ComponentSet",
     "ErrorHandlerLike",
     "MonitorLike",
@@ -30,8 +32,11 @@ __all__ = [
     "ValidatorLike",
     "checked_component",
     "component_of",
+    "doors_of",
+    "forget_door",
     "http_doors",
     "process_config",
+    "register_door",
     "register_http_door",
     "replace_process_config",
     "reset_process_defaults",
@@ -229,25 +234,59 @@ def component_of(coordination: object, part: str, given: T | None, given_name: s
         ) from None
 
 
-# The HTTP doors (middlewares) built on each monitor, in the order they were built: their
-# request counters live in the door, not in the three components, so a metrics exporter
-# given no components finds them here. Weak both ways: a dropped app or set is forgotten.
-_HTTP_DOORS: weakref.WeakKeyDictionary[object, list[weakref.ref[object]]] = (
-    weakref.WeakKeyDictionary()
-)
-_HTTP_DOORS_LOCK = threading.Lock()
+# The doors built on each owner, by kind: the HTTP doors (middlewares) on each set's
+# monitor, in the order they were built (their request counters live in the door, not in
+# the three components, so a metrics exporter given no components finds them here); the
+# event processors on each set's monitor (their stores and sources are read the same way);
+# the broker sources on the processor they feed. Weak both ways: a dropped door or owner
+# is forgotten. Readers look them up when they read, never on a hot path.
+_DOORS: dict[str, weakref.WeakKeyDictionary[object, list[weakref.ref[object]]]] = {}
+_DOORS_LOCK = threading.Lock()
+HTTP_DOORS = "http"
+EVENT_DOORS = "events"
+
+
+def register_door(kind: str, owner: object, door: object) -> None:
+    """Remember ``door`` (weakly) as a door of ``kind`` built on ``owner``; an owner or a
+    door that cannot be weakly referenced (or hashed) is not remembered."""
+    try:
+        door_ref = weakref.ref(door)
+        with _DOORS_LOCK:
+            doors = _DOORS.setdefault(kind, weakref.WeakKeyDictionary()).setdefault(owner, [])
+            doors[:] = [ref for ref in doors if ref() is not None]
+            doors.append(door_ref)
+    except TypeError:  # not weakly referable or not hashable: a reader cannot find it
+        return
+
+
+def forget_door(kind: str, owner: object, door: object) -> None:
+    """Forget ``door`` (a closed event processor); nothing if it was not remembered."""
+    try:
+        with _DOORS_LOCK:
+            owners = _DOORS.get(kind)
+            doors = None if owners is None else owners.get(owner)
+            if doors is not None:
+                doors[:] = [ref for ref in doors if ref() is not None and ref() is not door]
+    except TypeError:
+        return
+
+
+def doors_of(kind: str, owner: object) -> list[object]:
+    """The live doors of ``kind`` built on ``owner``, oldest first."""
+    try:
+        with _DOORS_LOCK:
+            owners = _DOORS.get(kind)
+            refs = [] if owners is None else list(owners.get(owner, ()))
+    except TypeError:
+        return []
+    return [door for door in (ref() for ref in refs) if door is not None]
 
 
 def register_http_door(monitor: object, door: object) -> None:
     """Remember ``door`` as serving HTTP through the set whose monitor is ``monitor``."""
-    with _HTTP_DOORS_LOCK:
-        doors = _HTTP_DOORS.setdefault(monitor, [])
-        doors[:] = [ref for ref in doors if ref() is not None]
-        doors.append(weakref.ref(door))
+    register_door(HTTP_DOORS, monitor, door)
 
 
 def http_doors(monitor: object) -> list[object]:
     """The live HTTP doors built on ``monitor``'s set, oldest first."""
-    with _HTTP_DOORS_LOCK:
-        refs = list(_HTTP_DOORS.get(monitor, ()))
-    return [door for door in (ref() for ref in refs) if door is not None]
+    return doors_of(HTTP_DOORS, monitor)

@@ -280,6 +280,12 @@ _extra_lock = threading.Lock()
 _extra_patterns: tuple[re.Pattern[str], ...] = ()
 
 
+def redaction_patterns() -> tuple[re.Pattern[str], ...]:
+    """The patterns added by the application, as one value that changes (a new tuple)
+    whenever one is added or removed: a cache of redacted texts keys on it."""
+    return _extra_patterns
+
+
 def add_redaction_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     """Also mask what ``pattern`` matches, everywhere (process-wide); the compiled pattern.
 
@@ -497,7 +503,9 @@ def redact_value(value: Any, depth: int = 6) -> Any:
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return type(value)(redact_value(item, depth - 1) for item in value)
+        items = [redact_value(item, depth - 1) for item in value]
+        # a subclass (a namedtuple, sys.version_info) is not made from one iterable
+        return items if isinstance(value, list) else tuple(items)
     return value
 
 
@@ -508,12 +516,18 @@ def redact_mapping(data: Mapping[Any, Any], depth: int = 6) -> dict[Any, Any]:
 
 
 def error_text(error: BaseException, limit: int = 2000) -> str:
-    """``str(error)``, redacted then bounded, and never raising (for stored error text)."""
+    """``str(error)``, redacted then bounded, and never raising (for stored error text:
+    a lone surrogate, which no UTF-8 store can hold, is written as its escape)."""
     try:
         text = str(error)
     except Exception:  # a hostile __str__ must not lose the event it describes
         text = f"<unprintable {type(error).__name__}>"
-    return truncate(redact(text), limit)
+    text = truncate(redact(text), limit)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 # --- bounding ---------------------------------------------------------------------------

@@ -57,6 +57,8 @@ WINDOW_TYPES = ("count", "time")
 BREAKER_MODES = ("normal", "metrics_only", "disabled")
 CONCURRENCY_ALGORITHMS = ("gradient2", "vegas", "aimd")
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
+# A dead-letter namespace: a row value in a shared store, kept short and printable.
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\Z")
 ENVIRONMENT_PREFIX = "COORDINATION_"
 # How the middleware names a client: its address, or a header (an RFC 9110 token name).
 _CLIENT_KEY = re.compile(r"^(address|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
@@ -909,11 +911,22 @@ _DECLARED = (
         "dead_letter_path",
         str,
         None,
-        'SQLite file that keeps events which could not be processed (":memory:" keeps '
-        "them in memory only; none: dead-letters.sqlite3 in the platform's state "
-        "directory, ~/.local/state/coordination on Linux).",
+        'Where events that could not be processed are kept: a SQLite file (":memory:" '
+        "keeps them in memory only; none: dead-letters.sqlite3 in the platform's state "
+        "directory, ~/.local/state/coordination on Linux), or a postgresql:// URL for a "
+        "store every host of a fleet shares (the postgres extra).",
         _EVENTS,
         optional=True,
+    ),
+    Setting(
+        "dead_letter_namespace",
+        str,
+        "default",
+        "Keeps services apart in a shared (PostgreSQL) dead-letter store: each sees, "
+        "replays and purges only its own namespace's letters.",
+        _EVENTS,
+        pattern=_NAMESPACE,
+        pattern_hint="1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
     ),
     # --- HTTP middleware: structural request limits (checked before the app runs) ---
     Setting(

@@ -87,11 +87,14 @@ def test_the_demo_tells_the_whole_story_and_exits_0(story: str) -> None:
     # The health document tells the truth about what ran (it once said 0 and {}).
     sent = int(re.search(r"clients sent (\d+) requests", out).group(1))  # type: ignore[union-attr]
     assert components["validator"]["rule_sets"] == 2  # the two routes' rule sets
-    # Every client request was validated, and so was the demo's one probe order.
-    assert components["validator"]["validations"] == sent + 1
-    assert components["performance_monitor"]["operations"] == 4  # the four routes
-    # inventory.reserve, pricing.browse and pricing.checkout
-    assert components["error_handler"]["operations"] == 3
+    # Every client request was validated, and so was the demo's one probe order, and the
+    # event of every order placed (201) on its way to the ledger (its message structure).
+    assert components["validator"]["validations"] == sent + 1 + int(codes["201"])
+    # The four routes and the ledger's event processor.
+    assert components["performance_monitor"]["operations"] == 5
+    # inventory.reserve, pricing.browse, pricing.checkout, shipping.quote, mail.welcome
+    # and the ledger's event_order.placed
+    assert components["error_handler"]["operations"] == 6
     assert "coordination_circuit_breaker_state{" in out
     # The excerpt counts the middleware's 503 answers by status: every one the clients
     # saw, and the demo's own probe order.
@@ -146,6 +149,42 @@ def test_the_retry_budget_holds_retries_back_while_the_service_fails(story: str)
     )
     assert series is not None, story
     assert float(series.group(1)) == held_back
+
+
+@pytest.mark.slow
+def test_around_the_orders_a_timeout_dead_letters_and_a_rate_limit_happen(story: str) -> None:
+    """What the dashboard's timeout, dead-letter and rate-limit panels show, told in act 1
+    and counted alike by the conclusion, the clients and the metrics."""
+    act1 = story.split("\nact 2 (", 1)[0]
+    where = re.search(r"dead-lettered in (\S+dead-letters\.sqlite3)\)", act1)
+    assert where is not None, act1
+    assert "shipping.quote with a timeout of 50 ms" in act1
+    assert "rate_limit='5/s'" in act1
+    codes = dict(re.findall(r"(\d{3}): (\d+)", act1.split("responses", 1)[1].splitlines()[0]))
+
+    def told(pattern: str) -> int:
+        found = re.search(rf"^✔ (\d+) {pattern}", story, re.M)
+        assert found is not None, (pattern, story.split("\nact 1:\n", 1)[1])
+        return int(found.group(1))
+
+    def metric(name: str) -> float:
+        found = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", story, re.M)
+        assert found is not None, name
+        return float(found.group(1))
+
+    timeouts = told(r"shipping quotes given up after 50 ms")
+    letters = told(r"order\.placed events the ledger refused, dead-lettered")
+    limited = told(r"welcome mails over 5/s refused by the rate limit \(429\)")
+    assert 0 < timeouts < int(codes["201"])  # a few quotes, and those orders still placed
+    assert 0 < letters < int(codes["201"])  # the bulk figs only
+    assert limited == int(codes["429"])  # every refusal answered 429, nothing else
+    assert metric("coordination_timeouts_total") == timeouts
+    assert metric("coordination_rate_limited_total") == limited
+    assert metric("coordination_dead_letters") == letters
+    assert metric("coordination_dead_letter_store_available") == 1
+    # The store lived in a temporary folder for the run, and left with it.
+    assert not Path(where.group(1)).exists()
+    assert not Path(where.group(1)).parent.exists()
 
 
 @pytest.mark.slow
@@ -206,6 +245,11 @@ def test_the_adaptive_limit_moves_and_sheds_low_before_critical(story: str) -> N
     [
         (["--duration", "0"], "--duration must be between 1 and 3600 seconds, got 0"),
         (["--port", "70000"], "--port must be between 0 and 65535, got 70000"),
+        # With --redis the second worker listens on --port + 1.
+        (
+            ["--port", "65535", "--redis", "redis://127.0.0.1:1/0"],
+            "--port must be between 0 and 65534, got 65535",
+        ),
     ],
 )
 def test_bad_options_get_a_clear_message_and_status_2(args: list[str], message: str) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from loopback import require_redis
+from loopback import require_nats, require_postgres, require_rabbitmq, require_redis
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -87,6 +89,36 @@ EXPECTED: dict[str, list[str]] = {
         "LOW shed before CRITICAL: True",
         "the group counted the same: True",
     ],
+    "13_rabbitmq_events.py": [
+        "url='amqp://guest:***@127.0.0.1:5672/'",
+        "order 1: 2 x A-1",
+        "order 3: 1 x C-3",
+        "settled 4: 2 processed, 1 dead-lettered by the processor, 1 poison",
+        "dead letter 1: failed (ValueError)",
+        "dead letter 2: poison: the body is not JSON",
+    ],
+    "14_nats_events.py": [
+        "billed order 1: 9.50",
+        "billed order 3: 42.25",
+        "settled 4: 3 processed, 1 poison",
+        "dead letter: poison: the body is not UTF-8",
+        "deleted the stream 'example_",
+    ],
+    "15_celery_tasks.py": [
+        "success: charged A-1: 30",
+        "invalid: InvalidTask - invalid",
+        "failed after 3 deliveries (Celery retries [0, 1, 2]): FAILURE",
+        "dead letter 2: failed, args=['A-3'], kwargs={'amount': 12}, attempts=3",
+        "replayed: 2 sent again; still failing: 0",
+        "handler: successes=2 retries=2 failures=1",
+    ],
+    "16_postgres_dead_letters.py": [
+        "host A: processed 2 event(s), dead-lettered 1 (payment 2: failed: payments service down)",
+        "host B sees 1 dead letter(s): [{'id': 2, 'amount': 20}] reason failed",
+        "host B replayed: succeeded 1, failed 0; left 0",
+        "the store is shown as postgresql://***@127.0.0.1:5432/test",
+        "the shipping service sees 0 dead letter(s)",
+    ],
 }
 
 
@@ -109,16 +141,30 @@ def _run(name: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.redis) if "redis" in name else name
-        for name in sorted(EXPECTED)
-    ],
-)
+# An example that needs a service says so in its name: its marker, and the check that
+# skips it (or fails it in CI) when the service is down.
+SERVICES: dict[str, tuple[pytest.MarkDecorator, Callable[[], str]]] = {
+    "redis": (pytest.mark.redis, require_redis),
+    "postgres": (pytest.mark.postgres, require_postgres),
+    "nats": (pytest.mark.nats, require_nats),
+    "rabbitmq": (pytest.mark.rabbitmq, require_rabbitmq),
+}
+
+
+def _service(name: str) -> str | None:
+    return next((service for service in SERVICES if service in name), None)
+
+
+def _example(name: str) -> Any:
+    service = _service(name)
+    return name if service is None else pytest.param(name, marks=SERVICES[service][0])
+
+
+@pytest.mark.parametrize("name", [_example(name) for name in sorted(EXPECTED)])
 def test_example_runs(name: str, tmp_path: Path) -> None:
-    if "redis" in name:
-        require_redis()
+    service = _service(name)
+    if service is not None:
+        SERVICES[service][1]()
     result = _run(name, tmp_path)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
     output = result.stdout + result.stderr  # logging (the debug example) goes to stderr

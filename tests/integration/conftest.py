@@ -13,6 +13,7 @@ from coordination.error_handling import CoordinationErrorHandler
 from coordination.performance import CoordinationPerformanceMonitor
 from coordination.validation import CoordinationValidator
 
+from .dead_letter_stores import open_store, store_location  # noqa: F401  (fixtures)
 from .django_site import django_app  # noqa: F401  (a fixture for every test here)
 
 

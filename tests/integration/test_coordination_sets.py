@@ -111,9 +111,13 @@ def test_every_door_a_set_builds_uses_its_three_components() -> None:
         # An exporter also shows the set's middlewares (their requests), oldest first.
         names = ["http", "http_2", "http_3", "http_4"]
         middlewares = [components.pop(name) for name in names if name in components]
+        # The exporter and the status page show the set's event processors (their stores).
+        processors = [components.pop(name) for name in ("events", "events_2") if name in components]
         assert components == expected
         exporter = isinstance(reader, CoordinationMetricsExporter)
         assert middlewares == ([doors[0], doors[1], doors[4], doors[5]] if exporter else [])
+        shows_events = exporter or isinstance(reader, StatusPage)
+        assert processors == ([doors[3], doors[7]] if shows_events else [])
 
 
 def test_decorators_bound_to_a_set_record_into_it_only() -> None:

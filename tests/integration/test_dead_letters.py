@@ -1,4 +1,5 @@
-"""The dead-letter store on real SQLite: a file in WAL mode, or SQLite's memory database."""
+"""The dead-letter stores: SQLite (a file in WAL mode, or its memory database) and, for
+every test that applies to both (``open_store``), PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ import pytest
 
 from coordination import ConfigError
 from coordination.integration import DeadLetterStore
+from coordination.integration._dead_letters import LetterStore
+
+from .dead_letter_stores import StoreLocation
+
+OpenStore = Callable[[], LetterStore]
 
 _OPENED: list[DeadLetterStore] = []
 
@@ -62,8 +68,8 @@ def test_file_store_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
     assert letter.failed_at.endswith("+00:00")
 
 
-def test_count_and_list_filter_by_type_and_keep_order() -> None:
-    store = _opened(":memory:")
+def test_count_and_list_filter_by_type_and_keep_order(open_store: OpenStore) -> None:
+    store = open_store()
     for n in range(5):
         store.dead_letter(
             None,
@@ -82,8 +88,8 @@ def test_count_and_list_filter_by_type_and_keep_order() -> None:
         store.list(limit=0)
 
 
-def test_values_json_cannot_hold_are_kept_as_text() -> None:
-    store = _opened(":memory:")
+def test_values_json_cannot_hold_are_kept_as_text(open_store: OpenStore) -> None:
+    store = open_store()
     store.dead_letter(
         None,
         {"path": Path("/tmp/x"), "n": 1},
@@ -96,13 +102,13 @@ def test_values_json_cannot_hold_are_kept_as_text() -> None:
     assert store.list()[0].event == {"path": "/tmp/x", "n": 1}
 
 
-def test_replay_needs_a_processor() -> None:
+def test_replay_needs_a_processor(open_store: OpenStore) -> None:
     with pytest.raises(RuntimeError, match="not bound"):
-        _opened(":memory:").replay()
+        open_store().replay()
 
 
-def test_replay_removes_successes_and_updates_failures() -> None:
-    store = _opened(":memory:")
+def test_replay_removes_successes_and_updates_failures(open_store: OpenStore) -> None:
+    store = open_store()
     seen: list[Any] = []
 
     def process(event: Any, event_type: str) -> None:
@@ -124,8 +130,8 @@ def test_replay_removes_successes_and_updates_failures() -> None:
     assert (left.attempts, left.error_type, left.error) == (3, "RuntimeError", "still broken")
 
 
-def test_replay_skips_keys_already_processed() -> None:
-    store = _opened(":memory:")
+def test_replay_skips_keys_already_processed(open_store: OpenStore) -> None:
+    store = open_store()
     calls: list[Any] = []
     store.bind(lambda event, event_type: calls.append(event))
     (pending,) = store.begin([({"n": 1}, "t", "t:1")])
@@ -139,14 +145,17 @@ def test_replay_skips_keys_already_processed() -> None:
     assert store.count() == 0
 
 
-def test_journal_entries_of_a_dead_process_become_dead_letters(tmp_path: Path) -> None:
-    path = tmp_path / "letters.sqlite3"
+def test_journal_entries_of_a_dead_process_become_dead_letters(
+    store_location: StoreLocation, open_store: OpenStore
+) -> None:
     child = (
-        "import sys; from coordination.integration import DeadLetterStore;"
-        "DeadLetterStore(sys.argv[1]).begin([({'n': 1}, 't', None), ({'n': 2}, 't', 'k2')])"
+        "import sys; from coordination.integration._dead_letter_stores import "
+        "open_dead_letter_store as open_store;"
+        "open_store(sys.argv[1], sys.argv[2]).begin([({'n': 1}, 't', None), ({'n': 2}, 't', 'k2')])"
     )
-    subprocess.run([sys.executable, "-c", child, str(path)], check=True)
-    store = _opened(path)
+    where = [store_location.location, store_location.namespace]
+    subprocess.run([sys.executable, "-c", child, *where], check=True, timeout=60)
+    store = open_store()
     assert store.pending_count() == 2
     assert store.recover_interrupted() == 2
     assert store.pending_count() == 0
@@ -156,12 +165,20 @@ def test_journal_entries_of_a_dead_process_become_dead_letters(tmp_path: Path) -
     assert letters[1].idempotency_key == "k2"
 
 
-def test_journal_entries_of_this_process_are_left_alone() -> None:
+def test_journal_entries_of_this_process_are_left_alone(open_store: OpenStore) -> None:
+    store, other = open_store(), open_store()  # two live runs, one process
+    store.begin([({"n": 1}, "t", None)])
+    assert store.recover_interrupted() == 0
+    assert other.recover_interrupted() == 0
+    assert store.pending_count() == 1
+    assert os.getpid() > 0
+
+
+def test_memory_store_leaves_its_own_entries_alone() -> None:
     store = _opened(":memory:")
     store.begin([({"n": 1}, "t", None)])
     assert store.recover_interrupted() == 0
     assert store.pending_count() == 1
-    assert os.getpid() > 0
 
 
 def test_an_empty_path_is_a_config_error() -> None:
@@ -169,11 +186,43 @@ def test_an_empty_path_is_a_config_error() -> None:
         _opened("")
 
 
-def test_purge_and_delete() -> None:
-    store = _opened(":memory:")
+def test_purge_and_delete(open_store: OpenStore) -> None:
+    store = open_store()
     first = store.dead_letter(None, 1, "t", reason="failed", error=_fail("x"), attempts=1, key=None)
     store.dead_letter(None, 2, "t", reason="failed", error=_fail("x"), attempts=1, key=None)
     assert store.delete(first) is True
     assert store.delete(first) is False
     assert store.purge() == 1
     assert store.count() == 0
+
+
+def test_replay_of_one_type_leaves_the_others(open_store: OpenStore) -> None:
+    store = open_store()
+    seen: list[Any] = []
+    store.bind(lambda event, event_type: seen.append((event_type, event)))
+    for n, kind in enumerate(["a", "b", "a"]):
+        store.dead_letter(None, n, kind, reason="failed", error=_fail("x"), attempts=1, key=None)
+    report = store.replay("a", limit=1)
+    assert seen == [("a", 0)]
+    assert report.replayed == 1
+    assert len(store.replay("a").succeeded) == 1
+    assert [letter.event_type for letter in store.list()] == ["b"]
+
+
+async def test_areplay_awaits_the_handler(open_store: OpenStore) -> None:
+    store = open_store()
+    seen: list[Any] = []
+
+    async def process(event: Any, event_type: str) -> None:
+        seen.append(event)
+        if event == 1:
+            raise RuntimeError("again")
+
+    store.bind(lambda event, event_type: None, process)
+    for n in range(2):
+        store.dead_letter(None, n, "t", reason="failed", error=_fail("x"), attempts=1, key=None)
+    report = await store.areplay()
+    assert seen == [0, 1]
+    assert len(report.succeeded) == 1
+    assert report.failures[0].error == "again"
+    assert store.count() == 1

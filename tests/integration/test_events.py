@@ -48,7 +48,14 @@ def test_without_a_handler_events_are_processed_as_in_the_spec(components: dict[
     assert op_count(processor.performance_monitor, "event_user_activity") == 2
     status = processor.get_processor_status()
     assert set(status) >= {"validation", "error_handling", "performance", "dead_letters"}
-    assert status["dead_letters"] == {"count": 0, "pending": 0, "path": ":memory:"}
+    assert status["dead_letters"] == {
+        "count": 0,
+        "pending": 0,
+        "path": ":memory:",
+        "kind": "sqlite",
+        "namespace": "default",
+    }
+    assert status["sources"] == []  # no broker source feeds it
 
 
 def test_handlers_by_type_then_default_then_subclass(components: dict[str, Any]) -> None:

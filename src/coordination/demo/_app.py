@@ -20,13 +20,23 @@ shows in the middleware's ``/health/ready`` and ``/metrics``.
 
 from __future__ import annotations
 
+import contextlib
+import random
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, request
 
+from .._errors import EventDeadLettered, OperationTimeout
 from ..error_handling import CoordinationErrorHandler, handle_errors
-from ..integration import Coordination, CoordinationMiddleware, default_coordination
+from ..integration import (
+    Coordination,
+    CoordinationEventProcessor,
+    CoordinationMiddleware,
+    default_coordination,
+)
 from ..performance import CoordinationPerformanceMonitor
 from ..testing import FaultInjector, InjectedError
 from ..validation import CoordinationValidator
@@ -36,9 +46,16 @@ __all__ = [
     "BROWSE",
     "CHECKOUT",
     "DOWNSTREAM",
+    "MAIL",
+    "MAIL_RATE",
+    "ORDER_PLACED",
     "PRICING_GROUP",
     "ROUTE_RULES",
+    "SHIPPING",
+    "SHIPPING_TIMEOUT",
+    "Carrier",
     "DemoService",
+    "LedgerRefused",
     "build_service",
     "downstream_policy",
     "pricing_policy",
@@ -48,6 +65,11 @@ DOWNSTREAM = "inventory.reserve"
 PRICING_GROUP = "pricing-db"
 BROWSE = "pricing.browse"  # LOW: a shopper can do without a price for a moment
 CHECKOUT = "pricing.checkout"  # CRITICAL: a buyer paying must be served
+SHIPPING = "shipping.quote"
+SHIPPING_TIMEOUT = 0.05  # seconds an order waits for the carrier's quote
+MAIL = "mail.welcome"
+MAIL_RATE = "5/s"  # the mail provider's allowance; the demo's sign-ups come faster
+ORDER_PLACED = "order.placed"  # the event a placed order sends to the ledger
 
 # The middleware checks JSON bodies against these before the app runs (422 when invalid).
 ROUTE_RULES: dict[str, Any] = {
@@ -101,6 +123,34 @@ def pricing_policy(severity: str) -> dict[str, Any]:
     }
 
 
+class LedgerRefused(ValueError):
+    """The ledger's rule the demo breaks on purpose, so dead letters accumulate."""
+
+
+def record_in_ledger(event: dict[str, Any], event_type: str) -> dict[str, Any]:
+    """The ledger's handler of ``order.placed``: it has no account for bulk figs (about one
+    valid order in ten), so those events are dead-lettered, to replay once it does."""
+    if event["item"] == "fig" and event["quantity"] >= 4:
+        raise LedgerRefused(f"no ledger account for {event['quantity']} figs")
+    return {"recorded": event["item"]}
+
+
+class Carrier:
+    """The shipping carrier: quick, but one quote in ``slow_share`` takes ``slow`` seconds,
+    past the order's timeout (seeded, so every run tells the same story)."""
+
+    def __init__(self, *, fast: float = 0.002, slow: float = 0.15, slow_share: float = 0.08):
+        self.fast, self.slow, self.slow_share = fast, slow, slow_share
+        self._rng = random.Random(5)
+        self._lock = threading.Lock()
+
+    def quote(self, item: str) -> float:
+        with self._lock:
+            slow = self._rng.random() < self.slow_share
+        time.sleep(self.slow if slow else self.fast)
+        return 4.5 if item == "fig" else 3.0
+
+
 @dataclass(slots=True)
 class DemoService:
     """The WSGI app and the set of components everything in it reports through."""
@@ -110,6 +160,7 @@ class DemoService:
     coordination: Coordination
     faults: FaultInjector
     pricing: PricingDatabase
+    ledger: CoordinationEventProcessor
 
     @property
     def validator(self) -> CoordinationValidator:
@@ -130,14 +181,22 @@ def build_service(
     duration: float,
     middleware_config: Any = None,
     pricing: PricingDatabase | None = None,
+    dead_letter_path: str = ":memory:",
 ) -> DemoService:
     """A Flask app; its orders route reserves stock through a decorated call, and its
     price and checkout routes query the pricing database through two more.
 
-    The decorators and the middleware are written as in any app, with no components
-    passed: all use ``default_coordination()``.
+    The decorators, the ledger's event processor and the middleware are written as in
+    any app, with no components passed: all use ``default_coordination()``. The ledger
+    keeps its dead letters at ``dead_letter_path`` (a SQLite file; close ``ledger``).
     """
     database = PricingDatabase() if pricing is None else pricing
+    carrier = Carrier()
+    # No retries: the ledger's refusal is a rule, not a blip; the event waits for a replay.
+    ledger = CoordinationEventProcessor(
+        dead_letter_path=dead_letter_path, error_config={"max_retries": 0}
+    )
+    ledger.on(ORDER_PLACED)(record_in_ledger)
 
     @handle_errors(operation_name=DOWNSTREAM, **downstream_policy(duration))
     @faults.wrap
@@ -152,11 +211,23 @@ def build_service(
     def price_for_checkout(sku: str) -> float:
         return database.query(sku)
 
+    # A timed-out quote keeps its worker thread until the carrier answers: enough
+    # workers that the slow ones never refuse the quick ones.
+    @handle_errors(
+        operation_name=SHIPPING, timeout=SHIPPING_TIMEOUT, timeout_workers=16, max_retries=0
+    )
+    def quote_shipping(item: str) -> float:
+        return carrier.quote(item)
+
+    @handle_errors(operation_name=MAIL, rate_limit=MAIL_RATE, max_retries=0)
+    def send_welcome_mail(email: str) -> None:
+        """The provider's call; no except for RateLimitExceeded: the middleware answers 429."""
+
     app = Flask("coordination_demo")
 
     @app.route("/api/users", methods=["POST"])
     def create_user() -> Any:
-        # Business logic here (a plain route)
+        send_welcome_mail(str((request.get_json(silent=True) or {}).get("email", "")))
         return {"status": "success"}
 
     @app.route("/api/orders", methods=["POST"])
@@ -168,7 +239,14 @@ def build_service(
             reservation = reserve_stock(order["item"], order["quantity"])
         except InjectedError as exc:
             return {"status": "failed", "reason": str(exc)}, 502
-        return {"status": "reserved", **reservation}, 201
+        try:
+            shipping: float | None = quote_shipping(order["item"])
+        except OperationTimeout:
+            shipping = None  # placed without a quote: the carrier's answer comes by mail
+        # A refused event is stored, nothing lost: replayed once the ledger takes it.
+        with contextlib.suppress(EventDeadLettered):
+            ledger.process_event(dict(order), ORDER_PLACED)
+        return {"status": "reserved", "shipping": shipping, **reservation}, 201
 
     @app.route("/api/prices", methods=["GET"])
     def show_price() -> Any:
@@ -187,4 +265,4 @@ def build_service(
         route_rules=ROUTE_RULES,
     )
     middleware = app.wsgi_app
-    return DemoService(app, middleware, default_coordination(), faults, database)
+    return DemoService(app, middleware, default_coordination(), faults, database, ledger)

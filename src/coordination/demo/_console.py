@@ -39,12 +39,23 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
-def metrics_excerpt(text: str, prefixes: Sequence[str], limit: int = 18) -> str:
-    """The exposition lines of the metric families starting with ``prefixes``."""
+def metrics_excerpt(
+    text: str,
+    prefixes: Sequence[str],
+    limit: int = 18,
+    skip: Sequence[str] = (),
+    keep: Sequence[str] = (),
+) -> str:
+    """The exposition lines of the metric families starting with ``prefixes``; of the
+    operations (or breakers) named in ``skip``, only the lines of the ``keep`` families."""
+    skipped = tuple(f'="{name}"' for name in skip)
     chosen = [
         line
         for line in text.splitlines()
-        if line and not line.startswith("#") and line.startswith(tuple(prefixes))
+        if line
+        and not line.startswith("#")
+        and line.startswith(tuple(prefixes))
+        and (line.startswith(tuple(keep)) or not any(label in line for label in skipped))
     ]
     more = f"\n… {len(chosen) - limit} more lines at /metrics" if len(chosen) > limit else ""
     return "\n".join(chosen[:limit]) + more

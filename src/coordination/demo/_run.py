@@ -7,7 +7,11 @@ errors, slower), then down, then recovered. The error handler retries the errors
 only within a retry budget (20 % of the calls), so the degraded service is not sent half
 as many calls again; its breaker opens in the outage (the app answers 503 at once
 instead of waiting on a dead service), goes half-open to try again, and closes once the
-service is back. Validation rejects the malformed orders throughout.
+service is back. Validation rejects the malformed orders throughout. Around the orders: a
+shipping quote under a timeout (a slow carrier's is given up), the order's event to a
+ledger whose refusals are dead-lettered (in a temporary SQLite file), and sign-ups whose
+welcome mails a rate limit holds to 5 a second (429 past it) -- so every panel of
+``coordination dashboard`` has data from the demo alone (Redis errors: with ``--redis``).
 
 The second: a flash sale on the pricing database, which serves 4 queries at once and
 slows down quadratically past that. Shoppers' price lookups (LOW) and buyers' checkouts
@@ -24,6 +28,8 @@ import collections
 import contextlib
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 import urllib.error
@@ -43,7 +49,12 @@ from ._app import (
     BROWSE,
     CHECKOUT,
     DOWNSTREAM,
+    MAIL,
+    MAIL_RATE,
+    ORDER_PLACED,
     PRICING_GROUP,
+    SHIPPING,
+    SHIPPING_TIMEOUT,
     DemoService,
     build_service,
     downstream_policy,
@@ -65,7 +76,15 @@ _METRIC_FAMILIES = (
     "coordination_http_requests_total",
     "coordination_validations_total",
 )
-_EXCERPT_LINES = 48  # enough for every family above, the HTTP answers by status included
+# The operations around the orders (the event processor's is named after the event type)
+# show in the excerpt only by what they are there for: a timeout, a rate limit, dead letters.
+_AROUND = (SHIPPING, MAIL, f"event_{ORDER_PLACED}")
+_AROUND_FAMILIES = (
+    "coordination_timeouts_total",
+    "coordination_rate_limited_total",
+    "coordination_dead_letter",
+)
+_EXCERPT_LINES = 56  # every family above: the HTTP answers by status and the dead letters included
 
 
 def demo_config(**overrides: Any) -> CoordinationConfig:
@@ -85,9 +104,11 @@ def _check_args(args: argparse.Namespace) -> None:
             value=args.duration,
             source="command line",
         )
-    if not 0 <= args.port <= 65535:
+    # With --redis, two workers listen on --port and the next one.
+    highest = 65534 if args.redis and args.port else 65535
+    if not 0 <= args.port <= highest:
         raise ConfigError(
-            f"--port must be between 0 and 65535, got {args.port}",
+            f"--port must be between 0 and {highest}, got {args.port}",
             field="port",
             value=args.port,
             source="command line",
@@ -180,7 +201,12 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
     # again; the budget holds them to a fifth. Twelve in a row (the breaker's threshold)
     # almost never happen there: the outage opens the breaker, not the degraded phase.
     faults = FaultInjector(outage_scenario(first, degraded_error_rate=0.4), seed=9)
-    service = build_service(faults, duration=first, middleware_config=config)
+    # The ledger's dead letters live as long as the run (and its --serve).
+    letters = tempfile.TemporaryDirectory(prefix="coordination-demo-", ignore_cleanup_errors=True)
+    dead_letter_path = os.path.join(letters.name, "dead-letters.sqlite3")
+    service = build_service(
+        faults, duration=first, middleware_config=config, dead_letter_path=dead_letter_path
+    )
     service.error_handler.add_transition_hook(story.on_transition)
     # No components named: the page reads the process's set, as the middleware does.
     page = StatusPage(title="coordination demo")
@@ -203,6 +229,12 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
         f"; the breaker opens after {policy['circuit_breaker_threshold']} failures in a row, "
         f"tries again after {policy['circuit_breaker_timeout']:g}s"
     )
+    console.say(
+        f"  around each order: {SHIPPING} with a timeout of {SHIPPING_TIMEOUT * 1000:.0f} ms, "
+        f"and an {ORDER_PLACED} event to the ledger (an event processor: what it refuses is "
+        f"dead-lettered in {dead_letter_path}); POST /api/users mails through {MAIL}, "
+        f"rate_limit={MAIL_RATE!r}"
+    )
     try:
         totals = _drive(console, story, service, page, first, base)
         console.say()
@@ -220,7 +252,9 @@ def _run_single(args: argparse.Namespace, console: Console) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        service.ledger.close()
         service.coordination.close()
+        letters.cleanup()
     return 0
 
 
@@ -442,7 +476,15 @@ def _conclude(
     console.json(CoordinationHealthChecker(config=config).check_health())
     exposition = CoordinationMetricsExporter(config=config).export_metrics()
     console.say(f"\nmetrics excerpt (full text at {config.metrics_path}):")
-    console.say(metrics_excerpt(exposition, _METRIC_FAMILIES, limit=_EXCERPT_LINES))
+    console.say(
+        metrics_excerpt(
+            exposition,
+            (*_METRIC_FAMILIES, *_AROUND_FAMILIES),
+            _EXCERPT_LINES,
+            skip=_AROUND,
+            keep=_AROUND_FAMILIES,
+        )
+    )
     snapshot = page.snapshot()
     handled = service.error_handler.snapshot().operations
     rows = []
@@ -487,6 +529,7 @@ def _conclude(
             inventory.retries,
             budget_held(service.error_handler, DOWNSTREAM),
         )
+    _conclude_around(console, service)
     console.say("\nact 2:")
     _conclude_surge(console, trace)
 
@@ -505,6 +548,31 @@ def _conclude_budget(console: Console, calls: int, retries: int, held: int) -> N
         )
     else:
         console.say("✘ the retry budget was never spent in this run (try a longer --duration)")
+
+
+def _conclude_around(console: Console, service: DemoService) -> None:
+    """The timeout, the dead letters and the rate limit, in a line each (a ✘ when one of
+    them never happened: the dashboard's panel would be empty)."""
+    handled = service.error_handler.snapshot().operations
+    shipping, mail = handled.get(SHIPPING), handled.get(MAIL)
+    timeouts = 0 if shipping is None else shipping.timeouts
+    limited = 0 if mail is None else mail.rate_limited
+    letters = service.ledger.dead_letters.count()
+    told = (
+        (
+            timeouts,
+            f"{timeouts} shipping quotes given up after {SHIPPING_TIMEOUT * 1000:.0f} ms "
+            "(those orders placed without one)",
+        ),
+        (
+            letters,
+            f"{letters} {ORDER_PLACED} events the ledger refused, dead-lettered for a "
+            "replay (nothing lost)",
+        ),
+        (limited, f"{limited} welcome mails over {MAIL_RATE} refused by the rate limit (429)"),
+    )
+    for count, text in told:
+        console.say(("✔ " if count else "✘ none: ") + text)
 
 
 def _conclude_surge(console: Console, trace: SurgeTrace) -> None:

@@ -4,7 +4,10 @@ Each worker process serves the same demo app on its own port, with ``redis_url``
 the inventory breaker lives in Redis. The load alternates between the workers; when the
 outage opens the breaker in one worker, the other rejects from its next call, and when a
 trial call succeeds in either, both close. Breaker moves are reported by the worker that
-saw them; the live line merges both workers' status pages.
+saw them; the live line merges both workers' status pages. With ``--port N`` worker ``i``
+listens on ``N + i`` (a Prometheus can be told where to scrape them); by default on free
+ports. Their /metrics have ``coordination_redis_errors_total`` by Redis-backed component
+(zero while Redis answers): the dashboard's Redis panel has data only in this mode.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from ..testing import FaultInjector, outage_scenario
 from ._console import Console, format_table, metrics_excerpt, status_line
 from ._load import LoadDriver
+from ._run import _AROUND
 
 __all__ = ["run_scaleout"]
 
@@ -32,6 +36,7 @@ _START_TIMEOUT = 60.0
 
 def _worker(
     index: int,
+    port: int,
     redis_url: str,
     namespace: str,
     duration: float,
@@ -59,13 +64,14 @@ def _worker(
         service = build_service(faults, duration=duration, middleware_config=demo_config())
         service.error_handler.add_transition_hook(report)
         handler = service.coordination
-        server = _serve(service, 0)
+        server = _serve(service, port)
         ports.put((index, server.port))
         go.wait(_START_TIMEOUT)
         faults.restart()  # both workers' schedules start together
         stop.wait()
         server.shutdown()
         server.server_close()
+        service.ledger.close()
         handler.close()
 
 
@@ -117,7 +123,10 @@ def run_scaleout(args: argparse.Namespace) -> int:
     processes = [
         context.Process(
             target=_worker,
-            args=(i, args.redis, namespace, args.duration, ports, events, go, stop),
+            args=(
+                *(i, args.port + i if args.port else 0, args.redis, namespace, args.duration),
+                *(ports, events, go, stop),
+            ),
             name=f"demo-worker-{i}",
         )
         for i in range(_WORKERS)
@@ -134,7 +143,9 @@ def run_scaleout(args: argparse.Namespace) -> int:
         transitions = _drive(console, bases, events, args.duration)
         _conclude(console, bases, transitions)
         if args.serve:
-            console.say("\nworkers keep serving; Ctrl-C stops")
+            console.say(
+                f"\nserving on {', '.join(bases)} — metrics at /metrics of each; Ctrl-C stops"
+            )
             console.wait_for_ctrl_c()
     finally:
         stop.set()
@@ -210,7 +221,7 @@ def _conclude(
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
             text = response.read().decode()
         console.say(f"\nworker {i} metrics excerpt:")
-        console.say(metrics_excerpt(text, ("coordination_circuit_breaker",), limit=8))
+        console.say(metrics_excerpt(text, ("coordination_circuit_breaker",), 8, skip=_AROUND))
     console.say("\nsummary:")
     headers = ("operation", "calls", "errors", "retries", "rejected", "breaker")
     console.say(format_table(headers, rows))

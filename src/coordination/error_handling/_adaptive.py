@@ -73,6 +73,7 @@ from .._errors import (
     OperationTimeout,
     RateLimitExceeded,
 )
+from .._logging import log_extra
 from ._bulkhead import Waiter
 from ._limit_algorithms import LimitAlgorithm, algorithm_for
 from ._retry import retry_after_seconds
@@ -537,6 +538,7 @@ class AdaptiveLimiters:
             limiter.maximum,
             limiter.wait,
             operation,
+            extra=log_extra(operation, concurrency_group=limiter.name),
         )
 
     def prepare_reload(

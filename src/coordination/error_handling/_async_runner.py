@@ -5,6 +5,7 @@ differs: ``asyncio`` sleeps, the bulkhead's ``aenter``, real cancellation at a t
 at the caller's ``Cancellation`` deadline (so the first attempt too is bounded by a
 scope) and of a hedged race's losers (``_hedging``), and, for a breaker or limiter that
 does I/O (``blocking``), the awaited ``a*`` methods, so no event loop waits on a socket.
+While spans are on, every call takes ``traced`` (``_spans``), as in ``SyncRunner``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from .. import _tracing
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
 from ._backends import RetryBudgetBackend
 from ._bulkhead import Bulkhead
@@ -37,7 +39,10 @@ from ._plan import (
     Stopped,
     advance,
 )
-from ._runner import Runner
+from ._runner import Runner, call_span_type
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncRunner"]
 
@@ -70,15 +75,45 @@ class AsyncRunner(Runner):
             async def call(*args: Any, **kwargs: Any) -> Any:
                 return await run(func, args, kwargs)
 
+            def switch(on: bool) -> None:  # spans on or off: the cell above, rebound
+                nonlocal run
+                run = self.traced if on else self.run
+
+            self.path_switch = switch
+            self.watch_tracing()
             return call
-        handovers = self.handovers(self.run, self.failed, self.on_result)
+        handovers = self.handovers(self.otherwise, self.failed, self.on_result)
         if from_start:
             del handovers["failed"]
             handovers["failed_since"] = self.failed_since
         wrapped: Callable[..., Awaitable[Any]] = aguard(
             func, bypass=current_cancellation, **handovers
         )
+        self.watch_tracing()
         return wrapped
+
+    async def otherwise(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """A call the guard hands over (not CLOSED, diverted, in a scope): traced or not."""
+        if self.tracing:
+            return await self.traced(func, args, kwargs)
+        return await self.run(func, args, kwargs)
+
+    async def traced(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """One call through the whole pipeline inside its span."""
+        if self.redirect is not None:  # a reload's new wrapper traces the call itself
+            return await self.redirect(*args, **kwargs)
+        tracer = _tracing.current_tracer()
+        if tracer is None:  # the provider went away: the runners are told, this call plain
+            _tracing.refresh()
+            return await self.run(func, args, kwargs)
+        call = call_span_type()(tracer, self.plan)
+        try:
+            result = await self.run(call.acounted(func), args, kwargs)
+        except BaseException as exc:
+            call.close(exc)
+            raise
+        call.close(None)
+        return result
 
     async def run(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """One call through the whole pipeline."""

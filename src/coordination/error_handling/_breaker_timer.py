@@ -76,10 +76,11 @@ class OpenTimer:
             try:
                 breaker._open_period_over(due)
             except Exception:  # never let one breaker's hook end the others' timer
-                from .._logging import component_logger
+                from .._logging import component_logger, log_extra
 
                 component_logger("error_handling").exception(
-                    "breaker timer: reporting the end of an open period failed"
+                    "breaker timer: reporting the end of an open period failed",
+                    extra=log_extra(getattr(breaker, "name", None)),
                 )
             del breaker
 

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import MethodType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -20,7 +21,7 @@ from .. import _time
 from .._bounded import BoundedNames
 from .._callables import SyncCallCheck
 from .._config import CoordinationConfig, resolve_config
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from .._rate import RateLimit
 from .._shared_state import shared_state_for
 from ._backends import (
@@ -43,6 +44,7 @@ from ._report import ErrorLog, ErrorRecord, build_report, health_of, operation_s
 from ._runtime import Runtime
 from ._severity import ErrorSeverity
 from ._snapshot import (
+    MAX_TRANSITIONS,
     HandlerSnapshot,
     OperationErrorSnapshot,
     handler_snapshot,
@@ -175,6 +177,10 @@ class CoordinationErrorHandler:
             self._clock, self._sleep, self._async_sleep, self._logger, self._log, *services
         )
         self._transition_hooks: list[Callable[[BreakerTransition], None]] = []
+        # The last state changes of every breaker, for the status page's time axis: one
+        # bounded deque per handler (a flapping breaker pushes out older ones, never grows
+        # it), appended on the transition path, which is already off the hot path.
+        self._transitions: deque[BreakerTransition] = deque(maxlen=MAX_TRANSITIONS)
         if on_transition is not None:
             self._transition_hooks.append(on_transition)
         self._alert_hooks: list[Callable[[ErrorRecord], None]] = []
@@ -226,7 +232,7 @@ class CoordinationErrorHandler:
                 with contextlib.suppress(Exception):  # unhashable: found by name only
                     self._wrapped[operation, operation_name, max_retries, error_severity] = wrapped
         elif not _same(operation, last):
-            return calls.sync().run(operation, args, kwargs or {})
+            return calls.sync().otherwise(operation, args, kwargs or {})
         result = wrapped(*args, **kwargs) if kwargs else wrapped(*args)
         if type(result) is list and result and result[0] is RAISE:
             raise result.pop()
@@ -252,7 +258,7 @@ class CoordinationErrorHandler:
             wrapped = calls.async_().wrap(operation)
             calls.alast = (operation, wrapped)
         elif not _same(operation, last):
-            return await calls.async_().run(operation, args, kwargs or {})
+            return await calls.async_().otherwise(operation, args, kwargs or {})
         return await (wrapped(*args, **kwargs) if kwargs else wrapped(*args))
 
     def decorate(self, func: Callable[P, R], **error_config: Any) -> Callable[P, R]:
@@ -270,7 +276,13 @@ class CoordinationErrorHandler:
             recent,
             None if self._limiters is None else self._limiters.snapshots(),
         )
-        return dataclasses.replace(snapshot, reloads=self.reload_log.snapshot())
+        return dataclasses.replace(
+            snapshot,
+            reloads=self.reload_log.snapshot(),
+            # deque.copy() is one C call: no append from a breaker's thread lands halfway
+            transitions=tuple(self._transitions.copy()),
+            taken_at=self._clock(),
+        )
 
     def get_error_report(self) -> dict[str, Any]:
         """The snapshot as a JSON-serialisable dict: ``status`` (``get_health_status()``'s),
@@ -328,6 +340,7 @@ class CoordinationErrorHandler:
                 "force_open(%r): the operation's breaker is disabled (breaker_mode), "
                 "so its calls are not rejected",
                 operation,
+                extra=log_extra(operation),
             )
         breaker.force_open()
 
@@ -381,10 +394,17 @@ class CoordinationErrorHandler:
                     prepared.apply()
             except Exception as exc:
                 self.reload_log.failed(source, exc)
-                self._logger.error("configuration not reloaded from %s: %s", source, exc)
+                self._logger.error(
+                    "configuration not reloaded from %s: %s",
+                    source,
+                    exc,
+                    extra=log_extra(source=str(source), error_type=type(exc).__name__),
+                )
                 raise
             self.reload_log.succeeded(source)
-            self._logger.info("configuration reloaded from %s", source)
+            self._logger.info(
+                "configuration reloaded from %s", source, extra=log_extra(source=str(source))
+            )
 
     def reload_snapshot(self) -> ReloadSnapshot:
         """The reloads applied and refused, and the last of each."""
@@ -561,6 +581,7 @@ class CoordinationErrorHandler:
                 "ignored (give "
                 "this use its own operation_name to keep them)",
                 op.name,
+                extra=log_extra(op.name, severity=op.severity, breaker=op.breaker),
             )
 
     def _operation_snapshots(self) -> list[OperationErrorSnapshot]:
@@ -602,6 +623,13 @@ class CoordinationErrorHandler:
                 severity.value,
                 record.error_type,
                 record.message,
+                extra=log_extra(
+                    op.name,
+                    severity=severity,
+                    attempt=attempts,
+                    breaker=op.breaker,
+                    error_type=record.error_type,
+                ),
             )
         if critical and self._alert_hooks:
             record = to_record(raw)
@@ -609,6 +637,7 @@ class CoordinationErrorHandler:
                 self._call_hook(hook, record, "alert")
 
     def _on_transition(self, transition: BreakerTransition) -> None:
+        self._transitions.append(transition)
         level = logging.WARNING if transition.new is CircuitState.OPEN else logging.INFO
         self._logger.log(
             level,
@@ -617,6 +646,12 @@ class CoordinationErrorHandler:
             transition.old.value,
             transition.new.value,
             transition.reason,
+            extra=log_extra(
+                transition.name,
+                breaker_state=transition.new,
+                previous_breaker_state=transition.old,
+                reason=transition.reason,
+            ),
         )
         for hook in list(self._transition_hooks):
             self._call_hook(hook, transition, "transition")
@@ -625,7 +660,10 @@ class CoordinationErrorHandler:
         try:
             hook(arg)
         except Exception:  # a broken hook must never break the protected call
-            self._logger.exception("%s hook %r failed", kind, hook)
+            operation = getattr(arg, "operation", None) or getattr(arg, "name", None)
+            self._logger.exception(
+                "%s hook %r failed", kind, hook, extra=log_extra(operation, hook=kind)
+            )
 
 
 def _same(operation: Any, seen: Any) -> bool:

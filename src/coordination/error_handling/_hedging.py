@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout
 from .._sketch import LatencySketch
+from .._tracing import current_call
 from ._outcomes import FAILURE, NEITHER
 from ._plan import Refused, Stopped
 
@@ -269,6 +270,9 @@ class Hedging:
             breaker.release()
             raise
         next(self.plan.op.hedged_attempts)
+        traced = current_call(self.plan.op)
+        if traced is not None:
+            traced.hedge()
         return attempt
 
     def _budget_failed(self) -> bool:
@@ -276,6 +280,7 @@ class Hedging:
         self.plan.runtime.logger.exception(
             "operation %r: the retry budget could not be asked for a hedged attempt; none is made",
             self.plan.op.name,
+            extra=self.plan.log_fields(),
         )
         return False
 
@@ -505,6 +510,9 @@ class _AsyncRace:
                 await hedging._arelease()
                 return
         next(plan.op.hedged_attempts)
+        traced = current_call(plan.op)
+        if traced is not None:
+            traced.hedge()
         began = time.monotonic()
         try:
             result = await self.func(*self.args, **self.kwargs)

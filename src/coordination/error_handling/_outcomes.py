@@ -39,6 +39,7 @@ from .._errors import (
     RateLimitExceeded,
     ValidationError,
 )
+from .._logging import log_extra
 from .._quote import quote
 
 __all__ = [
@@ -287,6 +288,7 @@ class Verdicts:
                 key,
                 "; later failures of it are logged at DEBUG" if first else "",
                 exc_info=error if first else None,
+                extra=log_extra(self.operation, setting=field, error_type=type(error).__name__),
             )
 
 

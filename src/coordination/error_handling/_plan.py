@@ -30,7 +30,9 @@ from .._errors import (
     OperationCancelled,
     OperationTimeout,
 )
+from .._logging import log_extra
 from .._quote import quote
+from .._tracing import current_call
 from . import _testmode
 from ._admission import Admission, admission_for
 from ._backends import RAISE, CircuitBreakerBackend, RateLimiterBackend, RetryBudgetBackend
@@ -343,7 +345,10 @@ class Plan:
         except Exception:
             next(self.op.hook_errors)
             logger.exception(
-                "operation %r: wait %r failed; the backoff's wait is used", self.op.name, self.wait
+                "operation %r: wait %r failed; the backoff's wait is used",
+                self.op.name,
+                self.wait,
+                extra=self.log_fields(attempt + 1),
             )
             return backoff
         if value is None:
@@ -356,6 +361,7 @@ class Plan:
                 self.op.name,
                 self.wait,
                 quote(value),
+                extra=self.log_fields(attempt + 1),
             )
             return backoff
         return min(float(value), self.options.backoff.max_delay)
@@ -377,6 +383,9 @@ class Plan:
             state.last = error
         if wait >= 0:
             state.previous = wait
+            call = current_call(self.op)  # a traced call: what its retry event names
+            if call is not None:
+                call.last = error
         return wait
 
     def retried(self, state: RetryState) -> None:
@@ -390,7 +399,10 @@ class Plan:
             except Exception:
                 next(self.op.hook_errors)
                 self.runtime.logger.exception(
-                    "operation %r: on_retry hook %r failed", self.op.name, hook
+                    "operation %r: on_retry hook %r failed",
+                    self.op.name,
+                    hook,
+                    extra=self.log_fields(details.attempt),
                 )
 
     def wants_retry(self, result: Any, state: RetryState) -> bool:
@@ -450,7 +462,12 @@ class Plan:
         runtime.error_log.count_type(type_name)
         next(self.severity_counter)
         if runtime.logger.isEnabledFor(logging.DEBUG):
-            runtime.logger.debug("operation %r attempt failed: %r", self.op.name, exc)
+            runtime.logger.debug(
+                "operation %r attempt failed: %r",
+                self.op.name,
+                exc,
+                extra=self.log_fields(error_type=type(exc).__name__),
+            )
         verdicts = self.verdicts
         return verdict if verdicts is None else verdicts.verdict(exc)
 
@@ -513,6 +530,9 @@ class Plan:
                         return REJECTED
                 if state.attempt > 0:
                     next(self.op.retries)
+                    traced = current_call(self.op)  # the retry path only: one variable read
+                    if traced is not None:
+                        traced.retry(state)
                     if state.details is not None:  # on_retry hooks to tell, before the wait
                         try:
                             self.retried(state)
@@ -712,6 +732,7 @@ class Plan:
                 type(exc).__name__,
                 exc,
                 REFUSALS_LOGGED_EVERY,
+                extra=self.log_fields(error_type=type(exc).__name__, refused=count),
             )
         if self.fallback is MISSING:
             raise exc
@@ -761,6 +782,9 @@ class Plan:
         """The fallback's answer: its value, or what the callable answers to the call's
         ``FallbackDetails`` (an awaitable, from an async fallback, is the runner's to await)."""
         next(self.op.fallbacks)
+        traced = current_call(self.op)
+        if traced is not None:
+            traced.fell_back(exc)
         fallback = self.fallback
         if not callable(fallback):
             return fallback
@@ -785,6 +809,16 @@ class Plan:
         next(self.op.bulkhead_rejections)
         exc.__cause__ = state.last
         return self.give_up(exc, state.attempt, args, kwargs)
+
+    def log_fields(self, attempt: int | None = None, **more: object) -> dict[str, object]:
+        """The ``extra`` of a log line about this plan's call (failure paths only)."""
+        return log_extra(
+            self.op.name,
+            severity=self.options.severity,
+            attempt=attempt,
+            breaker=self.breaker,
+            **more,
+        )
 
     def attempt_pool(self) -> AttemptPool:
         """The operation's timeout workers (made on its first timed sync attempt)."""
@@ -849,4 +883,7 @@ def _spent(op: OperationState, runtime: Runtime) -> str:
     only then (plans without a budget never need the module)."""
     from ._retry_budget import spent
 
+    call = current_call(op)
+    if call is not None:
+        call.budget_spent()
     return spent(op, runtime, op.budget_settings)

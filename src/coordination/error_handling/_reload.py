@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .._config import CoordinationConfig
 from .._counting import ReadableCount
 from .._errors import ConfigError
+from .._logging import log_extra
 from ._backends import CircuitBreakerBackend
 from ._breaker import same_kind
 from ._configured import check_operations, over_configured
@@ -194,6 +195,7 @@ def _apply_operation(handler: CoordinationErrorHandler, change: _OperationChange
             "operation %r: a new circuit breaker (its kind changed: mode, window or slow "
             "calls); the old one's state is not carried over",
             op.name,
+            extra=log_extra(op.name, severity=op.severity, breaker=op.breaker),
         )
     elif change.retune:
         retune: Callable[[Any], bool] = op.breaker.retune  # type: ignore[attr-defined]

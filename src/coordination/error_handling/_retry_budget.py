@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .._counting import ReadableCount
+from .._logging import log_extra
 from .._settings import SETTINGS, default_of
 from .._time import Clock
 
@@ -258,6 +259,7 @@ def spent(op: OperationState, runtime: Runtime, settings: BudgetSettings | None)
             op.name,
             "a shared budget" if settings is None else settings.describe(),
             window,
+            extra=log_extra(op.name, severity=op.severity, breaker=op.breaker),
         )
     described = "" if settings is None else f" ({settings.describe()})"
     return f"not retried: the retry budget{described} is spent"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._counting import count_value
 from .._status import HealthStatus
-from ._backends import BreakerSnapshot, CircuitState
+from ._backends import BreakerSnapshot, BreakerTransition, CircuitState
 from ._reload_log import ReloadSnapshot
 from ._severity import ErrorSeverity
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTERS",
+    "MAX_TRANSITIONS",
     "BreakerHealth",
     "HandlerSnapshot",
     "OperationErrorSnapshot",
@@ -42,6 +43,10 @@ __all__ = [
     "operation_counts",
     "operation_snapshot",
 ]
+
+# Breaker state changes a handler keeps for readers (all its breakers together): enough
+# for 15 minutes of a few flapping breakers, bounded whatever they do.
+MAX_TRANSITIONS = 200
 
 # The per-operation counters, in the order the report lists them.
 COUNTERS = (
@@ -129,7 +134,10 @@ class HandlerSnapshot:
     ``total_operations`` is the calls of every operation. ``concurrency`` holds each
     adaptive concurrency limit by its group (``concurrency_group``, or the operation's
     name when it has its own limit). ``reloads``: the live reloads of its set (applied,
-    refused, the last of each; ``None`` from a report).
+    refused, the last of each; ``None`` from a report). ``transitions``: the last breaker
+    state changes (at most ``MAX_TRANSITIONS``, oldest first; each ``at`` on the
+    handler's clock), and ``taken_at`` that clock when the snapshot was taken, so a reader
+    on another clock can tell how long ago each happened (``None`` from a report).
     """
 
     operations: Mapping[str, OperationErrorSnapshot]
@@ -140,6 +148,8 @@ class HandlerSnapshot:
     total_operations: int
     concurrency: Mapping[str, ConcurrencySnapshot] = field(default_factory=_no_limits)
     reloads: ReloadSnapshot | None = None  # the set's live reloads (None: not ours)
+    transitions: tuple[BreakerTransition, ...] = ()
+    taken_at: float | None = None
 
     def total(self, counter: str) -> int:
         """One counter (``"retries"``, ``"rejections"``…) summed over the operations."""

@@ -4,19 +4,24 @@ It does what ``Plan.steps`` asks: calls the operation (on the operation's timeou
 when it has a timeout or hedges), sleeps (waking early when the caller's ``Cancellation`` is
 cancelled) and takes a bulkhead slot for a retry; the decisions are the plan's. When the
 plan has nothing to do before a call, the breaker's own ``guard`` takes the call, and the
-loop starts only after a failure.
+loop starts only after a failure. While spans are on, every call takes ``traced``
+(``_spans``): the span around the whole pipeline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from .. import _tracing
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
 from ._bulkhead import Bulkhead
 from ._cancellation import _current
 from ._plan import GIVE_UP, SLEEP, Plan, Refused, RetryState, Stopped, advance
-from ._runner import Runner
+from ._runner import Runner, call_span_type
+
+if TYPE_CHECKING:
+    pass
 from ._workers import Abandoned
 
 __all__ = ["SyncRunner"]
@@ -46,20 +51,50 @@ class SyncRunner(Runner):
         self.func, self.shape = func, self.wrapped_shape(self.plan, method)
         guard = self.breaker_guard(method)
         if guard is not None:
-            handovers = self.handovers(self.run, self.attempts, self.on_result)
+            handovers = self.handovers(self.otherwise, self.attempts, self.on_result)
             if from_start:
                 del handovers["failed"]
                 handovers["failed_since"] = self.failed_since
             if refusals_returned:
                 handovers["refusals_returned"] = True
             wrapped: Callable[..., Any] = guard(func, refused=self.refused, **handovers)
+            self.watch_tracing()
             return wrapped
         run = self.run
 
         def call(*args: Any, **kwargs: Any) -> Any:
             return run(func, args, kwargs)
 
+        def switch(on: bool) -> None:  # spans on or off: the cell above, rebound
+            nonlocal run
+            run = self.traced if on else self.run
+
+        self.path_switch = switch
+        self.watch_tracing()
         return call
+
+    def otherwise(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """A call the guard hands over (not CLOSED, or diverted): traced or not."""
+        if self.tracing:
+            return self.traced(func, args, kwargs)
+        return self.run(func, args, kwargs)
+
+    def traced(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """One call through the whole pipeline inside its span."""
+        if self.redirect is not None:  # a reload's new wrapper traces the call itself
+            return self.redirect(*args, **kwargs)
+        tracer = _tracing.current_tracer()
+        if tracer is None:  # the provider went away: the runners are told, this call plain
+            _tracing.refresh()
+            return self.run(func, args, kwargs)
+        call = call_span_type()(tracer, self.plan)
+        try:
+            result = self.run(call.counted(func), args, kwargs)
+        except BaseException as exc:
+            call.close(exc)
+            raise
+        call.close(None)
+        return result
 
     def refused(self, exc: CircuitOpenError, args: Any, kwargs: Any) -> Any:
         """The open breaker's refusal, answered by the plan in force (a reload's too)."""

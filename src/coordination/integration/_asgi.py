@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from .._tracing import DOORS, current_tracer
 from ._base import MiddlewareBase
 from ._framework_errors import install_starlette_handlers
 from ._http import CLIENT_CLOSED, Rejection, RequestPolicy
 from ._problems import BodyTooLarge, answer_for
 from ._request import CHECK_CLIENT, READ_BODY, Exchange, RequestCore
 from ._routes import asgi_route_resolver
+from ._server_spans import detach
 
 __all__ = ["CoordinationASGIMiddleware"]
 
@@ -125,25 +127,40 @@ class CoordinationASGIMiddleware(MiddlewareBase):
             await endpoint(scope, receive, send)
             return
         request = Exchange(scope, scope.get("method") or "GET", path)
-        size, length, content_type = _header_facts(scope.get("headers") or ())
-        decision = core.admit(request, size, length)
-        if decision is CHECK_CLIENT:
-            decision = core.admit_checked(request, await core.acheck_client(request), length)
-        if decision is READ_BODY:
-            body, decision, disconnected = await _read_body(receive, core.policy)
-            if disconnected:
-                core.finish(request, CLIENT_CLOSED)
+        headers = scope.get("headers") or ()
+        size, length, content_type = _header_facts(headers)
+        # DOORS.on: an attribute read; off: no provider, no span, nothing more done
+        tracer = current_tracer() if DOORS.on else None
+        token = None
+        if tracer is not None:
+            carrier = _trace_headers(headers)
+            token = core.start_span(tracer, request, carrier, scope.get("scheme"))
+        try:
+            decision = core.admit(request, size, length)
+            if decision is CHECK_CLIENT:
+                decision = core.admit_checked(request, await core.acheck_client(request), length)
+            if decision is READ_BODY:
+                body, decision, disconnected = await _read_body(receive, core.policy)
+                if disconnected:
+                    core.finish(request, CLIENT_CLOSED)
+                    return
+                if decision is None:
+                    decision = core.check_body(request, body, content_type)
+                receive = _replaying(body, receive)
+            if decision is None and core.app_limit is not None:
+                decision = await core.aenter_app(request)  # the limit in front of the app
+            if decision is not None:
+                await _send_problem(send, decision, request)  # type: ignore[arg-type]
+                core.rejected(request, decision)  # type: ignore[arg-type]
                 return
-            if decision is None:
-                decision = core.check_body(request, body, content_type)
-            receive = _replaying(body, receive)
-        if decision is None and core.app_limit is not None:
-            decision = await core.aenter_app(request)  # the limit in front of the app
-        if decision is not None:
-            await _send_problem(send, decision, request)  # type: ignore[arg-type]
-            core.rejected(request, decision)  # type: ignore[arg-type]
-            return
-        await _run(self.app, core, request, scope, receive, send)
+            await _run(self.app, core, request, scope, receive, send)
+        except BaseException as exc:  # ends the span of a request nothing counted; re-raised
+            if token is not None:
+                core.abandon(request, exc)
+            raise
+        finally:
+            if token is not None:
+                detach(token)
 
     def _install_error_answers(self) -> None:
         install_starlette_handlers(self.app, self._answer_log, self._map_errors)
@@ -163,6 +180,19 @@ def _header_facts(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | No
         elif name == b"content-type":
             content_type = value.decode("latin-1")
     return size, length, content_type
+
+
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+def _trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, bytes]:
+    """The W3C trace headers (the first of a repeated one): read only while tracing, so a
+    request without a tracer provider pays nothing for them."""
+    carrier: dict[str, bytes] = {}
+    for name, value in headers:
+        if name in _TRACE_HEADERS:
+            carrier.setdefault(name.decode("latin-1"), value)
+    return carrier
 
 
 async def _run(

@@ -9,6 +9,7 @@ from .._config import CoordinationConfig
 from .._defaults import ComponentSet, register_http_door
 from .._http_snapshot import HttpSnapshot
 from .._rate import Rate, RateLimit
+from .._tracing import watch_doors
 from ..error_handling import RateLimiterBackend
 from ._app_limit import app_limiter
 from ._client_limit import build_client_limit
@@ -128,6 +129,7 @@ class MiddlewareBase(CoordinatedDoor):
             awaits=self._awaits,
             app_limit=self._app_limit,
         )
+        watch_doors()  # each request reads _tracing.DOORS.on, kept true while spans are on
         self._install_error_answers()
         # So CoordinationMetricsExporter() with no components shows this door's requests.
         register_http_door(self.performance_monitor, self)

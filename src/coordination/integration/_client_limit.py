@@ -30,7 +30,7 @@ from typing import Any
 from .. import _time
 from .._config import CoordinationConfig
 from .._errors import ConfigError
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from .._quote import quote
 from .._rate import Quota, Rate, RateLimit, read_route_limits
 from .._settings import SETTINGS
@@ -250,7 +250,10 @@ class ClientRateLimit:
         # The limiter's outage policy said "raise" (or a custom limiter failed): refuse
         # with a 503 that says to come back, never a 500 and never a crash of the app.
         self._logger.warning(
-            "client rate limit unavailable (%s: %s); answering 503", type(exc).__name__, exc
+            "client rate limit unavailable (%s: %s); answering 503",
+            type(exc).__name__,
+            exc,
+            extra=log_extra(error_type=type(exc).__name__, http_status=503),
         )
         return Rejection(
             503,

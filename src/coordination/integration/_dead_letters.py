@@ -21,14 +21,21 @@ Four tables, one file (or SQLite's own memory database for ``":memory:"``):
 
 The connection is shared by threads behind a lock that is held only for a statement or
 a short transaction, never across a user's handler.
+
+``LetterStore`` is what every store offers (this one, and the PostgreSQL store a fleet
+shares in ``_postgres_dead_letters``): the interface, and ``replay`` / ``areplay``
+written once over a few steps each store implements (where a replay starts, which
+letters it takes next, how a letter's outcome is written).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
 import os
+import re
 import reprlib
 import secrets
 import socket
@@ -36,20 +43,25 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Self
 
 from .._errors import ConfigError, StoreError
 from .._redact import error_text, safe_repr, truncate
 from .._time import utc_timestamp
+from .._tracing import DOORS, current_trace_headers, current_tracer
 from ._journal_files import RunLease, create_private_file
 
 __all__ = [
     "MAX_PROCESSED_KEYS",
     "DeadLetter",
     "DeadLetterStore",
+    "LetterStore",
+    "NewLetter",
+    "ReplayCursor",
     "ReplayFailure",
     "ReplayReport",
     "encode_event",
@@ -73,7 +85,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts INTEGER NOT NULL,
     failed_at TEXT NOT NULL,
     idempotency_key TEXT,
-    replayable INTEGER NOT NULL DEFAULT 1
+    replayable INTEGER NOT NULL DEFAULT 1,
+    trace_context TEXT
 );
 CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -95,10 +108,12 @@ CREATE TABLE IF NOT EXISTS processed_keys (
 );
 """
 
-_LETTER_COLUMNS = (
+LETTER_COLUMNS = (
     "id, payload, event_type, reason, error_type, error, attempts, failed_at, "
-    "idempotency_key, replayable"
+    "idempotency_key, replayable, trace_context"
 )
+TRACE_CONTEXT_LIMIT = 1200  # characters of a stored trace context read back (written: ~600)
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}(?:-.*)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +122,12 @@ class DeadLetter:
 
     ``replayable`` is false for an event that could not be stored as JSON: ``event`` is
     then a bounded ``repr`` of it (text), kept so the failure can be understood.
+
+    ``trace_context`` is the W3C ``traceparent`` (and ``tracestate``) of the span that was
+    current when the event was dead-lettered (the event's CONSUMER span, a Celery task's,
+    the producer's for a message a broker source dead-lettered unprocessed), ``None`` when
+    nothing was traced then; its replay's span links to that span (never baggage).
+    ``trace_id`` is that trace's id (32 hex digits), to look the failure up by.
     """
 
     id: int
@@ -119,6 +140,18 @@ class DeadLetter:
     failed_at: str
     idempotency_key: str | None = None
     replayable: bool = True
+    trace_context: dict[str, str] | None = None
+
+    @property
+    def trace_id(self) -> str | None:
+        """The id of the trace the event failed in, or ``None`` (nothing was traced)."""
+        traceparent = (self.trace_context or {}).get("traceparent")
+        if not isinstance(traceparent, str):
+            return None
+        match = _TRACEPARENT.fullmatch(traceparent)
+        if match is None or match.group(1) == "0" * 32:
+            return None
+        return match.group(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +221,335 @@ def representation(event: Any) -> str:
     return truncate(text, REPRESENTATION_LIMIT)
 
 
-class DeadLetterStore:
+def check_limit(limit: object) -> int:
+    """``limit`` when it is a positive whole number; else ``ValueError``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive whole number, got {limit!r}")
+    return limit
+
+
+def letter_of(row: Sequence[Any]) -> DeadLetter:
+    """A ``DeadLetter`` from a row of ``LETTER_COLUMNS`` (``failed_at`` already text)."""
+    return DeadLetter(
+        int(row[0]),
+        json.loads(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        int(row[6]),
+        row[7],
+        row[8],
+        bool(row[9]),
+        trace_context_of(row[10]),
+    )
+
+
+def stored_trace_context() -> str | None:
+    """The column text of the current span's W3C trace context (no baggage), or ``None``
+    (OpenTelemetry not loaded, nothing traced: nothing imported, a lookup or two)."""
+    headers = current_trace_headers()
+    return None if headers is None else json.dumps(headers, separators=(",", ":"))
+
+
+def trace_context_of(text: object) -> dict[str, str] | None:
+    """The W3C headers a stored trace context holds, ``None`` for anything else (an old
+    row's NULL, a hand-edited or hostile value: never an error, a letter still lists and
+    replays). Only ``traceparent`` and ``tracestate`` are taken, as text; the replay's
+    ``extract_context`` checks them again before OpenTelemetry sees them."""
+    if not isinstance(text, str) or not text or len(text) > TRACE_CONTEXT_LIMIT:
+        return None
+    try:
+        stored = json.loads(text)
+    except Exception:  # not JSON (or nested past the recursion limit)
+        return None
+    if not isinstance(stored, dict):
+        return None
+    kept = {
+        name: value
+        for name in ("traceparent", "tracestate")
+        if isinstance(value := stored.get(name), str)
+    }
+    return kept if "traceparent" in kept else None
+
+
+class NewLetter(NamedTuple):
+    """A dead letter about to be stored, as text and numbers a database column holds."""
+
+    event_type: str
+    payload: str
+    reason: str
+    error_type: str
+    error: str
+    attempts: int
+    key: str | None
+    replayable: bool
+    trace_context: str | None = None  # the current span's, as ``stored_trace_context``
+
+
+@dataclass(slots=True)
+class ReplayCursor:
+    """Where one replay is: the letters it may still take, after ``after``.
+
+    ``horizon`` is the store's own mark of "there when the replay began" (SQLite: the
+    highest id then; PostgreSQL: the server's time then), so a replay ends, and a letter
+    that failed again during it waits for the next replay.
+    """
+
+    event_type: str | None
+    left: int
+    horizon: Any
+    after: int = 0
+    taken: deque[DeadLetter] = field(default_factory=deque)
+
+
+class LetterStore(abc.ABC):
+    """What every dead-letter store offers: the journal, the letters, and their replay.
+
+    ``replay`` / ``areplay`` are written here once; a store implements where a replay
+    starts (``_start_replay``), which letters it takes next (``_take``: SQLite reads
+    them, PostgreSQL claims them so two hosts never replay one letter), and how a
+    letter's outcome is written.
+    """
+
+    path: str  # where it is, as shown (a URL with its credentials masked)
+    kind: str  # "sqlite", "postgresql": the label of its counts in metrics and status
+    namespace: str  # the service's share of a shared store
+    _replay: ReplayCallback | None = None
+    _areplay: AsyncReplayCallback | None = None
+
+    def bind(self, replay: ReplayCallback, areplay: AsyncReplayCallback | None = None) -> None:
+        """Set how ``replay()`` (and ``areplay()``) process an event (the owning processor
+        does this)."""
+        self._replay = replay
+        self._areplay = areplay
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the journal -----------------------------------------------------------------
+
+    def begin(self, items: Iterable[tuple[Any, str, str | None]]) -> list[int]:
+        """Journal ``(event, event_type, key)`` items as pending, in one commit; their ids.
+
+        ``ValueError`` (nothing journaled) when an event cannot be stored as JSON.
+        """
+        return self.begin_encoded([(encode_event(e), t, k) for e, t, k in items])
+
+    @abc.abstractmethod
+    def begin_encoded(self, items: Iterable[tuple[str, str, str | None]]) -> list[int]: ...
+
+    @abc.abstractmethod
+    def finish(self, pending_id: int | None, key: str | None) -> None: ...
+
+    def dead_letter(
+        self,
+        pending_id: int | None,
+        event: Any,
+        event_type: str,
+        *,
+        reason: str,
+        error: BaseException,
+        attempts: int,
+        key: str | None,
+        payload: str | None = None,
+        replayable: bool = True,
+    ) -> int:
+        """Store a failed event (and drop its journal entry) in one commit; its id.
+
+        ``payload`` is the event's journaled JSON when the caller has it. An event that
+        cannot be stored as JSON is kept as a bounded ``repr``, not replayable; so is any
+        event given with ``replayable=False`` (a description of an undecodable message).
+        """
+        if payload is None:
+            try:
+                payload = encode_event(event)
+            except ValueError:
+                payload, replayable = json.dumps(representation(event)), False
+        letter = NewLetter(
+            event_type,
+            payload,
+            reason,
+            type(error).__name__,
+            error_text(error),
+            attempts,
+            key,
+            replayable,
+            stored_trace_context(),
+        )
+        return self._store_letter(pending_id, letter)
+
+    @abc.abstractmethod
+    def _store_letter(self, pending_id: int | None, letter: NewLetter) -> int:
+        """Insert ``letter`` and delete the journal row ``pending_id``, atomically."""
+
+    @abc.abstractmethod
+    def is_processed(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def pending_count(self) -> int: ...
+
+    @abc.abstractmethod
+    def recover_interrupted(self) -> int: ...
+
+    # --- reading -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def count(self, event_type: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def list(self, event_type: str | None = None, *, limit: int = 100) -> list[DeadLetter]: ...
+
+    @abc.abstractmethod
+    def delete(self, dead_letter_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def purge(self) -> int: ...
+
+    # --- replaying ---------------------------------------------------------------------
+
+    def replay(self, event_type: str | None = None, *, limit: int = 1000) -> ReplayReport:
+        """Feed dead letters back through the processor; what succeeds leaves the store.
+
+        An event whose idempotency key was already processed is skipped (and removed);
+        one that fails again stays, with its attempts and error updated, and the report's
+        ``failures`` say why. A letter that is not replayable stays as it is and is
+        reported failed. Letters stored after the replay began wait for the next one.
+        """
+        replay = self._replay
+        if replay is None:
+            raise RuntimeError("this dead-letter store is not bound to an event processor")
+        cursor = self._start_replay(event_type, check_limit(limit))
+        report = ReplayReport()
+        while (letter := self._next_letter(cursor)) is not None:
+            if self._settled_before_replay(letter, report):
+                continue
+            try:
+                with _replaying(letter):
+                    replay(letter.event, letter.event_type)
+            except Exception as exc:
+                self._replay_failed(letter, exc, report)
+                continue
+            except BaseException:  # interrupted: the letter is free for another replay
+                with contextlib.suppress(StoreError):
+                    self._release(letter)
+                raise
+            self._replay_succeeded(letter, report)
+        return report
+
+    async def areplay(self, event_type: str | None = None, *, limit: int = 1000) -> ReplayReport:
+        """``replay`` for asyncio workers: coroutine handlers are awaited, synchronous ones
+        and every store statement run in worker threads, so the event loop never blocks.
+
+        >>> report = await processor.dead_letters.areplay()   # doctest: +SKIP
+        """
+        areplay = self._areplay
+        if areplay is None:
+            raise RuntimeError("this dead-letter store is not bound to an event processor")
+        cursor = await asyncio.to_thread(self._start_replay, event_type, check_limit(limit))
+        report = ReplayReport()
+        while (letter := await asyncio.to_thread(self._next_letter, cursor)) is not None:
+            if await asyncio.to_thread(self._settled_before_replay, letter, report):
+                continue
+            try:
+                with _replaying(letter):
+                    await areplay(letter.event, letter.event_type)
+            except Exception as exc:
+                await asyncio.to_thread(self._replay_failed, letter, exc, report)
+                continue
+            except BaseException:  # cancelled: the letter is free for another replay
+                with contextlib.suppress(StoreError):
+                    await asyncio.shield(asyncio.to_thread(self._release, letter))
+                raise
+            await asyncio.to_thread(self._replay_succeeded, letter, report)
+        return report
+
+    def _next_letter(self, cursor: ReplayCursor) -> DeadLetter | None:
+        if not cursor.taken and cursor.left > 0:
+            cursor.taken.extend(self._take(cursor))
+            if cursor.taken:
+                cursor.after = cursor.taken[-1].id
+                cursor.left -= len(cursor.taken)
+        return cursor.taken.popleft() if cursor.taken else None
+
+    # The steps of one letter's replay, shared by replay() and areplay().
+
+    def _settled_before_replay(self, letter: DeadLetter, report: ReplayReport) -> bool:
+        """Skip a letter already processed (removing it), or one that cannot be replayed."""
+        key = letter.idempotency_key
+        if key is not None and self.is_processed(key):
+            self.delete(letter.id)
+            report.skipped.append(letter.id)
+            return True
+        if not letter.replayable:
+            self._release(letter)
+            report.failed.append(letter.id)
+            report.failures.append(
+                ReplayFailure(
+                    letter.id,
+                    letter.event_type,
+                    "NotReplayable",
+                    "only a bounded representation of this event was stored (it could not "
+                    "be stored as JSON), so it cannot be replayed",
+                )
+            )
+            return True
+        return False
+
+    def _replay_failed(self, letter: DeadLetter, error: Exception, report: ReplayReport) -> None:
+        text = error_text(error)
+        self._record_failure(letter, type(error).__name__, text)
+        report.failed.append(letter.id)
+        report.failures.append(
+            ReplayFailure(letter.id, letter.event_type, type(error).__name__, text)
+        )
+
+    def _replay_succeeded(self, letter: DeadLetter, report: ReplayReport) -> None:
+        self._record_success(letter)
+        report.succeeded.append(letter.id)
+
+    # What each store implements for replay.
+
+    @abc.abstractmethod
+    def _start_replay(self, event_type: str | None, limit: int) -> ReplayCursor:
+        """A cursor over the letters there now (of ``event_type``), at most ``limit``."""
+
+    @abc.abstractmethod
+    def _take(self, cursor: ReplayCursor) -> Sequence[DeadLetter]:
+        """The next letters after ``cursor.after`` (at most ``cursor.left``), in id order;
+        none when the replay is done. A shared store claims them."""
+
+    @abc.abstractmethod
+    def _record_failure(self, letter: DeadLetter, error_type: str, error: str) -> None:
+        """The letter failed again: one more attempt, this error, now (claim released)."""
+
+    @abc.abstractmethod
+    def _record_success(self, letter: DeadLetter) -> None:
+        """The letter was processed: it leaves the store, its key is remembered."""
+
+    @abc.abstractmethod
+    def _release(self, letter: DeadLetter) -> None:
+        """Give up a letter taken but not replayed (a store that claims releases it)."""
+
+
+class DeadLetterStore(LetterStore):
     """Dead letters and the processing journal in SQLite (WAL mode for files).
 
     >>> store = DeadLetterStore(":memory:")
     >>> store.count()
     0
     """
+
+    # What the metrics and the status page label its counts with (every store has both;
+    # a file is one service's own, so its namespace is the default one).
+    kind = "sqlite"
+    namespace = "default"
 
     def __init__(self, path: str | os.PathLike[str] = MEMORY) -> None:
         self.path = os.fspath(path)
@@ -206,8 +561,6 @@ class DeadLetterStore:
                 source="keyword argument",
             )
         self._lock = threading.Lock()
-        self._replay: ReplayCallback | None = None
-        self._areplay: AsyncReplayCallback | None = None
         self._key_inserts = 0
         self._lease: RunLease | None = None
         self._forked = False
@@ -273,6 +626,8 @@ class DeadLetterStore:
                 self._db.execute(
                     "ALTER TABLE dead_letters ADD COLUMN replayable INTEGER NOT NULL DEFAULT 1"
                 )
+            if "trace_context" not in columns:  # likewise (its letters keep no context)
+                self._db.execute("ALTER TABLE dead_letters ADD COLUMN trace_context TEXT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the dead-letter store at {self.path!r}: {exc}") from exc
         if self.path == MEMORY:
@@ -314,12 +669,6 @@ class DeadLetterStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"dead-letter store {self.path!r} failed: {exc}") from exc
 
-    def bind(self, replay: ReplayCallback, areplay: AsyncReplayCallback | None = None) -> None:
-        """Set how ``replay()`` (and ``areplay()``) process an event (the owning processor
-        does this)."""
-        self._replay = replay
-        self._areplay = areplay
-
     def close(self) -> None:
         """Close the file; this run's in-flight entries (if any) count as interrupted."""
         _FILE_STORES.discard(self)
@@ -333,20 +682,7 @@ class DeadLetterStore:
                 self._lease = None
             self._db.close()
 
-    def __enter__(self) -> DeadLetterStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # --- the journal -----------------------------------------------------------------
-
-    def begin(self, items: Iterable[tuple[Any, str, str | None]]) -> list[int]:
-        """Journal ``(event, event_type, key)`` items as pending, in one commit; their ids.
-
-        ``ValueError`` (nothing journaled) when an event cannot be stored as JSON.
-        """
-        return self.begin_encoded([(encode_event(e), t, k) for e, t, k in items])
 
     def begin_encoded(self, items: Iterable[tuple[str, str, str | None]]) -> list[int]:
         """``begin`` for ``(payload, event_type, key)`` items already encoded."""
@@ -362,53 +698,29 @@ class DeadLetterStore:
                 ids.append(int(cursor.lastrowid or 0))
         return ids
 
-    def finish(self, pending_id: int, key: str | None) -> None:
-        """The event behind ``pending_id`` was processed: drop it, remember its key."""
+    def finish(self, pending_id: int | None, key: str | None) -> None:
+        """The event behind ``pending_id`` was processed: drop it, remember its key
+        (``pending_id`` is None for an event that was never journaled)."""
         with self._transaction() as db:
-            db.execute("DELETE FROM pending WHERE id = ?", (pending_id,))
+            if pending_id is not None:
+                db.execute("DELETE FROM pending WHERE id = ?", (pending_id,))
             if key is not None:
                 self._remember_key(db, key)
 
-    def dead_letter(
-        self,
-        pending_id: int | None,
-        event: Any,
-        event_type: str,
-        *,
-        reason: str,
-        error: BaseException,
-        attempts: int,
-        key: str | None,
-        payload: str | None = None,
-    ) -> int:
-        """Store a failed event (and drop its journal entry) in one commit; its id.
-
-        ``payload`` is the event's journaled JSON when the caller has it. An event that
-        cannot be stored as JSON is kept as a bounded ``repr``, not replayable.
-        """
-        replayable = True
-        if payload is None:
-            try:
-                payload = encode_event(event)
-            except ValueError:
-                payload, replayable = json.dumps(representation(event)), False
+    def _store_letter(self, pending_id: int | None, letter: NewLetter) -> int:
         with self._transaction() as db:
             if pending_id is not None:
                 db.execute("DELETE FROM pending WHERE id = ?", (pending_id,))
             cursor = db.execute(
                 "INSERT INTO dead_letters (event_type, payload, reason, error_type, error, "
-                "attempts, failed_at, idempotency_key, replayable) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "attempts, failed_at, idempotency_key, replayable, trace_context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    event_type,
-                    payload,
-                    reason,
-                    type(error).__name__,
-                    error_text(error),
-                    attempts,
+                    *letter[:6],
                     utc_timestamp(),
-                    key,
-                    int(replayable),
+                    letter.key,
+                    int(letter.replayable),
+                    letter.trace_context,
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -486,33 +798,18 @@ class DeadLetterStore:
 
     def list(self, event_type: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead letters (of ``event_type``, when given)."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive whole number, got {limit!r}")
+        check_limit(limit)
         if event_type is None:
             rows = self._query(
-                f"SELECT {_LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT ?", (limit,)
+                f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT ?", (limit,)
             )
         else:
             rows = self._query(
-                f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE event_type = ? "
+                f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE event_type = ? "
                 "ORDER BY id LIMIT ?",
                 (event_type, limit),
             )
-        return [
-            DeadLetter(
-                row[0],
-                json.loads(row[1]),
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                row[8],
-                bool(row[9]),
-            )
-            for row in rows
-        ]
+        return [letter_of(row) for row in rows]
 
     def delete(self, dead_letter_id: int) -> bool:
         with self._transaction() as db:
@@ -524,91 +821,37 @@ class DeadLetterStore:
         with self._transaction() as db:
             return db.execute("DELETE FROM dead_letters").rowcount
 
-    def replay(self, event_type: str | None = None, *, limit: int = 1000) -> ReplayReport:
-        """Feed dead letters back through the processor; what succeeds leaves the store.
+    # --- replay's steps (the loop is LetterStore's) -----------------------------------
 
-        An event whose idempotency key was already processed is skipped (and removed);
-        one that fails again stays, with its attempts and error updated, and the report's
-        ``failures`` say why. A letter that is not replayable stays as it is and is
-        reported failed.
-        """
-        if self._replay is None:
-            raise RuntimeError("this dead-letter store is not bound to an event processor")
-        report = ReplayReport()
-        for letter in self.list(event_type, limit=limit):
-            if self._settled_before_replay(letter, report):
-                continue
-            try:
-                self._replay(letter.event, letter.event_type)
-            except Exception as exc:
-                self._replay_failed(letter, exc, report)
-                continue
-            self._replay_succeeded(letter, report)
-        return report
+    def _start_replay(self, event_type: str | None, limit: int) -> ReplayCursor:
+        (highest,) = self._query("SELECT COALESCE(MAX(id), 0) FROM dead_letters")[0]
+        return ReplayCursor(event_type, limit, int(highest))
 
-    async def areplay(self, event_type: str | None = None, *, limit: int = 1000) -> ReplayReport:
-        """``replay`` for asyncio workers: coroutine handlers are awaited, synchronous ones
-        and every SQLite statement run in worker threads, so the event loop never blocks.
+    def _take(self, cursor: ReplayCursor) -> Sequence[DeadLetter]:
+        sql = f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE id > ? AND id <= ? "
+        params: tuple[Any, ...] = (cursor.after, cursor.horizon)
+        if cursor.event_type is not None:
+            sql += "AND event_type = ? "
+            params += (cursor.event_type,)
+        rows = self._query(sql + "ORDER BY id LIMIT ?", (*params, min(cursor.left, 100)))
+        return [letter_of(row) for row in rows]
 
-        >>> report = await processor.dead_letters.areplay()   # doctest: +SKIP
-        """
-        if self._areplay is None:
-            raise RuntimeError("this dead-letter store is not bound to an event processor")
-        report = ReplayReport()
-        letters = await asyncio.to_thread(self.list, event_type, limit=limit)
-        for letter in letters:
-            if await asyncio.to_thread(self._settled_before_replay, letter, report):
-                continue
-            try:
-                await self._areplay(letter.event, letter.event_type)
-            except Exception as exc:
-                await asyncio.to_thread(self._replay_failed, letter, exc, report)
-                continue
-            await asyncio.to_thread(self._replay_succeeded, letter, report)
-        return report
-
-    # The steps of one letter's replay, shared by replay() and areplay().
-
-    def _settled_before_replay(self, letter: DeadLetter, report: ReplayReport) -> bool:
-        """Skip a letter already processed (removing it), or one that cannot be replayed."""
-        key = letter.idempotency_key
-        if key is not None and self.is_processed(key):
-            self.delete(letter.id)
-            report.skipped.append(letter.id)
-            return True
-        if not letter.replayable:
-            report.failed.append(letter.id)
-            report.failures.append(
-                ReplayFailure(
-                    letter.id,
-                    letter.event_type,
-                    "NotReplayable",
-                    "only a bounded representation of this event was stored (it could not "
-                    "be stored as JSON), so it cannot be replayed",
-                )
-            )
-            return True
-        return False
-
-    def _replay_failed(self, letter: DeadLetter, error: Exception, report: ReplayReport) -> None:
-        text = error_text(error)
+    def _record_failure(self, letter: DeadLetter, error_type: str, error: str) -> None:
         with self._transaction() as db:
             db.execute(
                 "UPDATE dead_letters SET attempts = attempts + 1, error_type = ?, error = ?, "
                 "failed_at = ? WHERE id = ?",
-                (type(error).__name__, text, utc_timestamp(), letter.id),
+                (error_type, error, utc_timestamp(), letter.id),
             )
-        report.failed.append(letter.id)
-        report.failures.append(
-            ReplayFailure(letter.id, letter.event_type, type(error).__name__, text)
-        )
 
-    def _replay_succeeded(self, letter: DeadLetter, report: ReplayReport) -> None:
+    def _record_success(self, letter: DeadLetter) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM dead_letters WHERE id = ?", (letter.id,))
             if letter.idempotency_key is not None:
                 self._remember_key(db, letter.idempotency_key)
-        report.succeeded.append(letter.id)
+
+    def _release(self, letter: DeadLetter) -> None:
+        """Nothing to give back: SQLite's replay reads letters, it does not claim them."""
 
     def __repr__(self) -> str:
         return f"DeadLetterStore({self.path!r})"
@@ -625,3 +868,21 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _replaying(letter: DeadLetter) -> contextlib.AbstractContextManager[object]:
+    """The letter's replay span while the library's spans are on (``DOORS.on``), else
+    nothing (the module that makes spans not even loaded)."""
+    tracer = current_tracer() if DOORS.on else None
+    if tracer is None:
+        return contextlib.nullcontext()
+    from .._door_spans import replay_span
+
+    return replay_span(
+        tracer,
+        letter.event_type,
+        letter.id,
+        letter.reason,
+        letter.attempts,
+        letter.trace_context,
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 from .._config import CoordinationConfig
 from .._errors import ConfigError
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from ._components import Components
 
 __all__ = ["Endpoints"]
@@ -41,7 +41,8 @@ class Endpoints:
             CoordinationMetricsExporter,
             StatusPage,
         )
-        from ..observability._collector import RedisErrorsCollector
+        from ..observability._collector import BackendErrorsCollector
+        from ..observability._components import LiveHttpDoors
         from ..observability._multiprocess import AutoMultiprocess
 
         named = components.as_mapping()
@@ -54,9 +55,13 @@ class Endpoints:
                     value=value,
                     source="configuration",
                 )
-        exporter = CoordinationMetricsExporter({**named, "http": middleware}, config=config)
+        # The set's event processors show too, looked up at each read (as a reader given
+        # no components finds them): the service's dead letters beside its requests.
+        exporter = CoordinationMetricsExporter(
+            LiveHttpDoors({**named, "http": middleware}, http=False), config=config
+        )
         logger = component_logger("observability", debug=config.debug)
-        shared = AutoMultiprocess((exporter.collector, RedisErrorsCollector()), logger=logger)
+        shared = AutoMultiprocess((exporter.collector, BackendErrorsCollector()), logger=logger)
         self._shared = shared
         own_wsgi, own_asgi = exporter.make_wsgi_app(), exporter.make_asgi_app()
         merged: list[Any] = []  # (WSGI app, ASGI app) over the merged registry, once shared
@@ -75,7 +80,7 @@ class Endpoints:
 
         self._share = share
         checker = CoordinationHealthChecker(named, config=config)
-        page = StatusPage(named, config=config)
+        page = StatusPage(LiveHttpDoors(named, http=False), config=config)
         health = (checker.make_wsgi_app(), checker.make_asgi_app())
         status = (page.make_wsgi_app(), page.make_asgi_app())
         self._exact: dict[str, tuple[Any, Any]] = {
@@ -111,4 +116,6 @@ class Endpoints:
         try:
             self._share()
         except Exception:  # metrics must never fail a request
-            self._shared.logger.exception("metrics are this worker's alone")
+            self._shared.logger.exception(
+                "metrics are this worker's alone", extra=log_extra(endpoint="metrics")
+            )

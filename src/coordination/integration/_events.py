@@ -12,6 +12,13 @@ processed keys are skipped. An event that cannot even be journaled (a cycle, too
 value JSON cannot hold as text) is dead-lettered at once as ``invalid``, with a bounded
 ``repr`` of it.
 
+While a tracer provider is set, each event is processed inside a CONSUMER span
+``"<event_type> process"`` (``_door_spans.consumer_span``): its parent is the current
+context, which a broker or stream source sets to the producer's (carried in the message's
+headers or the entry's fields), so the consumer joins the producer's trace; its
+``coordination.outcome`` is ``processed``, ``duplicate``, ``dead_lettered`` (ERROR
+status, the handler's exception recorded, redacted) or ``error`` (not settled).
+
 >>> processor = CoordinationEventProcessor(dead_letter_path=":memory:")
 >>> processor.process_event({"user_id": "1"}, "user_activity")["status"]
 'processed'
@@ -21,19 +28,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import inspect
 import itertools
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from .._bounded import BoundedNames
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet
+from .._defaults import EVENT_DOORS, ComponentSet, forget_door, register_door
+from .._door_spans import consumer_span
 from .._errors import EventDeadLettered, InvalidEvent, ValidationError
+from .._events_snapshot import EventsSnapshot, events_snapshot, sources_of, store_identity
+from .._logging import log_extra
+from .._redact import safe_repr
 from .._time import perf_counter
+from .._tracing import DOORS, current_tracer, watch_doors
 from ..validation._result import ValidationIssue
 from ._components import (
     CoordinatedDoor,
@@ -42,8 +55,8 @@ from ._components import (
     ValidatorLike,
     prepare_rules,
 )
-from ._dead_letters import DeadLetterStore, encode_event, error_text
-from ._journal_files import default_journal_path
+from ._dead_letter_stores import open_dead_letter_store
+from ._dead_letters import encode_event, error_text
 
 __all__ = ["CoordinationEventProcessor", "EventOutcome"]
 
@@ -131,6 +144,8 @@ class CoordinationEventProcessor(CoordinatedDoor):
         }
         self._set_up_idempotency(idempotency_key, require_idempotency_key)
         self._open_store(dead_letter_path or cfg.dead_letter_path)
+        register_door(EVENT_DOORS, self.performance_monitor, self)  # the readers find it
+        watch_doors()  # each event reads _tracing.DOORS.on, kept true while spans are on
 
     def _set_up_idempotency(self, spec: str | IdempotencyKey | None, require: bool) -> None:
         if spec is not None and not callable(spec) and (not isinstance(spec, str) or not spec):
@@ -144,11 +159,12 @@ class CoordinationEventProcessor(CoordinatedDoor):
         self._missing_lock = threading.Lock()
 
     def _open_store(self, path: str | None) -> None:
-        self.dead_letters = DeadLetterStore(path or default_journal_path())
+        self.dead_letters = open_dead_letter_store(path, self.config.dead_letter_namespace)
         self.dead_letters.bind(self._replay_one, self._areplay_one)
         self._logger.info(
             "dead-letter journal at %s (events that fail are kept there for replay())",
             self.dead_letters.path,
+            extra=log_extra(dead_letter_store=str(self.dead_letters.path)),
         )
         try:
             recovered = self.dead_letters.recover_interrupted()
@@ -161,6 +177,11 @@ class CoordinationEventProcessor(CoordinatedDoor):
                 "letters (reason 'interrupted') in %s, ready for replay()",
                 recovered,
                 self.dead_letters.path,
+                extra=log_extra(
+                    dead_letter_store=str(self.dead_letters.path),
+                    reason="interrupted",
+                    dead_letters=recovered,
+                ),
             )
 
     # --- handlers --------------------------------------------------------------------
@@ -182,13 +203,13 @@ class CoordinationEventProcessor(CoordinatedDoor):
         """The handler used when none is registered; subclasses override it."""
         return {"status": "processed", "event_type": event_type}
 
-    def _check_sync(self, event_type: str) -> None:
+    def _check_sync(self, event_type: str, instead: str = "aprocess_event") -> None:
         """Refuse, before anything is journaled, what the synchronous path cannot run."""
         _check_type(event_type)
         if inspect.iscoroutinefunction(self._handler_for(event_type)):
             raise TypeError(
                 f"the handler for {event_type!r} is a coroutine function: "
-                "use aprocess_event (or await it from async code)"
+                f"use {instead} (or await it from async code)"
             )
 
     def _handler_for(self, event_type: str) -> EventHandler:
@@ -256,6 +277,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
                 if self._require_key
                 else "they are processed without duplicate protection; pass "
                 "require_idempotency_key=True to dead-letter them instead",
+                extra=log_extra(operation, event_type=event_type),
             )
         if self._require_key:
             raise ValidationError(
@@ -284,18 +306,179 @@ class CoordinationEventProcessor(CoordinatedDoor):
     def process_event(self, event_data: Any, event_type: str) -> Any:
         """The handler's result; raises ``EventDeadLettered`` once a failure is stored."""
         self._check_sync(event_type)
+        return self._traced(event_type, self._journaled, event_data, event_type)[0]
+
+    def _journaled(self, event_data: Any, event_type: str) -> tuple[Any, bool]:
         admission, pending_id = self._admit(event_data, event_type)
-        return self._run(pending_id, admission)[0]
+        return self._run(pending_id, admission)
 
     async def aprocess_event(self, event_data: Any, event_type: str) -> Any:
         """``process_event`` for coroutine handlers; store writes run off the event loop."""
         _check_type(event_type)
-        store = self.dead_letters
+        return await self._atraced(event_type, self._ajournaled, event_data, event_type)
+
+    async def _ajournaled(self, event_data: Any, event_type: str) -> tuple[Any, bool]:
         admission, pending_id = await asyncio.to_thread(self._admit, event_data, event_type)
-        key = admission.key
+        return await self._arun(pending_id, admission)
+
+    # --- the CONSUMER span of each event, while a tracer provider is set --------------
+
+    def _traced(
+        self, event_type: str, run: Callable[..., tuple[Any, bool]], *args: Any
+    ) -> tuple[Any, bool]:
+        """``run(*args)`` — one event, ``(result, duplicate)`` — inside its CONSUMER span
+        ``"<event_type> process"`` while tracing; the span's parent is the current context
+        (a broker or stream source made the producer's current). No tracer: no span."""
+        tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
+        if tracer is None:
+            return run(*args)
+        with consumer_span(tracer, event_type, self._names.admit(f"event_{event_type}")) as block:
+            outcome = run(*args)
+            if outcome[1]:
+                block.outcome = "duplicate"
+            return outcome
+
+    async def _atraced(
+        self,
+        event_type: str,
+        run: Callable[..., Coroutine[Any, Any, tuple[Any, bool]]],
+        *args: Any,
+    ) -> Any:
+        tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
+        if tracer is None:
+            return (await run(*args))[0]
+        with consumer_span(tracer, event_type, self._names.admit(f"event_{event_type}")) as block:
+            result, duplicate = await run(*args)
+            if duplicate:
+                block.outcome = "duplicate"
+            return result
+
+    # --- messages a broker delivered (and holds until they are acknowledged) ----------
+
+    def process_message(self, event_data: Any, event_type: str) -> Any:
+        """``process_event`` for an event a broker delivered and keeps until it is
+        acknowledged: nothing is journaled, since the broker redelivers the message if
+        this process stops first. The idempotency key, validation, the pipeline and the
+        dead-letter store apply as for ``process_event``: a failure is stored, then
+        ``EventDeadLettered`` raised (acknowledge the message then); any other exception
+        (the store is unreachable, say) means the event is not settled: leave the message
+        with the broker for redelivery."""
+        self._check_sync(event_type, "aprocess_message")
+        return self._traced(event_type, self._delivered_run, event_data, event_type)[0]
+
+    def _delivered_run(self, event_data: Any, event_type: str) -> tuple[Any, bool]:
+        admission = self._delivered(event_data, event_type)
+        if admission.refused is not None:
+            raise self._refuse(admission) from admission.refused
+        return self._run(None, admission)
+
+    async def aprocess_message(self, event_data: Any, event_type: str) -> Any:
+        """``process_message`` on asyncio: coroutine handlers are awaited, synchronous
+        ones run in a worker thread; with no idempotency key a success touches no store."""
+        _check_type(event_type)
+        return await self._atraced(event_type, self._adelivered_run, event_data, event_type)
+
+    async def _adelivered_run(self, event_data: Any, event_type: str) -> tuple[Any, bool]:
+        admission = self._delivered(event_data, event_type)
+        if admission.refused is not None:
+            raise await asyncio.to_thread(self._refuse, admission) from admission.refused
+        return await self._arun(None, admission)
+
+    def dead_letter_message(
+        self,
+        event_data: Any,
+        event_type: str,
+        *,
+        reason: str,
+        error: BaseException,
+        attempts: int = 0,
+        replayable: bool = True,
+    ) -> int:
+        """Store a delivered message that is not to be processed (undecodable, too big,
+        delivered too often) as a dead letter; its id. ``replayable=False`` keeps it for
+        reading only (a description of a message that could not be decoded)."""
+        _check_letter(event_type, reason, error, attempts)
+        letter_id = self.dead_letters.dead_letter(
+            None,
+            event_data,
+            event_type,
+            reason=reason,
+            error=error,
+            attempts=attempts,
+            key=None,
+            replayable=replayable,
+        )
+        # INFO: the broker source that calls this warns, at most once per 10 s (a
+        # poison storm of thousands was a warning each here, and another in the source)
+        self._logger.info(
+            "message of type %r dead-lettered (id %d, %s): %s: %s",
+            event_type,
+            letter_id,
+            reason,
+            type(error).__name__,
+            error_text(error, 500),
+            extra=log_extra(
+                event_type=event_type,
+                dead_letter_id=letter_id,
+                reason=reason,
+                attempt=attempts or None,
+                error_type=type(error).__name__,
+            ),
+        )
+        return letter_id
+
+    async def adead_letter_message(
+        self,
+        event_data: Any,
+        event_type: str,
+        *,
+        reason: str,
+        error: BaseException,
+        attempts: int = 0,
+        replayable: bool = True,
+    ) -> int:
+        """``dead_letter_message`` with the store write off the event loop."""
+        return await asyncio.to_thread(
+            functools.partial(
+                self.dead_letter_message,
+                event_data,
+                event_type,
+                reason=reason,
+                error=error,
+                attempts=attempts,
+                replayable=replayable,
+            )
+        )
+
+    def operation_for(self, event_type: str) -> str:
+        """The operation events of ``event_type`` run under: ``event_<type>``, or the
+        overflow name once ``max_operation_names`` are taken (sources name their spans
+        by it, so a publisher inventing event types cannot invent span names)."""
+        return self._names.admit(f"event_{event_type}")
+
+    def handles_asynchronously(self, event_type: str) -> bool:
+        """Whether ``event_type``'s handler is a coroutine function. Broker sources ask:
+        they run a batch's synchronous handlers together on one worker thread
+        (``process_message``), coroutine ones on the loop (``aprocess_message``)."""
+        return inspect.iscoroutinefunction(self._handler_for(event_type))
+
+    def _delivered(self, event: Any, event_type: str) -> _Admission:
+        """A delivered event's admission: its key, no journal payload (encoded only if it
+        is dead-lettered)."""
+        try:
+            key = self._key_of(event, event_type)
+        except Exception as exc:  # a user's key function failing too: nothing is lost
+            return _Admission(event, event_type, None, None, exc)
+        return _Admission(event, event_type, key, None)
+
+    async def _arun(self, pending_id: int | None, admission: _Admission) -> tuple[Any, bool]:
+        """The asynchronous ``_run``: every store statement in a worker thread."""
+        event_data, event_type, key = admission.event, admission.event_type, admission.key
+        store = self.dead_letters
         if key is not None and await asyncio.to_thread(store.is_processed, key):
-            await asyncio.to_thread(store.finish, pending_id, None)
-            return _duplicate(event_type, key)
+            if pending_id is not None:
+                await asyncio.to_thread(store.finish, pending_id, None)
+            return _duplicate(event_type, key), True
         try:
             self._check(event_data, event_type)
         except Exception as exc:  # a broken rule set too: the event must not be lost
@@ -323,14 +506,17 @@ class CoordinationEventProcessor(CoordinatedDoor):
                 self._dead_letter, pending_id, admission, exc, attempts.count, "failed"
             ) from exc
         self._record(event_type, started, None)
-        await asyncio.to_thread(store.finish, pending_id, key)
-        return result
+        if pending_id is not None or key is not None:
+            await asyncio.to_thread(store.finish, pending_id, key)
+        return result, False
 
-    def _run(self, pending_id: int, admission: _Admission) -> tuple[Any, bool]:
-        """The result, and whether the event was a duplicate skipped by its key."""
+    def _run(self, pending_id: int | None, admission: _Admission) -> tuple[Any, bool]:
+        """The result, and whether the event was a duplicate skipped by its key
+        (``pending_id`` is None for a delivered message, which has no journal entry)."""
         event, event_type, key = admission.event, admission.event_type, admission.key
         if key is not None and self.dead_letters.is_processed(key):
-            self.dead_letters.finish(pending_id, None)
+            if pending_id is not None:
+                self.dead_letters.finish(pending_id, None)
             return _duplicate(event_type, key), True
         try:
             self._check(event, event_type)
@@ -344,7 +530,8 @@ class CoordinationEventProcessor(CoordinatedDoor):
             self._record(event_type, started, exc)
             raise self._dead_letter(pending_id, admission, exc, attempts.count, "failed") from exc
         self._record(event_type, started, None)
-        self.dead_letters.finish(pending_id, key)
+        if pending_id is not None or key is not None:
+            self.dead_letters.finish(pending_id, key)
         return result, False
 
     def _check(self, event: Any, event_type: str) -> None:
@@ -415,6 +602,14 @@ class CoordinationEventProcessor(CoordinatedDoor):
             attempts,
             type(error).__name__,
             message,
+            extra=log_extra(
+                self._names.admit(f"event_{event_type}"),
+                attempt=attempts,
+                event_type=event_type,
+                dead_letter_id=letter_id,
+                reason=reason,
+                error_type=type(error).__name__,
+            ),
         )
         if isinstance(error, ValidationError):  # also a ValueError
             return InvalidEvent(
@@ -493,9 +688,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
             for admission in admissions:
                 index, kind = len(outcomes), admission.event_type
                 try:
-                    if admission.refused is not None:
-                        raise self._refuse(admission) from admission.refused
-                    result, duplicate = self._run(next(journaled), admission)
+                    result, duplicate = self._traced(kind, self._batched, admission, journaled)
                 except EventDeadLettered as exc:
                     outcomes.append(
                         EventOutcome(
@@ -513,19 +706,30 @@ class CoordinationEventProcessor(CoordinatedDoor):
                 outcomes.append(EventOutcome(index, kind, status, result))
         return outcomes
 
+    def _batched(self, admission: _Admission, journaled: Iterator[int]) -> tuple[Any, bool]:
+        """One event of a batch, its journal entry already committed with the others."""
+        if admission.refused is not None:
+            raise self._refuse(admission) from admission.refused
+        return self._run(next(journaled), admission)
+
     # --- status ----------------------------------------------------------------------
 
     def get_processor_status(self) -> dict[str, Any]:
         """The three components' reports (``validation``, ``error_handling``,
         ``performance``), plus the dead-letter and journal counts (``dead_letters``:
-        ``count``, ``pending``, ``path``) and the events that came without their
-        idempotency key field (``idempotency``)."""
+        ``count``, ``pending``, ``path``, the store's ``kind`` and ``namespace``), the
+        broker sources feeding it (``sources``: ``SourceSnapshot.as_dict()`` each) and the
+        events that came without their idempotency key field (``idempotency``)."""
         status = self._components.status()
+        kind, namespace = store_identity(self.dead_letters)
         status["dead_letters"] = {
             "count": self.dead_letters.count(),
             "pending": self.dead_letters.pending_count(),
             "path": self.dead_letters.path,
+            "kind": kind,
+            "namespace": namespace,
         }
+        status["sources"] = [source.as_dict() for source in sources_of(self)]
         with self._missing_lock:
             missing = dict(self._missing_keys)
         status["idempotency"] = {
@@ -534,6 +738,13 @@ class CoordinationEventProcessor(CoordinatedDoor):
             "missing_key": missing,
         }
         return status
+
+    def events_snapshot(self) -> EventsSnapshot:
+        """The store's counts and the broker sources feeding this processor, as the
+        metrics and the status page read them: the counts at most a second old, read
+        within two seconds; a store that cannot answer shows as unavailable, never
+        raises."""
+        return events_snapshot(self.dead_letters, self)
 
     def reset_circuit_breaker(self, event_type: str | None = None) -> None:
         """Close the breaker of ``event_type``'s operation (``event_<type>``), or of every
@@ -549,6 +760,7 @@ class CoordinationEventProcessor(CoordinatedDoor):
         self.error_handler.reset_circuit_breaker(self._names.admit(f"event_{event_type}"))
 
     def close(self) -> None:
+        forget_door(EVENT_DOORS, self.performance_monitor, self)
         self.dead_letters.close()
 
     def __enter__(self) -> CoordinationEventProcessor:
@@ -564,6 +776,21 @@ def _check_type(event_type: object) -> None:
     if not event_type.isprintable() or not _encodable(event_type):
         raise ValueError(
             f"event_type must be printable text without lone surrogates, got {event_type!r}"
+        )
+
+
+def _check_letter(event_type: object, reason: object, error: object, attempts: object) -> None:
+    """A dead letter's fields, refused by name before the store sees them."""
+    _check_type(event_type)
+    if not isinstance(reason, str) or not reason or not _encodable(reason):
+        raise ValueError(f"reason must be non-empty text, got {safe_repr(reason)}")
+    if not isinstance(error, BaseException):
+        raise TypeError(f"error must be an exception, got {type(error).__name__}")
+    if not isinstance(attempts, int) or isinstance(attempts, bool):
+        raise TypeError(f"attempts must be an int, got {type(attempts).__name__}")
+    if not 0 <= attempts < 2**63:
+        raise ValueError(
+            f"attempts must be at least 0 (and fit 64 bits), got {safe_repr(attempts)}"
         )
 
 

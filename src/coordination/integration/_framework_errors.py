@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .._logging import log_extra
 from ._problems import RESILIENCE_ERRORS, AnswerLog, BodyTooLarge, answer_for
 
 __all__ = ["install_flask_handlers", "install_starlette_handlers"]
@@ -66,6 +67,7 @@ def install_flask_handlers(app: Any, log: AnswerLog, map_resilience: bool) -> bo
                 "the Flask app has already served requests, so %s raised in its views "
                 "stays a 500: wrap app.wsgi_app before the first request",
                 cls.__name__,
+                extra=log_extra(framework="flask", error_type=cls.__name__),
             )
             return False
     return True
@@ -90,7 +92,8 @@ def install_starlette_handlers(app: Any, log: AnswerLog, map_resilience: bool) -
     if app.middleware_stack is not None:
         log.logger.warning(
             "the Starlette app has already served requests; errors its routes raise are "
-            "answered only when they reach the middleware"
+            "answered only when they reach the middleware",
+            extra=log_extra(framework="starlette"),
         )
         return False
     for cls in _handled_classes(map_resilience):

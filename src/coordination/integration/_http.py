@@ -23,7 +23,7 @@ from .._config import CoordinationConfig
 from .._counting import ReadableCount, count_value
 from .._errors import ConfigError, ValidationError
 from .._http_snapshot import HttpSnapshot, LatencyLike, RouteSnapshot
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from .._redact import truncate
 from ._components import ValidatorLike, prepare_rules
 
@@ -219,6 +219,9 @@ class RequestPolicy:
                 "the validator raised %s checking a request body; answered 422",
                 type(exc).__name__,
                 exc_info=exc,
+                extra=log_extra(
+                    rule_set=getattr(rule_set, "name", rule_set), error_type=type(exc).__name__
+                ),
             )
             return Rejection(
                 422,

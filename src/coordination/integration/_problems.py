@@ -22,8 +22,10 @@ import logging
 import math
 
 from .._errors import BulkheadFull, CircuitOpenError, OperationTimeout, RateLimitExceeded
+from .._logging import log_extra
 from .._time import Clock, monotonic
 from ._http import Rejection
+from ._server_spans import note_answered
 
 __all__ = [
     "RESILIENCE_ERRORS",
@@ -131,6 +133,7 @@ class AnswerLog:
         error = _single(error)
         if isinstance(error, BodyTooLarge):
             return  # a client's oversized body, like the middleware's other refusals: counted
+        note_answered(error)  # on the request's span, when tracing
         operation = getattr(error, "operation", None) or getattr(error, "key", None) or ""
         key = (type(error).__name__, str(operation))
         now = self._clock()
@@ -156,4 +159,13 @@ class AnswerLog:
             type(error).__name__,
             error,
             since,
+            extra=log_extra(
+                str(operation) or None,
+                # CircuitState.OPEN's value: the breaker that refused is open
+                breaker_state="OPEN" if isinstance(error, CircuitOpenError) else None,
+                http_method=method,
+                url_path=str(path),
+                http_status=status,
+                error_type=type(error).__name__,
+            ),
         )

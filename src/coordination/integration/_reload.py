@@ -35,7 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._config import CONFIG_FILE_VARIABLE, CoordinationConfig, resolve_config
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 
 if TYPE_CHECKING:  # loaded with the middleware's app limit, not by every set
     from ..error_handling._adaptive import AdaptiveLimiter, LimitSettings
@@ -145,7 +145,12 @@ class ConfigReloader:
                 config = self._read(read_from)
             except Exception as exc:  # the file: unreadable, bad YAML, a value that fails
                 handler.reload_log.failed(shown, exc)
-                self._logger.error("configuration not reloaded (%s): %s", shown, exc)
+                self._logger.error(
+                    "configuration not reloaded (%s): %s",
+                    shown,
+                    exc,
+                    extra=log_extra(source=shown, error_type=type(exc).__name__),
+                )
                 raise
             limits: list[tuple[AdaptiveLimiter, LimitSettings]] = []
 
@@ -236,12 +241,15 @@ class ConfigReloader:
         back by ``restore_sighup()``."""
         sighup = getattr(signal, "SIGHUP", None)
         if sighup is None:
-            self._logger.warning("reload_on_sighup: this platform has no SIGHUP")
+            self._logger.warning(
+                "reload_on_sighup: this platform has no SIGHUP", extra=log_extra(source="SIGHUP")
+            )
             return False
         if threading.current_thread() is not threading.main_thread():
             self._logger.warning(
                 "reload_on_sighup: the set was made outside the main thread, where a "
-                "signal handler cannot be installed; call reload_config() instead"
+                "signal handler cannot be installed; call reload_config() instead",
+                extra=log_extra(source="SIGHUP"),
             )
             return False
         self._previous_handler = signal.signal(sighup, self._on_sighup)
@@ -257,7 +265,10 @@ class ConfigReloader:
             previous = self._previous_handler
             signal.signal(signal.SIGHUP, signal.SIG_DFL if previous is None else previous)
         else:  # cannot restore from here: the handler stays, doing nothing
-            self._logger.warning("SIGHUP handler not restored: close() outside the main thread")
+            self._logger.warning(
+                "SIGHUP handler not restored: close() outside the main thread",
+                extra=log_extra(source="SIGHUP"),
+            )
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         if not self._sighup:
@@ -294,14 +305,20 @@ class ConfigReloader:
         try:
             current = fingerprint(self.watched_paths())
         except Exception:  # unreadable now: every file counts as changed once readable
-            self._logger.exception("config watch: the files could not be read")
+            self._logger.exception(
+                "config watch: the files could not be read",
+                extra=log_extra(source="watch", watch_interval=interval),
+            )
             current = ()
         pending: Fingerprint | None = None
         while not stop.wait(interval):
             try:
                 seen = fingerprint(self.watched_paths(), pending or current)
             except Exception:  # a watcher never dies of a file system hiccup
-                self._logger.exception("config watch: the files could not be read")
+                self._logger.exception(
+                    "config watch: the files could not be read",
+                    extra=log_extra(source="watch", watch_interval=interval),
+                )
                 continue
             if _contents(seen) == _contents(current):
                 pending = None

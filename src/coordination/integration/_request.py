@@ -16,6 +16,11 @@ request, fills in the facts its protocol carries, and asks the core what to do:
 The built-in endpoints are looked up before (``endpoint``). When the request ends the
 adapter reports the outcome — ``finish(exchange, status, error)`` — and the core counts it
 and times it. Errors the app raised are turned into answers by ``answer()``.
+
+While a tracer provider is set, the adapter asks ``start_span`` for the request's SERVER
+span (see ``_server_spans``) and the core ends it where it counts the request, route
+template known; ``abandon`` ends one whose request escaped every count (an adapter's own
+failure). Without a provider ``exchange.span`` stays None and nothing else is done.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._logging import log_extra
 from .._time import perf_counter
 from ._app_limit import aenter_app, app_refusal, enter_app, leave_app
 from ._client_limit import ClientRateLimit
@@ -31,8 +37,11 @@ from ._components import MonitorLike
 from ._http import OTHER_METHOD, UNMATCHED, HttpCounters, Rejection, RequestPolicy
 from ._problems import AnswerLog, answer_for
 from ._routes import RouteResolver
+from ._server_spans import end_server_span, start_server_span
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from ..error_handling._adaptive import AdaptiveLimiter, Entry
 
 __all__ = ["CHECK_CLIENT", "READ_BODY", "Exchange", "RequestCore", "Step"]
@@ -72,6 +81,7 @@ class Exchange:
         "request",
         "route",
         "rule_set",
+        "span",
         "started",
     )
 
@@ -86,6 +96,7 @@ class Exchange:
         # The RateLimit headers the app's answer carries (rate_limit_headers="always").
         self.rate_headers: tuple[tuple[str, str], ...] = ()
         self.app_entry: Entry | None = None  # its slot of app_adaptive_concurrency's limit
+        self.span: Any = None  # its SERVER span while one is open (a tracer provider is set)
 
 
 class RequestCore:
@@ -275,18 +286,53 @@ class RequestCore:
     def answered(self, exchange: Exchange, error: BaseException, status: int) -> None:
         self.answer_log(exchange.method, exchange.path, error, status)
 
+    # --- the request's span ----------------------------------------------------------
+
+    def start_span(
+        self, tracer: Tracer, exchange: Exchange, carrier: Mapping[str, Any], scheme: str | None
+    ) -> object:
+        """Open the request's SERVER span, current until the adapter detaches the token
+        returned (``_server_spans.detach``); the core ends it with the request's count."""
+        method = exchange.method
+        exchange.span, token = start_server_span(
+            tracer, method, method in self._allowed, exchange.path, scheme, carrier
+        )
+        return token
+
+    def _end_span(
+        self, exchange: Exchange, route: str | None, status: int, error: BaseException | None
+    ) -> None:
+        span, exchange.span = exchange.span, None
+        method = exchange.method
+        end_server_span(span, method, method in self._allowed, route, status, error)
+
+    def abandon(self, exchange: Exchange, error: BaseException) -> None:
+        """End the span of a request that escaped every count (an adapter's step raised
+        before ``finish``): a 500 with ``error``. Nothing when the span is already ended."""
+        if exchange.span is not None:
+            self._end_span(exchange, exchange.route, 500, error)
+
     # --- outcomes ------------------------------------------------------------------------
 
     def failed(self, exchange: Exchange, error: Exception) -> None:
         """Count a request whose checks failed (the route resolver or the body stream
         raised); the adapter re-raises ``error``."""
-        self._logger.exception("checking the request failed", exc_info=error)
+        self._logger.exception(
+            "checking the request failed", exc_info=error, extra=_request_fields(exchange)
+        )
+        if exchange.span is not None:
+            self._end_span(exchange, None, 500, error)
         self._record(exchange.method, None, 500, exchange.started, error)
 
     def failure_log(self, exchange: Exchange, error: BaseException) -> None:
         """The warning for an error of the app that no answer handles (it propagates)."""
         self._logger.warning(
-            "%s %s raised %s: %s", exchange.method, exchange.path, type(error).__name__, error
+            "%s %s raised %s: %s",
+            exchange.method,
+            exchange.path,
+            type(error).__name__,
+            error,
+            extra=_request_fields(exchange, error_type=type(error).__name__),
         )
 
     def rejected(self, exchange: Exchange, rejection: Rejection) -> None:
@@ -294,6 +340,8 @@ class RequestCore:
         route = exchange.route
         if route is None and self.routes is not None:
             route = self._resolve(self.routes.before, exchange.request)
+        if exchange.span is not None:
+            self._end_span(exchange, route, rejection.status, None)
         self._record(exchange.method, route, rejection.status, exchange.started, None, True)
 
     def finish(
@@ -313,7 +361,12 @@ class RequestCore:
             try:
                 route = self.routes.after(exchange.request)
             except Exception:
-                self._logger.exception("route resolver failed; naming the request 'unmatched'")
+                self._logger.exception(
+                    "route resolver failed; naming the request 'unmatched'",
+                    extra=_request_fields(exchange),
+                )
+        if exchange.span is not None:
+            self._end_span(exchange, route, status, error)
         if error is not None or rejected:
             self._record(exchange.method, route, status, exchange.started, error, rejected)
             return
@@ -358,5 +411,21 @@ class RequestCore:
         try:
             return resolve(request)
         except Exception:
-            self._logger.exception("route resolver failed; naming the request 'unmatched'")
+            self._logger.exception(
+                "route resolver failed; naming the request 'unmatched'",
+                extra=log_extra(resolver=getattr(resolve, "__qualname__", None)),
+            )
             return None
+
+
+def _request_fields(exchange: Exchange, error_type: str | None = None) -> dict[str, object]:
+    """The ``extra`` of a log line about a request: its method, route template (then
+    its operation, the monitor's name for it) and path."""
+    route = exchange.route
+    return log_extra(
+        f"{exchange.method} {route}" if route else None,
+        http_method=exchange.method,
+        http_route=route,
+        url_path=exchange.path,
+        error_type=error_type,
+    )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._errors import ConfigError
+from .._logging import log_extra
 
 __all__ = [
     "KnownRoute",
@@ -293,14 +294,20 @@ class _CheckedRoutes:
         try:
             routes = self._resolver.known_routes(request)
         except Exception:  # a framework we misread must not fail the request
-            self._logger.exception("cannot list the app's routes to check %s", self._field)
+            self._logger.exception(
+                "cannot list the app's routes to check %s",
+                self._field,
+                extra=log_extra(setting=self._field),
+            )
             return
         if routes is None:
             return
         self.problems = unmatched_route_rules(self._keys, routes, self._field)
         what = "limits" if self._field == "route_limits" else "rules"
         for problem in self.problems:
-            self._logger.warning("%s: its %s are never applied", problem, what)
+            self._logger.warning(
+                "%s: its %s are never applied", problem, what, extra=log_extra(setting=self._field)
+            )
 
 
 def check_route_rules(

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .._tracing import DOORS, current_tracer
 from ._base import MiddlewareBase
 from ._bounded_input import BoundedInput
 from ._framework_errors import install_flask_handlers
@@ -36,6 +37,7 @@ from ._http import Rejection, RequestPolicy
 from ._problems import answer_for
 from ._request import READ_BODY, Exchange, RequestCore
 from ._routes import wsgi_route_resolver
+from ._server_spans import detach
 
 __all__ = ["CoordinationMiddleware"]
 
@@ -43,6 +45,13 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
+
+# The W3C trace headers as the environ holds them: what a SERVER span continues.
+_TRACE_KEYS = (
+    ("traceparent", "HTTP_TRACEPARENT"),
+    ("tracestate", "HTTP_TRACESTATE"),
+    ("baggage", "HTTP_BAGGAGE"),
+)
 
 # Requests that carry no body unless they say so with Transfer-Encoding.
 _BODILESS = frozenset({"GET", "HEAD"})
@@ -109,38 +118,54 @@ class CoordinationMiddleware(MiddlewareBase):
         if endpoint is not None:
             return endpoint(environ, start_response)  # type: ignore[no-any-return]
         exchange = _Exchange(core, environ, start_response, path)
-        decision = core.admit(exchange, _header_bytes(environ), environ.get("CONTENT_LENGTH"))
-        if decision is READ_BODY:
-            decision = _check_body(core, exchange, environ)
-        elif decision is None and exchange.length is None:
-            method = exchange.method
-            if method not in _BODILESS or "HTTP_TRANSFER_ENCODING" in environ:
-                # No length announced: the server reads until the body ends (chunked),
-                # so the limit is enforced as the app reads.
-                stream = environ.get("wsgi.input")
-                if stream is not None:
-                    environ["wsgi.input"] = BoundedInput(stream, core.max_body)
-        if decision is None and core.app_limit is not None:
-            decision = core.enter_app(exchange)  # the limit in front of the app
-        if decision is not None:
-            return _reject(core, exchange, decision)  # type: ignore[arg-type]
-        stream = environ.get("wsgi.input")
-        if type(stream) is BoundedInput:  # ours, or an outer middleware's
-            exchange.bounded = stream
+        # DOORS.on: an attribute read; off: no provider, no span, nothing more done
+        tracer = current_tracer() if DOORS.on else None
+        token = None
+        if tracer is not None:
+            carrier = {name: environ.get(key) for name, key in _TRACE_KEYS}
+            token = core.start_span(tracer, exchange, carrier, environ.get("wsgi.url_scheme"))
         try:
-            body = self.app(environ, exchange.start_response)
-        except Exception as exc:
-            answer = exchange.answer(exc)
-            if answer is None:
-                exchange.finish(exc)
-                raise
-            return _closing(answer, exchange)
-        exchange.body = body
-        if type(body) is list:  # already in memory: iterate it at C speed, keep close()
-            if exchange.replacement is not None:
-                return _closing(exchange.replacement, exchange)
-            return _closing(body, exchange)
-        return exchange
+            decision = core.admit(exchange, _header_bytes(environ), environ.get("CONTENT_LENGTH"))
+            if decision is READ_BODY:
+                decision = _check_body(core, exchange, environ)
+            elif decision is None and exchange.length is None:
+                method = exchange.method
+                if method not in _BODILESS or "HTTP_TRANSFER_ENCODING" in environ:
+                    # No length announced: the server reads until the body ends (chunked),
+                    # so the limit is enforced as the app reads.
+                    stream = environ.get("wsgi.input")
+                    if stream is not None:
+                        environ["wsgi.input"] = BoundedInput(stream, core.max_body)
+            if decision is None and core.app_limit is not None:
+                decision = core.enter_app(exchange)  # the limit in front of the app
+            if decision is not None:
+                return _reject(core, exchange, decision)  # type: ignore[arg-type]
+            stream = environ.get("wsgi.input")
+            if type(stream) is BoundedInput:  # ours, or an outer middleware's
+                exchange.bounded = stream
+            try:
+                body = self.app(environ, exchange.start_response)
+            except Exception as exc:
+                answer = exchange.answer(exc)
+                if answer is None:
+                    exchange.finish(exc)
+                    raise
+                return _closing(answer, exchange)
+            exchange.body = body
+            if type(body) is list:  # already in memory: iterate it at C speed, keep close()
+                if exchange.replacement is not None:
+                    return _closing(exchange.replacement, exchange)
+                return _closing(body, exchange)
+            return exchange
+        except BaseException as exc:  # ends the span of a request nothing counted; re-raised
+            if token is not None:
+                core.abandon(exchange, exc)
+            raise
+        finally:
+            # The span stays open while a streamed body is sent; it is current only
+            # while the app is called (the server iterates the body later).
+            if token is not None:
+                detach(token)
 
     def _install_error_answers(self) -> None:
         install_flask_handlers(self.app, self._answer_log, self._map_errors)
@@ -230,6 +255,7 @@ class _Exchange(Exchange):
         self.started = 0.0
         self.rate_headers = ()
         self.app_entry = None
+        self.span = None
         self.core = core
         self.upstream = upstream
         self.status = 500  # until the app says otherwise (``body``: set once it returns)

@@ -8,8 +8,9 @@ component is read on its own: one that raises gets ``coordination_export_error{c
 ``_series.SERIES`` is the one catalogue of what can be exported (name, type, help, labels
 and the snapshot field each series reads); docs/observability.md lists the same.
 There is one reader per snapshot type: ``_read_performance`` (``PerformanceReading``),
-``_read_handler`` (``HandlerSnapshot``), ``_read_validation`` (``ValidationSnapshot``), and
-the HTTP reader (the middleware's counters and per-route timings).
+``_read_handler`` (``HandlerSnapshot``), ``_read_validation`` (``ValidationSnapshot``),
+``_read_events`` (``EventsSnapshot``: an event processor's dead-letter store and broker
+sources), and the HTTP reader (the middleware's counters and per-route timings).
 
 Three summary gauges per component, ``coordination_response_time_seconds``,
 ``coordination_total_operations`` and ``coordination_export_error``, sit beside the rest;
@@ -19,14 +20,16 @@ every other series follows Prometheus naming (base units, ``_total`` for counter
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 
 from .._concurrency_snapshot import ConcurrencySnapshot
+from .._events_snapshot import EventsSnapshot
 from .._http_snapshot import HttpSnapshot, LatencyLike
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from .._shared_state import error_collectors
 from .._status import HealthStatus
 from ..error_handling._snapshot import HandlerSnapshot
@@ -36,6 +39,7 @@ from ._readings import (
     PerformanceReading,
     ReportsHealth,
     component_status,
+    events_of,
     handler_of,
     performance_of,
     validation_of,
@@ -47,6 +51,10 @@ from ._series import (
     BREAKER_STATE,
     BREAKER_TRANSITIONS,
     BREAKER_WOULD_REJECT,
+    BROKER_MESSAGES,
+    BROKER_RECONNECTS,
+    BROKER_REQUEUED,
+    BROKER_SOURCE_AVAILABLE,
     BUCKETS,
     COMPONENT_STATUS,
     CONCURRENCY_IN_FLIGHT,
@@ -54,6 +62,10 @@ from ._series import (
     CONCURRENCY_SHED,
     CONFIG_RELOAD_ERRORS,
     CONFIG_RELOADS,
+    DEAD_LETTER_STORE_AVAILABLE,
+    DEAD_LETTER_STORE_ERRORS,
+    DEAD_LETTERS,
+    DEAD_LETTERS_PENDING,
     ERRORS,
     ERRORS_BY_SEVERITY,
     EXPORT_ERROR,
@@ -78,9 +90,9 @@ __all__ = [
     "FAMILIES",
     "QUANTILES",
     "SERIES",
+    "BackendErrorsCollector",
     "CoordinationCollector",
     "DurationType",
-    "RedisErrorsCollector",
     "Series",
 ]
 
@@ -96,6 +108,9 @@ _BOUNDED_LABELS = frozenset(
         "route",
         "method",
         "status",
+        "namespace",
+        "broker",
+        "source",
     }
 )
 
@@ -161,7 +176,11 @@ class CoordinationCollector:
                 level = logging.DEBUG if name in self._warned else logging.WARNING
                 self._warned.add(name)
                 self._logger.log(
-                    level, "cannot export metrics of component %r", name, exc_info=True
+                    level,
+                    "cannot export metrics of component %r",
+                    name,
+                    exc_info=True,
+                    extra=log_extra(component=name),
                 )
                 failed = True
             else:
@@ -175,22 +194,31 @@ class CoordinationCollector:
         return FamilyBuilder(max_label_values=self.max_label_values, bounded_labels=_BOUNDED_LABELS)
 
 
-class RedisErrorsCollector:
-    """``coordination_redis_errors_total``: Redis commands that failed, by component kind.
+class BackendErrorsCollector:
+    """``coordination_redis_errors_total`` (Redis commands that failed, by component kind)
+    and ``coordination_broker_errors_total`` (broker operations that failed, by broker
+    and component: source, store, publisher).
 
-    The counter itself lives in prometheus_client's default ``REGISTRY`` (every
-    Redis-backed component of the process counts into it, whichever exporter exists);
-    this collector serves the same counter from another registry, so an exporter's
-    private registry shows it too, from the first Redis-backed component on.
+    The counters themselves live in prometheus_client's default ``REGISTRY`` (every
+    Redis-backed component and broker source of the process counts into them, whichever
+    exporter exists); this collector serves the same counters from another registry, so
+    an exporter's private registry shows them too, from the first failure on.
     """
 
     def describe(self) -> Iterable[Metric]:
-        return ()  # nothing before Redis is used: registering never clashes
+        return ()  # nothing before a backend is used: registering never clashes
 
     def collect(self) -> Iterator[Metric]:
         # Each backend in use says which counters it has (_shared_state: no backend import).
         for source in error_collectors():
             yield from source.collect()
+        # The broker sources' counter, once a source exists (a scrape imports nothing).
+        if "coordination.backends._source" in sys.modules:
+            from ..backends._source import existing_broker_errors
+
+            counter = existing_broker_errors()
+            if counter is not None:
+                yield from counter.collect()
 
 
 def _read_component(
@@ -206,6 +234,9 @@ def _read_component(
     validation = validation_of(component)
     if validation is not None:
         _read_validation(out, comp, validation)
+    events = events_of(component)
+    if events is not None:
+        _read_events(out, comp, events)
     if hasattr(component, "http_snapshot"):
         read_http_snapshot(out, comp, component.http_snapshot(), durations)
     if isinstance(component, ReportsHealth):
@@ -259,6 +290,32 @@ def _read_handler(out: FamilyBuilder, comp: dict[str, str], snapshot: HandlerSna
         _put(out, CONFIG_RELOAD_ERRORS, comp, snapshot.reloads.errors)
     for limit in snapshot.concurrency.values():
         _read_concurrency(out, comp, limit)
+
+
+def _read_events(out: FamilyBuilder, comp: dict[str, str], snapshot: EventsSnapshot) -> None:
+    """An event processor's store (its counts only when it answered) and the broker
+    sources feeding it."""
+    store = snapshot.store
+    if store is not None:
+        labels = {**comp, "store": store.kind, "namespace": store.namespace}
+        if store.dead_letters is not None:
+            _put(out, DEAD_LETTERS, labels, float(store.dead_letters))
+        if store.pending is not None:
+            _put(out, DEAD_LETTERS_PENDING, labels, float(store.pending))
+        _put(out, DEAD_LETTER_STORE_AVAILABLE, labels, float(store.available))
+        _put(out, DEAD_LETTER_STORE_ERRORS, labels, float(store.read_errors))
+    for source in snapshot.sources:
+        labels = {**comp, "broker": source.broker, "source": source.source}
+        for outcome, count in (
+            ("processed", source.processed),
+            ("dead_lettered", source.dead_lettered),
+            ("poison", source.poison),
+            ("redelivered", source.redelivered),
+        ):
+            _put(out, BROKER_MESSAGES, {**labels, "outcome": outcome}, float(count))
+        _put(out, BROKER_REQUEUED, labels, float(source.requeued))
+        _put(out, BROKER_RECONNECTS, labels, float(source.reconnects))
+        _put(out, BROKER_SOURCE_AVAILABLE, labels, float(source.available))
 
 
 def _read_concurrency(out: FamilyBuilder, comp: dict[str, str], limit: ConcurrencySnapshot) -> None:

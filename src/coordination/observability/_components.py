@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._config import CoordinationConfig
-from .._defaults import ComponentSet, http_doors, process_config
+from .._defaults import EVENT_DOORS, ComponentSet, doors_of, http_doors, process_config
 from ..error_handling import default_error_handler
 from ..performance import default_monitor
 from ..validation import default_validator
@@ -40,7 +40,7 @@ def reader_components(
     components: Mapping[str, object] | None,
     coordination: ComponentSet | None,
     config: CoordinationConfig | Mapping[str, Any] | None,
-) -> tuple[dict[str, object], CoordinationConfig | Mapping[str, Any] | None]:
+) -> tuple[Mapping[str, object], CoordinationConfig | Mapping[str, Any] | None]:
     """The components a reader shows and the configuration it reads, both checked."""
     if coordination is not None:
         if components is not None:
@@ -58,6 +58,8 @@ def reader_components(
                 f"not {type(coordination).__name__}"
             ) from None
         return named, base if config is None else config
+    if isinstance(components, LiveHttpDoors):  # already a live view (the middleware's)
+        return components, config
     if components is not None:
         return component_mapping(components), config
     process = {
@@ -69,24 +71,31 @@ def reader_components(
 
 
 class LiveHttpDoors(Mapping[str, object]):
-    """The three components, and the middlewares built on them as of now.
+    """The three components, and the doors built on them as of now.
 
-    The middleware's request counters are its own, so an exporter given no components
-    looks them up at every scrape (an app built after the exporter shows too): ``http``
-    for the first middleware of the set, ``http_2``, ``http_3`` ... for later ones.
+    The middleware's request counters are its own, and so are an event processor's
+    store and broker sources, so an exporter given no components looks them up at every
+    scrape (an app or a processor built after the exporter shows too): ``http`` for the
+    first middleware of the set, ``http_2``, ``http_3`` ... for later ones; ``events``,
+    ``events_2`` ... for the event processors (until they are closed). ``http=False``
+    leaves the middlewares out (the status page reads only the processors).
     """
 
-    __slots__ = ("_components",)
+    __slots__ = ("_components", "_http")
 
-    def __init__(self, components: Mapping[str, object]) -> None:
+    def __init__(self, components: Mapping[str, object], *, http: bool = True) -> None:
         self._components = dict(components)
+        self._http = http
 
     def _current(self) -> dict[str, object]:
         current = dict(self._components)
         monitor = current.get("performance_monitor")
         if monitor is not None:
-            for number, door in enumerate(http_doors(monitor), start=1):
-                current["http" if number == 1 else f"http_{number}"] = door
+            if self._http:
+                for number, door in enumerate(http_doors(monitor), start=1):
+                    current["http" if number == 1 else f"http_{number}"] = door
+            for number, door in enumerate(doors_of(EVENT_DOORS, monitor), start=1):
+                current["events" if number == 1 else f"events_{number}"] = door
         return current
 
     def __getitem__(self, name: str) -> object:

@@ -27,9 +27,9 @@ from .._config import CoordinationConfig, resolve_config
 from .._defaults import ComponentSet
 from .._logging import component_logger
 from ._collector import (
+    BackendErrorsCollector,
     CoordinationCollector,
     DurationType,
-    RedisErrorsCollector,
 )
 from ._components import LiveHttpDoors, reader_components
 from ._health_http import ASGIApp, WSGIApp
@@ -108,11 +108,11 @@ class CoordinationMetricsExporter:
             else:  # per-process series cannot be merged; users' multi-process metrics can
                 MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
         registry.register(served)
-        self._redis_errors: RedisErrorsCollector | None = None
+        self._redis_errors: BackendErrorsCollector | None = None
         if registry is not REGISTRY and multiprocess_dir is None:
-            # REGISTRY has the Redis error counter already; multi-process mode merges it
+            # REGISTRY has the Redis and broker error counters already; multi-process mode merges it
             # from prometheus_client's own files.
-            self._redis_errors = RedisErrorsCollector()
+            self._redis_errors = BackendErrorsCollector()
             registry.register(self._redis_errors)
         self.registry = registry
         self._served = served

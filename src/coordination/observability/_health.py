@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import CoordinationConfig, resolve_config
 from .._defaults import ComponentSet
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from .._redact import error_text, truncate
 from .._status import HealthStatus, worst_status
 from .._time import Clock, monotonic, utc_timestamp
@@ -166,7 +166,12 @@ class CoordinationHealthChecker:
             try:
                 read[name] = component_health(component)
             except Exception as exc:
-                self._logger.debug("health of component %r failed", name, exc_info=True)
+                self._logger.debug(
+                    "health of component %r failed",
+                    name,
+                    exc_info=True,
+                    extra=log_extra(component=name),
+                )
                 read[name] = {
                     "status": HealthStatus.ERROR,
                     "error": truncate(f"{type(exc).__name__}: {error_text(exc)}"),

@@ -59,7 +59,7 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 from .._process import pid_alive
 from ._collector import ADDITIVE_GAUGES
 
@@ -170,7 +170,11 @@ class SnapshotWriter:
         try:
             self.write()
         except Exception:  # a full disk must not kill the worker; the next write may work
-            self._logger.warning("cannot write the metrics snapshot", exc_info=True)
+            self._logger.warning(
+                "cannot write the metrics snapshot",
+                exc_info=True,
+                extra=log_extra(directory=str(self.directory)),
+            )
 
 
 class MergedSnapshotsCollector:
@@ -462,6 +466,9 @@ class AutoMultiprocess:
                     "metrics are this worker's alone: cannot share a snapshot directory "
                     "with the other workers (%s)",
                     exc,
+                    extra=log_extra(
+                        worker_pid=pid, master_pid=master, error_type=type(exc).__name__
+                    ),
                 )
                 return False
             from prometheus_client import CollectorRegistry
@@ -476,6 +483,7 @@ class AutoMultiprocess:
                 pid,
                 master,
                 directory,
+                extra=log_extra(worker_pid=pid, master_pid=master, directory=str(directory)),
             )
             return True
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._defaults import ComponentSet
 from ._collector import FAMILIES, CoordinationCollector
-from ._components import reader_components
+from ._components import LiveHttpDoors, reader_components
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -92,8 +92,11 @@ class OpenTelemetryBridge:
         components, _ = reader_components(
             "OpenTelemetryBridge", coordination_components, coordination, None
         )
+        # Given none, the set's event processors too (found at each collection).
         self.collector = CoordinationCollector(
-            components,
+            LiveHttpDoors(components, http=False)
+            if coordination_components is None
+            else components,
             max_label_values=max_label_values,
             durations="summary",
         )

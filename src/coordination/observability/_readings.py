@@ -12,15 +12,16 @@ reader has one path per snapshot type and never asks an object what it can do.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from .._events_snapshot import EventsSnapshot, ReportsEvents, ReportsSource
 from .._http_snapshot import LatencyLike
 from .._status import HealthStatus
 from ..error_handling import CoordinationErrorHandler
 from ..error_handling._snapshot import HandlerSnapshot
-from ..performance import CoordinationPerformanceMonitor
+from ..performance import CoordinationPerformanceMonitor, OperationHistory, OperationSnapshot
 from ..validation._snapshot import ValidationSnapshot
 from ._checks import interpret_status
 
@@ -34,6 +35,7 @@ __all__ = [
     "ReportsValidation",
     "component_health",
     "component_status",
+    "events_of",
     "handler_of",
     "performance_of",
     "validation_of",
@@ -96,16 +98,21 @@ class PerformanceReading:
     object's ``operation_stats()`` entries); ``mean_seconds``: the mean over every timed
     call, or the report's ``response_times.mean`` when nothing else tells (``None``: no
     mean at all); ``resources``: the latest process sample; ``reported_operations``: a
-    report's per-operation entries (milliseconds), for objects that give no timings.
+    report's per-operation entries (milliseconds), for objects that give no timings;
+    ``history``: each operation's last 15 minutes, where the monitor keeps them (a
+    ``MonitorSnapshot``'s operations, or ``OperationSnapshot`` entries of
+    ``operation_stats()``).
     """
 
     operations: Mapping[str, OperationTimings]
     mean_seconds: float | None
     resources: Mapping[str, Any] | None
     reported_operations: Mapping[str, Mapping[str, Any]]
+    history: Mapping[str, OperationHistory] = field(default_factory=lambda: _NO_HISTORY)
 
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
+_NO_HISTORY: Mapping[str, OperationHistory] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,18 +163,28 @@ def performance_of(component: object) -> PerformanceReading | None:
         mean = snapshot.mean_seconds
         # 0.0 while nothing is timed, as the report's response_times.mean says
         return PerformanceReading(
-            snapshot.operations, 0.0 if mean is None else mean, snapshot.resources, _NOTHING
+            snapshot.operations,
+            0.0 if mean is None else mean,
+            snapshot.resources,
+            _NOTHING,
+            # references only: the rows are built when a reader asks a history for them
+            MappingProxyType({n: op.history for n, op in snapshot.operations.items()}),
         )
     timings: dict[str, OperationTimings] = {}
+    history: dict[str, OperationHistory] = {}
     if isinstance(component, ReportsOperationStats) and not isinstance(component, ReportsErrors):
         for name, stats in component.operation_stats().items():
             read = _ReportedTimings.of(stats)
             if read is not None:
                 timings[str(name)] = read
+            if isinstance(stats, OperationSnapshot):
+                history[str(name)] = stats.history
     timed = sum(t.timed_count for t in timings.values())
     if timed:
         mean = sum(t.total_seconds for t in timings.values()) / timed
-        return PerformanceReading(MappingProxyType(timings), mean, None, _NOTHING)
+        return PerformanceReading(
+            MappingProxyType(timings), mean, None, _NOTHING, MappingProxyType(history)
+        )
     if isinstance(component, ReportsPerformance):
         # only when no snapshot gives a timed call: the report (milliseconds)
         report = component.get_performance_report()
@@ -196,6 +213,16 @@ def validation_of(component: object) -> ValidationSnapshot | None:
     """The component's validation counts, or ``None`` when it validates nothing."""
     if isinstance(component, ReportsValidation):
         return ValidationSnapshot.from_report(component.get_validation_report())
+    return None
+
+
+def events_of(component: object) -> EventsSnapshot | None:
+    """An event processor's store and broker sources (``events_snapshot()``), a broker
+    source's counts on their own, or ``None`` for any other component."""
+    if isinstance(component, ReportsEvents):
+        return component.events_snapshot()
+    if isinstance(component, ReportsSource):
+        return EventsSnapshot(None, (component.source_snapshot(),))
     return None
 
 

@@ -20,13 +20,22 @@ __all__ = [
     "BREAKER_STATE",
     "BREAKER_TRANSITIONS",
     "BREAKER_WOULD_REJECT",
+    "BROKER_MESSAGES",
+    "BROKER_RECONNECTS",
+    "BROKER_REQUEUED",
+    "BROKER_SOURCE_AVAILABLE",
     "BUCKETS",
     "COMPONENT_STATUS",
     "CONCURRENCY_IN_FLIGHT",
     "CONCURRENCY_LIMIT",
     "CONCURRENCY_SHED",
+    "DEAD_LETTERS",
+    "DEAD_LETTERS_PENDING",
+    "DEAD_LETTER_STORE_AVAILABLE",
+    "DEAD_LETTER_STORE_ERRORS",
     "ERRORS",
     "ERRORS_BY_SEVERITY",
+    "EVENT_SERIES",
     "EXPORT_ERROR",
     "FAMILIES",
     "HANDLER_COUNTERS",
@@ -293,6 +302,81 @@ CONFIG_RELOAD_ERRORS = _s(
     "HandlerSnapshot.reloads.errors",
     "Reloads refused because a file failed to load or check; the old settings stayed in force.",
 )
+# An event processor's dead-letter store and the broker sources feeding it, read from
+# its EventsSnapshot. ``store`` is the store's kind (sqlite, postgresql), never its path
+# or URL (which may hold a password); counts of a store that cannot answer are left out.
+_STORE = ("store", "namespace")
+DEAD_LETTERS = _s(
+    "dead_letters",
+    "gauge",
+    _STORE,
+    "StoreSnapshot.dead_letters",
+    "Dead letters in the event processor's store (every event type), by store kind and namespace.",
+)
+DEAD_LETTERS_PENDING = _s(
+    "dead_letters_pending",
+    "gauge",
+    _STORE,
+    "StoreSnapshot.pending",
+    "Journal entries of events being processed (not yet processed or dead-lettered).",
+)
+DEAD_LETTER_STORE_AVAILABLE = _s(
+    "dead_letter_store_available",
+    "gauge",
+    _STORE,
+    "StoreSnapshot.available",
+    "1 when the dead-letter store answered its last count, 0 while it cannot (down, or "
+    "slower than the read's timeout).",
+)
+DEAD_LETTER_STORE_ERRORS = _s(
+    "dead_letter_store_errors",
+    "counter",
+    _STORE,
+    "StoreSnapshot.read_errors",
+    "Counts of the dead-letter store that failed or timed out, for the metrics and the "
+    "status page.",
+)
+_SOURCE = ("broker", "source")
+BROKER_MESSAGES = _s(
+    "broker_messages",
+    "counter",
+    (*_SOURCE, "outcome"),
+    "SourceSnapshot.processed, .dead_lettered, .poison, .redelivered",
+    "Messages a broker source settled and acknowledged, by outcome: processed, "
+    "dead_lettered (the handler failed, the event was invalid), poison (undecodable), "
+    "redelivered (delivered more than max_deliveries times).",
+)
+BROKER_REQUEUED = _s(
+    "broker_requeued",
+    "counter",
+    _SOURCE,
+    "SourceSnapshot.requeued",
+    "Messages a broker source gave back to the broker (not settled, or not started at a stop).",
+)
+BROKER_RECONNECTS = _s(
+    "broker_reconnects",
+    "counter",
+    _SOURCE,
+    "SourceSnapshot.reconnects",
+    "Times a broker source reconnected after its broker failed.",
+)
+BROKER_SOURCE_AVAILABLE = _s(
+    "broker_source_available",
+    "gauge",
+    _SOURCE,
+    "SourceSnapshot.available",
+    "1 while the broker source reaches its broker, 0 during an outage.",
+)
+EVENT_SERIES = (
+    DEAD_LETTERS,
+    DEAD_LETTERS_PENDING,
+    DEAD_LETTER_STORE_AVAILABLE,
+    DEAD_LETTER_STORE_ERRORS,
+    BROKER_MESSAGES,
+    BROKER_REQUEUED,
+    BROKER_RECONNECTS,
+    BROKER_SOURCE_AVAILABLE,
+)
 ALWAYS_SHOWN = frozenset({"retries", "rejections"})
 # The monitor's resource sample: (sample key, scale, series); additive across workers.
 RESOURCES = tuple(
@@ -343,6 +427,7 @@ SERIES: tuple[Series, ...] = (
     CONFIG_RELOADS,
     CONFIG_RELOAD_ERRORS,
     *(series for _, _, series in RESOURCES),
+    *EVENT_SERIES,
 )
 FAMILIES = tuple((series.name, series.type) for series in SERIES)
 # Gauges whose values from several processes add up (the others merge by maximum).

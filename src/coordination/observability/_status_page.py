@@ -7,16 +7,32 @@ metrics exporter, through the same frozen snapshots (``_readings``: a monitor's
 hot path. It serves ``GET <path>`` (the page) and
 ``GET <path>/status.json`` (the data) as a WSGI app and as an ASGI app.
 
-The charts need history that the components do not keep, so each ``snapshot()`` (one per
-poll of the page, at most one per ``min_interval`` seconds) stores the cumulative count and
-busy time per operation in a bounded ring; throughput and mean latency per interval are
-the differences between neighbouring points. The ring starts with the page's creation,
-counts at zero. Nothing runs in the background.
+The charts tell the last 15 minutes from the first view. Before the page's own points,
+they come from the monitor: each operation's ``OperationSnapshot.history`` (the window
+slots it retires, kept in a fixed ring per operation, see ``performance._history``),
+spread over bins of ``_BIN_SECONDS`` ending where the page's own points begin. Those are
+finer: each ``snapshot()`` (one per poll of the page, at most one per ``min_interval``
+seconds) stores the cumulative count and busy time per operation in a bounded ring, and
+throughput and mean latency per interval are the differences between neighbouring
+points. The ring starts with the page's creation, counts at zero, which is right for
+components that keep no history. The handlers' breaker transitions (when, which
+breaker, from, to: ``HandlerSnapshot.transitions``) are marked on the charts' time axis.
+Every component is read on its own clock; times are placed by how long ago they were
+(``taken_at`` minus the point's time), so a monitor on a test clock still lines up.
+Nothing runs in the background.
 
 The tables are bounded (the 50 busiest operations, the 20 concurrency limits refusing
 most; ``operations_total`` and ``concurrency_total`` say how many there were), so a
 handler tracking its thousand operation names still gives a readable page and a small
 poll. Names are user input: the JSON escapes them, the script writes them as text.
+
+The Events section shows each event processor's dead-letter store (kind, namespace, dead
+letters, journal entries pending, whether it answers) and each broker source feeding one
+(processed, dead-lettered, poison, redelivered, requeued, broker errors, whether its
+broker answers): the 20 first stores and the 50 sources in trouble or busiest. A store
+that is down shows as such and the page still answers (its counts are read bounded in
+time, ``coordination._events_snapshot``). Given no components, the page finds the set's
+processors at each poll, as the exporter does.
 
 >>> page = StatusPage({"monitor": monitor, "handler": handler})  # doctest: +SKIP
 >>> app.wsgi_app = page.make_wsgi_app()                          # doctest: +SKIP
@@ -39,15 +55,18 @@ from typing import Any
 from .. import _time
 from .._config import CoordinationConfig, resolve_config
 from .._defaults import ComponentSet
-from .._redact import error_text, safe_repr
+from .._events_snapshot import EventsSnapshot
+from .._redact import error_text, redact, safe_repr, truncate
 from .._status import HealthStatus, worst_status
 from .._time import Clock
 from ..error_handling._snapshot import HandlerSnapshot
-from ._components import reader_components
+from ..performance import OperationHistory
+from ._components import LiveHttpDoors, reader_components
 from ._health_http import acknowledge_lifespan
 from ._readings import (
     OperationTimings,
     component_status,
+    events_of,
     handler_of,
     performance_of,
     validation_of,
@@ -58,11 +77,16 @@ __all__ = ["StatusPage"]
 
 _JSON_NAME = "status.json"
 _CHART_OPERATIONS = 8  # lines per chart: the busiest operations
+_HISTORY_SECONDS = 900.0  # what the charts cover from the first view: the last 15 minutes
+_BIN_SECONDS = 10.0  # the monitor's history, before the page's own points, in bins this long
+_CHART_TRANSITIONS = 100  # breaker transitions marked: the latest, whatever the handlers keep
 # Rows per table: a handler tracks up to max_operation_names (1000) operations, and a page
 # of a thousand rows is neither readable nor cheap to poll. The busiest are kept; the JSON
 # says how many there were, and the page says how many it left out.
 _TABLE_OPERATIONS = 50
 _TABLE_LIMITS = 20  # concurrency limits: the most refused first, then the fullest
+_TABLE_STORES = 20  # event processors' dead-letter stores, in the components' order
+_TABLE_SOURCES = 50  # broker sources: those in trouble first, then the busiest
 
 
 def _sha256_source(text: str) -> str:
@@ -127,6 +151,23 @@ class _Row:
         }
 
 
+@dataclass(slots=True)
+class _Past:
+    """What the components remember of the time before the page's points: each operation's
+    history and the handlers' transitions, as ages (seconds before their clock's now)."""
+
+    activity: dict[str, list[OperationHistory]] = field(default_factory=dict)
+    transitions: list[tuple[float, str, str, str, str]] = field(default_factory=list)
+
+    def add_handler(self, handler: HandlerSnapshot) -> None:
+        if handler.taken_at is None:
+            return
+        for moved in handler.transitions:
+            reason = truncate(redact(str(moved.reason)), 200)  # cut after: a cut secret is not seen
+            age = handler.taken_at - moved.at
+            self.transitions.append((age, moved.name, moved.old.value, moved.new.value, reason))
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
@@ -151,6 +192,84 @@ def _limits_of(component: object, handler: HandlerSnapshot | None) -> dict[str, 
         if concurrency is not None:
             limits[concurrency.group] = concurrency.as_dict()
     return limits
+
+
+def _events_section(events: list[tuple[str, EventsSnapshot]]) -> dict[str, Any]:
+    """The Events section: each processor's store, each broker source, bounded."""
+    stores = [{"component": name, **read.store.as_dict()} for name, read in events if read.store]
+    sources = [
+        {"component": name, **source.as_dict(), "settled": source.settled}
+        for name, read in events
+        for source in read.sources
+    ]
+    sources.sort(key=lambda s: (s["available"], -s["settled"], s["source"], s["component"]))
+    return {
+        "stores": stores[:_TABLE_STORES],
+        "stores_total": len(stores),
+        "sources": sources[:_TABLE_SOURCES],
+        "sources_total": len(sources),
+    }
+
+
+def _binned(
+    now: float, takeover: float, remembered: Mapping[str, list[OperationHistory]]
+) -> tuple[list[float], dict[str, list[tuple[float, float, float]]]]:
+    """The monitor's history before ``takeover`` (the page's clock) in bins of
+    ``_BIN_SECONDS`` ending there: the bins' ends, and per operation each bin's (calls,
+    timed calls, busy seconds). A point is spread over the bins it overlaps in proportion,
+    since each operation's slots start when it was first seen, not on a common grid."""
+    horizon = now - _HISTORY_SECONDS
+    # Before the page's first reading, everything the monitors know belongs to the bins
+    # (a call recorded at the very moment they were read included); after it, the page's.
+    limit = math.inf if takeover >= now else takeover
+    spans: dict[str, list[tuple[float, float, int, int, float]]] = {}
+    earliest = takeover
+    for op, histories in remembered.items():
+        for history in histories:
+            shift = now - history.taken_at  # its clock to the page's
+            for p in history.points(since=horizon - shift):
+                start, end = p.start + shift, p.end + shift
+                if start <= limit:
+                    spans.setdefault(op, []).append(
+                        (start, end, p.count, p.timed_count, p.total_seconds)
+                    )
+                    earliest = min(earliest, start)
+    if not spans:
+        return [], {}
+    n = min(
+        math.ceil((takeover - max(earliest, horizon)) / _BIN_SECONDS),
+        1 + int(_HISTORY_SECONDS / _BIN_SECONDS),
+    )
+    n = max(n, 1)
+    first = takeover - n * _BIN_SECONDS
+    binned: dict[str, list[tuple[float, float, float]]] = {}
+    for op, points in spans.items():
+        bins = [[0.0, 0.0, 0.0] for _ in range(n)]
+        for start, end, count, timed, busy in points:
+            lo, hi = max(start, first), min(end, takeover)
+            length = end - start
+            if length <= 0:  # a point of no length (a slot begun just now): all of it there
+                if first <= start <= limit:
+                    b = bins[min(int((start - first) // _BIN_SECONDS), n - 1)]
+                    b[0], b[1], b[2] = b[0] + count, b[1] + timed, b[2] + busy
+                continue
+            if hi <= lo:
+                continue
+            for index in range(int((lo - first) // _BIN_SECONDS), n):
+                b_lo = first + index * _BIN_SECONDS
+                if b_lo >= hi:
+                    break
+                share = (min(hi, b_lo + _BIN_SECONDS) - max(lo, b_lo)) / length
+                if share > 0:
+                    b = bins[index]
+                    b[0], b[1], b[2] = (
+                        b[0] + count * share,
+                        b[1] + timed * share,
+                        b[2] + busy * share,
+                    )
+        binned[op] = [(c, t, busy) for c, t, busy in bins]
+    ends = [first + (i + 1) * _BIN_SECONDS for i in range(n)]
+    return ends, binned
 
 
 class StatusPage:
@@ -183,6 +302,7 @@ class StatusPage:
                 f"StatusPage: components must be a mapping of names to components, "
                 f"not {type(components).__name__}"
             )
+        live = components is None  # the set's event processors are looked up at each poll
         components, config = reader_components("StatusPage", components, coordination, config)
         resolved = resolve_config(config)
         path = resolved.status_page_path if path is None else path
@@ -193,7 +313,13 @@ class StatusPage:
                 "StatusPage: refresh_seconds must be > 0, min_interval >= 0 and "
                 f"max_points >= 2 (got {refresh_seconds!r}, {min_interval!r}, {max_points!r})"
             )
-        self.components = dict(components)
+        self.components: Mapping[str, object] = (
+            LiveHttpDoors(components, http=False)
+            if live
+            else components
+            if isinstance(components, LiveHttpDoors)
+            else dict(components)
+        )
         self.path = path.rstrip("/") or "/"
         self.json_path = self.path.rstrip("/") + "/" + _JSON_NAME
         self.title = title
@@ -206,7 +332,8 @@ class StatusPage:
         )
         # The first point is the page's creation with every count at zero (the components
         # are made with it), so the first poll already draws the traffic since start-up.
-        self._history.append((self._started, {}))
+        self._creation: tuple[float, dict[str, tuple[int, float]]] = (self._started, {})
+        self._history.append(self._creation)
         self._lock = threading.Lock()
 
     # --- the data -------------------------------------------------------------------------
@@ -222,11 +349,18 @@ class StatusPage:
         totals = {"retries": 0, "rejected_by_circuit_breaker": 0}
         limits: dict[str, dict[str, Any]] = {}  # adaptive concurrency limits, by group
         reloads: dict[str, Any] | None = None
-        for name, component in self.components.items():
+        events: list[tuple[str, EventsSnapshot]] = []
+        past = _Past()
+        for name, component in list(self.components.items()):
             try:
+                # An event processor or a broker source: its own section, no health status.
+                read = events_of(component)
+                if read is not None:
+                    events.append((name, read))
+                    continue
                 # One snapshot of a handler per poll: it reads every operation and breaker.
                 handler = handler_of(component)
-                statuses[name] = self._read_component(name, component, handler, rows, totals)
+                statuses[name] = self._read_component(name, component, handler, rows, totals, past)
                 limits.update(_limits_of(component, handler))
                 if reloads is None and handler is not None and handler.reloads is not None:
                     reloads = handler.reloads.as_dict()
@@ -240,7 +374,7 @@ class StatusPage:
                 statuses[name] = HealthStatus.ERROR.value
                 errors[name] = f"{type(exc).__name__}: {safe_repr(error_text(exc), 200)}"
         now = self._clock()
-        history = self._record(now, rows)
+        history = self._record(now, rows, past)
         known = {s.value for s in HealthStatus}
         overall = worst_status(*(HealthStatus(s) for s in statuses.values() if s in known))
         # Busiest first, then by name, so that a page of equal counts does not reshuffle.
@@ -271,6 +405,7 @@ class StatusPage:
             "concurrency": {c["group"]: c for c in shown_limits},
             "concurrency_total": len(limits),
             "config_reload": reloads,
+            "events": _events_section(events),
             "history": history,
         }
 
@@ -281,6 +416,7 @@ class StatusPage:
         handler: HandlerSnapshot | None,
         rows: dict[str, _Row],
         totals: dict[str, int],
+        past: _Past,
     ) -> str:
         def row(op: str) -> _Row:
             entry = rows.get(op) or rows.setdefault(op, _Row(op))
@@ -294,7 +430,10 @@ class StatusPage:
                 self._from_stats(row(op), timings)
             for op, data in performance.reported_operations.items():
                 self._from_report(row(str(op)), data)
+            for op, history in performance.history.items():
+                past.activity.setdefault(op, []).append(history)
         if handler is not None:
+            past.add_handler(handler)
             totals["retries"] += handler.total("retries")
             totals["rejected_by_circuit_breaker"] += handler.total("rejections")
             for op, counts in handler.operations.items():
@@ -342,25 +481,81 @@ class StatusPage:
             _number(times.get(q)) for q in ("p50", "p95", "p99")
         )
 
-    def _record(self, now: float, rows: Mapping[str, _Row]) -> dict[str, Any]:
+    def _record(self, now: float, rows: Mapping[str, _Row], past: _Past) -> dict[str, Any]:
         point = {r.name: (r.count, r.total_seconds) for r in rows.values() if r.timed}
         with self._lock:
             if not self._history or now - self._history[-1][0] >= self.min_interval:
                 self._history.append((now, point))
             points = list(self._history)
         busiest = sorted(point, key=lambda op: -point[op][0])[:_CHART_OPERATIONS]
-        times: list[float] = []
-        throughput: dict[str, list[float]] = {op: [] for op in busiest}
-        latency: dict[str, list[float | None]] = {op: [] for op in busiest}
-        for (t0, before), (t1, after) in itertools.pairwise(points):
-            times.append(round(t1 - self._started, 3))
+        # The page's own points take over from the monitor's history at its first reading:
+        # the creation point's zeros are a baseline only for what keeps no history (for an
+        # operation that does, they would pile everything before the page into one step).
+        from_creation = points[0] is self._creation
+        readings = points[1:] if from_creation else points
+        takeover = readings[0][0] if readings else now
+        remembered = {op: past.activity[op] for op in busiest if op in past.activity}
+        ends, binned = _binned(now, takeover, remembered)
+        times = [round(t - self._started, 3) for t in ends]
+        throughput: dict[str, list[float | None]] = {}
+        latency: dict[str, list[float | None]] = {}
+        for op in busiest:
+            counts = binned.get(op)
+            if counts is None:
+                throughput[op] = [None] * len(ends)
+                latency[op] = [None] * len(ends)
+            else:
+                throughput[op] = [round(c / _BIN_SECONDS, 3) for c, _, _ in counts]
+                latency[op] = [
+                    _ms(busy / timed) if timed > 1e-9 else None for _, timed, busy in counts
+                ]
+        for i, ((t0, before), (t1, after)) in enumerate(itertools.pairwise(points)):
+            baseline = from_creation and i == 0
+            merge = baseline and bool(ends)  # the last bin ends where this interval does
+            if not merge:
+                times.append(round(t1 - self._started, 3))
             for op in busiest:
+                if baseline and op in remembered:
+                    if not merge:  # no bin for it: nothing before the page to show
+                        throughput[op].append(None)
+                        latency[op].append(None)
+                    continue
                 count0, busy0 = before.get(op, (0, 0.0))
                 count1, busy1 = after.get(op, (0, 0.0))
                 calls = max(0, count1 - count0)
-                throughput[op].append(round(calls / (t1 - t0), 3))
-                latency[op].append(_ms((busy1 - busy0) / calls) if calls else None)
-        return {"t": times, "throughput": throughput, "latency_ms": latency}
+                rate = round(calls / (t1 - t0), 3)
+                mean = _ms((busy1 - busy0) / calls) if calls else None
+                if merge:
+                    throughput[op][-1], latency[op][-1] = rate, mean
+                else:
+                    throughput[op].append(rate)
+                    latency[op].append(mean)
+        # The chart starts where its first interval does (or at an older transition).
+        left = ends[0] - _BIN_SECONDS if ends else points[0][0]
+        marks = []
+        for age, breaker, old, new, reason in past.transitions:
+            at = now - age
+            if age <= _HISTORY_SECONDS or at >= left:
+                left = min(left, at)
+                marks.append((at, breaker, old, new, reason))
+        marks.sort(key=lambda m: m[0])
+        transitions = [
+            {
+                "t": round(at - self._started, 3),
+                "breaker": breaker,
+                "from": old,
+                "to": new,
+                "reason": reason,
+            }
+            for at, breaker, old, new, reason in marks[-_CHART_TRANSITIONS:]
+        ]
+        return {
+            "start": round(left - self._started, 3),
+            "t": times,
+            "throughput": throughput,
+            "latency_ms": latency,
+            "transitions": transitions,
+        }
 
     # --- the page -------------------------------------------------------------------------
 

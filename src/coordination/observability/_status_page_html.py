@@ -46,6 +46,13 @@ td:first-child, #reload, #components { overflow-wrap: anywhere; }
 td:first-child { max-width: 28em; }
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
 #problem, .problem { color: var(--bad); }
+.up { background: var(--ok); } .down { background: var(--bad); }
+#events-section h3 { font-size: 13px; margin: 12px 0 6px; }
+svg .mark { stroke-width: 1.5; stroke-dasharray: 4 3; }
+svg .to-OPEN { stroke: var(--bad); } svg .to-HALF_OPEN { stroke: var(--warn); }
+svg .to-CLOSED { stroke: var(--ok); }
+#transitions { list-style: none; margin: 0; padding: 0; }
+#transitions li { padding: 3px 0; overflow-wrap: anywhere; }
 """
 
 PAGE_SCRIPT = """
@@ -85,9 +92,19 @@ function card(label, value, note) {
   return box;
 }
 
-function drawChart(node, legend, times, series, unit) {
+function lasting(seconds) {
+  return seconds >= 120 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds)} s`;
+}
+// A time on the page's axis (seconds since the page was made) as the reader's clock time.
+function clockAt(data, t) {
+  const when = Date.parse(data.timestamp) - (data.uptime_seconds - t) * 1000;
+  return new Date(when).toLocaleTimeString();
+}
+
+function drawChart(node, legend, data, series, unit) {
   node.replaceChildren();
   legend.replaceChildren();
+  const h = data.history, times = h.t, marks = h.transitions || [];
   const W = 600, H = 170, L = 44, B = 18;
   node.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const names = Object.keys(series);
@@ -101,18 +118,34 @@ function drawChart(node, legend, times, series, unit) {
     label.textContent = (max * (4 - i) / 4).toPrecision(3);
     node.append(label);
   }
+  // From the start of the oldest interval (history from before the page included) to
+  // the newest point or transition.
+  const t0 = times.length || marks.length ? Math.min(h.start, ...times) : 0;
+  const t1 = Math.max(t0, ...times, ...marks.map((m) => m.t));
   const caption = svg("text", {x: W, y: H - 3, "text-anchor": "end"});
-  const seconds = times.length ? Math.round(times[times.length - 1] - times[0]) : 0;
-  caption.textContent = times.length ? `${unit} · last ${seconds} s` : "waiting for data…";
+  caption.textContent = times.length ? `${unit} · last ${lasting(t1 - t0)}` : "waiting for data…";
   node.append(caption);
-  if (times.length < 1) return;
-  const t0 = times[0], span = Math.max(times[times.length - 1] - t0, 1);
+  if (times.length < 1 && marks.length < 1) return;
+  const since = svg("text", {x: L, y: H - 3, "text-anchor": "start"});
+  since.textContent = clockAt(data, t0);
+  node.append(since);
+  const span = Math.max(t1 - t0, 1);
+  const xOf = (t) => L + (W - L) * (t - t0) / span;
+  for (const m of marks) {
+    const x = xOf(m.t).toFixed(1);
+    const line = svg("line", {x1: x, x2: x, y1: 0, y2: H - B, class: "mark to-" + m.to,
+      "data-breaker": m.breaker, "data-to": m.to});
+    const title = svg("title", {});
+    title.textContent = `${m.breaker}: ${m.from} → ${m.to} at ${clockAt(data, m.t)}`;
+    line.append(title);
+    node.append(line);
+  }
   names.forEach((name, i) => {
     const colour = colours[i % colours.length];
     let d = "", last = null;
     series[name].forEach((v, j) => {
       if (v === null) return;
-      const x = L + (W - L) * (times[j] - t0) / span, y = (H - B) * (1 - v / max);
+      const x = xOf(times[j]), y = (H - B) * (1 - v / max);
       d += (d ? " L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
       last = [x, y];
     });
@@ -124,6 +157,19 @@ function drawChart(node, legend, times, series, unit) {
     item.append(swatch, document.createTextNode(name));
     legend.append(item);
   });
+}
+
+function renderTransitions(data) {
+  const marks = data.history.transitions || [];
+  $("transitions-section").hidden = !marks.length;
+  $("transitions").replaceChildren(...marks.slice().reverse().map((m) => {
+    const li = el("li", clockAt(data, m.t) + " ");
+    li.append(el("strong", m.breaker), document.createTextNode(" "), badge(m.from),
+      document.createTextNode(" → "), badge(m.to), el("span", " " + m.reason, "muted"));
+    li.dataset.breaker = m.breaker;
+    li.dataset.to = m.to;
+    return li;
+  }));
 }
 
 function render(data) {
@@ -140,8 +186,9 @@ function render(data) {
     card("rejected by validation", v ? v.invalid : "–",
       v ? `of ${v.total} checked` : "no validator"));
   const h = data.history;
-  drawChart($("throughput"), $("throughput-legend"), h.t, h.throughput, "requests/s");
-  drawChart($("latency"), $("latency-legend"), h.t, h.latency_ms, "mean ms");
+  drawChart($("throughput"), $("throughput-legend"), data, h.throughput, "requests/s");
+  drawChart($("latency"), $("latency-legend"), data, h.latency_ms, "mean ms");
+  renderTransitions(data);
   const rows = data.operations.map((op) => {
     const tr = el("tr", null);
     const breaker = el("td", null);
@@ -185,6 +232,7 @@ function render(data) {
     if (problem) li.append(el("span", " " + problem, "muted"));
     return li;
   }));
+  renderEvents(data.events || {stores: [], sources: [], stores_total: 0, sources_total: 0});
   const r = data.config_reload;
   let said = "configuration: not reloaded since start";
   if (r && r.last) {
@@ -195,6 +243,39 @@ function render(data) {
   }
   $("reload").textContent = said;
   $("reload").className = r && r.last && !r.last.ok ? "problem" : "muted";
+}
+
+function count(v) { return v === null || v === undefined ? "–" : v; }
+function state(up, why) {
+  const td = el("td", null);
+  td.append(badge(up ? "up" : "down"));
+  if (!up && why) td.append(el("span", " " + why, "muted"));
+  return td;
+}
+function renderEvents(ev) {
+  $("events-section").hidden = !(ev.stores.length || ev.sources.length);
+  $("stores").replaceChildren(...ev.stores.map((s) => {
+    const tr = el("tr", null);
+    tr.append(el("td", s.component), el("td", s.kind), el("td", s.namespace),
+      el("td", count(s.dead_letters)), el("td", count(s.pending)),
+      el("td", s.read_errors), state(s.available, s.error));
+    tr.dataset.processor = s.component;
+    return tr;
+  }));
+  $("stores-note").textContent = omitted(ev.stores.length, ev.stores_total, "stores",
+    "the first");
+  $("sources").replaceChildren(...ev.sources.map((s) => {
+    const tr = el("tr", null);
+    tr.append(el("td", s.source), el("td", s.broker), el("td", s.component),
+      el("td", s.processed), el("td", s.dead_lettered), el("td", s.poison),
+      el("td", s.redelivered), el("td", s.requeued), el("td", s.broker_errors),
+      state(s.available, s.last_error));
+    tr.dataset.source = s.source;
+    return tr;
+  }));
+  $("sources-section").hidden = !ev.sources.length;
+  $("sources-note").textContent = omitted(ev.sources.length, ev.sources_total, "sources",
+    "those in trouble, then the busiest");
 }
 
 async function refresh() {
@@ -232,6 +313,8 @@ PAGE_TEMPLATE = """<!doctype html>
 <section><h2>Latency</h2><svg id="latency" role="img" aria-label="latency"></svg>
 <div id="latency-legend" class="legend"></div></section>
 </div>
+<section id="transitions-section" hidden><h2>Breaker transitions</h2><ul id="transitions">
+</ul></section>
 <section><h2>Operations</h2><table id="operations-table">
 <thead><tr><th>operation</th><th>breaker</th><th>requests</th><th>errors</th><th>error rate</th>
 <th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>retries</th>
@@ -243,6 +326,16 @@ PAGE_TEMPLATE = """<!doctype html>
 <thead><tr><th>group</th><th>algorithm</th><th>limit</th><th>in flight</th><th>waiting</th>
 <th>bounds</th><th>shed</th></tr></thead><tbody id="concurrency"></tbody></table>
 <p id="concurrency-note" class="muted"></p></section>
+<section id="events-section" hidden><h2>Events</h2>
+<h3>Dead-letter stores</h3><table id="stores-table">
+<thead><tr><th>processor</th><th>store</th><th>namespace</th><th>dead letters</th>
+<th>pending</th><th>read errors</th><th>state</th></tr></thead><tbody id="stores"></tbody>
+</table><p id="stores-note" class="muted"></p>
+<div id="sources-section"><h3>Broker sources</h3><table id="sources-table">
+<thead><tr><th>queue / subject</th><th>broker</th><th>processor</th><th>processed</th>
+<th>dead-lettered</th><th>poison</th><th>redelivered</th><th>requeued</th>
+<th>broker errors</th><th>broker</th></tr></thead><tbody id="sources"></tbody></table>
+<p id="sources-note" class="muted"></p></div></section>
 <section><h2>Components</h2><ul id="components"></ul><p id="reload" class="muted"></p></section>
 </main>
 <script>{script}</script>

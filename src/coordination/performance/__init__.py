@@ -10,6 +10,7 @@
 
 from .._sketch import LatencySketch
 from ._decorator import default_monitor, track_performance
+from ._history import ActivityPoint, OperationHistory
 from ._monitor import CoordinationPerformanceMonitor
 from ._operation import MonitorSnapshot, OperationSnapshot, OperationStats
 from ._sampler import ResourceSampler
@@ -21,9 +22,11 @@ from ._thresholds import (
 )
 
 __all__ = [
+    "ActivityPoint",
     "CoordinationPerformanceMonitor",
     "LatencySketch",
     "MonitorSnapshot",
+    "OperationHistory",
     "OperationSnapshot",
     "OperationStats",
     "PerformanceAlert",

@@ -8,7 +8,9 @@ directly. Readers flush first, so what they see is exact.
 
 Recent statistics come from a ring of ``WINDOW_SLOTS`` slots, each a few seconds long with
 its own counters and sketch; the lifetime sketch receives a slot when the ring reuses it.
-Memory per operation is therefore fixed by the ring, not by traffic.
+Memory per operation is therefore fixed by the ring, not by traffic. A retired slot's
+counts also go to the operation's activity ring (``_history``): the last 15 minutes a
+status page shows from its first view, kept without touching the hot path.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .._sketch import LatencySketch
+from ._history import EMPTY_HISTORY, ActivityRing, OperationHistory
 
 __all__ = [
     "FLUSH_SIZE",
@@ -72,7 +75,8 @@ class OperationSnapshot:
     came with a duration (``record_success``/``record_failure`` carry none), and
     ``total_seconds``, the quantiles and ``cumulative_counts`` cover exactly those: a
     Prometheus histogram or summary takes ``timed_count`` as ``_count`` and
-    ``total_seconds`` as ``_sum``. ``recent_*`` cover the last ``window_seconds``.
+    ``total_seconds`` as ``_sum``. ``recent_*`` cover the last ``window_seconds``;
+    ``history`` the last 15 minutes or so, slot by slot (``history.points()``).
     """
 
     name: str
@@ -92,6 +96,8 @@ class OperationSnapshot:
     recent_throughput: float  # operations per second over the recent window
     sketch: LatencySketch = field(repr=False)
     recent_sketch: LatencySketch = field(repr=False)
+    # the last ~15 minutes, slot by slot (a copy; points() when a reader wants them)
+    history: OperationHistory = field(repr=False, default=EMPTY_HISTORY)
 
     def quantile(self, q: float) -> float:
         """Lifetime ``q``-quantile in seconds (within 1 %; 0.0 before any timed value).
@@ -156,6 +162,7 @@ class OperationRecorder:
     """The mutable statistics of one operation name. Internal: the monitor owns these."""
 
     __slots__ = (
+        "_history",
         "_lock",
         "_on_rotate",
         "_slot_seconds",
@@ -193,6 +200,7 @@ class OperationRecorder:
         self.current = 0
         self.rotate_at = now + self._slot_seconds
         self._on_rotate = on_rotate
+        self._history = ActivityRing(self._slot_seconds)
         self.created = now
         self.count = 0
         self.successes = 0
@@ -270,8 +278,9 @@ class OperationRecorder:
     def _rotate(self, now: float) -> None:
         step = self._slot_seconds
         if now - self.rotate_at >= step * WINDOW_SLOTS:
-            # Idle for longer than the whole window: every slot leaves it; start afresh.
-            for slot in self._slots:
+            # Idle for longer than the whole window: every slot leaves it (oldest first,
+            # for the activity ring); start afresh.
+            for slot in sorted(self._slots, key=lambda s: s.start):
                 self._retire(slot, -math.inf)
             self._slots[self.current].start = now
             self.rotate_at = now + step
@@ -284,6 +293,15 @@ class OperationRecorder:
     def _retire(self, slot: _Slot, start: float) -> None:
         if slot.sketch.count:
             self.lifetime_sketch.merge(slot.sketch)
+        if slot.count:
+            self._history.add(
+                slot.start,
+                slot.start + self._slot_seconds,
+                count=slot.count,
+                failures=slot.failures,
+                timed=slot.sketch.count,
+                busy=slot.total_seconds,
+            )
         slot.reset(start)
 
     # --- reading --------------------------------------------------------------------
@@ -307,6 +325,20 @@ class OperationRecorder:
                 recent_total += slot.total_seconds
             lifetime.merge(recent)
             covered = now - max(oldest, self.created)
+            step = self._slot_seconds
+            live = sorted(
+                (
+                    s.start,
+                    min(s.start + step, now),
+                    s.count,
+                    s.failures,
+                    s.sketch.count,
+                    s.total_seconds,
+                )
+                for s in self._slots
+                if s.count
+            )
+            history = self._history.history(now, live)
             return OperationSnapshot(
                 name=self.name,
                 count=self.count,
@@ -325,6 +357,7 @@ class OperationRecorder:
                 recent_throughput=recent_count / max(covered, _MIN_RATE_SECONDS),
                 sketch=lifetime,
                 recent_sketch=recent,
+                history=history,
             )
 
     def memory_bytes(self) -> int:
@@ -337,6 +370,7 @@ class OperationRecorder:
                 sys.getsizeof(self._slots),
                 sys.getsizeof(self.errors_by_type),
                 self.lifetime_sketch.memory_bytes(),
+                self._history.memory_bytes(),
             ]
             sizes.extend(sys.getsizeof(s) + s.sketch.memory_bytes() for s in self._slots)
         return sum(sizes)

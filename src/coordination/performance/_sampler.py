@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _time
-from .._logging import component_logger
+from .._logging import component_logger, log_extra
 
 __all__ = ["ResourceSampler"]
 
@@ -104,7 +104,11 @@ class ResourceSampler:
             import psutil
         except ImportError:
             self._unavailable = "psutil is not installed (pip install coordination-systems[system])"
-            self._logger.warning("resource sampling is off: %s", self._unavailable)
+            self._logger.warning(
+                "resource sampling is off: %s",
+                self._unavailable,
+                extra=log_extra(component="resource sampler"),
+            )
             return None
         process = psutil.Process()
         process.cpu_percent(None)  # the first call only sets the baseline
@@ -154,7 +158,13 @@ class ResourceSampler:
         if kind in self._reported or len(self._reported) > 100:
             return
         self._reported.add(kind)
-        self._logger.warning("%s (%s: %s); the sampler carries on", what, type(exc).__name__, exc)
+        self._logger.warning(
+            "%s (%s: %s); the sampler carries on",
+            what,
+            type(exc).__name__,
+            exc,
+            extra=log_extra(component="resource sampler", error_type=type(exc).__name__),
+        )
 
     # --- reading -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import _time
+from .._logging import log_extra
 from .._status import HealthStatus
 from ._operation import OperationSnapshot
 from ._thresholds import (
@@ -98,12 +99,20 @@ class ThresholdWatch:
             status.value,
             previous.value,
             "".join(f"; {b.metric} {b.value:.4g} > {b.threshold:g}" for b in breaches),
+            extra=log_extra(
+                stats.name,
+                status=status,
+                previous_status=previous,
+                breaches=[b.metric for b in breaches] or None,
+            ),
         )
         for hook in hooks:
             try:
                 hook(alert)
             except Exception:  # a broken hook must not break recording
-                self._logger.exception("alert hook %r failed", hook)
+                self._logger.exception(
+                    "alert hook %r failed", hook, extra=log_extra(stats.name, hook="alert")
+                )
         return status
 
     def breaches(self, name: str) -> tuple[ThresholdBreach, ...]:

@@ -4,7 +4,8 @@
 attempts, stamina-style. ``reset_default_coordination()`` forgets the process-wide
 components, so each test starts with new ones. ``FaultInjector`` makes a dependency fail on
 a schedule (errors, latency, an outage, then recovery), deterministically with a seed and an
-injectable clock.
+injectable clock. ``capture_spans()`` records the library's spans of a block with
+OpenTelemetry's SDK (``opentelemetry-sdk``, imported only then).
 """
 
 from ._defaults import reset_default_coordination
@@ -17,6 +18,7 @@ from ._faults import (
     outage_scenario,
 )
 from ._mode import current_testing_mode, is_testing, set_testing
+from ._spans import capture_spans
 
 __all__ = [
     "FaultInjector",
@@ -24,6 +26,7 @@ __all__ = [
     "FaultStats",
     "InjectedError",
     "InjectedOutage",
+    "capture_spans",
     "current_testing_mode",
     "is_testing",
     "outage_scenario",

@@ -23,7 +23,13 @@ from .._config import CoordinationConfig
 from .._redact import REDACTED, safe_repr
 from ._result import ErrorCode, ValidationIssue, field_label, json_pointer
 
-__all__ = ["MessageLimits", "check_structure", "flat_checker", "is_flat_and_clean"]
+__all__ = [
+    "MessageLimits",
+    "check_structure",
+    "flat_checker",
+    "is_flat_and_clean",
+    "tree_checker",
+]
 
 # Shared references are legal (they are not cycles), but expanding them can make a small
 # object describe a huge document; the walk counts every value it visits against this
@@ -103,6 +109,61 @@ def flat_checker(
             ):
                 return False
         return True
+
+    return is_clean
+
+
+def tree_checker(limits: MessageLimits) -> Callable[[dict[Any, Any]], bool]:
+    """``is_clean(data)`` for nested messages: True when ``check_structure`` would find
+    nothing — dicts of string keys, lists and in-limit scalars, within depth, items and
+    values — made once, with the limits bound.
+
+    The common event is a small tree (an order with its items), which ``check_structure``
+    walks building a path for every value in case one is wrong. This walk builds nothing:
+    exact classes only, and anything unusual (a tuple, a subclass, NaN, a big int, a
+    lone surrogate, too deep — a cycle is too deep) returns False for ``check_structure``
+    to describe.
+    """
+    max_items = limits.max_items
+    max_length = limits.max_string_length
+    max_depth = limits.max_depth
+    max_values = limits.max_values
+    small = _SMALL_INT
+    surrogate = _surrogate
+
+    def clean(container: dict[Any, Any] | list[Any], depth: int, budget: list[int]) -> bool:
+        if depth > max_depth or len(container) > max_items:
+            return False
+        budget[0] -= len(container)
+        if budget[0] < 0:
+            return False
+        if container.__class__ is dict:
+            for key in container:
+                if key.__class__ is not str or not (key.isascii() or surrogate(key) is None):
+                    return False
+            values: Any = container.values()
+        else:
+            values = container
+        for value in values:
+            cls = value.__class__
+            if cls is str:
+                if len(value) > max_length or not (value.isascii() or surrogate(value) is None):
+                    return False
+            elif cls is int:
+                if not -small < value < small:
+                    return False
+            elif cls is float:
+                if value - value:  # NaN and ±inf
+                    return False
+            elif cls is dict or cls is list:
+                if not clean(value, depth + 1, budget):
+                    return False
+            elif cls is not bool and value is not None:
+                return False
+        return True
+
+    def is_clean(data: dict[Any, Any]) -> bool:
+        return clean(data, 1, [max_values - 1])
 
     return is_clean
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 from prometheus_client import Counter
 
 from ..._errors import ConfigError, StoreError
-from ..._logging import component_logger
+from ..._logging import component_logger, log_extra
 from ..._redact import error_text
 from ..._time import Clock, monotonic
 
@@ -412,6 +412,11 @@ class RedisGuard:
             self.last_error,
             self.policy.value,
             self.reconnect_interval,
+            extra=log_extra(
+                component=self.component,
+                outage_policy=self.policy,
+                retry_in=self.reconnect_interval,
+            ),
         )
 
     def succeeded(self) -> None:
@@ -422,7 +427,11 @@ class RedisGuard:
             if not self._down:
                 return
             self._down = False
-        self._logger.warning("Redis available again for %s", self.component)
+        self._logger.warning(
+            "Redis available again for %s",
+            self.component,
+            extra=log_extra(component=self.component),
+        )
 
     def status(self) -> dict[str, Any]:
         return {

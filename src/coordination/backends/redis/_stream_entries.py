@@ -1,5 +1,6 @@
-"""How events sit in a stream entry (two fields: ``event_type`` and ``event`` as JSON), and
-the small conversions of redis-py's replies the stream source needs.
+"""How events sit in a stream entry (two fields: ``event_type`` and ``event`` as JSON, plus
+the W3C trace fields ``traceparent``, ``tracestate``, ``baggage`` when the publisher had a
+trace context), and the small conversions of redis-py's replies the stream source needs.
 
 Entries are kept as Redis sent them (bytes) until one is decoded, so a poison entry — not
 UTF-8, not JSON, nested too deeply, without its fields — fails alone, in ``decode``, and is
@@ -13,10 +14,14 @@ from typing import Any
 
 from ..._errors import ConfigError, StoreError
 from ..._redact import redact, safe_repr, truncate
+from ..._tracing import inject_context
+from .._messages import MAX_DECODED_DEPTH, nested_deeper_than
 
 __all__ = [
+    "TRACE_FIELDS",
     "Entry",
     "RawFields",
+    "carried",
     "dead_fields",
     "decode",
     "encode",
@@ -27,6 +32,8 @@ __all__ = [
 
 RawFields = dict[bytes | str, bytes | str]
 Entry = tuple[str, RawFields]
+TRACE_FIELDS = ("traceparent", "tracestate", "baggage")
+_TRACE_KEYS = tuple((name, name.encode()) for name in TRACE_FIELDS)  # as str, as bytes
 
 
 def encode(event: Any, event_type: str) -> dict[str, str]:
@@ -37,7 +44,25 @@ def encode(event: Any, event_type: str) -> dict[str, str]:
         payload = json.dumps(event, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise StoreError(f"event of type {event_type!r} is not JSON: {safe_repr(event)}") from exc
-    return {"event_type": event_type, "event": payload}
+    fields = {"event_type": event_type, "event": payload}
+    inject_context(fields)  # the current span's (the publish's PRODUCER span, when tracing)
+    return fields
+
+
+def carried(fields: RawFields) -> dict[str, bytes | str] | None:
+    """The entry's trace fields as a carrier for ``_tracing.extract_context`` (redis-py
+    hands out bytes keys), or None when it has none: an entry of a producer without a
+    trace, or of one written before entries carried them."""
+    carrier: dict[str, bytes | str] | None = None
+    for name, key in _TRACE_KEYS:
+        value = fields.get(key)
+        if value is None:
+            value = fields.get(name)
+        if value is not None:
+            if carrier is None:
+                carrier = {}
+            carrier[name] = value
+    return carrier
 
 
 def _field(fields: RawFields, name: str) -> str | None:
@@ -64,6 +89,10 @@ def decode(fields: RawFields) -> tuple[Any, str]:
     payload = _field(fields, "event")
     if payload is None:
         raise ValueError("no 'event' field")
+    if nested_deeper_than(payload, MAX_DECODED_DEPTH):
+        raise ValueError(
+            f"'event' is nested too deeply to decode (more than {MAX_DECODED_DEPTH} levels)"
+        )
     try:
         return json.loads(payload), event_type
     except json.JSONDecodeError as exc:

@@ -11,7 +11,12 @@ processed twice (make handlers idempotent, or use the processor's idempotency ke
 an entry delivered ``max_deliveries`` times without success is dead-lettered instead of
 retried forever.
 
-Entries have two fields: ``event_type`` and ``event`` (JSON); ``publish()`` writes them.
+Entries have two fields: ``event_type`` and ``event`` (JSON); ``publish()`` writes them,
+and the publisher's W3C trace context as ``traceparent`` (``tracestate``, ``baggage``)
+fields when OpenTelemetry is loaded. While a tracer provider is set, ``publish()`` makes a
+PRODUCER span ``"<event_type> publish"`` (whose context the entry carries) and the
+processor's CONSUMER span ``"<event_type> process"`` is its child, with the stream, the
+entry id and ``messaging.system="redis"``.
 
 On a Redis Cluster (``cluster=True``, or a ``redis.RedisCluster`` as ``client``) the
 dead-letter stream must share the stream's slot, since it is written in the transaction
@@ -29,10 +34,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ... import _time
+from ..._door_spans import MessageFacts, delivered, operation_for, producer_span
 from ..._errors import ConfigError, EventDeadLettered
-from ..._logging import component_logger
+from ..._logging import component_logger, log_extra
 from ..._redact import truncate
 from ..._time import AsyncSleep, Sleep
+from ..._tracing import DOORS, current_tracer, watch_doors
 from ._connection import (
     ClientOnDemand,
     RedisGuard,
@@ -43,6 +50,7 @@ from ._connection import (
 from ._stream_entries import (
     Entry,
     RawFields,
+    carried,
     dead_fields,
     decode,
     encode,
@@ -129,6 +137,7 @@ class RedisStreamSource:
             _check_same_slot(stream, dead_letter_stream)
         self.processor = processor
         self.stream = stream
+        watch_doors()  # each entry reads _tracing.DOORS.on, kept true while spans are on
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.cluster = cluster
@@ -159,12 +168,28 @@ class RedisStreamSource:
 
     def publish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
         """Append an event to the stream; returns its entry id."""
-        fields: dict[Any, Any] = encode(event, event_type)
-        return text(self.client.xadd(self.stream, fields, maxlen=maxlen))
+        tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
+        if tracer is None:
+            fields: dict[Any, Any] = encode(event, event_type)
+            return text(self.client.xadd(self.stream, fields, maxlen=maxlen))
+        operation = operation_for(self.processor, event_type)
+        with producer_span(tracer, event_type, operation, "redis", self.stream) as block:
+            traced: dict[Any, Any] = encode(event, event_type)
+            entry_id = text(self.client.xadd(self.stream, traced, maxlen=maxlen))
+            block.span.set_attribute("messaging.message.id", entry_id)
+            return entry_id
 
     async def apublish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
-        fields: dict[Any, Any] = encode(event, event_type)
-        return text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
+        tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
+        if tracer is None:
+            fields: dict[Any, Any] = encode(event, event_type)
+            return text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
+        operation = operation_for(self.processor, event_type)
+        with producer_span(tracer, event_type, operation, "redis", self.stream) as block:
+            traced: dict[Any, Any] = encode(event, event_type)
+            entry_id = text(await self.async_client().xadd(self.stream, traced, maxlen=maxlen))
+            block.span.set_attribute("messaging.message.id", entry_id)
+            return entry_id
 
     # --- consuming, sync -----------------------------------------------------------------
 
@@ -191,8 +216,14 @@ class RedisStreamSource:
             entries = read_entries(self.client.xreadgroup(**self._read_args()))
         dead: list[tuple[str, RawFields]] = []
         for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+            carrier = carried(fields)
+            tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
             try:
-                self.processor.process_event(*event)
+                if carrier is None and tracer is None:
+                    self.processor.process_event(*event)
+                else:
+                    with delivered(carrier or {}, self._facts(tracer, entry_id)):
+                        self.processor.process_event(*event)
             except Exception as exc:
                 self._settle(batch, dead, entry_id, fields, exc)
             else:
@@ -268,11 +299,14 @@ class RedisStreamSource:
         dead: list[tuple[str, RawFields]] = []
         process = getattr(self.processor, "aprocess_event", None)
         for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+            carrier = carried(fields)
+            tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
             try:
-                if process is not None:
-                    await process(*event)
+                if carrier is None and tracer is None:
+                    await self._aprocess(process, event)
                 else:
-                    await asyncio.to_thread(self.processor.process_event, *event)
+                    with delivered(carrier or {}, self._facts(tracer, entry_id)):
+                        await self._aprocess(process, event)
             except Exception as exc:
                 self._settle(batch, dead, entry_id, fields, exc)
             else:
@@ -311,7 +345,17 @@ class RedisStreamSource:
             await self._async.aclose()
             self._async = None
 
+    async def _aprocess(self, process: Any, event: tuple[Any, str]) -> None:
+        if process is not None:
+            await process(*event)
+        else:  # a worker thread runs it in a copy of this context: the trace goes along
+            await asyncio.to_thread(self.processor.process_event, *event)
+
     # --- the steps of a poll, shared by both ------------------------------------------
+
+    def _facts(self, tracer: object, entry_id: str) -> MessageFacts | None:
+        """What the processor's CONSUMER span says of the entry (None: not tracing)."""
+        return None if tracer is None else MessageFacts("redis", self.stream, entry_id)
 
     def _outage(self, error: Exception) -> None:
         self.guard.failed(error)
@@ -356,6 +400,7 @@ class RedisStreamSource:
                 "stream %r: %d pending entries were trimmed before anyone processed them",
                 self.stream,
                 len(reply[2]),
+                extra=log_extra(broker="redis", stream=self.stream, trimmed=len(reply[2])),
             )
         batch.reclaimed.extend(entry_id for entry_id, _ in entries)
         return entries
@@ -387,6 +432,9 @@ class RedisStreamSource:
                     self.stream,
                     entry_id,
                     exc,
+                    extra=log_extra(
+                        broker="redis", stream=self.stream, message_id=entry_id, reason="poison"
+                    ),
                 )
                 dead.append((entry_id, dead_fields(fields, f"undecodable entry: {exc}", None)))
                 continue
@@ -408,6 +456,12 @@ class RedisStreamSource:
             self.stream,
             entry_id,
             truncate(f"{type(error).__name__}: {error}"),
+            extra=log_extra(
+                broker="redis",
+                stream=self.stream,
+                message_id=entry_id,
+                error_type=type(error).__name__,
+            ),
         )
         batch.left_pending.append(entry_id)
 

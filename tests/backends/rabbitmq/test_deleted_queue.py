@@ -1,0 +1,57 @@
+"""The queue deleted while the source consumes it (an operator, a cleanup script): the
+broker cancels the consumer. The source must notice, say so, declare the queue again and
+go on consuming — not sit "available" on a consumer that no longer exists."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from coordination import StoreError
+from coordination.backends.rabbitmq import RabbitMQSource
+
+from .conftest import Amqp
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def test_a_queue_deleted_while_consuming_is_declared_again_and_consumed(
+    queue: str, amqp: Amqp, processor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="coordination")
+    source = RabbitMQSource(processor, queue, reconnect_interval=0.01, poll_timeout=0.05)
+
+    def until(condition: Any) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, source.status()
+            time.sleep(0.01)
+
+    running = threading.Thread(target=source.run, kwargs={"handle_signals": False})
+    running.start()
+    try:
+        source.publish({"n": 1}, "order")
+        until(lambda: len(processor.handled) == 1)
+        amqp.run(amqp.channel.queue_delete(queue))
+        until(lambda: source.counts.reconnects >= 1)
+        until(lambda: source.status()["available"])
+
+        def published() -> bool:
+            try:
+                source.publish({"n": 2}, "order")
+            except StoreError:  # NO_ROUTE: the reconnect has not declared the queue yet
+                return False
+            return True
+
+        until(published)  # the queue is there again
+        until(lambda: len(processor.handled) == 2)
+    finally:
+        source.stop()
+        running.join(10)
+        source.close()
+    assert [event["n"] for event, _ in processor.handled] == [1, 2]
+    assert "cancelled the consumer" in caplog.text
