@@ -148,6 +148,9 @@ class MemorySource(BrokerSource):
             self.connected = False
             self.memory.close_connection()
 
+    async def _disconnect_consumer(self) -> None:  # publishing holds no connection here
+        await self._disconnect()
+
     def _broker_errors(self) -> tuple[type[BaseException], ...]:
         return (BrokerDown,)
 

@@ -327,7 +327,13 @@ class BrokerSource(ABC):
 
     @abstractmethod
     async def _disconnect(self) -> None:
-        """Close the connection; deliveries not acknowledged go back to the broker."""
+        """Close every connection of this loop; deliveries not acknowledged go back."""
+
+    @abstractmethod
+    async def _disconnect_consumer(self) -> None:
+        """Close the consuming connection only (the loop's reconnect after a broker
+        error): a publisher's own connection stays, so a publish in flight on it is not
+        failed by the consumer's trouble. It reconnects by itself when it is broken too."""
 
     @abstractmethod
     def _broker_errors(self) -> tuple[type[BaseException], ...]:
@@ -465,7 +471,7 @@ class BrokerSource(ABC):
                 self._raise_if_refused(exc)
                 retry_in = _jittered(backoff)
                 self._outage.failed(exc, retry_in)
-                await self._disconnect_quietly()
+                await self._disconnect_consumer_quietly()
                 await self._pause(retry_in)
                 backoff = min(backoff * 2, self.max_reconnect_interval)
                 self.counts.reconnects += 1
@@ -518,9 +524,9 @@ class BrokerSource(ABC):
             sleeper.cancel()
             woken.cancel()
 
-    async def _disconnect_quietly(self) -> None:
+    async def _disconnect_consumer_quietly(self) -> None:
         with contextlib.suppress(*self._broker_errors(), OSError):
-            await self._disconnect()
+            await self._disconnect_consumer()
 
     async def _settle_all(self, deliveries: list[Delivery]) -> None:
         """Settle a fetched batch, ``concurrency`` at a time; at a stop, what has not

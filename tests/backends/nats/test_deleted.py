@@ -80,3 +80,52 @@ def test_a_stream_or_consumer_deleted_while_consuming_is_made_again_and_consumed
             running.join(10)
             source.close()
     assert "was deleted" in caplog.text
+
+
+async def test_the_consumer_s_reconnect_leaves_the_publisher_s_connection_alone(
+    nats_url: str, unique_name: str, streams: list[str]
+) -> None:
+    """The consumer's trouble is the consumer's: its reconnect used to close every
+    connection of the loop, and a publish in flight on the publisher's (healthy) one failed
+    with 'connection closed'."""
+    stream = f"S_{unique_name}"
+    streams.append(stream)
+    seen: list[int] = []
+    with CoordinationEventProcessor(dead_letter_path=":memory:") as processor:
+        processor.on("order")(lambda event, event_type: seen.append(event["n"]))
+        source = NatsJetStreamSource(
+            processor,
+            f"attack2.{unique_name}",
+            stream=stream,
+            durable="d",
+            url=nats_url,
+            poll_timeout=0.05,
+            reconnect_interval=0.01,
+        )
+        source._consumer_check_every = 0.05
+        running = asyncio.ensure_future(source.arun(handle_signals=False))
+        try:
+            await source.apublish({"n": 0}, "order")
+            publisher = await source._publisher_link()
+            nc = await admin(nats_url)
+            try:
+                await nc.jetstream().delete_consumer(stream, "d")
+            finally:
+                await nc.close()
+            n = 1
+            deadline = asyncio.get_running_loop().time() + 10
+            while source.counts.reconnects == 0 or not source.status()["available"]:
+                assert asyncio.get_running_loop().time() < deadline, source.status()
+                await source.apublish({"n": n}, "order")  # never a StoreError meanwhile
+                n += 1
+                await asyncio.sleep(0.005)
+            while set(seen) != set(range(n)):  # at least once: a re-made consumer may
+                # deliver again what was acknowledged just before the deletion
+                assert asyncio.get_running_loop().time() < deadline, (n, seen)
+                await asyncio.sleep(0.02)
+            assert await source._publisher_link() is publisher  # the same connection
+        finally:
+            source.stop()
+            await running
+            await source.aclose()
+    assert set(seen) == set(range(n))

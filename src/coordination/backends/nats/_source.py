@@ -165,6 +165,9 @@ class NatsJetStreamSource(BrokerSource):
         self.name = name or f"coordination {socket.gethostname()}-{os.getpid()} {self.durable}"
         self._consumer: _Link | None = None
         self._publisher: asyncio.Task[_Link] | None = None
+        # the consumer's and the publisher's connections look for the stream one at a
+        # time on a loop: both finding it missing and making it raced inside the server
+        self._ensuring: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._consumer_check_every = _CONSUMER_CHECK_INTERVAL
 
     def __repr__(self) -> str:
@@ -316,7 +319,11 @@ class NatsJetStreamSource(BrokerSource):
             raise NatsUnavailable(f"no NATS server answered at {where}{why}") from None
         try:
             js = nc.jetstream(timeout=self.connect_timeout)
-            stream = await self._ensure_stream(js)
+            loop = asyncio.get_running_loop()
+            if self._ensuring is None or self._ensuring[0] is not loop:
+                self._ensuring = (loop, asyncio.Lock())
+            async with self._ensuring[1]:
+                stream = await self._ensure_stream(js)
         except BaseException:
             await _close_quietly(nc)
             raise
@@ -355,6 +362,10 @@ class NatsJetStreamSource(BrokerSource):
             info = await js.stream_info(name)
         except nats.js.errors.NotFoundError:
             return await self._create_stream(js, name)
+        return self._capturing(name, info)
+
+    def _capturing(self, name: str, info: api.StreamInfo) -> str:
+        """``name``, once its stream is seen to capture this source's subject."""
         subjects = list(info.config.subjects or [])
         if not any(covers(pattern, self.subject) for pattern in subjects):
             raise ConfigError(
@@ -381,10 +392,13 @@ class NatsJetStreamSource(BrokerSource):
             except nats.js.errors.NotFoundError:
                 other = "another stream"
             if exc.err_code == _NAME_IN_USE or other == name:
-                # The stream was not there when looked up and is now: another host made
-                # it meanwhile, or a restarted server was still loading it from disk (its
-                # subjects known before its name). Not a wrong setting: the reconnect
-                # looks again, and checks the subjects of the stream it then finds.
+                # The stream was not there when looked up and is now: another host (or
+                # this source's other connection, the publisher's) made it meanwhile.
+                # Looked at again at once and checked like any stream found. Still not
+                # found: a restarted server loading its streams from disk knows their
+                # subjects before their names; the reconnect looks again after a pause.
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    return self._capturing(name, await js.stream_info(name))
                 raise NatsUnavailable(
                     f"the NATS stream {name!r} appeared while this source was creating "
                     f"it ({exc.description or exc.err_code}); looking again"

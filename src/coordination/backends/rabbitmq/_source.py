@@ -420,15 +420,19 @@ class RabbitMQSource(BrokerSource):
             return link
 
     async def _disconnect(self) -> None:
+        await self._disconnect_consumer()
         loop = asyncio.get_running_loop()
-        consumer, publisher = self._consumer, self._publisher
-        if consumer is not None and consumer.loop is loop:
-            self._consumer = None
-            await self._give_back_buffered(consumer)
-            await consumer.close()
+        publisher = self._publisher
         if publisher is not None and publisher.loop is loop:
             self._publisher = None
             await publisher.close()
+
+    async def _disconnect_consumer(self) -> None:
+        consumer = self._consumer
+        if consumer is not None and consumer.loop is asyncio.get_running_loop():
+            self._consumer = None
+            await self._give_back_buffered(consumer)
+            await consumer.close()
 
     async def _give_back_buffered(self, link: _Link) -> None:
         """Stop the consumer, then nack (requeue) what it buffered and nobody fetched."""
