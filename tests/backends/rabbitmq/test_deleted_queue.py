@@ -4,6 +4,7 @@ go on consuming — not sit "available" on a consumer that no longer exists."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -55,3 +56,34 @@ def test_a_queue_deleted_while_consuming_is_declared_again_and_consumed(
         source.close()
     assert [event["n"] for event, _ in processor.handled] == [1, 2]
     assert "cancelled the consumer" in caplog.text
+
+
+async def test_the_consumer_s_reconnect_leaves_the_publisher_s_connection_alone(
+    queue: str, processor: Any
+) -> None:
+    """The consuming connection breaks while the same loop publishes: only it is
+    reopened. The loop's reconnect used to close every connection of the loop, the
+    publisher's healthy one with its publishes in flight."""
+    source = RabbitMQSource(processor, queue, reconnect_interval=0.01, poll_timeout=0.05)
+    running = asyncio.ensure_future(source.arun(handle_signals=False))
+    try:
+        await source.apublish({"n": 0}, "order")
+        deadline = asyncio.get_running_loop().time() + 10
+        while not processor.handled or source._consumer is None:
+            assert asyncio.get_running_loop().time() < deadline, source.status()
+            await asyncio.sleep(0.01)
+        publisher = source._publisher
+        await source._consumer.connection.close()  # the consumer's link breaks
+        n = 1
+        while source.counts.reconnects == 0 or not source.status()["available"]:
+            assert asyncio.get_running_loop().time() < deadline, source.status()
+            await source.apublish({"n": n}, "order")  # never a StoreError meanwhile
+            n += 1
+            await asyncio.sleep(0.005)
+        while {event["n"] for event, _ in processor.handled} != set(range(n)):
+            assert asyncio.get_running_loop().time() < deadline, source.status()
+            await asyncio.sleep(0.01)
+        assert source._publisher is publisher  # the same connection, never reopened
+    finally:
+        source.stop()
+        await running  # its end closes both connections of this loop
