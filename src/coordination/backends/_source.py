@@ -901,6 +901,12 @@ class BrokerSource(ABC):
                 loop.run_until_complete(self._disconnect())
             loop.close()
 
+    async def aclose(self) -> None:
+        """Close the connections this event loop holds: a publisher's after ``apublish``
+        on an application's own loop (``arun`` closes its own as it returns)."""
+        with contextlib.suppress(*self._broker_errors(), OSError):
+            await self._disconnect()
+
     def status(self) -> dict[str, Any]:
         """What the source has done, and whether the broker answers."""
         counts = self.counts

@@ -338,3 +338,27 @@ def test_a_channel_the_broker_closes_is_reconnected(
     assert sorted(e["n"] for e, _ in processor.handled) == list(range(20))
     assert source.counts.broker_errors >= 1
     assert amqp.settled(queue, (0, 0)) == (0, 0)
+
+
+def test_aclose_closes_what_apublish_opened_on_the_application_s_loop(
+    queue: str, amqp: Amqp, processor: Any
+) -> None:
+    """An application that only publishes, on its own loop: ``aclose()`` closes the
+    publisher's connection (there was no way to, and it lingered until the loop died)."""
+    source = RabbitMQSource(processor, queue)
+
+    async def publish_then_close() -> Any:
+        await source._connect()  # the queue declared, as a consumer would
+        await source._disconnect_consumer()
+        await source.apublish({"n": 1}, "order")
+        link = source._publisher
+        assert link is not None
+        assert not link.connection.is_closed
+        await source.aclose()
+        assert source._publisher is None
+        await source.aclose()  # twice is harmless
+        return link
+
+    link = asyncio.run(publish_then_close())
+    assert link.connection.is_closed
+    assert amqp.settled(queue, (1, 0)) == (1, 0)  # the message stayed for a consumer

@@ -271,10 +271,6 @@ class NatsJetStreamSource(BrokerSource):
             return error_text(error, 300)
         return None
 
-    async def aclose(self) -> None:
-        """Close the connections this event loop holds (``close()`` from sync code)."""
-        await self._disconnect()
-
     def status(self) -> dict[str, Any]:
         link = self._consumer
         return {
