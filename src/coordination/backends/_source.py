@@ -64,6 +64,7 @@ from ._messages import (
     describe,
     encode_message,
 )
+from ._stopping import install_stop_signals
 
 __all__ = [
     "BrokerSource",
@@ -839,47 +840,15 @@ class BrokerSource(ABC):
     # --- stopping on signals ------------------------------------------------------------
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGTERM and SIGINT stop the loop gracefully, on the main thread only; a second
-        one does what it did before (a hard stop: what is in flight is not acknowledged).
-        The handlers found are put back when the loop ends.
-
-        Python-level handlers, not ``loop.add_signal_handler``: removing a loop handler
-        would also remove one the application had set on its loop for the same signal.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return _nothing
+        """SIGTERM and SIGINT stop the loop gracefully (see ``install_stop_signals``);
+        the stop is asked from the loop, outside the signal handler."""
         loop = asyncio.get_running_loop()
-        previous: dict[int, Any] = {}
-        signalled: list[int] = []
 
-        def restore() -> None:
-            for signum, handler in previous.items():
-                with contextlib.suppress(ValueError, TypeError, OSError):
-                    signal.signal(signum, handler)
-
-        def on_signal(signum: int, frame: Any) -> None:
-            if signalled:  # the second: what it did before, now
-                restore()
-                handler = previous.get(signum)
-                if callable(handler):
-                    handler(signum, frame)
-                elif handler == signal.SIG_DFL:
-                    signal.raise_signal(signum)
-                return
-            signalled.append(signum)
+        def first(signum: int) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._on_signal, signum)
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            found = signal.getsignal(signum)
-            if found is None:  # set outside Python: it could not be put back
-                continue
-            try:
-                signal.signal(signum, on_signal)
-            except (ValueError, OSError):  # not on this platform
-                continue
-            previous[signum] = found
-        return restore
+        return install_stop_signals(first)
 
     def _on_signal(self, signum: int) -> None:
         self._logger.warning(
