@@ -27,8 +27,11 @@ name as its hash tag), and a ``dead_letter_stream`` in another slot is a ``Confi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,9 +40,10 @@ from ... import _time
 from ..._door_spans import MessageFacts, delivered, operation_for, producer_span
 from ..._errors import ConfigError, EventDeadLettered
 from ..._logging import component_logger, log_extra
-from ..._redact import truncate
+from ..._redact import redact, truncate
 from ..._time import AsyncSleep, Sleep
 from ..._tracing import DOORS, current_tracer, watch_doors
+from .._stopping import install_stop_signals
 from ._connection import (
     ClientOnDemand,
     RedisGuard,
@@ -91,12 +95,14 @@ class RedisStreamSource:
 
     >>> source = RedisStreamSource(processor, "orders", url="redis://127.0.0.1:6379/0")
     >>> source.publish({"order_id": 7}, "order_created")   # a producer, anywhere
-    >>> source.run(stop=lambda: shutting_down)             # a consumer loop
-    >>> await source.arun(stop=...)                        # the same on asyncio
+    >>> source.run()                  # a consumer loop, until SIGTERM/SIGINT or stop()
+    >>> await source.arun()           # the same on asyncio
 
     ``run``/``arun`` survive Redis outages: the first error is logged, every one is
-    counted (``coordination_redis_errors_total{component="stream"}``), and the loop waits
-    ``reconnect_interval`` seconds before polling again.
+    counted (``coordination_redis_errors_total{component="stream"}``, and
+    ``status()["broker_errors"]``), and the loop waits ``reconnect_interval`` seconds
+    before polling again. ``stop()`` (from any thread), SIGTERM or SIGINT end a run
+    after the batch in flight, which is acknowledged.
     """
 
     def __init__(
@@ -157,6 +163,20 @@ class RedisStreamSource:
         self._claim_cursor = "0-0"
         self._group_ready = False
         self._logger = component_logger("redis")
+        self._injected_sleep = sleep is not None  # else a stop cuts the reconnect wait short
+        self._injected_async_sleep = async_sleep is not None
+        self._stopping = threading.Event()
+        self._running_lock = threading.Lock()
+        self._running = False
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # arun's
+        self._processed = self._dead_lettered = self._reconnects = 0
+
+    def __repr__(self) -> str:
+        where = redact(self.url) if self.url is not None else "client"
+        return (
+            f"RedisStreamSource(stream={self.stream!r}, group={self.group!r}, "
+            f"consumer={self.consumer!r}, url={where!r})"
+        )
 
     @property
     def client(self) -> redis.Redis | redis.RedisCluster:
@@ -232,21 +252,42 @@ class RedisStreamSource:
             with self.client.pipeline(transaction=True) as tx:
                 self._acknowledge(tx, batch, dead)
                 tx.execute()
+        self._count(batch)
         return batch
 
     def run(
-        self, *, stop: Callable[[], bool] = lambda: False, max_idle_polls: int | None = None
+        self,
+        *,
+        stop: Callable[[], bool] = lambda: False,
+        max_idle_polls: int | None = None,
+        handle_signals: bool = True,
     ) -> int:
-        """Poll until ``stop()`` is true (or ``max_idle_polls`` polls found nothing in a
-        row). Returns the number of entries processed or dead-lettered."""
+        """Poll until ``stop()`` is true, ``self.stop()``, SIGTERM/SIGINT (on the main
+        thread, with ``handle_signals``; a second signal does what it did before), or
+        ``max_idle_polls`` polls found nothing in a row. The batch in flight finishes
+        and is acknowledged first; a stop arriving during a blocking read takes effect
+        when the read ends (at most ``block`` seconds). Returns the number of entries
+        processed or dead-lettered."""
+        self._start_run(None)
+        restore = install_stop_signals(self._on_signal) if handle_signals else _nothing
+        try:
+            return self._run_sync(stop, max_idle_polls)
+        finally:
+            restore()
+            self._end_run()
+
+    def _run_sync(self, stop: Callable[[], bool], max_idle_polls: int | None) -> int:
         handled = idle = 0
         errors = store_errors()
-        while not stop():
+        while not (self._stopping.is_set() or stop()):
             try:
                 batch = self.poll()
             except errors as exc:
                 self._outage(exc)
-                self._sleep(self.guard.reconnect_interval)
+                if self._injected_sleep:
+                    self._sleep(self.guard.reconnect_interval)
+                else:
+                    self._stopping.wait(self.guard.reconnect_interval)
                 continue
             self.guard.succeeded()
             handled += len(batch.processed) + len(batch.dead_lettered)
@@ -315,20 +356,50 @@ class RedisStreamSource:
             async with client.pipeline(transaction=True) as tx:
                 self._acknowledge(tx, batch, dead)
                 await tx.execute()
+        self._count(batch)
         return batch
 
     async def arun(
-        self, *, stop: Callable[[], bool] = lambda: False, max_idle_polls: int | None = None
+        self,
+        *,
+        stop: Callable[[], bool] = lambda: False,
+        max_idle_polls: int | None = None,
+        handle_signals: bool = True,
     ) -> int:
-        """``run`` for asyncio; cancel the task (or make ``stop()`` true) to end it."""
+        """``run`` for asyncio. Cancelling the task ends it at once: what was read and
+        not acknowledged is reclaimed later (``claim_idle``)."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        self._start_run((loop, wake))
+        restore = _nothing
+        if handle_signals:
+
+            def first(signum: int) -> None:  # the stop is asked from the loop
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._on_signal, signum)
+
+            restore = install_stop_signals(first)
+        try:
+            return await self._run_async(stop, max_idle_polls, wake)
+        finally:
+            restore()
+            self._end_run()
+
+    async def _run_async(
+        self, stop: Callable[[], bool], max_idle_polls: int | None, wake: asyncio.Event
+    ) -> int:
         handled = idle = 0
         errors = store_errors()
-        while not stop():
+        while not (self._stopping.is_set() or stop()):
             try:
                 batch = await self.apoll()
             except errors as exc:
                 self._outage(exc)
-                await self._async_sleep(self.guard.reconnect_interval)
+                if self._injected_async_sleep:
+                    await self._async_sleep(self.guard.reconnect_interval)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.guard.reconnect_interval)
                 continue
             self.guard.succeeded()
             handled += len(batch.processed) + len(batch.dead_lettered)
@@ -336,6 +407,65 @@ class RedisStreamSource:
             if max_idle_polls is not None and idle >= max_idle_polls:
                 break
         return handled
+
+    # --- stopping and status ----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask a running ``run``/``arun`` to finish the batch in flight and return (from
+        any thread, or a signal handler); before a run starts, that run returns at once."""
+        self._stopping.set()
+        woken = self._wake
+        if woken is not None and not woken[0].is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                woken[0].call_soon_threadsafe(woken[1].set)
+
+    def status(self) -> dict[str, Any]:
+        """What the source has done, and whether Redis answers (the URL never shows:
+        errors are redacted)."""
+        return {
+            "broker": "redis",
+            "available": not self.guard.down,
+            "running": self._running,
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "processed": self._processed,
+            "dead_lettered": self._dead_lettered,
+            "broker_errors": self.guard.errors,
+            "reconnects": self._reconnects,
+            "last_error": self.guard.last_error,
+        }
+
+    def _start_run(self, wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None) -> None:
+        with self._running_lock:  # held for two lines, never across a wait
+            if self._running:
+                raise RuntimeError(
+                    "this RedisStreamSource is already running: one run() or arun() at a "
+                    "time (make a source per consumer)"
+                )
+            self._running = True
+            self._wake = wake
+
+    def _end_run(self) -> None:
+        # A stop asked for before this run started (or while it ran) is used up here,
+        # not at the start, where it could be lost to a run still starting.
+        self._stopping.clear()
+        with self._running_lock:
+            self._running = False
+            self._wake = None
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        self._logger.warning(
+            "redis stream source: %s received; finishing the batch in flight, then stopping",
+            name,
+            extra=log_extra(broker="redis", stream=self.stream, signal=name),
+        )
+        self.stop()
+
+    def _count(self, batch: StreamBatch) -> None:
+        self._processed += len(batch.processed)
+        self._dead_lettered += len(batch.dead_lettered)
 
     def close(self) -> None:
         self._client.close()
@@ -359,6 +489,7 @@ class RedisStreamSource:
 
     def _outage(self, error: Exception) -> None:
         self.guard.failed(error)
+        self._reconnects += 1
         # A restarted Redis without persistence has lost the group: make it again.
         self._group_ready = False
 
@@ -513,3 +644,7 @@ def _check_same_slot(stream: str, dead_letter_stream: str) -> None:
             field="dead_letter_stream",
             value=dead_letter_stream,
         )
+
+
+def _nothing() -> None:
+    return None
