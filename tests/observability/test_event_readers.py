@@ -426,3 +426,54 @@ def test_a_shared_postgresql_store_shows_its_counts_by_namespace(
     finally:
         processor.dead_letters.purge()
         processor.close()
+
+
+@pytest.mark.redis
+def test_a_redis_streams_source_shows_beside_the_broker_sources(
+    coordination: Coordination,
+    processor: CoordinationEventProcessor,
+    namespace: str,
+    redis_url: str,
+) -> None:
+    """The Streams source on real Redis is read like the broker sources: by broker and
+    stream, by outcome (the processor's dead letters, the source's poison and
+    over-delivered entries apart), on /metrics and the status page."""
+    import redis
+
+    from coordination.backends.redis import RedisStreamSource
+
+    url = redis_url
+    stream = f"{namespace}:orders"
+    source = RedisStreamSource(processor, stream, url=url, block=0.01)
+    try:
+        source.ensure_group()
+        for i in range(3):
+            source.publish({"id": i}, "created")
+        source.publish({"id": 9}, "broken")  # the handler fails: dead-lettered
+        raw = redis.Redis.from_url(url)
+        try:
+            raw.xadd(stream, {"event_type": "created", "event": "{not json"})  # poison
+        finally:
+            raw.close()
+        assert source.run(max_idle_polls=1, handle_signals=False) == 5
+        text = scrape(coordination.metrics_exporter())
+        labels = {"component": "events", "broker": "redis", "source": stream}
+        for outcome, count in (("processed", 3), ("dead_lettered", 1), ("poison", 1)):
+            assert (
+                value(text, "coordination_broker_messages_total", **labels, outcome=outcome)
+                == count
+            )
+        assert value(text, "coordination_broker_source_available", **labels) == 1
+        promtool_check(text)
+        (shown,) = (
+            Client(coordination.status_page().wsgi_app)
+            .get("/coordination/status.json")
+            .json["events"]["sources"]
+        )
+        assert shown["broker"] == "redis"
+        assert shown["source"] == stream
+        assert (shown["processed"], shown["dead_lettered"], shown["poison"]) == (3, 1, 1)
+        status = source.status()
+        assert (status["processed"], status["dead_lettered"], status["poison"]) == (3, 1, 1)
+    finally:
+        source.close()

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ... import _time
+from ..._defaults import register_door
 from ..._door_spans import MessageFacts, delivered, operation_for, producer_span
 from ..._errors import ConfigError, EventDeadLettered
+from ..._events_snapshot import BROKER_SOURCE_DOORS, SourceSnapshot, shown_name
 from ..._logging import component_logger, log_extra
 from ..._redact import redact, truncate
 from ..._time import AsyncSleep, Sleep
@@ -170,6 +172,8 @@ class RedisStreamSource:
         self._running = False
         self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # arun's
         self._processed = self._dead_lettered = self._reconnects = 0
+        self._poison = self._redelivered = 0  # dead-lettered by the source itself
+        register_door(BROKER_SOURCE_DOORS, processor, self)  # /metrics, the status page
 
     def __repr__(self) -> str:
         where = redact(self.url) if self.url is not None else "client"
@@ -235,7 +239,8 @@ class RedisStreamSource:
         else:
             entries = read_entries(self.client.xreadgroup(**self._read_args()))
         dead: list[tuple[str, RawFields]] = []
-        for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+        kinds = _SourceDead()
+        for entry_id, fields, event in self._to_process(entries, exhausted, dead, kinds):
             carrier = carried(fields)
             tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
             try:
@@ -252,7 +257,7 @@ class RedisStreamSource:
             with self.client.pipeline(transaction=True) as tx:
                 self._acknowledge(tx, batch, dead)
                 tx.execute()
-        self._count(batch)
+        self._count(batch, kinds)
         return batch
 
     def run(
@@ -338,8 +343,9 @@ class RedisStreamSource:
         else:
             entries = read_entries(await client.xreadgroup(**self._read_args()))
         dead: list[tuple[str, RawFields]] = []
+        kinds = _SourceDead()
         process = getattr(self.processor, "aprocess_event", None)
-        for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+        for entry_id, fields, event in self._to_process(entries, exhausted, dead, kinds):
             carrier = carried(fields)
             tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
             try:
@@ -356,7 +362,7 @@ class RedisStreamSource:
             async with client.pipeline(transaction=True) as tx:
                 self._acknowledge(tx, batch, dead)
                 await tx.execute()
-        self._count(batch)
+        self._count(batch, kinds)
         return batch
 
     async def arun(
@@ -431,6 +437,8 @@ class RedisStreamSource:
             "consumer": self.consumer,
             "processed": self._processed,
             "dead_lettered": self._dead_lettered,
+            "poison": self._poison,
+            "redelivered_too_often": self._redelivered,
             "broker_errors": self.guard.errors,
             "reconnects": self._reconnects,
             "last_error": self.guard.last_error,
@@ -463,9 +471,27 @@ class RedisStreamSource:
         )
         self.stop()
 
-    def _count(self, batch: StreamBatch) -> None:
+    def _count(self, batch: StreamBatch, kinds: _SourceDead) -> None:
+        """Once the batch's transaction is done (a failed one is read and counted again)."""
         self._processed += len(batch.processed)
-        self._dead_lettered += len(batch.dead_lettered)
+        self._poison += kinds.poison
+        self._redelivered += kinds.redelivered
+        self._dead_lettered += len(batch.dead_lettered) - kinds.poison - kinds.redelivered
+
+    def source_snapshot(self) -> SourceSnapshot:
+        """``status()`` as the readers read it (``/metrics``, the status page)."""
+        return SourceSnapshot(
+            broker="redis",
+            source=shown_name(self.stream),
+            processed=self._processed,
+            dead_lettered=self._dead_lettered,
+            poison=self._poison,
+            redelivered=self._redelivered,
+            broker_errors=self.guard.errors,
+            reconnects=self._reconnects,
+            available=not self.guard.down,
+            last_error=self.guard.last_error,
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -548,12 +574,14 @@ class RedisStreamSource:
         entries: list[Entry],
         exhausted: frozenset[str],
         dead: list[tuple[str, RawFields]],
+        kinds: _SourceDead,
     ) -> Iterator[tuple[str, RawFields, tuple[Any, str]]]:
         """The entries to hand to the processor; the others go straight to ``dead``."""
         for entry_id, fields in entries:
             if entry_id in exhausted:
                 reason = f"delivered more than {self.max_deliveries} times without success"
                 dead.append((entry_id, dead_fields(fields, reason, None)))
+                kinds.redelivered += 1
                 continue
             try:
                 event = decode(fields)
@@ -568,6 +596,7 @@ class RedisStreamSource:
                     ),
                 )
                 dead.append((entry_id, dead_fields(fields, f"undecodable entry: {exc}", None)))
+                kinds.poison += 1
                 continue
             yield entry_id, fields, event
 
@@ -644,6 +673,17 @@ def _check_same_slot(stream: str, dead_letter_stream: str) -> None:
             field="dead_letter_stream",
             value=dead_letter_stream,
         )
+
+
+class _SourceDead:
+    """A batch's entries the source dead-letters itself, by why (the processor's own
+    dead letters are the rest of ``StreamBatch.dead_lettered``)."""
+
+    __slots__ = ("poison", "redelivered")
+
+    def __init__(self) -> None:
+        self.poison = 0
+        self.redelivered = 0
 
 
 def _nothing() -> None:
