@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -64,7 +63,7 @@ from ._messages import (
     describe,
     encode_message,
 )
-from ._stopping import install_stop_signals
+from ._stopping import RunStop, install_loop_signal_handlers, log_signal, unless_woken
 
 __all__ = [
     "BrokerSource",
@@ -303,10 +302,7 @@ class BrokerSource(ABC):
         self._unsettled: BaseException | None = None
         self._logger = component_logger(self.broker)
         self._warnings = _RareWarnings(self._logger, self._clock)
-        self._stopping = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None  # set while a run is going
-        self._running_lock = threading.Lock()
-        self._wake: asyncio.Event | None = None
+        self._stopping = RunStop()
         self._publisher_loop: asyncio.AbstractEventLoop | None = None
         self._publisher_lock = threading.Lock()
         register_door(BROKER_SOURCE_DOORS, processor, self)  # the readers find it
@@ -429,36 +425,25 @@ class BrokerSource(ABC):
         not acknowledged is delivered again later."""
         if max_idle_polls is not None:
             _check_whole("max_idle_polls", max_idle_polls)
-        with self._running_lock:  # held for two lines, never across a wait
-            if self._loop is not None:
-                raise RuntimeError(
-                    f"this {type(self).__name__} is already running: one run() or arun() at "
-                    "a time (make a source per consumer)"
-                )
-            self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._stopping.begin(self, loop=loop)
         settled_before = self.counts.settled
-        restore = self._install_signal_handlers() if handle_signals else _nothing
+        restore = (
+            install_loop_signal_handlers(loop, self._on_signal) if handle_signals else _nothing
+        )
         try:
             await self._consume(stop or _never, max_idle_polls)
         finally:
             restore()
             with contextlib.suppress(*self._broker_errors(), OSError, asyncio.CancelledError):
                 await self._disconnect()
-            self._loop = self._wake = None
-            # A stop asked for before this run started (or while it ran) is used up here,
-            # not at the start, where it could be lost to a run still starting.
-            self._stopping.clear()
+            self._stopping.end()  # a stop asked before or during this run is used up here
         return self.counts.settled - settled_before
 
     def stop(self) -> None:
         """Ask a running ``run``/``arun`` to finish what is in flight and return (from
         any thread, or a signal handler); before a run starts, it returns at once."""
-        self._stopping.set()
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(wake.set)
+        self._stopping.stop()
 
     async def _consume(self, stop: Callable[[], bool], max_idle_polls: int | None) -> None:
         idle = 0
@@ -498,32 +483,17 @@ class BrokerSource(ABC):
 
     async def _fetch_or_wake(self, count: int) -> list[Delivery]:
         """Fetch, unless a stop arrives first."""
-        if self._wake is None or self._wake.is_set():
+        wake = self._stopping.wake
+        if wake is None:
             return []
-        fetch = asyncio.ensure_future(self._fetch(count, self.poll_timeout))
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
-            if not fetch.done():  # woken, or this task cancelled: no fetch outlives the loop
-                fetch.cancel()
-                await asyncio.wait((fetch,))  # a cancel of this task still propagates
-        if fetch.cancelled():
-            return []
-        return fetch.result()  # what it fetched before the stop is given back unstarted
+        fetched = await unless_woken(lambda: self._fetch(count, self.poll_timeout), wake)
+        return fetched or []  # what it fetched before the stop is given back unstarted
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or until a stop."""
-        if self._wake is None:
-            return
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            woken.cancel()
+        wake = self._stopping.wake
+        if wake is not None:
+            await unless_woken(lambda: self._sleep(seconds), wake)
 
     async def _disconnect_consumer_quietly(self) -> None:
         with contextlib.suppress(*self._broker_errors(), OSError):
@@ -839,24 +809,10 @@ class BrokerSource(ABC):
 
     # --- stopping on signals ------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGTERM and SIGINT stop the loop gracefully (see ``install_stop_signals``);
-        the stop is asked from the loop, outside the signal handler."""
-        loop = asyncio.get_running_loop()
-
-        def first(signum: int) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._on_signal, signum)
-
-        return install_stop_signals(first)
-
     def _on_signal(self, signum: int) -> None:
-        self._logger.warning(
-            "%s source: %s received; finishing the messages in flight, then stopping",
-            self.broker,
-            signal.Signals(signum).name,
-            extra=log_extra(broker=self.broker, signal=signal.Signals(signum).name),
-        )
+        """The first SIGTERM or SIGINT, on the loop: a graceful stop (a second one does
+        what the handler found before did: see ``_stopping.install_stop_signals``)."""
+        log_signal(self._logger, self.broker, signum)
         self.stop()
 
     # --- closing and status ---------------------------------------------------------------
