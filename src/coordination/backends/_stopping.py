@@ -55,6 +55,11 @@ class RunStop:
     def is_set(self) -> bool:
         return self.asked.is_set()
 
+    @property
+    def running(self) -> bool:
+        """A run has begun and not ended."""
+        return self._running
+
     def begin(
         self,
         owner: object,

@@ -22,21 +22,28 @@ On a Redis Cluster (``cluster=True``, or a ``redis.RedisCluster`` as ``client``)
 dead-letter stream must share the stream's slot, since it is written in the transaction
 that acknowledges: its default name is then ``{<stream>}:dead-letters`` (the stream's
 name as its hash tag), and a ``dead_letter_stream`` in another slot is a ``ConfigError``.
+
+``run()`` / ``await arun()`` stop as every source does (``backends/_stopping.py``): on
+``stop()`` from any thread, SIGTERM or SIGINT (on the main thread; a second one does what
+the application's handler does), ``stop=`` returning true, or ``max_idle_polls`` empty
+polls in a row. The entry in flight finishes and is acknowledged; entries read but not
+started are given back (``XCLAIM ... IDLE claim_idle``: any consumer's next
+``XAUTOCLAIM`` takes them at once). A blocking read is woken: ``arun`` cancels it (an
+entry Redis handed over in that very instant stays pending, reclaimed after
+``claim_idle``), ``run`` has Redis end it (``CLIENT UNBLOCK``; within ``block`` seconds
+on a Redis Cluster). ``status()`` shows what the source did, the URL masked; the source
+is registered with its processor, so /metrics and the status page show it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ... import _time
 from ..._defaults import register_door
 from ..._door_spans import MessageFacts, delivered, operation_for, producer_span
 from ..._errors import ConfigError, EventDeadLettered
@@ -44,8 +51,16 @@ from ..._events_snapshot import BROKER_SOURCE_DOORS, SourceSnapshot, shown_name
 from ..._logging import component_logger, log_extra
 from ..._redact import redact, truncate
 from ..._time import AsyncSleep, Sleep
+from ..._time import async_sleep as _async_sleep
 from ..._tracing import DOORS, current_tracer, watch_doors
-from .._stopping import install_stop_signals
+from .._source import SourceCounts
+from .._stopping import (
+    RunStop,
+    install_loop_signal_handlers,
+    install_stop_signals,
+    log_signal,
+    unless_woken,
+)
 from ._connection import (
     ClientOnDemand,
     RedisGuard,
@@ -64,6 +79,7 @@ from ._stream_entries import (
     read_entries,
     text,
 )
+from ._stream_stop import ReadWaker
 
 if TYPE_CHECKING:
     import redis
@@ -87,6 +103,7 @@ class StreamBatch:
     dead_lettered: list[str] = field(default_factory=list)
     left_pending: list[str] = field(default_factory=list)  # failed; redelivered later
     reclaimed: list[str] = field(default_factory=list)  # taken over from another consumer
+    given_back: list[str] = field(default_factory=list)  # not started at a stop: claimable
 
     def __len__(self) -> int:
         return len(self.processed) + len(self.dead_lettered) + len(self.left_pending)
@@ -97,14 +114,12 @@ class RedisStreamSource:
 
     >>> source = RedisStreamSource(processor, "orders", url="redis://127.0.0.1:6379/0")
     >>> source.publish({"order_id": 7}, "order_created")   # a producer, anywhere
-    >>> source.run()                  # a consumer loop, until SIGTERM/SIGINT or stop()
-    >>> await source.arun()           # the same on asyncio
+    >>> source.run()               # a consumer loop, until SIGTERM/SIGINT or source.stop()
+    >>> await source.arun(stop=...)                        # the same on asyncio
 
     ``run``/``arun`` survive Redis outages: the first error is logged, every one is
-    counted (``coordination_redis_errors_total{component="stream"}``, and
-    ``status()["broker_errors"]``), and the loop waits ``reconnect_interval`` seconds
-    before polling again. ``stop()`` (from any thread), SIGTERM or SIGINT end a run
-    after the batch in flight, which is acknowledged.
+    counted (``coordination_redis_errors_total{component="stream"}``), and the loop waits
+    ``reconnect_interval`` seconds (or until a stop) before polling again.
     """
 
     def __init__(
@@ -159,27 +174,20 @@ class RedisStreamSource:
         )
         self.url = url
         self.guard = RedisGuard("stream", reconnect_interval=reconnect_interval)
-        self._sleep = sleep or _time.sleep
-        self._async_sleep = async_sleep or _time.async_sleep
+        self._sleep = sleep  # None: wait on the stop itself, so a stop ends the wait
+        self._async_sleep = async_sleep or _async_sleep
+        self.counts = SourceCounts()
+        self._stopping = RunStop()
         self._async: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster | None = None
         self._claim_cursor = "0-0"
         self._group_ready = False
         self._logger = component_logger("redis")
-        self._injected_sleep = sleep is not None  # else a stop cuts the reconnect wait short
-        self._injected_async_sleep = async_sleep is not None
-        self._stopping = threading.Event()
-        self._running_lock = threading.Lock()
-        self._running = False
-        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # arun's
-        self._processed = self._dead_lettered = self._reconnects = 0
-        self._poison = self._redelivered = 0  # dead-lettered by the source itself
-        register_door(BROKER_SOURCE_DOORS, processor, self)  # /metrics, the status page
+        register_door(BROKER_SOURCE_DOORS, processor, self)  # the readers find it
 
     def __repr__(self) -> str:
-        where = redact(self.url) if self.url is not None else "client"
         return (
             f"RedisStreamSource(stream={self.stream!r}, group={self.group!r}, "
-            f"consumer={self.consumer!r}, url={where!r})"
+            f"consumer={self.consumer!r}, url={self._shown_url()!r})"
         )
 
     @property
@@ -229,18 +237,30 @@ class RedisStreamSource:
     def poll(self) -> StreamBatch:
         """Reclaim stale pending entries, else read new ones (blocking up to ``block``),
         process them, and acknowledge what is done. Returns what happened, by id."""
+        return self._poll(None)
+
+    def _poll(self, waker: ReadWaker | None) -> StreamBatch:
+        """``poll``; in a run (``waker``), the read is wakeable and a stop gives back
+        what has not started."""
         if not self._group_ready:
             self.ensure_group()
+        client = self.client
         batch = StreamBatch()
-        entries = self._claimed(self.client.xautoclaim(**self._claim_args()), batch)
+        entries = self._claimed(client.xautoclaim(**self._claim_args()), batch)
         exhausted: frozenset[str] = frozenset()
         if entries:
-            exhausted = self._exhausted(self.client.xpending_range(**self._pending_args(entries)))
+            exhausted = self._exhausted(client.xpending_range(**self._pending_args(entries)))
+        elif waker is None:
+            entries = read_entries(client.xreadgroup(**self._read_args()))
         else:
-            entries = read_entries(self.client.xreadgroup(**self._read_args()))
-        dead: list[tuple[str, RawFields]] = []
-        kinds = _SourceDead()
-        for entry_id, fields, event in self._to_process(entries, exhausted, dead, kinds):
+            reader = waker.reader()
+            if not self._stopping.is_set():  # a stop from here on unblocks the read
+                entries = read_entries(reader.xreadgroup(**self._read_args()))
+        dead: list[_Dead] = []
+        for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+            if waker is not None and self._stopping.is_set():
+                batch.given_back.append(entry_id)
+                continue
             carrier = carried(fields)
             tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
             try:
@@ -253,53 +273,69 @@ class RedisStreamSource:
                 self._settle(batch, dead, entry_id, fields, exc)
             else:
                 batch.processed.append(entry_id)
-        if batch.processed or dead:
-            with self.client.pipeline(transaction=True) as tx:
+        if batch.processed or dead or batch.given_back:
+            with client.pipeline(transaction=True) as tx:
                 self._acknowledge(tx, batch, dead)
                 tx.execute()
-        self._count(batch, kinds)
+        self._count(batch, dead)
         return batch
 
     def run(
         self,
         *,
-        stop: Callable[[], bool] = lambda: False,
+        stop: Callable[[], bool] | None = None,
         max_idle_polls: int | None = None,
         handle_signals: bool = True,
     ) -> int:
-        """Poll until ``stop()`` is true, ``self.stop()``, SIGTERM/SIGINT (on the main
-        thread, with ``handle_signals``; a second signal does what it did before), or
-        ``max_idle_polls`` polls found nothing in a row. The batch in flight finishes
-        and is acknowledged first; a stop arriving during a blocking read takes effect
-        when the read ends (at most ``block`` seconds). Returns the number of entries
-        processed or dead-lettered."""
-        self._start_run(None)
-        restore = install_stop_signals(self._on_signal) if handle_signals else _nothing
-        try:
-            return self._run_sync(stop, max_idle_polls)
-        finally:
-            restore()
-            self._end_run()
-
-    def _run_sync(self, stop: Callable[[], bool], max_idle_polls: int | None) -> int:
+        """Poll until ``stop()`` is true, SIGTERM/SIGINT, ``self.stop()`` or
+        ``max_idle_polls`` polls found nothing in a row. Returns the number of entries
+        processed or dead-lettered. A stop wakes the blocking read (``CLIENT UNBLOCK``;
+        on a Redis Cluster it ends within ``block`` seconds) and the reconnect wait."""
+        waker = ReadWaker(lambda: self.client, self._on_signal)
+        self._stopping.begin(self, on_stop=waker.wake)
         handled = idle = 0
         errors = store_errors()
-        while not (self._stopping.is_set() or stop()):
-            try:
-                batch = self.poll()
-            except errors as exc:
-                self._outage(exc)
-                if self._injected_sleep:
-                    self._sleep(self.guard.reconnect_interval)
-                else:
-                    self._stopping.wait(self.guard.reconnect_interval)
-                continue
-            self.guard.succeeded()
-            handled += len(batch.processed) + len(batch.dead_lettered)
-            idle = 0 if batch else idle + 1
-            if max_idle_polls is not None and idle >= max_idle_polls:
-                break
+        waker.start()
+        restore = install_stop_signals(waker.signalled) if handle_signals else _nothing
+        try:
+            while not (self._stopping.is_set() or (stop is not None and stop())):
+                try:
+                    batch = self._poll(waker)
+                except errors as exc:
+                    waker.broken()
+                    self._outage(exc)
+                    self._pause(self.guard.reconnect_interval)
+                    continue
+                self.guard.succeeded()
+                handled += len(batch.processed) + len(batch.dead_lettered)
+                idle = 0 if batch else idle + 1
+                if max_idle_polls is not None and idle >= max_idle_polls:
+                    break
+        finally:
+            restore()
+            waker.close()
+            self._stopping.end()  # a stop asked before or during this run is used up here
         return handled
+
+    def stop(self) -> None:
+        """Ask a running ``run``/``arun`` to finish the entry in flight, acknowledge it,
+        give back what it read but did not start, and return (from any thread, or a
+        signal handler); before a run starts, that run returns at once."""
+        self._stopping.stop()
+
+    def _on_signal(self, signum: int) -> None:
+        log_signal(self._logger, "redis", signum)
+        self.stop()
+
+    async def _reconnect_wait(self) -> None:
+        await self._async_sleep(self.guard.reconnect_interval)
+
+    def _pause(self, seconds: float) -> None:
+        """The reconnect wait, ended early by a stop (an injected ``sleep`` is not)."""
+        if self._sleep is None:
+            self._stopping.asked.wait(seconds)
+        else:
+            self._sleep(seconds)
 
     def pending(self) -> int:
         """Entries delivered to some consumer of the group and not yet acknowledged."""
@@ -331,6 +367,11 @@ class RedisStreamSource:
     async def apoll(self) -> StreamBatch:
         """``poll`` on the asyncio client; awaits the processor's ``aprocess_event`` when
         it has one, else runs ``process_event`` in a worker thread."""
+        return await self._apoll(None)
+
+    async def _apoll(self, wake: asyncio.Event | None) -> StreamBatch:
+        """``apoll``; in a run (``wake``), a stop cancels the read and gives back what
+        has not started."""
         client = self.async_client()
         if not self._group_ready:
             await self.aensure_group()
@@ -340,12 +381,17 @@ class RedisStreamSource:
         if entries:
             details = await client.xpending_range(**self._pending_args(entries))
             exhausted = self._exhausted(details)
-        else:
+        elif wake is None:
             entries = read_entries(await client.xreadgroup(**self._read_args()))
-        dead: list[tuple[str, RawFields]] = []
-        kinds = _SourceDead()
+        else:
+            read = self._read_args()
+            entries = read_entries(await unless_woken(lambda: client.xreadgroup(**read), wake))
+        dead: list[_Dead] = []
         process = getattr(self.processor, "aprocess_event", None)
-        for entry_id, fields, event in self._to_process(entries, exhausted, dead, kinds):
+        for entry_id, fields, event in self._to_process(entries, exhausted, dead):
+            if wake is not None and self._stopping.is_set():
+                batch.given_back.append(entry_id)
+                continue
             carrier = carried(fields)
             tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
             try:
@@ -358,140 +404,48 @@ class RedisStreamSource:
                 self._settle(batch, dead, entry_id, fields, exc)
             else:
                 batch.processed.append(entry_id)
-        if batch.processed or dead:
+        if batch.processed or dead or batch.given_back:
             async with client.pipeline(transaction=True) as tx:
                 self._acknowledge(tx, batch, dead)
                 await tx.execute()
-        self._count(batch, kinds)
+        self._count(batch, dead)
         return batch
 
     async def arun(
         self,
         *,
-        stop: Callable[[], bool] = lambda: False,
+        stop: Callable[[], bool] | None = None,
         max_idle_polls: int | None = None,
         handle_signals: bool = True,
     ) -> int:
-        """``run`` for asyncio. Cancelling the task ends it at once: what was read and
-        not acknowledged is reclaimed later (``claim_idle``)."""
+        """``run`` for asyncio: a stop cancels the blocking read at once. Cancelling the
+        task stops at once too: what was not acknowledged is redelivered later."""
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
-        self._start_run((loop, wake))
-        restore = _nothing
-        if handle_signals:
-
-            def first(signum: int) -> None:  # the stop is asked from the loop
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(self._on_signal, signum)
-
-            restore = install_stop_signals(first)
-        try:
-            return await self._run_async(stop, max_idle_polls, wake)
-        finally:
-            restore()
-            self._end_run()
-
-    async def _run_async(
-        self, stop: Callable[[], bool], max_idle_polls: int | None, wake: asyncio.Event
-    ) -> int:
+        self._stopping.begin(self, loop=loop)
+        wake = self._stopping.wake
+        assert wake is not None  # begin made it, for this loop
         handled = idle = 0
         errors = store_errors()
-        while not (self._stopping.is_set() or stop()):
-            try:
-                batch = await self.apoll()
-            except errors as exc:
-                self._outage(exc)
-                if self._injected_async_sleep:
-                    await self._async_sleep(self.guard.reconnect_interval)
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), self.guard.reconnect_interval)
-                continue
-            self.guard.succeeded()
-            handled += len(batch.processed) + len(batch.dead_lettered)
-            idle = 0 if batch else idle + 1
-            if max_idle_polls is not None and idle >= max_idle_polls:
-                break
+        restore = (
+            install_loop_signal_handlers(loop, self._on_signal) if handle_signals else _nothing
+        )
+        try:
+            while not (self._stopping.is_set() or (stop is not None and stop())):
+                try:
+                    batch = await self._apoll(wake)
+                except errors as exc:
+                    self._outage(exc)
+                    await unless_woken(self._reconnect_wait, wake)
+                    continue
+                self.guard.succeeded()
+                handled += len(batch.processed) + len(batch.dead_lettered)
+                idle = 0 if batch else idle + 1
+                if max_idle_polls is not None and idle >= max_idle_polls:
+                    break
+        finally:
+            restore()
+            self._stopping.end()  # a stop asked before or during this run is used up here
         return handled
-
-    # --- stopping and status ----------------------------------------------------------
-
-    def stop(self) -> None:
-        """Ask a running ``run``/``arun`` to finish the batch in flight and return (from
-        any thread, or a signal handler); before a run starts, that run returns at once."""
-        self._stopping.set()
-        woken = self._wake
-        if woken is not None and not woken[0].is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                woken[0].call_soon_threadsafe(woken[1].set)
-
-    def status(self) -> dict[str, Any]:
-        """What the source has done, and whether Redis answers (the URL never shows:
-        errors are redacted)."""
-        return {
-            "broker": "redis",
-            "available": not self.guard.down,
-            "running": self._running,
-            "stream": self.stream,
-            "group": self.group,
-            "consumer": self.consumer,
-            "processed": self._processed,
-            "dead_lettered": self._dead_lettered,
-            "poison": self._poison,
-            "redelivered_too_often": self._redelivered,
-            "broker_errors": self.guard.errors,
-            "reconnects": self._reconnects,
-            "last_error": self.guard.last_error,
-        }
-
-    def _start_run(self, wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None) -> None:
-        with self._running_lock:  # held for two lines, never across a wait
-            if self._running:
-                raise RuntimeError(
-                    "this RedisStreamSource is already running: one run() or arun() at a "
-                    "time (make a source per consumer)"
-                )
-            self._running = True
-            self._wake = wake
-
-    def _end_run(self) -> None:
-        # A stop asked for before this run started (or while it ran) is used up here,
-        # not at the start, where it could be lost to a run still starting.
-        self._stopping.clear()
-        with self._running_lock:
-            self._running = False
-            self._wake = None
-
-    def _on_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        self._logger.warning(
-            "redis stream source: %s received; finishing the batch in flight, then stopping",
-            name,
-            extra=log_extra(broker="redis", stream=self.stream, signal=name),
-        )
-        self.stop()
-
-    def _count(self, batch: StreamBatch, kinds: _SourceDead) -> None:
-        """Once the batch's transaction is done (a failed one is read and counted again)."""
-        self._processed += len(batch.processed)
-        self._poison += kinds.poison
-        self._redelivered += kinds.redelivered
-        self._dead_lettered += len(batch.dead_lettered) - kinds.poison - kinds.redelivered
-
-    def source_snapshot(self) -> SourceSnapshot:
-        """``status()`` as the readers read it (``/metrics``, the status page)."""
-        return SourceSnapshot(
-            broker="redis",
-            source=shown_name(self.stream),
-            processed=self._processed,
-            dead_lettered=self._dead_lettered,
-            poison=self._poison,
-            redelivered=self._redelivered,
-            broker_errors=self.guard.errors,
-            reconnects=self._reconnects,
-            available=not self.guard.down,
-            last_error=self.guard.last_error,
-        )
 
     def close(self) -> None:
         self._client.close()
@@ -515,7 +469,7 @@ class RedisStreamSource:
 
     def _outage(self, error: Exception) -> None:
         self.guard.failed(error)
-        self._reconnects += 1
+        self.counts.reconnects += 1  # the run polls again after its wait
         # A restarted Redis without persistence has lost the group: make it again.
         self._group_ready = False
 
@@ -573,15 +527,13 @@ class RedisStreamSource:
         self,
         entries: list[Entry],
         exhausted: frozenset[str],
-        dead: list[tuple[str, RawFields]],
-        kinds: _SourceDead,
+        dead: list[_Dead],
     ) -> Iterator[tuple[str, RawFields, tuple[Any, str]]]:
         """The entries to hand to the processor; the others go straight to ``dead``."""
         for entry_id, fields in entries:
             if entry_id in exhausted:
                 reason = f"delivered more than {self.max_deliveries} times without success"
-                dead.append((entry_id, dead_fields(fields, reason, None)))
-                kinds.redelivered += 1
+                dead.append((entry_id, dead_fields(fields, reason, None), _REDELIVERED))
                 continue
             try:
                 event = decode(fields)
@@ -595,21 +547,22 @@ class RedisStreamSource:
                         broker="redis", stream=self.stream, message_id=entry_id, reason="poison"
                     ),
                 )
-                dead.append((entry_id, dead_fields(fields, f"undecodable entry: {exc}", None)))
-                kinds.poison += 1
+                reason = f"undecodable entry: {exc}"
+                dead.append((entry_id, dead_fields(fields, reason, None), _POISON))
                 continue
             yield entry_id, fields, event
 
     def _settle(
         self,
         batch: StreamBatch,
-        dead: list[tuple[str, RawFields]],
+        dead: list[_Dead],
         entry_id: str,
         fields: RawFields,
         error: Exception,
     ) -> None:
         if isinstance(error, EventDeadLettered):
-            dead.append((entry_id, dead_fields(fields, error.reason, error.dead_letter_id)))
+            stored = dead_fields(fields, error.reason, error.dead_letter_id)
+            dead.append((entry_id, stored, _DEAD_LETTERED))
             return
         self._logger.warning(
             "stream %r entry %s failed (%s); left pending, to be redelivered",
@@ -625,12 +578,95 @@ class RedisStreamSource:
         )
         batch.left_pending.append(entry_id)
 
-    def _acknowledge(self, tx: Any, batch: StreamBatch, dead: list[tuple[str, RawFields]]) -> None:
-        """Queue, on a MULTI pipeline, each dead letter's copy and every XACK."""
-        for entry_id, fields in dead:
+    def _acknowledge(self, tx: Any, batch: StreamBatch, dead: list[_Dead]) -> None:
+        """Queue, on a MULTI pipeline, each dead letter's copy and every XACK; what a
+        stop kept from starting is made claimable at once (its idle time set to
+        ``claim_idle``; ``JUSTID`` leaves its delivery count as it was)."""
+        for entry_id, fields, _ in dead:
             tx.xadd(self.dead_letter_stream, {**fields, "source_id": entry_id})
-        batch.dead_lettered.extend(entry_id for entry_id, _ in dead)
-        tx.xack(self.stream, self.group, *batch.processed, *batch.dead_lettered)
+        batch.dead_lettered.extend(entry_id for entry_id, _, _ in dead)
+        if batch.processed or batch.dead_lettered:
+            tx.xack(self.stream, self.group, *batch.processed, *batch.dead_lettered)
+        if batch.given_back:
+            tx.xclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                0,
+                batch.given_back,
+                idle=self.claim_idle_ms,
+                justid=True,
+            )
+
+    def _count(self, batch: StreamBatch, dead: list[_Dead]) -> None:
+        """Add what a poll settled to ``counts`` (once its transaction went through)."""
+        counts = self.counts
+        counts.processed += len(batch.processed)
+        counts.requeued += len(batch.left_pending) + len(batch.given_back)
+        for _, _, kind in dead:
+            if kind is _POISON:
+                counts.poison += 1
+            elif kind is _REDELIVERED:
+                counts.redelivered_too_often += 1
+            else:
+                counts.dead_lettered += 1
+
+    # --- status ---------------------------------------------------------------------------
+
+    def _shown_url(self) -> str | None:
+        """``url`` as shown anywhere: any password masked."""
+        return None if self.url is None else redact(self.url)
+
+    def status(self) -> dict[str, Any]:
+        """What the source has done, and whether Redis answers (no command is sent:
+        ``pending()`` asks Redis for the group's pending count)."""
+        counts = self.counts
+        return {
+            "broker": "redis",
+            "available": not self.guard.down,
+            "running": self._stopping.running,
+            "processed": counts.processed,
+            "dead_lettered": counts.dead_lettered,
+            "poison": counts.poison,
+            "redelivered_too_often": counts.redelivered_too_often,
+            "requeued": counts.requeued,
+            "broker_errors": self.guard.errors,
+            "reconnects": counts.reconnects,
+            "last_error": self.guard.last_error,  # redacted when recorded
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "dead_letter_stream": self.dead_letter_stream,
+            "url": self._shown_url(),
+        }
+
+    def source_snapshot(self) -> SourceSnapshot:
+        """``status()`` as the readers (/metrics, the status page) read it."""
+        counts = self.counts
+        return SourceSnapshot(
+            broker="redis",
+            source=shown_name(self.stream),
+            processed=counts.processed,
+            dead_lettered=counts.dead_lettered,
+            poison=counts.poison,
+            redelivered=counts.redelivered_too_often,
+            requeued=counts.requeued,
+            broker_errors=self.guard.errors,
+            reconnects=counts.reconnects,
+            available=not self.guard.down,
+            last_error=self.guard.last_error,
+        )
+
+
+# What a poll dead-letters: (entry id, the dead letter's fields, why: one of the three).
+_Dead = tuple[str, RawFields, object]
+_DEAD_LETTERED = object()  # the processor raised EventDeadLettered
+_POISON = object()  # undecodable
+_REDELIVERED = object()  # delivered more than max_deliveries times
+
+
+def _nothing() -> None:
+    return None
 
 
 def _response_error() -> type[Exception]:
@@ -673,18 +709,3 @@ def _check_same_slot(stream: str, dead_letter_stream: str) -> None:
             field="dead_letter_stream",
             value=dead_letter_stream,
         )
-
-
-class _SourceDead:
-    """A batch's entries the source dead-letters itself, by why (the processor's own
-    dead letters are the rest of ``StreamBatch.dead_lettered``)."""
-
-    __slots__ = ("poison", "redelivered")
-
-    def __init__(self) -> None:
-        self.poison = 0
-        self.redelivered = 0
-
-
-def _nothing() -> None:
-    return None
