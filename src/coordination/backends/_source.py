@@ -141,6 +141,38 @@ class SourceCounts:
     def settled(self) -> int:
         return self.processed + self.dead_lettered + self.poison + self.redelivered_too_often
 
+    def status(self, broker: str, *, available: bool) -> dict[str, Any]:
+        """The counts as a source's ``status()`` shows them (``last_error`` is redacted
+        when it is recorded)."""
+        return {
+            "broker": broker,
+            "available": available,
+            "processed": self.processed,
+            "dead_lettered": self.dead_lettered,
+            "poison": self.poison,
+            "redelivered_too_often": self.redelivered_too_often,
+            "requeued": self.requeued,
+            "broker_errors": self.broker_errors,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+        }
+
+    def snapshot(self, broker: str, source: str, *, available: bool) -> SourceSnapshot:
+        """The counts as the readers read them (``source``: a queue, a subject, a stream)."""
+        return SourceSnapshot(
+            broker=shown_name(broker, 40),
+            source=shown_name(source),
+            processed=self.processed,
+            dead_lettered=self.dead_lettered,
+            poison=self.poison,
+            redelivered=self.redelivered_too_often,
+            requeued=self.requeued,
+            broker_errors=self.broker_errors,
+            reconnects=self.reconnects,
+            available=available,
+            last_error=self.last_error,
+        )
+
 
 _counter_lock = threading.Lock()
 _counter: Counter | None = None
@@ -834,19 +866,7 @@ class BrokerSource(ABC):
 
     def status(self) -> dict[str, Any]:
         """What the source has done, and whether the broker answers."""
-        counts = self.counts
-        return {
-            "broker": self.broker,
-            "available": not self._outage.down,
-            "processed": counts.processed,
-            "dead_lettered": counts.dead_lettered,
-            "poison": counts.poison,
-            "redelivered_too_often": counts.redelivered_too_often,
-            "requeued": counts.requeued,
-            "broker_errors": counts.broker_errors,
-            "reconnects": counts.reconnects,
-            "last_error": counts.last_error,
-        }
+        return self.counts.status(self.broker, available=not self._outage.down)
 
     @property
     def source_name(self) -> str:
@@ -861,20 +881,7 @@ class BrokerSource(ABC):
 
     def source_snapshot(self) -> SourceSnapshot:
         """``status()`` as the readers read it (a frozen, typed snapshot)."""
-        counts = self.counts
-        return SourceSnapshot(
-            broker=shown_name(self.broker, 40),
-            source=shown_name(self.source_name),
-            processed=counts.processed,
-            dead_lettered=counts.dead_lettered,
-            poison=counts.poison,
-            redelivered=counts.redelivered_too_often,
-            requeued=counts.requeued,
-            broker_errors=counts.broker_errors,
-            reconnects=counts.reconnects,
-            available=not self._outage.down,
-            last_error=counts.last_error,
-        )
+        return self.counts.snapshot(self.broker, self.source_name, available=not self._outage.down)
 
 
 class _Heartbeat:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..._defaults import register_door
 from ..._door_spans import MessageFacts, delivered, operation_for, producer_span
 from ..._errors import ConfigError, EventDeadLettered
-from ..._events_snapshot import BROKER_SOURCE_DOORS, SourceSnapshot, shown_name
+from ..._events_snapshot import BROKER_SOURCE_DOORS, SourceSnapshot
 from ..._logging import component_logger, log_extra
 from ..._redact import redact, truncate
 from ..._time import AsyncSleep, Sleep
@@ -293,7 +293,7 @@ class RedisStreamSource:
         on a Redis Cluster it ends within ``block`` seconds) and the reconnect wait."""
         waker = ReadWaker(lambda: self.client, self._on_signal)
         self._stopping.begin(self, on_stop=waker.wake)
-        handled = idle = 0
+        tally = _RunTally(max_idle_polls)
         errors = store_errors()
         waker.start()
         restore = install_stop_signals(waker.signalled) if handle_signals else _nothing
@@ -307,15 +307,13 @@ class RedisStreamSource:
                     self._pause(self.guard.reconnect_interval)
                     continue
                 self.guard.succeeded()
-                handled += len(batch.processed) + len(batch.dead_lettered)
-                idle = 0 if batch else idle + 1
-                if max_idle_polls is not None and idle >= max_idle_polls:
+                if tally.idle_enough(batch):
                     break
         finally:
             restore()
             waker.close()
             self._stopping.end()  # a stop asked before or during this run is used up here
-        return handled
+        return tally.handled
 
     def stop(self) -> None:
         """Ask a running ``run``/``arun`` to finish the entry in flight, acknowledge it,
@@ -424,7 +422,7 @@ class RedisStreamSource:
         self._stopping.begin(self, loop=loop)
         wake = self._stopping.wake
         assert wake is not None  # begin made it, for this loop
-        handled = idle = 0
+        tally = _RunTally(max_idle_polls)
         errors = store_errors()
         restore = (
             install_loop_signal_handlers(loop, self._on_signal) if handle_signals else _nothing
@@ -438,14 +436,12 @@ class RedisStreamSource:
                     await unless_woken(self._reconnect_wait, wake)
                     continue
                 self.guard.succeeded()
-                handled += len(batch.processed) + len(batch.dead_lettered)
-                idle = 0 if batch else idle + 1
-                if max_idle_polls is not None and idle >= max_idle_polls:
+                if tally.idle_enough(batch):
                     break
         finally:
             restore()
             self._stopping.end()  # a stop asked before or during this run is used up here
-        return handled
+        return tally.handled
 
     def close(self) -> None:
         self._client.close()
@@ -468,7 +464,9 @@ class RedisStreamSource:
         return None if tracer is None else MessageFacts("redis", self.stream, entry_id)
 
     def _outage(self, error: Exception) -> None:
-        self.guard.failed(error)
+        self.guard.failed(error)  # logged once per outage, counted in the metric
+        self.counts.broker_errors += 1
+        self.counts.last_error = self.guard.last_error  # redacted by the guard
         self.counts.reconnects += 1  # the run polls again after its wait
         # A restarted Redis without persistence has lost the group: make it again.
         self._group_ready = False
@@ -620,19 +618,9 @@ class RedisStreamSource:
     def status(self) -> dict[str, Any]:
         """What the source has done, and whether Redis answers (no command is sent:
         ``pending()`` asks Redis for the group's pending count)."""
-        counts = self.counts
         return {
-            "broker": "redis",
-            "available": not self.guard.down,
+            **self.counts.status("redis", available=not self.guard.down),
             "running": self._stopping.running,
-            "processed": counts.processed,
-            "dead_lettered": counts.dead_lettered,
-            "poison": counts.poison,
-            "redelivered_too_often": counts.redelivered_too_often,
-            "requeued": counts.requeued,
-            "broker_errors": self.guard.errors,
-            "reconnects": counts.reconnects,
-            "last_error": self.guard.last_error,  # redacted when recorded
             "stream": self.stream,
             "group": self.group,
             "consumer": self.consumer,
@@ -642,20 +630,24 @@ class RedisStreamSource:
 
     def source_snapshot(self) -> SourceSnapshot:
         """``status()`` as the readers (/metrics, the status page) read it."""
-        counts = self.counts
-        return SourceSnapshot(
-            broker="redis",
-            source=shown_name(self.stream),
-            processed=counts.processed,
-            dead_lettered=counts.dead_lettered,
-            poison=counts.poison,
-            redelivered=counts.redelivered_too_often,
-            requeued=counts.requeued,
-            broker_errors=self.guard.errors,
-            reconnects=counts.reconnects,
-            available=not self.guard.down,
-            last_error=self.guard.last_error,
-        )
+        return self.counts.snapshot("redis", self.stream, available=not self.guard.down)
+
+
+class _RunTally:
+    """What a run has handled, and whether ``max_idle_polls`` empty polls came in a row."""
+
+    __slots__ = ("_idle", "_max_idle_polls", "handled")
+
+    def __init__(self, max_idle_polls: int | None) -> None:
+        self.handled = 0
+        self._idle = 0
+        self._max_idle_polls = max_idle_polls
+
+    def idle_enough(self, batch: StreamBatch) -> bool:
+        """Count ``batch``; True once ``max_idle_polls`` polls in a row found nothing."""
+        self.handled += len(batch.processed) + len(batch.dead_lettered)
+        self._idle = 0 if batch else self._idle + 1
+        return self._max_idle_polls is not None and self._idle >= self._max_idle_polls
 
 
 # What a poll dead-letters: (entry id, the dead letter's fields, why: one of the three).
