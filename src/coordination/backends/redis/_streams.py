@@ -187,7 +187,7 @@ class RedisStreamSource:
     def __repr__(self) -> str:
         return (
             f"RedisStreamSource(stream={self.stream!r}, group={self.group!r}, "
-            f"consumer={self.consumer!r}, url={self._shown_url()!r})"
+            f"consumer={self.consumer!r}, url={self._shown_url() or 'client'!r})"
         )
 
     @property
