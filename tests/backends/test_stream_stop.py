@@ -580,3 +580,48 @@ def test_the_processor_status_and_metrics_show_the_source(redis_url: str, stream
     finally:
         source.close()
         processor.close()
+
+
+# --- publishing, and a run on an event loop -------------------------------------------
+
+
+def test_a_publish_redis_refuses_is_a_counted_store_error_without_the_password(
+    stream: str, make: Any, closing: Any
+) -> None:
+    from coordination import StoreError
+
+    secret = "s3cr3t-pass"
+    source = closing(
+        RedisStreamSource(
+            Recorder(), stream, url=f"redis://user:{secret}@127.0.0.1:{free_port()}/0"
+        )
+    )
+    with pytest.raises(StoreError, match="cannot publish to redis at redis://") as caught:
+        source.publish({"n": 1}, "order")
+    assert secret not in str(caught.value)
+    assert caught.value.__cause__ is not None  # redis-py's own error, kept
+    assert source.status()["broker_errors"] == 1
+    assert source.status()["available"] is False
+    up = make(Recorder())
+    assert up.publish({"n": 1}, "order")  # an entry id
+    assert up.status()["available"] is True
+
+
+async def test_an_async_publish_redis_refuses_is_a_store_error_too(stream: str) -> None:
+    from coordination import StoreError
+
+    source = RedisStreamSource(Recorder(), stream, url=f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(StoreError, match="cannot publish to redis"):
+            await source.apublish({"n": 1}, "order")
+        assert source.status()["broker_errors"] == 1
+    finally:
+        await source.aclose()
+        source.close()
+
+
+async def test_a_blocking_run_on_a_running_loop_is_refused(make: Any) -> None:
+    source = make(Recorder())
+    with pytest.raises(RuntimeError, match=r"await arun\(\)"):
+        source.run(max_idle_polls=1, handle_signals=False)
+    assert source.status()["running"] is False  # refused before it started

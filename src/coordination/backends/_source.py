@@ -63,7 +63,13 @@ from ._messages import (
     describe,
     encode_message,
 )
-from ._stopping import RunStop, install_loop_signal_handlers, log_signal, unless_woken
+from ._stopping import (
+    RunStop,
+    install_loop_signal_handlers,
+    log_signal,
+    refuse_inside_a_loop,
+    unless_woken,
+)
 
 __all__ = [
     "BrokerSource",
@@ -424,7 +430,7 @@ class BrokerSource(ABC):
     def publish(self, event: Any, event_type: str) -> None:
         """``apublish`` from synchronous code (a private event loop keeps the connection
         between calls); from inside a running event loop, ``await apublish`` instead."""
-        _refuse_inside_a_loop("publish", "apublish")
+        refuse_inside_a_loop("publish", "apublish")
         with self._publisher_lock:
             if self._publisher_loop is None or self._publisher_loop.is_closed():
                 self._publisher_loop = asyncio.new_event_loop()
@@ -441,7 +447,7 @@ class BrokerSource(ABC):
     ) -> int:
         """Consume until ``stop()`` is true, SIGTERM/SIGINT, ``self.stop()`` or
         ``max_idle_polls`` empty polls in a row; the number of messages settled."""
-        _refuse_inside_a_loop("run", "arun")
+        refuse_inside_a_loop("run", "arun")
         return asyncio.run(
             self.arun(stop=stop, max_idle_polls=max_idle_polls, handle_signals=handle_signals)
         )
@@ -952,14 +958,6 @@ def _printable(headers: Mapping[str, Any], fallback: str | None) -> str:
     if isinstance(value, str) and value and value.isprintable() and len(value) <= 256:
         return value
     return "undecodable"
-
-
-def _refuse_inside_a_loop(name: str, instead: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(f"{name}() was called inside a running event loop: await {instead}() there")
 
 
 def _check_whole(name: str, number: object) -> None:

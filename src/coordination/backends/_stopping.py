@@ -29,6 +29,7 @@ __all__ = [
     "install_loop_signal_handlers",
     "install_stop_signals",
     "log_signal",
+    "refuse_inside_a_loop",
     "unless_woken",
 ]
 
@@ -183,6 +184,16 @@ def log_signal(logger: logging.Logger, broker: str, signum: int) -> None:
         name,
         extra=log_extra(broker=broker, signal=name),
     )
+
+
+def refuse_inside_a_loop(name: str, instead: str) -> None:
+    """A ``RuntimeError`` when called on a running event loop: a blocking ``run()``
+    there would stall every other task on it until the source stops."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{name}() was called inside a running event loop: await {instead}() there")
 
 
 def _nothing() -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+import aiormq
 import pytest
 
 from coordination import StoreError
@@ -77,7 +78,13 @@ async def test_the_consumer_s_reconnect_leaves_the_publisher_s_connection_alone(
         n = 1
         while source.counts.reconnects == 0 or not source.status()["available"]:
             assert asyncio.get_running_loop().time() < deadline, source.status()
-            await source.apublish({"n": n}, "order")  # never a StoreError meanwhile
+            try:
+                await source.apublish({"n": n}, "order")
+            except StoreError as exc:  # never the connection cut under the publish; the
+                # quorum queue may nack one (seen once in CI-like load), as it may anytime
+                if not isinstance(exc.__cause__, aiormq.exceptions.DeliveryError):
+                    raise
+                continue  # published again
             n += 1
             await asyncio.sleep(0.005)
         while {event["n"] for event, _ in processor.handled} != set(range(n)):

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..._defaults import register_door
 from ..._door_spans import MessageFacts, delivered, operation_for, producer_span
-from ..._errors import ConfigError, EventDeadLettered
+from ..._errors import ConfigError, EventDeadLettered, StoreError
 from ..._events_snapshot import BROKER_SOURCE_DOORS, SourceSnapshot
 from ..._logging import component_logger, log_extra
 from ..._redact import redact, truncate
@@ -59,6 +59,7 @@ from .._stopping import (
     install_loop_signal_handlers,
     install_stop_signals,
     log_signal,
+    refuse_inside_a_loop,
     unless_woken,
 )
 from ._connection import (
@@ -199,29 +200,51 @@ class RedisStreamSource:
     # --- producing ----------------------------------------------------------------------
 
     def publish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
-        """Append an event to the stream; returns its entry id."""
+        """Append an event to the stream; returns its entry id. Redis failing is a
+        ``StoreError`` naming it and its masked URL (redis-py's error as ``__cause__``),
+        counted in ``coordination_redis_errors_total{component="stream"}``."""
         tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
         if tracer is None:
-            fields: dict[Any, Any] = encode(event, event_type)
-            return text(self.client.xadd(self.stream, fields, maxlen=maxlen))
+            return self._appended(encode(event, event_type), maxlen)
         operation = operation_for(self.processor, event_type)
         with producer_span(tracer, event_type, operation, "redis", self.stream) as block:
-            traced: dict[Any, Any] = encode(event, event_type)
-            entry_id = text(self.client.xadd(self.stream, traced, maxlen=maxlen))
+            entry_id = self._appended(encode(event, event_type), maxlen)
             block.span.set_attribute("messaging.message.id", entry_id)
             return entry_id
 
     async def apublish(self, event: Any, event_type: str, *, maxlen: int | None = None) -> str:
+        """``publish`` on the asyncio client."""
         tracer = current_tracer() if DOORS.on else None  # DOORS.on: an attribute read
         if tracer is None:
-            fields: dict[Any, Any] = encode(event, event_type)
-            return text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
+            return await self._aappended(encode(event, event_type), maxlen)
         operation = operation_for(self.processor, event_type)
         with producer_span(tracer, event_type, operation, "redis", self.stream) as block:
-            traced: dict[Any, Any] = encode(event, event_type)
-            entry_id = text(await self.async_client().xadd(self.stream, traced, maxlen=maxlen))
+            entry_id = await self._aappended(encode(event, event_type), maxlen)
             block.span.set_attribute("messaging.message.id", entry_id)
             return entry_id
+
+    def _appended(self, fields: Any, maxlen: int | None) -> str:
+        try:  # the client too: a cluster's is made (its slots read) on first use
+            entry_id = text(self.client.xadd(self.stream, fields, maxlen=maxlen))
+        except store_errors() as exc:
+            raise self._publish_failed(exc) from exc
+        self.guard.succeeded()
+        return entry_id
+
+    async def _aappended(self, fields: Any, maxlen: int | None) -> str:
+        try:
+            entry_id = text(await self.async_client().xadd(self.stream, fields, maxlen=maxlen))
+        except store_errors() as exc:
+            raise self._publish_failed(exc) from exc
+        self.guard.succeeded()
+        return entry_id
+
+    def _publish_failed(self, error: Exception) -> StoreError:
+        self.guard.failed(error)  # counted; the outage logged once, as the consumer's are
+        self.counts.broker_errors += 1
+        self.counts.last_error = self.guard.last_error  # redacted by the guard
+        where = self._shown_url() or "the given client"
+        return StoreError(f"cannot publish to redis at {where}: {self.counts.last_error}")
 
     # --- consuming, sync -----------------------------------------------------------------
 
@@ -290,7 +313,10 @@ class RedisStreamSource:
         """Poll until ``stop()`` is true, SIGTERM/SIGINT, ``self.stop()`` or
         ``max_idle_polls`` polls found nothing in a row. Returns the number of entries
         processed or dead-lettered. A stop wakes the blocking read (``CLIENT UNBLOCK``;
-        on a Redis Cluster it ends within ``block`` seconds) and the reconnect wait."""
+        on a Redis Cluster it ends within ``block`` seconds) and the reconnect wait. On a
+        running event loop, ``await arun()`` instead (a ``RuntimeError`` here: this would
+        stall the loop)."""
+        refuse_inside_a_loop("run", "arun")
         waker = ReadWaker(lambda: self.client, self._on_signal)
         self._stopping.begin(self, on_stop=waker.wake)
         tally = _RunTally(max_idle_polls)
