@@ -36,12 +36,6 @@ def coordination() -> Iterator[Coordination]:
     made.close()
 
 
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    with recording() as spans:
-        yield spans
-
-
 def attributes(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 

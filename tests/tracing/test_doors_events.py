@@ -27,14 +27,7 @@ from .doors import (
     hex_span,
     hex_trace,
     parent_id,
-    recording,
 )
-
-
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    with recording() as spans:
-        yield spans
 
 
 def make_processor(handler: Any = None, **options: Any) -> CoordinationEventProcessor:

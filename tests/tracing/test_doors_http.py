@@ -3,11 +3,9 @@ spans recorded by the real OpenTelemetry SDK (in-memory exporter)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from flask import Flask, Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,14 +25,7 @@ from .doors import (
     hex_span,
     hex_trace,
     parent_id,
-    recording,
 )
-
-
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    with recording() as spans:
-        yield spans
 
 
 def flask_app(recorded: Recorded) -> Flask:
