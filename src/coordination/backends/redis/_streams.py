@@ -240,9 +240,7 @@ class RedisStreamSource:
         return entry_id
 
     def _publish_failed(self, error: Exception) -> StoreError:
-        self.guard.failed(error)  # counted; the outage logged once, as the consumer's are
-        self.counts.broker_errors += 1
-        self.counts.last_error = self.guard.last_error  # redacted by the guard
+        self._failed(error)  # the outage logged once, as the consumer's are
         where = self._shown_url() or "the given client"
         return StoreError(f"cannot publish to redis at {where}: {self.counts.last_error}")
 
@@ -489,10 +487,15 @@ class RedisStreamSource:
         """What the processor's CONSUMER span says of the entry (None: not tracing)."""
         return None if tracer is None else MessageFacts("redis", self.stream, entry_id)
 
-    def _outage(self, error: Exception) -> None:
-        self.guard.failed(error)  # logged once per outage, counted in the metric
+    def _failed(self, error: Exception) -> None:
+        """A Redis command failed: logged once per outage, counted in the metric and in
+        ``counts``."""
+        self.guard.failed(error)
         self.counts.broker_errors += 1
         self.counts.last_error = self.guard.last_error  # redacted by the guard
+
+    def _outage(self, error: Exception) -> None:
+        self._failed(error)
         self.counts.reconnects += 1  # the run polls again after its wait
         # A restarted Redis without persistence has lost the group: make it again.
         self._group_ready = False
