@@ -74,6 +74,7 @@ from ._stopping import (
 __all__ = [
     "BrokerSource",
     "Delivery",
+    "LoopLock",
     "MessageProcessor",
     "OutageLog",
     "SourceCounts",
@@ -888,6 +889,24 @@ class BrokerSource(ABC):
     def source_snapshot(self) -> SourceSnapshot:
         """``status()`` as the readers read it (a frozen, typed snapshot)."""
         return self.counts.snapshot(self.broker, self.source_name, available=not self._outage.down)
+
+
+class LoopLock:
+    """An ``asyncio.Lock`` for the running event loop. A source meets several loops in
+    its life (a sync publish's private loop, an ``asyncio.run`` per run), and an asyncio
+    lock belongs to one: a new loop gets a new lock."""
+
+    __slots__ = ("_lock", "_loop")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def get(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
 
 
 class _Heartbeat:

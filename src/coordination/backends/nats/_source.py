@@ -44,7 +44,7 @@ from ..._logging import log_extra
 from ..._redact import error_text, redact, safe_repr
 from ..._time import AsyncSleep, Clock
 from .._messages import DEFAULT_MAX_MESSAGE_BYTES, Message
-from .._source import BrokerSource, Delivery, MessageProcessor, _check_seconds
+from .._source import BrokerSource, Delivery, LoopLock, MessageProcessor, _check_seconds
 from ._subjects import check_name, check_subject, covers, is_wildcard, stream_name_for
 
 try:
@@ -167,7 +167,7 @@ class NatsJetStreamSource(BrokerSource):
         self._publisher: asyncio.Task[_Link] | None = None
         # the consumer's and the publisher's connections look for the stream one at a
         # time on a loop: both finding it missing and making it raced inside the server
-        self._ensuring: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._ensuring = LoopLock()
         self._consumer_check_every = _CONSUMER_CHECK_INTERVAL
 
     def __repr__(self) -> str:
@@ -315,10 +315,7 @@ class NatsJetStreamSource(BrokerSource):
             raise NatsUnavailable(f"no NATS server answered at {where}{why}") from None
         try:
             js = nc.jetstream(timeout=self.connect_timeout)
-            loop = asyncio.get_running_loop()
-            if self._ensuring is None or self._ensuring[0] is not loop:
-                self._ensuring = (loop, asyncio.Lock())
-            async with self._ensuring[1]:
+            async with self._ensuring.get():
                 stream = await self._ensure_stream(js)
         except BaseException:
             await _close_quietly(nc)

@@ -45,7 +45,7 @@ from ..._logging import log_extra
 from ..._redact import error_text, redact
 from ..._time import AsyncSleep, Clock
 from .._messages import DEFAULT_MAX_MESSAGE_BYTES, EVENT_TYPE_HEADER, Message
-from .._source import BrokerSource, Delivery, MessageProcessor, _check_seconds
+from .._source import BrokerSource, Delivery, LoopLock, MessageProcessor, _check_seconds
 from ._delivery import (
     CLASSIC_COUNT_HEADER,
     QUORUM_COUNT_HEADER,
@@ -225,7 +225,7 @@ class RabbitMQSource(BrokerSource):
         self.publish_timeout = publish_timeout
         self._consumer: _Link | None = None
         self._publisher: _Link | None = None
-        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._opening = LoopLock()  # one publisher connection opened at a time
 
     @property
     def url(self) -> str:
@@ -398,9 +398,7 @@ class RabbitMQSource(BrokerSource):
         """The publishing connection for this loop, opened once however many tasks
         publish at the same moment."""
         loop = asyncio.get_running_loop()
-        if self._opening is None or self._opening[0] is not loop:
-            self._opening = (loop, asyncio.Lock())
-        async with self._opening[1]:
+        async with self._opening.get():
             link = self._publisher
             if link is not None and link.usable():
                 return link  # another task opened it meanwhile
