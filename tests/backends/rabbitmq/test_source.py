@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+import aiormq.exceptions
 import pytest
 
 from coordination import ConfigError
@@ -362,3 +363,37 @@ def test_aclose_closes_what_apublish_opened_on_the_application_s_loop(
     link = asyncio.run(publish_then_close())
     assert link.connection.is_closed
     assert amqp.settled(queue, (1, 0)) == (1, 0)  # the message stayed for a consumer
+
+
+def test_a_nacked_publish_is_sent_again_and_a_refused_one_is_told(
+    queue: str, amqp: Amqp, processor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quorum queue without a leader (just declared, a node lost) nacks: the publish is
+    sent again and the message queued once; a broker that keeps nacking is a StoreError."""
+    from aio_pika.exchange import Exchange
+    from pamqp.commands import Basic
+
+    from coordination import StoreError
+
+    sent = Exchange.publish
+    nacks = {"left": 2}
+
+    async def nacking(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if nacks["left"]:
+            nacks["left"] -= 1
+            raise aiormq.exceptions.DeliveryError(None, Basic.Nack(delivery_tag=1))
+        return await sent(self, *args, **kwargs)
+
+    monkeypatch.setattr(Exchange, "publish", nacking)
+    source = RabbitMQSource(processor, queue)
+    try:
+        source.publish({"n": 1}, "order")
+        assert nacks["left"] == 0
+        assert amqp.settled(queue, (1, 0)) == (1, 0)  # queued once
+        nacks["left"] = 99
+        with pytest.raises(StoreError, match="Nack"):
+            source.publish({"n": 2}, "order")
+        assert nacks["left"] == 99 - 4  # the first send and three more
+    finally:
+        source.close()
+    assert amqp.settled(queue, (1, 0)) == (1, 0)
