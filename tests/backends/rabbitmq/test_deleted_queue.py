@@ -25,7 +25,11 @@ def test_a_queue_deleted_while_consuming_is_declared_again_and_consumed(
     queue: str, amqp: Amqp, processor: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="coordination")
-    source = RabbitMQSource(processor, queue, reconnect_interval=0.01, poll_timeout=0.05)
+    # the backoff capped low: under CI's load a few failed reconnects in a row (the queue
+    # still being deleted) had doubled it past the test's 5 s wait
+    source = RabbitMQSource(
+        processor, queue, reconnect_interval=0.01, max_reconnect_interval=0.2, poll_timeout=0.05
+    )
 
     def until(condition: Any) -> None:
         deadline = time.monotonic() + 5
