@@ -59,6 +59,14 @@ def test_a_stream_or_consumer_deleted_while_consuming_is_made_again_and_consumed
         async def delete() -> None:
             nc = await admin(nats_url)
             js = nc.jetstream()
+            # The handler ran, but its ack is sent after it, without waiting for the
+            # server: deleting the consumer before the ack lands leaves event 1 in the
+            # work queue, and the new consumer rightly delivers it again (at least once).
+            # This test is about the deletion, so it waits for the ack first.
+            deadline = time.monotonic() + 5
+            while (await js.stream_info(stream)).state.messages:
+                assert time.monotonic() < deadline, "event 1 was never acknowledged"
+                await asyncio.sleep(0.01)
             if deleted == "stream":
                 await js.delete_stream(stream)
             else:
