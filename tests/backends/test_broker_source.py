@@ -406,3 +406,34 @@ def test_a_store_failing_on_the_worker_thread_gives_that_message_back(
     # 1 could not be settled; 2, after it in the batch, is given back untried (the store
     # is down: it would fail too), and both are settled on redelivery
     assert [json.loads(d.body)["n"] for d in memory.requeued] == [1, 2]
+
+
+def test_per_loop_keeps_a_value_for_each_loop_and_forgets_closed_ones() -> None:
+    from coordination.backends._source import PerLoop
+
+    values: PerLoop[str] = PerLoop()
+
+    async def put(value: str) -> str | None:
+        before = values.get()
+        values.set(value)
+        return before
+
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(put("a")) is None
+        assert second.run_until_complete(put("b")) is None  # not the first loop's
+        assert first.run_until_complete(put("a2")) == "a"
+        assert sorted(values.values()) == ["a2", "b"]
+        first.close()
+        assert asyncio.run(put("c")) is None  # setting drops the closed first loop's
+        assert sorted(values.values()) == ["b", "c"]
+
+        async def take() -> tuple[str | None, str | None]:
+            values.discard("not it")
+            kept = values.get()
+            return kept, values.pop()
+
+        assert second.run_until_complete(take()) == ("b", "b")
+    finally:
+        second.close()

@@ -42,7 +42,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter
 
@@ -77,10 +77,13 @@ __all__ = [
     "LoopLock",
     "MessageProcessor",
     "OutageLog",
+    "PerLoop",
     "SourceCounts",
     "broker_errors",
     "existing_broker_errors",
 ]
+
+_T = TypeVar("_T")
 
 
 class MessageProcessor(Protocol):
@@ -891,22 +894,65 @@ class BrokerSource(ABC):
         return self.counts.snapshot(self.broker, self.source_name, available=not self._outage.down)
 
 
-class LoopLock:
-    """An ``asyncio.Lock`` for the running event loop. A source meets several loops in
-    its life (a sync publish's private loop, an ``asyncio.run`` per run), and an asyncio
-    lock belongs to one: a new loop gets a new lock."""
+class PerLoop(Generic[_T]):
+    """A value for each event loop that uses it: a publisher's connection, a lock. A
+    source meets several loops, some at the same time (a sync ``publish``'s private loop
+    in one thread, ``arun``'s loop in another, an application's own), and an asyncio
+    object belongs to one. A single slot made the loops take turns: each took the slot
+    from the other, dropped its connection unclosed and opened a new one, a leaked
+    connection per turn. The entries of closed loops are dropped as the others are set.
+    """
 
-    __slots__ = ("_lock", "_loop")
+    __slots__ = ("_by_loop", "_guard")
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
+        self._by_loop: dict[asyncio.AbstractEventLoop, _T] = {}
+        self._guard = threading.Lock()  # loops in other threads set theirs meanwhile
+
+    def get(self) -> _T | None:
+        """The running loop's value, if it has one."""
+        return self._by_loop.get(asyncio.get_running_loop())
+
+    def set(self, value: _T) -> None:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            for closed in [other for other in self._by_loop if other.is_closed()]:
+                del self._by_loop[closed]  # nothing can use (or close) them any more
+            self._by_loop[loop] = value
+
+    def pop(self) -> _T | None:
+        """Take the running loop's value away (it is closing it)."""
+        with self._guard:
+            return self._by_loop.pop(asyncio.get_running_loop(), None)
+
+    def discard(self, value: _T) -> None:
+        """Take the running loop's value away if it is still ``value`` (another task may
+        have put a new one there meanwhile)."""
+        with self._guard:
+            loop = asyncio.get_running_loop()
+            if self._by_loop.get(loop) is value:
+                del self._by_loop[loop]
+
+    def values(self) -> list[_T]:
+        with self._guard:
+            return list(self._by_loop.values())
+
+
+class LoopLock:
+    """An ``asyncio.Lock`` for the running event loop (see ``PerLoop``): one loop's
+    tasks take turns, and a lock made on another loop is never waited on."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: PerLoop[asyncio.Lock] = PerLoop()
 
     def get(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._loop is not loop:
-            self._loop, self._lock = loop, asyncio.Lock()
-        return self._lock
+        lock = self._locks.get()
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks.set(lock)
+        return lock
 
 
 class _Heartbeat:

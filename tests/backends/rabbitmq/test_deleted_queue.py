@@ -77,7 +77,7 @@ async def test_the_consumer_s_reconnect_leaves_the_publisher_s_connection_alone(
         while not processor.handled or source._consumer is None:
             assert asyncio.get_running_loop().time() < deadline, source.status()
             await asyncio.sleep(0.01)
-        publisher = source._publisher
+        publisher = source._publishers.get()
         await source._consumer.connection.close()  # the consumer's link breaks
         n = 1
         while source.counts.reconnects == 0 or not source.status()["available"]:
@@ -94,7 +94,7 @@ async def test_the_consumer_s_reconnect_leaves_the_publisher_s_connection_alone(
         while {event["n"] for event, _ in processor.handled} != set(range(n)):
             assert asyncio.get_running_loop().time() < deadline, source.status()
             await asyncio.sleep(0.01)
-        assert source._publisher is publisher  # the same connection, never reopened
+        assert source._publishers.get() is publisher  # the same connection, never reopened
     finally:
         source.stop()
         await running  # its end closes both connections of this loop

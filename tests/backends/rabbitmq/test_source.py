@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import aiormq.exceptions
@@ -300,7 +301,7 @@ def test_concurrent_publishers_share_one_connection(
 
     async def publish_all() -> Any:
         await asyncio.gather(*(source.apublish({"n": n}, "order") for n in range(50)))
-        link = source._publisher
+        link = source._publishers.get()
         await source._disconnect()
         return link
 
@@ -352,11 +353,11 @@ def test_aclose_closes_what_apublish_opened_on_the_application_s_loop(
         await source._connect()  # the queue declared, as a consumer would
         await source._disconnect_consumer()
         await source.apublish({"n": 1}, "order")
-        link = source._publisher
+        link = source._publishers.get()
         assert link is not None
         assert not link.connection.is_closed
         await source.aclose()
-        assert source._publisher is None
+        assert source._publishers.get() is None
         await source.aclose()  # twice is harmless
         return link
 
@@ -397,3 +398,40 @@ def test_a_nacked_publish_is_sent_again_and_a_refused_one_is_told(
     finally:
         source.close()
     assert amqp.settled(queue, (1, 0)) == (1, 0)
+
+
+def test_two_loops_publishing_at_once_keep_a_connection_each(
+    queue: str, amqp: Amqp, processor: Any
+) -> None:
+    """A sync ``publish`` (the source's private loop) and an ``apublish`` on another
+    thread's loop, taking turns: one publishing slot made each take it from the other,
+    dropping the other's connection unclosed and opening a new one, a leaked connection
+    per turn."""
+    source = RabbitMQSource(processor, queue)
+    opened: list[Any] = []
+    open_link = source._open
+
+    async def counted_open() -> Any:
+        link = await open_link()
+        opened.append(link)
+        return link
+
+    source._open = counted_open  # type: ignore[method-assign]
+    other = asyncio.new_event_loop()
+    running = threading.Thread(target=other.run_forever)
+    running.start()
+    try:
+        for n in range(0, 40, 2):
+            source.publish({"n": n}, "order")
+            asyncio.run_coroutine_threadsafe(source.apublish({"n": n + 1}, "order"), other).result(
+                10
+            )
+        assert len(opened) == 2  # one per loop, however many turns
+        asyncio.run_coroutine_threadsafe(source.aclose(), other).result(10)
+        source.close()
+        assert all(link.connection.is_closed for link in opened)
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        running.join(10)
+        other.close()
+    assert amqp.settled(queue, (40, 0)) == (40, 0)

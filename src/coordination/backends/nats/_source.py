@@ -44,7 +44,14 @@ from ..._logging import log_extra
 from ..._redact import error_text, redact, safe_repr
 from ..._time import AsyncSleep, Clock
 from .._messages import DEFAULT_MAX_MESSAGE_BYTES, Message
-from .._source import BrokerSource, Delivery, LoopLock, MessageProcessor, _check_seconds
+from .._source import (
+    BrokerSource,
+    Delivery,
+    LoopLock,
+    MessageProcessor,
+    PerLoop,
+    _check_seconds,
+)
 from ._subjects import check_name, check_subject, covers, is_wildcard, stream_name_for
 
 try:
@@ -164,7 +171,8 @@ class NatsJetStreamSource(BrokerSource):
         self.publish_timeout = float(publish_timeout)
         self.name = name or f"coordination {socket.gethostname()}-{os.getpid()} {self.durable}"
         self._consumer: _Link | None = None
-        self._publisher: asyncio.Task[_Link] | None = None
+        # the publishing connection of each loop, opened once by a task any caller awaits
+        self._publishers: PerLoop[asyncio.Task[_Link]] = PerLoop()
         # the consumer's and the publisher's connections look for the stream one at a
         # time on a loop: both finding it missing and making it raced inside the server
         self._ensuring = LoopLock()
@@ -246,10 +254,9 @@ class NatsJetStreamSource(BrokerSource):
 
     async def _disconnect(self) -> None:
         await self._disconnect_consumer()
-        task = self._publisher
-        if task is None or task.get_loop() is not asyncio.get_running_loop():
+        task = self._publishers.pop()
+        if task is None:
             return
-        self._publisher = None
         if not task.done():
             task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -323,10 +330,7 @@ class NatsJetStreamSource(BrokerSource):
         return _Link(nc, js, stream)
 
     async def _publisher_link(self) -> _Link:
-        loop = asyncio.get_running_loop()
-        task = self._publisher
-        if task is not None and task.get_loop() is not loop:
-            task = None  # made on another loop (a sync publish, an earlier asyncio.run)
+        task = self._publishers.get()
         if task is not None and task.done():
             link = None if task.cancelled() or task.exception() else task.result()
             if link is None or not link.nc.is_connected:
@@ -334,7 +338,8 @@ class NatsJetStreamSource(BrokerSource):
                     await _close_quietly(link.nc)
                 task = None
         if task is None:
-            task = self._publisher = loop.create_task(self._open_link())
+            task = asyncio.get_running_loop().create_task(self._open_link())
+            self._publishers.set(task)
         return await asyncio.shield(task)
 
     async def _disconnect_consumer(self) -> None:

@@ -46,7 +46,14 @@ from ..._logging import log_extra
 from ..._redact import error_text, redact
 from ..._time import AsyncSleep, Clock
 from .._messages import DEFAULT_MAX_MESSAGE_BYTES, EVENT_TYPE_HEADER, Message
-from .._source import BrokerSource, Delivery, LoopLock, MessageProcessor, _check_seconds
+from .._source import (
+    BrokerSource,
+    Delivery,
+    LoopLock,
+    MessageProcessor,
+    PerLoop,
+    _check_seconds,
+)
 from ._delivery import (
     CLASSIC_COUNT_HEADER,
     QUORUM_COUNT_HEADER,
@@ -230,7 +237,7 @@ class RabbitMQSource(BrokerSource):
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
         self._consumer: _Link | None = None
-        self._publisher: _Link | None = None
+        self._publishers: PerLoop[_Link] = PerLoop()  # a connection per publishing loop
         self._opening = LoopLock()  # one publisher connection opened at a time
 
     @property
@@ -379,7 +386,7 @@ class RabbitMQSource(BrokerSource):
         return None
 
     async def _publish(self, message: Message) -> None:
-        link = self._publisher
+        link = self._publishers.get()
         if link is None or not link.usable():
             link = await self._publisher_link()
         assert link.exchange is not None
@@ -393,8 +400,7 @@ class RabbitMQSource(BrokerSource):
         try:
             await self._publish_confirmed(link.exchange, amqp)
         except _BROKER_ERRORS:
-            if self._publisher is link:
-                self._publisher = None
+            self._publishers.discard(link)
             await link.close()
             raise
 
@@ -415,13 +421,12 @@ class RabbitMQSource(BrokerSource):
     async def _publisher_link(self) -> _Link:
         """The publishing connection for this loop, opened once however many tasks
         publish at the same moment."""
-        loop = asyncio.get_running_loop()
         async with self._opening.get():
-            link = self._publisher
+            link = self._publishers.get()
             if link is not None and link.usable():
                 return link  # another task opened it meanwhile
-            self._publisher = None
-            if link is not None and link.loop is loop:
+            if link is not None:
+                self._publishers.discard(link)
                 await link.close()
             link = await self._open()
             try:
@@ -432,15 +437,13 @@ class RabbitMQSource(BrokerSource):
             except BaseException:
                 await link.close()
                 raise
-            self._publisher = link
+            self._publishers.set(link)
             return link
 
     async def _disconnect(self) -> None:
         await self._disconnect_consumer()
-        loop = asyncio.get_running_loop()
-        publisher = self._publisher
-        if publisher is not None and publisher.loop is loop:
-            self._publisher = None
+        publisher = self._publishers.pop()
+        if publisher is not None:
             await publisher.close()
 
     async def _disconnect_consumer(self) -> None:
