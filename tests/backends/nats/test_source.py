@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from nats.js import api
 from coordination import ConfigError, CoordinationEventProcessor, StoreError
 from coordination.backends.nats import NatsJetStreamSource
 
+from .._two_loops import publish_from_two_loops
 from .conftest import admin, consumer_info
 
 pytestmark = pytest.mark.nats
@@ -585,36 +585,12 @@ async def test_an_outage_is_logged_once_counted_and_reconnected(
 def test_two_loops_publishing_at_once_keep_a_connection_each(
     nats_url: str, unique_name: str, streams: list[str], tmp_path: Path
 ) -> None:
-    """A sync ``publish`` (the source's private loop) and an ``apublish`` on another
-    thread's loop, taking turns: with one publishing slot, each turn dropped the other
-    loop's connection unclosed and opened a new one."""
+    """A sync publish and an apublish on another thread's loop, taking turns, keep a
+    connection each, and both are closed at the end (see tests/backends/_two_loops.py)."""
     source = source_for(processor_at(tmp_path), unique_name, nats_url, streams)
-    opened: list[Any] = []
-    open_link = source._open_link
-
-    async def counted_open() -> Any:
-        link = await open_link()
-        opened.append(link)
-        return link
-
-    source._open_link = counted_open  # type: ignore[method-assign]
-    other = asyncio.new_event_loop()
-    running = threading.Thread(target=other.run_forever)
-    running.start()
-    try:
-        for n in range(0, 40, 2):
-            source.publish({"n": n}, "order")
-            asyncio.run_coroutine_threadsafe(source.apublish({"n": n + 1}, "order"), other).result(
-                10
-            )
-        assert len(opened) == 2  # one per loop, however many turns
-        asyncio.run_coroutine_threadsafe(source.aclose(), other).result(10)
-        source.close()
-        assert all(link.nc.is_closed for link in opened)
-    finally:
-        other.call_soon_threadsafe(other.stop)
-        running.join(10)
-        other.close()
+    opened = publish_from_two_loops(source, "_open_link")
+    assert len(opened) == 2  # one per loop, however many turns
+    assert all(link.nc.is_closed for link in opened)
 
     async def stored() -> int:
         nc = await admin(nats_url)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 import aiormq.exceptions
@@ -16,6 +15,7 @@ from coordination import ConfigError
 from coordination.backends.rabbitmq import RabbitMQSource
 from coordination.integration import CoordinationEventProcessor
 
+from .._two_loops import publish_from_two_loops
 from .conftest import Amqp
 
 pytestmark = pytest.mark.rabbitmq
@@ -403,35 +403,10 @@ def test_a_nacked_publish_is_sent_again_and_a_refused_one_is_told(
 def test_two_loops_publishing_at_once_keep_a_connection_each(
     queue: str, amqp: Amqp, processor: Any
 ) -> None:
-    """A sync ``publish`` (the source's private loop) and an ``apublish`` on another
-    thread's loop, taking turns: one publishing slot made each take it from the other,
-    dropping the other's connection unclosed and opening a new one, a leaked connection
-    per turn."""
+    """A sync publish and an apublish on another thread's loop, taking turns, keep a
+    connection each, and both are closed at the end (see tests/backends/_two_loops.py)."""
     source = RabbitMQSource(processor, queue)
-    opened: list[Any] = []
-    open_link = source._open
-
-    async def counted_open() -> Any:
-        link = await open_link()
-        opened.append(link)
-        return link
-
-    source._open = counted_open  # type: ignore[method-assign]
-    other = asyncio.new_event_loop()
-    running = threading.Thread(target=other.run_forever)
-    running.start()
-    try:
-        for n in range(0, 40, 2):
-            source.publish({"n": n}, "order")
-            asyncio.run_coroutine_threadsafe(source.apublish({"n": n + 1}, "order"), other).result(
-                10
-            )
-        assert len(opened) == 2  # one per loop, however many turns
-        asyncio.run_coroutine_threadsafe(source.aclose(), other).result(10)
-        source.close()
-        assert all(link.connection.is_closed for link in opened)
-    finally:
-        other.call_soon_threadsafe(other.stop)
-        running.join(10)
-        other.close()
+    opened = publish_from_two_loops(source, "_open")
+    assert len(opened) == 2  # one per loop, however many turns
+    assert all(link.connection.is_closed for link in opened)
     assert amqp.settled(queue, (40, 0)) == (40, 0)

@@ -53,7 +53,7 @@ from ..._redact import redact, truncate
 from ..._time import AsyncSleep, Sleep
 from ..._time import async_sleep as _async_sleep
 from ..._tracing import DOORS, current_tracer, watch_doors
-from .._source import SourceCounts
+from .._source import SourceCounts, _check_whole
 from .._stopping import (
     RunStop,
     install_loop_signal_handlers,
@@ -239,7 +239,10 @@ class RedisStreamSource:
         self.guard.succeeded()
         return entry_id
 
-    def _publish_failed(self, error: Exception) -> StoreError:
+    def _publish_failed(self, error: Exception) -> StoreError | ConfigError:
+        refused = self._refusal(error)
+        if refused is not None:
+            return refused
         self._failed(error)  # the outage logged once, as the consumer's are
         where = self._shown_url() or "the given client"
         return StoreError(f"cannot publish to redis at {where}: {self.counts.last_error}")
@@ -315,9 +318,9 @@ class RedisStreamSource:
         running event loop, ``await arun()`` instead (a ``RuntimeError`` here: this would
         stall the loop)."""
         refuse_inside_a_loop("run", "arun")
+        tally = _RunTally(max_idle_polls)  # checked before the run begins
         waker = ReadWaker(lambda: self.client, self._on_signal)
         self._stopping.begin(self, on_stop=waker.wake)
-        tally = _RunTally(max_idle_polls)
         errors = store_errors()
         waker.start()
         restore = install_stop_signals(waker.signalled) if handle_signals else _nothing
@@ -326,6 +329,7 @@ class RedisStreamSource:
                 try:
                     batch = self._poll(waker)
                 except errors as exc:
+                    self._raise_if_refused(exc)
                     waker.broken()
                     self._outage(exc)
                     self._pause(self.guard.reconnect_interval)
@@ -442,11 +446,11 @@ class RedisStreamSource:
     ) -> int:
         """``run`` for asyncio: a stop cancels the blocking read at once. Cancelling the
         task stops at once too: what was not acknowledged is redelivered later."""
+        tally = _RunTally(max_idle_polls)  # checked before the run begins
         loop = asyncio.get_running_loop()
         self._stopping.begin(self, loop=loop)
         wake = self._stopping.wake
         assert wake is not None  # begin made it, for this loop
-        tally = _RunTally(max_idle_polls)
         errors = store_errors()
         restore = (
             install_loop_signal_handlers(loop, self._on_signal) if handle_signals else _nothing
@@ -456,6 +460,7 @@ class RedisStreamSource:
                 try:
                     batch = await self._apoll(wake)
                 except errors as exc:
+                    self._raise_if_refused(exc)
                     self._outage(exc)
                     await unless_woken(self._reconnect_wait, wake)
                     continue
@@ -493,6 +498,26 @@ class RedisStreamSource:
         self.guard.failed(error)
         self.counts.broker_errors += 1
         self.counts.last_error = self.guard.last_error  # redacted by the guard
+
+    def _refusal(self, error: Exception) -> ConfigError | None:
+        """The error to raise when Redis refused this source's credentials or its ACL
+        (a wrong password does not fix itself: retried as an outage, logged once, it was
+        hidden), or None for an outage worth waiting out."""
+        if not isinstance(error, _refusal_errors()):
+            return None
+        self._failed(error)  # counted, as every Redis error is
+        where = self._shown_url() or "the given client"
+        return ConfigError(
+            f"redis at {where} refused this source: {self.counts.last_error} (check the "
+            "URL's user and password and the user's ACL permissions; not retried)",
+            field="redis_url",
+            value=where,
+        )
+
+    def _raise_if_refused(self, error: Exception) -> None:
+        refused = self._refusal(error)
+        if refused is not None:
+            raise refused from error
 
     def _outage(self, error: Exception) -> None:
         self._failed(error)
@@ -668,6 +693,8 @@ class _RunTally:
     __slots__ = ("_idle", "_max_idle_polls", "handled")
 
     def __init__(self, max_idle_polls: int | None) -> None:
+        if max_idle_polls is not None:
+            _check_whole("max_idle_polls", max_idle_polls)
         self.handled = 0
         self._idle = 0
         self._max_idle_polls = max_idle_polls
@@ -688,6 +715,14 @@ _REDELIVERED = object()  # delivered more than max_deliveries times
 
 def _nothing() -> None:
     return None
+
+
+def _refusal_errors() -> tuple[type[Exception], ...]:
+    """A wrong user or password (``WRONGPASS``, ``NOAUTH``) and an ACL that forbids a
+    command or the stream's key (``NOPERM``)."""
+    from redis.exceptions import AuthenticationError, NoPermissionError
+
+    return (AuthenticationError, NoPermissionError)
 
 
 def _response_error() -> type[Exception]:
