@@ -424,10 +424,10 @@ def test_per_loop_keeps_a_value_for_each_loop_and_forgets_closed_ones() -> None:
         assert first.run_until_complete(put("a")) is None
         assert second.run_until_complete(put("b")) is None  # not the first loop's
         assert first.run_until_complete(put("a2")) == "a"
-        assert sorted(values.values()) == ["a2", "b"]
+        assert sorted(values._by_loop.values()) == ["a2", "b"]
         first.close()
         assert asyncio.run(put("c")) is None  # setting drops the closed first loop's
-        assert sorted(values.values()) == ["b", "c"]
+        assert sorted(values._by_loop.values()) == ["b", "c"]
 
         async def take() -> tuple[str | None, str | None]:
             values.discard("not it")

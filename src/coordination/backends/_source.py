@@ -933,10 +933,6 @@ class PerLoop(Generic[_T]):
             if self._by_loop.get(loop) is value:
                 del self._by_loop[loop]
 
-    def values(self) -> list[_T]:
-        with self._guard:
-            return list(self._by_loop.values())
-
 
 class LoopLock:
     """An ``asyncio.Lock`` for the running event loop (see ``PerLoop``): one loop's
