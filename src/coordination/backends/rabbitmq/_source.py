@@ -75,6 +75,9 @@ _REFUSALS: tuple[type[BaseException], ...] = (
     aiormq.exceptions.ConnectionNotAllowed,  # no such virtual host, or not allowed on it
     aiormq.exceptions.ChannelAccessRefused,  # no permission on the queue
 )
+# How often an idle consumer asks whether the broker still delivers to it (a passive
+# declaration: one round trip).
+_CONSUMER_CHECK_INTERVAL = 1.0
 _CLOSE_TIMEOUT = 5.0  # a stop never hangs on a broker that stopped answering
 # A quorum queue nacks a publish while it has no leader (just declared, or a node lost):
 # sent again after 0.05, 0.1, 0.2 s before the publisher is told (CI saw the first
@@ -122,6 +125,8 @@ class _Link:
         self.consumer_tag: str | None = None
         self.window: AckWindow | None = None  # the consuming channel's acks
         self.inbox: deque[aiormq.abc.DeliveredMessage] = deque()
+        self.saw_ready = False  # the last check found messages ready, none came since
+        self.next_check = 0.0  # when an idle poll may next ask for the queue's depth
         self.ready = asyncio.Event()
         self.lost: BaseException | None = None
         connection.close_callbacks.add(self._closed)
@@ -134,6 +139,7 @@ class _Link:
         """The consumer's callback: buffer it (``_fetch`` drains the buffer)."""
         if self.window is not None and message.delivery_tag is not None:
             self.window.delivered(message.delivery_tag)
+        self.saw_ready = False
         self.inbox.append(message)
         self.ready.set()
 
@@ -334,8 +340,10 @@ class RabbitMQSource(BrokerSource):
             link.check()
             link.ready.clear()
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(link.ready.wait(), wait)
+                except TimeoutError:  # a whole poll and nothing: still delivered to?
+                    await self._check_consumer(link)
         link.check()  # what the buffer holds came on a lost channel: it is redelivered
         deliveries: list[Delivery] = []
         classic = self.queue_type == "classic"
@@ -351,6 +359,41 @@ class RabbitMQSource(BrokerSource):
             if delivery is not None:
                 deliveries.append(delivery)
         return deliveries
+
+    async def _check_consumer(self, link: _Link) -> None:
+        """An idle poll asks the broker, at most once a ``_CONSUMER_CHECK_INTERVAL``,
+        how many messages the queue holds ready (a passive declaration on the consuming
+        channel). Some ready on two checks in a row, with room in the prefetch window
+        and nothing delivered in between: the broker no longer delivers to this consumer
+        and never said so (a consumer cancelled without the notification), and the link
+        is lost, so the loop connects and consumes anew. A queue that no longer exists
+        fails the declaration, which ends the link as well. Left alone, either case sat
+        "available" forever, consuming nothing.
+
+        A queue with a single active consumer is not asked: this consumer may rightly
+        be the one waiting."""
+        window, underlay = link.window, link.underlay
+        if underlay is None or window is None or len(window) >= self.prefetch:
+            return
+        if self.spec.arguments.get("x-single-active-consumer"):
+            return
+        now = self._clock()
+        if now < link.next_check:
+            return
+        link.next_check = now + _CONSUMER_CHECK_INTERVAL
+        declared = await underlay.queue_declare(
+            self.queue, passive=True, timeout=self.connect_timeout
+        )
+        ready = declared.message_count or 0
+        if not ready or link.inbox:
+            link.saw_ready = False
+        elif link.saw_ready:
+            link.lost = ConnectionError(
+                f"RabbitMQ holds {ready} ready message(s) in {self.queue!r} and delivers "
+                "none to this consumer"
+            )
+        else:
+            link.saw_ready = True
 
     async def _classic_delivery(
         self, link: _Link, window: AckWindow, message: aiormq.abc.DeliveredMessage
