@@ -21,6 +21,11 @@ from .conftest import Amqp
 pytestmark = pytest.mark.rabbitmq
 
 
+async def loop_free(call: Any, *args: Any) -> Any:
+    """``call(*args)`` off the running loop (``Amqp`` runs a loop of its own)."""
+    return await asyncio.get_running_loop().run_in_executor(None, call, *args)
+
+
 def test_a_queue_deleted_while_consuming_is_declared_again_and_consumed(
     queue: str, amqp: Amqp, processor: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -72,7 +77,7 @@ def test_a_queue_deleted_while_consuming_is_declared_again_and_consumed(
 
 
 async def test_a_consumer_the_broker_forgot_is_noticed_and_consumes_again(
-    queue: str, processor: Any, caplog: pytest.LogCaptureFixture
+    queue: str, amqp: Amqp, processor: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The broker stops delivering to the consumer without a cancel reaching the source
     (a lost notification). Here the consumer is cancelled behind the source's back: the
@@ -81,6 +86,9 @@ async def test_a_consumer_the_broker_forgot_is_noticed_and_consumes_again(
     again, reports the queue empty instead, so this check cannot see it: see
     docs/patterns/events.md.)"""
     caplog.set_level(logging.WARNING, logger="coordination")
+    # declared first: the consumer and the publisher creating it at once can add a
+    # reconnect of their own (see the test above)
+    await loop_free(amqp.declare, queue)
     source = RabbitMQSource(processor, queue, reconnect_interval=0.01, poll_timeout=0.05)
     running = asyncio.ensure_future(source.arun(handle_signals=False))
     loop = asyncio.get_running_loop()
@@ -113,6 +121,7 @@ async def test_a_queue_deleted_without_a_cancel_reaching_the_source_is_declared_
     """The queue goes and the broker's cancel never arrives (a proxy in between, a
     broker that drops it): the idle check's passive declaration finds no queue, and the
     source declares it again."""
+    await loop_free(amqp.declare, queue)  # declared first, as above
     source = RabbitMQSource(processor, queue, reconnect_interval=0.01, poll_timeout=0.05)
     running = asyncio.ensure_future(source.arun(handle_signals=False))
     loop = asyncio.get_running_loop()
